@@ -1,0 +1,123 @@
+//! Error types of the crypto crate, one enum per layer.
+
+use std::io;
+
+/// Errors about identities and key files. No state changes on any of them.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityError {
+    /// The bytes are not a valid ed25519 public key.
+    #[error("not a valid ed25519 public key")]
+    InvalidPublicKey,
+    /// A signature did not verify.
+    #[error("bad signature")]
+    BadSignature,
+    /// Text is not a 52-character base32 node id.
+    #[error("not a node id: expected 52 characters of base32")]
+    BadNodeIdText,
+    /// Reading or writing a key file failed.
+    #[error("key file {0}: {1}")]
+    Io(String, #[source] io::Error),
+    /// The key file may be read or written by others than its owner.
+    #[error("key file {0} has mode {1:o}: it must be readable by its owner only (chmod 600)")]
+    InsecurePermissions(String, u32),
+    /// The key file is not in the expected format.
+    #[error("key file {0} is malformed")]
+    BadKeyFile(String),
+}
+
+/// Why a location record was rejected. A rejected record changes nothing.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// Fewer bytes than the smallest possible record.
+    #[error("record truncated")]
+    Truncated,
+    /// The format version byte is not one this software reads.
+    #[error("unknown record format version {0}")]
+    UnknownVersion(u8),
+    /// The body does not decode.
+    #[error("malformed record: {0}")]
+    Malformed(String),
+    /// Bytes follow the signature's expected position.
+    #[error("{0} trailing bytes after record body")]
+    TrailingBytes(usize),
+    /// A text field is longer than allowed.
+    #[error("field {field} is {len} bytes, at most {max} allowed")]
+    FieldTooLong {
+        /// The field's name.
+        field: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// No socket address, or more than allowed.
+    #[error("record has {0} addresses, 1 to {max} allowed", max = crate::record::MAX_ADDRS)]
+    AddressCount(usize),
+    /// Free space above capacity.
+    #[error("free space {free} MiB exceeds capacity {capacity} MiB")]
+    FreeExceedsCapacity {
+        /// Free MiB.
+        free: u32,
+        /// Capacity MiB.
+        capacity: u32,
+    },
+    /// The record's X25519 key is not the one its signing key maps to.
+    #[error("record's X25519 key is not the one its ed25519 key signs for")]
+    StaticKeyMismatch,
+    /// The node id is not a valid ed25519 key.
+    #[error("record's node id is not a valid ed25519 key")]
+    InvalidNodeId,
+    /// The signature does not verify.
+    #[error("bad record signature")]
+    BadSignature,
+}
+
+/// Errors of the Noise session layer. After any of them the session is
+/// unusable and must be dropped (the cipher state may have advanced).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The socket failed.
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+    /// The peer closed the connection.
+    #[error("connection closed by peer")]
+    Closed,
+    /// The handshake did not finish before its deadline.
+    #[error("handshake timed out")]
+    HandshakeTimeout,
+    /// A handshake message failed: wrong key, tampering or truncation. The
+    /// cause is not revealed further on purpose.
+    #[error("handshake failed")]
+    HandshakeFailed,
+    /// The peer's identity record was invalid.
+    #[error("peer identity rejected: {0}")]
+    PeerRecord(#[from] RecordError),
+    /// The peer proved an identity other than the one we dialled.
+    #[error("peer is {got}, expected {expected}")]
+    UnexpectedPeer {
+        /// Node id dialled.
+        expected: String,
+        /// Node id proven.
+        got: String,
+    },
+    /// The peer's record names a static key other than the one it used.
+    #[error("peer's record does not match its session key")]
+    KeyMismatch,
+    /// A frame failed to decrypt: tampered, replayed, reordered or truncated.
+    #[error("frame failed to decrypt")]
+    Decrypt,
+    /// A frame is malformed (empty, or bad fragment flags).
+    #[error("malformed frame")]
+    MalformedFrame,
+    /// A message is larger than the configured maximum.
+    #[error("message of {size} bytes exceeds maximum {max}")]
+    MessageTooLarge {
+        /// Size seen or asked for.
+        size: usize,
+        /// The maximum.
+        max: usize,
+    },
+}
