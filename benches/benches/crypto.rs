@@ -1,1 +1,94 @@
-fn main() {}
+//! Criterion benchmarks of the crypto crate: record signing and checking,
+//! handshakes, and transport seal/open throughput with 64 KiB messages.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use grapevine_crypto::noise::{InitiatorHandshake, ResponderHandshake, MAX_FRAME_LEN};
+use grapevine_crypto::testing::{record_for, rng};
+use grapevine_crypto::{Identity, SessionConfig, SignedRecord, Transport, UnverifiedRecord};
+
+fn pair() -> (Transport, Transport) {
+    let cfg = SessionConfig::default();
+    let a = Identity::generate_with(&mut rng(1));
+    let b = Identity::generate_with(&mut rng(2));
+    let ra = record_for(&a, "127.0.0.1:1").sign(&a).unwrap();
+    let rb = record_for(&b, "127.0.0.1:2").sign(&b).unwrap();
+    let (hs, m1) = InitiatorHandshake::start(&a, &ra, b.node_id(), &cfg).unwrap();
+    let (tb, _, m2) = ResponderHandshake::respond(&b, &rb, &m1[2..], &cfg).unwrap();
+    let (ta, _) = hs.finish(&m2[2..]).unwrap();
+    (ta, tb)
+}
+
+/// Split sealed wire bytes into frame bodies.
+fn frames(wire: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < wire.len() {
+        let len = u16::from_be_bytes([wire[i], wire[i + 1]]) as usize;
+        out.push(&wire[i + 2..i + 2 + len]);
+        i += 2 + len;
+    }
+    out
+}
+
+fn transport(c: &mut Criterion) {
+    let mut g = c.benchmark_group("transport");
+    for size in [1024usize, 64 * 1024] {
+        let msg = vec![0x42u8; size];
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_function(format!("seal_{size}"), |bch| {
+            let (mut a, _) = pair();
+            let mut wire = Vec::with_capacity(size + MAX_FRAME_LEN);
+            bch.iter(|| {
+                wire.clear();
+                a.seal_message(&msg, 1 << 24, &mut wire).unwrap();
+            })
+        });
+        g.bench_function(format!("seal_open_{size}"), |bch| {
+            let (mut a, mut b) = pair();
+            let mut wire = Vec::with_capacity(size + MAX_FRAME_LEN);
+            let mut out = Vec::with_capacity(size + MAX_FRAME_LEN);
+            bch.iter(|| {
+                wire.clear();
+                out.clear();
+                a.seal_message(&msg, 1 << 24, &mut wire).unwrap();
+                for f in frames(&wire) {
+                    b.open_frame(f, &mut out, 1 << 24).unwrap();
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+fn records(c: &mut Criterion) {
+    let id = Identity::generate_with(&mut rng(3));
+    let signed = record_for(&id, "127.0.0.1:7000").sign(&id).unwrap();
+    let mut g = c.benchmark_group("record");
+    g.bench_function("sign", |b| {
+        b.iter(|| record_for(&id, "127.0.0.1:7000").sign(&id).unwrap())
+    });
+    g.bench_function("decode_verify", |b| b.iter(|| SignedRecord::decode(signed.bytes()).unwrap()));
+    g.bench_function("parse_only", |b| b.iter(|| UnverifiedRecord::parse(signed.bytes()).unwrap()));
+    let many: Vec<Vec<u8>> = (0..64)
+        .map(|i| {
+            let id = Identity::generate_with(&mut rng(100 + i));
+            record_for(&id, "127.0.0.1:7000").sign(&id).unwrap().bytes().to_vec()
+        })
+        .collect();
+    g.throughput(Throughput::Elements(64));
+    g.bench_function("verify_batch_64", |b| {
+        b.iter_batched(
+            || many.iter().map(|m| UnverifiedRecord::parse(m).unwrap()).collect::<Vec<_>>(),
+            UnverifiedRecord::verify_batch,
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+fn handshake(c: &mut Criterion) {
+    c.bench_function("handshake/ik_full", |b| b.iter(pair));
+}
+
+criterion_group!(benches, transport, records, handshake);
+criterion_main!(benches);

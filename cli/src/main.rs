@@ -1,1 +1,50 @@
-fn main() {}
+//! The `grapevine` command: thin over the grapevine libraries.
+
+mod alloc;
+mod bench_sessions;
+mod procfs;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: alloc::CountingAlloc = alloc::CountingAlloc;
+
+/// grapevine: a storage grid whose members find each other by gossip.
+#[derive(Debug, Parser)]
+#[command(name = "grapevine", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Benchmarks that print figures.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCmd {
+    /// Idle-session memory, handshake rate and throughput: Noise vs TLS 1.3.
+    Sessions(bench_sessions::SessionsArgs),
+    /// (internal) the accepting side of `bench sessions`.
+    #[command(hide = true)]
+    SessionPeer(bench_sessions::PeerArgs),
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Bench(BenchCmd::Sessions(a)) => bench_sessions::run(&a),
+        Cmd::Bench(BenchCmd::SessionPeer(a)) => bench_sessions::peer(&a),
+    }
+}

@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod cipher;
 pub mod error;
 pub mod identity;
 pub mod noise;

@@ -34,6 +34,9 @@ pub const MAX_FRAME_LEN: usize = 65535;
 pub const TAG_LEN: usize = 16;
 /// Largest message fragment carried by one frame.
 pub const MAX_FRAGMENT: usize = MAX_FRAME_LEN - TAG_LEN - 1;
+/// Largest handshake message: ephemeral key, encrypted static key and a
+/// signed record of at most `MAX_RECORD_LEN` bytes, with tags, fit easily.
+pub const MAX_HANDSHAKE_LEN: usize = 1024;
 /// Flag: this fragment ends its message.
 pub const FLAG_FINAL: u8 = 1;
 
@@ -98,7 +101,7 @@ impl InitiatorHandshake {
             .x25519_public()
             .map_err(|_| SessionError::HandshakeFailed)?;
         let secret = local.x25519_secret();
-        let mut hs = snow::Builder::new(params())
+        let mut hs = snow::Builder::with_resolver(params(), crate::cipher::resolver())
             .local_private_key(&secret)
             .map_err(hs_err)?
             .remote_public_key(&remote_static)
@@ -107,7 +110,7 @@ impl InitiatorHandshake {
             .map_err(hs_err)?
             .build_initiator()
             .map_err(hs_err)?;
-        let mut buf = vec![0u8; MAX_FRAME_LEN];
+        let mut buf = vec![0u8; MAX_HANDSHAKE_LEN];
         let n = hs.write_message(local_record.bytes(), &mut buf).map_err(hs_err)?;
         Ok((
             InitiatorHandshake {
@@ -126,7 +129,10 @@ impl InitiatorHandshake {
     /// [`SessionError::PeerRecord`] if the responder's record is invalid,
     /// [`SessionError::UnexpectedPeer`] if it is some other node.
     pub fn finish(mut self, reply: &[u8]) -> Result<(Transport, SignedRecord), SessionError> {
-        let mut buf = vec![0u8; MAX_FRAME_LEN];
+        if reply.len() > MAX_HANDSHAKE_LEN {
+            return Err(SessionError::HandshakeFailed);
+        }
+        let mut buf = vec![0u8; MAX_HANDSHAKE_LEN];
         let n = self.hs.read_message(reply, &mut buf).map_err(hs_err)?;
         let record = UnverifiedRecord::parse(&buf[..n])?.verify()?;
         if record.node_id() != self.expected {
@@ -164,14 +170,17 @@ impl ResponderHandshake {
         cfg: &SessionConfig,
     ) -> Result<(Transport, SignedRecord, Vec<u8>), SessionError> {
         let secret = local.x25519_secret();
-        let mut hs = snow::Builder::new(params())
+        let mut hs = snow::Builder::with_resolver(params(), crate::cipher::resolver())
             .local_private_key(&secret)
             .map_err(hs_err)?
             .prologue(PROLOGUE)
             .map_err(hs_err)?
             .build_responder()
             .map_err(hs_err)?;
-        let mut buf = vec![0u8; MAX_FRAME_LEN];
+        if first.len() > MAX_HANDSHAKE_LEN {
+            return Err(SessionError::HandshakeFailed);
+        }
+        let mut buf = vec![0u8; MAX_HANDSHAKE_LEN];
         let n = hs.read_message(first, &mut buf).map_err(hs_err)?;
         let peer = UnverifiedRecord::parse(&buf[..n])?.verify()?;
         if hs.get_remote_static() != Some(&peer.record().x25519[..]) {
@@ -288,7 +297,9 @@ impl Transport {
                 max,
             });
         }
-        message.resize(start + frame.len() - TAG_LEN, 0);
+        // Room for the tag too: snow decrypts in place only when the output
+        // is at least as long as the ciphertext.
+        message.resize(start + frame.len(), 0);
         let res = self.ts.read_message(frame, &mut message[start..]);
         let n = match res {
             Ok(n) if n == frame.len() - TAG_LEN => n,

@@ -11,7 +11,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::SessionError;
 use crate::identity::{Identity, NodeId};
-use crate::noise::{InitiatorHandshake, ResponderHandshake, SessionConfig, Transport};
+use crate::noise::{
+    InitiatorHandshake, ResponderHandshake, SessionConfig, Transport, MAX_FRAME_LEN, MAX_HANDSHAKE_LEN,
+};
 use crate::record::SignedRecord;
 
 /// An established, authenticated, encrypted session.
@@ -19,11 +21,14 @@ use crate::record::SignedRecord;
 pub struct Session<S> {
     stream: S,
     transport: Transport,
-    peer: SignedRecord,
+    peer: NodeId,
     max_message: usize,
 }
 
-async fn read_frame<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Vec<u8>, SessionError> {
+async fn read_frame<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    max: usize,
+) -> Result<Vec<u8>, SessionError> {
     let mut len = [0u8; 2];
     match stream.read_exact(&mut len).await {
         Ok(_) => {}
@@ -31,7 +36,7 @@ async fn read_frame<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Vec<u8>, Ses
         Err(e) => return Err(e.into()),
     }
     let len = u16::from_be_bytes(len) as usize;
-    if len == 0 {
+    if len == 0 || len > max {
         return Err(SessionError::MalformedFrame);
     }
     let mut frame = vec![0u8; len];
@@ -52,7 +57,9 @@ async fn with_deadline<T>(
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
-    /// Run the initiator's handshake to `remote` over `stream`.
+    /// Run the initiator's handshake to `remote` over `stream`. Returns the
+    /// session and the peer's verified record (the session itself keeps only
+    /// the peer's id, to stay small while idle).
     ///
     /// # Errors
     /// [`SessionError::HandshakeTimeout`] past `cfg.handshake_timeout`; any
@@ -63,24 +70,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         local_record: &SignedRecord,
         remote: NodeId,
         cfg: &SessionConfig,
-    ) -> Result<Self, SessionError> {
+    ) -> Result<(Self, SignedRecord), SessionError> {
         with_deadline(cfg.handshake_timeout, async {
             let (hs, first) = InitiatorHandshake::start(local, local_record, remote, cfg)?;
             stream.write_all(&first).await?;
             drop(first);
-            let reply = read_frame(&mut stream).await?;
-            let (transport, peer) = hs.finish(&reply)?;
-            Ok(Session {
+            let reply = read_frame(&mut stream, MAX_HANDSHAKE_LEN).await?;
+            let (transport, record) = hs.finish(&reply)?;
+            let session = Session {
                 stream,
                 transport,
-                peer,
+                peer: record.node_id(),
                 max_message: cfg.max_message,
-            })
+            };
+            Ok((session, record))
         })
         .await
     }
 
-    /// Run the responder's handshake over an accepted `stream`.
+    /// Run the responder's handshake over an accepted `stream`. Returns the
+    /// session and the initiator's verified record.
     ///
     /// # Errors
     /// [`SessionError::HandshakeTimeout`] past `cfg.handshake_timeout`; any
@@ -90,25 +99,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         local: &Identity,
         local_record: &SignedRecord,
         cfg: &SessionConfig,
-    ) -> Result<Self, SessionError> {
+    ) -> Result<(Self, SignedRecord), SessionError> {
         with_deadline(cfg.handshake_timeout, async {
-            let first = read_frame(&mut stream).await?;
-            let (transport, peer, reply) = ResponderHandshake::respond(local, local_record, &first, cfg)?;
+            let first = read_frame(&mut stream, MAX_HANDSHAKE_LEN).await?;
+            let (transport, record, reply) =
+                ResponderHandshake::respond(local, local_record, &first, cfg)?;
             drop(first);
             stream.write_all(&reply).await?;
-            Ok(Session {
+            let session = Session {
                 stream,
                 transport,
-                peer,
+                peer: record.node_id(),
                 max_message: cfg.max_message,
-            })
+            };
+            Ok((session, record))
         })
         .await
     }
 
-    /// The peer's verified location record, as presented in the handshake.
-    pub fn peer(&self) -> &SignedRecord {
-        &self.peer
+    /// The peer's node id, proven in the handshake.
+    pub fn peer(&self) -> NodeId {
+        self.peer
     }
 
     /// Send one message (split into frames as needed).
@@ -131,7 +142,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub async fn recv(&mut self) -> Result<Vec<u8>, SessionError> {
         let mut msg = Vec::new();
         loop {
-            let frame = read_frame(&mut self.stream).await?;
+            let frame = read_frame(&mut self.stream, MAX_FRAME_LEN).await?;
             if self.transport.open_frame(&frame, &mut msg, self.max_message)? {
                 return Ok(msg);
             }
@@ -172,15 +183,16 @@ mod tests {
             let cfg = cfg.clone();
             async move {
                 let (s, _) = listener.accept().await.unwrap();
-                let mut sess = Session::accept(s, &ib, &rb, &cfg).await.unwrap();
-                let peer = sess.peer().node_id();
+                let (mut sess, rec) = Session::accept(s, &ib, &rb, &cfg).await.unwrap();
+                let peer = sess.peer();
+                assert_eq!(rec.node_id(), peer);
                 let m = sess.recv().await.unwrap();
                 sess.send(&m).await.unwrap();
                 peer
             }
         });
         let stream = TcpStream::connect(addr).await.unwrap();
-        let mut sess = Session::connect(stream, &ia, &ra, b_id, &cfg).await.unwrap();
+        let (mut sess, _) = Session::connect(stream, &ia, &ra, b_id, &cfg).await.unwrap();
         let big = vec![7u8; 300_000];
         sess.send(&big).await.unwrap();
         assert_eq!(sess.recv().await.unwrap(), big);
@@ -210,8 +222,8 @@ mod tests {
             let cfg = cfg.clone();
             async move { Session::accept(b, &ib, &rb, &cfg).await }
         });
-        let mut client = Session::connect(a, &ia, &ra, b_id, &cfg).await.unwrap();
-        let mut server = accept.await.unwrap().unwrap();
+        let (mut client, _) = Session::connect(a, &ia, &ra, b_id, &cfg).await.unwrap();
+        let (mut server, _) = accept.await.unwrap().unwrap();
         assert!(matches!(
             client.send(&[0u8; 1001]).await,
             Err(SessionError::MessageTooLarge { .. })
@@ -224,6 +236,15 @@ mod tests {
         assert!(matches!(server.recv().await, Err(SessionError::MalformedFrame)));
         drop(client);
         assert!(matches!(server.recv().await, Err(SessionError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn oversized_handshake_frame_is_refused_without_reading_it() {
+        let (ib, rb) = node(2);
+        let (mut a, b) = tokio::io::duplex(1024);
+        a.write_all(&[0xff, 0xff]).await.unwrap();
+        let r = Session::accept(b, &ib, &rb, &SessionConfig::default()).await;
+        assert!(matches!(r, Err(SessionError::MalformedFrame)));
     }
 
     #[tokio::test]

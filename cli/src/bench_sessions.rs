@@ -1,0 +1,600 @@
+//! `grapevine bench sessions`: what an idle authenticated session costs, and
+//! how fast a session moves data, for grapevine's Noise sessions and for
+//! TLS 1.3 (tokio-rustls) in the same harness.
+//!
+//! The parent process dials N sessions to a child process (`grapevine bench
+//! session-peer`) on 127.0.0.1 and keeps them idle. Each side counts its
+//! live heap bytes (counting global allocator) and RSS before and after; the
+//! kernel's TCP buffer memory comes from /proc/net/sockstat. One extra
+//! session then streams 64 KiB messages for a few seconds to measure
+//! throughput and CPU time on both ends. Both processes run a
+//! single-threaded tokio runtime, so CPU seconds are core-seconds.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use grapevine_crypto::noise::{FrameDecoder, InitiatorHandshake, ResponderHandshake};
+use grapevine_crypto::{Identity, LocationRecord, Session, SessionConfig, SignedRecord};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::rustls;
+
+use crate::alloc::live_bytes;
+use crate::procfs;
+
+const MSG: usize = 64 * 1024;
+const PEER_SEED: [u8; 32] = [7; 32];
+
+/// Arguments of `bench sessions`.
+#[derive(Debug, clap::Args)]
+pub struct SessionsArgs {
+    /// Idle sessions to open.
+    #[arg(long, default_value_t = 1000)]
+    pub count: usize,
+    /// Seconds of streaming for the throughput figure.
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Skip the TLS comparison row.
+    #[arg(long)]
+    pub no_tls: bool,
+}
+
+/// Which protocol a peer speaks.
+#[derive(Debug, Clone, Copy, clap::ValueEnum, PartialEq, Eq)]
+pub enum Proto {
+    /// grapevine's Noise sessions.
+    Noise,
+    /// TLS 1.3 via tokio-rustls (ring provider).
+    Tls,
+}
+
+/// Arguments of the hidden `bench session-peer` child.
+#[derive(Debug, clap::Args)]
+pub struct PeerArgs {
+    /// Protocol to serve.
+    #[arg(long, value_enum)]
+    pub proto: Proto,
+}
+
+/// One row of results.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    /// "noise" or "tls13".
+    pub proto: &'static str,
+    /// Idle sessions held open.
+    pub sessions: usize,
+    /// Dialling side: heap bytes per idle session (allocator-counted).
+    pub client_heap_bytes_per_session: f64,
+    /// Dialling side: RSS growth per idle session.
+    pub client_rss_bytes_per_session: f64,
+    /// Accepting side (one task per session): heap bytes per idle session.
+    pub server_heap_bytes_per_session: f64,
+    /// Accepting side: RSS growth per idle session.
+    pub server_rss_bytes_per_session: f64,
+    /// Kernel TCP buffer memory (/proc/net/sockstat `mem`) per session, both ends.
+    pub kernel_sockstat_bytes_per_session: f64,
+    /// Completed handshakes per second (64 in flight).
+    pub handshakes_per_sec: f64,
+    /// Socket throughput with 64 KiB messages, MB/s (10^6 bytes).
+    pub throughput_mb_s: f64,
+    /// Sender's MB per CPU-second over the socket run.
+    pub sender_mb_per_cpu_s: f64,
+    /// Receiver's MB per CPU-second over the socket run.
+    pub receiver_mb_per_cpu_s: f64,
+    /// In-memory seal of 64 KiB messages on one core, MB/s (Noise only).
+    pub seal_mb_s: Option<f64>,
+    /// In-memory open of 64 KiB messages on one core, MB/s (Noise only).
+    pub open_mb_s: Option<f64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PeerReport {
+    heap_delta: i64,
+    rss_delta: i64,
+    established: u64,
+}
+
+/// Run the benchmark and print the figures.
+///
+/// # Errors
+/// Fails if the child cannot be started or a session fails.
+pub fn run(args: &SessionsArgs) -> Result<()> {
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);
+    if (limit as usize) < args.count + 100 {
+        bail!(
+            "open-file limit is {limit}, too low for {} sessions (raise it with ulimit -n)",
+            args.count
+        );
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut rows = vec![rt.block_on(measure(Proto::Noise, args))?];
+    if !args.no_tls {
+        rows.push(rt.block_on(measure(Proto::Tls, args))?);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print_table(&rows);
+    }
+    Ok(())
+}
+
+fn print_table(rows: &[Row]) {
+    let f = |v: f64| format!("{v:.0}");
+    println!(
+        "{:<6} {:>8} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "proto", "sessions", "cli heap/s", "cli rss/s", "srv heap/s", "srv rss/s", "kernel/s",
+        "hs/s", "MB/s", "snd MB/cpu", "rcv MB/cpu"
+    );
+    for r in rows {
+        println!(
+            "{:<6} {:>8} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            r.proto,
+            r.sessions,
+            f(r.client_heap_bytes_per_session),
+            f(r.client_rss_bytes_per_session),
+            f(r.server_heap_bytes_per_session),
+            f(r.server_rss_bytes_per_session),
+            f(r.kernel_sockstat_bytes_per_session),
+            f(r.handshakes_per_sec),
+            f(r.throughput_mb_s),
+            f(r.sender_mb_per_cpu_s),
+            f(r.receiver_mb_per_cpu_s),
+        );
+        if let (Some(s), Some(o)) = (r.seal_mb_s, r.open_mb_s) {
+            println!("       in-memory, one core, 64 KiB messages: seal {s:.0} MB/s, open {o:.0} MB/s");
+        }
+    }
+    println!("(bytes per idle session; MB = 10^6 bytes)");
+}
+
+struct Peer {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+    addr: SocketAddr,
+    tls_cert: Option<Vec<u8>>,
+}
+
+impl Peer {
+    fn spawn(proto: Proto) -> Result<Peer> {
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .args(["bench", "session-peer", "--proto"])
+            .arg(match proto {
+                Proto::Noise => "noise",
+                Proto::Tls => "tls",
+            })
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting session peer")?;
+        let stdin = child.stdin.take().context("child stdin")?;
+        let mut stdout = BufReader::new(child.stdout.take().context("child stdout")?);
+        let mut line = String::new();
+        stdout.read_line(&mut line)?;
+        let mut words = line.split_whitespace();
+        if words.next() != Some("READY") {
+            bail!("session peer did not start: {line:?}");
+        }
+        let port: u16 = words.next().context("port")?.parse()?;
+        let tls_cert = words
+            .next()
+            .map(|h| data_encoding::HEXLOWER.decode(h.as_bytes()))
+            .transpose()?;
+        Ok(Peer {
+            child,
+            stdin,
+            stdout,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            tls_cert,
+        })
+    }
+
+    fn report(&mut self) -> Result<PeerReport> {
+        writeln!(self.stdin, "REPORT")?;
+        let mut line = String::new();
+        self.stdout.read_line(&mut line)?;
+        serde_json::from_str(&line).with_context(|| format!("peer report {line:?}"))
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+enum Conn {
+    Noise(Session<TcpStream>),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+async fn measure(proto: Proto, args: &SessionsArgs) -> Result<Row> {
+    let mut peer = Peer::spawn(proto)?;
+    let me = Arc::new(Identity::generate());
+    let my_record = LocationRecord::new(&me, vec!["127.0.0.1:1".parse()?]).sign(&me)?;
+    let peer_id = Identity::from_seed(PEER_SEED).node_id();
+    let tls = match &peer.tls_cert {
+        Some(der) => Some(tls_connector(der)?),
+        None => None,
+    };
+    let cfg = SessionConfig::default();
+    let addr = peer.addr;
+    let connect = {
+        let me = me.clone();
+        let my_record = my_record.clone();
+        let tls = tls.clone();
+        let cfg = cfg.clone();
+        move || {
+            let me = me.clone();
+            let my_record = my_record.clone();
+            let tls = tls.clone();
+            let cfg = cfg.clone();
+            async move {
+                let s = TcpStream::connect(addr).await?;
+                s.set_nodelay(true)?;
+                Ok::<Conn, anyhow::Error>(match tls {
+                    None => Conn::Noise(Session::connect(s, &me, &my_record, peer_id, &cfg).await?.0),
+                    Some(c) => {
+                        let name = rustls::pki_types::ServerName::try_from("localhost")?;
+                        Conn::Tls(Box::new(c.connect(name, s).await?))
+                    }
+                })
+            }
+        }
+    };
+
+    // Warm up allocator arenas and the runtime with a few sessions.
+    let mut warm = Vec::new();
+    for _ in 0..8 {
+        warm.push(connect().await?);
+    }
+    drop(warm);
+
+    let heap0 = live_bytes();
+    let rss0 = procfs::rss_bytes();
+    let kernel0 = procfs::tcp_socket_mem_bytes();
+    let sem = Arc::new(Semaphore::new(64));
+    let start = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..args.count {
+        let permit = sem.clone().acquire_owned().await?;
+        let c = connect.clone();
+        set.spawn(async move {
+            let r = c().await;
+            drop(permit);
+            r
+        });
+    }
+    let mut conns = Vec::with_capacity(args.count);
+    while let Some(r) = set.join_next().await {
+        conns.push(r??);
+    }
+    let hs_secs = start.elapsed().as_secs_f64();
+    drop(set);
+    let heap1 = live_bytes();
+    let rss1 = procfs::rss_bytes();
+    let report = peer.report()?;
+    let kernel1 = procfs::tcp_socket_mem_bytes();
+    let n = args.count as f64;
+    if report.established < args.count as u64 {
+        bail!("peer established {} of {} sessions", report.established, args.count);
+    }
+
+    let (throughput, snd, rcv) = stream(connect().await?, args.seconds).await?;
+    let (seal, open) = match proto {
+        Proto::Noise => {
+            let (s, o) = in_memory_seal_open(&me, &my_record)?;
+            (Some(s), Some(o))
+        }
+        Proto::Tls => (None, None),
+    };
+    drop(conns);
+    Ok(Row {
+        proto: match proto {
+            Proto::Noise => "noise",
+            Proto::Tls => "tls13",
+        },
+        sessions: args.count,
+        client_heap_bytes_per_session: (heap1 - heap0) as f64 / n,
+        client_rss_bytes_per_session: (rss1 as f64 - rss0 as f64) / n,
+        server_heap_bytes_per_session: report.heap_delta as f64 / n,
+        server_rss_bytes_per_session: report.rss_delta as f64 / n,
+        kernel_sockstat_bytes_per_session: (kernel1 as f64 - kernel0 as f64) / n,
+        handshakes_per_sec: n / hs_secs,
+        throughput_mb_s: throughput,
+        sender_mb_per_cpu_s: snd,
+        receiver_mb_per_cpu_s: rcv,
+        seal_mb_s: seal,
+        open_mb_s: open,
+    })
+}
+
+/// Stream 64 KiB messages for `seconds`; returns (MB/s, sender MB/cpu-s,
+/// receiver MB/cpu-s).
+async fn stream(conn: Conn, seconds: f64) -> Result<(f64, f64, f64)> {
+    let buf = vec![0x5au8; MSG];
+    let start = Instant::now();
+    let cpu0 = procfs::cpu_seconds();
+    let mut sent: u64 = 0;
+    let reply: Vec<u8> = match conn {
+        Conn::Noise(mut s) => {
+            while start.elapsed().as_secs_f64() < seconds {
+                for _ in 0..16 {
+                    s.send(&buf).await?;
+                    sent += MSG as u64;
+                }
+            }
+            s.send(&[]).await?;
+            s.recv().await?
+        }
+        Conn::Tls(mut s) => {
+            let mut framed = Vec::with_capacity(4 + MSG);
+            framed.extend_from_slice(&(MSG as u32).to_be_bytes());
+            framed.extend_from_slice(&buf);
+            while start.elapsed().as_secs_f64() < seconds {
+                for _ in 0..16 {
+                    s.write_all(&framed).await?;
+                    sent += MSG as u64;
+                }
+            }
+            s.write_all(&0u32.to_be_bytes()).await?;
+            s.flush().await?;
+            let mut r = vec![0u8; 16];
+            s.read_exact(&mut r).await?;
+            r
+        }
+    };
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = procfs::cpu_seconds() - cpu0;
+    if reply.len() != 16 {
+        bail!("bad throughput reply");
+    }
+    let got = u64::from_le_bytes(reply[..8].try_into()?);
+    let peer_cpu = u64::from_le_bytes(reply[8..].try_into()?) as f64 / 1e6;
+    if got != sent {
+        bail!("peer received {got} of {sent} bytes");
+    }
+    let mb = sent as f64 / 1e6;
+    Ok((mb / wall, mb / cpu.max(0.01), mb / peer_cpu.max(0.01)))
+}
+
+fn in_memory_seal_open(me: &Identity, my_record: &SignedRecord) -> Result<(f64, f64)> {
+    let cfg = SessionConfig::default();
+    let other = Identity::from_seed(PEER_SEED);
+    let other_rec = LocationRecord::new(&other, vec!["127.0.0.1:2".parse()?]).sign(&other)?;
+    let (hs, m1) = InitiatorHandshake::start(me, my_record, other.node_id(), &cfg)?;
+    let (_b, _, m2) = ResponderHandshake::respond(&other, &other_rec, &m1[2..], &cfg)?;
+    let (mut a, _) = hs.finish(&m2[2..])?;
+    let msg = vec![1u8; MSG];
+    let rounds = 4000;
+    // Seal into one reused buffer (as a sender does), timed.
+    let mut scratch = Vec::with_capacity(MSG + 64);
+    let t = Instant::now();
+    for _ in 0..rounds {
+        scratch.clear();
+        a.seal_message(&msg, cfg.max_message, &mut scratch)?;
+    }
+    let seal = (rounds * MSG) as f64 / 1e6 / t.elapsed().as_secs_f64();
+    // Open needs successive ciphertexts: produce them untimed from a second
+    // pair, then time opening them into one reused buffer.
+    let (hs, m1) = InitiatorHandshake::start(me, my_record, other.node_id(), &cfg)?;
+    let (mut b, _, m2) = ResponderHandshake::respond(&other, &other_rec, &m1[2..], &cfg)?;
+    let (mut a, _) = hs.finish(&m2[2..])?;
+    let mut wires = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let mut w = Vec::with_capacity(MSG + 64);
+        a.seal_message(&msg, cfg.max_message, &mut w)?;
+        wires.push(w);
+    }
+    let t = Instant::now();
+    let mut out = Vec::with_capacity(MSG + 64);
+    for w in &wires {
+        let mut dec = FrameDecoder::default();
+        dec.extend(w);
+        out.clear();
+        let mut done = false;
+        while let Some(f) = dec.next_frame()? {
+            done = b.open_frame(&f, &mut out, cfg.max_message)?;
+        }
+        if !done || out.len() != MSG {
+            bail!("in-memory message did not reassemble");
+        }
+    }
+    let open = (rounds * MSG) as f64 / 1e6 / t.elapsed().as_secs_f64();
+    Ok((seal, open))
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn tls_connector(cert_der: &[u8]) -> Result<tokio_rustls::TlsConnector> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::CertificateDer::from(cert_der.to_vec()))?;
+    let cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(cfg)))
+}
+
+/// The child side: accept sessions, hold them idle, sink throughput streams,
+/// and report its own memory when asked on stdin.
+///
+/// # Errors
+/// Fails if it cannot bind or set up TLS.
+pub fn peer(args: &PeerArgs) -> Result<()> {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(peer_main(args.proto))
+}
+
+async fn peer_main(proto: Proto) -> Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let ident = Arc::new(Identity::from_seed(PEER_SEED));
+    let record = LocationRecord::new(&ident, vec![listener.local_addr()?]).sign(&ident)?;
+    let (acceptor, cert_hex) = match proto {
+        Proto::Noise => (None, String::new()),
+        Proto::Tls => {
+            let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()])?;
+            let der = ck.cert.der().to_vec();
+            let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
+            let cfg = rustls::ServerConfig::builder_with_provider(provider())
+                .with_protocol_versions(&[&rustls::version::TLS13])?
+                .with_no_client_auth()
+                .with_single_cert(vec![der.clone().into()], key)?;
+            (
+                Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg))),
+                data_encoding::HEXLOWER.encode(&der),
+            )
+        }
+    };
+    let established = Arc::new(AtomicU64::new(0));
+    let heap0 = Arc::new(AtomicU64::new(0));
+    let rss0 = Arc::new(AtomicU64::new(0));
+
+    // Control: stdin lines, on a blocking thread.
+    let (ctl_tx, mut ctl_rx) = tokio::sync::mpsc::channel::<String>(4);
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        for line in stdin.lock().lines() {
+            let Ok(line) = line else { break };
+            if ctl_tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    println!("READY {port} {cert_hex}");
+    std::io::stdout().flush()?;
+
+    let mut baseline_taken = false;
+    loop {
+        tokio::select! {
+            acc = listener.accept() => {
+                let (s, _) = acc?;
+                let _ = s.set_nodelay(true);
+                // Baseline after warm-up: the parent's 8 warm-up sessions
+                // come first and are dropped before the measured ones.
+                if !baseline_taken && established.load(Ordering::Relaxed) >= 8 {
+                    baseline_taken = true;
+                    heap0.store(live_bytes() as u64, Ordering::Relaxed);
+                    rss0.store(procfs::rss_bytes(), Ordering::Relaxed);
+                    established.store(0, Ordering::Relaxed);
+                }
+                let ident = ident.clone();
+                let record = record.clone();
+                let acceptor = acceptor.clone();
+                let established = established.clone();
+                // One spawn per protocol: a future is as large as its
+                // largest state, and the idle task holds all of it.
+                match acceptor {
+                    None => {
+                        tokio::spawn(serve_noise(s, ident, record, established));
+                    }
+                    Some(a) => {
+                        tokio::spawn(serve_tls(s, a, established));
+                    }
+                }
+            }
+            line = ctl_rx.recv() => {
+                match line.as_deref() {
+                    Some("REPORT") => {
+                        // Every session the parent holds was counted here
+                        // before our handshake reply left (same poll, one
+                        // thread), so the count is complete.
+                        let report = PeerReport {
+                            heap_delta: live_bytes() - heap0.load(Ordering::Relaxed) as i64,
+                            rss_delta: procfs::rss_bytes() as i64 - rss0.load(Ordering::Relaxed) as i64,
+                            established: established.load(Ordering::Relaxed),
+                        };
+                        println!("{}", serde_json::to_string(&report)?);
+                        std::io::stdout().flush()?;
+                    }
+                    _ => return Ok(()),
+                }
+            }
+        }
+    }
+}
+
+fn established_one(established: &AtomicU64) {
+    established.fetch_add(1, Ordering::Relaxed);
+}
+
+async fn serve_noise(
+    s: TcpStream,
+    ident: Arc<Identity>,
+    record: SignedRecord,
+    established: Arc<AtomicU64>,
+) {
+    // Boxed so the idle task does not carry the handshake's state inline.
+    let accepted = Box::pin(Session::accept(s, &ident, &record, &SessionConfig::default())).await;
+    drop((ident, record));
+    let Ok((mut sess, _)) = accepted else { return };
+    established_one(&established);
+    drop(established);
+    let mut got = 0u64;
+    let mut cpu0 = None;
+    loop {
+        let Ok(m) = sess.recv().await else { return };
+        if m.is_empty() {
+            let cpu = procfs::cpu_seconds() - cpu0.unwrap_or_else(procfs::cpu_seconds);
+            let mut r = got.to_le_bytes().to_vec();
+            r.extend_from_slice(&((cpu * 1e6) as u64).to_le_bytes());
+            if sess.send(&r).await.is_err() {
+                return;
+            }
+            got = 0;
+            cpu0 = None;
+        } else {
+            cpu0.get_or_insert_with(procfs::cpu_seconds);
+            got += m.len() as u64;
+        }
+    }
+}
+
+async fn serve_tls(s: TcpStream, acceptor: tokio_rustls::TlsAcceptor, established: Arc<AtomicU64>) {
+    let Ok(s) = Box::pin(acceptor.accept(s)).await else { return };
+    established_one(&established);
+    if let Err(e) = tls_sink(s).await {
+        tracing::debug!("tls session ended: {e}");
+    }
+}
+
+async fn tls_sink(mut s: tokio_rustls::server::TlsStream<TcpStream>) -> Result<()> {
+    let mut got = 0u64;
+    let mut cpu0 = None;
+    loop {
+        let len = s.read_u32().await? as usize;
+        if len == 0 {
+            let cpu = procfs::cpu_seconds() - cpu0.unwrap_or_else(procfs::cpu_seconds);
+            s.write_all(&got.to_le_bytes()).await?;
+            s.write_all(&((cpu * 1e6) as u64).to_le_bytes()).await?;
+            s.flush().await?;
+            got = 0;
+            cpu0 = None;
+            continue;
+        }
+        if len > MSG {
+            bail!("oversized message");
+        }
+        cpu0.get_or_insert_with(procfs::cpu_seconds);
+        let mut buf = vec![0u8; len];
+        s.read_exact(&mut buf).await?;
+        got += len as u64;
+    }
+}
