@@ -27,7 +27,7 @@ pub enum IdentityError {
 }
 
 /// Why a location record was rejected. A rejected record changes nothing.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RecordError {
     /// Fewer bytes than the smallest possible record.

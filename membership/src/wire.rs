@@ -1,0 +1,319 @@
+//! The gossip wire format: one [`Message`] per UDP datagram, a version byte
+//! then a `bincode` 2 body, never more than [`MAX_DATAGRAM`] bytes.
+
+use std::net::SocketAddr;
+
+use bincode::config::{self, Configuration, Limit, LittleEndian, Varint};
+use grapevine_crypto::NodeId;
+
+use crate::error::WireError;
+
+/// Largest datagram sent or accepted.
+pub const MAX_DATAGRAM: usize = 1400;
+/// Wire format version.
+pub const WIRE_VERSION: u8 = 1;
+/// Number of anti-entropy buckets (node ids grouped by first byte).
+pub const BUCKETS: usize = 256;
+
+/// Most memory one datagram may make the decoder allocate. `bincode`'s
+/// limit counts claimed in-memory sizes (element count times element size),
+/// not wire bytes; the wire size is capped separately at [`MAX_DATAGRAM`].
+const DECODE_MEMORY_LIMIT: usize = 256 * 1024;
+
+type Cfg = Configuration<LittleEndian, Varint, Limit<DECODE_MEMORY_LIMIT>>;
+fn cfg() -> Cfg {
+    config::standard().with_limit::<DECODE_MEMORY_LIMIT>()
+}
+
+/// A membership fact that spreads by piggybacking on other messages.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub enum Update {
+    /// A signed location record (canonical bytes). Also announces the node.
+    Record(Vec<u8>),
+    /// The node is alive at this incarnation; signed by the node itself, so
+    /// only it can refute a suspicion.
+    Alive {
+        /// The node.
+        id: NodeId,
+        /// Its incarnation.
+        incarnation: u64,
+        /// Signature by `id` over ("alive", id, incarnation).
+        sig: [u8; 64],
+    },
+    /// Someone suspects the node at this incarnation.
+    Suspect {
+        /// The node suspected.
+        id: NodeId,
+        /// Incarnation suspected.
+        incarnation: u64,
+    },
+    /// The node was declared dead at this incarnation.
+    Dead {
+        /// The node.
+        id: NodeId,
+        /// Incarnation.
+        incarnation: u64,
+    },
+    /// The node left gracefully; signed by the node.
+    Left {
+        /// The node.
+        id: NodeId,
+        /// Incarnation.
+        incarnation: u64,
+        /// Signature by `id` over ("left", id, incarnation).
+        sig: [u8; 64],
+    },
+}
+
+impl Update {
+    /// Encoded size in bytes.
+    pub fn encoded_len(&self) -> usize {
+        bincode::encode_to_vec(self, config::standard()).map(|v| v.len()).unwrap_or(MAX_DATAGRAM)
+    }
+}
+
+/// The bytes a node signs for an [`Update::Alive`] or [`Update::Left`].
+pub fn liveness_message(kind: &str, id: &NodeId, incarnation: u64) -> Vec<u8> {
+    let mut m = Vec::with_capacity(64);
+    m.extend_from_slice(b"grapevine/liveness\0");
+    m.extend_from_slice(kind.as_bytes());
+    m.push(0);
+    m.extend_from_slice(id.as_bytes());
+    m.extend_from_slice(&incarnation.to_le_bytes());
+    m
+}
+
+/// One bucket's entries in an anti-entropy exchange: for each record held,
+/// the first 8 bytes of the node id and the sequence number.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct BucketEntries {
+    /// Bucket index (first byte of the node ids in it).
+    pub bucket: u8,
+    /// (id prefix, seq) per record held in this bucket.
+    pub entries: Vec<([u8; 8], u64)>,
+}
+
+/// A datagram.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub enum Message {
+    /// SWIM probe; the receiver answers with [`Message::Ack`].
+    Ping {
+        /// Probe sequence number.
+        seq: u32,
+        /// Sender.
+        from: NodeId,
+        /// Piggybacked updates.
+        updates: Vec<Update>,
+    },
+    /// Answer to a ping (direct or relayed).
+    Ack {
+        /// The probe's sequence number (the requester's, when relayed).
+        seq: u32,
+        /// The node that was probed.
+        from: NodeId,
+        /// Piggybacked updates.
+        updates: Vec<Update>,
+    },
+    /// Ask the receiver to probe `target` for us.
+    PingReq {
+        /// Requester's probe sequence number.
+        seq: u32,
+        /// Requester.
+        from: NodeId,
+        /// Node to probe.
+        target: NodeId,
+        /// Where to reach it.
+        target_addr: SocketAddr,
+    },
+    /// A new node asks a seed to let it in, with its signed record.
+    Join {
+        /// Signed record of the joining node.
+        record: Vec<u8>,
+    },
+    /// The seed's answer to a join, with its own record.
+    JoinAck {
+        /// Signed record of the seed.
+        record: Vec<u8>,
+    },
+    /// Updates pushed to random members.
+    Gossip {
+        /// Sender.
+        from: NodeId,
+        /// Updates.
+        updates: Vec<Update>,
+    },
+    /// Anti-entropy, step 1: the sender's digest of all records it holds.
+    SyncDigest {
+        /// Sender.
+        from: NodeId,
+        /// XOR of per-record hashes.
+        root: u64,
+        /// Number of records.
+        count: u32,
+    },
+    /// Step 2: the receiver's per-bucket hashes (when the roots differ).
+    SyncBuckets {
+        /// Sender.
+        from: NodeId,
+        /// [`BUCKETS`] truncated bucket hashes.
+        hashes: Vec<u32>,
+    },
+    /// Step 3: the entries of buckets that differ.
+    SyncHave {
+        /// Sender.
+        from: NodeId,
+        /// Differing buckets and their entries.
+        buckets: Vec<BucketEntries>,
+    },
+    /// Step 4: ids (prefixes) whose records the sender needs.
+    SyncWant {
+        /// Sender.
+        from: NodeId,
+        /// Node id prefixes wanted.
+        prefixes: Vec<[u8; 8]>,
+    },
+    /// Records sent in answer to anti-entropy (stored, not re-gossiped).
+    SyncRecords {
+        /// Sender.
+        from: NodeId,
+        /// Signed records.
+        records: Vec<Vec<u8>>,
+    },
+}
+
+impl Message {
+    /// Encode into a datagram.
+    ///
+    /// # Errors
+    /// [`WireError::TooLarge`] if the result exceeds [`MAX_DATAGRAM`].
+    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+        let mut out = Vec::with_capacity(256);
+        out.push(WIRE_VERSION);
+        bincode::encode_into_std_write(self, &mut out, config::standard())
+            .map_err(|e| WireError::Malformed(e.to_string()))?;
+        if out.len() > MAX_DATAGRAM {
+            return Err(WireError::TooLarge(out.len()));
+        }
+        Ok(out)
+    }
+
+    /// Decode a datagram.
+    ///
+    /// # Errors
+    /// [`WireError::TooLarge`], [`WireError::UnknownVersion`],
+    /// [`WireError::Malformed`] or [`WireError::TrailingBytes`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        if bytes.len() > MAX_DATAGRAM {
+            return Err(WireError::TooLarge(bytes.len()));
+        }
+        let (&v, body) = bytes.split_first().ok_or(WireError::Malformed("empty".into()))?;
+        if v != WIRE_VERSION {
+            return Err(WireError::UnknownVersion(v));
+        }
+        let (m, used): (Message, usize) =
+            bincode::decode_from_slice(body, cfg()).map_err(|e| WireError::Malformed(e.to_string()))?;
+        if used != body.len() {
+            return Err(WireError::TrailingBytes(body.len() - used));
+        }
+        Ok(m)
+    }
+}
+
+/// Overhead of a message carrying an empty update list, generously rounded.
+pub const HEADER_BUDGET: usize = 64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn id(b: u8) -> NodeId {
+        NodeId([b; 32])
+    }
+
+    #[test]
+    fn round_trip_every_kind() {
+        let msgs = vec![
+            Message::Ping {
+                seq: 7,
+                from: id(1),
+                updates: vec![
+                    Update::Record(vec![1; 172]),
+                    Update::Suspect { id: id(2), incarnation: 3 },
+                    Update::Dead { id: id(3), incarnation: 4 },
+                    Update::Alive { id: id(4), incarnation: 5, sig: [9; 64] },
+                    Update::Left { id: id(5), incarnation: 6, sig: [8; 64] },
+                ],
+            },
+            Message::Ack { seq: 7, from: id(1), updates: vec![] },
+            Message::PingReq { seq: 1, from: id(1), target: id(2), target_addr: "127.0.0.1:9".parse().unwrap() },
+            Message::Join { record: vec![3; 100] },
+            Message::JoinAck { record: vec![3; 100] },
+            Message::Gossip { from: id(1), updates: vec![] },
+            Message::SyncDigest { from: id(1), root: u64::MAX, count: 1000 },
+            Message::SyncBuckets { from: id(1), hashes: vec![u32::MAX; BUCKETS] },
+            Message::SyncHave { from: id(1), buckets: vec![BucketEntries { bucket: 3, entries: vec![([1; 8], 5)] }] },
+            Message::SyncWant { from: id(1), prefixes: vec![[2; 8]] },
+            Message::SyncRecords { from: id(1), records: vec![vec![1; 172]; 7] },
+        ];
+        for m in msgs {
+            let b = m.encode().unwrap();
+            assert!(b.len() <= MAX_DATAGRAM);
+            assert_eq!(Message::decode(&b).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn bucket_hashes_fit_one_datagram() {
+        let m = Message::SyncBuckets { from: id(1), hashes: vec![u32::MAX; BUCKETS] };
+        assert!(m.encode().unwrap().len() <= MAX_DATAGRAM);
+    }
+
+    #[test]
+    fn full_bucket_listing_decodes() {
+        let m = Message::SyncHave {
+            from: id(1),
+            buckets: (0..=255u8).map(|b| BucketEntries { bucket: b, entries: vec![] }).collect(),
+        };
+        let b = m.encode().unwrap();
+        assert_eq!(Message::decode(&b).unwrap(), m);
+        let m = Message::SyncRecords { from: id(1), records: vec![vec![7; 180]; 7] };
+        assert_eq!(Message::decode(&m.encode().unwrap()).unwrap(), m);
+    }
+
+    #[test]
+    fn ping_is_small() {
+        let m = Message::Ping { seq: 1_000_000, from: id(1), updates: vec![] };
+        assert!(m.encode().unwrap().len() <= 40);
+    }
+
+    #[test]
+    fn rejects_bad_datagrams() {
+        let b = Message::Ack { seq: 7, from: id(1), updates: vec![] }.encode().unwrap();
+        let mut v = b.clone();
+        v[0] = 2;
+        assert_eq!(Message::decode(&v), Err(WireError::UnknownVersion(2)));
+        let mut t = b.clone();
+        t.push(0);
+        assert_eq!(Message::decode(&t), Err(WireError::TrailingBytes(1)));
+        assert!(Message::decode(&b[..b.len() - 1]).is_err());
+        assert!(Message::decode(&[]).is_err());
+        assert!(matches!(Message::decode(&vec![1u8; 1401]), Err(WireError::TooLarge(1401))));
+        let big = Message::Gossip { from: id(1), updates: vec![Update::Record(vec![0; 1500])] };
+        assert!(matches!(big.encode(), Err(WireError::TooLarge(_))));
+    }
+
+    proptest! {
+        #[test]
+        fn prop_arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1500)) {
+            let _ = Message::decode(&bytes);
+        }
+
+        #[test]
+        fn prop_ping_round_trip(seq in any::<u32>(), from in any::<[u8; 32]>(), recs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 0..5)) {
+            let m = Message::Ping { seq, from: NodeId(from), updates: recs.into_iter().map(Update::Record).collect() };
+            let b = m.encode().unwrap();
+            prop_assert_eq!(Message::decode(&b).unwrap(), m);
+        }
+    }
+}
