@@ -1,1 +1,308 @@
-//! Driver placeholder.
+//! The tokio driver: one task per node that owns its UDP socket and its
+//! [`Swim`] core, and `select!`s over the socket, the core's next timer and
+//! commands from [`MembershipHandle`]s.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use grapevine_crypto::{Identity, NodeId, SignedRecord};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use tokio::net::UdpSocket;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::error::MembershipError;
+use crate::swim::{Config, Event, MemberState, MemberView, Stats, Swim};
+use crate::wire::MAX_DATAGRAM;
+
+/// What a node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The node's identity.
+    pub identity: Arc<Identity>,
+    /// Its signed record (its addresses must include the socket's).
+    pub record: SignedRecord,
+    /// Seeds to join through (empty for the first node of a grid).
+    pub seeds: Vec<SocketAddr>,
+    /// Protocol tunables.
+    pub swim: Config,
+    /// Where to also send (observer, event) for every state change, for
+    /// harnesses that watch many nodes at once.
+    pub state_sink: Option<mpsc::UnboundedSender<(NodeId, Event)>>,
+}
+
+/// Figures a node keeps current for cheap polling (no round trip to the
+/// node's task).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Records held (including its own).
+    pub records: AtomicU64,
+    /// Other members alive.
+    pub alive: AtomicU64,
+    /// Other members suspect.
+    pub suspect: AtomicU64,
+    /// Other members dead.
+    pub dead: AtomicU64,
+    /// Other members that left.
+    pub left: AtomicU64,
+    /// Datagrams sent.
+    pub datagrams_sent: AtomicU64,
+    /// Bytes sent.
+    pub bytes_sent: AtomicU64,
+    /// Datagrams received.
+    pub datagrams_received: AtomicU64,
+    /// Bytes received.
+    pub bytes_received: AtomicU64,
+    /// Largest datagram sent.
+    pub max_datagram: AtomicU64,
+    /// Datagrams that could not be sent.
+    pub send_errors: AtomicU64,
+}
+
+enum Command {
+    Members(oneshot::Sender<Vec<MemberView>>),
+    Stats(oneshot::Sender<Stats>),
+    States(Vec<NodeId>, oneshot::Sender<Vec<Option<MemberState>>>),
+    UpdateRecord(SignedRecord),
+    Leave(oneshot::Sender<()>),
+}
+
+/// A handle to a running node. Dropping every handle stops the node
+/// abruptly (as a crash would); [`MembershipHandle::leave`] stops it
+/// gracefully.
+#[derive(Debug, Clone)]
+pub struct MembershipHandle {
+    id: NodeId,
+    local_addr: SocketAddr,
+    cmds: mpsc::Sender<Command>,
+    counters: Arc<Counters>,
+    events: broadcast::Sender<Event>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Command")
+    }
+}
+
+impl MembershipHandle {
+    /// The node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The socket address the node listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Figures kept current by the node.
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    /// A stream of membership events.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    async fn ask<T>(&self, f: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, MembershipError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds.send(f(tx)).await.map_err(|_| MembershipError::Stopped)?;
+        rx.await.map_err(|_| MembershipError::Stopped)
+    }
+
+    /// Every other member as this node sees it.
+    ///
+    /// # Errors
+    /// [`MembershipError::Stopped`] if the node has stopped.
+    pub async fn members(&self) -> Result<Vec<MemberView>, MembershipError> {
+        self.ask(Command::Members).await
+    }
+
+    /// Traffic and decision counters.
+    ///
+    /// # Errors
+    /// [`MembershipError::Stopped`] if the node has stopped.
+    pub async fn stats(&self) -> Result<Stats, MembershipError> {
+        self.ask(Command::Stats).await
+    }
+
+    /// The state of each of `ids` as this node sees it.
+    ///
+    /// # Errors
+    /// [`MembershipError::Stopped`] if the node has stopped.
+    pub async fn states(&self, ids: Vec<NodeId>) -> Result<Vec<Option<MemberState>>, MembershipError> {
+        self.ask(|tx| Command::States(ids, tx)).await
+    }
+
+    /// Publish a newer version of this node's record.
+    ///
+    /// # Errors
+    /// [`MembershipError::Stopped`] if the node has stopped.
+    pub async fn update_record(&self, record: SignedRecord) -> Result<(), MembershipError> {
+        self.cmds
+            .send(Command::UpdateRecord(record))
+            .await
+            .map_err(|_| MembershipError::Stopped)
+    }
+
+    /// Leave the grid gracefully: tell members, then stop the node.
+    ///
+    /// # Errors
+    /// [`MembershipError::Stopped`] if the node had already stopped.
+    pub async fn leave(&self) -> Result<(), MembershipError> {
+        self.ask(Command::Leave).await
+    }
+}
+
+/// Start a node on `socket`; it runs until [`MembershipHandle::leave`] or
+/// until every handle is dropped.
+pub fn spawn(socket: UdpSocket, cfg: NodeConfig, seed: u64) -> Result<MembershipHandle, MembershipError> {
+    let local_addr = socket.local_addr()?;
+    let id = cfg.identity.node_id();
+    let now = tokio::time::Instant::now().into_std();
+    let swim = Swim::new(
+        cfg.identity,
+        cfg.record,
+        cfg.seeds,
+        cfg.swim,
+        SmallRng::seed_from_u64(seed),
+        now,
+    );
+    let (cmd_tx, cmd_rx) = mpsc::channel(16);
+    let counters = Arc::new(Counters::default());
+    let (events, _) = broadcast::channel(256);
+    let handle = MembershipHandle {
+        id,
+        local_addr,
+        cmds: cmd_tx,
+        counters: counters.clone(),
+        events: events.clone(),
+    };
+    let driver = Driver {
+        socket,
+        swim,
+        cmds: cmd_rx,
+        counters,
+        events,
+        sink: cfg.state_sink,
+    };
+    tokio::spawn(driver.run());
+    Ok(handle)
+}
+
+struct Driver {
+    socket: UdpSocket,
+    swim: Swim,
+    cmds: mpsc::Receiver<Command>,
+    counters: Arc<Counters>,
+    events: broadcast::Sender<Event>,
+    sink: Option<mpsc::UnboundedSender<(NodeId, Event)>>,
+}
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+impl Driver {
+    async fn flush(&mut self) {
+        while let Some((to, bytes)) = self.swim.poll_transmit() {
+            if let Err(e) = self.socket.send_to(&bytes, to).await {
+                self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%to, "send failed: {e}");
+            }
+        }
+        let me = self.swim.id();
+        while let Some(e) = self.swim.poll_event() {
+            if let (Some(sink), Event::StateChanged { .. }) = (&self.sink, &e) {
+                let _ = sink.send((me, e.clone()));
+            }
+            let _ = self.events.send(e);
+        }
+        let st = self.swim.stats();
+        let c = &self.counters;
+        let (alive, suspect, dead, left) = self.swim.state_counts();
+        c.records.store(self.swim.records().len() as u64, Ordering::Relaxed);
+        c.alive.store(alive as u64, Ordering::Relaxed);
+        c.suspect.store(suspect as u64, Ordering::Relaxed);
+        c.dead.store(dead as u64, Ordering::Relaxed);
+        c.left.store(left as u64, Ordering::Relaxed);
+        c.datagrams_sent.store(st.datagrams_sent, Ordering::Relaxed);
+        c.bytes_sent.store(st.bytes_sent, Ordering::Relaxed);
+        c.datagrams_received.store(st.datagrams_received, Ordering::Relaxed);
+        c.bytes_received.store(st.bytes_received, Ordering::Relaxed);
+        c.max_datagram.store(st.max_datagram as u64, Ordering::Relaxed);
+    }
+
+    async fn run(mut self) {
+        let mut buf = [0u8; MAX_DATAGRAM + 100];
+        loop {
+            self.flush().await;
+            let deadline = tokio::time::Instant::from_std(self.swim.poll_timeout());
+            tokio::select! {
+                cmd = self.cmds.recv() => match cmd {
+                    None => return,
+                    Some(Command::Members(tx)) => { let _ = tx.send(self.swim.members()); }
+                    Some(Command::Stats(tx)) => { let _ = tx.send(self.swim.stats()); }
+                    Some(Command::States(ids, tx)) => {
+                        let _ = tx.send(ids.iter().map(|id| self.swim.state_of(id)).collect());
+                    }
+                    Some(Command::UpdateRecord(r)) => self.swim.update_record(r, now()),
+                    Some(Command::Leave(tx)) => {
+                        self.swim.leave(now());
+                        self.flush().await;
+                        let _ = tx.send(());
+                        return;
+                    }
+                },
+                r = self.socket.recv_from(&mut buf) => match r {
+                    Ok((n, from)) => self.swim.handle_datagram(now(), from, &buf[..n]),
+                    Err(e) => tracing::debug!("recv failed: {e}"),
+                },
+                _ = tokio::time::sleep_until(deadline) => self.swim.handle_timeout(now()),
+            }
+        }
+    }
+}
+
+/// Bind `addr` (port 0 picks one), sign a record for it and start a node.
+/// The record's sequence number is the current Unix time in milliseconds, so
+/// a restarted node's record replaces its previous one.
+///
+/// # Errors
+/// Socket or record errors.
+pub async fn start_local(
+    addr: SocketAddr,
+    identity: Arc<Identity>,
+    nickname: Option<String>,
+    seeds: Vec<SocketAddr>,
+    swim: Config,
+    state_sink: Option<mpsc::UnboundedSender<(NodeId, Event)>>,
+) -> Result<MembershipHandle, MembershipError> {
+    let socket = UdpSocket::bind(addr).await?;
+    let local = socket.local_addr()?;
+    let mut rec = grapevine_crypto::LocationRecord::new(&identity, vec![local]);
+    let unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(1);
+    rec.seq = unix_ms;
+    rec.issued_at = unix_ms / 1000;
+    rec.nickname = nickname;
+    let record = rec.sign(&identity)?;
+    let seed = u64::from_le_bytes(identity.node_id().0[..8].try_into().expect("8 bytes")) ^ unix_ms;
+    spawn(
+        socket,
+        NodeConfig {
+            identity,
+            record,
+            seeds,
+            swim,
+            state_sink,
+        },
+        seed,
+    )
+}

@@ -1,0 +1,169 @@
+//! Real nodes on real UDP sockets (127.1.x.y), one process: records
+//! converge everywhere, a killed node is detected by all, a leaving node is
+//! seen to leave, and nobody alive is declared dead.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use grapevine_crypto::{Identity, NodeId};
+use grapevine_membership::driver::{start_local, MembershipHandle};
+use grapevine_membership::{Config, Event, MemberState};
+use tokio::sync::mpsc;
+
+fn addr(net: u8, i: usize) -> SocketAddr {
+    SocketAddr::from(([127, net, (i / 250) as u8, (i % 250 + 1) as u8], 0))
+}
+
+async fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn grid(
+    net: u8,
+    n: usize,
+) -> (Vec<Option<MembershipHandle>>, mpsc::UnboundedReceiver<(NodeId, Event)>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut nodes = Vec::new();
+    let first = start_local(addr(net, 0), Arc::new(Identity::generate()), Some("n0".into()), vec![], Config::new_lan(), Some(tx.clone()))
+        .await
+        .expect("first node");
+    let seed = first.local_addr();
+    nodes.push(Some(first));
+    for i in 1..n {
+        let h = start_local(
+            addr(net, i),
+            Arc::new(Identity::generate()),
+            Some(format!("n{i}")),
+            vec![seed],
+            Config::new_lan(),
+            Some(tx.clone()),
+        )
+        .await
+        .expect("node");
+        nodes.push(Some(h));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    (nodes, rx)
+}
+
+fn false_deaths(rx: &mut mpsc::UnboundedReceiver<(NodeId, Event)>, killed: &HashSet<NodeId>) -> usize {
+    let mut n = 0;
+    while let Ok((_, e)) = rx.try_recv() {
+        if let Event::StateChanged { id, to: MemberState::Dead, .. } = e {
+            if !killed.contains(&id) {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_nodes_converge_and_detect_a_killed_node() {
+    let n = 100;
+    let (mut nodes, mut events) = grid(1, n).await;
+    wait_for("all records everywhere", Duration::from_secs(90), || {
+        nodes.iter().flatten().all(|h| h.counters().records.load(Ordering::Relaxed) as usize == n)
+    })
+    .await;
+    for h in nodes.iter().flatten() {
+        assert!(h.counters().max_datagram.load(Ordering::Relaxed) <= 1400);
+    }
+
+    let victim = nodes[37].take().expect("running");
+    let vid = victim.id();
+    drop(victim); // its task stops: a crash, no goodbye
+    let alive: Vec<MembershipHandle> = nodes.iter().flatten().cloned().collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut all = true;
+        for h in &alive {
+            if h.states(vec![vid]).await.expect("running")[0] != Some(MemberState::Dead) {
+                all = false;
+                break;
+            }
+        }
+        if all {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "killed node not seen dead by all");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let killed: HashSet<NodeId> = [vid].into_iter().collect();
+    assert_eq!(false_deaths(&mut events, &killed), 0, "a live node was declared dead");
+
+    // A graceful leave is seen as such.
+    let leaver = nodes[50].take().expect("running");
+    let lid = leaver.id();
+    leaver.leave().await.expect("leave");
+    let alive: Vec<MembershipHandle> = nodes.iter().flatten().cloned().collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut all = true;
+        for h in &alive {
+            if h.states(vec![lid]).await.expect("running")[0] != Some(MemberState::Left) {
+                all = false;
+                break;
+            }
+        }
+        if all {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "leave not seen by all");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Every view holds the signed record of every node, verified.
+    let members = alive[0].members().await.expect("running");
+    assert_eq!(members.len(), n - 1);
+    assert!(members.iter().all(|m| m.record.is_some()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_datagrams_are_counted_and_harmless() {
+    let (nodes, _events) = grid(2, 3).await;
+    wait_for("3 records", Duration::from_secs(30), || {
+        nodes.iter().flatten().all(|h| h.counters().records.load(Ordering::Relaxed) == 3)
+    })
+    .await;
+    let target = nodes[1].as_ref().unwrap();
+    let sock = tokio::net::UdpSocket::bind("127.2.9.9:0").await.unwrap();
+    for i in 0..200u32 {
+        let junk: Vec<u8> = (0..(i * 7 % 1500)).map(|b| (b as u32 ^ i) as u8).collect();
+        sock.send_to(&junk, target.local_addr()).await.unwrap();
+        if i % 20 == 0 {
+            // Let the node drain its socket: this is a malformed-input test,
+            // not a flood test.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    // A forged record (valid structure, wrong signature) inside a gossip
+    // datagram is rejected and not stored.
+    let id = Identity::generate();
+    let rec = grapevine_crypto::LocationRecord::new(&id, vec!["127.2.9.9:1".parse().unwrap()]).sign(&id).unwrap();
+    let mut forged = rec.bytes().to_vec();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let msg = grapevine_membership::wire::Message::Gossip {
+        from: id.node_id(),
+        updates: vec![grapevine_membership::wire::Update::Record(forged)],
+    };
+    sock.send_to(&msg.encode().unwrap(), target.local_addr()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = target.stats().await.unwrap();
+        if st.records.rejected >= 1 && st.malformed >= 150 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "forged record not rejected: {st:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(target.counters().records.load(Ordering::Relaxed), 3);
+    assert!(target.members().await.unwrap().iter().all(|m| m.id != id.node_id()));
+}
