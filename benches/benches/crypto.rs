@@ -67,18 +67,30 @@ fn records(c: &mut Criterion) {
     g.bench_function("sign", |b| {
         b.iter(|| record_for(&id, "127.0.0.1:7000").sign(&id).unwrap())
     });
-    g.bench_function("decode_verify", |b| b.iter(|| SignedRecord::decode(signed.bytes()).unwrap()));
-    g.bench_function("parse_only", |b| b.iter(|| UnverifiedRecord::parse(signed.bytes()).unwrap()));
+    g.bench_function("decode_verify", |b| {
+        b.iter(|| SignedRecord::decode(signed.bytes()).unwrap())
+    });
+    g.bench_function("parse_only", |b| {
+        b.iter(|| UnverifiedRecord::parse(signed.bytes()).unwrap())
+    });
     let many: Vec<Vec<u8>> = (0..64)
         .map(|i| {
             let id = Identity::generate_with(&mut rng(100 + i));
-            record_for(&id, "127.0.0.1:7000").sign(&id).unwrap().bytes().to_vec()
+            record_for(&id, "127.0.0.1:7000")
+                .sign(&id)
+                .unwrap()
+                .bytes()
+                .to_vec()
         })
         .collect();
     g.throughput(Throughput::Elements(64));
     g.bench_function("verify_batch_64", |b| {
         b.iter_batched(
-            || many.iter().map(|m| UnverifiedRecord::parse(m).unwrap()).collect::<Vec<_>>(),
+            || {
+                many.iter()
+                    .map(|m| UnverifiedRecord::parse(m).unwrap())
+                    .collect::<Vec<_>>()
+            },
             UnverifiedRecord::verify_batch,
             BatchSize::SmallInput,
         )

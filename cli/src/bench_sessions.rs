@@ -116,7 +116,9 @@ pub fn run(args: &SessionsArgs) -> Result<()> {
             args.count
         );
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let mut rows = vec![rt.block_on(measure(Proto::Noise, args))?];
     if !args.no_tls {
         rows.push(rt.block_on(measure(Proto::Tls, args))?);
@@ -133,8 +135,17 @@ fn print_table(rows: &[Row]) {
     let f = |v: f64| format!("{v:.0}");
     println!(
         "{:<6} {:>8} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10}",
-        "proto", "sessions", "cli heap/s", "cli rss/s", "srv heap/s", "srv rss/s", "kernel/s",
-        "hs/s", "MB/s", "snd MB/cpu", "rcv MB/cpu"
+        "proto",
+        "sessions",
+        "cli heap/s",
+        "cli rss/s",
+        "srv heap/s",
+        "srv rss/s",
+        "kernel/s",
+        "hs/s",
+        "MB/s",
+        "snd MB/cpu",
+        "rcv MB/cpu"
     );
     for r in rows {
         println!(
@@ -152,7 +163,9 @@ fn print_table(rows: &[Row]) {
             f(r.receiver_mb_per_cpu_s),
         );
         if let (Some(s), Some(o)) = (r.seal_mb_s, r.open_mb_s) {
-            println!("       in-memory, one core, 64 KiB messages: seal {s:.0} MB/s, open {o:.0} MB/s");
+            println!(
+                "       in-memory, one core, 64 KiB messages: seal {s:.0} MB/s, open {o:.0} MB/s"
+            );
         }
     }
     println!("(bytes per idle session; MB = 10^6 bytes)");
@@ -246,7 +259,9 @@ async fn measure(proto: Proto, args: &SessionsArgs) -> Result<Row> {
                 let s = TcpStream::connect(addr).await?;
                 s.set_nodelay(true)?;
                 Ok::<Conn, anyhow::Error>(match tls {
-                    None => Conn::Noise(Session::connect(s, &me, &my_record, peer_id, &cfg).await?.0),
+                    None => {
+                        Conn::Noise(Session::connect(s, &me, &my_record, peer_id, &cfg).await?.0)
+                    }
                     Some(c) => {
                         let name = rustls::pki_types::ServerName::try_from("localhost")?;
                         Conn::Tls(Box::new(c.connect(name, s).await?))
@@ -290,7 +305,11 @@ async fn measure(proto: Proto, args: &SessionsArgs) -> Result<Row> {
     let kernel1 = procfs::tcp_socket_mem_bytes();
     let n = args.count as f64;
     if report.established < args.count as u64 {
-        bail!("peer established {} of {} sessions", report.established, args.count);
+        bail!(
+            "peer established {} of {} sessions",
+            report.established,
+            args.count
+        );
     }
 
     let (throughput, snd, rcv) = stream(connect().await?, args.seconds).await?;
@@ -438,7 +457,9 @@ fn tls_connector(cert_der: &[u8]) -> Result<tokio_rustls::TlsConnector> {
 /// Fails if it cannot bind or set up TLS.
 pub fn peer(args: &PeerArgs) -> Result<()> {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(peer_main(args.proto))
 }
 
@@ -542,7 +563,13 @@ async fn serve_noise(
     established: Arc<AtomicU64>,
 ) {
     // Boxed so the idle task does not carry the handshake's state inline.
-    let accepted = Box::pin(Session::accept(s, &ident, &record, &SessionConfig::default())).await;
+    let accepted = Box::pin(Session::accept(
+        s,
+        &ident,
+        &record,
+        &SessionConfig::default(),
+    ))
+    .await;
     drop((ident, record));
     let Ok((mut sess, _)) = accepted else { return };
     established_one(&established);
@@ -568,7 +595,9 @@ async fn serve_noise(
 }
 
 async fn serve_tls(s: TcpStream, acceptor: tokio_rustls::TlsAcceptor, established: Arc<AtomicU64>) {
-    let Ok(s) = Box::pin(acceptor.accept(s)).await else { return };
+    let Ok(s) = Box::pin(acceptor.accept(s)).await else {
+        return;
+    };
     established_one(&established);
     if let Err(e) = tls_sink(s).await {
         tracing::debug!("tls session ended: {e}");

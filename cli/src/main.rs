@@ -3,6 +3,7 @@
 mod alloc;
 mod bench_sessions;
 mod procfs;
+mod swarm;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -23,6 +24,11 @@ enum Cmd {
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Run N real nodes on this machine and measure the grid.
+    Swarm(swarm::SwarmArgs),
+    /// (internal) one worker process of `swarm`.
+    #[command(hide = true)]
+    SwarmWorker(swarm::WorkerArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -46,5 +52,7 @@ fn main() -> Result<()> {
     match cli.command {
         Cmd::Bench(BenchCmd::Sessions(a)) => bench_sessions::run(&a),
         Cmd::Bench(BenchCmd::SessionPeer(a)) => bench_sessions::peer(&a),
+        Cmd::Swarm(a) => swarm::run(&a),
+        Cmd::SwarmWorker(a) => swarm::worker(&a),
     }
 }

@@ -11,7 +11,6 @@ pub fn rss_bytes() -> u64 {
         .unwrap_or(0)
 }
 
-
 fn page_size() -> u64 {
     4096
 }

@@ -108,7 +108,10 @@ impl CryptoResolver for CompactResolver {
 /// The resolver grapevine builds sessions with: the compact cipher above,
 /// `snow`'s defaults (curve25519-dalek, BLAKE2s) for everything else.
 pub(crate) fn resolver() -> Box<dyn CryptoResolver + Send> {
-    Box::new(FallbackResolver::new(Box::new(CompactResolver), Box::new(DefaultResolver)))
+    Box::new(FallbackResolver::new(
+        Box::new(CompactResolver),
+        Box::new(DefaultResolver),
+    ))
 }
 
 #[cfg(test)]
@@ -123,7 +126,9 @@ mod tests {
         let key: [u8; 32] = core::array::from_fn(|i| 0x80 + i as u8);
         let mut c = CompactChaChaPoly::default();
         c.set(&key);
-        let aad = [0x50, 0x51, 0x52, 0x53, 0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7];
+        let aad = [
+            0x50, 0x51, 0x52, 0x53, 0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7,
+        ];
         let pt = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.";
         // RFC nonce is 07 00 00 00 40 41 42 43 44 45 46 47; Noise fixes the
         // first four bytes to zero, so check round-trip plus the tag against
@@ -135,7 +140,8 @@ mod tests {
         let direct = {
             let k = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &key).unwrap());
             let mut b = pt.to_vec();
-            k.seal_in_place_append_tag(nonce(n), aead::Aad::from(&aad), &mut b).unwrap();
+            k.seal_in_place_append_tag(nonce(n), aead::Aad::from(&aad), &mut b)
+                .unwrap();
             b
         };
         assert_eq!(out, direct);
@@ -151,7 +157,8 @@ mod tests {
     /// RustCrypto cipher and with ours interoperates.
     #[test]
     fn interoperates_with_snow_default_cipher() {
-        let params: snow::params::NoiseParams = "Noise_NN_25519_ChaChaPoly_BLAKE2s".parse().unwrap();
+        let params: snow::params::NoiseParams =
+            "Noise_NN_25519_ChaChaPoly_BLAKE2s".parse().unwrap();
         let mut a = snow::Builder::with_resolver(params.clone(), resolver())
             .build_initiator()
             .unwrap();
@@ -164,7 +171,9 @@ mod tests {
         a.read_message(&buf[..n], &mut pl).unwrap();
         let mut a = a.into_transport_mode().unwrap();
         let mut b = b.into_transport_mode().unwrap();
-        let n = a.write_message(b"across implementations", &mut buf).unwrap();
+        let n = a
+            .write_message(b"across implementations", &mut buf)
+            .unwrap();
         let m = b.read_message(&buf[..n], &mut pl).unwrap();
         assert_eq!(&pl[..m], b"across implementations");
         let n = b.write_message(b"and back", &mut buf).unwrap();

@@ -166,7 +166,9 @@ impl Identity {
     pub fn save(&self, path: &Path) -> Result<(), IdentityError> {
         let text = format!(
             "{KEY_FILE_PREFIX}{}\n",
-            BASE32_NOPAD.encode(self.signing.as_bytes()).to_ascii_lowercase()
+            BASE32_NOPAD
+                .encode(self.signing.as_bytes())
+                .to_ascii_lowercase()
         );
         let mut opts = fs::OpenOptions::new();
         opts.write(true).create_new(true);
@@ -224,7 +226,9 @@ mod tests {
         let id = Identity::generate_with(&mut rng(1)).node_id();
         let text = id.to_string();
         assert_eq!(text.len(), 52);
-        assert!(text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+        assert!(text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
         assert_eq!(text.parse::<NodeId>().unwrap(), id);
         assert_eq!(id.short(), text[..SHORT_ID_LEN]);
         assert!("not base32!".parse::<NodeId>().is_err());
@@ -237,7 +241,10 @@ mod tests {
         let secret = x25519_dalek::StaticSecret::from(ident.x25519_secret());
         let public = x25519_dalek::PublicKey::from(&secret);
         assert_eq!(public.to_bytes(), ident.x25519_public());
-        assert_eq!(ident.node_id().x25519_public().unwrap(), ident.x25519_public());
+        assert_eq!(
+            ident.node_id().x25519_public().unwrap(),
+            ident.x25519_public()
+        );
     }
 
     #[test]
@@ -271,6 +278,9 @@ mod tests {
         ));
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         fs::write(&path, "garbage").unwrap();
-        assert!(matches!(Identity::load(&path), Err(IdentityError::BadKeyFile(_))));
+        assert!(matches!(
+            Identity::load(&path),
+            Err(IdentityError::BadKeyFile(_))
+        ));
     }
 }

@@ -111,7 +111,9 @@ impl InitiatorHandshake {
             .build_initiator()
             .map_err(hs_err)?;
         let mut buf = vec![0u8; MAX_HANDSHAKE_LEN];
-        let n = hs.write_message(local_record.bytes(), &mut buf).map_err(hs_err)?;
+        let n = hs
+            .write_message(local_record.bytes(), &mut buf)
+            .map_err(hs_err)?;
         Ok((
             InitiatorHandshake {
                 hs,
@@ -186,7 +188,9 @@ impl ResponderHandshake {
         if hs.get_remote_static() != Some(&peer.record().x25519[..]) {
             return Err(SessionError::KeyMismatch);
         }
-        let n = hs.write_message(local_record.bytes(), &mut buf).map_err(hs_err)?;
+        let n = hs
+            .write_message(local_record.bytes(), &mut buf)
+            .map_err(hs_err)?;
         let reply = framed(&buf[..n]);
         let ts = hs.into_transport_mode().map_err(hs_err)?;
         Ok((Transport::new(ts, cfg.rekey_after), peer, reply))
@@ -241,7 +245,11 @@ impl Transport {
             self.seal_frame(FLAG_FINAL, &[], &mut plain, out)?;
         }
         while let Some(chunk) = chunks.next() {
-            let flag = if chunks.peek().is_none() { FLAG_FINAL } else { 0 };
+            let flag = if chunks.peek().is_none() {
+                FLAG_FINAL
+            } else {
+                0
+            };
             self.seal_frame(flag, chunk, &mut plain, out)?;
         }
         Ok(())
@@ -380,7 +388,11 @@ mod tests {
         Pair { a, b }
     }
 
-    fn deliver(from: &mut Transport, to: &mut Transport, msg: &[u8]) -> Result<Vec<u8>, SessionError> {
+    fn deliver(
+        from: &mut Transport,
+        to: &mut Transport,
+        msg: &[u8],
+    ) -> Result<Vec<u8>, SessionError> {
         let mut wire = Vec::new();
         from.seal_message(msg, 1 << 24, &mut wire)?;
         let mut dec = FrameDecoder::default();
@@ -397,7 +409,14 @@ mod tests {
     #[test]
     fn messages_of_every_size_round_trip() {
         let mut p = handshake(&SessionConfig::default());
-        for size in [0, 1, MAX_FRAGMENT - 1, MAX_FRAGMENT, MAX_FRAGMENT + 1, 3 * MAX_FRAGMENT + 7] {
+        for size in [
+            0,
+            1,
+            MAX_FRAGMENT - 1,
+            MAX_FRAGMENT,
+            MAX_FRAGMENT + 1,
+            3 * MAX_FRAGMENT + 7,
+        ] {
             let msg: Vec<u8> = (0..size).map(|i| i as u8).collect();
             assert_eq!(deliver(&mut p.a, &mut p.b, &msg).unwrap(), msg);
             assert_eq!(deliver(&mut p.b, &mut p.a, &msg).unwrap(), msg);
@@ -408,7 +427,8 @@ mod tests {
     fn frames_never_exceed_max() {
         let mut p = handshake(&SessionConfig::default());
         let mut wire = Vec::new();
-        p.a.seal_message(&vec![1u8; 200_000], 1 << 24, &mut wire).unwrap();
+        p.a.seal_message(&vec![1u8; 200_000], 1 << 24, &mut wire)
+            .unwrap();
         let mut dec = FrameDecoder::default();
         dec.extend(&wire);
         let mut frames = 0;
@@ -435,7 +455,10 @@ mod tests {
         for _ in 0..3 {
             unsynced.a.seal_message(b"x", 100, &mut wire).unwrap();
         }
-        unsynced.a.seal_message(b"after rekey", 100, &mut wire).unwrap();
+        unsynced
+            .a
+            .seal_message(b"after rekey", 100, &mut wire)
+            .unwrap();
         let mut dec = FrameDecoder::default();
         dec.extend(&wire);
         let mut frames = Vec::new();
@@ -461,7 +484,10 @@ mod tests {
         let mut tampered = frame.clone();
         tampered[3] ^= 1;
         let mut m = Vec::new();
-        assert!(matches!(p.b.open_frame(&tampered, &mut m, 100), Err(SessionError::Decrypt)));
+        assert!(matches!(
+            p.b.open_frame(&tampered, &mut m, 100),
+            Err(SessionError::Decrypt)
+        ));
         assert!(m.is_empty());
 
         let mut p = handshake(&SessionConfig::default());
@@ -472,7 +498,10 @@ mod tests {
         assert!(p.b.open_frame(&frame, &mut m, 100).unwrap());
         assert_eq!(m, b"hello");
         let mut m = Vec::new();
-        assert!(matches!(p.b.open_frame(&frame, &mut m, 100), Err(SessionError::Decrypt)));
+        assert!(matches!(
+            p.b.open_frame(&frame, &mut m, 100),
+            Err(SessionError::Decrypt)
+        ));
         assert!(p.b.open_frame(&frame[..5], &mut m, 100).is_err());
     }
 
@@ -482,7 +511,10 @@ mod tests {
         let mut wire = Vec::new();
         assert!(matches!(
             p.a.seal_message(&[0; 1000], 999, &mut wire),
-            Err(SessionError::MessageTooLarge { size: 1000, max: 999 })
+            Err(SessionError::MessageTooLarge {
+                size: 1000,
+                max: 999
+            })
         ));
         let mut wire = Vec::new();
         p.a.seal_message(&[0; 200_000], 1 << 20, &mut wire).unwrap();
@@ -528,7 +560,10 @@ mod tests {
         let mut bad2 = m2[2..].to_vec();
         let n = bad2.len();
         bad2[n - 3] ^= 1;
-        assert!(matches!(init.finish(&bad2), Err(SessionError::HandshakeFailed)));
+        assert!(matches!(
+            init.finish(&bad2),
+            Err(SessionError::HandshakeFailed)
+        ));
     }
 
     #[test]
@@ -561,7 +596,10 @@ mod tests {
         let (init, m1) = InitiatorHandshake::start(&ia, &ra, ib.node_id(), &cfg).unwrap();
         // B's key holder answers but presents C's record.
         let (_b, _, m2) = ResponderHandshake::respond(&ib, &rc, &m1[2..], &cfg).unwrap();
-        assert!(matches!(init.finish(&m2[2..]), Err(SessionError::UnexpectedPeer { .. })));
+        assert!(matches!(
+            init.finish(&m2[2..]),
+            Err(SessionError::UnexpectedPeer { .. })
+        ));
     }
 
     #[test]

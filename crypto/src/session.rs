@@ -12,7 +12,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::error::SessionError;
 use crate::identity::{Identity, NodeId};
 use crate::noise::{
-    InitiatorHandshake, ResponderHandshake, SessionConfig, Transport, MAX_FRAME_LEN, MAX_HANDSHAKE_LEN,
+    InitiatorHandshake, ResponderHandshake, SessionConfig, Transport, MAX_FRAME_LEN,
+    MAX_HANDSHAKE_LEN,
 };
 use crate::record::SignedRecord;
 
@@ -32,7 +33,9 @@ async fn read_frame<S: AsyncRead + Unpin>(
     let mut len = [0u8; 2];
     match stream.read_exact(&mut len).await {
         Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(SessionError::Closed),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(SessionError::Closed)
+        }
         Err(e) => return Err(e.into()),
     }
     let len = u16::from_be_bytes(len) as usize;
@@ -128,7 +131,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// [`SessionError::MessageTooLarge`] or an I/O error.
     pub async fn send(&mut self, msg: &[u8]) -> Result<(), SessionError> {
         let mut out = Vec::with_capacity(msg.len() + 64);
-        self.transport.seal_message(msg, self.max_message, &mut out)?;
+        self.transport
+            .seal_message(msg, self.max_message, &mut out)?;
         self.stream.write_all(&out).await?;
         Ok(())
     }
@@ -143,7 +147,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let mut msg = Vec::new();
         loop {
             let frame = read_frame(&mut self.stream, MAX_FRAME_LEN).await?;
-            if self.transport.open_frame(&frame, &mut msg, self.max_message)? {
+            if self
+                .transport
+                .open_frame(&frame, &mut msg, self.max_message)?
+            {
                 return Ok(msg);
             }
         }
@@ -192,7 +199,9 @@ mod tests {
             }
         });
         let stream = TcpStream::connect(addr).await.unwrap();
-        let (mut sess, _) = Session::connect(stream, &ia, &ra, b_id, &cfg).await.unwrap();
+        let (mut sess, _) = Session::connect(stream, &ia, &ra, b_id, &cfg)
+            .await
+            .unwrap();
         let big = vec![7u8; 300_000];
         sess.send(&big).await.unwrap();
         assert_eq!(sess.recv().await.unwrap(), big);
@@ -233,7 +242,10 @@ mod tests {
         client.stream.write_all(&[9u8; 20]).await.unwrap();
         assert!(matches!(server.recv().await, Err(SessionError::Decrypt)));
         client.stream.write_all(&[0, 0]).await.unwrap();
-        assert!(matches!(server.recv().await, Err(SessionError::MalformedFrame)));
+        assert!(matches!(
+            server.recv().await,
+            Err(SessionError::MalformedFrame)
+        ));
         drop(client);
         assert!(matches!(server.recv().await, Err(SessionError::Closed)));
     }

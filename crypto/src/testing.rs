@@ -33,7 +33,11 @@ impl CryptoRng for TestRng {}
 
 /// A seeded test RNG.
 pub fn rng(seed: u64) -> TestRng {
-    TestRng(blake3::Hasher::new().update(&seed.to_le_bytes()).finalize_xof())
+    TestRng(
+        blake3::Hasher::new()
+            .update(&seed.to_le_bytes())
+            .finalize_xof(),
+    )
 }
 
 /// A record for `id` at `addr` with test defaults.

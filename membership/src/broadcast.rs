@@ -46,7 +46,15 @@ impl Broadcasts {
         let order = u64::MAX - self.counter;
         let len = update.encoded_len();
         self.queue.insert((0, order), key);
-        self.items.insert(key, Item { update, len, sent: 0, order });
+        self.items.insert(
+            key,
+            Item {
+                update,
+                len,
+                sent: 0,
+                order,
+            },
+        );
     }
 
     /// Whether nothing is waiting.
@@ -65,8 +73,9 @@ impl Broadcasts {
     }
 
     /// Take updates fitting in `budget` bytes, counting one transmission for
-    /// each; those sent `limit` times are dropped from the queue.
-    pub fn take(&mut self, mut budget: usize, limit: u32) -> Vec<Update> {
+    /// each; state updates sent `limit` times and records sent
+    /// `record_limit` times are dropped from the queue.
+    pub fn take(&mut self, mut budget: usize, limit: u32, record_limit: u32) -> Vec<Update> {
         let mut chosen = Vec::new();
         for (&(sent, order), key) in self.queue.iter() {
             if budget < 8 {
@@ -87,7 +96,11 @@ impl Broadcasts {
             let item = self.items.get_mut(&key).expect("queued keys have items");
             item.sent += 1;
             out.push(item.update.clone());
-            if item.sent >= limit {
+            let lim = match key {
+                Key::State(_) => limit,
+                Key::Record(_) => record_limit,
+            };
+            if item.sent >= lim {
                 self.items.remove(&key);
             } else {
                 self.queue.insert((item.sent, order), key);
@@ -108,21 +121,45 @@ mod tests {
     #[test]
     fn sends_each_update_limit_times_then_drops_it() {
         let mut b = Broadcasts::default();
-        b.push(Key::State(id(1)), Update::Dead { id: id(1), incarnation: 1 });
+        b.push(
+            Key::State(id(1)),
+            Update::Dead {
+                id: id(1),
+                incarnation: 1,
+            },
+        );
         for _ in 0..3 {
-            assert_eq!(b.take(1400, 3).len(), 1);
+            assert_eq!(b.take(1400, 3, 3).len(), 1);
         }
-        assert!(b.take(1400, 3).is_empty());
+        assert!(b.take(1400, 3, 3).is_empty());
         assert!(b.is_empty());
     }
 
     #[test]
     fn newer_update_replaces_older_for_same_key() {
         let mut b = Broadcasts::default();
-        b.push(Key::State(id(1)), Update::Suspect { id: id(1), incarnation: 1 });
-        b.push(Key::State(id(1)), Update::Dead { id: id(1), incarnation: 1 });
-        let t = b.take(1400, 5);
-        assert_eq!(t, vec![Update::Dead { id: id(1), incarnation: 1 }]);
+        b.push(
+            Key::State(id(1)),
+            Update::Suspect {
+                id: id(1),
+                incarnation: 1,
+            },
+        );
+        b.push(
+            Key::State(id(1)),
+            Update::Dead {
+                id: id(1),
+                incarnation: 1,
+            },
+        );
+        let t = b.take(1400, 5, 5);
+        assert_eq!(
+            t,
+            vec![Update::Dead {
+                id: id(1),
+                incarnation: 1
+            }]
+        );
     }
 
     #[test]
@@ -131,12 +168,12 @@ mod tests {
         for i in 0..20u8 {
             b.push(Key::Record(id(i)), Update::Record(vec![i; 170]));
         }
-        let first = b.take(1400, 10);
+        let first = b.take(1400, 10, 10);
         assert!(first.len() >= 6 && first.len() <= 8, "{}", first.len());
         let total: usize = first.iter().map(|u| u.encoded_len() + 2).sum();
         assert!(total <= 1400);
         // The next take prefers the never-sent ones.
-        let second = b.take(1400, 10);
+        let second = b.take(1400, 10, 10);
         for u in &second {
             assert!(!first.contains(u));
         }

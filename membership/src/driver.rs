@@ -108,9 +108,15 @@ impl MembershipHandle {
         self.events.subscribe()
     }
 
-    async fn ask<T>(&self, f: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, MembershipError> {
+    async fn ask<T>(
+        &self,
+        f: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, MembershipError> {
         let (tx, rx) = oneshot::channel();
-        self.cmds.send(f(tx)).await.map_err(|_| MembershipError::Stopped)?;
+        self.cmds
+            .send(f(tx))
+            .await
+            .map_err(|_| MembershipError::Stopped)?;
         rx.await.map_err(|_| MembershipError::Stopped)
     }
 
@@ -134,7 +140,10 @@ impl MembershipHandle {
     ///
     /// # Errors
     /// [`MembershipError::Stopped`] if the node has stopped.
-    pub async fn states(&self, ids: Vec<NodeId>) -> Result<Vec<Option<MemberState>>, MembershipError> {
+    pub async fn states(
+        &self,
+        ids: Vec<NodeId>,
+    ) -> Result<Vec<Option<MemberState>>, MembershipError> {
         self.ask(|tx| Command::States(ids, tx)).await
     }
 
@@ -160,7 +169,11 @@ impl MembershipHandle {
 
 /// Start a node on `socket`; it runs until [`MembershipHandle::leave`] or
 /// until every handle is dropped.
-pub fn spawn(socket: UdpSocket, cfg: NodeConfig, seed: u64) -> Result<MembershipHandle, MembershipError> {
+pub fn spawn(
+    socket: UdpSocket,
+    cfg: NodeConfig,
+    seed: u64,
+) -> Result<MembershipHandle, MembershipError> {
     let local_addr = socket.local_addr()?;
     let id = cfg.identity.node_id();
     let now = tokio::time::Instant::now().into_std();
@@ -225,16 +238,19 @@ impl Driver {
         let st = self.swim.stats();
         let c = &self.counters;
         let (alive, suspect, dead, left) = self.swim.state_counts();
-        c.records.store(self.swim.records().len() as u64, Ordering::Relaxed);
+        c.records
+            .store(self.swim.records().len() as u64, Ordering::Relaxed);
         c.alive.store(alive as u64, Ordering::Relaxed);
         c.suspect.store(suspect as u64, Ordering::Relaxed);
         c.dead.store(dead as u64, Ordering::Relaxed);
         c.left.store(left as u64, Ordering::Relaxed);
         c.datagrams_sent.store(st.datagrams_sent, Ordering::Relaxed);
         c.bytes_sent.store(st.bytes_sent, Ordering::Relaxed);
-        c.datagrams_received.store(st.datagrams_received, Ordering::Relaxed);
+        c.datagrams_received
+            .store(st.datagrams_received, Ordering::Relaxed);
         c.bytes_received.store(st.bytes_received, Ordering::Relaxed);
-        c.max_datagram.store(st.max_datagram as u64, Ordering::Relaxed);
+        c.max_datagram
+            .store(st.max_datagram as u64, Ordering::Relaxed);
     }
 
     async fn run(mut self) {
@@ -242,7 +258,12 @@ impl Driver {
         loop {
             self.flush().await;
             let deadline = tokio::time::Instant::from_std(self.swim.poll_timeout());
+            // Biased: commands, then the socket, then timers. A datagram
+            // already waiting (an ack) is always handled before a timer
+            // that would count it as missing, so a node starved of CPU
+            // does not accuse peers that answered in time.
             tokio::select! {
+                biased;
                 cmd = self.cmds.recv() => match cmd {
                     None => return,
                     Some(Command::Members(tx)) => { let _ = tx.send(self.swim.members()); }

@@ -14,6 +14,8 @@
 //! together.
 
 use grapevine_crypto::{NodeId, RecordError, SignedRecord, UnverifiedRecord};
+use std::collections::BTreeMap;
+
 use hashbrown::HashMap;
 
 use crate::wire::BUCKETS;
@@ -47,7 +49,8 @@ pub struct StoreStats {
 /// Verified records by node id.
 #[derive(Debug)]
 pub struct RecordStore {
-    records: HashMap<NodeId, SignedRecord>,
+    /// Ordered by id, so a bucket (first byte) is a range.
+    records: BTreeMap<NodeId, SignedRecord>,
     by_prefix: HashMap<[u8; 8], NodeId>,
     buckets: Vec<u64>,
     root: u64,
@@ -57,7 +60,7 @@ pub struct RecordStore {
 impl Default for RecordStore {
     fn default() -> Self {
         RecordStore {
-            records: HashMap::new(),
+            records: BTreeMap::new(),
             by_prefix: HashMap::new(),
             buckets: vec![0; BUCKETS],
             root: 0,
@@ -124,11 +127,12 @@ impl RecordStore {
 
     /// (prefix, seq) of every record in `bucket`.
     pub fn bucket_entries(&self, bucket: u8) -> Vec<([u8; 8], u64)> {
-        // Buckets hold about N/256 records; a scan of the map is fine at the
-        // sizes a flat grid reaches (subgrids split larger ones).
+        let mut lo = [0u8; 32];
+        lo[0] = bucket;
+        let lo = NodeId(lo);
         self.records
-            .iter()
-            .filter(|(id, _)| id.0[0] == bucket)
+            .range(lo..)
+            .take_while(|(id, _)| id.0[0] == bucket)
             .map(|(id, r)| (prefix(id), r.seq()))
             .collect()
     }
@@ -176,7 +180,9 @@ impl RecordStore {
 
     /// Offer one record received from anyone.
     pub fn offer(&mut self, bytes: &[u8]) -> Offer {
-        self.offer_many(&[bytes]).pop().expect("one verdict per record")
+        self.offer_many(&[bytes])
+            .pop()
+            .expect("one verdict per record")
     }
 
     /// Offer several records; new ones are verified as a batch. Returns one
@@ -203,11 +209,18 @@ impl RecordStore {
                 }
             }
         }
-        for (i, r) in idx.into_iter().zip(UnverifiedRecord::verify_batch(to_verify)) {
+        for (i, r) in idx
+            .into_iter()
+            .zip(UnverifiedRecord::verify_batch(to_verify))
+        {
             verdicts[i] = Some(match r {
                 Ok(rec) => {
                     // A newer one may have been accepted earlier in this batch.
-                    if self.records.get(&rec.node_id()).is_some_and(|h| h.seq() >= rec.seq()) {
+                    if self
+                        .records
+                        .get(&rec.node_id())
+                        .is_some_and(|h| h.seq() >= rec.seq())
+                    {
                         self.stats.stale += 1;
                         Offer::Stale
                     } else {
@@ -222,7 +235,10 @@ impl RecordStore {
                 }
             });
         }
-        verdicts.into_iter().map(|v| v.expect("every input has a verdict")).collect()
+        verdicts
+            .into_iter()
+            .map(|v| v.expect("every input has a verdict"))
+            .collect()
     }
 }
 
@@ -242,24 +258,38 @@ mod tests {
     fn newer_replaces_older_and_stale_or_forged_are_dropped() {
         let id = Identity::generate_with(&mut rng(1));
         let mut s = RecordStore::default();
-        assert!(matches!(s.offer(signed(&id, 2).bytes()), Offer::Accepted(_)));
+        assert!(matches!(
+            s.offer(signed(&id, 2).bytes()),
+            Offer::Accepted(_)
+        ));
         assert_eq!(s.offer(signed(&id, 2).bytes()), Offer::Duplicate);
         assert_eq!(s.offer(signed(&id, 1).bytes()), Offer::Stale);
-        assert!(matches!(s.offer(signed(&id, 5).bytes()), Offer::Accepted(_)));
+        assert!(matches!(
+            s.offer(signed(&id, 5).bytes()),
+            Offer::Accepted(_)
+        ));
         assert_eq!(s.get(&id.node_id()).unwrap().seq(), 5);
         let mut forged = signed(&id, 9).bytes().to_vec();
         let n = forged.len();
         forged[n - 1] ^= 1;
-        assert!(matches!(s.offer(&forged), Offer::Rejected(RecordError::BadSignature)));
+        assert!(matches!(
+            s.offer(&forged),
+            Offer::Rejected(RecordError::BadSignature)
+        ));
         assert_eq!(s.get(&id.node_id()).unwrap().seq(), 5);
         assert!(matches!(s.offer(b"junk"), Offer::Rejected(_)));
         let st = s.stats();
-        assert_eq!((st.accepted, st.duplicate, st.stale, st.rejected), (2, 1, 1, 2));
+        assert_eq!(
+            (st.accepted, st.duplicate, st.stale, st.rejected),
+            (2, 1, 1, 2)
+        );
     }
 
     #[test]
     fn digests_match_iff_same_records_and_are_order_independent() {
-        let ids: Vec<_> = (0..20).map(|i| Identity::generate_with(&mut rng(i))).collect();
+        let ids: Vec<_> = (0..20)
+            .map(|i| Identity::generate_with(&mut rng(i)))
+            .collect();
         let mut a = RecordStore::default();
         let mut b = RecordStore::default();
         for id in &ids {
@@ -280,12 +310,17 @@ mod tests {
         assert_eq!(a.root(), b.root());
         let e = a.bucket_entries(ids[3].node_id().0[0]);
         assert!(e.contains(&(prefix(&ids[3].node_id()), 2)));
-        assert_eq!(a.get_by_prefix(&prefix(&ids[3].node_id())).unwrap().seq(), 2);
+        assert_eq!(
+            a.get_by_prefix(&prefix(&ids[3].node_id())).unwrap().seq(),
+            2
+        );
     }
 
     #[test]
     fn batch_gives_per_record_verdicts() {
-        let ids: Vec<_> = (0..6).map(|i| Identity::generate_with(&mut rng(100 + i))).collect();
+        let ids: Vec<_> = (0..6)
+            .map(|i| Identity::generate_with(&mut rng(100 + i)))
+            .collect();
         let mut s = RecordStore::default();
         s.offer(signed(&ids[0], 3).bytes());
         let r0 = signed(&ids[0], 3);

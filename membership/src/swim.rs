@@ -40,7 +40,9 @@ use rand::Rng;
 
 use crate::broadcast::{Broadcasts, Key};
 use crate::store::{Offer, RecordStore, StoreStats};
-use crate::wire::{liveness_message, BucketEntries, Message, Update, BUCKETS, HEADER_BUDGET, MAX_DATAGRAM};
+use crate::wire::{
+    liveness_message, BucketEntries, Message, Update, BUCKETS, HEADER_BUDGET, MAX_DATAGRAM,
+};
 
 /// Tunables of the membership core.
 #[derive(Debug, Clone)]
@@ -51,20 +53,28 @@ pub struct Config {
     pub probe_timeout: Duration,
     /// Members asked to probe indirectly.
     pub indirect_probes: usize,
-    /// Suspicion timeout = `suspicion_mult * max(1, log10(N)) * probe_interval`.
-    pub suspicion_mult: u32,
+    /// Suspicion timeout = `suspicion_mult * max(1, log10(N)) * probe_interval`
+    /// (times the local health factor).
+    pub suspicion_mult: f64,
     /// Time between push-gossip rounds while updates are queued.
     pub gossip_interval: Duration,
     /// Members pushed to per gossip round.
     pub gossip_fanout: usize,
-    /// Each update is sent `retransmit_mult * ceil(log10(N+1))` times.
+    /// Each state update is sent `retransmit_mult * ceil(log10(N+1))` times.
     pub retransmit_mult: u32,
+    /// Each record is pushed this many times by each node that accepts it;
+    /// anti-entropy delivers it to whoever the push missed. Records are
+    /// large and every node must verify each once, so they are pushed less
+    /// than the small state updates.
+    pub record_retransmits: u32,
     /// Time between anti-entropy rounds when in sync.
     pub sync_interval: Duration,
     /// Time between anti-entropy rounds while differences remain.
     pub sync_fast_interval: Duration,
     /// Records pushed in answer to one anti-entropy request, at most.
     pub sync_max_records: usize,
+    /// Differing buckets listed in one anti-entropy round, at most.
+    pub sync_max_buckets: usize,
     /// First join retry delay; doubles up to `join_retry_max`.
     pub join_retry_initial: Duration,
     /// Longest join retry delay.
@@ -84,13 +94,15 @@ impl Config {
             probe_interval: Duration::from_millis(1000),
             probe_timeout: Duration::from_millis(400),
             indirect_probes: 3,
-            suspicion_mult: 3,
+            suspicion_mult: 2.5,
             gossip_interval: Duration::from_millis(200),
             gossip_fanout: 3,
             retransmit_mult: 3,
-            sync_interval: Duration::from_secs(15),
-            sync_fast_interval: Duration::from_millis(250),
+            record_retransmits: 2,
+            sync_interval: Duration::from_secs(3),
+            sync_fast_interval: Duration::from_millis(500),
             sync_max_records: 96,
+            sync_max_buckets: 32,
             join_retry_initial: Duration::from_millis(500),
             join_retry_max: Duration::from_secs(30),
             max_local_health: 8,
@@ -211,6 +223,10 @@ pub struct Stats {
     pub declared_dead: u64,
     /// Times this node refuted a suspicion of itself.
     pub refutations: u64,
+    /// Timers handled late enough to mean this node is starved of CPU.
+    pub late_timers: u64,
+    /// Probes left inconclusive because this node was starved.
+    pub inconclusive_probes: u64,
     /// Record store counters.
     pub records: StoreStats,
     /// Current local health score.
@@ -228,6 +244,8 @@ pub struct Swim {
     members: HashMap<NodeId, Member>,
     suspects: HashSet<NodeId>,
     live_count: usize,
+    /// Members per state: alive, suspect, dead, left.
+    counts: [usize; 4],
     probe_list: Vec<NodeId>,
     probe_pos: usize,
     probe: Option<Probe>,
@@ -250,7 +268,16 @@ pub struct Swim {
     left: bool,
     /// Set when an update just handled accused this node.
     accused: bool,
+    /// Records waiting for batch verification: (bytes, spread, from sync).
+    pending: Vec<(Vec<u8>, bool, bool)>,
+    pending_deadline: Option<Instant>,
 }
+
+/// Records are verified in batches of up to this many (ed25519 batch
+/// verification costs about 60% of one-by-one per record).
+const VERIFY_BATCH: usize = 64;
+/// Longest a received record waits for its batch.
+const VERIFY_DELAY: Duration = Duration::from_millis(20);
 
 fn far_future(now: Instant) -> Instant {
     now + Duration::from_secs(86_400)
@@ -282,6 +309,7 @@ impl Swim {
             members: HashMap::new(),
             suspects: HashSet::new(),
             live_count: 0,
+            counts: [0; 4],
             probe_list: Vec::new(),
             probe_pos: 0,
             probe: None,
@@ -303,9 +331,12 @@ impl Swim {
             stats: Stats::default(),
             left: false,
             accused: false,
+            pending: Vec::new(),
+            pending_deadline: None,
         };
         s.join_delay = s.cfg.join_retry_initial;
-        s.broadcasts.push(Key::Record(me), Update::Record(record.bytes().to_vec()));
+        s.broadcasts
+            .push(Key::Record(me), Update::Record(record.bytes().to_vec()));
         if !s.joined {
             s.send_joins(now);
         }
@@ -341,16 +372,8 @@ impl Swim {
 
     /// Number of other members in each state: (alive, suspect, dead, left).
     pub fn state_counts(&self) -> (usize, usize, usize, usize) {
-        let mut c = (0, 0, 0, 0);
-        for m in self.members.values() {
-            match m.state {
-                MemberState::Alive => c.0 += 1,
-                MemberState::Suspect => c.1 += 1,
-                MemberState::Dead => c.2 += 1,
-                MemberState::Left => c.3 += 1,
-            }
-        }
-        c
+        let c = self.counts;
+        (c[0], c[1], c[2], c[3])
     }
 
     /// The state of `id` as seen here.
@@ -401,6 +424,9 @@ impl Swim {
         if let Some(j) = self.next_join {
             t = t.min(j);
         }
+        if let Some(v) = self.pending_deadline {
+            t = t.min(v);
+        }
         for id in &self.suspects {
             if let Some(d) = self.members.get(id).and_then(|m| m.suspect_deadline) {
                 t = t.min(d);
@@ -418,11 +444,14 @@ impl Swim {
         self.cfg.retransmit_mult * (n.log10().ceil().max(1.0) as u32)
     }
 
+    /// Suspicion timeout, stretched by local health (Lifeguard): a node
+    /// that is itself struggling waits longer before declaring others dead.
     fn suspicion_timeout(&self) -> Duration {
         let n = (self.live_n() as f64).max(10.0);
         self.cfg
             .probe_interval
-            .mul_f64(self.cfg.suspicion_mult as f64 * n.log10())
+            .mul_f64(self.cfg.suspicion_mult * n.log10())
+            * self.health_scale()
     }
 
     fn health_scale(&self) -> u32 {
@@ -453,15 +482,24 @@ impl Swim {
             }
         }
         let limit = self.retransmit_limit();
-        first.extend(self.broadcasts.take(budget, limit));
+        first.extend(
+            self.broadcasts
+                .take(budget, limit, self.cfg.record_retransmits),
+        );
         first
     }
 
     fn accusation(&self, id: &NodeId) -> Option<Update> {
         let m = self.members.get(id)?;
         match m.state {
-            MemberState::Suspect => Some(Update::Suspect { id: *id, incarnation: m.incarnation }),
-            MemberState::Dead => Some(Update::Dead { id: *id, incarnation: m.incarnation }),
+            MemberState::Suspect => Some(Update::Suspect {
+                id: *id,
+                incarnation: m.incarnation,
+            }),
+            MemberState::Dead => Some(Update::Dead {
+                id: *id,
+                incarnation: m.incarnation,
+            }),
             _ => None,
         }
     }
@@ -469,7 +507,13 @@ impl Swim {
     /// Tell `id` directly that it is accused, so it can refute.
     fn notify_accused(&mut self, id: &NodeId) {
         if let (Some(u), Some(addr)) = (self.accusation(id), self.members.get(id).map(|m| m.addr)) {
-            self.send(addr, &Message::Gossip { from: self.me, updates: vec![u] });
+            self.send(
+                addr,
+                &Message::Gossip {
+                    from: self.me,
+                    updates: vec![u],
+                },
+            );
         }
     }
 
@@ -480,21 +524,37 @@ impl Swim {
     }
 
     fn send_joins(&mut self, now: Instant) {
-        let record = self.store.get(&self.me).expect("own record").bytes().to_vec();
+        let record = self
+            .store
+            .get(&self.me)
+            .expect("own record")
+            .bytes()
+            .to_vec();
         for seed in self.seeds.clone() {
-            self.send(seed, &Message::Join { record: record.clone() });
+            self.send(
+                seed,
+                &Message::Join {
+                    record: record.clone(),
+                },
+            );
         }
-        let jitter = self.rng.gen_range(0..=self.join_delay.as_millis() as u64 / 4);
+        let jitter = self
+            .rng
+            .gen_range(0..=self.join_delay.as_millis() as u64 / 4);
         self.next_join = Some(now + self.join_delay + Duration::from_millis(jitter));
         self.join_delay = (self.join_delay * 2).min(self.cfg.join_retry_max);
     }
 
     fn set_state(&mut self, id: NodeId, to: MemberState, incarnation: u64, now: Instant) {
         let timeout = self.suspicion_timeout();
-        let Some(m) = self.members.get_mut(&id) else { return };
+        let Some(m) = self.members.get_mut(&id) else {
+            return;
+        };
         let from = m.state;
         m.incarnation = incarnation;
         m.state = to;
+        self.counts[from as usize] -= 1;
+        self.counts[to as usize] += 1;
         m.suspect_deadline = (to == MemberState::Suspect).then(|| now + timeout);
         let was_live = matches!(from, MemberState::Alive | MemberState::Suspect);
         let is_live = matches!(to, MemberState::Alive | MemberState::Suspect);
@@ -537,6 +597,7 @@ impl Swim {
                     },
                 );
                 self.live_count += 1;
+                self.counts[MemberState::Alive as usize] += 1;
                 let pos = if self.probe_list.is_empty() {
                     0
                 } else {
@@ -550,32 +611,68 @@ impl Swim {
                 self.events.push_back(Event::RecordUpdated(id));
                 // A newer signed record from a dead or departed node is proof
                 // that it is back (restart with a fresh incarnation).
-                if matches!(m.state, MemberState::Dead | MemberState::Left) && rec.seq() > m.incarnation {
+                if matches!(m.state, MemberState::Dead | MemberState::Left)
+                    && rec.seq() > m.incarnation
+                {
                     self.set_state(id, MemberState::Alive, rec.seq(), now);
                 }
             }
         }
     }
 
-    /// Offer records; newly accepted ones are learned and, if `spread`,
-    /// queued for dissemination.
-    fn offer_records(&mut self, records: &[&[u8]], spread: bool, now: Instant) -> usize {
-        let verdicts = self.store.offer_many(records);
-        let mut accepted = 0;
-        for v in verdicts {
+    /// Queue records for batch verification; they are verified when
+    /// [`VERIFY_BATCH`] are waiting or after [`VERIFY_DELAY`]. Newly accepted
+    /// ones are learned and, if `spread`, queued for dissemination.
+    fn queue_records(
+        &mut self,
+        records: Vec<Vec<u8>>,
+        spread: bool,
+        from_sync: bool,
+        now: Instant,
+    ) {
+        self.pending
+            .extend(records.into_iter().map(|r| (r, spread, from_sync)));
+        if self.pending.len() >= VERIFY_BATCH {
+            self.verify_pending(now);
+        } else if !self.pending.is_empty() && self.pending_deadline.is_none() {
+            self.pending_deadline = Some(now + VERIFY_DELAY);
+        }
+    }
+
+    fn verify_pending(&mut self, now: Instant) {
+        self.pending_deadline = None;
+        let pending = std::mem::take(&mut self.pending);
+        if pending.is_empty() {
+            return;
+        }
+        let refs: Vec<&[u8]> = pending.iter().map(|(r, _, _)| r.as_slice()).collect();
+        let verdicts = self.store.offer_many(&refs);
+        let mut spread_any = false;
+        let mut synced = false;
+        for (v, (_, spread, from_sync)) in verdicts.into_iter().zip(pending.iter()) {
             if let Offer::Accepted(rec) = v {
-                accepted += 1;
                 self.learn_record(&rec, now);
-                if spread {
-                    self.broadcasts
-                        .push(Key::Record(rec.node_id()), Update::Record(rec.bytes().to_vec()));
+                if *spread {
+                    spread_any = true;
+                    self.broadcasts.push(
+                        Key::Record(rec.node_id()),
+                        Update::Record(rec.bytes().to_vec()),
+                    );
+                }
+                synced |= *from_sync;
+                if !self.joined {
+                    self.joined = true;
+                    self.next_join = None;
                 }
             }
         }
-        if spread && accepted > 0 {
+        if spread_any {
             self.schedule_gossip(now);
         }
-        accepted
+        if synced {
+            // Pulling is productive: go on soon.
+            self.next_sync = self.next_sync.min(now + self.cfg.sync_fast_interval);
+        }
     }
 
     /// Someone holds us suspect or dead at `incarnation`: refute with a
@@ -585,11 +682,22 @@ impl Swim {
         self.accused = true;
         if incarnation >= self.incarnation {
             self.refute(incarnation, now);
-        } else if !self.left && !matches!(self.broadcasts.get(&Key::State(self.me)), Some(Update::Alive { .. })) {
-            let sig = self.identity.sign(&liveness_message("alive", &self.me, self.incarnation));
+        } else if !self.left
+            && !matches!(
+                self.broadcasts.get(&Key::State(self.me)),
+                Some(Update::Alive { .. })
+            )
+        {
+            let sig = self
+                .identity
+                .sign(&liveness_message("alive", &self.me, self.incarnation));
             self.broadcasts.push(
                 Key::State(self.me),
-                Update::Alive { id: self.me, incarnation: self.incarnation, sig },
+                Update::Alive {
+                    id: self.me,
+                    incarnation: self.incarnation,
+                    sig,
+                },
             );
             self.schedule_gossip(now);
         }
@@ -602,10 +710,16 @@ impl Swim {
         self.incarnation = self.incarnation.max(incarnation) + 1;
         self.stats.refutations += 1;
         self.local_health = (self.local_health + 1).min(self.cfg.max_local_health);
-        let sig = self.identity.sign(&liveness_message("alive", &self.me, self.incarnation));
+        let sig = self
+            .identity
+            .sign(&liveness_message("alive", &self.me, self.incarnation));
         self.broadcasts.push(
             Key::State(self.me),
-            Update::Alive { id: self.me, incarnation: self.incarnation, sig },
+            Update::Alive {
+                id: self.me,
+                incarnation: self.incarnation,
+                sig,
+            },
         );
         self.schedule_gossip(now);
     }
@@ -613,20 +727,36 @@ impl Swim {
     fn apply_update(&mut self, u: Update, now: Instant, records: &mut Vec<Vec<u8>>) {
         match u {
             Update::Record(bytes) => records.push(bytes),
-            Update::Alive { id, incarnation, sig } => {
+            Update::Alive {
+                id,
+                incarnation,
+                sig,
+            } => {
                 if id == self.me {
                     return;
                 }
-                let Some(m) = self.members.get(&id) else { return };
+                let Some(m) = self.members.get(&id) else {
+                    return;
+                };
                 if incarnation <= m.incarnation {
                     return;
                 }
-                if id.verify(&liveness_message("alive", &id, incarnation), &sig).is_err() {
+                if id
+                    .verify(&liveness_message("alive", &id, incarnation), &sig)
+                    .is_err()
+                {
                     self.stats.forged_liveness += 1;
                     return;
                 }
                 self.set_state(id, MemberState::Alive, incarnation, now);
-                self.broadcasts.push(Key::State(id), Update::Alive { id, incarnation, sig });
+                self.broadcasts.push(
+                    Key::State(id),
+                    Update::Alive {
+                        id,
+                        incarnation,
+                        sig,
+                    },
+                );
                 self.schedule_gossip(now);
             }
             Update::Suspect { id, incarnation } => {
@@ -634,7 +764,9 @@ impl Swim {
                     self.answer_accusation(incarnation, now);
                     return;
                 }
-                let Some(m) = self.members.get(&id) else { return };
+                let Some(m) = self.members.get(&id) else {
+                    return;
+                };
                 let apply = match m.state {
                     MemberState::Alive => incarnation >= m.incarnation,
                     MemberState::Suspect => incarnation > m.incarnation,
@@ -642,7 +774,8 @@ impl Swim {
                 };
                 if apply {
                     self.set_state(id, MemberState::Suspect, incarnation, now);
-                    self.broadcasts.push(Key::State(id), Update::Suspect { id, incarnation });
+                    self.broadcasts
+                        .push(Key::State(id), Update::Suspect { id, incarnation });
                     self.schedule_gossip(now);
                 }
             }
@@ -651,27 +784,48 @@ impl Swim {
                     self.answer_accusation(incarnation, now);
                     return;
                 }
-                let Some(m) = self.members.get(&id) else { return };
-                if matches!(m.state, MemberState::Alive | MemberState::Suspect) && incarnation >= m.incarnation {
+                let Some(m) = self.members.get(&id) else {
+                    return;
+                };
+                if matches!(m.state, MemberState::Alive | MemberState::Suspect)
+                    && incarnation >= m.incarnation
+                {
                     self.set_state(id, MemberState::Dead, incarnation, now);
-                    self.broadcasts.push(Key::State(id), Update::Dead { id, incarnation });
+                    self.broadcasts
+                        .push(Key::State(id), Update::Dead { id, incarnation });
                     self.schedule_gossip(now);
                 }
             }
-            Update::Left { id, incarnation, sig } => {
+            Update::Left {
+                id,
+                incarnation,
+                sig,
+            } => {
                 if id == self.me {
                     return;
                 }
-                let Some(m) = self.members.get(&id) else { return };
+                let Some(m) = self.members.get(&id) else {
+                    return;
+                };
                 if m.state == MemberState::Left || incarnation < m.incarnation {
                     return;
                 }
-                if id.verify(&liveness_message("left", &id, incarnation), &sig).is_err() {
+                if id
+                    .verify(&liveness_message("left", &id, incarnation), &sig)
+                    .is_err()
+                {
                     self.stats.forged_liveness += 1;
                     return;
                 }
                 self.set_state(id, MemberState::Left, incarnation, now);
-                self.broadcasts.push(Key::State(id), Update::Left { id, incarnation, sig });
+                self.broadcasts.push(
+                    Key::State(id),
+                    Update::Left {
+                        id,
+                        incarnation,
+                        sig,
+                    },
+                );
                 self.schedule_gossip(now);
             }
         }
@@ -683,9 +837,21 @@ impl Swim {
         self.accused = false;
         self.apply_updates(updates, now);
         if std::mem::take(&mut self.accused) && !self.left {
-            let sig = self.identity.sign(&liveness_message("alive", &self.me, self.incarnation));
-            let alive = Update::Alive { id: self.me, incarnation: self.incarnation, sig };
-            self.send(sender, &Message::Gossip { from: self.me, updates: vec![alive] });
+            let sig = self
+                .identity
+                .sign(&liveness_message("alive", &self.me, self.incarnation));
+            let alive = Update::Alive {
+                id: self.me,
+                incarnation: self.incarnation,
+                sig,
+            };
+            self.send(
+                sender,
+                &Message::Gossip {
+                    from: self.me,
+                    updates: vec![alive],
+                },
+            );
         }
     }
 
@@ -695,8 +861,7 @@ impl Swim {
             self.apply_update(u, now, &mut records);
         }
         if !records.is_empty() {
-            let refs: Vec<&[u8]> = records.iter().map(|r| r.as_slice()).collect();
-            self.offer_records(&refs, true, now);
+            self.queue_records(records, true, false, now);
         }
     }
 
@@ -722,39 +887,83 @@ impl Swim {
             return;
         }
         match msg {
-            Message::Ping { seq, from: id, updates } => {
+            Message::Ping {
+                seq,
+                from: id,
+                updates,
+            } => {
                 self.heard_from(&id, now);
                 self.apply_updates_from(from, updates, now);
                 let updates = self.piggyback(Some(&id));
-                self.send(from, &Message::Ack { seq, from: self.me, updates });
+                self.send(
+                    from,
+                    &Message::Ack {
+                        seq,
+                        from: self.me,
+                        updates,
+                    },
+                );
             }
-            Message::Ack { seq, from: id, updates } => {
+            Message::Ack {
+                seq,
+                from: id,
+                updates,
+            } => {
                 self.heard_from(&id, now);
                 self.apply_updates_from(from, updates, now);
                 if let Some(relay) = self.relays.remove(&seq) {
                     self.send(
                         relay.requester,
-                        &Message::Ack { seq: relay.requester_seq, from: id, updates: Vec::new() },
+                        &Message::Ack {
+                            seq: relay.requester_seq,
+                            from: id,
+                            updates: Vec::new(),
+                        },
                     );
-                } else if self.probe.as_ref().is_some_and(|p| p.seq == seq && p.target == id) {
+                } else if self
+                    .probe
+                    .as_ref()
+                    .is_some_and(|p| p.seq == seq && p.target == id)
+                {
                     self.probe = None;
                     self.local_health = self.local_health.saturating_sub(1);
                 }
             }
-            Message::PingReq { seq, from: id, target, target_addr } => {
+            Message::PingReq {
+                seq,
+                from: id,
+                target,
+                target_addr,
+            } => {
                 self.heard_from(&id, now);
                 let my_seq = self.take_seq();
                 let deadline = now + self.cfg.probe_interval * self.health_scale();
-                self.relays.insert(my_seq, Relay { requester: from, requester_seq: seq, deadline });
+                self.relays.insert(
+                    my_seq,
+                    Relay {
+                        requester: from,
+                        requester_seq: seq,
+                        deadline,
+                    },
+                );
                 let updates = self.piggyback(Some(&target));
-                self.send(target_addr, &Message::Ping { seq: my_seq, from: self.me, updates });
+                self.send(
+                    target_addr,
+                    &Message::Ping {
+                        seq: my_seq,
+                        from: self.me,
+                        updates,
+                    },
+                );
             }
             Message::Join { record } => {
                 match self.store.offer(&record) {
                     Offer::Accepted(rec) => {
                         self.learn_record(&rec, now);
-                        self.broadcasts
-                            .push(Key::Record(rec.node_id()), Update::Record(rec.bytes().to_vec()));
+                        self.broadcasts.push(
+                            Key::Record(rec.node_id()),
+                            Update::Record(rec.bytes().to_vec()),
+                        );
                         self.schedule_gossip(now);
                     }
                     Offer::Duplicate | Offer::Stale => {}
@@ -763,12 +972,18 @@ impl Swim {
                         return;
                     }
                 }
-                let mine = self.store.get(&self.me).expect("own record").bytes().to_vec();
+                let mine = self
+                    .store
+                    .get(&self.me)
+                    .expect("own record")
+                    .bytes()
+                    .to_vec();
                 self.send(from, &Message::JoinAck { record: mine });
             }
             Message::JoinAck { record } => {
-                let accepted = self.offer_records(&[&record], true, now);
-                if !self.joined && (accepted > 0 || self.store.len() > 1) {
+                self.queue_records(vec![record], true, false, now);
+                self.verify_pending(now);
+                if !self.joined && self.store.len() > 1 {
                     self.joined = true;
                     self.next_join = None;
                     tracing::debug!(%from, "joined");
@@ -781,11 +996,21 @@ impl Swim {
                 self.heard_from(&id, now);
                 self.apply_updates_from(from, updates, now);
             }
-            Message::SyncDigest { from: id, root, count: _ } => {
+            Message::SyncDigest {
+                from: id,
+                root,
+                count: _,
+            } => {
                 self.heard_from(&id, now);
                 if root != self.store.root() {
                     let hashes = self.store.bucket_hashes();
-                    self.send(from, &Message::SyncBuckets { from: self.me, hashes });
+                    self.send(
+                        from,
+                        &Message::SyncBuckets {
+                            from: self.me,
+                            hashes,
+                        },
+                    );
                 }
             }
             Message::SyncBuckets { from: id, hashes } => {
@@ -807,13 +1032,8 @@ impl Swim {
             }
             Message::SyncRecords { from: id, records } => {
                 self.heard_from(&id, now);
-                let refs: Vec<&[u8]> = records.iter().map(|r| r.as_slice()).collect();
                 // Learned by pull: no need to spread further, everyone syncs.
-                let got = self.offer_records(&refs, false, now);
-                if !self.joined && got > 0 {
-                    self.joined = true;
-                    self.next_join = None;
-                }
+                self.queue_records(records, false, true, now);
             }
         }
     }
@@ -848,8 +1068,13 @@ impl Swim {
         if differing.is_empty() {
             return;
         }
-        // More rounds follow soon while we differ.
+        // Rounds follow soon while we differ (each is capped, so this stays
+        // cheap even while everyone differs during a join storm).
         self.next_sync = self.next_sync.min(now + self.cfg.sync_fast_interval);
+        let differing: Vec<u8> = differing
+            .into_iter()
+            .take(self.cfg.sync_max_buckets)
+            .collect();
         let mut batch: Vec<BucketEntries> = Vec::new();
         let mut size = HEADER_BUDGET;
         let mut datagrams = 0;
@@ -857,7 +1082,13 @@ impl Swim {
             let entries = self.store.bucket_entries(b);
             let cost = 4 + entries.len() * 17;
             if size + cost > MAX_DATAGRAM && !batch.is_empty() {
-                self.send(to, &Message::SyncHave { from: self.me, buckets: std::mem::take(&mut batch) });
+                self.send(
+                    to,
+                    &Message::SyncHave {
+                        from: self.me,
+                        buckets: std::mem::take(&mut batch),
+                    },
+                );
                 size = HEADER_BUDGET;
                 datagrams += 1;
                 if datagrams >= 16 {
@@ -867,20 +1098,38 @@ impl Swim {
             // A bucket too large for one datagram is split.
             for chunk in entries.chunks(((MAX_DATAGRAM - HEADER_BUDGET - 8) / 17).max(1)) {
                 if size + 4 + chunk.len() * 17 > MAX_DATAGRAM && !batch.is_empty() {
-                    self.send(to, &Message::SyncHave { from: self.me, buckets: std::mem::take(&mut batch) });
+                    self.send(
+                        to,
+                        &Message::SyncHave {
+                            from: self.me,
+                            buckets: std::mem::take(&mut batch),
+                        },
+                    );
                     size = HEADER_BUDGET;
                     datagrams += 1;
                 }
                 size += 4 + chunk.len() * 17;
-                batch.push(BucketEntries { bucket: b, entries: chunk.to_vec() });
+                batch.push(BucketEntries {
+                    bucket: b,
+                    entries: chunk.to_vec(),
+                });
             }
             if entries.is_empty() {
                 size += 4;
-                batch.push(BucketEntries { bucket: b, entries: Vec::new() });
+                batch.push(BucketEntries {
+                    bucket: b,
+                    entries: Vec::new(),
+                });
             }
         }
         if !batch.is_empty() {
-            self.send(to, &Message::SyncHave { from: self.me, buckets: batch });
+            self.send(
+                to,
+                &Message::SyncHave {
+                    from: self.me,
+                    buckets: batch,
+                },
+            );
         }
     }
 
@@ -919,7 +1168,13 @@ impl Swim {
         }
         self.send_records(to, push);
         for chunk in want.chunks(70) {
-            self.send(to, &Message::SyncWant { from: self.me, prefixes: chunk.to_vec() });
+            self.send(
+                to,
+                &Message::SyncWant {
+                    from: self.me,
+                    prefixes: chunk.to_vec(),
+                },
+            );
         }
     }
 
@@ -928,18 +1183,34 @@ impl Swim {
         let mut size = HEADER_BUDGET;
         for r in records {
             if size + r.len() + 3 > MAX_DATAGRAM && !batch.is_empty() {
-                self.send(to, &Message::SyncRecords { from: self.me, records: std::mem::take(&mut batch) });
+                self.send(
+                    to,
+                    &Message::SyncRecords {
+                        from: self.me,
+                        records: std::mem::take(&mut batch),
+                    },
+                );
                 size = HEADER_BUDGET;
             }
             size += r.len() + 3;
             batch.push(r);
         }
         if !batch.is_empty() {
-            self.send(to, &Message::SyncRecords { from: self.me, records: batch });
+            self.send(
+                to,
+                &Message::SyncRecords {
+                    from: self.me,
+                    records: batch,
+                },
+            );
         }
     }
 
-    fn random_live_members(&mut self, k: usize, exclude: Option<&NodeId>) -> Vec<(NodeId, SocketAddr)> {
+    fn random_live_members(
+        &mut self,
+        k: usize,
+        exclude: Option<&NodeId>,
+    ) -> Vec<(NodeId, SocketAddr)> {
         // Sample from the probe list (live members, possibly with stale
         // entries that are skipped).
         let mut out = Vec::with_capacity(k);
@@ -969,10 +1240,9 @@ impl Swim {
                 let members = &self.members;
                 let mut seen = HashSet::new();
                 self.probe_list.retain(|id| {
-                    members
-                        .get(id)
-                        .is_some_and(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
-                        && seen.insert(*id)
+                    members.get(id).is_some_and(|m| {
+                        matches!(m.state, MemberState::Alive | MemberState::Suspect)
+                    }) && seen.insert(*id)
                 });
                 self.probe_list.shuffle(&mut self.rng);
                 self.probe_pos = 0;
@@ -995,6 +1265,17 @@ impl Swim {
 
     /// Advance timers to `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // Handled late: this node (or its whole process) is starved of CPU.
+        // Its own view of timeouts cannot be trusted right now.
+        let due = self.poll_timeout();
+        let starved = now > due + self.cfg.probe_timeout / 2;
+        if starved {
+            self.stats.late_timers += 1;
+            self.local_health = (self.local_health + 1).min(self.cfg.max_local_health);
+        }
+        if self.pending_deadline.is_some_and(|d| now >= d) {
+            self.verify_pending(now);
+        }
         if self.left {
             self.next_probe = far_future(now);
             self.next_sync = far_future(now);
@@ -1019,25 +1300,52 @@ impl Swim {
             if let Some(addr) = self.members.get(&target).map(|m| m.addr) {
                 let helpers = self.random_live_members(self.cfg.indirect_probes, Some(&target));
                 for (_, h) in helpers {
-                    self.send(h, &Message::PingReq { seq, from: self.me, target, target_addr: addr });
+                    self.send(
+                        h,
+                        &Message::PingReq {
+                            seq,
+                            from: self.me,
+                            target,
+                            target_addr: addr,
+                        },
+                    );
                 }
             }
         }
         // End of the probe period.
         if now >= self.next_probe {
-            if let Some(p) = self.probe.take() {
+            if let Some(p) = self.probe.take().filter(|p| {
+                // Starved past the period's end: the ack may be unread or
+                // our timing wrong. Inconclusive, not a failure.
+                let late = now > p.period_end + self.cfg.probe_timeout;
+                if late {
+                    self.stats.inconclusive_probes += 1;
+                }
+                !late && !starved
+            }) {
                 // No ack, direct or relayed: suspect it.
                 self.local_health = (self.local_health + 1).min(self.cfg.max_local_health);
                 if let Some(m) = self.members.get(&p.target) {
                     if m.state == MemberState::Alive {
                         let inc = m.incarnation;
                         self.set_state(p.target, MemberState::Suspect, inc, now);
-                        self.broadcasts
-                            .push(Key::State(p.target), Update::Suspect { id: p.target, incarnation: inc });
+                        self.broadcasts.push(
+                            Key::State(p.target),
+                            Update::Suspect {
+                                id: p.target,
+                                incarnation: inc,
+                            },
+                        );
                         self.notify_accused(&p.target);
                         self.schedule_gossip(now);
                     }
                 }
+            }
+            // Recover local health one step per probe period handled on
+            // time, so a node starved once (a join storm) does not stay
+            // slow to detect failures long after.
+            if !starved {
+                self.local_health = self.local_health.saturating_sub(1);
             }
             let period = self.cfg.probe_interval * self.health_scale();
             self.next_probe = now + period;
@@ -1052,20 +1360,38 @@ impl Swim {
                     indirect_sent: false,
                 });
                 let updates = self.piggyback(Some(&target));
-                self.send(addr, &Message::Ping { seq, from: self.me, updates });
+                self.send(
+                    addr,
+                    &Message::Ping {
+                        seq,
+                        from: self.me,
+                        updates,
+                    },
+                );
             }
         }
         // Suspicion timeouts.
         let expired: Vec<NodeId> = self
             .suspects
             .iter()
-            .filter(|id| self.members.get(*id).and_then(|m| m.suspect_deadline).is_some_and(|d| now >= d))
+            .filter(|id| {
+                self.members
+                    .get(*id)
+                    .and_then(|m| m.suspect_deadline)
+                    .is_some_and(|d| now >= d)
+            })
             .copied()
             .collect();
         for id in expired {
             let inc = self.members[&id].incarnation;
             self.set_state(id, MemberState::Dead, inc, now);
-            self.broadcasts.push(Key::State(id), Update::Dead { id, incarnation: inc });
+            self.broadcasts.push(
+                Key::State(id),
+                Update::Dead {
+                    id,
+                    incarnation: inc,
+                },
+            );
             self.notify_accused(&id);
             self.schedule_gossip(now);
         }
@@ -1084,7 +1410,14 @@ impl Swim {
                 let addr = self.members[&id].addr;
                 let seq = self.take_seq();
                 let updates = self.piggyback(Some(&id));
-                self.send(addr, &Message::Ping { seq, from: self.me, updates });
+                self.send(
+                    addr,
+                    &Message::Ping {
+                        seq,
+                        from: self.me,
+                        updates,
+                    },
+                );
             }
         }
         // Stale relays.
@@ -1102,7 +1435,13 @@ impl Swim {
                     if updates.is_empty() {
                         break;
                     }
-                    self.send(addr, &Message::Gossip { from: self.me, updates });
+                    self.send(
+                        addr,
+                        &Message::Gossip {
+                            from: self.me,
+                            updates,
+                        },
+                    );
                 }
                 self.next_gossip = if self.broadcasts.is_empty() {
                     far_future(now)
@@ -1113,7 +1452,10 @@ impl Swim {
         }
         // Anti-entropy.
         if now >= self.next_sync {
-            self.next_sync = now + self.cfg.sync_interval;
+            let jitter = self
+                .rng
+                .gen_range(0..=self.cfg.sync_interval.as_millis() as u64 / 4);
+            self.next_sync = now + self.cfg.sync_interval + Duration::from_millis(jitter);
             if let Some((_, addr)) = self.random_live_members(1, None).pop() {
                 self.send_digest(addr);
             } else if !self.joined {
@@ -1130,11 +1472,18 @@ impl Swim {
         if record.node_id() != self.me {
             return;
         }
-        if self.store.get(&self.me).is_some_and(|r| r.seq() >= record.seq()) {
+        if self
+            .store
+            .get(&self.me)
+            .is_some_and(|r| r.seq() >= record.seq())
+        {
             return;
         }
         self.store.insert_own(record.clone());
-        self.broadcasts.push(Key::Record(self.me), Update::Record(record.bytes().to_vec()));
+        self.broadcasts.push(
+            Key::Record(self.me),
+            Update::Record(record.bytes().to_vec()),
+        );
         self.schedule_gossip(now);
     }
 
@@ -1144,11 +1493,23 @@ impl Swim {
         if self.left {
             return;
         }
-        let sig = self.identity.sign(&liveness_message("left", &self.me, self.incarnation));
-        let update = Update::Left { id: self.me, incarnation: self.incarnation, sig };
+        let sig = self
+            .identity
+            .sign(&liveness_message("left", &self.me, self.incarnation));
+        let update = Update::Left {
+            id: self.me,
+            incarnation: self.incarnation,
+            sig,
+        };
         let targets = self.random_live_members(self.cfg.gossip_fanout * 3, None);
         for (_, addr) in targets {
-            self.send(addr, &Message::Gossip { from: self.me, updates: vec![update.clone()] });
+            self.send(
+                addr,
+                &Message::Gossip {
+                    from: self.me,
+                    updates: vec![update.clone()],
+                },
+            );
         }
         self.left = true;
         self.handle_timeout(now);

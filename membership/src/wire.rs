@@ -68,7 +68,9 @@ pub enum Update {
 impl Update {
     /// Encoded size in bytes.
     pub fn encoded_len(&self) -> usize {
-        bincode::encode_to_vec(self, config::standard()).map(|v| v.len()).unwrap_or(MAX_DATAGRAM)
+        bincode::encode_to_vec(self, config::standard())
+            .map(|v| v.len())
+            .unwrap_or(MAX_DATAGRAM)
     }
 }
 
@@ -206,12 +208,14 @@ impl Message {
         if bytes.len() > MAX_DATAGRAM {
             return Err(WireError::TooLarge(bytes.len()));
         }
-        let (&v, body) = bytes.split_first().ok_or(WireError::Malformed("empty".into()))?;
+        let (&v, body) = bytes
+            .split_first()
+            .ok_or(WireError::Malformed("empty".into()))?;
         if v != WIRE_VERSION {
             return Err(WireError::UnknownVersion(v));
         }
-        let (m, used): (Message, usize) =
-            bincode::decode_from_slice(body, cfg()).map_err(|e| WireError::Malformed(e.to_string()))?;
+        let (m, used): (Message, usize) = bincode::decode_from_slice(body, cfg())
+            .map_err(|e| WireError::Malformed(e.to_string()))?;
         if used != body.len() {
             return Err(WireError::TrailingBytes(body.len() - used));
         }
@@ -239,22 +243,71 @@ mod tests {
                 from: id(1),
                 updates: vec![
                     Update::Record(vec![1; 172]),
-                    Update::Suspect { id: id(2), incarnation: 3 },
-                    Update::Dead { id: id(3), incarnation: 4 },
-                    Update::Alive { id: id(4), incarnation: 5, sig: [9; 64] },
-                    Update::Left { id: id(5), incarnation: 6, sig: [8; 64] },
+                    Update::Suspect {
+                        id: id(2),
+                        incarnation: 3,
+                    },
+                    Update::Dead {
+                        id: id(3),
+                        incarnation: 4,
+                    },
+                    Update::Alive {
+                        id: id(4),
+                        incarnation: 5,
+                        sig: [9; 64],
+                    },
+                    Update::Left {
+                        id: id(5),
+                        incarnation: 6,
+                        sig: [8; 64],
+                    },
                 ],
             },
-            Message::Ack { seq: 7, from: id(1), updates: vec![] },
-            Message::PingReq { seq: 1, from: id(1), target: id(2), target_addr: "127.0.0.1:9".parse().unwrap() },
-            Message::Join { record: vec![3; 100] },
-            Message::JoinAck { record: vec![3; 100] },
-            Message::Gossip { from: id(1), updates: vec![] },
-            Message::SyncDigest { from: id(1), root: u64::MAX, count: 1000 },
-            Message::SyncBuckets { from: id(1), hashes: vec![u32::MAX; BUCKETS] },
-            Message::SyncHave { from: id(1), buckets: vec![BucketEntries { bucket: 3, entries: vec![([1; 8], 5)] }] },
-            Message::SyncWant { from: id(1), prefixes: vec![[2; 8]] },
-            Message::SyncRecords { from: id(1), records: vec![vec![1; 172]; 7] },
+            Message::Ack {
+                seq: 7,
+                from: id(1),
+                updates: vec![],
+            },
+            Message::PingReq {
+                seq: 1,
+                from: id(1),
+                target: id(2),
+                target_addr: "127.0.0.1:9".parse().unwrap(),
+            },
+            Message::Join {
+                record: vec![3; 100],
+            },
+            Message::JoinAck {
+                record: vec![3; 100],
+            },
+            Message::Gossip {
+                from: id(1),
+                updates: vec![],
+            },
+            Message::SyncDigest {
+                from: id(1),
+                root: u64::MAX,
+                count: 1000,
+            },
+            Message::SyncBuckets {
+                from: id(1),
+                hashes: vec![u32::MAX; BUCKETS],
+            },
+            Message::SyncHave {
+                from: id(1),
+                buckets: vec![BucketEntries {
+                    bucket: 3,
+                    entries: vec![([1; 8], 5)],
+                }],
+            },
+            Message::SyncWant {
+                from: id(1),
+                prefixes: vec![[2; 8]],
+            },
+            Message::SyncRecords {
+                from: id(1),
+                records: vec![vec![1; 172]; 7],
+            },
         ];
         for m in msgs {
             let b = m.encode().unwrap();
@@ -265,7 +318,10 @@ mod tests {
 
     #[test]
     fn bucket_hashes_fit_one_datagram() {
-        let m = Message::SyncBuckets { from: id(1), hashes: vec![u32::MAX; BUCKETS] };
+        let m = Message::SyncBuckets {
+            from: id(1),
+            hashes: vec![u32::MAX; BUCKETS],
+        };
         assert!(m.encode().unwrap().len() <= MAX_DATAGRAM);
     }
 
@@ -273,23 +329,41 @@ mod tests {
     fn full_bucket_listing_decodes() {
         let m = Message::SyncHave {
             from: id(1),
-            buckets: (0..=255u8).map(|b| BucketEntries { bucket: b, entries: vec![] }).collect(),
+            buckets: (0..=255u8)
+                .map(|b| BucketEntries {
+                    bucket: b,
+                    entries: vec![],
+                })
+                .collect(),
         };
         let b = m.encode().unwrap();
         assert_eq!(Message::decode(&b).unwrap(), m);
-        let m = Message::SyncRecords { from: id(1), records: vec![vec![7; 180]; 7] };
+        let m = Message::SyncRecords {
+            from: id(1),
+            records: vec![vec![7; 180]; 7],
+        };
         assert_eq!(Message::decode(&m.encode().unwrap()).unwrap(), m);
     }
 
     #[test]
     fn ping_is_small() {
-        let m = Message::Ping { seq: 1_000_000, from: id(1), updates: vec![] };
+        let m = Message::Ping {
+            seq: 1_000_000,
+            from: id(1),
+            updates: vec![],
+        };
         assert!(m.encode().unwrap().len() <= 40);
     }
 
     #[test]
     fn rejects_bad_datagrams() {
-        let b = Message::Ack { seq: 7, from: id(1), updates: vec![] }.encode().unwrap();
+        let b = Message::Ack {
+            seq: 7,
+            from: id(1),
+            updates: vec![],
+        }
+        .encode()
+        .unwrap();
         let mut v = b.clone();
         v[0] = 2;
         assert_eq!(Message::decode(&v), Err(WireError::UnknownVersion(2)));
@@ -298,8 +372,14 @@ mod tests {
         assert_eq!(Message::decode(&t), Err(WireError::TrailingBytes(1)));
         assert!(Message::decode(&b[..b.len() - 1]).is_err());
         assert!(Message::decode(&[]).is_err());
-        assert!(matches!(Message::decode(&vec![1u8; 1401]), Err(WireError::TooLarge(1401))));
-        let big = Message::Gossip { from: id(1), updates: vec![Update::Record(vec![0; 1500])] };
+        assert!(matches!(
+            Message::decode(&vec![1u8; 1401]),
+            Err(WireError::TooLarge(1401))
+        ));
+        let big = Message::Gossip {
+            from: id(1),
+            updates: vec![Update::Record(vec![0; 1500])],
+        };
         assert!(matches!(big.encode(), Err(WireError::TooLarge(_))));
     }
 

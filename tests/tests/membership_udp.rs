@@ -20,7 +20,10 @@ fn addr(net: u8, i: usize) -> SocketAddr {
 async fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + limit;
     while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -28,12 +31,22 @@ async fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
 async fn grid(
     net: u8,
     n: usize,
-) -> (Vec<Option<MembershipHandle>>, mpsc::UnboundedReceiver<(NodeId, Event)>) {
+) -> (
+    Vec<Option<MembershipHandle>>,
+    mpsc::UnboundedReceiver<(NodeId, Event)>,
+) {
     let (tx, rx) = mpsc::unbounded_channel();
     let mut nodes = Vec::new();
-    let first = start_local(addr(net, 0), Arc::new(Identity::generate()), Some("n0".into()), vec![], Config::new_lan(), Some(tx.clone()))
-        .await
-        .expect("first node");
+    let first = start_local(
+        addr(net, 0),
+        Arc::new(Identity::generate()),
+        Some("n0".into()),
+        vec![],
+        Config::new_lan(),
+        Some(tx.clone()),
+    )
+    .await
+    .expect("first node");
     let seed = first.local_addr();
     nodes.push(Some(first));
     for i in 1..n {
@@ -53,10 +66,18 @@ async fn grid(
     (nodes, rx)
 }
 
-fn false_deaths(rx: &mut mpsc::UnboundedReceiver<(NodeId, Event)>, killed: &HashSet<NodeId>) -> usize {
+fn false_deaths(
+    rx: &mut mpsc::UnboundedReceiver<(NodeId, Event)>,
+    killed: &HashSet<NodeId>,
+) -> usize {
     let mut n = 0;
     while let Ok((_, e)) = rx.try_recv() {
-        if let Event::StateChanged { id, to: MemberState::Dead, .. } = e {
+        if let Event::StateChanged {
+            id,
+            to: MemberState::Dead,
+            ..
+        } = e
+        {
             if !killed.contains(&id) {
                 n += 1;
             }
@@ -70,7 +91,10 @@ async fn hundred_nodes_converge_and_detect_a_killed_node() {
     let n = 100;
     let (mut nodes, mut events) = grid(1, n).await;
     wait_for("all records everywhere", Duration::from_secs(90), || {
-        nodes.iter().flatten().all(|h| h.counters().records.load(Ordering::Relaxed) as usize == n)
+        nodes
+            .iter()
+            .flatten()
+            .all(|h| h.counters().records.load(Ordering::Relaxed) as usize == n)
     })
     .await;
     for h in nodes.iter().flatten() {
@@ -93,11 +117,18 @@ async fn hundred_nodes_converge_and_detect_a_killed_node() {
         if all {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "killed node not seen dead by all");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "killed node not seen dead by all"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let killed: HashSet<NodeId> = [vid].into_iter().collect();
-    assert_eq!(false_deaths(&mut events, &killed), 0, "a live node was declared dead");
+    assert_eq!(
+        false_deaths(&mut events, &killed),
+        0,
+        "a live node was declared dead"
+    );
 
     // A graceful leave is seen as such.
     let leaver = nodes[50].take().expect("running");
@@ -116,7 +147,10 @@ async fn hundred_nodes_converge_and_detect_a_killed_node() {
         if all {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "leave not seen by all");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "leave not seen by all"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Every view holds the signed record of every node, verified.
@@ -129,7 +163,10 @@ async fn hundred_nodes_converge_and_detect_a_killed_node() {
 async fn garbage_datagrams_are_counted_and_harmless() {
     let (nodes, _events) = grid(2, 3).await;
     wait_for("3 records", Duration::from_secs(30), || {
-        nodes.iter().flatten().all(|h| h.counters().records.load(Ordering::Relaxed) == 3)
+        nodes
+            .iter()
+            .flatten()
+            .all(|h| h.counters().records.load(Ordering::Relaxed) == 3)
     })
     .await;
     let target = nodes[1].as_ref().unwrap();
@@ -146,7 +183,9 @@ async fn garbage_datagrams_are_counted_and_harmless() {
     // A forged record (valid structure, wrong signature) inside a gossip
     // datagram is rejected and not stored.
     let id = Identity::generate();
-    let rec = grapevine_crypto::LocationRecord::new(&id, vec!["127.2.9.9:1".parse().unwrap()]).sign(&id).unwrap();
+    let rec = grapevine_crypto::LocationRecord::new(&id, vec!["127.2.9.9:1".parse().unwrap()])
+        .sign(&id)
+        .unwrap();
     let mut forged = rec.bytes().to_vec();
     let last = forged.len() - 1;
     forged[last] ^= 1;
@@ -154,16 +193,26 @@ async fn garbage_datagrams_are_counted_and_harmless() {
         from: id.node_id(),
         updates: vec![grapevine_membership::wire::Update::Record(forged)],
     };
-    sock.send_to(&msg.encode().unwrap(), target.local_addr()).await.unwrap();
+    sock.send_to(&msg.encode().unwrap(), target.local_addr())
+        .await
+        .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let st = target.stats().await.unwrap();
         if st.records.rejected >= 1 && st.malformed >= 150 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "forged record not rejected: {st:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "forged record not rejected: {st:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(target.counters().records.load(Ordering::Relaxed), 3);
-    assert!(target.members().await.unwrap().iter().all(|m| m.id != id.node_id()));
+    assert!(target
+        .members()
+        .await
+        .unwrap()
+        .iter()
+        .all(|m| m.id != id.node_id()));
 }

@@ -1,0 +1,582 @@
+//! `grapevine swarm`: start N real nodes (each with its own UDP socket on its
+//! own 127.3.x.y address) in P worker processes and measure the grid:
+//! convergence time, steady-state traffic, CPU and memory, failure
+//! detection time and false "dead" verdicts.
+//!
+//! The parent starts worker 0, learns the seed's address from it, starts the
+//! other workers, and reads a JSON status line from each worker every
+//! half-second. Commands go to workers on stdin.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use grapevine_crypto::{Identity, NodeId};
+use grapevine_membership::driver::{start_local, MembershipHandle};
+use grapevine_membership::{Config, Event, MemberState};
+use serde::{Deserialize, Serialize};
+
+use crate::procfs;
+
+/// Arguments of `grapevine swarm`.
+#[derive(Debug, clap::Args)]
+pub struct SwarmArgs {
+    /// Nodes to run.
+    #[arg(long, default_value_t = 1000)]
+    pub nodes: usize,
+    /// Worker processes to spread them over.
+    #[arg(long, default_value_t = 1)]
+    pub procs: usize,
+    /// Seconds of the steady-state window (traffic, CPU, false deaths).
+    #[arg(long, default_value_t = 300)]
+    pub steady_secs: u64,
+    /// Milliseconds between node starts.
+    #[arg(long, default_value_t = 5)]
+    pub start_interval_ms: u64,
+    /// Give up waiting for convergence or detection after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    pub timeout_secs: u64,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of the hidden worker.
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// First node index.
+    #[arg(long)]
+    pub first: usize,
+    /// Nodes in this worker.
+    #[arg(long)]
+    pub count: usize,
+    /// Nodes in the whole swarm.
+    #[arg(long)]
+    pub total: usize,
+    /// Seed address (absent for worker 0, which runs the seed).
+    #[arg(long)]
+    pub seed: Option<SocketAddr>,
+    /// Milliseconds between this worker's node starts.
+    #[arg(long)]
+    pub interval_ms: u64,
+    /// Tokio worker threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Status {
+    seed: Option<SocketAddr>,
+    nodes: usize,
+    started: usize,
+    /// Nodes holding all `total` records.
+    full: usize,
+    /// Unix ms of the last node start.
+    last_start_ms: u64,
+    rss: u64,
+    cpu: f64,
+    dg_sent: u64,
+    bytes_sent: u64,
+    dg_recv: u64,
+    bytes_recv: u64,
+    max_dg: u64,
+    /// Dead verdicts about nodes not killed by the harness.
+    false_dead: u64,
+    /// Suspect verdicts (any node).
+    suspects: u64,
+    /// Survivors here that see every killed node dead.
+    killed_seen: usize,
+    survivors: usize,
+    ids: Vec<String>,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn node_addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([127, 3, (i / 250) as u8, (i % 250 + 1) as u8], 0))
+}
+
+/// Run one worker: its nodes, status lines on stdout, commands on stdin.
+///
+/// # Errors
+/// Fails if sockets cannot be bound.
+pub fn worker(args: &WorkerArgs) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()?;
+    rt.block_on(worker_main(args))
+}
+
+async fn worker_main(args: &WorkerArgs) -> Result<()> {
+    let (sink_tx, mut sink_rx) = tokio::sync::mpsc::unbounded_channel::<(NodeId, Event)>();
+    let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::channel::<String>(4);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if cmd_tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut nodes: Vec<Option<MembershipHandle>> = Vec::with_capacity(args.count);
+    let mut seed = args.seed;
+    let mut status = Status {
+        nodes: args.count,
+        ..Status::default()
+    };
+    let mut killed: HashSet<NodeId> = HashSet::new();
+    let mut next_start = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(next_start), if nodes.len() < args.count => {
+                let i = args.first + nodes.len();
+                let seeds = seed.map(|s| vec![s]).unwrap_or_default();
+                let h = start_local(
+                    node_addr(i),
+                    Arc::new(Identity::generate()),
+                    Some(format!("swarm-{i}")),
+                    seeds,
+                    Config::new_lan(),
+                    Some(sink_tx.clone()),
+                ).await.with_context(|| format!("starting node {i} at {}", node_addr(i)))?;
+                if seed.is_none() {
+                    seed = Some(h.local_addr());
+                    status.seed = seed;
+                    emit(&status)?;
+                }
+                status.ids.push(h.id().to_string());
+                nodes.push(Some(h));
+                status.started = nodes.len();
+                status.last_start_ms = unix_ms();
+                next_start += Duration::from_millis(args.interval_ms);
+            }
+            Some((_, e)) = sink_rx.recv() => {
+                if let Event::StateChanged { id, to, .. } = e {
+                    match to {
+                        MemberState::Dead if !killed.contains(&id) => status.false_dead += 1,
+                        MemberState::Suspect => status.suspects += 1,
+                        _ => {}
+                    }
+                }
+            }
+            cmd = cmd_rx.recv() => {
+                let Some(cmd) = cmd else { return Ok(()) };
+                let mut words = cmd.split_whitespace();
+                match words.next() {
+                    Some("kill-ids") => {
+                        for w in words.flat_map(|w| w.split(',')) {
+                            if let Ok(id) = w.parse::<NodeId>() {
+                                killed.insert(id);
+                            }
+                        }
+                        for n in nodes.iter_mut() {
+                            if n.as_ref().is_some_and(|h| killed.contains(&h.id())) {
+                                // Dropping the last handle stops the node's
+                                // task: a crash, no goodbye.
+                                *n = None;
+                            }
+                        }
+                    }
+                    Some("quit") | None => return Ok(()),
+                    Some(other) => tracing::warn!("unknown worker command {other}"),
+                }
+            }
+            _ = tick.tick() => {
+                let live: Vec<&MembershipHandle> = nodes.iter().flatten().collect();
+                status.full = live
+                    .iter()
+                    .filter(|h| h.counters().records.load(Ordering::Relaxed) as usize >= args.total)
+                    .count();
+                let sum = |f: fn(&MembershipHandle) -> u64| live.iter().map(|h| f(h)).sum::<u64>();
+                status.dg_sent = sum(|h| h.counters().datagrams_sent.load(Ordering::Relaxed));
+                status.bytes_sent = sum(|h| h.counters().bytes_sent.load(Ordering::Relaxed));
+                status.dg_recv = sum(|h| h.counters().datagrams_received.load(Ordering::Relaxed));
+                status.bytes_recv = sum(|h| h.counters().bytes_received.load(Ordering::Relaxed));
+                status.max_dg = live
+                    .iter()
+                    .map(|h| h.counters().max_datagram.load(Ordering::Relaxed))
+                    .max()
+                    .unwrap_or(0);
+                status.rss = procfs::rss_bytes();
+                status.cpu = procfs::cpu_seconds();
+                status.survivors = live.len();
+                if !killed.is_empty() {
+                    let ids: Vec<NodeId> = killed.iter().copied().collect();
+                    let mut seen = 0;
+                    for h in &live {
+                        if h.counters().dead.load(Ordering::Relaxed) as usize >= ids.len() {
+                            let states = h.states(ids.clone()).await.unwrap_or_default();
+                            if states.iter().all(|s| *s == Some(MemberState::Dead)) {
+                                seen += 1;
+                            }
+                        }
+                    }
+                    status.killed_seen = seen;
+                }
+                emit(&status)?;
+                // Ids are sent once, in the first line after all started.
+                if status.started == args.count {
+                    status.ids.clear();
+                }
+            }
+        }
+    }
+}
+
+fn emit(status: &Status) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, status)?;
+    out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(())
+}
+
+struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+    latest: Status,
+    ids: Vec<String>,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "quit");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_worker(
+    idx: usize,
+    first: usize,
+    count: usize,
+    args: &SwarmArgs,
+    seed: Option<SocketAddr>,
+    tx: mpsc::Sender<(usize, Status)>,
+) -> Result<Worker> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "swarm-worker",
+        "--first",
+        &first.to_string(),
+        "--count",
+        &count.to_string(),
+    ])
+    .args(["--total", &args.nodes.to_string()])
+    .args([
+        "--interval-ms",
+        &(args.start_interval_ms * args.procs as u64).to_string(),
+    ])
+    .args(["--threads", &(2 / args.procs).max(1).to_string()]);
+    if let Some(s) = seed {
+        cmd.args(["--seed", &s.to_string()]);
+    }
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
+    let stdin = child.stdin.take().context("worker stdin")?;
+    let stdout = child.stdout.take().context("worker stdout")?;
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            match serde_json::from_str::<Status>(&line) {
+                Ok(s) => {
+                    if tx.send((idx, s)).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => tracing::warn!("bad worker line {line:?}: {e}"),
+            }
+        }
+    });
+    Ok(Worker {
+        child,
+        stdin,
+        latest: Status::default(),
+        ids: Vec::new(),
+    })
+}
+
+/// The figures `swarm` prints.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Nodes.
+    pub nodes: usize,
+    /// Worker processes.
+    pub procs: usize,
+    /// Seconds from the first start to the last.
+    pub start_span_s: f64,
+    /// Seconds from the last node start until every node held all records.
+    pub converge_after_last_start_s: Option<f64>,
+    /// Steady-state window length.
+    pub steady_window_s: f64,
+    /// RSS of the workers divided by nodes.
+    pub rss_per_node_bytes: f64,
+    /// CPU cores used by the whole swarm in the steady window.
+    pub steady_cores: f64,
+    /// Datagrams sent per node per second in the steady window.
+    pub steady_datagrams_per_node_s: f64,
+    /// Bytes sent per node per second in the steady window.
+    pub steady_bytes_per_node_s: f64,
+    /// Datagrams received per node per second in the steady window.
+    pub steady_datagrams_received_per_node_s: f64,
+    /// Largest datagram any node sent.
+    pub max_datagram_bytes: u64,
+    /// Nodes killed.
+    pub killed: usize,
+    /// Seconds from the kill until every survivor saw every killed node dead.
+    pub detect_s: Option<f64>,
+    /// Dead verdicts about nodes that were not killed, over the whole run.
+    pub false_dead_verdicts: u64,
+    /// Dead verdicts about live nodes within the steady window.
+    pub false_dead_in_steady_window: u64,
+    /// Suspect verdicts over the whole run (refuted ones included).
+    pub suspect_verdicts: u64,
+}
+
+/// Run the swarm and print the report.
+///
+/// # Errors
+/// Fails if workers cannot start or die.
+pub fn run(args: &SwarmArgs) -> Result<()> {
+    if args.nodes < 2 || args.procs == 0 || args.procs > args.nodes {
+        bail!("need at least 2 nodes and 1 to {} processes", args.nodes);
+    }
+    let (tx, rx) = mpsc::channel::<(usize, Status)>();
+    let per = args.nodes.div_ceil(args.procs);
+    let limit = Duration::from_secs(args.timeout_secs);
+    let mut workers = vec![spawn_worker(
+        0,
+        0,
+        per.min(args.nodes),
+        args,
+        None,
+        tx.clone(),
+    )?];
+    let seed = loop {
+        let (_, s) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .context("worker 0 did not start")?;
+        if let Some(seed) = s.seed {
+            break seed;
+        }
+    };
+    let t_start_ms = unix_ms();
+    for p in 1..args.procs {
+        let first = p * per;
+        let count = per.min(args.nodes - first);
+        workers.push(spawn_worker(p, first, count, args, Some(seed), tx.clone())?);
+    }
+    let ms = |s: &Status| s.last_start_ms;
+    let pump = |workers: &mut Vec<Worker>, until: Duration| -> Result<()> {
+        let end = Instant::now() + until;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok((i, s)) => {
+                    if !s.ids.is_empty() {
+                        workers[i].ids = s.ids.clone();
+                    }
+                    workers[i].latest = s;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => bail!("workers exited"),
+            }
+        }
+        for w in workers.iter_mut() {
+            if let Some(status) = w.child.try_wait()? {
+                bail!("a worker exited: {status}");
+            }
+        }
+        Ok(())
+    };
+
+    // 1. Convergence.
+    let mut converged_at = None;
+    let deadline =
+        Instant::now() + limit + Duration::from_millis(args.start_interval_ms * args.nodes as u64);
+    while Instant::now() < deadline {
+        pump(&mut workers, Duration::from_millis(250))?;
+        let started: usize = workers.iter().map(|w| w.latest.started).sum();
+        let full: usize = workers.iter().map(|w| w.latest.full).sum();
+        if !args.json {
+            eprint!(
+                "\rstarted {started}/{n}  holding all records {full}/{n}   ",
+                n = args.nodes
+            );
+        }
+        if started == args.nodes && full == args.nodes {
+            converged_at = Some(unix_ms());
+            break;
+        }
+    }
+    let last_start = workers.iter().map(|w| ms(&w.latest)).max().unwrap_or(0);
+    let first_start_span = last_start.saturating_sub(t_start_ms) as f64 / 1000.0;
+    let converge = converged_at.map(|c| c.saturating_sub(last_start) as f64 / 1000.0);
+    if !args.json {
+        eprintln!();
+    }
+
+    // 2. Steady window.
+    pump(&mut workers, Duration::from_secs(2))?;
+    let snap = |workers: &Vec<Worker>| -> (f64, u64, u64, u64, u64) {
+        (
+            workers.iter().map(|w| w.latest.cpu).sum(),
+            workers.iter().map(|w| w.latest.dg_sent).sum(),
+            workers.iter().map(|w| w.latest.bytes_sent).sum(),
+            workers.iter().map(|w| w.latest.dg_recv).sum(),
+            workers.iter().map(|w| w.latest.false_dead).sum(),
+        )
+    };
+    let s0 = snap(&workers);
+    let t0 = Instant::now();
+    let mut left = Duration::from_secs(args.steady_secs);
+    while !left.is_zero() {
+        let step = left.min(Duration::from_secs(10));
+        pump(&mut workers, step)?;
+        left -= step;
+        if !args.json {
+            let el = t0.elapsed().as_secs_f64();
+            let s1 = snap(&workers);
+            eprint!(
+                "\rsteady {el:.0}s: {:.2} cores, {:.2} datagrams/s/node, false dead {}   ",
+                (s1.0 - s0.0) / el,
+                (s1.1 - s0.1) as f64 / el / args.nodes as f64,
+                s1.4
+            );
+        }
+    }
+    let dt = t0.elapsed().as_secs_f64();
+    let s1 = snap(&workers);
+    let rss: u64 = workers.iter().map(|w| w.latest.rss).sum();
+    let n = args.nodes as f64;
+    if !args.json {
+        eprintln!();
+    }
+
+    // 3. Kill 1%, spread over the workers, never the seed.
+    let kill_count = (args.nodes / 100).max(1);
+    let all_ids: Vec<String> = workers.iter().flat_map(|w| w.ids.clone()).collect();
+    if all_ids.len() != args.nodes {
+        bail!(
+            "workers reported {} of {} node ids",
+            all_ids.len(),
+            args.nodes
+        );
+    }
+    let step = (args.nodes - 1) / kill_count;
+    let victims: Vec<String> = (0..kill_count)
+        .map(|k| all_ids[1 + k * step].clone())
+        .collect();
+    let line = format!("kill-ids {}\n", victims.join(","));
+    for w in workers.iter_mut() {
+        w.stdin.write_all(line.as_bytes())?;
+        w.stdin.flush()?;
+    }
+    let t_kill = Instant::now();
+    let mut detect = None;
+    while t_kill.elapsed() < limit {
+        pump(&mut workers, Duration::from_millis(250))?;
+        let survivors: usize = workers.iter().map(|w| w.latest.survivors).sum();
+        let seen: usize = workers.iter().map(|w| w.latest.killed_seen).sum();
+        if !args.json {
+            eprint!("\rkilled {kill_count}: seen dead by {seen}/{survivors}   ");
+        }
+        if survivors == args.nodes - kill_count && seen == survivors {
+            detect = Some(t_kill.elapsed().as_secs_f64());
+            break;
+        }
+    }
+    if !args.json {
+        eprintln!();
+    }
+    let max_dg = workers.iter().map(|w| w.latest.max_dg).max().unwrap_or(0);
+    let report = Report {
+        nodes: args.nodes,
+        procs: args.procs,
+        start_span_s: first_start_span,
+        converge_after_last_start_s: converge,
+        steady_window_s: dt,
+        rss_per_node_bytes: rss as f64 / n,
+        steady_cores: (s1.0 - s0.0) / dt,
+        steady_datagrams_per_node_s: (s1.1 - s0.1) as f64 / dt / n,
+        steady_bytes_per_node_s: (s1.2 - s0.2) as f64 / dt / n,
+        steady_datagrams_received_per_node_s: (s1.3 - s0.3) as f64 / dt / n,
+        max_datagram_bytes: max_dg,
+        killed: kill_count,
+        detect_s: detect,
+        false_dead_verdicts: workers.iter().map(|w| w.latest.false_dead).sum(),
+        false_dead_in_steady_window: s1.4 - s0.4,
+        suspect_verdicts: workers.iter().map(|w| w.latest.suspects).sum(),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(())
+}
+
+fn print_report(r: &Report) {
+    let opt = |v: Option<f64>| {
+        v.map(|v| format!("{v:.1} s"))
+            .unwrap_or_else(|| "NOT REACHED".into())
+    };
+    println!(
+        "grapevine swarm: {} nodes in {} process(es)",
+        r.nodes, r.procs
+    );
+    println!("  starts spread over               {:.1} s", r.start_span_s);
+    println!(
+        "  all records everywhere after     {} (from the last start)",
+        opt(r.converge_after_last_start_s)
+    );
+    println!(
+        "  RSS per node                     {:.0} KiB",
+        r.rss_per_node_bytes / 1024.0
+    );
+    println!(
+        "  steady window                    {:.0} s",
+        r.steady_window_s
+    );
+    println!(
+        "  CPU, whole swarm                 {:.3} cores",
+        r.steady_cores
+    );
+    println!(
+        "  datagrams sent per node          {:.2} /s",
+        r.steady_datagrams_per_node_s
+    );
+    println!(
+        "  bytes sent per node              {:.0} B/s",
+        r.steady_bytes_per_node_s
+    );
+    println!(
+        "  datagrams received per node      {:.2} /s",
+        r.steady_datagrams_received_per_node_s
+    );
+    println!(
+        "  largest datagram                 {} B",
+        r.max_datagram_bytes
+    );
+    println!(
+        "  killed {} node(s); all survivors saw them dead after {}",
+        r.killed,
+        opt(r.detect_s)
+    );
+    println!(
+        "  false dead verdicts              {} (steady window: {})",
+        r.false_dead_verdicts, r.false_dead_in_steady_window
+    );
+    println!("  suspect verdicts (refuted incl.) {}", r.suspect_verdicts);
+}
