@@ -2,6 +2,7 @@
 
 mod alloc;
 mod bench_sessions;
+mod demo;
 mod procfs;
 mod swarm;
 
@@ -21,6 +22,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Run a local grid end to end and narrate it.
+    Demo(demo::DemoArgs),
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -50,6 +53,7 @@ fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Cmd::Demo(a) => demo::run(&a),
         Cmd::Bench(BenchCmd::Sessions(a)) => bench_sessions::run(&a),
         Cmd::Bench(BenchCmd::SessionPeer(a)) => bench_sessions::peer(&a),
         Cmd::Swarm(a) => swarm::run(&a),

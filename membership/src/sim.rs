@@ -435,6 +435,45 @@ mod tests {
     }
 
     #[test]
+    fn a_node_that_missed_a_leave_learns_it_rather_than_declaring_death() {
+        let mut net = grid(20, 8);
+        let deadline = net.now() + Duration::from_secs(30);
+        assert!(net.run_until_or(deadline, |n| n.all_hold_records(20)));
+        let id3 = net.id(3);
+        // Node 7 is cut off while node 3 leaves, then reconnected.
+        net.partition = Some([7].into_iter().collect());
+        net.leave(3);
+        net.run_for(Duration::from_secs(2));
+        net.partition = None;
+        for _ in 0..8 {
+            net.run_for(Duration::from_secs(1));
+            eprintln!(
+                "t+ node7 view of 3: {:?} stats {:?}",
+                net.node(7).unwrap().state_of(&id3),
+                net.node(7).unwrap().stats().forged_liveness
+            );
+        }
+        let deadline = net.now() + Duration::from_secs(30);
+        let ok = net.run_until_or(deadline, |n| {
+            n.nodes
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != 3)
+                .all(|(_, x)| {
+                    x.as_ref()
+                        .is_none_or(|x| x.state_of(&id3) == Some(MemberState::Left))
+                })
+        });
+        let views: Vec<Option<MemberState>> = (0..20)
+            .map(|i| net.node(i).and_then(|x| x.state_of(&id3)))
+            .collect();
+        assert!(ok, "node 7 sees the leave: {views:?}");
+        // Node 3 is gone; nobody alive was declared dead.
+        let gone: HashSet<NodeId> = [id3].into_iter().collect();
+        assert_eq!(net.false_deaths(&gone), 0);
+    }
+
+    #[test]
     fn join_is_retried_until_the_seed_answers() {
         let mut net = SimNet::new(6, Config::new_lan());
         net.add(None);

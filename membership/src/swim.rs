@@ -32,8 +32,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use foldhash::fast::FixedState;
 use grapevine_crypto::{Identity, NodeId, SignedRecord};
-use hashbrown::{HashMap, HashSet};
+
+/// Hash maps seeded from the core's RNG: deterministic in a seeded
+/// simulation, unpredictable to peers in production (so node ids cannot be
+/// ground to collide).
+type HashMap<K, V> = hashbrown::HashMap<K, V, FixedState>;
+type HashSet<K> = hashbrown::HashSet<K, FixedState>;
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -268,6 +274,13 @@ pub struct Swim {
     left: bool,
     /// Set when an update just handled accused this node.
     accused: bool,
+    /// Signed `Left` of departed members, to answer whoever still accuses
+    /// them (they missed the leave).
+    left_proofs: HashMap<NodeId, (u64, [u8; 64])>,
+    /// Seeded hasher for maps built on the fly.
+    hasher: FixedState,
+    /// Departed members accused by the sender of the update being handled.
+    accused_departed: Vec<NodeId>,
     /// Records waiting for batch verification: (bytes, spread, from sync).
     pending: Vec<(Vec<u8>, bool, bool)>,
     pending_deadline: Option<Instant>,
@@ -297,6 +310,8 @@ impl Swim {
         now: Instant,
     ) -> Self {
         let me = identity.node_id();
+        let mut rng = rng;
+        let hs = FixedState::with_seed(rng.gen());
         let mut store = RecordStore::default();
         let incarnation = record.seq();
         store.insert_own(record.clone());
@@ -306,15 +321,15 @@ impl Swim {
             incarnation,
             cfg,
             rng,
-            members: HashMap::new(),
-            suspects: HashSet::new(),
+            members: HashMap::with_hasher(hs),
+            suspects: HashSet::with_hasher(hs),
             live_count: 0,
             counts: [0; 4],
             probe_list: Vec::new(),
             probe_pos: 0,
             probe: None,
             next_probe: now,
-            relays: HashMap::new(),
+            relays: HashMap::with_hasher(hs),
             next_seq: 1,
             broadcasts: Broadcasts::default(),
             next_gossip: far_future(now),
@@ -333,6 +348,9 @@ impl Swim {
             accused: false,
             pending: Vec::new(),
             pending_deadline: None,
+            left_proofs: HashMap::with_hasher(hs),
+            hasher: hs,
+            accused_departed: Vec::new(),
         };
         s.join_delay = s.cfg.join_retry_initial;
         s.broadcasts
@@ -410,6 +428,10 @@ impl Swim {
 
     /// When [`Swim::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Instant {
+        if self.left {
+            // A node that has left has nothing more to do.
+            return far_future(self.next_probe);
+        }
         let mut t = self
             .next_probe
             .min(self.next_gossip)
@@ -767,6 +789,11 @@ impl Swim {
                 let Some(m) = self.members.get(&id) else {
                     return;
                 };
+                if m.state == MemberState::Left {
+                    // It left and the sender missed it: answer with the proof.
+                    self.accused_departed.push(id);
+                    return;
+                }
                 let apply = match m.state {
                     MemberState::Alive => incarnation >= m.incarnation,
                     MemberState::Suspect => incarnation > m.incarnation,
@@ -787,6 +814,11 @@ impl Swim {
                 let Some(m) = self.members.get(&id) else {
                     return;
                 };
+                if m.state == MemberState::Left {
+                    // It left and the sender missed it: answer with the proof.
+                    self.accused_departed.push(id);
+                    return;
+                }
                 if matches!(m.state, MemberState::Alive | MemberState::Suspect)
                     && incarnation >= m.incarnation
                 {
@@ -818,6 +850,7 @@ impl Swim {
                     return;
                 }
                 self.set_state(id, MemberState::Left, incarnation, now);
+                self.left_proofs.insert(id, (incarnation, sig));
                 self.broadcasts.push(
                     Key::State(id),
                     Update::Left {
@@ -836,6 +869,32 @@ impl Swim {
     fn apply_updates_from(&mut self, sender: SocketAddr, updates: Vec<Update>, now: Instant) {
         self.accused = false;
         self.apply_updates(updates, now);
+        // The sender still accuses members that left: it missed the leave.
+        let departed = std::mem::take(&mut self.accused_departed);
+        if !departed.is_empty() {
+            let proofs: Vec<Update> = departed
+                .iter()
+                .filter_map(|id| {
+                    self.left_proofs
+                        .get(id)
+                        .map(|(incarnation, sig)| Update::Left {
+                            id: *id,
+                            incarnation: *incarnation,
+                            sig: *sig,
+                        })
+                })
+                .take(8)
+                .collect();
+            if !proofs.is_empty() {
+                self.send(
+                    sender,
+                    &Message::Gossip {
+                        from: self.me,
+                        updates: proofs,
+                    },
+                );
+            }
+        }
         if std::mem::take(&mut self.accused) && !self.left {
             let sig = self
                 .identity
@@ -1134,7 +1193,7 @@ impl Swim {
     }
 
     fn answer_have(&mut self, to: SocketAddr, buckets: Vec<BucketEntries>) {
-        let mut theirs: HashMap<[u8; 8], u64> = HashMap::new();
+        let mut theirs: HashMap<[u8; 8], u64> = HashMap::with_hasher(self.hasher);
         let mut listed: Vec<u8> = Vec::new();
         for b in &buckets {
             if !listed.contains(&b.bucket) {
@@ -1238,7 +1297,7 @@ impl Swim {
             if self.probe_pos >= self.probe_list.len() {
                 // Drop entries that are no longer live, then reshuffle.
                 let members = &self.members;
-                let mut seen = HashSet::new();
+                let mut seen = HashSet::with_hasher(self.hasher);
                 self.probe_list.retain(|id| {
                     members.get(id).is_some_and(|m| {
                         matches!(m.state, MemberState::Alive | MemberState::Suspect)
@@ -1349,6 +1408,25 @@ impl Swim {
             }
             let period = self.cfg.probe_interval * self.health_scale();
             self.next_probe = now + period;
+            // Give one suspect per period a fresh chance to hear its
+            // accusation and refute (earlier notices may have been lost).
+            if !self.suspects.is_empty() {
+                let idx = self.rng.gen_range(0..self.suspects.len());
+                if let Some(id) = self.suspects.iter().nth(idx).copied() {
+                    if let Some(addr) = self.members.get(&id).map(|m| m.addr) {
+                        let seq = self.take_seq();
+                        let updates = self.piggyback(Some(&id));
+                        self.send(
+                            addr,
+                            &Message::Ping {
+                                seq,
+                                from: self.me,
+                                updates,
+                            },
+                        );
+                    }
+                }
+            }
             if let Some(target) = self.next_probe_target() {
                 let addr = self.members[&target].addr;
                 let seq = self.take_seq();
@@ -1487,8 +1565,9 @@ impl Swim {
         self.schedule_gossip(now);
     }
 
-    /// Leave the grid: spread a signed `Left` to a few members directly and
-    /// stop probing. Drain [`Swim::poll_transmit`] afterwards.
+    /// Leave the grid: send a signed `Left` directly to up to 64 members
+    /// (it then spreads like any update) and stop probing. Drain
+    /// [`Swim::poll_transmit`] afterwards.
     pub fn leave(&mut self, now: Instant) {
         if self.left {
             return;
@@ -1501,7 +1580,7 @@ impl Swim {
             incarnation: self.incarnation,
             sig,
         };
-        let targets = self.random_live_members(self.cfg.gossip_fanout * 3, None);
+        let targets = self.random_live_members(64, None);
         for (_, addr) in targets {
             self.send(
                 addr,

@@ -1,1 +1,38 @@
-//! placeholder
+//! Storage for grapevine: the share server's on-disk store.
+//!
+//! [`ShareStore`] keeps write-once shares under a node's directory: written
+//! to a temporary file, fsynced, renamed into place and the directory
+//! fsynced, so a share is either wholly there or not at all; each carries a
+//! BLAKE3 trailer checked on full reads, and a corrupt share is quarantined
+//! rather than served. A configured reserve of free space is never used.
+//!
+//! [`chk`] is the sans-IO file codec: ChaCha20 encryption under a per-file
+//! or convergent key, 1 MiB segments, k-of-N Reed-Solomon blocks, BLAKE3
+//! block hashes under per-share Merkle roots, and an extension block whose
+//! hash is in the read capability ([`cap`]). The network side (serving
+//! shares over sessions, placement by the permuted list, upload and
+//! download) is the subject of an open issue.
+//!
+//! ```
+//! use grapevine_storage::{ShareStore, StorageIndex};
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = ShareStore::open(dir.path(), 0).unwrap();
+//! let si = StorageIndex([1; 16]);
+//! let mut w = store.allocate(&si, 0, 5).unwrap();
+//! w.write_at(0, b"share").unwrap();
+//! w.close().unwrap();
+//! assert_eq!(store.read(&si, 0, 0, 5).unwrap(), b"share");
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod cap;
+pub mod chk;
+pub mod error;
+pub mod store;
+
+pub use cap::{Cap, ReadCap};
+pub use chk::{Decoder, Encoder, Params};
+pub use error::{CodecError, StoreError};
+pub use store::{ShareStore, ShareWriter, StorageIndex};

@@ -172,7 +172,7 @@ async fn garbage_datagrams_are_counted_and_harmless() {
     let target = nodes[1].as_ref().unwrap();
     let sock = tokio::net::UdpSocket::bind("127.2.9.9:0").await.unwrap();
     for i in 0..200u32 {
-        let junk: Vec<u8> = (0..(i * 7 % 1500)).map(|b| (b as u32 ^ i) as u8).collect();
+        let junk: Vec<u8> = (0..(i * 7 % 1500)).map(|b| (b ^ i) as u8).collect();
         sock.send_to(&junk, target.local_addr()).await.unwrap();
         if i % 20 == 0 {
             // Let the node drain its socket: this is a malformed-input test,

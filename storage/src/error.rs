@@ -1,0 +1,104 @@
+//! Error types of the storage crate.
+
+/// Errors of the share store. Unless a variant says otherwise, nothing was
+/// written or changed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A filesystem operation failed.
+    #[error("{0}: {1}")]
+    Io(String, #[source] std::io::Error),
+    /// The filesystem is full (ENOSPC) while writing; the partial share is
+    /// discarded and never becomes visible.
+    #[error("disk full writing {0}")]
+    DiskFull(String),
+    /// The announced size does not fit in the space left above the reserve.
+    #[error("no space: need {need} bytes, {available} available above the reserve")]
+    NoSpace {
+        /// Bytes needed.
+        need: u64,
+        /// Bytes available.
+        available: u64,
+    },
+    /// Share numbers are below 256.
+    #[error("share number {0} out of range")]
+    BadShareNumber(u16),
+    /// Zero or larger than the maximum share size.
+    #[error("share size {0} not allowed")]
+    TooLarge(u64),
+    /// The share is already stored (shares are written once).
+    #[error("share already exists")]
+    AlreadyExists,
+    /// No such share here.
+    #[error("no such share")]
+    NotFound,
+    /// A read past the end of the share.
+    #[error("read out of range")]
+    OutOfRange,
+    /// A write past the size announced at allocation.
+    #[error("write beyond the allocated size")]
+    BeyondAllocation,
+    /// Shares are written in order.
+    #[error("write at offset {got}, expected {expected}")]
+    NotSequential {
+        /// Next offset expected.
+        expected: u64,
+        /// Offset given.
+        got: u64,
+    },
+    /// Closed before all announced bytes were written; discarded.
+    #[error("share incomplete: {written} of {size} bytes")]
+    Incomplete {
+        /// Bytes written.
+        written: u64,
+        /// Bytes announced.
+        size: u64,
+    },
+    /// The share failed its hash check; it was moved to quarantine.
+    #[error("share is corrupt (hash mismatch); quarantined")]
+    Corrupt,
+}
+
+/// Errors of the CHK codec and capabilities. None of them changes stored
+/// data.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// Invalid k, n or happy.
+    #[error("invalid parameters {0:?}: need 1 <= k <= n <= 256 and 1 <= happy <= n")]
+    BadParams(crate::chk::Params),
+    /// A segment of the wrong length was given to the encoder.
+    #[error("segment of {got} bytes, expected {expected}")]
+    SegmentLength {
+        /// Expected length.
+        expected: u64,
+        /// Length given.
+        got: u64,
+    },
+    /// The erasure coder failed.
+    #[error("erasure coding: {0}")]
+    Erasure(String),
+    /// The UEB does not hash to the capability's, or disagrees with it.
+    #[error("extension block does not match the capability")]
+    UebMismatch,
+    /// A share's hashes or blocks do not verify; skip it.
+    #[error("share {0} is corrupt")]
+    CorruptShare(u16),
+    /// Fewer than k good shares.
+    #[error("{have} good shares, {need} needed")]
+    NotEnoughShares {
+        /// Good shares found.
+        have: usize,
+        /// Shares needed.
+        need: usize,
+    },
+    /// The decoded ciphertext does not hash as recorded.
+    #[error("decoded file does not match its recorded hash")]
+    CiphertextMismatch,
+    /// Bytes that do not parse.
+    #[error("malformed: {0}")]
+    Malformed(String),
+    /// A capability string that does not parse.
+    #[error("bad capability: {0}")]
+    BadCap(String),
+}
