@@ -34,6 +34,7 @@ mod cipher;
 pub mod error;
 pub mod identity;
 pub mod noise;
+pub mod placement;
 pub mod record;
 pub mod session;
 pub mod testing;

@@ -6,14 +6,7 @@
 
 use grapevine_crypto::NodeId;
 
-/// The permutation key of `server` for `storage_index`.
-pub fn permutation_key(storage_index: &[u8], server: &NodeId) -> [u8; 32] {
-    let mut h = blake3::Hasher::new_derive_key("grapevine permuted list v1");
-    h.update(&(storage_index.len() as u32).to_le_bytes());
-    h.update(storage_index);
-    h.update(server.as_bytes());
-    *h.finalize().as_bytes()
-}
+pub use grapevine_crypto::placement::permutation_key;
 
 /// `servers` in permuted-list order for `storage_index`.
 pub fn permuted(storage_index: &[u8], servers: impl IntoIterator<Item = NodeId>) -> Vec<NodeId> {

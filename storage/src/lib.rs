@@ -9,9 +9,11 @@
 //! [`chk`] is the sans-IO file codec: ChaCha20 encryption under a per-file
 //! or convergent key, 1 MiB segments, k-of-N Reed-Solomon blocks, BLAKE3
 //! block hashes under per-share Merkle roots, and an extension block whose
-//! hash is in the read capability ([`cap`]). The network side (serving
-//! shares over sessions, placement by the permuted list, upload and
-//! download) is the subject of an open issue.
+//! hash is in the read capability ([`cap`]). [`protocol`] is the
+//! request/response protocol carried over Noise sessions, [`server`] answers
+//! it from a store, and [`client`] uploads (placement by the permuted list,
+//! servers-of-happiness), downloads (verifying every block, surviving lost
+//! and corrupt shares) and checks files.
 //!
 //! ```
 //! use grapevine_storage::{ShareStore, StorageIndex};
@@ -29,7 +31,10 @@
 
 pub mod cap;
 pub mod chk;
+pub mod client;
 pub mod error;
+pub mod protocol;
+pub mod server;
 pub mod store;
 
 pub use cap::{Cap, ReadCap};

@@ -1,0 +1,402 @@
+//! The share server: [`ShareServer::handle`] answers one request against a
+//! [`ShareStore`] (synchronous, testable without sockets); [`serve`] is the
+//! thin driver that runs it over an authenticated session, doing file I/O on
+//! tokio's blocking pool.
+
+use std::collections::HashMap;
+
+use grapevine_crypto::{Session, SessionError};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::error::StoreError;
+use crate::protocol::{
+    decode, encode, ErrorCode, Reply, Request, RequestMsg, ResponseMsg, MAX_READ, MAX_WRITE,
+    PROTOCOL_VERSION,
+};
+use crate::store::{ShareStore, ShareWriter, StorageIndex};
+
+/// Shares one session may have open for writing at once.
+pub const MAX_OPEN_PER_SESSION: usize = 64;
+
+/// Per-session server state: the shares this session is writing. Dropping
+/// it (the session ended) discards unfinished shares.
+#[derive(Debug)]
+pub struct ShareServer {
+    store: ShareStore,
+    open: HashMap<(StorageIndex, u16), ShareWriter>,
+}
+
+fn error(code: ErrorCode, message: impl ToString) -> Reply {
+    Reply::Error {
+        code,
+        message: message.to_string(),
+    }
+}
+
+fn from_store(e: StoreError) -> Reply {
+    let code = match &e {
+        StoreError::NoSpace { .. } | StoreError::DiskFull(_) => ErrorCode::NoSpace,
+        StoreError::AlreadyExists => ErrorCode::AlreadyExists,
+        StoreError::NotFound => ErrorCode::NotFound,
+        StoreError::OutOfRange => ErrorCode::OutOfRange,
+        StoreError::BeyondAllocation | StoreError::NotSequential { .. } => ErrorCode::BadWrite,
+        StoreError::Incomplete { .. } => ErrorCode::Incomplete,
+        StoreError::Corrupt => ErrorCode::Corrupt,
+        StoreError::BadShareNumber(_) | StoreError::TooLarge(_) => ErrorCode::BadRequest,
+        _ => ErrorCode::Io,
+    };
+    error(code, e)
+}
+
+impl ShareServer {
+    /// Serve `store`.
+    pub fn new(store: ShareStore) -> Self {
+        ShareServer {
+            store,
+            open: HashMap::new(),
+        }
+    }
+
+    /// Answer one request.
+    pub fn handle(&mut self, req: Request) -> Reply {
+        match req {
+            Request::Version => match self.store.available() {
+                Ok(available) => Reply::Version {
+                    protocol: PROTOCOL_VERSION,
+                    max_write: MAX_WRITE as u32,
+                    available,
+                },
+                Err(e) => from_store(e),
+            },
+            Request::Allocate { si, shnum, size } => {
+                if self.open.len() >= MAX_OPEN_PER_SESSION {
+                    return error(
+                        ErrorCode::TooManyOpen,
+                        "too many shares open on this session",
+                    );
+                }
+                if self.open.contains_key(&(si, shnum)) {
+                    return error(ErrorCode::AlreadyExists, "share already being written");
+                }
+                match self.store.allocate(&si, shnum, size) {
+                    Ok(w) => {
+                        self.open.insert((si, shnum), w);
+                        Reply::Ok
+                    }
+                    Err(e) => from_store(e),
+                }
+            }
+            Request::Write {
+                si,
+                shnum,
+                offset,
+                data,
+            } => {
+                if data.len() > MAX_WRITE {
+                    return error(ErrorCode::BadRequest, "write too large");
+                }
+                let Some(w) = self.open.get_mut(&(si, shnum)) else {
+                    return error(
+                        ErrorCode::NotAllocated,
+                        "share not allocated on this session",
+                    );
+                };
+                match w.write_at(offset, &data) {
+                    Ok(()) => Reply::Ok,
+                    Err(e) => from_store(e),
+                }
+            }
+            Request::Close { si, shnum } => {
+                let Some(w) = self.open.remove(&(si, shnum)) else {
+                    return error(
+                        ErrorCode::NotAllocated,
+                        "share not allocated on this session",
+                    );
+                };
+                match w.close() {
+                    Ok(()) => Reply::Ok,
+                    Err(e) => from_store(e),
+                }
+            }
+            Request::Abort { si, shnum } => {
+                self.open.remove(&(si, shnum));
+                Reply::Ok
+            }
+            Request::List { si } => {
+                let shares = match self.store.list(&si) {
+                    Ok(s) => s,
+                    Err(e) => return from_store(e),
+                };
+                let mut out = Vec::with_capacity(shares.len());
+                for n in shares {
+                    if let Ok(size) = self.store.share_size(&si, n) {
+                        out.push((n, size));
+                    }
+                }
+                Reply::Shares(out)
+            }
+            Request::Read {
+                si,
+                shnum,
+                offset,
+                len,
+            } => {
+                if len > MAX_READ {
+                    return error(ErrorCode::BadRequest, "read too large");
+                }
+                match self.store.read(&si, shnum, offset, len as u64) {
+                    Ok(d) => Reply::Data(d),
+                    Err(e) => from_store(e),
+                }
+            }
+            Request::Verify { si, shnum } => match self.store.verify(&si, shnum) {
+                Ok(()) => Reply::Ok,
+                Err(e) => from_store(e),
+            },
+        }
+    }
+
+    /// Decode a request message, answer it, encode the response.
+    pub fn handle_bytes(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let resp = match decode::<RequestMsg>(bytes) {
+            Ok(m) => ResponseMsg {
+                id: m.id,
+                reply: self.handle(m.req),
+            },
+            Err(e) => ResponseMsg {
+                id: 0,
+                reply: error(ErrorCode::BadRequest, e),
+            },
+        };
+        encode(&resp)
+    }
+}
+
+/// Serve storage requests on an established session until the peer closes
+/// it. Unfinished shares are discarded when it ends.
+///
+/// # Errors
+/// Session errors other than a clean close.
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut session: Session<S>,
+    store: ShareStore,
+) -> Result<(), SessionError> {
+    let mut server = Some(ShareServer::new(store));
+    loop {
+        let msg = match session.recv().await {
+            Ok(m) => m,
+            Err(SessionError::Closed) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut srv = server
+            .take()
+            .expect("server state present between requests");
+        let (srv, out) = tokio::task::spawn_blocking(move || {
+            let out = srv.handle_bytes(&msg);
+            (srv, out)
+        })
+        .await
+        .map_err(|e| SessionError::Io(std::io::Error::other(e)))?;
+        server = Some(srv);
+        session.send(&out).await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn si() -> StorageIndex {
+        StorageIndex([5; 16])
+    }
+
+    #[test]
+    fn allocate_write_close_list_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = ShareServer::new(ShareStore::open(dir.path(), 0).unwrap());
+        assert_eq!(
+            s.handle(Request::Allocate {
+                si: si(),
+                shnum: 1,
+                size: 4
+            }),
+            Reply::Ok
+        );
+        assert_eq!(
+            s.handle(Request::Write {
+                si: si(),
+                shnum: 1,
+                offset: 0,
+                data: b"abcd".to_vec()
+            }),
+            Reply::Ok
+        );
+        assert_eq!(s.handle(Request::Close { si: si(), shnum: 1 }), Reply::Ok);
+        assert_eq!(
+            s.handle(Request::List { si: si() }),
+            Reply::Shares(vec![(1, 4)])
+        );
+        assert_eq!(
+            s.handle(Request::Read {
+                si: si(),
+                shnum: 1,
+                offset: 1,
+                len: 2
+            }),
+            Reply::Data(b"bc".to_vec())
+        );
+        assert_eq!(s.handle(Request::Verify { si: si(), shnum: 1 }), Reply::Ok);
+    }
+
+    #[test]
+    fn client_cannot_write_more_than_announced_or_unallocated() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = ShareServer::new(ShareStore::open(dir.path(), 0).unwrap());
+        assert!(matches!(
+            s.handle(Request::Write {
+                si: si(),
+                shnum: 0,
+                offset: 0,
+                data: vec![1]
+            }),
+            Reply::Error {
+                code: ErrorCode::NotAllocated,
+                ..
+            }
+        ));
+        s.handle(Request::Allocate {
+            si: si(),
+            shnum: 0,
+            size: 2,
+        });
+        assert!(matches!(
+            s.handle(Request::Write {
+                si: si(),
+                shnum: 0,
+                offset: 0,
+                data: vec![1, 2, 3]
+            }),
+            Reply::Error {
+                code: ErrorCode::BadWrite,
+                ..
+            }
+        ));
+        assert!(matches!(
+            s.handle(Request::Close { si: si(), shnum: 0 }),
+            Reply::Error {
+                code: ErrorCode::Incomplete,
+                ..
+            }
+        ));
+        assert!(matches!(
+            s.handle(Request::Read {
+                si: si(),
+                shnum: 0,
+                offset: 0,
+                len: MAX_READ + 1
+            }),
+            Reply::Error {
+                code: ErrorCode::BadRequest,
+                ..
+            }
+        ));
+        for n in 0..MAX_OPEN_PER_SESSION as u16 {
+            s.handle(Request::Allocate {
+                si: si(),
+                shnum: 100 + n,
+                size: 1,
+            });
+        }
+        assert!(matches!(
+            s.handle(Request::Allocate {
+                si: si(),
+                shnum: 1,
+                size: 1
+            }),
+            Reply::Error {
+                code: ErrorCode::TooManyOpen,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn garbage_request_gets_bad_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = ShareServer::new(ShareStore::open(dir.path(), 0).unwrap());
+        let out: ResponseMsg = decode(&s.handle_bytes(b"\xff\xff\xff")).unwrap();
+        assert!(matches!(
+            out.reply,
+            Reply::Error {
+                code: ErrorCode::BadRequest,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn dropped_session_discards_unfinished_shares() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ShareStore::open(dir.path(), 0).unwrap();
+        let mut s = ShareServer::new(store.clone());
+        s.handle(Request::Allocate {
+            si: si(),
+            shnum: 2,
+            size: 4,
+        });
+        s.handle(Request::Write {
+            si: si(),
+            shnum: 2,
+            offset: 0,
+            data: b"ab".to_vec(),
+        });
+        drop(s);
+        assert!(store.list(&si()).unwrap().is_empty());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("incoming"))
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+}
+
+/// Accept sessions on `listener` and serve storage on each until the
+/// listener fails. At most `max_handshakes` handshakes run at once (a peer
+/// that connects and stalls holds one slot until the handshake deadline).
+///
+/// # Errors
+/// The listener's accept error.
+pub async fn run_listener(
+    listener: tokio::net::TcpListener,
+    identity: std::sync::Arc<grapevine_crypto::Identity>,
+    record: grapevine_crypto::SignedRecord,
+    store: ShareStore,
+    cfg: grapevine_crypto::SessionConfig,
+    max_handshakes: usize,
+) -> std::io::Result<()> {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_handshakes.max(1)));
+    loop {
+        let (stream, from) = listener.accept().await?;
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%from, "refusing connection: too many handshakes in progress");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (identity, record, store, cfg) =
+            (identity.clone(), record.clone(), store.clone(), cfg.clone());
+        tokio::spawn(async move {
+            let accepted = Box::pin(Session::accept(stream, &identity, &record, &cfg)).await;
+            drop(permit);
+            match accepted {
+                Ok((session, peer)) => {
+                    tracing::debug!(peer = %peer.node_id().short(), "storage session");
+                    if let Err(e) = serve(session, store).await {
+                        tracing::debug!(%from, "storage session ended: {e}");
+                    }
+                }
+                Err(e) => tracing::debug!(%from, "handshake failed: {e}"),
+            }
+        });
+    }
+}
