@@ -2,6 +2,7 @@
 
 mod alloc;
 mod bench_sessions;
+mod bench_storage;
 mod demo;
 mod procfs;
 mod swarm;
@@ -38,6 +39,8 @@ enum Cmd {
 enum BenchCmd {
     /// Idle-session memory, handshake rate and throughput: Noise vs TLS 1.3.
     Sessions(bench_sessions::SessionsArgs),
+    /// Put and get throughput on a local grid of share servers.
+    Storage(bench_storage::StorageArgs),
     /// (internal) the accepting side of `bench sessions`.
     #[command(hide = true)]
     SessionPeer(bench_sessions::PeerArgs),
@@ -56,6 +59,7 @@ fn main() -> Result<()> {
         Cmd::Demo(a) => demo::run(&a),
         Cmd::Bench(BenchCmd::Sessions(a)) => bench_sessions::run(&a),
         Cmd::Bench(BenchCmd::SessionPeer(a)) => bench_sessions::peer(&a),
+        Cmd::Bench(BenchCmd::Storage(a)) => bench_storage::run(&a),
         Cmd::Swarm(a) => swarm::run(&a),
         Cmd::SwarmWorker(a) => swarm::worker(&a),
     }

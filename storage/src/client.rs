@@ -195,7 +195,7 @@ pub fn permuted_servers(si: &StorageIndex, servers: &[ServerRef]) -> Vec<ServerR
         .iter()
         .map(|s| (permutation_key(&si.0, &s.id), *s))
         .collect();
-    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    keyed.sort_by_key(|a| a.0);
     keyed.dedup_by(|a, b| a.1.id == b.1.id);
     keyed.into_iter().map(|(_, s)| s).collect()
 }
@@ -225,8 +225,23 @@ async fn read_full<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> Result<()
     Ok(())
 }
 
-/// Upload `size` bytes read from `input` (which must be rewindable when the
-/// key is convergent: `hash_input` is read first to derive it).
+/// What to upload and how.
+#[derive(Debug)]
+pub struct UploadRequest<R, H> {
+    /// Erasure-coding parameters.
+    pub params: Params,
+    /// How the key is chosen.
+    pub mode: KeyMode,
+    /// File size in bytes.
+    pub size: u64,
+    /// The file's bytes.
+    pub input: R,
+    /// The same bytes again, read first to derive a convergent key (only
+    /// for [`KeyMode::Convergent`]).
+    pub hash_input: Option<H>,
+}
+
+/// Upload a file to `servers`.
 ///
 /// # Errors
 /// [`ClientError::NotHappy`] if fewer than `params.happy` distinct servers
@@ -234,17 +249,20 @@ async fn read_full<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> Result<()
 pub async fn upload<R, H>(
     me: &ClientIdentity,
     servers: &[ServerRef],
-    params: Params,
-    mode: KeyMode,
-    size: u64,
-    mut input: R,
-    hash_input: Option<H>,
+    req: UploadRequest<R, H>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<UploadReport, ClientError>
 where
     R: AsyncRead + Unpin,
     H: AsyncRead + Unpin,
 {
+    let UploadRequest {
+        params,
+        mode,
+        size,
+        mut input,
+        hash_input,
+    } = req;
     params.validate()?;
     if size as usize <= LIT_MAX {
         let mut d = vec![0u8; size as usize];
@@ -276,7 +294,7 @@ where
             convergent_key(&secret, &params, hasher.finalize().as_bytes())
         }
     };
-    let mut enc = Encoder::new(key, params, size)?;
+    let enc = Encoder::new(key, params, size)?;
     let si = storage_index(&key);
     let share_size = enc.share_size();
     let order = permuted_servers(&si, servers);
@@ -338,20 +356,43 @@ where
     }
 
     // Stream segments; each connection writes its shares' blocks, all
-    // connections in parallel.
+    // connections in parallel, while the next segment is encoded on the
+    // blocking pool.
+    let segments = enc.segments();
+    let encode_next = |mut enc: Encoder, mut buf: Vec<u8>| {
+        tokio::task::spawn_blocking(move || {
+            let blocks = enc.encode_segment(&mut buf);
+            (enc, blocks)
+        })
+    };
+    let seg_len = |seg: u64| (size - seg * SEGMENT_SIZE).min(SEGMENT_SIZE) as usize;
+    let mut buf = vec![0u8; seg_len(0)];
+    read_full(&mut input, &mut buf).await?;
+    let mut next = Some(encode_next(enc, buf));
     let mut offset = 0u64;
     let mut done = 0u64;
-    for seg in 0..enc.segments() {
-        let len = (size - seg * SEGMENT_SIZE).min(SEGMENT_SIZE) as usize;
-        let mut buf = vec![0u8; len];
-        read_full(&mut input, &mut buf).await?;
-        let blocks = enc.encode_segment(&mut buf)?;
+    let mut enc_back = None;
+    for seg in 0..segments {
+        let (e, blocks) = next
+            .take()
+            .expect("an encode is in flight")
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let blocks = blocks?;
+        if seg + 1 < segments {
+            let mut buf = vec![0u8; seg_len(seg + 1)];
+            read_full(&mut input, &mut buf).await?;
+            next = Some(encode_next(e, buf));
+        } else {
+            enc_back = Some(e);
+        }
         let blen = blocks[0].len() as u64;
         write_blocks(&mut conns, &placement, si, offset, &blocks).await?;
         offset += blen;
-        done += len as u64;
+        done += seg_len(seg) as u64;
         progress(done);
     }
+    let enc = enc_back.expect("encoder returned after the last segment");
     let (trailers, cap) = enc.finish()?;
     write_blocks(&mut conns, &placement, si, offset, &trailers).await?;
     let mut futs = Vec::new();

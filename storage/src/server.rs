@@ -202,6 +202,46 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// Accept sessions on `listener` and serve storage on each until the
+/// listener fails. At most `max_handshakes` handshakes run at once (a peer
+/// that connects and stalls holds one slot until the handshake deadline).
+///
+/// # Errors
+/// The listener's accept error.
+pub async fn run_listener(
+    listener: tokio::net::TcpListener,
+    identity: std::sync::Arc<grapevine_crypto::Identity>,
+    record: grapevine_crypto::SignedRecord,
+    store: ShareStore,
+    cfg: grapevine_crypto::SessionConfig,
+    max_handshakes: usize,
+) -> std::io::Result<()> {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_handshakes.max(1)));
+    loop {
+        let (stream, from) = listener.accept().await?;
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%from, "refusing connection: too many handshakes in progress");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (identity, record, store, cfg) =
+            (identity.clone(), record.clone(), store.clone(), cfg.clone());
+        tokio::spawn(async move {
+            let accepted = Box::pin(Session::accept(stream, &identity, &record, &cfg)).await;
+            drop(permit);
+            match accepted {
+                Ok((session, peer)) => {
+                    tracing::debug!(peer = %peer.node_id().short(), "storage session");
+                    if let Err(e) = serve(session, store).await {
+                        tracing::debug!(%from, "storage session ended: {e}");
+                    }
+                }
+                Err(e) => tracing::debug!(%from, "handshake failed: {e}"),
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,45 +398,5 @@ mod tests {
                 .count(),
             0
         );
-    }
-}
-
-/// Accept sessions on `listener` and serve storage on each until the
-/// listener fails. At most `max_handshakes` handshakes run at once (a peer
-/// that connects and stalls holds one slot until the handshake deadline).
-///
-/// # Errors
-/// The listener's accept error.
-pub async fn run_listener(
-    listener: tokio::net::TcpListener,
-    identity: std::sync::Arc<grapevine_crypto::Identity>,
-    record: grapevine_crypto::SignedRecord,
-    store: ShareStore,
-    cfg: grapevine_crypto::SessionConfig,
-    max_handshakes: usize,
-) -> std::io::Result<()> {
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_handshakes.max(1)));
-    loop {
-        let (stream, from) = listener.accept().await?;
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%from, "refusing connection: too many handshakes in progress");
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let (identity, record, store, cfg) =
-            (identity.clone(), record.clone(), store.clone(), cfg.clone());
-        tokio::spawn(async move {
-            let accepted = Box::pin(Session::accept(stream, &identity, &record, &cfg)).await;
-            drop(permit);
-            match accepted {
-                Ok((session, peer)) => {
-                    tracing::debug!(peer = %peer.node_id().short(), "storage session");
-                    if let Err(e) = serve(session, store).await {
-                        tracing::debug!(%from, "storage session ended: {e}");
-                    }
-                }
-                Err(e) => tracing::debug!(%from, "handshake failed: {e}"),
-            }
-        });
     }
 }

@@ -68,17 +68,14 @@ async fn put(
     d: &[u8],
     mode: KeyMode,
 ) -> Result<client::UploadReport, client::ClientError> {
-    client::upload(
-        me,
-        servers,
-        Params::default(),
+    let req = client::UploadRequest {
+        params: Params::default(),
         mode,
-        d.len() as u64,
-        d,
-        Some(d),
-        &|_| {},
-    )
-    .await
+        size: d.len() as u64,
+        input: d,
+        hash_input: Some(d),
+    };
+    client::upload(me, servers, req, &|_| {}).await
 }
 
 async fn get(

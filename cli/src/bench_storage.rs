@@ -1,0 +1,245 @@
+//! `grapevine bench storage`: put and get throughput on a local grid of
+//! share servers (each its own identity, TCP listener and on-disk store in
+//! a temporary directory), with the default 3-of-10 encoding.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use grapevine_crypto::{Identity, LocationRecord, SessionConfig};
+use grapevine_storage::client::{self, ClientIdentity, KeyMode, ServerRef};
+use grapevine_storage::{Params, ShareStore};
+use serde::Serialize;
+use tokio::io::AsyncWrite;
+
+use crate::procfs;
+
+/// Arguments of `bench storage`.
+#[derive(Debug, clap::Args)]
+pub struct StorageArgs {
+    /// File size: bytes, or with a KiB/MiB/GiB suffix.
+    #[arg(long, default_value = "256MiB")]
+    pub size: String,
+    /// Storage servers in the local grid.
+    #[arg(long, default_value_t = 10)]
+    pub servers: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The figures.
+#[derive(Debug, Serialize)]
+pub struct StorageReport {
+    /// File size in bytes.
+    pub bytes: u64,
+    /// Servers.
+    pub servers: usize,
+    /// Encoding.
+    pub k: u16,
+    /// Encoding.
+    pub n: u16,
+    /// Upload MB/s (10^6 bytes of file per second).
+    pub put_mb_s: f64,
+    /// Download MB/s.
+    pub get_mb_s: f64,
+    /// CPU core-seconds per second during put (the whole process).
+    pub put_cores: f64,
+    /// CPU core-seconds per second during get.
+    pub get_cores: f64,
+}
+
+/// Parse "1GiB", "256MiB", "1000".
+///
+/// # Errors
+/// Unparseable text.
+pub fn parse_size(s: &str) -> Result<u64> {
+    let s = s.trim();
+    let (num, mul) = if let Some(n) = s.strip_suffix("GiB") {
+        (n, 1u64 << 30)
+    } else if let Some(n) = s.strip_suffix("MiB") {
+        (n, 1 << 20)
+    } else if let Some(n) = s.strip_suffix("KiB") {
+        (n, 1 << 10)
+    } else {
+        (s, 1)
+    };
+    let v: u64 = num
+        .trim()
+        .parse()
+        .with_context(|| format!("bad size {s:?}"))?;
+    Ok(v * mul)
+}
+
+/// A generated file: deterministic bytes produced on the fly, never held
+/// in memory whole.
+struct Generated {
+    left: u64,
+    xof: blake3::OutputReader,
+}
+
+impl tokio::io::AsyncRead for Generated {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let n = (buf.remaining() as u64).min(self.left) as usize;
+        let dst = buf.initialize_unfilled_to(n);
+        self.xof.fill(dst);
+        buf.advance(n);
+        self.left -= n as u64;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+fn generated(size: u64) -> Generated {
+    Generated {
+        left: size,
+        xof: blake3::Hasher::new().update(b"bench").finalize_xof(),
+    }
+}
+
+/// Hashes what is written, to check the download without storing it.
+struct HashSink(blake3::Hasher);
+
+impl AsyncWrite for HashSink {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.0.update(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// Run the benchmark.
+///
+/// # Errors
+/// Setup, upload or download failures, or a download that does not match.
+pub fn run(args: &StorageArgs) -> Result<()> {
+    let size = parse_size(&args.size)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(bench(size, args.servers))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "grapevine bench storage: {} MiB, {}-of-{} over {} servers on loopback",
+            report.bytes >> 20,
+            report.k,
+            report.n,
+            report.servers
+        );
+        println!(
+            "  put  {:8.1} MB/s  ({:.2} cores)",
+            report.put_mb_s, report.put_cores
+        );
+        println!(
+            "  get  {:8.1} MB/s  ({:.2} cores)",
+            report.get_mb_s, report.get_cores
+        );
+    }
+    Ok(())
+}
+
+async fn bench(size: u64, n_servers: usize) -> Result<StorageReport> {
+    let mut servers = Vec::new();
+    let mut dirs = Vec::new();
+    for i in 0..n_servers {
+        let ident = Arc::new(Identity::generate());
+        let listener = tokio::net::TcpListener::bind(("127.6.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let mut rec = LocationRecord::new(&ident, vec![addr]);
+        rec.nickname = Some(format!("bench-{i}"));
+        let rec = rec.sign(&ident)?;
+        let dir = tempfile::tempdir()?;
+        let store = ShareStore::open(dir.path(), 0)?;
+        servers.push(ServerRef {
+            id: ident.node_id(),
+            addr,
+        });
+        tokio::spawn(grapevine_storage::server::run_listener(
+            listener,
+            ident,
+            rec,
+            store,
+            SessionConfig::default(),
+            64,
+        ));
+        dirs.push(dir);
+    }
+    let ident = Arc::new(Identity::generate());
+    let record = LocationRecord::new(&ident, vec!["127.6.0.2:1".parse()?]).sign(&ident)?;
+    let me = ClientIdentity {
+        identity: ident,
+        record,
+        session: SessionConfig::default(),
+    };
+    let params = Params::default();
+
+    let cpu0 = procfs::cpu_seconds();
+    let t = Instant::now();
+    let req = client::UploadRequest {
+        params,
+        mode: KeyMode::Random,
+        size,
+        input: generated(size),
+        hash_input: None::<Generated>,
+    };
+    let up = client::upload(&me, &servers, req, &|_| {})
+        .await
+        .context("upload")?;
+    let put_s = t.elapsed().as_secs_f64();
+    let put_cpu = procfs::cpu_seconds() - cpu0;
+
+    let cpu0 = procfs::cpu_seconds();
+    let t = Instant::now();
+    let mut sink = HashSink(blake3::Hasher::new());
+    let rep = client::download(&me, &servers, &up.cap, &mut sink, &|_| {})
+        .await
+        .context("download")?;
+    let get_s = t.elapsed().as_secs_f64();
+    let get_cpu = procfs::cpu_seconds() - cpu0;
+
+    let mut expect = blake3::Hasher::new();
+    let mut g = generated(size);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        g.xof.fill(&mut buf[..n]);
+        expect.update(&buf[..n]);
+        left -= n as u64;
+    }
+    if rep.bytes != size || sink.0.finalize() != expect.finalize() {
+        bail!("downloaded file does not match what was uploaded");
+    }
+    drop(dirs);
+    Ok(StorageReport {
+        bytes: size,
+        servers: n_servers,
+        k: params.k,
+        n: params.n,
+        put_mb_s: size as f64 / 1e6 / put_s,
+        get_mb_s: size as f64 / 1e6 / get_s,
+        put_cores: put_cpu / put_s,
+        get_cores: get_cpu / get_s,
+    })
+}
