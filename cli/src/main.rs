@@ -4,6 +4,8 @@ mod alloc;
 mod bench_sessions;
 mod bench_storage;
 mod demo;
+mod node;
+mod ops;
 mod procfs;
 mod swarm;
 
@@ -25,6 +27,22 @@ struct Cli {
 enum Cmd {
     /// Run a local grid end to end and narrate it.
     Demo(demo::DemoArgs),
+    /// Create a node directory: identity, secrets and a commented config.
+    Init(node::InitArgs),
+    /// Run the node in DIR in the foreground (SIGTERM leaves gracefully).
+    Run(node::RunArgs),
+    /// The grid's members as a running node sees them.
+    Members(ops::MembersArgs),
+    /// A running node's own figures.
+    Status(ops::StatusArgs),
+    /// A running node's id.
+    Whoami(ops::StatusArgs),
+    /// Store a file on the grid; prints its read capability.
+    Put(ops::PutArgs),
+    /// Fetch a file by its capability.
+    Get(ops::GetArgs),
+    /// Report which servers hold a file's shares.
+    Check(ops::CheckArgs),
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -57,6 +75,14 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Demo(a) => demo::run(&a),
+        Cmd::Init(a) => node::init(&a),
+        Cmd::Run(a) => node::run(&a),
+        Cmd::Members(a) => ops::members(&a),
+        Cmd::Status(a) => ops::status(&a),
+        Cmd::Whoami(a) => ops::whoami(&a),
+        Cmd::Put(a) => ops::put(&a),
+        Cmd::Get(a) => ops::get(&a),
+        Cmd::Check(a) => ops::check(&a),
         Cmd::Bench(BenchCmd::Sessions(a)) => bench_sessions::run(&a),
         Cmd::Bench(BenchCmd::SessionPeer(a)) => bench_sessions::peer(&a),
         Cmd::Bench(BenchCmd::Storage(a)) => bench_storage::run(&a),

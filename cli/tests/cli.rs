@@ -107,3 +107,195 @@ fn bad_arguments_are_clear_errors() {
     let out = grapevine().args(["no-such-command"]).output().unwrap();
     assert!(!out.status.success());
 }
+
+struct Running(std::process::Child);
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run grapevine");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+fn members(dir: &std::path::Path) -> Option<Vec<serde_json::Value>> {
+    let out = grapevine()
+        .args(["members", "--json", "--node"])
+        .arg(dir)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .ok()?
+        .as_array()
+        .cloned()
+}
+
+#[test]
+fn four_node_processes_store_and_serve_a_file() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs: Vec<_> = (1..=4).map(|i| root.path().join(format!("n{i}"))).collect();
+    for (i, d) in dirs.iter().enumerate() {
+        let mut c = grapevine();
+        c.arg("init").arg(d).args([
+            "--listen",
+            &format!("127.7.0.{}:7946", i + 1),
+            "--nickname",
+            &format!("n{}", i + 1),
+        ]);
+        if i > 0 {
+            c.args(["--seed", "127.7.0.1:7946"]);
+        }
+        ok(&mut c);
+    }
+    // Keys are private.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dirs[0].join("identity.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let mut nodes: Vec<Running> = dirs
+        .iter()
+        .map(|d| {
+            Running(
+                grapevine()
+                    .arg("run")
+                    .arg(d)
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    wait_for("every node sees three alive members", 60, || {
+        dirs.iter().all(|d| {
+            members(d).is_some_and(|m| m.iter().filter(|r| r["state"] == "alive").count() == 3)
+        })
+    });
+    let whoami = ok(grapevine().args(["whoami", "--node"]).arg(&dirs[0]));
+    assert_eq!(whoami.trim().len(), 52);
+    let status: serde_json::Value = serde_json::from_str(&ok(grapevine()
+        .args(["status", "--json", "--node"])
+        .arg(&dirs[0])))
+    .unwrap();
+    assert_eq!(status["records"], 4);
+
+    let file = root.path().join("file.bin");
+    let data: Vec<u8> = (0..2_500_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(&file, &data).unwrap();
+    let put: serde_json::Value = serde_json::from_str(&ok(grapevine()
+        .arg("put")
+        .arg(&file)
+        .args(["--k", "2", "--n", "4", "--happy", "3", "--json", "--node"])
+        .arg(&dirs[1])))
+    .unwrap();
+    let cap = put["cap"].as_str().unwrap().to_string();
+    assert!(cap.starts_with("gv:chk:"), "{cap}");
+    let out = root.path().join("back.bin");
+    ok(grapevine()
+        .arg("get")
+        .arg(&cap)
+        .arg("-o")
+        .arg(&out)
+        .arg("--node")
+        .arg(&dirs[2]));
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+    let check: serde_json::Value = serde_json::from_str(&ok(grapevine()
+        .arg("check")
+        .arg(&cap)
+        .args(["--verify", "--json", "--node"])
+        .arg(&dirs[3])))
+    .unwrap();
+    assert_eq!(check["good"], 4, "{check}");
+
+    // SIGTERM: the node leaves gracefully and exits cleanly.
+    let pid = nodes[3].0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = nodes[3].0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let n4 = put["placements"].as_array().unwrap().len();
+    assert_eq!(n4, 4);
+    wait_for("node 4 seen as left", 30, || {
+        members(&dirs[0]).is_some_and(|m| {
+            m.iter()
+                .any(|r| r["nickname"] == "n4" && r["state"] == "left")
+        })
+    });
+    let left = ok(grapevine()
+        .args(["members", "--state", "left", "--node"])
+        .arg(&dirs[0]));
+    assert!(left.contains("n4") && left.contains("1 members"), "{left}");
+    nodes.truncate(3);
+}
+
+#[test]
+fn config_errors_name_file_line_and_key() {
+    let root = tempfile::tempdir().unwrap();
+    let d = root.path().join("n");
+    ok(grapevine()
+        .arg("init")
+        .arg(&d)
+        .args(["--listen", "127.7.1.1:7946"]));
+    let cfg = d.join("config.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("capacity_mib = 10240", "capacity_mib = \"lots\""),
+    )
+    .unwrap();
+    let out = grapevine().arg("run").arg(&d).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("config.toml:17: key `capacity_mib`: invalid type"),
+        "{err}"
+    );
+    std::fs::write(&cfg, text.replace("seeds = []", "seeds = [\"0.0.0.0:0\"]")).unwrap();
+    let out = grapevine().arg("run").arg(&d).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("seed 0.0.0.0:0"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A second init refuses to overwrite the identity.
+    let out = grapevine().arg("init").arg(&d).output().unwrap();
+    assert!(!out.status.success());
+    // No node running: a clear error.
+    let out = grapevine()
+        .args(["members", "--node"])
+        .arg(&d)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no node running"));
+}

@@ -1,0 +1,532 @@
+//! A node's directory, configuration and run loop, and the control socket
+//! through which the CLI talks to a running node.
+//!
+//! ```text
+//! DIR/identity.key        ed25519 seed, mode 0600
+//! DIR/convergence.secret  32 random bytes (hex), mode 0600
+//! DIR/config.toml         commented configuration
+//! DIR/storage/            the share store
+//! DIR/control.sock        Unix control socket, mode 0600, while running
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use grapevine_crypto::{Identity, LocationRecord, SessionConfig, SignedRecord};
+use grapevine_membership::driver::{spawn, MembershipHandle, NodeConfig as GossipConfig};
+use grapevine_membership::{Config, MemberState};
+use grapevine_storage::ShareStore;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, UdpSocket, UnixListener, UnixStream};
+
+/// The node's configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Human-readable name (16 bytes at most).
+    #[serde(default)]
+    pub nickname: Option<String>,
+    /// Address for UDP gossip and TCP sessions (the same port).
+    pub listen: SocketAddr,
+    /// Addresses others should use, if not `listen`.
+    #[serde(default)]
+    pub advertise: Vec<SocketAddr>,
+    /// Nodes to join through.
+    #[serde(default)]
+    pub seeds: Vec<SocketAddr>,
+    /// Storage offered, MiB.
+    #[serde(default = "default_capacity")]
+    pub capacity_mib: u32,
+    /// Free space never used for shares, MiB.
+    #[serde(default = "default_reserve")]
+    pub reserve_mib: u64,
+    /// Roles: "storage" and/or "client".
+    #[serde(default = "default_roles")]
+    pub roles: Vec<String>,
+}
+
+fn default_capacity() -> u32 {
+    10 * 1024
+}
+fn default_reserve() -> u64 {
+    1024
+}
+fn default_roles() -> Vec<String> {
+    vec!["storage".into(), "client".into()]
+}
+
+/// Arguments of `init`.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Node directory to create.
+    pub dir: PathBuf,
+    /// Listen address (UDP gossip and TCP sessions).
+    #[arg(long, default_value = "127.0.0.1:7946")]
+    pub listen: SocketAddr,
+    /// Seed to join through (repeatable).
+    #[arg(long)]
+    pub seed: Vec<SocketAddr>,
+    /// Nickname.
+    #[arg(long)]
+    pub nickname: Option<String>,
+    /// Storage offered, MiB.
+    #[arg(long, default_value_t = 10 * 1024)]
+    pub capacity_mib: u32,
+}
+
+fn private_write(path: &Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut f = o
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// `grapevine init DIR`.
+///
+/// # Errors
+/// If the directory holds a node already or cannot be written.
+pub fn init(a: &InitArgs) -> Result<()> {
+    std::fs::create_dir_all(&a.dir).with_context(|| format!("creating {}", a.dir.display()))?;
+    let key = a.dir.join("identity.key");
+    if key.exists() {
+        bail!(
+            "{} already holds a node (identity.key exists)",
+            a.dir.display()
+        );
+    }
+    if let Some(n) = &a.nickname {
+        if n.len() > grapevine_crypto::record::MAX_NICKNAME_LEN {
+            bail!(
+                "nickname {n:?} is longer than {} bytes",
+                grapevine_crypto::record::MAX_NICKNAME_LEN
+            );
+        }
+    }
+    let ident = Identity::generate();
+    ident.save(&key)?;
+    let mut secret = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
+    private_write(
+        &a.dir.join("convergence.secret"),
+        data_encoding::HEXLOWER.encode(&secret).as_bytes(),
+    )?;
+    let seeds = a
+        .seed
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let nick = a
+        .nickname
+        .as_ref()
+        .map(|n| format!("nickname = \"{n}\""))
+        .unwrap_or_else(|| "# nickname = \"my-node\"".into());
+    let text = format!(
+        "# grapevine node configuration\n\
+         \n\
+         # A name shown in member tables (16 bytes at most).\n\
+         {nick}\n\
+         \n\
+         # Where this node listens: UDP for gossip and TCP for sessions, same port.\n\
+         listen = \"{listen}\"\n\
+         \n\
+         # Addresses other nodes should use to reach this one, if not `listen`\n\
+         # (required when listening on 0.0.0.0).\n\
+         advertise = []\n\
+         \n\
+         # Nodes to join the grid through. Empty for the first node of a grid.\n\
+         seeds = [{seeds}]\n\
+         \n\
+         # Storage offered to the grid, and free space never used, in MiB.\n\
+         capacity_mib = {cap}\n\
+         reserve_mib = 1024\n\
+         \n\
+         # \"storage\" serves shares; \"client\" uploads and downloads.\n\
+         roles = [\"storage\", \"client\"]\n",
+        listen = a.listen,
+        cap = a.capacity_mib,
+    );
+    private_write(&a.dir.join("config.toml"), text.as_bytes())?;
+    println!("created node {} in {}", ident.node_id(), a.dir.display());
+    Ok(())
+}
+
+/// Load and check `DIR/config.toml`; errors name the file, line and key.
+///
+/// # Errors
+/// Unreadable or invalid configuration.
+pub fn load_config(dir: &Path) -> Result<FileConfig> {
+    let path = dir.join("config.toml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let cfg: FileConfig = toml::from_str(&text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start].lines().count().max(1))
+            .unwrap_or(0);
+        let key = text
+            .lines()
+            .nth(line.saturating_sub(1))
+            .and_then(|l| l.split_once('='))
+            .map(|(k, _)| format!(" key `{}`:", k.trim()))
+            .unwrap_or_default();
+        anyhow::anyhow!("{}:{line}:{key} {}", path.display(), e.message())
+    })?;
+    if cfg.advertise.is_empty() && cfg.listen.ip().is_unspecified() {
+        bail!(
+            "{}: `listen` is {} but `advertise` is empty: say where others can reach this node",
+            path.display(),
+            cfg.listen
+        );
+    }
+    for s in &cfg.seeds {
+        if s.port() == 0 || s.ip().is_unspecified() {
+            bail!(
+                "{}: seed {s} is not an address a node can be reached at",
+                path.display()
+            );
+        }
+    }
+    for r in &cfg.roles {
+        if r != "storage" && r != "client" {
+            bail!(
+                "{}: unknown role {r:?} in `roles` (use \"storage\" and/or \"client\")",
+                path.display()
+            );
+        }
+    }
+    Ok(cfg)
+}
+
+/// A control request.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "lowercase")]
+pub enum Control {
+    /// This node's id and record.
+    Whoami,
+    /// Every member as this node sees it.
+    Members,
+    /// This node's figures.
+    Status,
+}
+
+/// A member row, as the CLI prints it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberRow {
+    /// Full node id.
+    pub id: String,
+    /// Short id.
+    pub short: String,
+    /// Nickname.
+    pub nickname: Option<String>,
+    /// First address.
+    pub addr: String,
+    /// alive / suspect / dead / left.
+    pub state: String,
+    /// Seconds since last heard directly.
+    pub last_heard_s: f64,
+    /// Capacity MiB.
+    pub capacity_mib: u32,
+    /// Free MiB.
+    pub free_mib: u32,
+    /// Software version.
+    pub version: String,
+    /// Signed record, hex.
+    pub record: String,
+    /// Whether it serves storage.
+    pub storage: bool,
+}
+
+/// `status` output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReply {
+    /// Node id.
+    pub id: String,
+    /// Nickname.
+    pub nickname: Option<String>,
+    /// Seconds running.
+    pub uptime_s: f64,
+    /// Records held.
+    pub records: u64,
+    /// Members per state.
+    pub alive: u64,
+    /// Suspect members.
+    pub suspect: u64,
+    /// Dead members.
+    pub dead: u64,
+    /// Members that left.
+    pub left: u64,
+    /// Datagrams sent.
+    pub datagrams_sent: u64,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Datagrams received.
+    pub datagrams_received: u64,
+    /// Resident memory, bytes.
+    pub rss_bytes: u64,
+    /// Bytes available for shares.
+    pub storage_available: u64,
+}
+
+/// `whoami` output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WhoamiReply {
+    /// Node id.
+    pub id: String,
+    /// Signed record, hex.
+    pub record: String,
+}
+
+/// Arguments of `run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Node directory.
+    pub dir: PathBuf,
+}
+
+/// `grapevine run DIR`: run the node until SIGTERM or SIGINT, then leave
+/// the grid gracefully.
+///
+/// # Errors
+/// Bad configuration, sockets that cannot be bound.
+pub fn run(a: &RunArgs) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(run_node(&a.dir))
+}
+
+async fn run_node(dir: &Path) -> Result<()> {
+    let cfg = load_config(dir)?;
+    let ident = Arc::new(Identity::load(&dir.join("identity.key"))?);
+    let store = ShareStore::open(&dir.join("storage"), cfg.reserve_mib << 20)?;
+    let udp = UdpSocket::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding UDP {}", cfg.listen))?;
+    let local = udp.local_addr()?;
+    let tcp = TcpListener::bind(local)
+        .await
+        .with_context(|| format!("binding TCP {local}"))?;
+    let addrs = if cfg.advertise.is_empty() {
+        vec![local]
+    } else {
+        cfg.advertise.clone()
+    };
+    let mut rec = LocationRecord::new(&ident, addrs);
+    rec.nickname = cfg.nickname.clone();
+    rec.capacity_mib = cfg.capacity_mib;
+    rec.free_mib = ((store.available()? >> 20) as u32).min(cfg.capacity_mib);
+    let unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
+    rec.seq = unix_ms;
+    rec.issued_at = unix_ms / 1000;
+    rec.roles = cfg.roles.iter().fold(0, |r, s| {
+        r | if s == "storage" {
+            grapevine_crypto::record::ROLE_STORAGE
+        } else {
+            grapevine_crypto::record::ROLE_CLIENT
+        }
+    });
+    let record = rec.sign(&ident)?;
+    let handle = spawn(
+        udp,
+        GossipConfig {
+            identity: ident.clone(),
+            record: record.clone(),
+            seeds: cfg.seeds.clone(),
+            swim: Config::new_lan(),
+            state_sink: None,
+        },
+        unix_ms,
+    )?;
+    if cfg.roles.iter().any(|r| r == "storage") {
+        tokio::spawn(grapevine_storage::server::run_listener(
+            tcp,
+            ident.clone(),
+            record.clone(),
+            store.clone(),
+            SessionConfig::default(),
+            256,
+        ));
+    }
+    let sock_path = dir.join("control.sock");
+    let _ = std::fs::remove_file(&sock_path);
+    let control = UnixListener::bind(&sock_path)
+        .with_context(|| format!("binding {}", sock_path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&sock_path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    tracing::info!(id = %ident.node_id(), %local, seeds = ?cfg.seeds, "node running");
+    eprintln!(
+        "grapevine node {} listening on {local} (control: {})",
+        ident.node_id().short(),
+        sock_path.display()
+    );
+    let started = Instant::now();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let ctx = Arc::new(Ctx {
+        handle: handle.clone(),
+        record,
+        started,
+        store,
+        nickname: cfg.nickname.clone(),
+    });
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            c = control.accept() => {
+                if let Ok((stream, _)) = c {
+                    let ctx = ctx.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = serve_control(stream, &ctx).await {
+                            tracing::debug!("control connection: {e}");
+                        }
+                    });
+                }
+            }
+        }
+    }
+    eprintln!("leaving the grid");
+    let _ = tokio::time::timeout(Duration::from_secs(5), handle.leave()).await;
+    let _ = std::fs::remove_file(&sock_path);
+    Ok(())
+}
+
+struct Ctx {
+    handle: MembershipHandle,
+    record: SignedRecord,
+    started: Instant,
+    store: ShareStore,
+    nickname: Option<String>,
+}
+
+fn row(m: &grapevine_membership::MemberView, now: Instant) -> MemberRow {
+    let r = m.record.as_ref().map(|r| r.record());
+    MemberRow {
+        id: m.id.to_string(),
+        short: m.id.short(),
+        nickname: r.and_then(|r| r.nickname.clone()),
+        addr: m.addr.to_string(),
+        state: m.state.to_string(),
+        last_heard_s: now.saturating_duration_since(m.last_heard).as_secs_f64(),
+        capacity_mib: r.map(|r| r.capacity_mib).unwrap_or(0),
+        free_mib: r.map(|r| r.free_mib).unwrap_or(0),
+        version: r.map(|r| r.software.clone()).unwrap_or_default(),
+        record: m
+            .record
+            .as_ref()
+            .map(|r| data_encoding::HEXLOWER.encode(r.bytes()))
+            .unwrap_or_default(),
+        storage: r.is_some_and(|r| r.roles & grapevine_crypto::record::ROLE_STORAGE != 0),
+    }
+}
+
+async fn serve_control(stream: UnixStream, ctx: &Ctx) -> Result<()> {
+    let (r, mut w) = stream.into_split();
+    let mut lines = BufReader::new(r).lines();
+    while let Some(line) = lines.next_line().await? {
+        if line.len() > 4096 {
+            bail!("control request too long");
+        }
+        let reply = match serde_json::from_str::<Control>(&line) {
+            Ok(Control::Whoami) => serde_json::to_string(&WhoamiReply {
+                id: ctx.handle.id().to_string(),
+                record: data_encoding::HEXLOWER.encode(ctx.record.bytes()),
+            })?,
+            Ok(Control::Members) => {
+                let now = tokio::time::Instant::now().into_std();
+                let rows: Vec<MemberRow> = ctx
+                    .handle
+                    .members()
+                    .await?
+                    .iter()
+                    .map(|m| row(m, now))
+                    .collect();
+                serde_json::to_string(&rows)?
+            }
+            Ok(Control::Status) => {
+                let c = ctx.handle.counters();
+                let ld =
+                    |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+                serde_json::to_string(&StatusReply {
+                    id: ctx.handle.id().to_string(),
+                    nickname: ctx.nickname.clone(),
+                    uptime_s: ctx.started.elapsed().as_secs_f64(),
+                    records: ld(&c.records),
+                    alive: ld(&c.alive),
+                    suspect: ld(&c.suspect),
+                    dead: ld(&c.dead),
+                    left: ld(&c.left),
+                    datagrams_sent: ld(&c.datagrams_sent),
+                    bytes_sent: ld(&c.bytes_sent),
+                    datagrams_received: ld(&c.datagrams_received),
+                    rss_bytes: crate::procfs::rss_bytes(),
+                    storage_available: ctx.store.available().unwrap_or(0),
+                })?
+            }
+            Err(e) => serde_json::to_string(&serde_json::json!({ "error": e.to_string() }))?,
+        };
+        w.write_all(reply.as_bytes()).await?;
+        w.write_all(b"\n").await?;
+    }
+    Ok(())
+}
+
+/// Send one control request to the node in `dir` and return its JSON reply.
+///
+/// # Errors
+/// If no node is running there.
+pub async fn ask(dir: &Path, req: &Control) -> Result<String> {
+    let path = dir.join("control.sock");
+    let stream = UnixStream::connect(&path).await.with_context(|| {
+        format!(
+            "no node running in {} (could not connect to {})",
+            dir.display(),
+            path.display()
+        )
+    })?;
+    let (r, mut w) = stream.into_split();
+    w.write_all(serde_json::to_string(req)?.as_bytes()).await?;
+    w.write_all(b"\n").await?;
+    let mut lines = BufReader::new(r).lines();
+    let line = lines
+        .next_line()
+        .await?
+        .context("node closed the control connection")?;
+    if line.starts_with("{\"error\"") {
+        bail!("node refused the request: {line}");
+    }
+    Ok(line)
+}
+
+/// Members of the grid as the node in `dir` sees them.
+///
+/// # Errors
+/// If no node is running there.
+pub async fn members(dir: &Path) -> Result<Vec<MemberRow>> {
+    Ok(serde_json::from_str(&ask(dir, &Control::Members).await?)?)
+}
+
+/// Whether `state` is one of the states a `--state` filter names.
+pub fn state_matches(row: &MemberRow, filter: Option<MemberState>) -> bool {
+    filter.is_none_or(|f| row.state == f.to_string())
+}
