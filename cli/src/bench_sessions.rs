@@ -287,7 +287,11 @@ async fn measure(proto: Proto, args: &SessionsArgs) -> Result<Row> {
     let kernel0 = procfs::tcp_socket_mem_bytes();
     let sem = Arc::new(Semaphore::new(64));
     let start = Instant::now();
+    // Join as we go: a finished task's cell (sized for the whole handshake
+    // future) would otherwise stay allocated until the end and count as
+    // if it were part of the idle session.
     let mut set = tokio::task::JoinSet::new();
+    let mut conns = Vec::with_capacity(args.count);
     for _ in 0..args.count {
         let permit = sem.clone().acquire_owned().await?;
         let c = connect.clone();
@@ -296,8 +300,10 @@ async fn measure(proto: Proto, args: &SessionsArgs) -> Result<Row> {
             drop(permit);
             r
         });
+        while let Some(r) = set.try_join_next() {
+            conns.push(r??);
+        }
     }
-    let mut conns = Vec::with_capacity(args.count);
     while let Some(r) = set.join_next().await {
         conns.push(r??);
     }
