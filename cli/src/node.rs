@@ -18,6 +18,7 @@ use anyhow::{bail, Context, Result};
 use grapevine_crypto::{Identity, LocationRecord, SessionConfig, SignedRecord};
 use grapevine_membership::driver::{spawn, MembershipHandle, NodeConfig as GossipConfig};
 use grapevine_membership::{Config, MemberState};
+use grapevine_storage::server::counters as sc;
 use grapevine_storage::ShareStore;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -47,6 +48,9 @@ pub struct FileConfig {
     /// Roles: "storage" and/or "client".
     #[serde(default = "default_roles")]
     pub roles: Vec<String>,
+    /// Serve Prometheus text metrics at http://ADDR/metrics (off if absent).
+    #[serde(default)]
+    pub metrics: Option<SocketAddr>,
 }
 
 fn default_capacity() -> u32 {
@@ -156,7 +160,11 @@ pub fn init(a: &InitArgs) -> Result<()> {
          reserve_mib = 1024\n\
          \n\
          # \"storage\" serves shares; \"client\" uploads and downloads.\n\
-         roles = [\"storage\", \"client\"]\n",
+         roles = [\"storage\", \"client\"]\n\
+         \n\
+         # Prometheus text metrics at http://ADDR/metrics. Keep it on localhost\n\
+         # unless a firewall guards the port.\n\
+         # metrics = \"127.0.0.1:9464\"\n",
         listen = a.listen,
         cap = a.capacity_mib,
     );
@@ -276,6 +284,16 @@ pub struct StatusReply {
     pub bytes_sent: u64,
     /// Datagrams received.
     pub datagrams_received: u64,
+    /// Gossip datagrams sent per second since start.
+    pub datagrams_sent_per_s: f64,
+    /// Gossip bytes sent per second since start.
+    pub bytes_sent_per_s: f64,
+    /// Storage sessions open now.
+    pub sessions_open: u64,
+    /// Storage requests answered.
+    pub storage_requests: u64,
+    /// Mean storage request time, milliseconds.
+    pub storage_request_mean_ms: f64,
     /// Resident memory, bytes.
     pub rss_bytes: u64,
     /// Bytes available for shares.
@@ -374,6 +392,19 @@ async fn run_node(dir: &Path) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&sock_path, std::fs::Permissions::from_mode(0o600))?;
     }
+    let ctx = Arc::new(Ctx {
+        handle: handle.clone(),
+        record: record.clone(),
+        started: Instant::now(),
+        store: store.clone(),
+        nickname: cfg.nickname.clone(),
+    });
+    if let Some(m) = cfg.metrics {
+        let l = TcpListener::bind(m)
+            .await
+            .with_context(|| format!("binding metrics {m}"))?;
+        tokio::spawn(serve_metrics(l, ctx.clone()));
+    }
     tracing::info!(id = %ident.node_id(), %local, seeds = ?cfg.seeds, "node running");
     eprintln!(
         "grapevine node {} listening on {local} (control: {})",
@@ -409,6 +440,129 @@ async fn run_node(dir: &Path) -> Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(5), handle.leave()).await;
     let _ = std::fs::remove_file(&sock_path);
     Ok(())
+}
+
+/// The metrics text (Prometheus exposition format 0.0.4).
+fn metrics_text(ctx: &Ctx) -> String {
+    use std::fmt::Write;
+    let c = ctx.handle.counters();
+    let ld = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "# HELP grapevine_members Members of the grid by state, as this node sees them."
+    );
+    let _ = writeln!(t, "# TYPE grapevine_members gauge");
+    for (state, v) in [
+        ("alive", &c.alive),
+        ("suspect", &c.suspect),
+        ("dead", &c.dead),
+        ("left", &c.left),
+    ] {
+        let _ = writeln!(t, "grapevine_members{{state=\"{state}\"}} {}", ld(v));
+    }
+    let gauges = [
+        (
+            "grapevine_sessions_open",
+            "Storage sessions open.",
+            ld(&sc::SESSIONS_OPEN),
+        ),
+        (
+            "grapevine_records",
+            "Signed location records held.",
+            ld(&c.records),
+        ),
+        (
+            "grapevine_rss_bytes",
+            "Resident memory of this process.",
+            crate::procfs::rss_bytes(),
+        ),
+        (
+            "grapevine_storage_available_bytes",
+            "Bytes available for new shares.",
+            ctx.store.available().unwrap_or(0),
+        ),
+    ];
+    for (name, help, v) in gauges {
+        let _ = writeln!(t, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+    }
+    let counters = [
+        (
+            "grapevine_datagrams_sent_total",
+            "Gossip datagrams sent.",
+            ld(&c.datagrams_sent),
+        ),
+        (
+            "grapevine_bytes_sent_total",
+            "Gossip bytes sent.",
+            ld(&c.bytes_sent),
+        ),
+        (
+            "grapevine_datagrams_received_total",
+            "Gossip datagrams received.",
+            ld(&c.datagrams_received),
+        ),
+        (
+            "grapevine_bytes_received_total",
+            "Gossip bytes received.",
+            ld(&c.bytes_received),
+        ),
+    ];
+    for (name, help, v) in counters {
+        let _ = writeln!(t, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+    }
+    let _ = writeln!(
+        t,
+        "# HELP grapevine_storage_request_seconds Time to answer storage requests.\n# TYPE grapevine_storage_request_seconds summary\ngrapevine_storage_request_seconds_sum {:.6}\ngrapevine_storage_request_seconds_count {}",
+        ld(&sc::REQUEST_MICROS) as f64 / 1e6,
+        ld(&sc::REQUESTS)
+    );
+    let _ = writeln!(
+        t,
+        "# HELP grapevine_uptime_seconds Seconds since start.\n# TYPE grapevine_uptime_seconds gauge\ngrapevine_uptime_seconds {:.0}",
+        ctx.started.elapsed().as_secs_f64()
+    );
+    t
+}
+
+async fn serve_metrics(listener: TcpListener, ctx: Arc<Ctx>) {
+    loop {
+        let Ok((mut s, _)) = listener.accept().await else {
+            continue;
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            let mut n = 0;
+            // Read the request head (bounded in size and time).
+            let head = tokio::time::timeout(Duration::from_secs(5), async {
+                while n < buf.len() {
+                    let r = tokio::io::AsyncReadExt::read(&mut s, &mut buf[n..])
+                        .await
+                        .ok()?;
+                    if r == 0 {
+                        return None;
+                    }
+                    n += r;
+                    if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                        return Some(());
+                    }
+                }
+                None
+            })
+            .await;
+            let (status, body) = match head {
+                Ok(Some(())) if buf.starts_with(b"GET /metrics ") => ("200 OK", metrics_text(&ctx)),
+                Ok(Some(())) => ("404 Not Found", "not found\n".to_string()),
+                _ => return,
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(resp.as_bytes()).await;
+        });
+    }
 }
 
 struct Ctx {
@@ -464,6 +618,7 @@ async fn serve_control(stream: UnixStream, ctx: &Ctx) -> Result<()> {
                 serde_json::to_string(&rows)?
             }
             Ok(Control::Status) => {
+                let up = ctx.started.elapsed().as_secs_f64().max(1.0);
                 let c = ctx.handle.counters();
                 let ld =
                     |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
@@ -479,6 +634,13 @@ async fn serve_control(stream: UnixStream, ctx: &Ctx) -> Result<()> {
                     datagrams_sent: ld(&c.datagrams_sent),
                     bytes_sent: ld(&c.bytes_sent),
                     datagrams_received: ld(&c.datagrams_received),
+                    datagrams_sent_per_s: ld(&c.datagrams_sent) as f64 / up,
+                    bytes_sent_per_s: ld(&c.bytes_sent) as f64 / up,
+                    sessions_open: ld(&sc::SESSIONS_OPEN),
+                    storage_requests: ld(&sc::REQUESTS),
+                    storage_request_mean_ms: ld(&sc::REQUEST_MICROS) as f64
+                        / 1000.0
+                        / (ld(&sc::REQUESTS).max(1) as f64),
                     rss_bytes: crate::procfs::rss_bytes(),
                     storage_available: ctx.store.available().unwrap_or(0),
                 })?

@@ -115,8 +115,16 @@ pub fn status(a: &StatusArgs) -> Result<()> {
             s.alive, s.suspect, s.dead, s.left
         );
         println!(
-            "gossip     {} datagrams / {} bytes sent, {} received",
-            s.datagrams_sent, s.bytes_sent, s.datagrams_received
+            "gossip     {} datagrams / {} bytes sent ({:.2}/s, {:.0} B/s), {} received",
+            s.datagrams_sent,
+            s.bytes_sent,
+            s.datagrams_sent_per_s,
+            s.bytes_sent_per_s,
+            s.datagrams_received
+        );
+        println!(
+            "sessions   {} open; {} storage requests, mean {:.2} ms",
+            s.sessions_open, s.storage_requests, s.storage_request_mean_ms
         );
         println!("memory     {} KiB RSS", s.rss_bytes / 1024);
         println!("storage    {} MiB available", s.storage_available >> 20);

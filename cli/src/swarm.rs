@@ -41,6 +41,10 @@ pub struct SwarmArgs {
     /// Give up waiting for convergence or detection after this many seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout_secs: u64,
+    /// Port of the seed node (node 0, at 127.3.0.1), so that other
+    /// processes, such as a `grapevine run` node, can join the swarm.
+    #[arg(long, default_value_t = 0)]
+    pub seed_port: u16,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -67,6 +71,9 @@ pub struct WorkerArgs {
     /// Tokio worker threads.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Port for the seed node.
+    #[arg(long, default_value_t = 0)]
+    pub seed_port: u16,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -143,8 +150,12 @@ async fn worker_main(args: &WorkerArgs) -> Result<()> {
             _ = tokio::time::sleep_until(next_start), if nodes.len() < args.count => {
                 let i = args.first + nodes.len();
                 let seeds = seed.map(|s| vec![s]).unwrap_or_default();
+                let mut addr = node_addr(i);
+                if i == 0 {
+                    addr.set_port(args.seed_port);
+                }
                 let h = start_local(
-                    node_addr(i),
+                    addr,
                     Arc::new(Identity::generate()),
                     Some(format!("swarm-{i}")),
                     seeds,
@@ -280,7 +291,8 @@ fn spawn_worker(
         "--interval-ms",
         &(args.start_interval_ms * args.procs as u64).to_string(),
     ])
-    .args(["--threads", &(2 / args.procs).max(1).to_string()]);
+    .args(["--threads", &(2 / args.procs).max(1).to_string()])
+    .args(["--seed-port", &args.seed_port.to_string()]);
     if let Some(s) = seed {
         cmd.args(["--seed", &s.to_string()]);
     }

@@ -179,6 +179,10 @@ fn four_node_processes_store_and_serve_a_file() {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
+    // Node 1 serves metrics on its own loopback address.
+    let cfg1 = dirs[0].join("config.toml");
+    let text = std::fs::read_to_string(&cfg1).unwrap();
+    std::fs::write(&cfg1, format!("{text}metrics = \"127.7.0.1:9464\"\n")).unwrap();
     let mut nodes: Vec<Running> = dirs
         .iter()
         .map(|d| {
@@ -197,6 +201,22 @@ fn four_node_processes_store_and_serve_a_file() {
             members(d).is_some_and(|m| m.iter().filter(|r| r["state"] == "alive").count() == 3)
         })
     });
+    let metrics = {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect("127.7.0.1:9464").expect("metrics port");
+        c.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+            .unwrap();
+        let mut body = String::new();
+        c.read_to_string(&mut body).unwrap();
+        body
+    };
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        metrics.contains("grapevine_members{state=\"alive\"} 3"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("grapevine_records 4"), "{metrics}");
+    assert!(metrics.contains("grapevine_sessions_open 0"), "{metrics}");
     let whoami = ok(grapevine().args(["whoami", "--node"]).arg(&dirs[0]));
     assert_eq!(whoami.trim().len(), 52);
     let status: serde_json::Value = serde_json::from_str(&ok(grapevine()
@@ -234,6 +254,14 @@ fn four_node_processes_store_and_serve_a_file() {
         .arg(&dirs[3])))
     .unwrap();
     assert_eq!(check["good"], 4, "{check}");
+    let st: serde_json::Value = serde_json::from_str(&ok(grapevine()
+        .args(["status", "--json", "--node"])
+        .arg(&dirs[0])))
+    .unwrap();
+    assert!(
+        st["storage_requests"].as_u64().unwrap() > 0,
+        "node 1 served shares: {st}"
+    );
 
     // SIGTERM: the node leaves gracefully and exits cleanly.
     let pid = nodes[3].0.id().to_string();

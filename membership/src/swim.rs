@@ -546,6 +546,9 @@ impl Swim {
     }
 
     fn send_joins(&mut self, now: Instant) {
+        if self.join_delay > self.cfg.join_retry_initial {
+            tracing::warn!(seeds = ?self.seeds, retry_in = ?self.join_delay, "no seed has answered yet; retrying");
+        }
         let record = self
             .store
             .get(&self.me)

@@ -15,6 +15,17 @@ use crate::protocol::{
 };
 use crate::store::{ShareStore, ShareWriter, StorageIndex};
 
+/// Process-wide counters of the storage server, for status and metrics.
+pub mod counters {
+    use std::sync::atomic::AtomicU64;
+    /// Storage sessions open now.
+    pub static SESSIONS_OPEN: AtomicU64 = AtomicU64::new(0);
+    /// Requests answered.
+    pub static REQUESTS: AtomicU64 = AtomicU64::new(0);
+    /// Total time spent answering requests, microseconds.
+    pub static REQUEST_MICROS: AtomicU64 = AtomicU64::new(0);
+}
+
 /// Shares one session may have open for writing at once.
 pub const MAX_OPEN_PER_SESSION: usize = 64;
 
@@ -191,6 +202,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         let mut srv = server
             .take()
             .expect("server state present between requests");
+        let started = std::time::Instant::now();
         let (srv, out) = tokio::task::spawn_blocking(move || {
             let out = srv.handle_bytes(&msg);
             (srv, out)
@@ -199,6 +211,9 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         .map_err(|e| SessionError::Io(std::io::Error::other(e)))?;
         server = Some(srv);
         session.send(&out).await?;
+        use std::sync::atomic::Ordering::Relaxed;
+        counters::REQUESTS.fetch_add(1, Relaxed);
+        counters::REQUEST_MICROS.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
     }
 }
 
@@ -231,8 +246,12 @@ pub async fn run_listener(
             drop(permit);
             match accepted {
                 Ok((session, peer)) => {
+                    use std::sync::atomic::Ordering::Relaxed;
                     tracing::debug!(peer = %peer.node_id().short(), "storage session");
-                    if let Err(e) = serve(session, store).await {
+                    counters::SESSIONS_OPEN.fetch_add(1, Relaxed);
+                    let r = serve(session, store).await;
+                    counters::SESSIONS_OPEN.fetch_sub(1, Relaxed);
+                    if let Err(e) = r {
                         tracing::debug!(%from, "storage session ended: {e}");
                     }
                 }
