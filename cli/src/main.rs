@@ -1,6 +1,7 @@
 //! The `grapevine` command: thin over the grapevine libraries.
 
 mod alloc;
+mod baseline;
 mod bench_sessions;
 mod bench_storage;
 mod demo;

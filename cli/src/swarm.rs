@@ -41,6 +41,11 @@ pub struct SwarmArgs {
     /// Give up waiting for convergence or detection after this many seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout_secs: u64,
+    /// Run the comparison baseline instead of grapevine: `chitchat` (same
+    /// harness, same record size as a key-value, default failure detector,
+    /// 1 s gossip interval).
+    #[arg(long, value_parser = ["chitchat"])]
+    pub baseline: Option<String>,
     /// Port of the seed node (node 0, at 127.3.0.1), so that other
     /// processes, such as a `grapevine run` node, can join the swarm.
     #[arg(long, default_value_t = 0)]
@@ -74,35 +79,38 @@ pub struct WorkerArgs {
     /// Port for the seed node.
     #[arg(long, default_value_t = 0)]
     pub seed_port: u16,
+    /// Run chitchat nodes instead of grapevine nodes.
+    #[arg(long)]
+    pub chitchat: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Status {
-    seed: Option<SocketAddr>,
-    nodes: usize,
-    started: usize,
+pub(crate) struct Status {
+    pub(crate) seed: Option<SocketAddr>,
+    pub(crate) nodes: usize,
+    pub(crate) started: usize,
     /// Nodes holding all `total` records.
-    full: usize,
+    pub(crate) full: usize,
     /// Unix ms of the last node start.
-    last_start_ms: u64,
-    rss: u64,
-    cpu: f64,
-    dg_sent: u64,
-    bytes_sent: u64,
-    dg_recv: u64,
-    bytes_recv: u64,
-    max_dg: u64,
+    pub(crate) last_start_ms: u64,
+    pub(crate) rss: u64,
+    pub(crate) cpu: f64,
+    pub(crate) dg_sent: u64,
+    pub(crate) bytes_sent: u64,
+    pub(crate) dg_recv: u64,
+    pub(crate) bytes_recv: u64,
+    pub(crate) max_dg: u64,
     /// Dead verdicts about nodes not killed by the harness.
-    false_dead: u64,
+    pub(crate) false_dead: u64,
     /// Suspect verdicts (any node).
-    suspects: u64,
+    pub(crate) suspects: u64,
     /// Survivors here that see every killed node dead.
-    killed_seen: usize,
-    survivors: usize,
-    ids: Vec<String>,
+    pub(crate) killed_seen: usize,
+    pub(crate) survivors: usize,
+    pub(crate) ids: Vec<String>,
 }
 
-fn unix_ms() -> u64 {
+pub(crate) fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -122,6 +130,9 @@ pub fn worker(args: &WorkerArgs) -> Result<()> {
         .worker_threads(args.threads.max(1))
         .enable_all()
         .build()?;
+    if args.chitchat {
+        return rt.block_on(crate::baseline::worker_main(args));
+    }
     rt.block_on(worker_main(args))
 }
 
@@ -246,7 +257,7 @@ async fn worker_main(args: &WorkerArgs) -> Result<()> {
     }
 }
 
-fn emit(status: &Status) -> Result<()> {
+pub(crate) fn emit(status: &Status) -> Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer(&mut out, status)?;
     out.write_all(b"\n")?;
@@ -293,6 +304,9 @@ fn spawn_worker(
     ])
     .args(["--threads", &(2 / args.procs).max(1).to_string()])
     .args(["--seed-port", &args.seed_port.to_string()]);
+    if args.baseline.is_some() {
+        cmd.arg("--chitchat");
+    }
     if let Some(s) = seed {
         cmd.args(["--seed", &s.to_string()]);
     }
@@ -323,6 +337,8 @@ fn spawn_worker(
 /// The figures `swarm` prints.
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// "grapevine" or the baseline's name.
+    pub system: String,
     /// Nodes.
     pub nodes: usize,
     /// Worker processes.
@@ -514,6 +530,7 @@ pub fn run(args: &SwarmArgs) -> Result<()> {
     }
     let max_dg = workers.iter().map(|w| w.latest.max_dg).max().unwrap_or(0);
     let report = Report {
+        system: args.baseline.clone().unwrap_or_else(|| "grapevine".into()),
         nodes: args.nodes,
         procs: args.procs,
         start_span_s: first_start_span,
@@ -528,7 +545,7 @@ pub fn run(args: &SwarmArgs) -> Result<()> {
         killed: kill_count,
         detect_s: detect,
         false_dead_verdicts: workers.iter().map(|w| w.latest.false_dead).sum(),
-        false_dead_in_steady_window: s1.4 - s0.4,
+        false_dead_in_steady_window: s1.4.saturating_sub(s0.4),
         suspect_verdicts: workers.iter().map(|w| w.latest.suspects).sum(),
     };
     if args.json {
@@ -545,8 +562,8 @@ fn print_report(r: &Report) {
             .unwrap_or_else(|| "NOT REACHED".into())
     };
     println!(
-        "grapevine swarm: {} nodes in {} process(es)",
-        r.nodes, r.procs
+        "{} swarm: {} nodes in {} process(es)",
+        r.system, r.nodes, r.procs
     );
     println!("  starts spread over               {:.1} s", r.start_span_s);
     println!(
