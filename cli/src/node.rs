@@ -298,6 +298,8 @@ pub struct StatusReply {
     pub rss_bytes: u64,
     /// Bytes available for shares.
     pub storage_available: u64,
+    /// Bytes of shares stored.
+    pub storage_stored: u64,
 }
 
 /// `whoami` output.
@@ -478,6 +480,11 @@ fn metrics_text(ctx: &Ctx) -> String {
             crate::procfs::rss_bytes(),
         ),
         (
+            "grapevine_storage_stored_bytes",
+            "Bytes of shares stored.",
+            ctx.store.stored_bytes(),
+        ),
+        (
             "grapevine_storage_available_bytes",
             "Bytes available for new shares.",
             ctx.store.available().unwrap_or(0),
@@ -643,6 +650,7 @@ async fn serve_control(stream: UnixStream, ctx: &Ctx) -> Result<()> {
                         / (ld(&sc::REQUESTS).max(1) as f64),
                     rss_bytes: crate::procfs::rss_bytes(),
                     storage_available: ctx.store.available().unwrap_or(0),
+                    storage_stored: ctx.store.stored_bytes(),
                 })?
             }
             Err(e) => serde_json::to_string(&serde_json::json!({ "error": e.to_string() }))?,

@@ -127,7 +127,11 @@ pub fn status(a: &StatusArgs) -> Result<()> {
             s.sessions_open, s.storage_requests, s.storage_request_mean_ms
         );
         println!("memory     {} KiB RSS", s.rss_bytes / 1024);
-        println!("storage    {} MiB available", s.storage_available >> 20);
+        println!(
+            "storage    {} KiB stored, {} MiB available",
+            s.storage_stored >> 10,
+            s.storage_available >> 20
+        );
     }
     Ok(())
 }

@@ -262,6 +262,10 @@ fn four_node_processes_store_and_serve_a_file() {
         st["storage_requests"].as_u64().unwrap() > 0,
         "node 1 served shares: {st}"
     );
+    assert!(
+        st["storage_stored"].as_u64().unwrap() > 1_000_000,
+        "node 1 holds a share: {st}"
+    );
 
     // SIGTERM: the node leaves gracefully and exits cleanly.
     let pid = nodes[3].0.id().to_string();

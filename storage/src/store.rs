@@ -199,6 +199,24 @@ impl ShareStore {
         })
     }
 
+    /// Bytes of finished shares held (walks the store; meant for status and
+    /// metrics, not hot paths).
+    pub fn stored_bytes(&self) -> u64 {
+        let mut total = 0;
+        let mut stack = vec![self.root.join("shares")];
+        while let Some(dir) = stack.pop() {
+            let Ok(rd) = fs::read_dir(&dir) else { continue };
+            for e in rd.flatten() {
+                match e.file_type() {
+                    Ok(t) if t.is_dir() => stack.push(e.path()),
+                    Ok(_) => total += e.metadata().map(|m| m.len()).unwrap_or(0),
+                    Err(_) => {}
+                }
+            }
+        }
+        total
+    }
+
     /// Share numbers of `si` held here.
     ///
     /// # Errors
@@ -406,6 +424,7 @@ mod tests {
         );
         w.close().unwrap();
         assert_eq!(s.list(&si(1)).unwrap(), vec![3]);
+        assert_eq!(s.stored_bytes(), 10 + TRAILER);
         assert_eq!(s.read(&si(1), 3, 0, 10).unwrap(), b"helloworld");
         assert_eq!(s.read(&si(1), 3, 2, 4).unwrap(), b"llow");
         assert!(matches!(
