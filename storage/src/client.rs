@@ -544,6 +544,30 @@ async fn open_source(
     })
 }
 
+/// Open shares from `pending` until `k` are usable; corrupt ones are
+/// reported, unreachable ones skipped.
+async fn fill_sources(
+    me: &ClientIdentity,
+    cap: &ReadCap,
+    k: usize,
+    pending: &mut std::vec::IntoIter<Located>,
+    sources: &mut Vec<Source>,
+    dec: &mut Option<Decoder>,
+    report: &mut DownloadReport,
+) {
+    let si = cap.storage_index();
+    while sources.len() < k {
+        let Some(loc) = pending.next() else { break };
+        match open_source(me, &loc, si, dec, cap).await {
+            Ok(s) => sources.push(s),
+            Err(ClientError::Codec(CodecError::CorruptShare(n))) => {
+                report.corrupt.push((n, loc.server.id))
+            }
+            Err(e) => tracing::warn!(shnum = loc.shnum, "share unusable: {e}"),
+        }
+    }
+}
+
 /// Download the file of `cap` into `out`, verifying everything. Survives the
 /// loss of up to n-k servers; corrupt shares are skipped and reported.
 ///
@@ -577,16 +601,16 @@ pub async fn download<W: AsyncWrite + Unpin>(
     let mut dec: Option<Decoder> = None;
     let mut sources: Vec<Source> = Vec::new();
     let mut pending = candidates.into_iter();
-    while sources.len() < k {
-        let Some(loc) = pending.next() else { break };
-        match open_source(me, &loc, si, &mut dec, cap).await {
-            Ok(s) => sources.push(s),
-            Err(ClientError::Codec(CodecError::CorruptShare(n))) => {
-                report.corrupt.push((n, loc.server.id))
-            }
-            Err(e) => tracing::warn!(shnum = loc.shnum, "share unusable: {e}"),
-        }
-    }
+    fill_sources(
+        me,
+        cap,
+        k,
+        &mut pending,
+        &mut sources,
+        &mut dec,
+        &mut report,
+    )
+    .await;
     let Some(mut decoder) = dec else {
         return Err(CodecError::NotEnoughShares { have: 0, need: k }.into());
     };
@@ -630,16 +654,16 @@ pub async fn download<W: AsyncWrite + Unpin>(
             }
             // Replace them and retry this segment.
             let mut fresh: Option<Decoder> = Some(decoder);
-            while sources.len() < k {
-                let Some(loc) = pending.next() else { break };
-                match open_source(me, &loc, si, &mut fresh, cap).await {
-                    Ok(s) => sources.push(s),
-                    Err(ClientError::Codec(CodecError::CorruptShare(n))) => {
-                        report.corrupt.push((n, loc.server.id))
-                    }
-                    Err(e) => tracing::warn!(shnum = loc.shnum, "share unusable: {e}"),
-                }
-            }
+            fill_sources(
+                me,
+                cap,
+                k,
+                &mut pending,
+                &mut sources,
+                &mut fresh,
+                &mut report,
+            )
+            .await;
             decoder = fresh.expect("decoder kept");
             continue;
         }

@@ -66,6 +66,29 @@ async fn grid(
     (nodes, rx)
 }
 
+/// Wait until every node in `nodes` sees `id` in `state`.
+async fn wait_all_see(nodes: &[MembershipHandle], id: NodeId, state: MemberState, secs: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let mut all = true;
+        for h in nodes {
+            if h.states(vec![id]).await.expect("running")[0] != Some(state) {
+                all = false;
+                break;
+            }
+        }
+        if all {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} not seen as {state} by all",
+            id.short()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn false_deaths(
     rx: &mut mpsc::UnboundedReceiver<(NodeId, Event)>,
     killed: &HashSet<NodeId>,
@@ -105,24 +128,7 @@ async fn hundred_nodes_converge_and_detect_a_killed_node() {
     let vid = victim.id();
     drop(victim); // its task stops: a crash, no goodbye
     let alive: Vec<MembershipHandle> = nodes.iter().flatten().cloned().collect();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut all = true;
-        for h in &alive {
-            if h.states(vec![vid]).await.expect("running")[0] != Some(MemberState::Dead) {
-                all = false;
-                break;
-            }
-        }
-        if all {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "killed node not seen dead by all"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_all_see(&alive, vid, MemberState::Dead, 60).await;
     let killed: HashSet<NodeId> = [vid].into_iter().collect();
     assert_eq!(
         false_deaths(&mut events, &killed),
@@ -135,24 +141,7 @@ async fn hundred_nodes_converge_and_detect_a_killed_node() {
     let lid = leaver.id();
     leaver.leave().await.expect("leave");
     let alive: Vec<MembershipHandle> = nodes.iter().flatten().cloned().collect();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut all = true;
-        for h in &alive {
-            if h.states(vec![lid]).await.expect("running")[0] != Some(MemberState::Left) {
-                all = false;
-                break;
-            }
-        }
-        if all {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "leave not seen by all"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_all_see(&alive, lid, MemberState::Left, 30).await;
     // Every view holds the signed record of every node, verified.
     let members = alive[0].members().await.expect("running");
     assert_eq!(members.len(), n - 1);
