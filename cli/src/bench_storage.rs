@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use grapevine_crypto::{Identity, LocationRecord, SessionConfig};
 use grapevine_storage::client::{self, ClientIdentity, KeyMode, ServerRef};
-use grapevine_storage::{Params, ShareStore};
+use grapevine_storage::Params;
 use serde::Serialize;
 use tokio::io::AsyncWrite;
 
@@ -163,26 +163,18 @@ async fn bench(size: u64, n_servers: usize) -> Result<StorageReport> {
     let mut servers = Vec::new();
     let mut dirs = Vec::new();
     for i in 0..n_servers {
-        let ident = Arc::new(Identity::generate());
-        let listener = tokio::net::TcpListener::bind(("127.6.0.1", 0)).await?;
-        let addr = listener.local_addr()?;
-        let mut rec = LocationRecord::new(&ident, vec![addr]);
-        rec.nickname = Some(format!("bench-{i}"));
-        let rec = rec.sign(&ident)?;
         let dir = tempfile::tempdir()?;
-        let store = ShareStore::open(dir.path(), 0)?;
+        let srv = grapevine_storage::server::spawn_local(
+            [127, 6, 0, 1].into(),
+            dir.path(),
+            Some(format!("bench-{i}")),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("starting server {i}: {e}"))?;
         servers.push(ServerRef {
-            id: ident.node_id(),
-            addr,
+            id: srv.id,
+            addr: srv.addr,
         });
-        tokio::spawn(grapevine_storage::server::run_listener(
-            listener,
-            ident,
-            rec,
-            store,
-            SessionConfig::default(),
-            64,
-        ));
         dirs.push(dir);
     }
     let ident = Arc::new(Identity::generate());

@@ -21,7 +21,7 @@ use grapevine_membership::{Config, MemberState};
 use grapevine_storage::server::counters as sc;
 use grapevine_storage::ShareStore;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UdpSocket, UnixListener, UnixStream};
 
 /// The node's configuration file.
@@ -603,12 +603,21 @@ fn row(m: &grapevine_membership::MemberView, now: Instant) -> MemberRow {
 
 async fn serve_control(stream: UnixStream, ctx: &Ctx) -> Result<()> {
     let (r, mut w) = stream.into_split();
-    let mut lines = BufReader::new(r).lines();
-    while let Some(line) = lines.next_line().await? {
-        if line.len() > 4096 {
+    let mut r = BufReader::new(r);
+    loop {
+        // Read at most 4 KiB per request line, so a client cannot make the
+        // node buffer without bound.
+        let mut buf = Vec::new();
+        let n = (&mut r).take(4097).read_until(b'\n', &mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        if n > 4096 {
             bail!("control request too long");
         }
-        let reply = match serde_json::from_str::<Control>(&line) {
+        let line = String::from_utf8_lossy(&buf);
+        let line = line.trim_end();
+        let reply = match serde_json::from_str::<Control>(line) {
             Ok(Control::Whoami) => serde_json::to_string(&WhoamiReply {
                 id: ctx.handle.id().to_string(),
                 record: data_encoding::HEXLOWER.encode(ctx.record.bytes()),
@@ -658,7 +667,6 @@ async fn serve_control(stream: UnixStream, ctx: &Ctx) -> Result<()> {
         w.write_all(reply.as_bytes()).await?;
         w.write_all(b"\n").await?;
     }
-    Ok(())
 }
 
 /// Send one control request to the node in `dir` and return its JSON reply.

@@ -162,7 +162,9 @@ impl Conn {
         offset: u64,
         len: u64,
     ) -> Result<Vec<u8>, ClientError> {
-        let mut out = Vec::with_capacity(len as usize);
+        // A server states sizes; never pre-allocate more than one read's
+        // worth on its word.
+        let mut out = Vec::with_capacity(len.min(MAX_READ as u64) as usize);
         let mut at = offset;
         while (out.len() as u64) < len {
             let chunk = (len - out.len() as u64).min(MAX_READ as u64) as u32;
@@ -397,11 +399,7 @@ where
     write_blocks(&mut conns, &placement, si, offset, &trailers).await?;
     let mut futs = Vec::new();
     for (ci, c) in conns.iter_mut().enumerate() {
-        let mine: Vec<u16> = placement
-            .iter()
-            .filter(|p| p.1 == ci)
-            .map(|p| p.0)
-            .collect();
+        let mine = shares_on(&placement, ci);
         futs.push(async move {
             for shnum in mine {
                 c.call(Request::Close { si, shnum }).await?;
@@ -423,6 +421,15 @@ where
     })
 }
 
+/// Share numbers placed on connection `ci`.
+fn shares_on(placement: &[(u16, usize)], ci: usize) -> Vec<u16> {
+    placement
+        .iter()
+        .filter(|p| p.1 == ci)
+        .map(|p| p.0)
+        .collect()
+}
+
 async fn write_blocks(
     conns: &mut [Conn],
     placement: &[(u16, usize)],
@@ -432,11 +439,7 @@ async fn write_blocks(
 ) -> Result<(), ClientError> {
     let mut futs = Vec::new();
     for (ci, c) in conns.iter_mut().enumerate() {
-        let mine: Vec<u16> = placement
-            .iter()
-            .filter(|p| p.1 == ci)
-            .map(|p| p.0)
-            .collect();
+        let mine = shares_on(placement, ci);
         if mine.is_empty() {
             continue;
         }
@@ -529,6 +532,13 @@ async fn open_source(
         *dec = Some(Decoder::new(cap.clone(), &ueb)?);
     }
     let d = dec.as_mut().expect("decoder set");
+    // The verified UEB says how long the hash list must be: check the
+    // server's footer against it before reading anything it points at.
+    if footer.ueb_offset - footer.hashes_offset != 32 * d.ueb().segments()
+        || footer.hashes_offset != d.ueb().blocks_len()
+    {
+        return Err(CodecError::CorruptShare(loc.shnum).into());
+    }
     let hashes = conn
         .read(
             si,

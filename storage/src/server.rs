@@ -217,6 +217,46 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// A share server started by [`spawn_local`].
+#[derive(Debug)]
+pub struct LocalServer {
+    /// Its node id (and so its session key).
+    pub id: grapevine_crypto::NodeId,
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    /// Its accept loop; abort it (and await it) to take the server down.
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Start a share server with a fresh identity on `ip` (any free port),
+/// storing shares under `store_dir`. For local grids: benchmarks and tests.
+///
+/// # Errors
+/// Socket, store or record errors.
+pub async fn spawn_local(
+    ip: std::net::IpAddr,
+    store_dir: &std::path::Path,
+    nickname: Option<String>,
+) -> Result<LocalServer, Box<dyn std::error::Error + Send + Sync>> {
+    let ident = std::sync::Arc::new(grapevine_crypto::Identity::generate());
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await?;
+    let addr = listener.local_addr()?;
+    let mut rec = grapevine_crypto::LocationRecord::new(&ident, vec![addr]);
+    rec.nickname = nickname;
+    let rec = rec.sign(&ident)?;
+    let store = ShareStore::open(store_dir, 0)?;
+    let id = ident.node_id();
+    let task = tokio::spawn(run_listener(
+        listener,
+        ident,
+        rec,
+        store,
+        grapevine_crypto::SessionConfig::default(),
+        64,
+    ));
+    Ok(LocalServer { id, addr, task })
+}
+
 /// Accept sessions on `listener` and serve storage on each until the
 /// listener fails. At most `max_handshakes` handshakes run at once (a peer
 /// that connects and stalls holds one slot until the handshake deadline).

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use grapevine_crypto::{Identity, LocationRecord, SessionConfig};
 use grapevine_storage::client::{self, ClientIdentity, KeyMode, ServerRef};
-use grapevine_storage::{Cap, Params, ShareStore};
+use grapevine_storage::{Cap, Params};
 use tokio::task::JoinHandle;
 
 struct Server {
@@ -16,30 +16,28 @@ struct Server {
 }
 
 async fn start_server(i: u8) -> Server {
-    let ident = Arc::new(Identity::generate());
-    let listener = tokio::net::TcpListener::bind(("127.5.0.1", 0))
-        .await
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut rec = LocationRecord::new(&ident, vec![addr]);
-    rec.nickname = Some(format!("s{i}"));
-    let rec = rec.sign(&ident).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = ShareStore::open(dir.path(), 0).unwrap();
-    let id = ident.node_id();
-    let task = tokio::spawn(grapevine_storage::server::run_listener(
-        listener,
-        ident,
-        rec,
-        store,
-        SessionConfig::default(),
-        64,
-    ));
+    let srv = grapevine_storage::server::spawn_local(
+        [127, 5, 0, 1].into(),
+        dir.path(),
+        Some(format!("s{i}")),
+    )
+    .await
+    .unwrap();
     Server {
-        r: ServerRef { id, addr },
+        r: ServerRef {
+            id: srv.id,
+            addr: srv.addr,
+        },
         dir,
-        task,
+        task: srv.task,
     }
+}
+
+/// Take a server down and wait until its listener is gone.
+async fn stop(task: JoinHandle<std::io::Result<()>>) {
+    task.abort();
+    let _ = task.await;
 }
 
 fn client_identity() -> ClientIdentity {
@@ -145,10 +143,13 @@ async fn upload_download_survive_losses_and_corruption() {
 
     // Kill 7 servers, keeping the one with the corrupt share.
     let mut killed = 0;
-    for s in &servers {
+    let mut kept = Vec::new();
+    for s in servers {
         if killed < 7 && s.r.id != victim_id {
-            s.task.abort();
+            stop(s.task).await;
             killed += 1;
+        } else {
+            kept.push(s);
         }
     }
     // The victim's share is corrupt, so only 2 good shares remain among the
@@ -169,11 +170,11 @@ async fn survives_losing_n_minus_k_servers() {
     let up = put(&me, &refs, &d, KeyMode::Convergent([7; 32]))
         .await
         .unwrap();
-    for s in servers.iter().take(7) {
-        s.task.abort();
+    let mut servers = servers.into_iter();
+    for s in servers.by_ref().take(7) {
+        stop(s.task).await;
     }
-    // Let aborted listeners close.
-    tokio::task::yield_now().await;
+    let _kept: Vec<Server> = servers.collect();
     let (back, _) = get(&me, &refs, &up.cap)
         .await
         .expect("3 of 10 servers are enough");
@@ -183,6 +184,38 @@ async fn survives_losing_n_minus_k_servers() {
     assert!(
         matches!(up2, Err(client::ClientError::NotHappy { got: 3, happy: 7 })),
         "{up2:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shares_whose_footers_lie_are_skipped_and_reported() {
+    let mut servers = Vec::new();
+    for i in 0..10 {
+        servers.push(start_server(i).await);
+    }
+    let refs: Vec<ServerRef> = servers.iter().map(|s| s.r).collect();
+    let me = client_identity();
+    let d = data(1_500_000, 3);
+    let up = put(&me, &refs, &d, KeyMode::Random).await.unwrap();
+    // Point every share's hash list at offset 0 (a server could claim
+    // anything): the footer sits just before the store's 32-byte trailer.
+    for s in &servers {
+        for p in walk(s.dir.path().join("shares")) {
+            let mut b = std::fs::read(&p).unwrap();
+            let footer = b.len() - 32 - 24;
+            b[footer..footer + 8].copy_from_slice(&0u64.to_le_bytes());
+            std::fs::write(&p, b).unwrap();
+        }
+    }
+    let r = get(&me, &refs, &up.cap).await;
+    assert!(
+        matches!(
+            r,
+            Err(client::ClientError::Codec(
+                grapevine_storage::CodecError::NotEnoughShares { .. }
+            ))
+        ),
+        "{r:?}"
     );
 }
 
