@@ -289,6 +289,8 @@ pub struct Swim {
 /// Records are verified in batches of up to this many (ed25519 batch
 /// verification costs about 60% of one-by-one per record).
 const VERIFY_BATCH: usize = 64;
+/// Indirect probes this node relays at once, at most.
+const MAX_RELAYS: usize = 1024;
 /// Longest a received record waits for its batch.
 const VERIFY_DELAY: Duration = Duration::from_millis(20);
 
@@ -998,6 +1000,12 @@ impl Swim {
                 target_addr,
             } => {
                 self.heard_from(&id, now);
+                // Relays expire after a probe period; the cap bounds what a
+                // flood of requests can make this node remember meanwhile.
+                if self.relays.len() >= MAX_RELAYS {
+                    self.stats.malformed += 1;
+                    return;
+                }
                 let my_seq = self.take_seq();
                 let deadline = now + self.cfg.probe_interval * self.health_scale();
                 self.relays.insert(
@@ -1595,5 +1603,58 @@ impl Swim {
         }
         self.left = true;
         self.handle_timeout(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use grapevine_crypto::testing::{record_for, rng};
+    use rand::SeedableRng;
+
+    #[test]
+    fn a_flood_of_relay_requests_is_capped() {
+        let id = Arc::new(Identity::generate_with(&mut rng(1)));
+        let rec = record_for(&id, "10.0.0.1:1").sign(&id).unwrap();
+        let now = Instant::now();
+        let mut node = Swim::new(
+            id,
+            rec,
+            vec![],
+            Config::new_lan(),
+            SmallRng::seed_from_u64(1),
+            now,
+        );
+        while node.poll_transmit().is_some() {}
+        let from: SocketAddr = "10.0.0.9:9".parse().unwrap();
+        for i in 0..3000u32 {
+            let req = Message::PingReq {
+                seq: i,
+                from: NodeId([9; 32]),
+                target: NodeId([8; 32]),
+                target_addr: "10.0.0.8:8".parse().unwrap(),
+            };
+            node.handle_datagram(now, from, &req.encode().unwrap());
+        }
+        let mut pings = 0;
+        while node.poll_transmit().is_some() {
+            pings += 1;
+        }
+        assert_eq!(
+            pings, MAX_RELAYS,
+            "one relayed ping per accepted request, no more"
+        );
+        assert_eq!(node.stats().malformed, 3000 - MAX_RELAYS as u64);
+        // Relays expire, and the node relays again afterwards.
+        node.handle_timeout(now + Duration::from_secs(30));
+        while node.poll_transmit().is_some() {}
+        let req = Message::PingReq {
+            seq: 1,
+            from: NodeId([9; 32]),
+            target: NodeId([8; 32]),
+            target_addr: "10.0.0.8:8".parse().unwrap(),
+        };
+        node.handle_datagram(now + Duration::from_secs(30), from, &req.encode().unwrap());
+        assert!(node.poll_transmit().is_some());
     }
 }
