@@ -9,6 +9,7 @@ use grapevine_crypto::{Identity, NodeId, SessionConfig, SignedRecord};
 use grapevine_membership::MemberState;
 use grapevine_storage::client::{self, ClientIdentity, KeyMode, ServerRef, UploadRequest};
 use grapevine_storage::{Cap, Params};
+use grapevine_storage::{PoolConfig, SessionPool};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::node::{self, Control, StatusReply, WhoamiReply};
@@ -152,7 +153,7 @@ pub fn whoami(a: &StatusArgs) -> Result<()> {
 }
 
 /// The client identity and the storage servers the node in `dir` knows.
-async fn grid(dir: &Path) -> Result<(ClientIdentity, Vec<ServerRef>)> {
+async fn grid(dir: &Path) -> Result<(SessionPool, Vec<ServerRef>)> {
     let ident = Arc::new(Identity::load(&dir.join("identity.key"))?);
     let w: WhoamiReply = serde_json::from_str(&node::ask(dir, &Control::Whoami).await?)?;
     let record = SignedRecord::decode(&data_encoding::HEXLOWER.decode(w.record.as_bytes())?)?;
@@ -170,14 +171,12 @@ async fn grid(dir: &Path) -> Result<(ClientIdentity, Vec<ServerRef>)> {
             });
         }
     }
-    Ok((
-        ClientIdentity {
-            identity: ident,
-            record,
-            session: SessionConfig::default(),
-        },
-        servers,
-    ))
+    let me = ClientIdentity {
+        identity: ident,
+        record,
+        session: SessionConfig::default(),
+    };
+    Ok((SessionPool::new(me, PoolConfig::default()), servers))
 }
 
 fn bar(len: u64, quiet: bool) -> ProgressBar {
@@ -222,7 +221,7 @@ pub struct PutArgs {
 /// No node running, unreadable file, too few servers.
 pub fn put(a: &PutArgs) -> Result<()> {
     rt()?.block_on(async {
-        let (me, servers) = grid(&a.node.node).await?;
+        let (pool, servers) = grid(&a.node.node).await?;
         let size = std::fs::metadata(&a.file).with_context(|| format!("reading {}", a.file.display()))?.len();
         let mode = if a.random_key {
             KeyMode::Random
@@ -235,7 +234,7 @@ pub fn put(a: &PutArgs) -> Result<()> {
         let hash_input = Some(tokio::fs::File::open(&a.file).await?);
         let b = bar(size, a.json);
         let req = UploadRequest { params: Params { k: a.k, n: a.n, happy: a.happy }, mode, size, input, hash_input };
-        let up = client::upload(&me, &servers, req, &|done| b.set_position(done)).await?;
+        let up = client::upload(&pool, &servers, req, &|done| b.set_position(done)).await?;
         b.finish_and_clear();
         if a.json {
             let placements: Vec<_> = up.placements.iter().map(|(s, id)| serde_json::json!({"share": s, "server": id.to_string()})).collect();
@@ -270,7 +269,7 @@ pub struct GetArgs {
 pub fn get(a: &GetArgs) -> Result<()> {
     let cap: Cap = a.cap.parse()?;
     rt()?.block_on(async {
-        let (me, servers) = grid(&a.node.node).await?;
+        let (pool, servers) = grid(&a.node.node).await?;
         let parent = a
             .output
             .parent()
@@ -291,7 +290,7 @@ pub fn get(a: &GetArgs) -> Result<()> {
             Cap::Lit(d) => d.len() as u64,
         };
         let b = bar(size, a.json);
-        let r = client::download(&me, &servers, &cap, &mut f, &|done| b.set_position(done)).await;
+        let r = client::download(&pool, &servers, &cap, &mut f, &|done| b.set_position(done)).await;
         b.finish_and_clear();
         let rep = match r {
             Ok(rep) => rep,
@@ -345,8 +344,8 @@ pub struct CheckArgs {
 pub fn check(a: &CheckArgs) -> Result<()> {
     let cap: Cap = a.cap.parse()?;
     rt()?.block_on(async {
-        let (me, servers) = grid(&a.node.node).await?;
-        let r = client::check(&me, &servers, &cap, a.verify).await?;
+        let (pool, servers) = grid(&a.node.node).await?;
+        let r = client::check(&pool, &servers, &cap, a.verify).await?;
         if a.json {
             let shares: Vec<_> = r
                 .shares

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use bytes::BufMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::SessionError;
@@ -42,12 +43,17 @@ async fn read_frame<S: AsyncRead + Unpin>(
     if len == 0 || len > max {
         return Err(SessionError::MalformedFrame);
     }
-    let mut frame = vec![0u8; len];
-    match stream.read_exact(&mut frame).await {
-        Ok(_) => Ok(frame),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(SessionError::Closed),
-        Err(e) => Err(e.into()),
+    // Read into spare capacity: no zeroing of a buffer about to be filled.
+    let mut frame = Vec::with_capacity(len);
+    while frame.len() < len {
+        let want = len - frame.len();
+        match stream.read_buf(&mut (&mut frame).limit(want)).await {
+            Ok(0) => return Err(SessionError::Closed),
+            Ok(_) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
+    Ok(frame)
 }
 
 async fn with_deadline<T>(

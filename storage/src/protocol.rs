@@ -175,6 +175,51 @@ pub fn decode<T: bincode::Decode<()>>(bytes: &[u8]) -> Result<T, String> {
     Ok(m)
 }
 
+/// Encode a [`Request::Write`] message without copying `data` into an
+/// owned request first (the upload's hot path). The bytes are exactly those
+/// of `encode(&RequestMsg { id, req: Request::Write { .. } })`.
+pub fn encode_write(id: u32, si: StorageIndex, shnum: u16, offset: u64, data: &[u8]) -> Vec<u8> {
+    /// Mirrors [`Request`] up to and including `Write`, so the variant
+    /// index and field order agree; a test holds them equal.
+    #[derive(bincode::Encode)]
+    #[allow(dead_code)]
+    enum RequestRef<'a> {
+        Version,
+        Allocate {
+            si: StorageIndex,
+            shnum: u16,
+            size: u64,
+        },
+        Write {
+            si: StorageIndex,
+            shnum: u16,
+            offset: u64,
+            data: &'a [u8],
+        },
+    }
+    #[derive(bincode::Encode)]
+    struct Msg<'a> {
+        id: u32,
+        req: RequestRef<'a>,
+    }
+    let mut out = Vec::with_capacity(data.len() + 48);
+    bincode::encode_into_std_write(
+        Msg {
+            id,
+            req: RequestRef::Write {
+                si,
+                shnum,
+                offset,
+                data,
+            },
+        },
+        &mut out,
+        config::standard(),
+    )
+    .expect("writing to a Vec cannot fail");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +248,16 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn prop_borrowed_write_encodes_like_the_owned_request(
+            id in any::<u32>(), shnum in any::<u16>(), offset in any::<u64>(),
+            data in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let si = StorageIndex([5; 16]);
+            let owned = encode(&RequestMsg { id, req: Request::Write { si, shnum, offset, data: data.clone() } });
+            prop_assert_eq!(encode_write(id, si, shnum, offset, &data), owned);
+        }
+
         #[test]
         fn prop_arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = decode::<RequestMsg>(&bytes);

@@ -258,7 +258,7 @@ pub async fn spawn_local(
 }
 
 /// Accept sessions on `listener` and serve storage on each until the
-/// listener fails. At most `max_handshakes` handshakes run at once (a peer
+/// listener fails; the sessions end with it. At most `max_handshakes` handshakes run at once (a peer
 /// that connects and stalls holds one slot until the handshake deadline).
 ///
 /// # Errors
@@ -272,7 +272,11 @@ pub async fn run_listener(
     max_handshakes: usize,
 ) -> std::io::Result<()> {
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_handshakes.max(1)));
+    // Sessions live in this set: when the listener's task ends (or is
+    // aborted), its sessions end with it.
+    let mut sessions = tokio::task::JoinSet::new();
     loop {
+        while sessions.try_join_next().is_some() {}
         let (stream, from) = listener.accept().await?;
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             tracing::warn!(%from, "refusing connection: too many handshakes in progress");
@@ -281,16 +285,24 @@ pub async fn run_listener(
         let _ = stream.set_nodelay(true);
         let (identity, record, store, cfg) =
             (identity.clone(), record.clone(), store.clone(), cfg.clone());
-        tokio::spawn(async move {
+        sessions.spawn(async move {
             let accepted = Box::pin(Session::accept(stream, &identity, &record, &cfg)).await;
             drop(permit);
             match accepted {
                 Ok((session, peer)) => {
                     use std::sync::atomic::Ordering::Relaxed;
                     tracing::debug!(peer = %peer.node_id().short(), "storage session");
+                    /// Counts the session as open until it is dropped, even
+                    /// by an abort.
+                    struct OpenSession;
+                    impl Drop for OpenSession {
+                        fn drop(&mut self) {
+                            counters::SESSIONS_OPEN.fetch_sub(1, Relaxed);
+                        }
+                    }
                     counters::SESSIONS_OPEN.fetch_add(1, Relaxed);
+                    let _open = OpenSession;
                     let r = serve(session, store).await;
-                    counters::SESSIONS_OPEN.fetch_sub(1, Relaxed);
                     if let Err(e) = r {
                         tracing::debug!(%from, "storage session ended: {e}");
                     }

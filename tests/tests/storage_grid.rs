@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use grapevine_crypto::{Identity, LocationRecord, SessionConfig};
 use grapevine_storage::client::{self, ClientIdentity, KeyMode, ServerRef};
-use grapevine_storage::{Cap, Params};
+use grapevine_storage::{Cap, Params, PoolConfig, SessionPool};
 use tokio::task::JoinHandle;
 
 struct Server {
@@ -40,6 +40,10 @@ async fn stop(task: JoinHandle<std::io::Result<()>>) {
     let _ = task.await;
 }
 
+fn client_pool() -> SessionPool {
+    SessionPool::new(client_identity(), PoolConfig::default())
+}
+
 fn client_identity() -> ClientIdentity {
     let ident = Arc::new(Identity::generate());
     let record = LocationRecord::new(&ident, vec!["127.5.0.2:1".parse().unwrap()])
@@ -61,7 +65,7 @@ fn data(len: usize, seed: u8) -> Vec<u8> {
 }
 
 async fn put(
-    me: &ClientIdentity,
+    me: &SessionPool,
     servers: &[ServerRef],
     d: &[u8],
     mode: KeyMode,
@@ -77,7 +81,7 @@ async fn put(
 }
 
 async fn get(
-    me: &ClientIdentity,
+    me: &SessionPool,
     servers: &[ServerRef],
     cap: &Cap,
 ) -> Result<(Vec<u8>, client::DownloadReport), client::ClientError> {
@@ -93,7 +97,7 @@ async fn upload_download_survive_losses_and_corruption() {
         servers.push(start_server(i).await);
     }
     let refs: Vec<ServerRef> = servers.iter().map(|s| s.r).collect();
-    let me = client_identity();
+    let me = client_pool();
     let d = data(3 * 1024 * 1024 + 777, 1);
 
     let up = put(&me, &refs, &d, KeyMode::Random).await.expect("upload");
@@ -165,7 +169,7 @@ async fn survives_losing_n_minus_k_servers() {
         servers.push(start_server(i).await);
     }
     let refs: Vec<ServerRef> = servers.iter().map(|s| s.r).collect();
-    let me = client_identity();
+    let me = client_pool();
     let d = data(2 * 1024 * 1024, 2);
     let up = put(&me, &refs, &d, KeyMode::Convergent([7; 32]))
         .await
@@ -194,7 +198,7 @@ async fn shares_whose_footers_lie_are_skipped_and_reported() {
         servers.push(start_server(i).await);
     }
     let refs: Vec<ServerRef> = servers.iter().map(|s| s.r).collect();
-    let me = client_identity();
+    let me = client_pool();
     let d = data(1_500_000, 3);
     let up = put(&me, &refs, &d, KeyMode::Random).await.unwrap();
     // Point every share's hash list at offset 0 (a server could claim
@@ -221,7 +225,7 @@ async fn shares_whose_footers_lie_are_skipped_and_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_files_live_in_the_capability() {
-    let me = client_identity();
+    let me = client_pool();
     let up = put(&me, &[], b"hello", KeyMode::Random).await.unwrap();
     assert!(up.cap.to_string().starts_with("gv:lit:"));
     let (back, _) = get(&me, &[], &up.cap).await.unwrap();
@@ -242,4 +246,105 @@ fn walk(dir: std::path::PathBuf) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_pooled_capped_and_closed_when_idle() {
+    let mut servers = Vec::new();
+    for i in 0..10 {
+        servers.push(start_server(i).await);
+    }
+    let refs: Vec<ServerRef> = servers.iter().map(|s| s.r).collect();
+    let d = data(1_200_000, 4);
+
+    // Reuse: put, get and check share one session per server.
+    let pool = client_pool();
+    let up = put(&pool, &refs, &d, KeyMode::Random).await.unwrap();
+    let (back, _) = get(&pool, &refs, &up.cap).await.unwrap();
+    assert_eq!(back, d);
+    client::check(&pool, &refs, &up.cap, true).await.unwrap();
+    assert_eq!(pool.sessions_opened(), 10, "one session per server, reused");
+    assert_eq!(pool.open_sessions(), 10);
+
+    // A cap of 4: the upload uses 4 servers (happy 4 is met), never more
+    // than 4 sessions are open, and a cap below `happy` fails clearly.
+    let capped = SessionPool::new(
+        client_identity(),
+        PoolConfig {
+            max_sessions: 4,
+            idle_timeout: std::time::Duration::from_millis(200),
+            wait: std::time::Duration::from_millis(200),
+        },
+    );
+    let req = client::UploadRequest {
+        params: Params {
+            k: 3,
+            n: 10,
+            happy: 4,
+        },
+        mode: KeyMode::Random,
+        size: d.len() as u64,
+        input: &d[..],
+        hash_input: None::<&[u8]>,
+    };
+    let up = client::upload(&capped, &refs, req, &|_| {}).await.unwrap();
+    assert_eq!(up.servers, 4);
+    assert_eq!(up.placements.len(), 10);
+    assert!(capped.open_sessions() <= 4);
+    let (back, _) = get(&capped, &refs, &up.cap).await.unwrap();
+    assert_eq!(back, d);
+    assert!(capped.open_sessions() <= 4);
+    let r = put(&capped, &refs, &d, KeyMode::Random).await;
+    assert!(
+        matches!(r, Err(client::ClientError::NotHappy { got: 4, happy: 7 })),
+        "{r:?}"
+    );
+
+    // Idle sessions close after the idle timeout.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while capped.close_idle() == 0 && capped.open_sessions() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "idle sessions never closed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    capped.close_idle();
+    assert_eq!(capped.idle_sessions(), 0);
+    assert_eq!(capped.open_sessions(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_lost_mid_upload_costs_its_shares_not_the_upload() {
+    let mut servers = Vec::new();
+    for i in 0..10 {
+        servers.push(start_server(i).await);
+    }
+    let refs: Vec<ServerRef> = servers.iter().map(|s| s.r).collect();
+    let pool = client_pool();
+    let d = data(8 * 1024 * 1024, 5);
+    // Take one server down once the upload has made progress.
+    let victim = servers.remove(0);
+    let victim_id = victim.r.id;
+    let kill = std::sync::Mutex::new(Some(victim.task));
+    let req = client::UploadRequest {
+        params: Params::default(),
+        mode: KeyMode::Random,
+        size: d.len() as u64,
+        input: &d[..],
+        hash_input: None::<&[u8]>,
+    };
+    let up = client::upload(&pool, &refs, req, &|done| {
+        if done >= 2 * 1024 * 1024 {
+            if let Some(t) = kill.lock().unwrap().take() {
+                t.abort();
+            }
+        }
+    })
+    .await
+    .expect("nine servers still meet happy = 7");
+    assert_eq!(up.servers, 9);
+    assert!(up.placements.iter().all(|(_, id)| *id != victim_id));
+    let (back, _) = get(&pool, &refs, &up.cap).await.unwrap();
+    assert_eq!(back, d);
 }

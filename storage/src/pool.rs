@@ -1,0 +1,184 @@
+//! The client's session pool: sessions to storage servers opened on demand,
+//! reused while they are fresh, closed when idle, and capped.
+//!
+//! A client in a 1000-node grid holds sessions only to the servers it is
+//! using (about `n` for an upload, a few more for a download), never to the
+//! whole grid. [`SessionPool::get`] hands out an idle session to the server
+//! if there is one, or opens a new one under the cap: when the cap is
+//! reached it first closes the longest-idle session, then waits (up to
+//! [`PoolConfig::wait`]) for one to come back, then fails with
+//! [`ClientError::PoolExhausted`] rather than hang. [`SessionPool::put_back`]
+//! returns a healthy session for reuse; a session that failed, or still has
+//! requests in flight, is closed instead. Idle sessions older than
+//! [`PoolConfig::idle_timeout`] are closed on every call, and by
+//! [`SessionPool::close_idle`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::client::{ClientError, ClientIdentity, Conn, ServerRef};
+
+/// Limits of a [`SessionPool`].
+#[derive(Debug, Clone, Copy)]
+pub struct PoolConfig {
+    /// Sessions open at once, in use or idle.
+    pub max_sessions: usize,
+    /// An idle session is closed after this long.
+    pub idle_timeout: Duration,
+    /// How long [`SessionPool::get`] waits for a free slot at the cap.
+    pub wait: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max_sessions: 64,
+            idle_timeout: Duration::from_secs(30),
+            wait: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Sessions to storage servers, opened on demand under a cap.
+#[derive(Debug)]
+pub struct SessionPool {
+    me: ClientIdentity,
+    cfg: PoolConfig,
+    slots: Arc<Semaphore>,
+    idle: Mutex<Vec<(Conn, Instant)>>,
+    returned: tokio::sync::Notify,
+    opened: AtomicU64,
+}
+
+impl SessionPool {
+    /// A pool of sessions opened as `me`.
+    pub fn new(me: ClientIdentity, cfg: PoolConfig) -> Self {
+        let cfg = PoolConfig {
+            max_sessions: cfg.max_sessions.max(1),
+            ..cfg
+        };
+        SessionPool {
+            me,
+            slots: Arc::new(Semaphore::new(cfg.max_sessions)),
+            cfg,
+            idle: Mutex::new(Vec::new()),
+            returned: tokio::sync::Notify::new(),
+            opened: AtomicU64::new(0),
+        }
+    }
+
+    /// Who the pool's sessions authenticate as.
+    pub fn identity(&self) -> &ClientIdentity {
+        &self.me
+    }
+
+    /// The pool's limits.
+    pub fn config(&self) -> PoolConfig {
+        self.cfg
+    }
+
+    fn idle_list(&self) -> std::sync::MutexGuard<'_, Vec<(Conn, Instant)>> {
+        // A panic while holding the lock cannot leave the list inconsistent
+        // (pushes and removes only), so a poisoned lock is still usable.
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A session to `server`: an idle one if the pool has it, else a new one.
+    ///
+    /// # Errors
+    /// [`ClientError::Session`] if the server cannot be reached or
+    /// authenticated; [`ClientError::PoolExhausted`] if the pool stays at its
+    /// cap with every session in use for [`PoolConfig::wait`].
+    pub async fn get(&self, server: ServerRef) -> Result<Conn, ClientError> {
+        self.close_idle();
+        let deadline = Instant::now() + self.cfg.wait;
+        let permit = loop {
+            let reused = {
+                let mut idle = self.idle_list();
+                idle.iter()
+                    .position(|(c, _)| c.server().id == server.id)
+                    .map(|i| idle.swap_remove(i).0)
+            };
+            if let Some(c) = reused {
+                return Ok(c);
+            }
+            if let Ok(p) = self.slots.clone().try_acquire_owned() {
+                break p;
+            }
+            // At the cap: close the longest-idle session to make room.
+            let oldest = {
+                let mut idle = self.idle_list();
+                let i = (0..idle.len()).min_by_key(|&i| idle[i].1);
+                i.map(|i| idle.swap_remove(i).0)
+            };
+            if oldest.is_some() {
+                continue;
+            }
+            // Every session is in use: wait for one to be closed or put
+            // back, up to the deadline.
+            tokio::select! {
+                p = self.slots.clone().acquire_owned() => {
+                    break p.map_err(|_| ClientError::PoolExhausted(self.cfg.max_sessions))?;
+                }
+                _ = self.returned.notified() => continue,
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(ClientError::PoolExhausted(self.cfg.max_sessions));
+                }
+            }
+        };
+        let conn = Conn::open(&self.me, server).await?.with_slot(permit);
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        Ok(conn)
+    }
+
+    /// Return a session for reuse. One that failed or has unanswered
+    /// requests is closed instead.
+    pub fn put_back(&self, conn: Conn) {
+        if conn.is_reusable() {
+            self.idle_list().push((conn, Instant::now()));
+        } else {
+            drop(conn);
+        }
+        self.returned.notify_one();
+        self.close_idle();
+    }
+
+    /// Close sessions idle for longer than the idle timeout. Returns how
+    /// many were closed.
+    pub fn close_idle(&self) -> usize {
+        let now = Instant::now();
+        let expired: Vec<Conn> = {
+            let mut idle = self.idle_list();
+            let mut out = Vec::new();
+            let mut i = 0;
+            while i < idle.len() {
+                if now.duration_since(idle[i].1) >= self.cfg.idle_timeout {
+                    out.push(idle.swap_remove(i).0);
+                } else {
+                    i += 1;
+                }
+            }
+            out
+        };
+        expired.len()
+    }
+
+    /// Sessions open now (in use or idle).
+    pub fn open_sessions(&self) -> usize {
+        self.cfg.max_sessions - self.slots.available_permits()
+    }
+
+    /// Idle sessions held now.
+    pub fn idle_sessions(&self) -> usize {
+        self.idle_list().len()
+    }
+
+    /// Sessions opened over the pool's life (reuse keeps this low).
+    pub fn sessions_opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
+    }
+}
