@@ -42,6 +42,7 @@
 pub mod broadcast;
 pub mod driver;
 pub mod error;
+pub mod ratelimit;
 pub mod select;
 pub mod sim;
 pub mod store;

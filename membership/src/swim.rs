@@ -91,6 +91,11 @@ pub struct Config {
     /// member wrongly declared dead (a healed partition) hears it and
     /// refutes.
     pub reconnect_interval: Duration,
+    /// Datagrams a second accepted from one source address (0: no limit);
+    /// more are dropped before they are parsed.
+    pub max_datagrams_per_source: u32,
+    /// Burst of datagrams allowed from one source address.
+    pub datagram_burst: u32,
 }
 
 impl Config {
@@ -113,6 +118,8 @@ impl Config {
             join_retry_max: Duration::from_secs(30),
             max_local_health: 8,
             reconnect_interval: Duration::from_secs(10),
+            max_datagrams_per_source: 200,
+            datagram_burst: 400,
         }
     }
 }
@@ -223,6 +230,8 @@ pub struct Stats {
     pub max_datagram: usize,
     /// Datagrams that failed to decode.
     pub malformed: u64,
+    /// Datagrams dropped unread because their source exceeded its rate.
+    pub rate_limited: u64,
     /// Liveness updates with bad signatures.
     pub forged_liveness: u64,
     /// Members this node declared dead.
@@ -271,6 +280,7 @@ pub struct Swim {
     out: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<Event>,
     stats: Stats,
+    limiter: crate::ratelimit::SourceLimiter,
     left: bool,
     /// Set when an update just handled accused this node.
     accused: bool,
@@ -317,6 +327,8 @@ impl Swim {
         let mut store = RecordStore::default();
         let incarnation = record.seq();
         store.insert_own(record.clone());
+        let limiter =
+            crate::ratelimit::SourceLimiter::new(cfg.max_datagrams_per_source, cfg.datagram_burst);
         let mut s = Swim {
             identity,
             me,
@@ -346,6 +358,7 @@ impl Swim {
             out: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            limiter,
             left: false,
             accused: false,
             pending: Vec::new(),
@@ -939,6 +952,10 @@ impl Swim {
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.stats.datagrams_received += 1;
         self.stats.bytes_received += bytes.len() as u64;
+        if !self.limiter.allow(now, from) {
+            self.stats.rate_limited += 1;
+            return;
+        }
         let msg = match Message::decode(bytes) {
             Ok(m) => m,
             Err(e) => {

@@ -204,4 +204,39 @@ async fn garbage_datagrams_are_counted_and_harmless() {
         .unwrap()
         .iter()
         .all(|m| m.id != id.node_id()));
+
+    // A flood from one address is dropped unread past its rate, and the
+    // grid keeps its view: nobody is declared dead.
+    let flood = tokio::net::UdpSocket::bind("127.2.9.10:0").await.unwrap();
+    let ping = grapevine_membership::wire::Message::Gossip {
+        from: id.node_id(),
+        updates: vec![],
+    }
+    .encode()
+    .unwrap();
+    for i in 0..6000u32 {
+        flood.send_to(&ping, target.local_addr()).await.unwrap();
+        if i % 200 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = target.stats().await.unwrap();
+        if st.rate_limited >= 1000 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "flood not rate-limited: {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for h in nodes.iter().flatten() {
+        let m = h.members().await.unwrap();
+        assert!(
+            m.iter().all(|m| m.state == MemberState::Alive),
+            "a flood must not cost anyone their liveness: {m:?}"
+        );
+    }
 }
