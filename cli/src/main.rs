@@ -5,6 +5,7 @@ mod baseline;
 mod bench_sessions;
 mod bench_storage;
 mod demo;
+mod grid;
 mod node;
 mod ops;
 mod procfs;
@@ -44,6 +45,9 @@ enum Cmd {
     Get(ops::GetArgs),
     /// Report which servers hold a file's shares.
     Check(ops::CheckArgs),
+    /// Closed grids: make a grid key, admit nodes.
+    #[command(subcommand)]
+    Grid(grid::GridCmd),
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -84,6 +88,7 @@ fn main() -> Result<()> {
         Cmd::Put(a) => ops::put(&a),
         Cmd::Get(a) => ops::get(&a),
         Cmd::Check(a) => ops::check(&a),
+        Cmd::Grid(c) => grid::run(&c),
         Cmd::Bench(BenchCmd::Sessions(a)) => bench_sessions::run(&a),
         Cmd::Bench(BenchCmd::SessionPeer(a)) => bench_sessions::peer(&a),
         Cmd::Bench(BenchCmd::Storage(a)) => bench_storage::run(&a),

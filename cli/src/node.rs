@@ -51,6 +51,66 @@ pub struct FileConfig {
     /// Serve Prometheus text metrics at http://ADDR/metrics (off if absent).
     #[serde(default)]
     pub metrics: Option<SocketAddr>,
+    /// A closed grid's id (from `grapevine grid new`): only admitted nodes
+    /// are members, and sessions from others are refused.
+    #[serde(default)]
+    pub grid: Option<String>,
+    /// This node's admission certificate (from `grapevine grid admit`).
+    #[serde(default)]
+    pub admission: Option<String>,
+    /// Sessions a client (put, get, check) keeps open at once.
+    #[serde(default = "default_client_sessions")]
+    pub client_sessions: usize,
+    /// Seconds an idle client session stays open.
+    #[serde(default = "default_client_idle_secs")]
+    pub client_idle_secs: u64,
+    /// Storage handshakes in progress at once (more are refused).
+    #[serde(default = "default_max_handshakes")]
+    pub max_handshakes: usize,
+}
+
+fn default_client_sessions() -> usize {
+    64
+}
+fn default_client_idle_secs() -> u64 {
+    30
+}
+fn default_max_handshakes() -> usize {
+    256
+}
+
+impl FileConfig {
+    /// The closed grid and this node's admission, if configured.
+    ///
+    /// # Errors
+    /// A malformed grid id or certificate, or one without the other.
+    pub fn closed_grid(
+        &self,
+    ) -> Result<Option<(grapevine_crypto::GridId, grapevine_crypto::Admission)>> {
+        match (&self.grid, &self.admission) {
+            (None, None) => Ok(None),
+            (Some(g), Some(a)) => Ok(Some((
+                g.parse()
+                    .map_err(|e| anyhow::anyhow!("`grid` is not a grid id: {e}"))?,
+                a.parse().map_err(|e| anyhow::anyhow!("`admission`: {e}"))?,
+            ))),
+            (Some(_), None) => {
+                bail!("`grid` is set but `admission` is not: get one with `grapevine grid admit`")
+            }
+            (None, Some(_)) => bail!("`admission` is set but `grid` is not"),
+        }
+    }
+
+    /// Session settings for this node's grid.
+    ///
+    /// # Errors
+    /// As [`FileConfig::closed_grid`].
+    pub fn session_config(&self) -> Result<SessionConfig> {
+        Ok(SessionConfig {
+            grid: self.closed_grid()?.map(|(g, _)| g),
+            ..SessionConfig::default()
+        })
+    }
 }
 
 fn default_capacity() -> u32 {
@@ -164,7 +224,21 @@ pub fn init(a: &InitArgs) -> Result<()> {
          \n\
          # Prometheus text metrics at http://ADDR/metrics. Keep it on localhost\n\
          # unless a firewall guards the port.\n\
-         # metrics = \"127.0.0.1:9464\"\n",
+         # metrics = \"127.0.0.1:9464\"\n\
+         \n\
+         # A closed grid: only nodes with an admission certificate from the\n\
+         # grid key are members, and sessions from others are refused. Both\n\
+         # lines come from `grapevine grid admit --key GRID.KEY NODE_ID`.\n\
+         # grid = \"...\"\n\
+         # admission = \"gv:adm:...\"\n\
+         \n\
+         # Client sessions (put, get, check): at most this many open at once,\n\
+         # each closed after this many idle seconds.\n\
+         # client_sessions = 64\n\
+         # client_idle_secs = 30\n\
+         \n\
+         # Storage handshakes in progress at once; more are refused.\n\
+         # max_handshakes = 256\n",
         listen = a.listen,
         cap = a.capacity_mib,
     );
@@ -209,6 +283,8 @@ pub fn load_config(dir: &Path) -> Result<FileConfig> {
             );
         }
     }
+    cfg.closed_grid()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     for r in &cfg.roles {
         if r != "storage" && r != "client" {
             bail!(
@@ -262,6 +338,12 @@ pub struct MemberRow {
 /// `status` output.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusReply {
+    /// Records refused for want of a valid admission (closed grids).
+    pub records_unadmitted: u64,
+    /// Datagrams dropped past their source's rate.
+    pub datagrams_rate_limited: u64,
+    /// Datagrams dropped because their source is not a member (closed grids).
+    pub datagrams_from_outsiders: u64,
     /// Node id.
     pub id: String,
     /// Nickname.
@@ -363,6 +445,18 @@ async fn run_node(dir: &Path) -> Result<()> {
             grapevine_crypto::record::ROLE_CLIENT
         }
     });
+    let closed = cfg.closed_grid()?;
+    if let Some((grid, admission)) = &closed {
+        admission
+            .verify(grid, &ident.node_id(), rec.issued_at)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "this node ({}) is not admitted to grid {grid}: {e}",
+                    ident.node_id()
+                )
+            })?;
+        rec.admission = Some(*admission);
+    }
     let record = rec.sign(&ident)?;
     let handle = spawn(
         udp,
@@ -370,7 +464,10 @@ async fn run_node(dir: &Path) -> Result<()> {
             identity: ident.clone(),
             record: record.clone(),
             seeds: cfg.seeds.clone(),
-            swim: Config::new_lan(),
+            swim: Config {
+                grid: closed.map(|(g, _)| g),
+                ..Config::new_lan()
+            },
             state_sink: None,
         },
         unix_ms,
@@ -381,8 +478,8 @@ async fn run_node(dir: &Path) -> Result<()> {
             ident.clone(),
             record.clone(),
             store.clone(),
-            SessionConfig::default(),
-            256,
+            cfg.session_config()?,
+            cfg.max_handshakes,
         ));
     }
     let sock_path = dir.join("control.sock");
@@ -636,9 +733,13 @@ async fn serve_control(stream: UnixStream, ctx: &Ctx) -> Result<()> {
             Ok(Control::Status) => {
                 let up = ctx.started.elapsed().as_secs_f64().max(1.0);
                 let c = ctx.handle.counters();
+                let st = ctx.handle.stats().await?;
                 let ld =
                     |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
                 serde_json::to_string(&StatusReply {
+                    records_unadmitted: st.records.unadmitted,
+                    datagrams_rate_limited: st.rate_limited,
+                    datagrams_from_outsiders: st.from_outsiders,
                     id: ctx.handle.id().to_string(),
                     nickname: ctx.nickname.clone(),
                     uptime_s: ctx.started.elapsed().as_secs_f64(),

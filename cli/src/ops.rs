@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use grapevine_crypto::{Identity, NodeId, SessionConfig, SignedRecord};
+use grapevine_crypto::{Identity, NodeId, SignedRecord};
 use grapevine_membership::MemberState;
 use grapevine_storage::client::{self, ClientIdentity, KeyMode, ServerRef, UploadRequest};
 use grapevine_storage::{Cap, Params};
@@ -171,12 +171,18 @@ async fn grid(dir: &Path) -> Result<(SessionPool, Vec<ServerRef>)> {
             });
         }
     }
+    let cfg = node::load_config(dir)?;
     let me = ClientIdentity {
         identity: ident,
         record,
-        session: SessionConfig::default(),
+        session: cfg.session_config()?,
     };
-    Ok((SessionPool::new(me, PoolConfig::default()), servers))
+    let pool = PoolConfig {
+        max_sessions: cfg.client_sessions,
+        idle_timeout: std::time::Duration::from_secs(cfg.client_idle_secs),
+        ..PoolConfig::default()
+    };
+    Ok((SessionPool::new(me, pool), servers))
 }
 
 fn bar(len: u64, quiet: bool) -> ProgressBar {

@@ -331,3 +331,107 @@ fn config_errors_name_file_line_and_key() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("no node running"));
 }
+
+#[test]
+fn a_closed_grid_admits_only_nodes_with_certificates() {
+    let root = tempfile::tempdir().unwrap();
+    let key = root.path().join("grid.key");
+    let new = ok(grapevine().args(["grid", "new"]).arg(&key));
+    assert!(new.starts_with("grid = \""), "{new}");
+    // A grid key is never overwritten.
+    assert!(!grapevine()
+        .args(["grid", "new"])
+        .arg(&key)
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let dirs: Vec<_> = (1..=3).map(|i| root.path().join(format!("c{i}"))).collect();
+    for (i, d) in dirs.iter().enumerate() {
+        let mut c = grapevine();
+        c.arg("init").arg(d).args([
+            "--listen",
+            &format!("127.7.2.{}:7946", i + 1),
+            "--nickname",
+            &format!("c{}", i + 1),
+        ]);
+        if i > 0 {
+            c.args(["--seed", "127.7.2.1:7946"]);
+        }
+        ok(&mut c);
+    }
+    let node_id = |d: &std::path::Path| {
+        let key = grapevine_crypto::Identity::load(&d.join("identity.key")).unwrap();
+        key.node_id().to_string()
+    };
+    // Nodes 1 and 2 are admitted; node 3 runs as an open node.
+    for d in &dirs[..2] {
+        let cert = ok(grapevine()
+            .args(["grid", "admit", "--days", "30", "--key"])
+            .arg(&key)
+            .arg(node_id(d)));
+        let cfg = d.join("config.toml");
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        std::fs::write(&cfg, format!("{text}{cert}")).unwrap();
+    }
+    // A certificate is for one node: node 1's does not admit node 3.
+    let cfg3 = dirs[2].join("config.toml");
+    let open_text = std::fs::read_to_string(&cfg3).unwrap();
+    let cert1: String = std::fs::read_to_string(dirs[0].join("config.toml"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("grid =") || l.starts_with("admission ="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&cfg3, format!("{open_text}{cert1}")).unwrap();
+    let out = grapevine().arg("run").arg(&dirs[2]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not admitted to grid"), "{err}");
+    std::fs::write(&cfg3, open_text).unwrap();
+
+    let _nodes: Vec<Running> = dirs
+        .iter()
+        .map(|d| {
+            Running(
+                grapevine()
+                    .arg("run")
+                    .arg(d)
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    wait_for("the two admitted nodes see each other", 60, || {
+        dirs[..2].iter().all(|d| {
+            members(d).is_some_and(|m| m.iter().filter(|r| r["state"] == "alive").count() == 1)
+        })
+    });
+    // The outsider keeps retrying its join; the members refuse it, never
+    // take it in, and it learns nothing of them.
+    wait_for("node 1 refuses the outsider's record", 60, || {
+        grapevine()
+            .args(["status", "--json", "--node"])
+            .arg(&dirs[0])
+            .output()
+            .ok()
+            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+            .is_some_and(|s| s["records_unadmitted"].as_u64() >= Some(1))
+    });
+    for d in &dirs[..2] {
+        let m = members(d).unwrap();
+        assert!(m.iter().all(|r| r["nickname"] != "c3"), "{m:?}");
+    }
+    assert_eq!(members(&dirs[2]).unwrap().len(), 0);
+    // Admitted nodes store and fetch between themselves.
+    let file = root.path().join("f.bin");
+    std::fs::write(&file, vec![7u8; 300_000]).unwrap();
+    let put: serde_json::Value = serde_json::from_str(&ok(grapevine()
+        .arg("put")
+        .arg(&file)
+        .args(["--k", "1", "--n", "2", "--happy", "2", "--json", "--node"])
+        .arg(&dirs[1])))
+    .unwrap();
+    assert_eq!(put["servers"], 2, "{put}");
+}

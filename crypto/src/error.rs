@@ -82,6 +82,9 @@ pub enum SessionError {
     /// The socket failed.
     #[error("i/o: {0}")]
     Io(#[from] io::Error),
+    /// A closed grid's peer without a valid admission certificate.
+    #[error("peer {0} is not admitted to this grid: {1}")]
+    NotAdmitted(String, crate::admission::AdmissionError),
     /// The peer closed the connection.
     #[error("connection closed by peer")]
     Closed,

@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod admission;
 mod cipher;
 pub mod error;
 pub mod identity;
@@ -39,6 +40,7 @@ pub mod record;
 pub mod session;
 pub mod testing;
 
+pub use admission::{Admission, AdmissionError, GridId};
 pub use error::{IdentityError, RecordError, SessionError};
 pub use identity::{Identity, NodeId};
 pub use noise::{SessionConfig, Transport};

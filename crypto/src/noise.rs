@@ -49,6 +49,9 @@ pub struct SessionConfig {
     pub rekey_after: u64,
     /// How long a handshake may take.
     pub handshake_timeout: std::time::Duration,
+    /// A closed grid: sessions with peers whose record carries no valid
+    /// admission certificate for this grid are refused, on both sides.
+    pub grid: Option<crate::admission::GridId>,
 }
 
 impl Default for SessionConfig {
@@ -57,6 +60,7 @@ impl Default for SessionConfig {
             max_message: 16 << 20,
             rekey_after: 1 << 20,
             handshake_timeout: std::time::Duration::from_secs(10),
+            grid: None,
         }
     }
 }
@@ -83,6 +87,7 @@ pub struct InitiatorHandshake {
     hs: HandshakeState,
     expected: NodeId,
     rekey_after: u64,
+    grid: Option<crate::admission::GridId>,
 }
 
 impl InitiatorHandshake {
@@ -119,6 +124,7 @@ impl InitiatorHandshake {
                 hs,
                 expected: remote,
                 rekey_after: cfg.rekey_after,
+                grid: cfg.grid,
             },
             framed(&buf[..n]),
         ))
@@ -146,8 +152,21 @@ impl InitiatorHandshake {
         if self.hs.get_remote_static() != Some(&record.record().x25519[..]) {
             return Err(SessionError::KeyMismatch);
         }
+        admitted(self.grid.as_ref(), &record)?;
         let ts = self.hs.into_transport_mode().map_err(hs_err)?;
         Ok((Transport::new(ts, self.rekey_after), record))
+    }
+}
+
+/// In a closed grid, the peer's record must carry a valid admission.
+fn admitted(
+    grid: Option<&crate::admission::GridId>,
+    peer: &SignedRecord,
+) -> Result<(), SessionError> {
+    match grid {
+        None => Ok(()),
+        Some(g) => crate::admission::check(g, &peer.node_id(), peer.record().admission.as_ref())
+            .map_err(|e| SessionError::NotAdmitted(peer.node_id().short(), e)),
     }
 }
 
@@ -188,6 +207,8 @@ impl ResponderHandshake {
         if hs.get_remote_static() != Some(&peer.record().x25519[..]) {
             return Err(SessionError::KeyMismatch);
         }
+        // In a closed grid, an unadmitted initiator gets no reply at all.
+        admitted(cfg.grid.as_ref(), &peer)?;
         let n = hs
             .write_message(local_record.bytes(), &mut buf)
             .map_err(hs_err)?;

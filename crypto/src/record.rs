@@ -25,8 +25,9 @@ pub const MAX_ADDRS: usize = 4;
 pub const MAX_SOFTWARE_LEN: usize = 12;
 /// Longest nickname, in bytes.
 pub const MAX_NICKNAME_LEN: usize = 16;
-/// Largest encoded record (four IPv6 addresses and every field at its limit).
-pub const MAX_RECORD_LEN: usize = 320;
+/// Largest encoded record (four IPv6 addresses, an admission certificate and
+/// every field at its limit).
+pub const MAX_RECORD_LEN: usize = 400;
 /// Length of the trailing signature.
 pub const SIGNATURE_LEN: usize = 64;
 
@@ -67,6 +68,9 @@ pub struct LocationRecord {
     pub nickname: Option<String>,
     /// Role bits ([`ROLE_STORAGE`], [`ROLE_CLIENT`]).
     pub roles: u8,
+    /// Admission to a closed grid, signed by the grid key (see
+    /// [`crate::admission`]); `None` in open grids.
+    pub admission: Option<crate::admission::Admission>,
 }
 
 impl LocationRecord {
@@ -84,6 +88,7 @@ impl LocationRecord {
             issued_at: 0,
             nickname: None,
             roles: ROLE_STORAGE | ROLE_CLIENT,
+            admission: None,
         }
     }
 
@@ -324,9 +329,21 @@ mod tests {
         let s = r.sign(&id).unwrap();
         assert_eq!(
             s.bytes().len(),
-            172,
+            173,
             "typical size documented in docs/protocol.md"
         );
+        // In a closed grid the admission certificate adds 65 bytes (69 with
+        // an expiry date).
+        let grid = Identity::generate_with(&mut rng(9));
+        let mut r = s.record().clone();
+        r.admission = Some(crate::admission::Admission::issue(&grid, &id.node_id(), 0));
+        assert_eq!(r.clone().sign(&id).unwrap().bytes().len(), 173 + 65);
+        r.admission = Some(crate::admission::Admission::issue(
+            &grid,
+            &id.node_id(),
+            1_900_000_000,
+        ));
+        assert_eq!(r.sign(&id).unwrap().bytes().len(), 173 + 69);
     }
 
     #[test]
@@ -341,7 +358,7 @@ mod tests {
         r.nickname = Some("n".repeat(MAX_NICKNAME_LEN));
         r.roles = u8::MAX;
         let s = r.sign(&id).unwrap();
-        assert_eq!(s.bytes().len(), 198);
+        assert_eq!(s.bytes().len(), 199);
         assert!(s.bytes().len() <= 200);
     }
 
@@ -356,6 +373,10 @@ mod tests {
         r.issued_at = u64::MAX;
         r.software = "x".repeat(MAX_SOFTWARE_LEN);
         r.nickname = Some("n".repeat(MAX_NICKNAME_LEN));
+        r.admission = Some(crate::admission::Admission {
+            expires: u64::MAX,
+            signature: [0xff; 64],
+        });
         let s = r.sign(&id).unwrap();
         assert!(s.bytes().len() <= MAX_RECORD_LEN, "{}", s.bytes().len());
         SignedRecord::decode(s.bytes()).unwrap();
@@ -378,7 +399,7 @@ mod tests {
         // Bad signature (flip a body byte: the seq varint near the end).
         let mut forged = b.clone();
         let n = forged.len();
-        forged[n - SIGNATURE_LEN - 1] ^= 1; // roles byte
+        forged[n - SIGNATURE_LEN - 2] ^= 1; // roles byte (before the admission's None)
         assert_eq!(
             SignedRecord::decode(&forged),
             Err(RecordError::BadSignature)

@@ -266,6 +266,79 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn closed_grids_refuse_unadmitted_peers_on_both_sides() {
+        use crate::admission::{Admission, GridId};
+        let grid_key = Identity::generate_with(&mut rng(50));
+        let grid = GridId::of(&grid_key);
+        let member = |seed: u64, admitted: bool| {
+            let id = Identity::generate_with(&mut rng(seed));
+            let mut r = record_for(&id, "127.0.0.1:9");
+            if admitted {
+                r.admission = Some(Admission::issue(&grid_key, &id.node_id(), 0));
+            }
+            let rec = r.sign(&id).unwrap();
+            (id, rec)
+        };
+        let closed = SessionConfig {
+            grid: Some(grid),
+            ..SessionConfig::default()
+        };
+        let run = |client: (Identity, SignedRecord),
+                   server: (Identity, SignedRecord),
+                   ccfg: SessionConfig,
+                   scfg: SessionConfig| async move {
+            let (a, b) = tokio::io::duplex(1 << 16);
+            let sid = server.1.node_id();
+            let accept = tokio::spawn(async move {
+                Session::accept(b, &server.0, &server.1, &scfg)
+                    .await
+                    .map(|_| ())
+            });
+            let c = Session::connect(a, &client.0, &client.1, sid, &ccfg)
+                .await
+                .map(|_| ());
+            (c, accept.await.unwrap())
+        };
+        // Both admitted: a session.
+        let (c, s) = run(
+            member(1, true),
+            member(2, true),
+            closed.clone(),
+            closed.clone(),
+        )
+        .await;
+        assert!(c.is_ok() && s.is_ok(), "{c:?} {s:?}");
+        // An unadmitted client is refused by a closed server, which never
+        // answers it.
+        let (c, s) = run(
+            member(3, false),
+            member(4, true),
+            SessionConfig::default(),
+            closed.clone(),
+        )
+        .await;
+        assert!(matches!(s, Err(SessionError::NotAdmitted(..))), "{s:?}");
+        assert!(c.is_err());
+        // A closed client refuses an unadmitted server.
+        let (c, _) = run(
+            member(5, true),
+            member(6, false),
+            closed.clone(),
+            SessionConfig::default(),
+        )
+        .await;
+        assert!(matches!(c, Err(SessionError::NotAdmitted(..))), "{c:?}");
+        // A certificate from another grid key does not count.
+        let other = Identity::generate_with(&mut rng(51));
+        let id = Identity::generate_with(&mut rng(7));
+        let mut r = record_for(&id, "127.0.0.1:9");
+        r.admission = Some(Admission::issue(&other, &id.node_id(), 0));
+        let rec = r.sign(&id).unwrap();
+        let (_, s) = run((id, rec), member(8, true), closed.clone(), closed).await;
+        assert!(matches!(s, Err(SessionError::NotAdmitted(..))), "{s:?}");
+    }
+
+    #[tokio::test]
     async fn garbage_handshake_is_refused() {
         let (ib, rb) = node(2);
         let (mut a, b) = tokio::io::duplex(1024);

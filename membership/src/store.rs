@@ -13,7 +13,7 @@
 //! nothing. New records are verified, in batches where several arrive
 //! together.
 
-use grapevine_crypto::{NodeId, RecordError, SignedRecord, UnverifiedRecord};
+use grapevine_crypto::{GridId, NodeId, RecordError, SignedRecord, UnverifiedRecord};
 use std::collections::BTreeMap;
 
 use hashbrown::HashMap;
@@ -31,6 +31,8 @@ pub enum Offer {
     Stale,
     /// Invalid: forged, malformed or oversized.
     Rejected(RecordError),
+    /// Validly signed, but a closed grid's record without a valid admission.
+    NotAdmitted,
 }
 
 /// Counters of offered records.
@@ -44,6 +46,8 @@ pub struct StoreStats {
     pub stale: u64,
     /// Records rejected as forged or malformed.
     pub rejected: u64,
+    /// Records of a closed grid ignored for want of a valid admission.
+    pub unadmitted: u64,
 }
 
 /// Verified records by node id.
@@ -55,6 +59,7 @@ pub struct RecordStore {
     buckets: Vec<u64>,
     root: u64,
     stats: StoreStats,
+    grid: Option<GridId>,
 }
 
 impl Default for RecordStore {
@@ -65,6 +70,18 @@ impl Default for RecordStore {
             buckets: vec![0; BUCKETS],
             root: 0,
             stats: StoreStats::default(),
+            grid: None,
+        }
+    }
+}
+
+impl RecordStore {
+    /// A store for a closed grid: records without a valid admission
+    /// certificate for `grid` are ignored.
+    pub fn closed(grid: GridId) -> Self {
+        RecordStore {
+            grid: Some(grid),
+            ..RecordStore::default()
         }
     }
 }
@@ -214,6 +231,19 @@ impl RecordStore {
             .zip(UnverifiedRecord::verify_batch(to_verify))
         {
             verdicts[i] = Some(match r {
+                Ok(rec)
+                    if self.grid.as_ref().is_some_and(|g| {
+                        grapevine_crypto::admission::check(
+                            g,
+                            &rec.node_id(),
+                            rec.record().admission.as_ref(),
+                        )
+                        .is_err()
+                    }) =>
+                {
+                    self.stats.unadmitted += 1;
+                    Offer::NotAdmitted
+                }
                 Ok(rec) => {
                     // A newer one may have been accepted earlier in this batch.
                     if self

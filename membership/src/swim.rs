@@ -96,6 +96,9 @@ pub struct Config {
     pub max_datagrams_per_source: u32,
     /// Burst of datagrams allowed from one source address.
     pub datagram_burst: u32,
+    /// A closed grid: records without a valid admission certificate for
+    /// this grid key are ignored, so their nodes never become members.
+    pub grid: Option<grapevine_crypto::GridId>,
 }
 
 impl Config {
@@ -120,6 +123,7 @@ impl Config {
             reconnect_interval: Duration::from_secs(10),
             max_datagrams_per_source: 200,
             datagram_burst: 400,
+            grid: None,
         }
     }
 }
@@ -232,6 +236,8 @@ pub struct Stats {
     pub malformed: u64,
     /// Datagrams dropped unread because their source exceeded its rate.
     pub rate_limited: u64,
+    /// Closed grids: datagrams dropped because their source is not a member.
+    pub from_outsiders: u64,
     /// Liveness updates with bad signatures.
     pub forged_liveness: u64,
     /// Members this node declared dead.
@@ -272,6 +278,9 @@ pub struct Swim {
     next_sync: Instant,
     next_reconnect: Instant,
     seeds: Vec<SocketAddr>,
+    /// Closed grids only: addresses of admitted members, the only sources
+    /// (besides seeds and joins) whose datagrams are read.
+    member_addrs: HashSet<SocketAddr>,
     joined: bool,
     join_delay: Duration,
     next_join: Option<Instant>,
@@ -324,7 +333,10 @@ impl Swim {
         let me = identity.node_id();
         let mut rng = rng;
         let hs = FixedState::with_seed(rng.gen());
-        let mut store = RecordStore::default();
+        let mut store = match cfg.grid {
+            Some(g) => RecordStore::closed(g),
+            None => RecordStore::default(),
+        };
         let incarnation = record.seq();
         store.insert_own(record.clone());
         let limiter =
@@ -351,6 +363,7 @@ impl Swim {
             next_reconnect: now,
             joined: seeds.is_empty(),
             seeds,
+            member_addrs: HashSet::default(),
             join_delay: Duration::ZERO,
             next_join: None,
             local_health: 0,
@@ -624,6 +637,12 @@ impl Swim {
             return;
         }
         let addr = rec.record().addrs[0];
+        if self.cfg.grid.is_some() {
+            if let Some(old) = self.members.get(&id).map(|m| m.addr) {
+                self.member_addrs.remove(&old);
+            }
+            self.member_addrs.insert(addr);
+        }
         match self.members.get_mut(&id) {
             None => {
                 self.members.insert(
@@ -967,6 +986,18 @@ impl Swim {
         if self.left {
             return;
         }
+        // A closed grid talks only to its members: anything but a join (whose
+        // record is checked) from an address that is not an admitted
+        // member's or a seed's is dropped unanswered, so outsiders learn
+        // nothing (answers go to members' addresses only).
+        if self.cfg.grid.is_some()
+            && !matches!(msg, Message::Join { .. } | Message::JoinAck { .. })
+            && !self.member_addrs.contains(&from)
+            && !self.seeds.contains(&from)
+        {
+            self.stats.from_outsiders += 1;
+            return;
+        }
         match msg {
             Message::Ping {
                 seq,
@@ -1056,6 +1087,11 @@ impl Swim {
                     Offer::Duplicate | Offer::Stale => {}
                     Offer::Rejected(e) => {
                         tracing::debug!(%from, "join with invalid record: {e}");
+                        return;
+                    }
+                    Offer::NotAdmitted => {
+                        // A closed grid answers no one it has not admitted.
+                        tracing::debug!(%from, "join from a node not admitted to this grid");
                         return;
                     }
                 }

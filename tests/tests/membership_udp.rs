@@ -240,3 +240,91 @@ async fn garbage_datagrams_are_counted_and_harmless() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_grid_ignores_nodes_it_has_not_admitted() {
+    use grapevine_crypto::{Admission, GridId, LocationRecord};
+    use grapevine_membership::driver::{spawn, NodeConfig};
+    let grid_key = Identity::generate();
+    let grid = GridId::of(&grid_key);
+    let start = |i: usize, admitted: bool, seeds: Vec<SocketAddr>| {
+        let grid_key = &grid_key;
+        async move {
+            let id = Arc::new(Identity::generate());
+            let socket = tokio::net::UdpSocket::bind(addr(10, i)).await.unwrap();
+            let mut rec = LocationRecord::new(&id, vec![socket.local_addr().unwrap()]);
+            if admitted {
+                rec.admission = Some(Admission::issue(grid_key, &id.node_id(), 0));
+            }
+            let record = rec.sign(&id).unwrap();
+            let swim = Config {
+                grid: Some(grid),
+                ..Config::new_lan()
+            };
+            let cfg = NodeConfig {
+                identity: id,
+                record,
+                seeds,
+                swim,
+                state_sink: None,
+            };
+            spawn(socket, cfg, i as u64).unwrap()
+        }
+    };
+    let first = start(0, true, vec![]).await;
+    let seed = first.local_addr();
+    let mut members = vec![first];
+    for i in 1..4 {
+        members.push(start(i, true, vec![seed]).await);
+    }
+    // An outsider with a validly signed record but no admission, and one
+    // admitted by some other grid key, both seeding to a member.
+    let outsider = start(4, false, vec![seed]).await;
+    let stranger_key = Identity::generate();
+    let stranger = {
+        let id = Arc::new(Identity::generate());
+        let socket = tokio::net::UdpSocket::bind(addr(10, 5)).await.unwrap();
+        let mut rec = LocationRecord::new(&id, vec![socket.local_addr().unwrap()]);
+        rec.admission = Some(Admission::issue(&stranger_key, &id.node_id(), 0));
+        let cfg = NodeConfig {
+            identity: id.clone(),
+            record: rec.sign(&id).unwrap(),
+            seeds: vec![seed],
+            swim: Config::new_lan(),
+            state_sink: None,
+        };
+        spawn(socket, cfg, 5).unwrap()
+    };
+    wait_for(
+        "the four members to see each other",
+        Duration::from_secs(30),
+        || {
+            members
+                .iter()
+                .all(|h| h.counters().records.load(Ordering::Relaxed) == 4)
+        },
+    )
+    .await;
+    // The outsiders keep trying to join (retries with backoff); give the
+    // members time to have refused them more than once.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = members[0].stats().await.unwrap();
+        if st.records.unadmitted >= 4 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "outsiders' joins never refused: {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for h in &members {
+        assert_eq!(h.counters().records.load(Ordering::Relaxed), 4);
+        let ids: Vec<NodeId> = h.members().await.unwrap().iter().map(|m| m.id).collect();
+        assert!(!ids.contains(&outsider.id()) && !ids.contains(&stranger.id()));
+    }
+    // The outsiders were never answered: they know only themselves.
+    assert_eq!(outsider.counters().records.load(Ordering::Relaxed), 1);
+    assert_eq!(stranger.counters().records.load(Ordering::Relaxed), 1);
+}
