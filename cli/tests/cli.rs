@@ -138,6 +138,51 @@ fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// `grapevine init` n nodes at `{net}.1` ... `{net}.n` (port 7946) under
+/// `root`, each seeding to the first.
+fn init_nodes(root: &std::path::Path, net: &str, n: usize) -> Vec<std::path::PathBuf> {
+    let dirs: Vec<_> = (1..=n).map(|i| root.join(format!("node{i}"))).collect();
+    for (i, d) in dirs.iter().enumerate() {
+        let mut c = grapevine();
+        c.arg("init").arg(d).args([
+            "--listen",
+            &format!("{net}.{}:7946", i + 1),
+            "--nickname",
+            &format!("node{}", i + 1),
+        ]);
+        if i > 0 {
+            c.args(["--seed", &format!("{net}.1:7946")]);
+        }
+        ok(&mut c);
+    }
+    dirs
+}
+
+/// `grapevine run` each directory, logs discarded.
+fn run_nodes(dirs: &[std::path::PathBuf]) -> Vec<Running> {
+    dirs.iter()
+        .map(|d| {
+            Running(
+                grapevine()
+                    .arg("run")
+                    .arg(d)
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn status(dir: &std::path::Path) -> Option<serde_json::Value> {
+    let out = grapevine()
+        .args(["status", "--json", "--node"])
+        .arg(dir)
+        .output()
+        .ok()?;
+    serde_json::from_slice(&out.stdout).ok()
+}
+
 fn members(dir: &std::path::Path) -> Option<Vec<serde_json::Value>> {
     let out = grapevine()
         .args(["members", "--json", "--node"])
@@ -346,20 +391,7 @@ fn a_closed_grid_admits_only_nodes_with_certificates() {
         .unwrap()
         .status
         .success());
-    let dirs: Vec<_> = (1..=3).map(|i| root.path().join(format!("c{i}"))).collect();
-    for (i, d) in dirs.iter().enumerate() {
-        let mut c = grapevine();
-        c.arg("init").arg(d).args([
-            "--listen",
-            &format!("127.7.2.{}:7946", i + 1),
-            "--nickname",
-            &format!("c{}", i + 1),
-        ]);
-        if i > 0 {
-            c.args(["--seed", "127.7.2.1:7946"]);
-        }
-        ok(&mut c);
-    }
+    let dirs = init_nodes(root.path(), "127.7.2", 3);
     let node_id = |d: &std::path::Path| {
         let key = grapevine_crypto::Identity::load(&d.join("identity.key")).unwrap();
         key.node_id().to_string()
@@ -390,19 +422,7 @@ fn a_closed_grid_admits_only_nodes_with_certificates() {
     assert!(err.contains("is not admitted to grid"), "{err}");
     std::fs::write(&cfg3, open_text).unwrap();
 
-    let _nodes: Vec<Running> = dirs
-        .iter()
-        .map(|d| {
-            Running(
-                grapevine()
-                    .arg("run")
-                    .arg(d)
-                    .stderr(std::process::Stdio::null())
-                    .spawn()
-                    .unwrap(),
-            )
-        })
-        .collect();
+    let _nodes = run_nodes(&dirs);
     wait_for("the two admitted nodes see each other", 60, || {
         dirs[..2].iter().all(|d| {
             members(d).is_some_and(|m| m.iter().filter(|r| r["state"] == "alive").count() == 1)
@@ -411,17 +431,11 @@ fn a_closed_grid_admits_only_nodes_with_certificates() {
     // The outsider keeps retrying its join; the members refuse it, never
     // take it in, and it learns nothing of them.
     wait_for("node 1 refuses the outsider's record", 60, || {
-        grapevine()
-            .args(["status", "--json", "--node"])
-            .arg(&dirs[0])
-            .output()
-            .ok()
-            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
-            .is_some_and(|s| s["records_unadmitted"].as_u64() >= Some(1))
+        status(&dirs[0]).is_some_and(|s| s["records_unadmitted"].as_u64() >= Some(1))
     });
     for d in &dirs[..2] {
         let m = members(d).unwrap();
-        assert!(m.iter().all(|r| r["nickname"] != "c3"), "{m:?}");
+        assert!(m.iter().all(|r| r["nickname"] != "node3"), "{m:?}");
     }
     assert_eq!(members(&dirs[2]).unwrap().len(), 0);
     // Admitted nodes store and fetch between themselves.
@@ -434,4 +448,89 @@ fn a_closed_grid_admits_only_nodes_with_certificates() {
         .arg(&dirs[1])))
     .unwrap();
     assert_eq!(put["servers"], 2, "{put}");
+}
+
+#[test]
+fn a_storage_node_killed_during_an_upload_costs_only_its_share() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs = init_nodes(root.path(), "127.7.3", 5);
+    let mut nodes = run_nodes(&dirs);
+    wait_for("every node sees four alive members", 60, || {
+        dirs.iter().all(|d| {
+            members(d).is_some_and(|m| m.iter().filter(|r| r["state"] == "alive").count() == 4)
+        })
+    });
+    // A file large enough that the upload is still running when a server
+    // is killed: 2-of-5 puts one share on each of the five servers.
+    let file = root.path().join("big.bin");
+    let data: Vec<u8> = (0..160_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    std::fs::write(&file, &data).unwrap();
+    let put = grapevine()
+        .arg("put")
+        .arg(&file)
+        .args([
+            "--k",
+            "2",
+            "--n",
+            "5",
+            "--happy",
+            "3",
+            "--random-key",
+            "--json",
+            "--node",
+        ])
+        .arg(&dirs[0])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once node 5 has taken part of its share, kill -9 it.
+    wait_for("node 5 to be receiving its share", 60, || {
+        status(&dirs[4]).is_some_and(|s| s["storage_requests"].as_u64() >= Some(3))
+    });
+    nodes[4].0.kill().unwrap();
+    nodes[4].0.wait().unwrap();
+    let out = put.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "four servers still meet happy = 3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let put: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(put["servers"], 4, "{put}");
+    // The file reads back, from another node, without the dead one.
+    let cap = put["cap"].as_str().unwrap().to_string();
+    let back = root.path().join("back.bin");
+    ok(grapevine()
+        .arg("get")
+        .arg(&cap)
+        .arg("-o")
+        .arg(&back)
+        .arg("--node")
+        .arg(&dirs[2]));
+    assert!(std::fs::read(&back).unwrap() == data, "file differs");
+    // The dead node left no share visible on its disk: the partial write
+    // stayed in incoming/ and is removed when the node next opens its store.
+    let shares: Vec<_> = walk(&dirs[4].join("storage").join("shares"));
+    assert!(shares.is_empty(), "{shares:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
 }
