@@ -1,11 +1,9 @@
 //! Process-level tests of the `grapevine` binary: real processes, real
 //! sockets, output parsed as a user's script would.
 
-use std::process::Command;
+mod common;
 
-fn grapevine() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_grapevine"))
-}
+use common::*;
 
 #[test]
 fn swarm_of_sixty_nodes_in_two_processes_converges_and_detects_a_kill() {
@@ -106,96 +104,6 @@ fn bad_arguments_are_clear_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 2 nodes"));
     let out = grapevine().args(["no-such-command"]).output().unwrap();
     assert!(!out.status.success());
-}
-
-struct Running(std::process::Child);
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run grapevine");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-}
-
-/// `grapevine init` n nodes at `{net}.1` ... `{net}.n` (port 7946) under
-/// `root`, each seeding to the first.
-fn init_nodes(root: &std::path::Path, net: &str, n: usize) -> Vec<std::path::PathBuf> {
-    let dirs: Vec<_> = (1..=n).map(|i| root.join(format!("node{i}"))).collect();
-    for (i, d) in dirs.iter().enumerate() {
-        let mut c = grapevine();
-        c.arg("init").arg(d).args([
-            "--listen",
-            &format!("{net}.{}:7946", i + 1),
-            "--nickname",
-            &format!("node{}", i + 1),
-        ]);
-        if i > 0 {
-            c.args(["--seed", &format!("{net}.1:7946")]);
-        }
-        ok(&mut c);
-    }
-    dirs
-}
-
-/// `grapevine run` each directory, logs discarded.
-fn run_nodes(dirs: &[std::path::PathBuf]) -> Vec<Running> {
-    dirs.iter()
-        .map(|d| {
-            Running(
-                grapevine()
-                    .arg("run")
-                    .arg(d)
-                    .stderr(std::process::Stdio::null())
-                    .spawn()
-                    .unwrap(),
-            )
-        })
-        .collect()
-}
-
-fn status(dir: &std::path::Path) -> Option<serde_json::Value> {
-    let out = grapevine()
-        .args(["status", "--json", "--node"])
-        .arg(dir)
-        .output()
-        .ok()?;
-    serde_json::from_slice(&out.stdout).ok()
-}
-
-fn members(dir: &std::path::Path) -> Option<Vec<serde_json::Value>> {
-    let out = grapevine()
-        .args(["members", "--json", "--node"])
-        .arg(dir)
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    serde_json::from_slice::<serde_json::Value>(&out.stdout)
-        .ok()?
-        .as_array()
-        .cloned()
 }
 
 #[test]
