@@ -77,22 +77,47 @@ pub fn parse_size(s: &str) -> Result<u64> {
     Ok(v * mul)
 }
 
-/// The generated file's bytes at `pos..pos + buf.len()`: a cheap counter
-/// hash, so producing the input costs little next to what is measured.
-fn fill_at(mut pos: u64, buf: &mut [u8]) {
-    let word = |i: u64| {
-        let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)).to_le_bytes()
-    };
-    let mut at = 0;
-    while at < buf.len() {
-        let w = word(pos / 8);
-        let skip = (pos % 8) as usize;
-        let n = (8 - skip).min(buf.len() - at);
-        buf[at..at + n].copy_from_slice(&w[skip..skip + n]);
-        at += n;
+/// One MiB of pseudo-random bytes: the generated file repeats it, with each
+/// MiB's first 8 bytes XORed with its index so no two MiB are equal.
+fn pattern() -> &'static [u8] {
+    static P: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    P.get_or_init(|| {
+        let mut z = 0x9e37_79b9_7f4a_7c15u64;
+        (0..PATTERN_LEN / 8)
+            .flat_map(|_| {
+                z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let mut x = z;
+                x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                (x ^ (x >> 31)).to_le_bytes()
+            })
+            .collect()
+    })
+}
+const PATTERN_LEN: usize = 1 << 20;
+
+/// Visit the generated file's bytes at `pos..pos + len` as slices of the
+/// pattern, with each MiB's index mixed into its first 8 bytes.
+fn generated_at(mut pos: u64, len: usize, mut f: impl FnMut(&[u8])) {
+    let p = pattern();
+    let end = pos + len as u64;
+    while pos < end {
+        let mib = pos / PATTERN_LEN as u64;
+        let off = (pos % PATTERN_LEN as u64) as usize;
+        let n = (PATTERN_LEN - off).min((end - pos) as usize);
+        if off < 8 {
+            let mut head = [0u8; 8];
+            for (i, h) in head.iter_mut().enumerate() {
+                *h = p[i] ^ mib.to_le_bytes()[i];
+            }
+            let h = (8 - off).min(n);
+            f(&head[off..off + h]);
+            if n > h {
+                f(&p[off + h..off + n]);
+            }
+        } else {
+            f(&p[off..off + n]);
+        }
         pos += n as u64;
     }
 }
@@ -111,8 +136,7 @@ impl tokio::io::AsyncRead for Generated {
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         let n = (buf.remaining() as u64).min(self.size - self.pos) as usize;
-        fill_at(self.pos, buf.initialize_unfilled_to(n));
-        buf.advance(n);
+        generated_at(self.pos, n, |s| buf.put_slice(s));
         self.pos += n as u64;
         std::task::Poll::Ready(Ok(()))
     }
@@ -126,7 +150,6 @@ fn generated(size: u64) -> Generated {
 /// without storing it.
 struct CheckSink {
     pos: u64,
-    expect: Vec<u8>,
     mismatch: bool,
 }
 
@@ -137,9 +160,11 @@ impl AsyncWrite for CheckSink {
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
         let this = &mut *self;
-        this.expect.resize(buf.len(), 0);
-        fill_at(this.pos, &mut this.expect);
-        this.mismatch |= this.expect != buf;
+        let mut at = 0;
+        generated_at(this.pos, buf.len(), |s| {
+            this.mismatch |= s != &buf[at..at + s.len()];
+            at += s.len();
+        });
         this.pos += buf.len() as u64;
         std::task::Poll::Ready(Ok(buf.len()))
     }
@@ -244,7 +269,6 @@ async fn bench(
     let t = Instant::now();
     let mut sink = CheckSink {
         pos: 0,
-        expect: Vec::new(),
         mismatch: false,
     };
     let rep = client::download(&pool, &servers, &up.cap, &mut sink, &|_| {})
@@ -266,4 +290,27 @@ async fn bench(
         put_cores: put_cpu / put_s,
         get_cores: get_cpu / get_s,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_bytes_do_not_depend_on_how_they_are_read() {
+        let mut whole = Vec::new();
+        generated_at(0, 3 * PATTERN_LEN + 100, |s| whole.extend_from_slice(s));
+        for (start, len) in [
+            (0, 5),
+            (3, 10),
+            (PATTERN_LEN as u64 - 2, 20),
+            (2 * PATTERN_LEN as u64 + 7, 1000),
+        ] {
+            let mut part = Vec::new();
+            generated_at(start, len, |s| part.extend_from_slice(s));
+            assert_eq!(part, whole[start as usize..start as usize + len]);
+        }
+        // No two MiB are the same.
+        assert_ne!(whole[..PATTERN_LEN], whole[PATTERN_LEN..2 * PATTERN_LEN]);
+    }
 }

@@ -473,12 +473,36 @@ impl Decoder {
     /// [`CodecError::Erasure`]; [`CodecError::CiphertextMismatch`] after the
     /// last segment if the whole ciphertext does not hash as recorded.
     pub fn decode_segment(&mut self, blocks: Vec<(u16, Vec<u8>)>) -> Result<Vec<u8>, CodecError> {
+        match self.decode_segment_or_name_corrupt(blocks)? {
+            Ok(plain) => Ok(plain),
+            Err(bad) => Err(CodecError::CorruptShare(bad[0])),
+        }
+    }
+
+    /// As [`Decoder::decode_segment`], but when blocks fail their hashes,
+    /// return `Ok(Err(shares))` naming every corrupt one (each block is
+    /// hashed once; nothing changes, so the segment can be retried with
+    /// other shares).
+    ///
+    /// # Errors
+    /// As [`Decoder::decode_segment`], except for corrupt blocks.
+    pub fn decode_segment_or_name_corrupt(
+        &mut self,
+        blocks: Vec<(u16, Vec<u8>)>,
+    ) -> Result<Result<Vec<u8>, Vec<u16>>, CodecError> {
         let seg = self.next_segment;
         let k = self.ueb.k as usize;
+        let bad: Vec<u16> = blocks
+            .iter()
+            .filter(|(shnum, b)| self.check_block(*shnum, seg, b).is_err())
+            .map(|(shnum, _)| *shnum)
+            .collect();
+        if !bad.is_empty() {
+            return Ok(Err(bad));
+        }
         let mut originals: Vec<Option<Vec<u8>>> = vec![None; k];
         let mut recovery = Vec::new();
         for (shnum, b) in blocks {
-            self.check_block(shnum, seg, &b)?;
             if (shnum as usize) < k {
                 originals[shnum as usize] = Some(b);
             } else {
@@ -522,7 +546,7 @@ impl Decoder {
         {
             return Err(CodecError::CiphertextMismatch);
         }
-        Ok(out)
+        Ok(Ok(out))
     }
 
     /// The capability being decoded.

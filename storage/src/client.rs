@@ -973,9 +973,12 @@ pub async fn download<W: AsyncWrite + Unpin>(
     let si = cap.storage_index();
     let k = cap.k as usize;
     let mut candidates = locate(pool, servers, si, cap.k, cap.n).await;
-    // Prefer distinct share numbers, first servers first.
+    // One server per share number, first servers first; primary shares
+    // (numbers below k, the plaintext's own blocks) before the others, as
+    // they need no erasure decoding.
     let mut seen = std::collections::HashSet::new();
     candidates.retain(|l| seen.insert(l.shnum));
+    candidates.sort_by_key(|l| l.shnum >= cap.k);
     let mut report = DownloadReport::default();
     let mut dec: Option<Decoder> = None;
     let mut sources: Vec<Source> = Vec::new();
@@ -1126,18 +1129,11 @@ pub async fn download<W: AsyncWrite + Unpin>(
             break;
         }
         let mut d = decoder.take().expect("decoder is home between segments");
-        let this = seg;
         decoding = Some(tokio::task::spawn_blocking(move || {
-            let bad: Vec<u16> = blocks
-                .iter()
-                .filter(|(shnum, b)| d.check_block(*shnum, this, b).is_err())
-                .map(|(shnum, _)| *shnum)
-                .collect();
-            let r = if bad.is_empty() {
-                d.decode_segment(blocks).map(Decoded::Plain)
-            } else {
-                Ok(Decoded::Corrupt(bad))
-            };
+            let r = d.decode_segment_or_name_corrupt(blocks).map(|r| match r {
+                Ok(plain) => Decoded::Plain(plain),
+                Err(bad) => Decoded::Corrupt(bad),
+            });
             (d, r)
         }));
         seg += 1;
