@@ -202,11 +202,11 @@ async fn shares_whose_footers_lie_are_skipped_and_reported() {
     let d = data(1_500_000, 3);
     let up = put(&me, &refs, &d, KeyMode::Random).await.unwrap();
     // Point every share's hash list at offset 0 (a server could claim
-    // anything): the footer sits just before the store's 32-byte trailer.
+    // anything): the footer sits just before the store's 16-byte trailer.
     for s in &servers {
         for p in walk(s.dir.path().join("shares")) {
             let mut b = std::fs::read(&p).unwrap();
-            let footer = b.len() - 32 - 24;
+            let footer = b.len() - 16 - 24;
             b[footer..footer + 8].copy_from_slice(&0u64.to_le_bytes());
             std::fs::write(&p, b).unwrap();
         }
