@@ -14,11 +14,15 @@
 //! the last fragment of a message, so messages larger than one frame are
 //! split and reassembled ([`Transport::open_frame`]) up to a configured maximum.
 //!
-//! Both directions rekey (`snow`'s `rekey_outgoing`/`rekey_incoming`) after
-//! every [`SessionConfig::rekey_after`] frames, at the same frame count on
-//! both sides, so no key encrypts more than that many frames.
+//! `snow` runs the handshake; the transport then drives ChaCha20-Poly1305 on
+//! the handshake's split keys itself (Noise's nonces and REKEY), so frames
+//! are sealed and opened in place. Both directions rekey after every
+//! [`SessionConfig::rekey_after`] frames, at the same frame count on both
+//! sides, so no key encrypts more than that many frames.
 
-use snow::{HandshakeState, TransportState};
+use snow::HandshakeState;
+
+use crate::cipher::CipherKey;
 
 use crate::error::SessionError;
 use crate::identity::{Identity, NodeId};
@@ -153,8 +157,7 @@ impl InitiatorHandshake {
             return Err(SessionError::KeyMismatch);
         }
         admitted(self.grid.as_ref(), &record)?;
-        let ts = self.hs.into_transport_mode().map_err(hs_err)?;
-        Ok((Transport::new(ts, self.rekey_after), record))
+        Ok((Transport::new(self.hs, true, self.rekey_after)?, record))
     }
 }
 
@@ -213,29 +216,42 @@ impl ResponderHandshake {
             .write_message(local_record.bytes(), &mut buf)
             .map_err(hs_err)?;
         let reply = framed(&buf[..n]);
-        let ts = hs.into_transport_mode().map_err(hs_err)?;
-        Ok((Transport::new(ts, cfg.rekey_after), peer, reply))
+        Ok((Transport::new(hs, false, cfg.rekey_after)?, peer, reply))
     }
 }
 
 /// An established session's cipher states. Holds no buffers: callers pass
-/// them in per frame.
+/// them in per frame. Frames are sealed and opened in place (one copy of
+/// the payload into the output on sending, none on receiving).
 #[derive(Debug)]
 pub struct Transport {
-    ts: TransportState,
+    send: CipherKey,
+    recv: CipherKey,
     sent: u64,
     received: u64,
     rekey_after: u64,
 }
 
 impl Transport {
-    fn new(ts: TransportState, rekey_after: u64) -> Self {
-        Transport {
-            ts,
+    /// The transport of a finished handshake: `snow`'s split keys, the
+    /// first for the initiator's sending direction.
+    fn new(
+        mut hs: HandshakeState,
+        initiator: bool,
+        rekey_after: u64,
+    ) -> Result<Self, SessionError> {
+        if !hs.is_handshake_finished() {
+            return Err(SessionError::HandshakeFailed);
+        }
+        let (k1, k2) = hs.dangerously_get_raw_split();
+        let (send, recv) = if initiator { (k1, k2) } else { (k2, k1) };
+        Ok(Transport {
+            send: CipherKey::new(send),
+            recv: CipherKey::new(recv),
             sent: 0,
             received: 0,
             rekey_after: rekey_after.max(1),
-        }
+        })
     }
 
     /// Frames sent so far.
@@ -254,61 +270,100 @@ impl Transport {
         max_message: usize,
         out: &mut Vec<u8>,
     ) -> Result<(), SessionError> {
-        if msg.len() > max_message {
+        self.seal_parts(&[msg], max_message, out)
+    }
+
+    /// Encrypt the concatenation of `parts` as one message (so a header and
+    /// a payload need not be joined first), appended to `out`.
+    ///
+    /// # Errors
+    /// [`SessionError::MessageTooLarge`] if the parts exceed `max_message`.
+    pub fn seal_parts(
+        &mut self,
+        parts: &[&[u8]],
+        max_message: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), SessionError> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total > max_message {
             return Err(SessionError::MessageTooLarge {
-                size: msg.len(),
+                size: total,
                 max: max_message,
             });
         }
-        let mut plain = Vec::with_capacity(1 + msg.len().min(MAX_FRAGMENT));
-        let mut chunks = msg.chunks(MAX_FRAGMENT).peekable();
-        if msg.is_empty() {
-            self.seal_frame(FLAG_FINAL, &[], &mut plain, out)?;
+        let frames = total.div_ceil(MAX_FRAGMENT).max(1);
+        out.reserve(total + frames * (2 + 1 + TAG_LEN));
+        let mut left = total;
+        let (mut part, mut at) = (0usize, 0usize);
+        loop {
+            let n = left.min(MAX_FRAGMENT);
+            left -= n;
+            let start = out.len();
+            out.extend_from_slice(&[0, 0]);
+            let mut need = n;
+            while need > 0 {
+                let p = parts[part];
+                let take = (p.len() - at).min(need);
+                out.extend_from_slice(&p[at..at + take]);
+                at += take;
+                need -= take;
+                if at == p.len() {
+                    part += 1;
+                    at = 0;
+                }
+            }
+            out.push(if left == 0 { FLAG_FINAL } else { 0 });
+            let tag = self
+                .send
+                .seal_in_place(&mut out[start + 2..])
+                .ok_or(SessionError::Decrypt)?;
+            out.extend_from_slice(&tag);
+            let len = (out.len() - start - 2) as u16;
+            out[start..start + 2].copy_from_slice(&len.to_be_bytes());
+            self.sent += 1;
+            if self.sent % self.rekey_after == 0 {
+                self.send.rekey();
+            }
+            if left == 0 {
+                return Ok(());
+            }
         }
-        while let Some(chunk) = chunks.next() {
-            let flag = if chunks.peek().is_none() {
-                FLAG_FINAL
-            } else {
-                0
-            };
-            self.seal_frame(flag, chunk, &mut plain, out)?;
-        }
-        Ok(())
     }
 
-    fn seal_frame(
-        &mut self,
-        flag: u8,
-        chunk: &[u8],
-        plain: &mut Vec<u8>,
-        out: &mut Vec<u8>,
-    ) -> Result<(), SessionError> {
-        plain.clear();
-        plain.extend_from_slice(chunk);
-        plain.push(flag);
-        let start = out.len();
-        out.resize(start + 2 + plain.len() + TAG_LEN, 0);
-        let n = self
-            .ts
-            .write_message(plain, &mut out[start + 2..])
-            .map_err(|_| SessionError::Decrypt)?;
-        out[start..start + 2].copy_from_slice(&(n as u16).to_be_bytes());
-        out.truncate(start + 2 + n);
-        self.sent += 1;
-        if self.sent % self.rekey_after == 0 {
-            self.ts.rekey_outgoing();
+    /// Decrypt one frame body (without its length prefix) where it lies:
+    /// `frame` becomes the fragment it carries. Returns whether the
+    /// fragment ends its message.
+    ///
+    /// # Errors
+    /// [`SessionError::Decrypt`] for a tampered, replayed, reordered or
+    /// truncated frame; [`SessionError::MalformedFrame`] for a bad flag
+    /// byte or a frame too short to hold one.
+    pub fn open_in_place(&mut self, frame: &mut Vec<u8>) -> Result<bool, SessionError> {
+        if frame.len() < TAG_LEN + 1 {
+            return Err(SessionError::MalformedFrame);
         }
-        Ok(())
+        let n = self
+            .recv
+            .open_in_place(frame)
+            .ok_or(SessionError::Decrypt)?;
+        frame.truncate(n);
+        self.received += 1;
+        if self.received % self.rekey_after == 0 {
+            self.recv.rekey();
+        }
+        match frame.pop() {
+            Some(FLAG_FINAL) => Ok(true),
+            Some(0) => Ok(false),
+            _ => Err(SessionError::MalformedFrame),
+        }
     }
 
     /// Decrypt one frame body (without its length prefix), appending its
     /// fragment to `message`. Returns whether the fragment ends its message.
     ///
     /// # Errors
-    /// [`SessionError::Decrypt`] for a tampered, replayed, reordered or
-    /// truncated frame; [`SessionError::MalformedFrame`] for a bad flag byte;
-    /// [`SessionError::MessageTooLarge`] if `message` would exceed `max`.
-    /// On error `message` is left as it was before the call.
+    /// As [`Transport::open_in_place`]; [`SessionError::MessageTooLarge`] if
+    /// `message` would exceed `max`. On error `message` is left as it was.
     pub fn open_frame(
         &mut self,
         frame: &[u8],
@@ -326,20 +381,17 @@ impl Transport {
                 max,
             });
         }
-        // Room for the tag too: snow decrypts in place only when the output
-        // is at least as long as the ciphertext.
-        message.resize(start + frame.len(), 0);
-        let res = self.ts.read_message(frame, &mut message[start..]);
-        let n = match res {
-            Ok(n) if n == frame.len() - TAG_LEN => n,
-            _ => {
+        message.extend_from_slice(frame);
+        let n = match self.recv.open_in_place(&mut message[start..]) {
+            Some(n) => n,
+            None => {
                 message.truncate(start);
                 return Err(SessionError::Decrypt);
             }
         };
         self.received += 1;
         if self.received % self.rekey_after == 0 {
-            self.ts.rekey_incoming();
+            self.recv.rekey();
         }
         let flag = message[start + n - 1];
         message.truncate(start + n - 1);
@@ -442,6 +494,45 @@ mod tests {
             assert_eq!(deliver(&mut p.a, &mut p.b, &msg).unwrap(), msg);
             assert_eq!(deliver(&mut p.b, &mut p.a, &msg).unwrap(), msg);
         }
+    }
+
+    #[test]
+    fn parts_are_sealed_as_one_message_and_open_in_place() {
+        let mut p = handshake(&SessionConfig::default());
+        let head: Vec<u8> = (0..37u8).collect();
+        for body_len in [0, 5, MAX_FRAGMENT - 37, MAX_FRAGMENT, 2 * MAX_FRAGMENT + 3] {
+            let body: Vec<u8> = (0..body_len).map(|i| (i * 7) as u8).collect();
+            let mut wire = Vec::new();
+            p.a.seal_parts(&[&head, &[], &body], 1 << 24, &mut wire)
+                .unwrap();
+            let mut dec = FrameDecoder::default();
+            dec.extend(&wire);
+            let mut msg = Vec::new();
+            let mut last = false;
+            while let Some(mut f) = dec.next_frame().unwrap() {
+                assert!(!last, "nothing after the final fragment");
+                last = p.b.open_in_place(&mut f).unwrap();
+                msg.extend_from_slice(&f);
+            }
+            assert!(last);
+            let mut expect = head.clone();
+            expect.extend_from_slice(&body);
+            assert_eq!(msg, expect, "body {body_len}");
+        }
+        // A frame opened in place is checked like any other.
+        let mut wire = Vec::new();
+        p.a.seal_message(b"x", 100, &mut wire).unwrap();
+        let mut f = wire[2..].to_vec();
+        f[0] ^= 1;
+        assert!(matches!(
+            p.b.open_in_place(&mut f),
+            Err(SessionError::Decrypt)
+        ));
+        let mut short = vec![0u8; TAG_LEN];
+        assert!(matches!(
+            p.b.open_in_place(&mut short),
+            Err(SessionError::MalformedFrame)
+        ));
     }
 
     #[test]

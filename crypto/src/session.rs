@@ -14,9 +14,12 @@ use crate::error::SessionError;
 use crate::identity::{Identity, NodeId};
 use crate::noise::{
     InitiatorHandshake, ResponderHandshake, SessionConfig, Transport, MAX_FRAME_LEN,
-    MAX_HANDSHAKE_LEN,
+    MAX_HANDSHAKE_LEN, TAG_LEN,
 };
 use crate::record::SignedRecord;
+
+/// Capacity reserved for a message that spans several frames.
+const MESSAGE_RESERVE: usize = (1 << 20) + 4096;
 
 /// An established, authenticated, encrypted session.
 #[derive(Debug)]
@@ -136,28 +139,58 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// # Errors
     /// [`SessionError::MessageTooLarge`] or an I/O error.
     pub async fn send(&mut self, msg: &[u8]) -> Result<(), SessionError> {
-        let mut out = Vec::with_capacity(msg.len() + 64);
+        self.send_parts(&[msg]).await
+    }
+
+    /// Send the concatenation of `parts` as one message, without joining
+    /// them first (a header and a payload, say).
+    ///
+    /// # Errors
+    /// [`SessionError::MessageTooLarge`] or an I/O error.
+    pub async fn send_parts(&mut self, parts: &[&[u8]]) -> Result<(), SessionError> {
+        let mut out = Vec::new();
         self.transport
-            .seal_message(msg, self.max_message, &mut out)?;
+            .seal_parts(parts, self.max_message, &mut out)?;
         self.stream.write_all(&out).await?;
         Ok(())
     }
 
-    /// Receive one whole message.
+    /// Receive one whole message. A message of one frame is decrypted in
+    /// the buffer it was read into and returned as is.
     ///
     /// # Errors
     /// [`SessionError::Closed`] when the peer closed cleanly between
     /// messages; [`SessionError::Decrypt`], [`SessionError::MalformedFrame`],
     /// [`SessionError::MessageTooLarge`] or I/O errors otherwise.
     pub async fn recv(&mut self) -> Result<Vec<u8>, SessionError> {
-        let mut msg = Vec::new();
+        let mut msg: Option<Vec<u8>> = None;
         loop {
-            let frame = read_frame(&mut self.stream, MAX_FRAME_LEN).await?;
-            if self
-                .transport
-                .open_frame(&frame, &mut msg, self.max_message)?
-            {
-                return Ok(msg);
+            let mut frame = read_frame(&mut self.stream, MAX_FRAME_LEN).await?;
+            let have = msg.as_ref().map_or(0, Vec::len);
+            let size = have + frame.len().saturating_sub(TAG_LEN + 1);
+            if size > self.max_message {
+                return Err(SessionError::MessageTooLarge {
+                    size,
+                    max: self.max_message,
+                });
+            }
+            let last = self.transport.open_in_place(&mut frame)?;
+            match msg.as_mut() {
+                None if last => return Ok(frame),
+                None => {
+                    // The first of several fragments: room for a typical
+                    // large message (a storage block) up front, so the rest
+                    // are appended without reallocating.
+                    let mut m = Vec::with_capacity(MESSAGE_RESERVE.min(self.max_message));
+                    m.extend_from_slice(&frame);
+                    msg = Some(m);
+                }
+                Some(m) => {
+                    m.extend_from_slice(&frame);
+                    if last {
+                        return Ok(msg.take().expect("message being assembled"));
+                    }
+                }
             }
         }
     }

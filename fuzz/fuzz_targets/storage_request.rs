@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     if decode::<RequestMsg>(data).is_ok() || data.first() == Some(&0) {
         let store = ShareStore::open(dir, 0).unwrap();
         let mut srv = ShareServer::new(store);
-        let out = srv.handle_bytes(data);
+        let out = srv.handle_bytes(data).joined();
         decode::<ResponseMsg>(&out).expect("the server's answers decode");
     }
 });

@@ -212,6 +212,7 @@ pub struct Encoder {
     segment: u64,
     block_hashes: Vec<Vec<[u8; 32]>>,
     ciphertext: blake3::Hasher,
+    rs: Option<reed_solomon_simd::ReedSolomonEncoder>,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -241,6 +242,7 @@ impl Encoder {
             segment: 0,
             block_hashes: vec![Vec::new(); params.n as usize],
             ciphertext: blake3::Hasher::new(),
+            rs: None,
         })
     }
 
@@ -291,15 +293,42 @@ impl Encoder {
         self.ciphertext.update(plaintext);
         let k = self.params.k as usize;
         let b = block_len(expect, self.params.k) as usize;
-        let mut padded = plaintext.to_vec();
-        padded.resize(b * k, 0);
-        let originals: Vec<&[u8]> = padded.chunks(b).collect();
         let recovery_count = (self.params.n - self.params.k) as usize;
-        let mut blocks: Vec<Vec<u8>> = originals.iter().map(|c| c.to_vec()).collect();
+        // The primary blocks are the ciphertext cut in k, the last padded
+        // with zeros; the recovery blocks come from one reused encoder.
+        let mut blocks: Vec<Vec<u8>> = Vec::with_capacity(self.params.n as usize);
+        for i in 0..k {
+            let (start, end) = (
+                (i * b).min(plaintext.len()),
+                ((i + 1) * b).min(plaintext.len()),
+            );
+            let mut blk = Vec::with_capacity(b);
+            blk.extend_from_slice(&plaintext[start..end]);
+            blk.resize(b, 0);
+            blocks.push(blk);
+        }
         if recovery_count > 0 {
-            let rec = reed_solomon_simd::encode(k, recovery_count, &originals)
-                .map_err(|e| CodecError::Erasure(e.to_string()))?;
-            blocks.extend(rec);
+            let erasure = |e: reed_solomon_simd::Error| CodecError::Erasure(e.to_string());
+            let rs = match &mut self.rs {
+                Some(rs) => {
+                    rs.reset(k, recovery_count, b).map_err(erasure)?;
+                    rs
+                }
+                slot => slot.insert(
+                    reed_solomon_simd::ReedSolomonEncoder::new(k, recovery_count, b)
+                        .map_err(erasure)?,
+                ),
+            };
+            for blk in &blocks {
+                rs.add_original_shard(blk).map_err(erasure)?;
+            }
+            let recovery: Vec<Vec<u8>> = rs
+                .encode()
+                .map_err(erasure)?
+                .recovery_iter()
+                .map(<[u8]>::to_vec)
+                .collect();
+            blocks.extend(recovery);
         }
         for (i, blk) in blocks.iter().enumerate() {
             self.block_hashes[i].push(*blake3::hash(blk).as_bytes());
@@ -472,7 +501,10 @@ impl Decoder {
     /// [`CodecError::NotEnoughShares`], [`CodecError::CorruptShare`],
     /// [`CodecError::Erasure`]; [`CodecError::CiphertextMismatch`] after the
     /// last segment if the whole ciphertext does not hash as recorded.
-    pub fn decode_segment(&mut self, blocks: Vec<(u16, Vec<u8>)>) -> Result<Vec<u8>, CodecError> {
+    pub fn decode_segment<B: AsRef<[u8]>>(
+        &mut self,
+        blocks: Vec<(u16, B)>,
+    ) -> Result<Vec<u8>, CodecError> {
         match self.decode_segment_or_name_corrupt(blocks)? {
             Ok(plain) => Ok(plain),
             Err(bad) => Err(CodecError::CorruptShare(bad[0])),
@@ -486,27 +518,27 @@ impl Decoder {
     ///
     /// # Errors
     /// As [`Decoder::decode_segment`], except for corrupt blocks.
-    pub fn decode_segment_or_name_corrupt(
+    pub fn decode_segment_or_name_corrupt<B: AsRef<[u8]>>(
         &mut self,
-        blocks: Vec<(u16, Vec<u8>)>,
+        blocks: Vec<(u16, B)>,
     ) -> Result<Result<Vec<u8>, Vec<u16>>, CodecError> {
         let seg = self.next_segment;
         let k = self.ueb.k as usize;
         let bad: Vec<u16> = blocks
             .iter()
-            .filter(|(shnum, b)| self.check_block(*shnum, seg, b).is_err())
+            .filter(|(shnum, b)| self.check_block(*shnum, seg, b.as_ref()).is_err())
             .map(|(shnum, _)| *shnum)
             .collect();
         if !bad.is_empty() {
             return Ok(Err(bad));
         }
-        let mut originals: Vec<Option<Vec<u8>>> = vec![None; k];
+        let mut originals: Vec<Option<std::borrow::Cow<'_, [u8]>>> = vec![None; k];
         let mut recovery = Vec::new();
-        for (shnum, b) in blocks {
-            if (shnum as usize) < k {
-                originals[shnum as usize] = Some(b);
+        for (shnum, b) in &blocks {
+            if (*shnum as usize) < k {
+                originals[*shnum as usize] = Some(std::borrow::Cow::Borrowed(b.as_ref()));
             } else {
-                recovery.push((shnum as usize - k, b));
+                recovery.push((*shnum as usize - k, b.as_ref()));
             }
         }
         let have = originals.iter().filter(|o| o.is_some()).count();
@@ -528,7 +560,7 @@ impl Decoder {
             )
             .map_err(|e| CodecError::Erasure(e.to_string()))?;
             for (i, b) in restored {
-                originals[i] = Some(b);
+                originals[i] = Some(std::borrow::Cow::Owned(b));
             }
         }
         let seg_len = self.ueb.segment_len(seg) as usize;

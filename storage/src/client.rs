@@ -14,6 +14,8 @@
 //! segment is checked and decoded on the blocking pool.
 
 use std::collections::VecDeque;
+
+use bytes::Bytes;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -29,8 +31,8 @@ use crate::chk::{
 use crate::error::CodecError;
 use crate::pool::SessionPool;
 use crate::protocol::{
-    decode, encode, encode_write, ErrorCode, Reply, Request, RequestMsg, ResponseMsg, MAX_READ,
-    MAX_WRITE,
+    decode_borrowed, encode, write_header, ErrorCode, Reply, Request, RequestMsg, ResponseMsg,
+    MAX_READ, MAX_WRITE,
 };
 use crate::store::StorageIndex;
 
@@ -167,8 +169,8 @@ impl Conn {
         ClientError::Session(self.server.id.short(), e)
     }
 
-    async fn send_bytes(&mut self, id: u32, bytes: &[u8]) -> Result<(), ClientError> {
-        if let Err(e) = self.session.send(bytes).await {
+    async fn send_parts(&mut self, id: u32, parts: &[&[u8]]) -> Result<(), ClientError> {
+        if let Err(e) = self.session.send_parts(parts).await {
             return Err(self.session_err(e));
         }
         self.in_flight.push_back(id);
@@ -187,7 +189,8 @@ impl Conn {
     /// [`ClientError::Session`].
     pub async fn send(&mut self, req: Request) -> Result<(), ClientError> {
         let id = self.take_id();
-        self.send_bytes(id, &encode(&RequestMsg { id, req })).await
+        self.send_parts(id, &[&encode(&RequestMsg { id, req })])
+            .await
     }
 
     /// Send a write of `data` (at most [`MAX_WRITE`] bytes) without copying
@@ -203,8 +206,8 @@ impl Conn {
         data: &[u8],
     ) -> Result<(), ClientError> {
         let id = self.take_id();
-        self.send_bytes(id, &encode_write(id, si, shnum, offset, data))
-            .await
+        let head = write_header(id, si, shnum, offset, data.len());
+        self.send_parts(id, &[&head, data]).await
     }
 
     /// Receive the answer to the oldest outstanding request.
@@ -213,7 +216,7 @@ impl Conn {
     /// [`ClientError::Session`], [`ClientError::Protocol`] (including an
     /// answer when nothing was asked) or [`ClientError::Server`] for an
     /// error reply.
-    pub async fn recv(&mut self) -> Result<Reply, ClientError> {
+    pub async fn recv(&mut self) -> Result<Reply<Bytes>, ClientError> {
         let name = self.server.id.short();
         let Some(&id) = self.in_flight.front() else {
             return Err(ClientError::Protocol(name, "no request outstanding".into()));
@@ -223,12 +226,23 @@ impl Conn {
             Err(e) => return Err(self.session_err(e)),
         };
         self.in_flight.pop_front();
-        let resp: ResponseMsg = match decode(&bytes) {
-            Ok(r) => r,
+        // Read bytes stay where they arrived: the reply refers to them by
+        // range, then shares the message buffer.
+        let base = bytes.as_ptr() as usize;
+        let resp = match decode_borrowed::<ResponseMsg<&[u8]>>(&bytes) {
+            Ok(r) => ResponseMsg {
+                id: r.id,
+                reply: r.reply.map_data(|d| (d.as_ptr() as usize - base, d.len())),
+            },
             Err(e) => {
                 self.broken = true;
                 return Err(ClientError::Protocol(name, e));
             }
+        };
+        let bytes = Bytes::from(bytes);
+        let resp = ResponseMsg {
+            id: resp.id,
+            reply: resp.reply.map_data(|(at, len)| bytes.slice(at..at + len)),
         };
         if resp.id != id {
             self.broken = true;
@@ -251,7 +265,7 @@ impl Conn {
     ///
     /// # Errors
     /// As [`Conn::send`] and [`Conn::recv`].
-    pub async fn call(&mut self, req: Request) -> Result<Reply, ClientError> {
+    pub async fn call(&mut self, req: Request) -> Result<Reply<Bytes>, ClientError> {
         self.send(req).await?;
         while self.in_flight.len() > 1 {
             self.recv().await?;
@@ -260,7 +274,7 @@ impl Conn {
     }
 
     /// Receive the answer to an outstanding read of `len` bytes.
-    async fn recv_data(&mut self, len: u64) -> Result<Vec<u8>, ClientError> {
+    async fn recv_data(&mut self, len: u64) -> Result<Bytes, ClientError> {
         match self.recv().await? {
             Reply::Data(d) if d.len() as u64 == len => Ok(d),
             other => {
@@ -321,7 +335,7 @@ impl Conn {
 }
 
 /// A short description of a reply (never its payload).
-fn describe(r: &Reply) -> String {
+fn describe(r: &Reply<Bytes>) -> String {
     match r {
         Reply::Data(d) => format!("{} bytes of data", d.len()),
         other => format!("{other:?}"),

@@ -22,9 +22,12 @@ fn cfg() -> Cfg {
     config::standard().with_limit::<DECODE_LIMIT>()
 }
 
-/// A request to a storage server.
+/// A request to a storage server. `D` is how a write's bytes are held:
+/// owned (`Vec<u8>`), borrowed from the received message (`&[u8]`, how the
+/// server decodes), or only their length ([`DataLen`], how a client encodes
+/// the header it sends in front of the bytes).
 #[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
-pub enum Request {
+pub enum Request<D = Vec<u8>> {
     /// Ask for the server's version, limits and free space.
     Version,
     /// Reserve space for a share of `size` bytes.
@@ -45,7 +48,7 @@ pub enum Request {
         /// Offset.
         offset: u64,
         /// Bytes (at most [`MAX_WRITE`]).
-        data: Vec<u8>,
+        data: D,
     },
     /// Finish a share: make it durable and visible.
     Close {
@@ -113,9 +116,9 @@ pub enum ErrorCode {
     Io,
 }
 
-/// The body of a response.
+/// The body of a response; `D` holds read bytes as in [`Request`].
 #[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
-pub enum Reply {
+pub enum Reply<D = Vec<u8>> {
     /// Answer to [`Request::Version`].
     Version {
         /// Protocol version.
@@ -130,7 +133,7 @@ pub enum Reply {
     /// Shares held: (share number, size).
     Shares(Vec<(u16, u64)>),
     /// Bytes read.
-    Data(Vec<u8>),
+    Data(D),
     /// Failed.
     Error {
         /// What kind of failure.
@@ -142,20 +145,56 @@ pub enum Reply {
 
 /// A framed request with its id.
 #[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
-pub struct RequestMsg {
+pub struct RequestMsg<D = Vec<u8>> {
     /// Request id, echoed in the response.
     pub id: u32,
     /// The request.
-    pub req: Request,
+    pub req: Request<D>,
 }
 
 /// A framed response.
 #[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
-pub struct ResponseMsg {
+pub struct ResponseMsg<D = Vec<u8>> {
     /// The request's id.
     pub id: u32,
     /// The reply.
-    pub reply: Reply,
+    pub reply: Reply<D>,
+}
+
+impl<D> Reply<D> {
+    /// The same reply with its data (if any) passed through `f`.
+    pub fn map_data<E>(self, f: impl FnOnce(D) -> E) -> Reply<E> {
+        match self {
+            Reply::Version {
+                protocol,
+                max_write,
+                available,
+            } => Reply::Version {
+                protocol,
+                max_write,
+                available,
+            },
+            Reply::Ok => Reply::Ok,
+            Reply::Shares(v) => Reply::Shares(v),
+            Reply::Data(d) => Reply::Data(f(d)),
+            Reply::Error { code, message } => Reply::Error { code, message },
+        }
+    }
+}
+
+/// A byte string's length alone: encodes exactly as the length prefix of the
+/// bytes would, so `encode(header with DataLen(n)) ++ bytes` is the encoding
+/// of the message carrying the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataLen(pub u64);
+
+impl bincode::Encode for DataLen {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        e: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        self.0.encode(e)
+    }
 }
 
 /// Encode any protocol message.
@@ -175,49 +214,40 @@ pub fn decode<T: bincode::Decode<()>>(bytes: &[u8]) -> Result<T, String> {
     Ok(m)
 }
 
-/// Encode a [`Request::Write`] message without copying `data` into an
-/// owned request first (the upload's hot path). The bytes are exactly those
-/// of `encode(&RequestMsg { id, req: Request::Write { .. } })`.
-pub fn encode_write(id: u32, si: StorageIndex, shnum: u16, offset: u64, data: &[u8]) -> Vec<u8> {
-    /// Mirrors [`Request`] up to and including `Write`, so the variant
-    /// index and field order agree; a test holds them equal.
-    #[derive(bincode::Encode)]
-    #[allow(dead_code)]
-    enum RequestRef<'a> {
-        Version,
-        Allocate {
-            si: StorageIndex,
-            shnum: u16,
-            size: u64,
+/// The header of a [`Request::Write`] of `len` bytes: send it followed by
+/// the bytes themselves (see [`DataLen`]).
+pub fn write_header(id: u32, si: StorageIndex, shnum: u16, offset: u64, len: usize) -> Vec<u8> {
+    encode(&RequestMsg {
+        id,
+        req: Request::Write {
+            si,
+            shnum,
+            offset,
+            data: DataLen(len as u64),
         },
-        Write {
-            si: StorageIndex,
-            shnum: u16,
-            offset: u64,
-            data: &'a [u8],
-        },
+    })
+}
+
+/// The header of a [`Reply::Data`] of `len` bytes: send it followed by the
+/// bytes themselves.
+pub fn data_header(id: u32, len: usize) -> Vec<u8> {
+    encode(&ResponseMsg {
+        id,
+        reply: Reply::Data(DataLen(len as u64)),
+    })
+}
+
+/// Decode a protocol message whose byte strings borrow from `bytes`,
+/// refusing trailing bytes.
+///
+/// # Errors
+/// A description of what is wrong.
+pub fn decode_borrowed<'a, T: bincode::BorrowDecode<'a, ()>>(bytes: &'a [u8]) -> Result<T, String> {
+    let (m, used) = bincode::borrow_decode_from_slice(bytes, cfg()).map_err(|e| e.to_string())?;
+    if used != bytes.len() {
+        return Err(format!("{} trailing bytes", bytes.len() - used));
     }
-    #[derive(bincode::Encode)]
-    struct Msg<'a> {
-        id: u32,
-        req: RequestRef<'a>,
-    }
-    let mut out = Vec::with_capacity(data.len() + 48);
-    bincode::encode_into_std_write(
-        Msg {
-            id,
-            req: RequestRef::Write {
-                si,
-                shnum,
-                offset,
-                data,
-            },
-        },
-        &mut out,
-        config::standard(),
-    )
-    .expect("writing to a Vec cannot fail");
-    out
+    Ok(m)
 }
 
 #[cfg(test)]
@@ -249,19 +279,32 @@ mod tests {
 
     proptest! {
         #[test]
-        fn prop_borrowed_write_encodes_like_the_owned_request(
+        fn prop_headers_then_bytes_encode_like_the_owned_messages(
             id in any::<u32>(), shnum in any::<u16>(), offset in any::<u64>(),
             data in proptest::collection::vec(any::<u8>(), 0..300),
         ) {
             let si = StorageIndex([5; 16]);
             let owned = encode(&RequestMsg { id, req: Request::Write { si, shnum, offset, data: data.clone() } });
-            prop_assert_eq!(encode_write(id, si, shnum, offset, &data), owned);
+            let mut joined = write_header(id, si, shnum, offset, data.len());
+            joined.extend_from_slice(&data);
+            prop_assert_eq!(&joined, &owned);
+            // And the server's borrowed decoding sees the same request.
+            let borrowed: RequestMsg<&[u8]> = decode_borrowed(&joined).unwrap();
+            prop_assert_eq!(borrowed.req, Request::Write { si, shnum, offset, data: &data[..] });
+            let owned = encode(&ResponseMsg { id, reply: Reply::Data(data.clone()) });
+            let mut joined = data_header(id, data.len());
+            joined.extend_from_slice(&data);
+            prop_assert_eq!(&joined, &owned);
+            let borrowed: ResponseMsg<&[u8]> = decode_borrowed(&joined).unwrap();
+            prop_assert_eq!(borrowed.reply, Reply::Data(&data[..]));
         }
 
         #[test]
         fn prop_arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = decode::<RequestMsg>(&bytes);
             let _ = decode::<ResponseMsg>(&bytes);
+            let _ = decode_borrowed::<RequestMsg<&[u8]>>(&bytes);
+            let _ = decode_borrowed::<ResponseMsg<&[u8]>>(&bytes);
         }
     }
 }

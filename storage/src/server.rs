@@ -10,8 +10,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::error::StoreError;
 use crate::protocol::{
-    decode, encode, ErrorCode, Reply, Request, RequestMsg, ResponseMsg, MAX_READ, MAX_WRITE,
-    PROTOCOL_VERSION,
+    data_header, decode_borrowed, encode, ErrorCode, Reply, Request, RequestMsg, ResponseMsg,
+    MAX_READ, MAX_WRITE, PROTOCOL_VERSION,
 };
 use crate::store::{ShareStore, ShareWriter, StorageIndex};
 
@@ -70,6 +70,12 @@ impl ShareServer {
 
     /// Answer one request.
     pub fn handle(&mut self, req: Request) -> Reply {
+        self.answer(req)
+    }
+
+    /// Answer one request whose write bytes, if any, are held as `D`
+    /// (borrowed from the received message, on the serving path).
+    pub fn answer<D: AsRef<[u8]>>(&mut self, req: Request<D>) -> Reply {
         match req {
             Request::Version => match self.store.available() {
                 Ok(available) => Reply::Version {
@@ -103,6 +109,7 @@ impl ShareServer {
                 offset,
                 data,
             } => {
+                let data = data.as_ref();
                 if data.len() > MAX_WRITE {
                     return error(ErrorCode::BadRequest, "write too large");
                 }
@@ -112,7 +119,7 @@ impl ShareServer {
                         "share not allocated on this session",
                     );
                 };
-                match w.write_at(offset, &data) {
+                match w.write_at(offset, data) {
                     Ok(()) => Reply::Ok,
                     Err(e) => from_store(e),
                 }
@@ -167,19 +174,41 @@ impl ShareServer {
         }
     }
 
-    /// Decode a request message, answer it, encode the response.
-    pub fn handle_bytes(&mut self, bytes: &[u8]) -> Vec<u8> {
-        let resp = match decode::<RequestMsg>(bytes) {
-            Ok(m) => ResponseMsg {
-                id: m.id,
-                reply: self.handle(m.req),
-            },
-            Err(e) => ResponseMsg {
-                id: 0,
-                reply: error(ErrorCode::BadRequest, e),
-            },
+    /// Decode a request message (a write's bytes are used where they lie
+    /// in `bytes`), answer it, and encode the response.
+    pub fn handle_bytes(&mut self, bytes: &[u8]) -> Answer {
+        let (id, reply) = match decode_borrowed::<RequestMsg<&[u8]>>(bytes) {
+            Ok(m) => (m.id, self.answer(m.req)),
+            Err(e) => (0, error(ErrorCode::BadRequest, e)),
         };
-        encode(&resp)
+        match reply {
+            Reply::Data(data) => Answer {
+                head: data_header(id, data.len()),
+                data,
+            },
+            reply => Answer {
+                head: encode(&ResponseMsg { id, reply }),
+                data: Vec::new(),
+            },
+        }
+    }
+}
+
+/// An encoded response: `head`, then `data` (the bytes of a read, sent as
+/// they were read rather than copied into the encoding).
+#[derive(Debug)]
+pub struct Answer {
+    /// The encoded response, or a read's header.
+    pub head: Vec<u8>,
+    /// A read's bytes (empty otherwise).
+    pub data: Vec<u8>,
+}
+
+impl Answer {
+    /// The whole encoded response in one buffer (for tests and tools).
+    pub fn joined(mut self) -> Vec<u8> {
+        self.head.extend_from_slice(&self.data);
+        self.head
     }
 }
 
@@ -210,7 +239,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         .await
         .map_err(|e| SessionError::Io(std::io::Error::other(e)))?;
         server = Some(srv);
-        session.send(&out).await?;
+        session.send_parts(&[&out.head, &out.data]).await?;
         use std::sync::atomic::Ordering::Relaxed;
         counters::REQUESTS.fetch_add(1, Relaxed);
         counters::REQUEST_MICROS.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
@@ -435,7 +464,8 @@ mod tests {
     fn garbage_request_gets_bad_request() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = ShareServer::new(ShareStore::open(dir.path(), 0).unwrap());
-        let out: ResponseMsg = decode(&s.handle_bytes(b"\xff\xff\xff")).unwrap();
+        let out: ResponseMsg =
+            crate::protocol::decode(&s.handle_bytes(b"\xff\xff\xff").joined()).unwrap();
         assert!(matches!(
             out.reply,
             Reply::Error {

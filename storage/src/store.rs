@@ -305,8 +305,12 @@ impl ShareStore {
             return Ok(all);
         }
         f.seek(SeekFrom::Start(offset)).map_err(io(&p))?;
-        let mut buf = vec![0u8; len as usize];
-        f.read_exact(&mut buf).map_err(io(&p))?;
+        // Read into spare capacity: no zeroing of a buffer about to be filled.
+        let mut buf = Vec::with_capacity(len as usize);
+        (&mut f).take(len).read_to_end(&mut buf).map_err(io(&p))?;
+        if buf.len() as u64 != len {
+            return Err(StoreError::OutOfRange);
+        }
         Ok(buf)
     }
 
