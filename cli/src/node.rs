@@ -455,7 +455,7 @@ async fn run_node(dir: &Path) -> Result<()> {
                     ident.node_id()
                 )
             })?;
-        rec.admission = Some(*admission);
+        rec.admission = Some(Box::new(*admission));
     }
     let record = rec.sign(&ident)?;
     let handle = spawn(

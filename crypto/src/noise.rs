@@ -168,7 +168,7 @@ fn admitted(
 ) -> Result<(), SessionError> {
     match grid {
         None => Ok(()),
-        Some(g) => crate::admission::check(g, &peer.node_id(), peer.record().admission.as_ref())
+        Some(g) => crate::admission::check(g, &peer.node_id(), peer.record().admission.as_deref())
             .map_err(|e| SessionError::NotAdmitted(peer.node_id().short(), e)),
     }
 }

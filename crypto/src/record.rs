@@ -69,8 +69,9 @@ pub struct LocationRecord {
     /// Role bits ([`ROLE_STORAGE`], [`ROLE_CLIENT`]).
     pub roles: u8,
     /// Admission to a closed grid, signed by the grid key (see
-    /// [`crate::admission`]); `None` in open grids.
-    pub admission: Option<crate::admission::Admission>,
+    /// [`crate::admission`]); `None` in open grids. Boxed: every node holds
+    /// every record, and open grids should not pay 80 bytes each for it.
+    pub admission: Option<Box<crate::admission::Admission>>,
 }
 
 impl LocationRecord {
@@ -336,14 +337,25 @@ mod tests {
         // an expiry date).
         let grid = Identity::generate_with(&mut rng(9));
         let mut r = s.record().clone();
-        r.admission = Some(crate::admission::Admission::issue(&grid, &id.node_id(), 0));
+        r.admission = Some(Box::new(crate::admission::Admission::issue(
+            &grid,
+            &id.node_id(),
+            0,
+        )));
         assert_eq!(r.clone().sign(&id).unwrap().bytes().len(), 173 + 65);
-        r.admission = Some(crate::admission::Admission::issue(
+        r.admission = Some(Box::new(crate::admission::Admission::issue(
             &grid,
             &id.node_id(),
             1_900_000_000,
-        ));
+        )));
         assert_eq!(r.sign(&id).unwrap().bytes().len(), 173 + 69);
+    }
+
+    #[test]
+    fn a_held_record_stays_small_in_memory() {
+        // Every node holds every record: the decoded form is budgeted too.
+        let size = std::mem::size_of::<LocationRecord>();
+        assert!(size <= 176, "LocationRecord is {size} bytes");
     }
 
     #[test]
@@ -373,10 +385,10 @@ mod tests {
         r.issued_at = u64::MAX;
         r.software = "x".repeat(MAX_SOFTWARE_LEN);
         r.nickname = Some("n".repeat(MAX_NICKNAME_LEN));
-        r.admission = Some(crate::admission::Admission {
+        r.admission = Some(Box::new(crate::admission::Admission {
             expires: u64::MAX,
             signature: [0xff; 64],
-        });
+        }));
         let s = r.sign(&id).unwrap();
         assert!(s.bytes().len() <= MAX_RECORD_LEN, "{}", s.bytes().len());
         SignedRecord::decode(s.bytes()).unwrap();

@@ -307,7 +307,7 @@ mod tests {
             let id = Identity::generate_with(&mut rng(seed));
             let mut r = record_for(&id, "127.0.0.1:9");
             if admitted {
-                r.admission = Some(Admission::issue(&grid_key, &id.node_id(), 0));
+                r.admission = Some(Box::new(Admission::issue(&grid_key, &id.node_id(), 0)));
             }
             let rec = r.sign(&id).unwrap();
             (id, rec)
@@ -365,7 +365,7 @@ mod tests {
         let other = Identity::generate_with(&mut rng(51));
         let id = Identity::generate_with(&mut rng(7));
         let mut r = record_for(&id, "127.0.0.1:9");
-        r.admission = Some(Admission::issue(&other, &id.node_id(), 0));
+        r.admission = Some(Box::new(Admission::issue(&other, &id.node_id(), 0)));
         let rec = r.sign(&id).unwrap();
         let (_, s) = run((id, rec), member(8, true), closed.clone(), closed).await;
         assert!(matches!(s, Err(SessionError::NotAdmitted(..))), "{s:?}");

@@ -5,26 +5,38 @@
 //! bursts when it syncs; the defaults allow far more than that. A flood
 //! from one address is cut to the bucket rate, and the table never holds
 //! more than [`SourceLimiter::MAX_SOURCES`] addresses: when it is full, idle
-//! sources (whose buckets have refilled) are forgotten first, then the
-//! least recently seen, so a flood from many addresses costs bounded memory.
+//! sources (whose buckets have refilled) are forgotten first, then half of
+//! the rest, so a flood from many addresses costs bounded memory and
+//! amortised constant time per datagram.
+//!
+//! Compact, because every node keeps one entry per member it hears from:
+//! an entry is a 64-bit keyed hash of the address and an 8-byte bucket
+//! (tokens, and the last time in milliseconds since the limiter started),
+//! about 20 bytes in the table. Two addresses colliding on 64 bits would
+//! share a bucket; with a per-node random key that cannot be aimed at.
 
+use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use foldhash::fast::FixedState;
 use hashbrown::HashMap;
 
 /// Token buckets per source address.
 #[derive(Debug)]
 pub struct SourceLimiter {
-    rate: f64,
-    burst: f64,
-    buckets: HashMap<SocketAddr, Bucket>,
+    rate: f32,
+    burst: f32,
+    origin: Instant,
+    keys: FixedState,
+    buckets: HashMap<u64, Bucket, FixedState>,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
-    tokens: f64,
-    last: Instant,
+    tokens: f32,
+    /// Milliseconds since `origin` (wrapping).
+    last: u32,
 }
 
 impl SourceLimiter {
@@ -34,11 +46,22 @@ impl SourceLimiter {
     /// Allow `per_sec` datagrams a second from each source, in bursts of up
     /// to `burst`. A rate of 0 turns limiting off.
     pub fn new(per_sec: u32, burst: u32) -> Self {
+        Self::with_key(per_sec, burst, rand::random())
+    }
+
+    /// As [`SourceLimiter::new`], with the address-hash key given (tests).
+    pub fn with_key(per_sec: u32, burst: u32, key: u64) -> Self {
         SourceLimiter {
-            rate: per_sec as f64,
-            burst: burst.max(1) as f64,
-            buckets: HashMap::new(),
+            rate: per_sec as f32,
+            burst: burst.max(1) as f32,
+            origin: Instant::now(),
+            keys: FixedState::with_seed(key),
+            buckets: HashMap::with_hasher(FixedState::with_seed(key ^ 0x5bd1_e995)),
         }
+    }
+
+    fn millis(&self, now: Instant) -> u32 {
+        now.saturating_duration_since(self.origin).as_millis() as u32
     }
 
     /// Whether a datagram from `from` at `now` is within its source's rate
@@ -47,17 +70,19 @@ impl SourceLimiter {
         if self.rate <= 0.0 {
             return true;
         }
-        if !self.buckets.contains_key(&from) && self.buckets.len() >= Self::MAX_SOURCES {
-            self.make_room(now);
+        let key = self.keys.hash_one(from);
+        let t = self.millis(now);
+        if !self.buckets.contains_key(&key) && self.buckets.len() >= Self::MAX_SOURCES {
+            self.make_room(t);
         }
         let (rate, burst) = (self.rate, self.burst);
-        let b = self.buckets.entry(from).or_insert(Bucket {
+        let b = self.buckets.entry(key).or_insert(Bucket {
             tokens: burst,
-            last: now,
+            last: t,
         });
-        let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
+        let elapsed = t.wrapping_sub(b.last) as f32 / 1000.0;
         b.tokens = (b.tokens + elapsed * rate).min(burst);
-        b.last = now;
+        b.last = t;
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
             true
@@ -68,19 +93,23 @@ impl SourceLimiter {
 
     /// Forget sources whose buckets are full again; if none are, the least
     /// recently seen one.
-    fn make_room(&mut self, now: Instant) {
-        let refill = std::time::Duration::from_secs_f64(self.burst / self.rate);
+    fn make_room(&mut self, t: u32) {
+        let refill_ms = (1000.0 * self.burst / self.rate) as u32;
         self.buckets
-            .retain(|_, b| now.saturating_duration_since(b.last) < refill);
+            .retain(|_, b| t.wrapping_sub(b.last) < refill_ms);
         if self.buckets.len() >= Self::MAX_SOURCES {
-            if let Some(oldest) = self
-                .buckets
-                .iter()
-                .min_by_key(|(_, b)| b.last)
-                .map(|(a, _)| *a)
-            {
-                self.buckets.remove(&oldest);
-            }
+            // Every source is active: forget half of them (in table order,
+            // which the keyed hash makes unpredictable), so that a flood of
+            // new addresses costs amortised constant work per datagram.
+            let mut drop = self.buckets.len() - Self::MAX_SOURCES / 2;
+            self.buckets.retain(|_, _| {
+                if drop > 0 {
+                    drop -= 1;
+                    false
+                } else {
+                    true
+                }
+            });
         }
     }
 
@@ -136,7 +165,7 @@ mod tests {
             l.allow(t0 + Duration::from_micros(i as u64), addr(i));
             assert!(l.sources() <= SourceLimiter::MAX_SOURCES);
         }
-        assert_eq!(l.sources(), SourceLimiter::MAX_SOURCES);
+        assert!(l.sources() > SourceLimiter::MAX_SOURCES / 2);
     }
 
     #[test]

@@ -236,7 +236,7 @@ impl RecordStore {
                         grapevine_crypto::admission::check(
                             g,
                             &rec.node_id(),
-                            rec.record().admission.as_ref(),
+                            rec.record().admission.as_deref(),
                         )
                         .is_err()
                     }) =>

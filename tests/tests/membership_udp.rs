@@ -254,7 +254,7 @@ async fn a_closed_grid_ignores_nodes_it_has_not_admitted() {
             let socket = tokio::net::UdpSocket::bind(addr(10, i)).await.unwrap();
             let mut rec = LocationRecord::new(&id, vec![socket.local_addr().unwrap()]);
             if admitted {
-                rec.admission = Some(Admission::issue(grid_key, &id.node_id(), 0));
+                rec.admission = Some(Box::new(Admission::issue(grid_key, &id.node_id(), 0)));
             }
             let record = rec.sign(&id).unwrap();
             let swim = Config {
@@ -285,7 +285,7 @@ async fn a_closed_grid_ignores_nodes_it_has_not_admitted() {
         let id = Arc::new(Identity::generate());
         let socket = tokio::net::UdpSocket::bind(addr(10, 5)).await.unwrap();
         let mut rec = LocationRecord::new(&id, vec![socket.local_addr().unwrap()]);
-        rec.admission = Some(Admission::issue(&stranger_key, &id.node_id(), 0));
+        rec.admission = Some(Box::new(Admission::issue(&stranger_key, &id.node_id(), 0)));
         let cfg = NodeConfig {
             identity: id.clone(),
             record: rec.sign(&id).unwrap(),
