@@ -2,9 +2,10 @@
 //!
 //! [`ShareStore`] keeps write-once shares under a node's directory: written
 //! to a temporary file, fsynced, renamed into place and the directory
-//! fsynced, so a share is either wholly there or not at all; each carries a
-//! BLAKE3 trailer checked on full reads, and a corrupt share is quarantined
-//! rather than served. A configured reserve of free space is never used.
+//! fsynced, so a share is either wholly there or not at all; each carries an
+//! XXH3-128 checksum against disk corruption, checked on full reads, and a
+//! corrupt share is quarantined rather than served. A configured reserve of
+//! free space is never used.
 //!
 //! [`chk`] is the sans-IO file codec: ChaCha20 encryption under a per-file
 //! or convergent key, 1 MiB segments, k-of-N Reed-Solomon blocks, BLAKE3
@@ -12,8 +13,9 @@
 //! hash is in the read capability ([`cap`]). [`protocol`] is the
 //! request/response protocol carried over Noise sessions, [`server`] answers
 //! it from a store, and [`client`] uploads (placement by the permuted list,
-//! servers-of-happiness), downloads (verifying every block, surviving lost
-//! and corrupt shares) and checks files.
+//! servers-of-happiness, surviving servers lost mid-upload), downloads
+//! (verifying every block, surviving lost and corrupt shares) and checks
+//! files, with requests pipelined over sessions from a capped [`pool`].
 //!
 //! ```
 //! use grapevine_storage::{ShareStore, StorageIndex};
