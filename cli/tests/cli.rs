@@ -109,20 +109,7 @@ fn bad_arguments_are_clear_errors() {
 #[test]
 fn four_node_processes_store_and_serve_a_file() {
     let root = tempfile::tempdir().unwrap();
-    let dirs: Vec<_> = (1..=4).map(|i| root.path().join(format!("n{i}"))).collect();
-    for (i, d) in dirs.iter().enumerate() {
-        let mut c = grapevine();
-        c.arg("init").arg(d).args([
-            "--listen",
-            &format!("127.7.0.{}:7946", i + 1),
-            "--nickname",
-            &format!("n{}", i + 1),
-        ]);
-        if i > 0 {
-            c.args(["--seed", "127.7.0.1:7946"]);
-        }
-        ok(&mut c);
-    }
+    let dirs = init_nodes(root.path(), "127.7.0", 4);
     // Keys are private.
     {
         use std::os::unix::fs::PermissionsExt;
@@ -136,19 +123,7 @@ fn four_node_processes_store_and_serve_a_file() {
     let cfg1 = dirs[0].join("config.toml");
     let text = std::fs::read_to_string(&cfg1).unwrap();
     std::fs::write(&cfg1, format!("{text}metrics = \"127.7.0.1:9464\"\n")).unwrap();
-    let mut nodes: Vec<Running> = dirs
-        .iter()
-        .map(|d| {
-            Running(
-                grapevine()
-                    .arg("run")
-                    .arg(d)
-                    .stderr(std::process::Stdio::null())
-                    .spawn()
-                    .unwrap(),
-            )
-        })
-        .collect();
+    let mut nodes = run_nodes(&dirs);
     wait_for("every node sees three alive members", 60, || {
         dirs.iter().all(|d| {
             members(d).is_some_and(|m| m.iter().filter(|r| r["state"] == "alive").count() == 3)
@@ -234,13 +209,16 @@ fn four_node_processes_store_and_serve_a_file() {
     wait_for("node 4 seen as left", 30, || {
         members(&dirs[0]).is_some_and(|m| {
             m.iter()
-                .any(|r| r["nickname"] == "n4" && r["state"] == "left")
+                .any(|r| r["nickname"] == "node4" && r["state"] == "left")
         })
     });
     let left = ok(grapevine()
         .args(["members", "--state", "left", "--node"])
         .arg(&dirs[0]));
-    assert!(left.contains("n4") && left.contains("1 members"), "{left}");
+    assert!(
+        left.contains("node4") && left.contains("1 members"),
+        "{left}"
+    );
     nodes.truncate(3);
 }
 

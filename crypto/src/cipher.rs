@@ -225,10 +225,9 @@ mod tests {
         assert!(c.decrypt(n, &aad, &out[..10], &mut back).is_err());
     }
 
-    /// Sealing and opening in place with the raw split keys gives exactly
-    /// what snow's transport state gives, before and after a rekey.
-    #[test]
-    fn in_place_keys_match_snow_transport() {
+    /// A finished `Noise_NN` handshake: `a` with our cipher, `b` with snow's
+    /// stock RustCrypto one.
+    fn nn_handshake() -> (snow::HandshakeState, snow::HandshakeState) {
         let params: snow::params::NoiseParams =
             "Noise_NN_25519_ChaChaPoly_BLAKE2s".parse().unwrap();
         let mut a = snow::Builder::with_resolver(params.clone(), resolver())
@@ -241,6 +240,16 @@ mod tests {
         b.read_message(&buf[..n], &mut pl).unwrap();
         let n = b.write_message(b"", &mut buf).unwrap();
         a.read_message(&buf[..n], &mut pl).unwrap();
+        (a, b)
+    }
+
+    /// Sealing and opening in place with the raw split keys gives exactly
+    /// what snow's transport state gives, before and after a rekey.
+    #[test]
+    fn in_place_keys_match_snow_transport() {
+        let (mut a, b) = nn_handshake();
+        let mut buf = [0u8; 1024];
+        let mut pl = [0u8; 1024];
         let (k1, k2) = a.dangerously_get_raw_split();
         let mut send = CipherKey::new(k1);
         let mut recv = CipherKey::new(k2);
@@ -272,18 +281,9 @@ mod tests {
     /// RustCrypto cipher and with ours interoperates.
     #[test]
     fn interoperates_with_snow_default_cipher() {
-        let params: snow::params::NoiseParams =
-            "Noise_NN_25519_ChaChaPoly_BLAKE2s".parse().unwrap();
-        let mut a = snow::Builder::with_resolver(params.clone(), resolver())
-            .build_initiator()
-            .unwrap();
-        let mut b = snow::Builder::new(params).build_responder().unwrap();
+        let (mut a, b) = nn_handshake();
         let mut buf = [0u8; 1024];
         let mut pl = [0u8; 1024];
-        let n = a.write_message(b"", &mut buf).unwrap();
-        b.read_message(&buf[..n], &mut pl).unwrap();
-        let n = b.write_message(b"", &mut buf).unwrap();
-        a.read_message(&buf[..n], &mut pl).unwrap();
         let mut a = a.into_transport_mode().unwrap();
         let mut b = b.into_transport_mode().unwrap();
         let n = a
