@@ -281,7 +281,7 @@ mod tests {
     /// RustCrypto cipher and with ours interoperates.
     #[test]
     fn interoperates_with_snow_default_cipher() {
-        let (mut a, b) = nn_handshake();
+        let (a, b) = nn_handshake();
         let mut buf = [0u8; 1024];
         let mut pl = [0u8; 1024];
         let mut a = a.into_transport_mode().unwrap();
