@@ -214,6 +214,29 @@ impl Peer {
         })
     }
 
+    /// Have the peer take its memory baseline and restart its count.
+    fn baseline(&mut self) -> Result<()> {
+        writeln!(self.stdin, "BASELINE")?;
+        let mut line = String::new();
+        self.stdout.read_line(&mut line)?;
+        if line.trim() != "OK" {
+            bail!("peer answered {line:?} to BASELINE");
+        }
+        Ok(())
+    }
+
+    /// Poll the peer until it has counted `n` sessions (or 10 s pass).
+    async fn report_when(&mut self, n: u64) -> Result<PeerReport> {
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let r = self.report()?;
+            if r.established >= n || Instant::now() > deadline {
+                return Ok(r);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     fn report(&mut self) -> Result<PeerReport> {
         writeln!(self.stdin, "REPORT")?;
         let mut line = String::new();
@@ -281,6 +304,9 @@ async fn measure(proto: Proto, args: &SessionsArgs) -> Result<Row> {
         warm.push(connect().await?);
     }
     drop(warm);
+    // The peer's baseline: once it has counted the warm-up sessions.
+    peer.report_when(8).await?;
+    peer.baseline()?;
 
     let heap0 = live_bytes();
     let rss0 = procfs::rss_bytes();
@@ -311,7 +337,10 @@ async fn measure(proto: Proto, args: &SessionsArgs) -> Result<Row> {
     drop(set);
     let heap1 = live_bytes();
     let rss1 = procfs::rss_bytes();
-    let report = peer.report()?;
+    // The peer counts a session once its accept returns, just after it sent
+    // the reply this side has already read: wait (with a deadline) until it
+    // has counted them all, so its memory figure covers every session.
+    let report = peer.report_when(args.count as u64).await?;
     let kernel1 = procfs::tcp_socket_mem_bytes();
     let n = args.count as f64;
     if report.established < args.count as u64 {
@@ -512,20 +541,11 @@ async fn peer_main(proto: Proto) -> Result<()> {
     println!("READY {port} {cert_hex}");
     std::io::stdout().flush()?;
 
-    let mut baseline_taken = false;
     loop {
         tokio::select! {
             acc = listener.accept() => {
                 let (s, _) = acc?;
                 let _ = s.set_nodelay(true);
-                // Baseline after warm-up: the parent's 8 warm-up sessions
-                // come first and are dropped before the measured ones.
-                if !baseline_taken && established.load(Ordering::Relaxed) >= 8 {
-                    baseline_taken = true;
-                    heap0.store(live_bytes() as u64, Ordering::Relaxed);
-                    rss0.store(procfs::rss_bytes(), Ordering::Relaxed);
-                    established.store(0, Ordering::Relaxed);
-                }
                 let ident = ident.clone();
                 let record = record.clone();
                 let acceptor = acceptor.clone();
@@ -543,10 +563,15 @@ async fn peer_main(proto: Proto) -> Result<()> {
             }
             line = ctl_rx.recv() => {
                 match line.as_deref() {
+                    Some("BASELINE") => {
+                        // The parent has dropped its warm-up sessions.
+                        heap0.store(live_bytes() as u64, Ordering::Relaxed);
+                        rss0.store(procfs::rss_bytes(), Ordering::Relaxed);
+                        established.store(0, Ordering::Relaxed);
+                        println!("OK");
+                        std::io::stdout().flush()?;
+                    }
                     Some("REPORT") => {
-                        // Every session the parent holds was counted here
-                        // before our handshake reply left (same poll, one
-                        // thread), so the count is complete.
                         let report = PeerReport {
                             heap_delta: live_bytes() - heap0.load(Ordering::Relaxed) as i64,
                             rss_delta: procfs::rss_bytes() as i64 - rss0.load(Ordering::Relaxed) as i64,
