@@ -473,14 +473,36 @@ async fn run_node(dir: &Path) -> Result<()> {
         unix_ms,
     )?;
     if cfg.roles.iter().any(|r| r == "storage") {
-        tokio::spawn(grapevine_storage::server::run_listener(
-            tcp,
+        // Storage sessions do their reads and writes on their own tasks, so
+        // they get a runtime of their own: a slow disk may delay them, never
+        // gossip.
+        let tcp = tcp.into_std()?;
+        let (ident, record, store, session) = (
             ident.clone(),
             record.clone(),
             store.clone(),
             cfg.session_config()?,
-            cfg.max_handshakes,
-        ));
+        );
+        let handshakes = cfg.max_handshakes;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("storage")
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("storage".into())
+            .spawn(move || {
+                let r = rt.block_on(async move {
+                    let tcp = TcpListener::from_std(tcp)?;
+                    grapevine_storage::server::run_listener(
+                        tcp, ident, record, store, session, handshakes,
+                    )
+                    .await
+                });
+                if let Err(e) = r {
+                    tracing::error!("storage listener stopped: {e}");
+                }
+            })?;
     }
     let sock_path = dir.join("control.sock");
     let _ = std::fs::remove_file(&sock_path);
