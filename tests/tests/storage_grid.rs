@@ -34,6 +34,16 @@ async fn start_server(i: u8) -> Server {
     }
 }
 
+/// Ten share servers, and how a client refers to them.
+async fn ten_servers() -> (Vec<Server>, Vec<ServerRef>) {
+    let mut servers = Vec::new();
+    for i in 0..10 {
+        servers.push(start_server(i).await);
+    }
+    let refs = servers.iter().map(|s| s.r).collect();
+    (servers, refs)
+}
+
 /// Take a server down and wait until its listener is gone.
 async fn stop(task: JoinHandle<std::io::Result<()>>) {
     task.abort();
@@ -92,11 +102,7 @@ async fn get(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_download_survive_losses_and_corruption() {
-    let mut servers = Vec::new();
-    for i in 0..10 {
-        servers.push(start_server(i).await);
-    }
-    let refs: Vec<ServerRef> = servers.iter().map(|s| s.r).collect();
+    let (servers, refs) = ten_servers().await;
     let me = client_pool();
     let d = data(3 * 1024 * 1024 + 777, 1);
 
@@ -164,11 +170,7 @@ async fn upload_download_survive_losses_and_corruption() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survives_losing_n_minus_k_servers() {
-    let mut servers = Vec::new();
-    for i in 0..10 {
-        servers.push(start_server(i).await);
-    }
-    let refs: Vec<ServerRef> = servers.iter().map(|s| s.r).collect();
+    let (servers, refs) = ten_servers().await;
     let me = client_pool();
     let d = data(2 * 1024 * 1024, 2);
     let up = put(&me, &refs, &d, KeyMode::Convergent([7; 32]))
@@ -193,11 +195,7 @@ async fn survives_losing_n_minus_k_servers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shares_whose_footers_lie_are_skipped_and_reported() {
-    let mut servers = Vec::new();
-    for i in 0..10 {
-        servers.push(start_server(i).await);
-    }
-    let refs: Vec<ServerRef> = servers.iter().map(|s| s.r).collect();
+    let (servers, refs) = ten_servers().await;
     let me = client_pool();
     let d = data(1_500_000, 3);
     let up = put(&me, &refs, &d, KeyMode::Random).await.unwrap();
@@ -250,11 +248,7 @@ fn walk(dir: std::path::PathBuf) -> Vec<std::path::PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_are_pooled_capped_and_closed_when_idle() {
-    let mut servers = Vec::new();
-    for i in 0..10 {
-        servers.push(start_server(i).await);
-    }
-    let refs: Vec<ServerRef> = servers.iter().map(|s| s.r).collect();
+    let (mut servers, refs) = ten_servers().await;
     let d = data(1_200_000, 4);
 
     // Reuse: put, get and check share one session per server.
@@ -316,11 +310,7 @@ async fn sessions_are_pooled_capped_and_closed_when_idle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_lost_mid_upload_costs_its_shares_not_the_upload() {
-    let mut servers = Vec::new();
-    for i in 0..10 {
-        servers.push(start_server(i).await);
-    }
-    let refs: Vec<ServerRef> = servers.iter().map(|s| s.r).collect();
+    let (mut servers, refs) = ten_servers().await;
     let pool = client_pool();
     let d = data(8 * 1024 * 1024, 5);
     // Take one server down once the upload has made progress.
