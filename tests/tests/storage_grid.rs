@@ -248,7 +248,7 @@ fn walk(dir: std::path::PathBuf) -> Vec<std::path::PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_are_pooled_capped_and_closed_when_idle() {
-    let (mut servers, refs) = ten_servers().await;
+    let (_servers, refs) = ten_servers().await;
     let d = data(1_200_000, 4);
 
     // Reuse: put, get and check share one session per server.
