@@ -180,7 +180,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 None => {
                     // The first of several fragments: room for a typical
                     // large message (a storage block) up front, so the rest
-                    // are appended without reallocating.
+                    // are appended without reallocating. Only pages written
+                    // become resident, so a peer that stops mid-message
+                    // costs what it sent, not the reservation.
                     let mut m = Vec::with_capacity(MESSAGE_RESERVE.min(self.max_message));
                     m.extend_from_slice(&frame);
                     msg = Some(m);

@@ -508,6 +508,20 @@ impl Swim {
         1 + self.local_health
     }
 
+    /// Ping member `to` at `addr` with sequence number `seq`, piggybacking
+    /// the updates it most needs (including any accusation of it).
+    fn ping(&mut self, to: NodeId, addr: SocketAddr, seq: u32) {
+        let updates = self.piggyback(Some(&to));
+        self.send(
+            addr,
+            &Message::Ping {
+                seq,
+                from: self.me,
+                updates,
+            },
+        );
+    }
+
     fn send(&mut self, to: SocketAddr, msg: &Message) {
         match msg.encode() {
             Ok(bytes) => {
@@ -1064,15 +1078,7 @@ impl Swim {
                         deadline,
                     },
                 );
-                let updates = self.piggyback(Some(&target));
-                self.send(
-                    target_addr,
-                    &Message::Ping {
-                        seq: my_seq,
-                        from: self.me,
-                        updates,
-                    },
-                );
+                self.ping(target, target_addr, my_seq);
             }
             Message::Join { record } => {
                 match self.store.offer(&record) {
@@ -1479,15 +1485,7 @@ impl Swim {
                 if let Some(id) = self.suspects.iter().nth(idx).copied() {
                     if let Some(addr) = self.members.get(&id).map(|m| m.addr) {
                         let seq = self.take_seq();
-                        let updates = self.piggyback(Some(&id));
-                        self.send(
-                            addr,
-                            &Message::Ping {
-                                seq,
-                                from: self.me,
-                                updates,
-                            },
-                        );
+                        self.ping(id, addr, seq);
                     }
                 }
             }
@@ -1501,15 +1499,7 @@ impl Swim {
                     period_end: self.next_probe,
                     indirect_sent: false,
                 });
-                let updates = self.piggyback(Some(&target));
-                self.send(
-                    addr,
-                    &Message::Ping {
-                        seq,
-                        from: self.me,
-                        updates,
-                    },
-                );
+                self.ping(target, addr, seq);
             }
         }
         // Suspicion timeouts.
@@ -1551,15 +1541,7 @@ impl Swim {
                 let id = dead[self.rng.gen_range(0..dead.len())];
                 let addr = self.members[&id].addr;
                 let seq = self.take_seq();
-                let updates = self.piggyback(Some(&id));
-                self.send(
-                    addr,
-                    &Message::Ping {
-                        seq,
-                        from: self.me,
-                        updates,
-                    },
-                );
+                self.ping(id, addr, seq);
             }
         }
         // Stale relays.
