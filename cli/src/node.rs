@@ -18,7 +18,7 @@ use anyhow::{bail, Context, Result};
 use grapevine_crypto::{Identity, LocationRecord, SessionConfig, SignedRecord};
 use grapevine_membership::driver::{spawn, MembershipHandle, NodeConfig as GossipConfig};
 use grapevine_membership::{Config, MemberState};
-use grapevine_storage::server::counters as sc;
+use grapevine_storage::ServerStats;
 use grapevine_storage::ShareStore;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -472,6 +472,7 @@ async fn run_node(dir: &Path) -> Result<()> {
         },
         unix_ms,
     )?;
+    let storage_stats = Arc::new(ServerStats::default());
     if cfg.roles.iter().any(|r| r == "storage") {
         // Storage sessions do their reads and writes on their own tasks, so
         // they get a runtime of their own: a slow disk may delay them, never
@@ -484,6 +485,7 @@ async fn run_node(dir: &Path) -> Result<()> {
             cfg.session_config()?,
         );
         let handshakes = cfg.max_handshakes;
+        let stats = storage_stats.clone();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("storage")
@@ -495,7 +497,7 @@ async fn run_node(dir: &Path) -> Result<()> {
                 let r = rt.block_on(async move {
                     let tcp = TcpListener::from_std(tcp)?;
                     grapevine_storage::server::run_listener(
-                        tcp, ident, record, store, session, handshakes,
+                        tcp, ident, record, store, session, handshakes, stats,
                     )
                     .await
                 });
@@ -518,6 +520,7 @@ async fn run_node(dir: &Path) -> Result<()> {
         record: record.clone(),
         started: Instant::now(),
         store: store.clone(),
+        stats: storage_stats.clone(),
         nickname: cfg.nickname.clone(),
     });
     if let Some(m) = cfg.metrics {
@@ -539,6 +542,7 @@ async fn run_node(dir: &Path) -> Result<()> {
         record,
         started,
         store,
+        stats: storage_stats,
         nickname: cfg.nickname.clone(),
     });
     loop {
@@ -586,7 +590,7 @@ fn metrics_text(ctx: &Ctx) -> String {
         (
             "grapevine_sessions_open",
             "Storage sessions open.",
-            ld(&sc::SESSIONS_OPEN),
+            ctx.stats.sessions_open(),
         ),
         (
             "grapevine_records",
@@ -640,8 +644,8 @@ fn metrics_text(ctx: &Ctx) -> String {
     let _ = writeln!(
         t,
         "# HELP grapevine_storage_request_seconds Time to answer storage requests.\n# TYPE grapevine_storage_request_seconds summary\ngrapevine_storage_request_seconds_sum {:.6}\ngrapevine_storage_request_seconds_count {}",
-        ld(&sc::REQUEST_MICROS) as f64 / 1e6,
-        ld(&sc::REQUESTS)
+        ctx.stats.request_micros() as f64 / 1e6,
+        ctx.stats.requests()
     );
     let _ = writeln!(
         t,
@@ -696,6 +700,7 @@ struct Ctx {
     record: SignedRecord,
     started: Instant,
     store: ShareStore,
+    stats: Arc<ServerStats>,
     nickname: Option<String>,
 }
 
@@ -775,11 +780,11 @@ async fn serve_control(stream: UnixStream, ctx: &Ctx) -> Result<()> {
                     datagrams_received: ld(&c.datagrams_received),
                     datagrams_sent_per_s: ld(&c.datagrams_sent) as f64 / up,
                     bytes_sent_per_s: ld(&c.bytes_sent) as f64 / up,
-                    sessions_open: ld(&sc::SESSIONS_OPEN),
-                    storage_requests: ld(&sc::REQUESTS),
-                    storage_request_mean_ms: ld(&sc::REQUEST_MICROS) as f64
+                    sessions_open: ctx.stats.sessions_open(),
+                    storage_requests: ctx.stats.requests(),
+                    storage_request_mean_ms: ctx.stats.request_micros() as f64
                         / 1000.0
-                        / (ld(&sc::REQUESTS).max(1) as f64),
+                        / (ctx.stats.requests().max(1) as f64),
                     rss_bytes: crate::procfs::rss_bytes(),
                     storage_available: ctx.store.available().unwrap_or(0),
                     storage_stored: ctx.store.stored_bytes(),

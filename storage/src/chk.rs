@@ -19,42 +19,31 @@
 //!
 //! ```text
 //! blocks of segment 0 .. blocks of segment S-1 | block hashes (S x 32) | UEB | footer
-//! footer = hashes_offset:u64 ueb_offset:u64 ueb_len:u32 magic "GVS1"
+//! footer = hashes_offset:u64 ueb_offset:u64 ueb_len:u32 magic "GVS" version
 //! ```
+//!
+//! Versions: the footer's last byte is the share layout's version (`'1'`),
+//! and the UEB starts with its own (`1`). A reader refuses a version newer
+//! than it knows with [`CodecError::UnsupportedVersion`] (the file was
+//! written by a newer release) rather than misread it.
 
 use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use chacha20::ChaCha20;
 
 use crate::cap::ReadCap;
 use crate::error::CodecError;
-use crate::store::{StorageIndex, SI_LEN};
+use crate::types::StorageIndex;
+pub use crate::types::{storage_index, Params};
 
 /// Plaintext bytes per segment.
 pub const SEGMENT_SIZE: u64 = 1 << 20;
 /// Footer length.
 pub const FOOTER_LEN: u64 = 24;
+/// The share layout's version, the footer's last byte.
+pub const SHARE_VERSION: u8 = b'1';
 const MAGIC: &[u8; 4] = b"GVS1";
-
-/// Erasure-coding parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, bincode::Encode, bincode::Decode)]
-pub struct Params {
-    /// Shares needed to read.
-    pub k: u16,
-    /// Shares made.
-    pub n: u16,
-    /// Distinct servers that must hold shares for an upload to succeed.
-    pub happy: u16,
-}
-
-impl Default for Params {
-    fn default() -> Self {
-        Params {
-            k: 3,
-            n: 10,
-            happy: 7,
-        }
-    }
-}
+/// The UEB format's version, its first field.
+pub const UEB_VERSION: u8 = 1;
 
 impl Params {
     /// Check `1 <= k <= happy <= n <= 256` (k may exceed happy only when
@@ -133,6 +122,19 @@ impl Ueb {
         if blake3::hash(bytes).as_bytes() != &cap.ueb_hash {
             return Err(CodecError::UebMismatch);
         }
+        // The version comes first: a newer UEB is refused before its body
+        // is interpreted by the rules of this one.
+        match bytes.first() {
+            Some(&UEB_VERSION) => {}
+            Some(&v) => {
+                return Err(CodecError::UnsupportedVersion {
+                    what: "extension block",
+                    version: v as u32,
+                    supported: UEB_VERSION as u32,
+                })
+            }
+            None => return Err(CodecError::Malformed("empty extension block".into())),
+        }
         let (u, used): (Ueb, usize) =
             bincode::decode_from_slice(bytes, bincode::config::standard().with_limit::<65536>())
                 .map_err(|e| CodecError::Malformed(e.to_string()))?;
@@ -178,14 +180,6 @@ pub fn merkle_root(leaves: &[[u8; 32]]) -> [u8; 32] {
             .collect();
     }
     level[0]
-}
-
-/// The key's storage index.
-pub fn storage_index(key: &[u8; 32]) -> StorageIndex {
-    let h = blake3::derive_key("grapevine storage index v1", key);
-    let mut si = [0u8; SI_LEN];
-    si.copy_from_slice(&h[..SI_LEN]);
-    StorageIndex(si)
 }
 
 /// The convergent key of `content` for a client's `secret`: whoever holds
@@ -265,7 +259,7 @@ impl Encoder {
 
     fn ueb_template(&self) -> Ueb {
         Ueb {
-            version: 1,
+            version: UEB_VERSION,
             k: self.params.k,
             n: self.params.n,
             size: self.size,
@@ -399,10 +393,23 @@ impl Footer {
     /// Parse the last [`FOOTER_LEN`] bytes of a share of `share_size` bytes.
     ///
     /// # Errors
-    /// [`CodecError::Malformed`] if inconsistent.
+    /// [`CodecError::Malformed`] if inconsistent;
+    /// [`CodecError::UnsupportedVersion`] if the share was laid out by a
+    /// newer release.
     pub fn parse(bytes: &[u8], share_size: u64) -> Result<Self, CodecError> {
-        if bytes.len() != FOOTER_LEN as usize || &bytes[20..24] != MAGIC {
+        if bytes.len() != FOOTER_LEN as usize || bytes[20..23] != MAGIC[..3] {
             return Err(CodecError::Malformed("bad share footer".into()));
+        }
+        match bytes[23] {
+            SHARE_VERSION => {}
+            v @ b'2'..=b'9' => {
+                return Err(CodecError::UnsupportedVersion {
+                    what: "share",
+                    version: (v - b'0') as u32,
+                    supported: (SHARE_VERSION - b'0') as u32,
+                })
+            }
+            _ => return Err(CodecError::Malformed("bad share footer".into())),
         }
         let f = Footer {
             hashes_offset: u64::from_le_bytes(bytes[0..8].try_into().expect("8")),
@@ -746,6 +753,50 @@ mod tests {
             convergent_key(&[2; 32], &p, &h)
         );
         assert_ne!(storage_index(&[1; 32]), storage_index(&[2; 32]));
+    }
+
+    /// The compatibility rule for files: a share or UEB of a newer format
+    /// is refused with a clear error, not misread.
+    #[test]
+    fn newer_share_and_ueb_versions_are_refused() {
+        let d = data(1000);
+        let (shares, cap) = encode_all(&d, Params::default());
+        let s = &shares[0];
+        let footer = &s[s.len() - FOOTER_LEN as usize..];
+        assert_eq!(&footer[20..], b"GVS1");
+        let mut newer = footer.to_vec();
+        newer[23] = b'2';
+        assert!(matches!(
+            Footer::parse(&newer, s.len() as u64),
+            Err(CodecError::UnsupportedVersion {
+                what: "share",
+                version: 2,
+                supported: 1
+            })
+        ));
+        newer[23] = b'x';
+        assert!(matches!(
+            Footer::parse(&newer, s.len() as u64),
+            Err(CodecError::Malformed(_))
+        ));
+        // A UEB of version 2 whose hash is in the capability (as a newer
+        // release would write it): refused before its body is read.
+        let f = Footer::parse(footer, s.len() as u64).unwrap();
+        let mut ueb = s[f.ueb_offset as usize..f.ueb_offset as usize + f.ueb_len as usize].to_vec();
+        assert_eq!(ueb[0], UEB_VERSION);
+        ueb[0] = 2;
+        let newer_cap = ReadCap {
+            ueb_hash: *blake3::hash(&ueb).as_bytes(),
+            ..cap.clone()
+        };
+        assert!(matches!(
+            Decoder::new(newer_cap, &ueb),
+            Err(CodecError::UnsupportedVersion {
+                what: "extension block",
+                version: 2,
+                ..
+            })
+        ));
     }
 
     #[test]
