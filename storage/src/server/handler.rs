@@ -328,6 +328,13 @@ mod tests {
         ));
     }
 
+    fn ok_list(id: u32) -> Vec<u8> {
+        encode(&crate::protocol::RequestMsg::new(
+            id,
+            Request::<Vec<u8>>::List { si: si() },
+        ))
+    }
+
     /// What a server does with what it does not know, on one session: an
     /// unknown kind and a newer version are answered under their own ids
     /// (so a pipelining client matches them), and the next request is
@@ -364,6 +371,27 @@ mod tests {
                 ..
             }
         ));
+        // Reads and writes are the quick kinds, whatever their encoding.
+        let read = encode(&crate::protocol::RequestMsg::new(
+            1,
+            Request::<Vec<u8>>::Read {
+                si: si(),
+                shnum: 0,
+                offset: 0,
+                len: 1,
+            },
+        ));
+        let write = encode(&crate::protocol::RequestMsg::new(
+            300,
+            Request::Write {
+                si: si(),
+                shnum: 0,
+                offset: 0,
+                data: vec![1],
+            },
+        ));
+        assert!(ShareServer::is_quick(&read) && ShareServer::is_quick(&write));
+        assert!(!ShareServer::is_quick(&ok_list(24)));
         // And the same session serves the next request.
         let ok = encode(&crate::protocol::RequestMsg::new(
             23,
