@@ -1,8 +1,8 @@
-//! `grapevine bench sessions`: what an idle authenticated session costs, and
+//! `grapevine-perf bench sessions`: what an idle authenticated session costs, and
 //! how fast a session moves data, for grapevine's Noise sessions and for
 //! TLS 1.3 (tokio-rustls) in the same harness.
 //!
-//! The parent process dials N sessions to a child process (`grapevine bench
+//! The parent process dials N sessions to a child process (`grapevine-perf bench
 //! session-peer`) on 127.0.0.1 and keeps them idle. Each side counts its
 //! live heap bytes (counting global allocator) and RSS before and after; the
 //! kernel's TCP buffer memory comes from /proc/net/sockstat. One extra
@@ -27,7 +27,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::rustls;
 
 use crate::alloc::live_bytes;
-use crate::procfs;
+use grapevine_node::procfs;
 
 const MSG: usize = 64 * 1024;
 const PEER_SEED: [u8; 32] = [7; 32];
