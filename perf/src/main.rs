@@ -11,6 +11,7 @@ mod baseline;
 mod bench_sessions;
 mod bench_storage;
 mod gossip_worker;
+mod session_peer;
 mod swarm;
 mod worker;
 
@@ -48,7 +49,7 @@ enum BenchCmd {
     Storage(bench_storage::StorageArgs),
     /// (internal) the accepting side of `bench sessions`.
     #[command(hide = true)]
-    SessionPeer(bench_sessions::PeerArgs),
+    SessionPeer(session_peer::PeerArgs),
 }
 
 fn main() -> Result<()> {
@@ -62,7 +63,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Bench(BenchCmd::Sessions(a)) => bench_sessions::run(&a),
-        Cmd::Bench(BenchCmd::SessionPeer(a)) => bench_sessions::peer(&a),
+        Cmd::Bench(BenchCmd::SessionPeer(a)) => session_peer::peer(&a),
         Cmd::Bench(BenchCmd::Storage(a)) => bench_storage::run(&a),
         Cmd::Swarm(a) => swarm::run(&a),
         Cmd::SwarmWorker(a) => {
