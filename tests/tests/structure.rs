@@ -17,8 +17,8 @@
 //!    source file.
 //! 3. **Sans-IO cores**: only the modules listed as drivers name `tokio`.
 //!
-//! Crates still being restructured elsewhere (the CLI, split into `node`
-//! and `perf`) are added to [`CRATES`] as they land.
+//! Every crate of the workspace is listed in [`CRATES`]; the sans-IO rule
+//! applies to the library crates whose cores are sans-IO by design.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -35,16 +35,47 @@ const MAX_LINES: usize = 600;
 struct CrateRules {
     dir: &'static str,
     tokio_allowed: Option<&'static [&'static str]>,
+    /// Whether the line budget applies (see `membership` below).
+    check_lines: bool,
 }
 
 const CRATES: &[CrateRules] = &[
     CrateRules {
         dir: "crypto",
         tokio_allowed: Some(&["session"]),
+        check_lines: true,
     },
     CrateRules {
         dir: "storage",
         tokio_allowed: Some(&["server::driver", "client", "testing"]),
+        check_lines: true,
+    },
+    // The line budget waits for the SWIM core's split (swim.rs is 1,600
+    // lines); import loops are checked already.
+    CrateRules {
+        dir: "membership",
+        tokio_allowed: None,
+        check_lines: false,
+    },
+    CrateRules {
+        dir: "node",
+        tokio_allowed: None,
+        check_lines: true,
+    },
+    CrateRules {
+        dir: "cli",
+        tokio_allowed: None,
+        check_lines: true,
+    },
+    CrateRules {
+        dir: "perf",
+        tokio_allowed: None,
+        check_lines: true,
+    },
+    CrateRules {
+        dir: "fuzz/entries",
+        tokio_allowed: None,
+        check_lines: true,
     },
 ];
 
@@ -218,9 +249,16 @@ fn span_lines(item: &syn::Item) -> usize {
 }
 
 impl Crate {
+    /// The crate whose sources are in `src` (a library, or else a binary).
     fn load(src: &Path) -> Crate {
         let mut c = Crate::default();
-        c.load_file(&src.join("lib.rs"), vec![], src);
+        let lib = src.join("lib.rs");
+        let top = if lib.exists() {
+            lib
+        } else {
+            src.join("main.rs")
+        };
+        c.load_file(&top, vec![], src);
         c
     }
 
@@ -487,7 +525,7 @@ fn no_module_import_loops() {
 #[test]
 fn no_source_file_over_the_line_budget() {
     let mut over = Vec::new();
-    for c in CRATES {
+    for c in CRATES.iter().filter(|c| c.check_lines) {
         let krate = Crate::load(&root().join(c.dir).join("src"));
         for (file, lines) in &krate.lines {
             if *lines > MAX_LINES {
