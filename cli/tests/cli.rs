@@ -59,7 +59,7 @@ fn four_node_processes_store_and_serve_a_file() {
     let mut nodes = run_nodes(&dirs);
     wait_for("every node sees three alive members", 60, || {
         dirs.iter().all(|d| {
-            members(d).is_some_and(|m| m.iter().filter(|r| r["state"] == "alive").count() == 3)
+            peers(d).is_some_and(|m| m.iter().filter(|r| r["state"] == "alive").count() == 3)
         })
     });
     let metrics = {
@@ -114,7 +114,8 @@ fn four_node_processes_store_and_serve_a_file() {
         .args(["--verify", "--json", "--node"])
         .arg(&dirs[3])))
     .unwrap();
-    assert_eq!(check["good"], 4, "{check}");
+    assert_eq!(check["results"]["count-shares-good"], 4, "{check}");
+    assert_eq!(check["results"]["healthy"], true, "{check}");
     let st: serde_json::Value = serde_json::from_str(&ok(grapevine()
         .args(["status", "--json", "--node"])
         .arg(&dirs[0])))
@@ -124,7 +125,7 @@ fn four_node_processes_store_and_serve_a_file() {
         "node 1 served shares: {st}"
     );
     assert!(
-        st["storage_stored"].as_u64().unwrap() > 1_000_000,
+        st["storage_used"].as_u64().unwrap() > 1_000_000,
         "node 1 holds a share: {st}"
     );
 
@@ -149,7 +150,7 @@ fn four_node_processes_store_and_serve_a_file() {
         .args(["members", "--state", "left", "--node"])
         .arg(&dirs[0]));
     assert!(
-        left.contains("node4") && left.contains("1 members"),
+        left.contains("node4") && left.contains("1 member\n"),
         "{left}"
     );
     nodes.truncate(3);
@@ -238,13 +239,14 @@ fn a_closed_grid_admits_only_nodes_with_certificates() {
     let out = grapevine().arg("run").arg(&dirs[2]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("is not admitted to grid"), "{err}");
+    assert!(err.contains("cannot join grid"), "{err}");
+    assert!(err.contains("made for another node id"), "{err}");
     std::fs::write(&cfg3, open_text).unwrap();
 
     let _nodes = run_nodes(&dirs);
     wait_for("the two admitted nodes see each other", 60, || {
         dirs[..2].iter().all(|d| {
-            members(d).is_some_and(|m| m.iter().filter(|r| r["state"] == "alive").count() == 1)
+            peers(d).is_some_and(|m| m.iter().filter(|r| r["state"] == "alive").count() == 1)
         })
     });
     // The outsider keeps retrying its join; the members refuse it, never
@@ -256,7 +258,7 @@ fn a_closed_grid_admits_only_nodes_with_certificates() {
         let m = members(d).unwrap();
         assert!(m.iter().all(|r| r["nickname"] != "node3"), "{m:?}");
     }
-    assert_eq!(members(&dirs[2]).unwrap().len(), 0);
+    assert_eq!(peers(&dirs[2]).unwrap().len(), 0);
     // Admitted nodes store and fetch between themselves.
     let file = root.path().join("f.bin");
     std::fs::write(&file, vec![7u8; 300_000]).unwrap();
@@ -276,7 +278,7 @@ fn a_storage_node_killed_during_an_upload_costs_only_its_share() {
     let mut nodes = run_nodes(&dirs);
     wait_for("every node sees four alive members", 60, || {
         dirs.iter().all(|d| {
-            members(d).is_some_and(|m| m.iter().filter(|r| r["state"] == "alive").count() == 4)
+            peers(d).is_some_and(|m| m.iter().filter(|r| r["state"] == "alive").count() == 4)
         })
     });
     // 2-of-5 puts one share on each of the five servers.

@@ -398,6 +398,23 @@ impl Swim {
         self.me
     }
 
+    /// Replace the seeds (the node's driver layer resolves host names and
+    /// hands the addresses in, at start and again on each join retry). A
+    /// node that knows no other record yet joins through the new seeds at
+    /// once, with its retry delay reset; a node already in a grid only
+    /// keeps them (closed grids read datagrams from seeds).
+    pub fn set_seeds(&mut self, seeds: Vec<SocketAddr>, now: Instant) {
+        if seeds == self.seeds {
+            return;
+        }
+        self.seeds = seeds;
+        if self.store.len() <= 1 && !self.seeds.is_empty() && !self.left {
+            self.joined = false;
+            self.join_delay = self.cfg.join_retry_initial;
+            self.send_joins(now);
+        }
+    }
+
     /// Whether a seed has answered (or this node is the first of its grid).
     pub fn is_joined(&self) -> bool {
         self.joined

@@ -7,11 +7,17 @@
 //! sessions but never gossip or control. A harness running many nodes in
 //! one process shares one runtime among them instead (a runtime per node
 //! would be a thread pool per node).
+//!
+//! [`StorageServer::drain`] is how a node stops serving on SIGTERM: no new
+//! sessions, idle ones closed, uploads in progress given a grace period
+//! to finish their shares (see `grapevine_storage::server::DrainHandle`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use grapevine_crypto::{Identity, SessionConfig, SignedRecord};
-use grapevine_storage::{ServerStats, ShareStore};
+use grapevine_storage::server::{DrainHandle, ServerStats};
+use grapevine_storage::ShareStore;
 use tokio::net::TcpListener;
 use tokio::runtime::{Handle, Runtime};
 use tokio::task::JoinHandle;
@@ -45,6 +51,7 @@ impl Default for StorageRuntime {
 pub struct StorageServer {
     task: JoinHandle<std::io::Result<()>>,
     runtime: Option<Runtime>,
+    drain: DrainHandle,
 }
 
 /// What the share server serves with.
@@ -94,6 +101,7 @@ impl StorageServer {
         let std_listener = listener
             .into_std()
             .map_err(NodeError::io("moving the storage listener"))?;
+        let (drain, drain_rx) = DrainHandle::new();
         let task = handle.spawn(async move {
             let listener = TcpListener::from_std(std_listener)?;
             let r = grapevine_storage::server::run_listener(
@@ -104,6 +112,7 @@ impl StorageServer {
                 parts.session,
                 parts.max_handshakes,
                 parts.stats,
+                drain_rx,
             )
             .await;
             if let Err(e) = &r {
@@ -111,7 +120,26 @@ impl StorageServer {
             }
             r
         });
-        Ok(StorageServer { task, runtime })
+        Ok(StorageServer {
+            task,
+            runtime,
+            drain,
+        })
+    }
+
+    /// Drain, then stop: accept no new session, close idle ones, give
+    /// sessions writing shares at most `grace` to finish them; returns when
+    /// the listener has ended (or a little after `grace` at most).
+    pub async fn drain(&mut self, grace: Duration) {
+        self.drain.start(grace);
+        let margin = Duration::from_secs(1);
+        if tokio::time::timeout(grace + margin, &mut self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("storage did not drain within {grace:?}");
+        }
+        self.stop();
     }
 
     /// Stop the listener and every session.

@@ -9,7 +9,7 @@ use grapevine_crypto::identity::{Identity, NodeId};
 use grapevine_crypto::noise::SessionConfig;
 use grapevine_crypto::record::LocationRecord;
 
-use crate::server::{run_listener, ServerStats};
+use crate::server::{run_listener, Drain, ServerStats};
 use crate::store::ShareStore;
 
 /// A share server started by [`spawn_local`].
@@ -52,6 +52,7 @@ pub async fn spawn_local(
         SessionConfig::default(),
         64,
         stats.clone(),
+        Drain::never(),
     ));
     Ok(LocalServer {
         id,

@@ -99,6 +99,16 @@ pub fn members(dir: &std::path::Path) -> Option<Vec<serde_json::Value>> {
         .cloned()
 }
 
+/// The other members a running node sees (its own row left out).
+pub fn peers(dir: &std::path::Path) -> Option<Vec<serde_json::Value>> {
+    Some(
+        members(dir)?
+            .into_iter()
+            .filter(|r| r["self"] != true)
+            .collect(),
+    )
+}
+
 /// Whether this run is CI's (`CI=true`, as CI sets it; `CI=1` too).
 pub fn under_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")

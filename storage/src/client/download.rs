@@ -153,7 +153,14 @@ pub async fn download<W: AsyncWrite + Unpin>(
     };
     let si = cap.storage_index();
     let k = cap.k as usize;
-    let mut candidates = locate(pool, servers, si, cap.k, cap.n).await;
+    let found = locate(pool, servers, si, cap.k, cap.n).await;
+    if found.shares.is_empty() {
+        return Err(ClientError::NoShares {
+            asked: found.asked,
+            responding: found.responding.len(),
+        });
+    }
+    let mut candidates = found.shares;
     // One server per share number, first servers first; primary shares
     // (numbers below k, the plaintext's own blocks) before the others, as
     // they need no erasure decoding.

@@ -7,5 +7,5 @@
 mod driver;
 mod handler;
 
-pub use driver::{run_listener, serve, ServerStats};
+pub use driver::{run_listener, serve, Drain, DrainHandle, ServerStats};
 pub use handler::{Answer, ShareServer, MAX_OPEN_PER_SESSION};
