@@ -68,15 +68,27 @@ impl PeerAddr {
     }
 }
 
-/// Every address `addrs` name now, without duplicates, in order; with the
-/// message for each name that did not resolve.
-pub async fn resolve_all(addrs: &[PeerAddr]) -> (Vec<SocketAddr>, Vec<String>) {
+/// Every address `addrs` name now that a socket bound at `local` can reach
+/// (a name's IPv6 addresses are left out for an IPv4 socket, and the other
+/// way round), without duplicates, in order; with the message for each
+/// name that did not resolve to any.
+pub async fn resolve_all(addrs: &[PeerAddr], local: SocketAddr) -> (Vec<SocketAddr>, Vec<String>) {
     let mut out: Vec<SocketAddr> = Vec::new();
     let mut errors = Vec::new();
     for a in addrs {
         match a.resolve().await {
             Ok(v) => {
-                for s in v {
+                let usable: Vec<SocketAddr> = v
+                    .into_iter()
+                    .filter(|s| s.is_ipv4() == local.is_ipv4())
+                    .collect();
+                if usable.is_empty() {
+                    errors.push(format!(
+                        "{a} has no {} address",
+                        if local.is_ipv4() { "IPv4" } else { "IPv6" }
+                    ));
+                }
+                for s in usable {
                     if !out.contains(&s) {
                         out.push(s);
                     }
@@ -198,13 +210,22 @@ mod tests {
 
     #[tokio::test]
     async fn names_resolve_and_failures_are_named() {
-        let (addrs, errors) = resolve_all(&[
-            "localhost:7946".parse().unwrap(),
-            "127.0.0.5:1".parse().unwrap(),
-            "127.0.0.5:1".parse().unwrap(),
-            "no-such-host.invalid:7946".parse().unwrap(),
-        ])
+        let v4: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (addrs, errors) = resolve_all(
+            &[
+                "localhost:7946".parse().unwrap(),
+                "127.0.0.5:1".parse().unwrap(),
+                "127.0.0.5:1".parse().unwrap(),
+                "no-such-host.invalid:7946".parse().unwrap(),
+                "[::1]:7946".parse().unwrap(),
+            ],
+            v4,
+        )
         .await;
+        assert!(
+            addrs.iter().all(|a| a.is_ipv4()),
+            "an IPv4 socket: {addrs:?}"
+        );
         assert!(addrs
             .iter()
             .any(|a| a.ip().is_loopback() && a.port() == 7946));
@@ -213,7 +234,11 @@ mod tests {
             1,
             "no duplicates"
         );
-        assert_eq!(errors.len(), 1);
+        assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(errors[0].contains("no-such-host.invalid"), "{errors:?}");
+        assert!(
+            errors[1].contains("[::1]:7946 has no IPv4 address"),
+            "{errors:?}"
+        );
     }
 }

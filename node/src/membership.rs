@@ -108,10 +108,11 @@ pub fn start(
     )?)
 }
 
-/// The seeds resolved now; names that do not resolve are logged and left
-/// out (they are tried again on each join retry).
-pub async fn seed_addrs(seeds: &[PeerAddr]) -> Vec<SocketAddr> {
-    let (addrs, errors) = resolve_all(seeds).await;
+/// The seeds resolved now, for a socket bound at `local`; names that do
+/// not resolve are logged and left out (they are tried again on each join
+/// retry).
+pub async fn seed_addrs(seeds: &[PeerAddr], local: SocketAddr) -> Vec<SocketAddr> {
+    let (addrs, errors) = resolve_all(seeds, local).await;
     for e in errors {
         tracing::warn!("seed {e}; trying again on the next join retry");
     }
@@ -132,6 +133,7 @@ pub async fn resolve_seeds(
     seeds: Vec<PeerAddr>,
     mut current: Vec<SocketAddr>,
 ) {
+    let local = handle.local_addr();
     if seeds.iter().all(|s| s.ip().is_some()) {
         return;
     }
@@ -142,7 +144,7 @@ pub async fn resolve_seeds(
         if handle.counters().records.load(Ordering::Relaxed) > 1 {
             return;
         }
-        let now = seed_addrs(&seeds).await;
+        let now = seed_addrs(&seeds, local).await;
         if now != current && !now.is_empty() {
             tracing::info!(seeds = ?now, "seed names resolve to new addresses");
             if handle.set_seeds(now.clone()).await.is_err() {

@@ -176,7 +176,7 @@ impl Node {
             })?;
         let record =
             membership::own_record(&identity, &config, addrs, figures.free_mib(), unix_ms())?;
-        let seeds = membership::seed_addrs(&config.seeds).await;
+        let seeds = membership::seed_addrs(&config.seeds, local_addr).await;
         let gossip = membership::start(
             sockets.udp,
             identity.clone(),

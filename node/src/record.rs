@@ -69,7 +69,7 @@ pub async fn record_addrs(cfg: &Config, local: SocketAddr) -> Result<Vec<SocketA
     if cfg.advertise.is_empty() {
         return Ok(vec![local]);
     }
-    let (addrs, errors) = resolve_all(&cfg.advertise).await;
+    let (addrs, errors) = resolve_all(&cfg.advertise, local).await;
     for e in &errors {
         tracing::warn!("advertise: {e}");
     }
