@@ -5,6 +5,9 @@ mod common;
 
 use common::*;
 
+/// The demo shows the grid's job end to end: a file stored, where its
+/// shares went, read back through another node, read again with n - k
+/// share holders crashed, checked, and the figures measured.
 #[test]
 fn demo_runs_end_to_end() {
     let out = grapevine()
@@ -18,8 +21,47 @@ fn demo_runs_end_to_end() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("every node holds all 8 signed"), "{stdout}");
-    assert!(stdout.contains("you sent 100000 bytes"), "{stdout}");
+    // Stored 3-of-8: eight share lines, each on a distinct node.
+    assert!(stdout.contains("3-of-8 (happy 7)"), "{stdout}");
+    let shares: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("share ") && l.contains(" on node-"))
+        .collect();
+    assert_eq!(shares.len(), 8, "{stdout}");
+    let mut holders: Vec<&str> = shares
+        .iter()
+        .map(|l| l.rsplit(' ').next().unwrap())
+        .collect();
+    holders.sort_unstable();
+    holders.dedup();
+    assert_eq!(holders.len(), 8, "one share per node: {stdout}");
+    assert!(
+        stdout.contains("node-07 read it back") && stdout.contains("8388608 bytes, identical"),
+        "{stdout}"
+    );
+    // Five share holders crashed; the file still reads, and check says
+    // exactly what is left.
+    assert!(
+        stdout.contains("crashed 5 of the 8 share holders"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("read it again from the 3 shares left") && stdout.contains(": identical"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("not healthy: 3 of 8 shares good (3 needed to read) on 3 servers"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("saw the 5 crashed nodes dead"), "{stdout}");
     assert!(stdout.contains("left gracefully"), "{stdout}");
+    let figures = stdout
+        .lines()
+        .find(|l| l.starts_with("figures:"))
+        .unwrap_or_else(|| panic!("no figures: {stdout}"));
+    for f in ["convergence", "put", "get", "crash detection"] {
+        assert!(figures.contains(f), "{figures}");
+    }
     assert!(stdout.contains("demo complete"), "{stdout}");
 }
 

@@ -201,8 +201,7 @@ pub fn config_text(opts: &InitOptions) -> String {
          # (required when listening on 0.0.0.0); IP:PORT or HOST:PORT.\n\
          advertise = []\n\
          \n\
-         # Nodes to join the grid through, IP:PORT or HOST:PORT (host names are\n\
-         # resolved at start and on each retry). Empty for the first node of a grid.\n\
+         # Nodes to join through, IP:PORT or HOST:PORT; none for a grid's first node.\n\
          seeds = [{seeds}]\n\
          \n\
          # Storage offered to the grid, and free space never used, in MiB.\n\
