@@ -1,6 +1,6 @@
 //! Check: which servers hold which shares of a file, and with `verify`,
 //! whether every block of every share matches the capability; reported as
-//! [`CheckResults`] (Tahoe's check-result keys, see `report`).
+//! [`CheckResults`] (Tahoe's check-result keys, see `health`).
 
 use crate::cap::Cap;
 use crate::chk::Decoder;
@@ -8,7 +8,7 @@ use crate::client::conn::{Conn, ServerRef, MAX_IN_FLIGHT};
 use crate::client::download::open_source;
 use crate::client::locate::locate;
 use crate::client::pool::SessionPool;
-use crate::client::report::{CheckResults, Found};
+use crate::client::health::{CheckResults, Found};
 use crate::error::ClientError;
 use crate::protocol::{ErrorCode, Request};
 use crate::types::StorageIndex;

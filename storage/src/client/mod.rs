@@ -12,7 +12,7 @@
 //! * `locate`: [`locate`], who holds which shares, asking few servers.
 //! * `download`: [`download`], reading, verifying and decoding `k` shares.
 //! * `check`: [`check`], which shares exist and (with `verify`) are intact.
-//! * `report`: [`CheckResults`], the check report in Tahoe's keys, one
+//! * `health`: [`CheckResults`], the check report in Tahoe's keys, one
 //!   schema for the CLI, the gateway and repair.
 //!
 //! Servers are given as [`ServerRef`]s (node id and address, from
@@ -28,7 +28,7 @@ mod download;
 mod locate;
 mod place;
 mod pool;
-mod report;
+mod health;
 mod upload;
 
 pub use crate::error::ClientError;
@@ -38,5 +38,5 @@ pub use download::{download, DownloadReport, READ_AHEAD};
 pub use locate::{locate, Findings, Located};
 pub use place::permuted_servers;
 pub use pool::{PoolConfig, SessionPool};
-pub use report::{CheckCounts, CheckResults, Found, Verdict};
+pub use health::{CheckCounts, CheckResults, Found, Verdict};
 pub use upload::{default_params, read_all, upload, KeyMode, UploadReport, UploadRequest};
