@@ -470,7 +470,6 @@ async fn run_node(dir: &Path) -> Result<()> {
             },
             state_sink: None,
         },
-        unix_ms,
     )?;
     if cfg.roles.iter().any(|r| r == "storage") {
         // Storage sessions do their reads and writes on their own tasks, so

@@ -1,5 +1,16 @@
 //! The gossip wire format: one [`Message`] per UDP datagram, a version byte
 //! then a `bincode` 2 body, never more than [`MAX_DATAGRAM`] bytes.
+//!
+//! **Versions.** The version byte changes only when an existing message
+//! changes meaning or layout; a datagram of another version is dropped and
+//! counted ([`WireError::UnknownVersion`]). New message kinds are added at
+//! the end of [`Message`] without a version change: a node that does not
+//! know a kind cannot decode it, drops it and counts it
+//! ([`WireError::UnknownKind`]; nodes from before that error existed count
+//! it as malformed), and goes on working with the kinds it knows. The
+//! signed-fact exchange (`FactDigest` to `SyncFacts`) was added this way:
+//! a node without it never starts or answers one, and keeps syncing
+//! records with everyone.
 
 use std::net::SocketAddr;
 
@@ -83,6 +94,17 @@ pub fn liveness_message(kind: &str, id: &NodeId, incarnation: u64) -> Vec<u8> {
     m.extend_from_slice(id.as_bytes());
     m.extend_from_slice(&incarnation.to_le_bytes());
     m
+}
+
+/// One bucket's signed facts in an anti-entropy exchange: for each fact
+/// held, the first 8 bytes of the node id, the incarnation and whether it
+/// is a leave (`true`) or an alive (`false`).
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct FactEntries {
+    /// Bucket index (first byte of the node ids in it).
+    pub bucket: u8,
+    /// (id prefix, incarnation, left) per fact held in this bucket.
+    pub entries: Vec<([u8; 8], u64, bool)>,
 }
 
 /// One bucket's entries in an anti-entropy exchange: for each record held,
@@ -181,6 +203,46 @@ pub enum Message {
         /// Signed records.
         records: Vec<Vec<u8>>,
     },
+    /// Fact anti-entropy, step 1: the sender's digest of the signed facts
+    /// it holds (signed `Alive` above a record's sequence number, signed
+    /// `Left`; never unsigned opinions).
+    FactDigest {
+        /// Sender.
+        from: NodeId,
+        /// XOR of per-fact hashes.
+        root: u64,
+    },
+    /// Step 2: the receiver's per-bucket fact hashes (when the roots
+    /// differ).
+    FactBuckets {
+        /// Sender.
+        from: NodeId,
+        /// [`BUCKETS`] truncated bucket hashes.
+        hashes: Vec<u32>,
+    },
+    /// Step 3: the facts held in buckets that differ.
+    FactHave {
+        /// Sender.
+        from: NodeId,
+        /// Differing buckets and their entries.
+        buckets: Vec<FactEntries>,
+    },
+    /// Step 4: ids (prefixes) whose facts the sender needs.
+    FactWant {
+        /// Sender.
+        from: NodeId,
+        /// Node id prefixes wanted.
+        prefixes: Vec<[u8; 8]>,
+    },
+    /// Signed facts (`Update::Alive`, `Update::Left`) sent in answer to
+    /// fact anti-entropy (applied, not re-gossiped; other updates are
+    /// ignored).
+    SyncFacts {
+        /// Sender.
+        from: NodeId,
+        /// Signed updates.
+        updates: Vec<Update>,
+    },
 }
 
 impl Message {
@@ -203,7 +265,8 @@ impl Message {
     ///
     /// # Errors
     /// [`WireError::TooLarge`], [`WireError::UnknownVersion`],
-    /// [`WireError::Malformed`] or [`WireError::TrailingBytes`].
+    /// [`WireError::UnknownKind`], [`WireError::Malformed`] or
+    /// [`WireError::TrailingBytes`].
     pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
         if bytes.len() > MAX_DATAGRAM {
             return Err(WireError::TooLarge(bytes.len()));
@@ -214,8 +277,14 @@ impl Message {
         if v != WIRE_VERSION {
             return Err(WireError::UnknownVersion(v));
         }
-        let (m, used): (Message, usize) = bincode::decode_from_slice(body, cfg())
-            .map_err(|e| WireError::Malformed(e.to_string()))?;
+        let (m, used): (Message, usize) =
+            bincode::decode_from_slice(body, cfg()).map_err(|e| match e {
+                // A kind added by a newer node.
+                bincode::error::DecodeError::UnexpectedVariant { found, .. } => {
+                    WireError::UnknownKind(found)
+                }
+                e => WireError::Malformed(e.to_string()),
+            })?;
         if used != body.len() {
             return Err(WireError::TrailingBytes(body.len() - used));
         }
@@ -308,6 +377,36 @@ mod tests {
                 from: id(1),
                 records: vec![vec![1; 172]; 7],
             },
+            Message::FactDigest {
+                from: id(1),
+                root: 9,
+            },
+            Message::FactBuckets {
+                from: id(1),
+                hashes: vec![u32::MAX; BUCKETS],
+            },
+            Message::FactHave {
+                from: id(1),
+                buckets: vec![FactEntries {
+                    bucket: 3,
+                    entries: vec![([1; 8], u64::MAX, true)],
+                }],
+            },
+            Message::FactWant {
+                from: id(1),
+                prefixes: vec![[2; 8]],
+            },
+            Message::SyncFacts {
+                from: id(1),
+                updates: vec![
+                    Update::Left {
+                        id: id(5),
+                        incarnation: 6,
+                        sig: [8; 64],
+                    };
+                    12
+                ],
+            },
         ];
         for m in msgs {
             let b = m.encode().unwrap();
@@ -381,6 +480,21 @@ mod tests {
             updates: vec![Update::Record(vec![0; 1500])],
         };
         assert!(matches!(big.encode(), Err(WireError::TooLarge(_))));
+    }
+
+    #[test]
+    fn a_kind_from_a_newer_node_is_reported_as_unknown() {
+        // A datagram whose kind index is past the last one this node knows
+        // (as a newer node's added kinds are), then the sender id.
+        let mut b = vec![WIRE_VERSION, 16];
+        b.extend_from_slice(&[7; 32]);
+        assert_eq!(Message::decode(&b), Err(WireError::UnknownKind(16)));
+        // The last kind known decodes.
+        let m = Message::SyncFacts {
+            from: id(7),
+            updates: vec![],
+        };
+        assert_eq!(m.encode().unwrap()[1], 15);
     }
 
     proptest! {

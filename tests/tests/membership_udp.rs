@@ -268,7 +268,7 @@ async fn a_closed_grid_ignores_nodes_it_has_not_admitted() {
                 swim,
                 state_sink: None,
             };
-            spawn(socket, cfg, i as u64).unwrap()
+            spawn(socket, cfg).unwrap()
         }
     };
     let first = start(0, true, vec![]).await;
@@ -293,7 +293,7 @@ async fn a_closed_grid_ignores_nodes_it_has_not_admitted() {
             swim: Config::new_lan(),
             state_sink: None,
         };
-        spawn(socket, cfg, 5).unwrap()
+        spawn(socket, cfg).unwrap()
     };
     wait_for(
         "the four members to see each other",
