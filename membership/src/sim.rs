@@ -552,18 +552,22 @@ mod tests {
         let missing: Vec<usize> = (20..30).collect();
         let leaver = 3;
         let lid = net.id(leaver);
-        // Ten nodes never see the leave in gossip, nor in a proof answered
-        // to an accusation.
+        // Ten nodes miss the leave's gossip: for its first three seconds,
+        // every Left in gossip (or in a proof answered to an accusation)
+        // sent to them is lost.
         let m2 = missing.clone();
         net.filter = Some(Box::new(move |_, to, bytes| {
             m2.contains(&to) && carries_a_left(bytes)
         }));
         net.leave(leaver);
+        let left_at = net.now();
+        net.run_for(Duration::from_secs(3));
+        net.filter = None;
         // A sync round is at most sync_interval plus a quarter of jitter
-        // (3.75 s). Within two, each of them syncs with a member holding the
-        // leave (all live members do within a second).
+        // (3.75 s). Within two rounds of the leave, each of them has synced
+        // with a member holding it (every live member does within a second).
         let round = Duration::from_millis(3750);
-        let deadline = net.now() + 2 * round + Duration::from_millis(100);
+        let deadline = left_at + 2 * round + Duration::from_millis(100);
         let learned = net.run_until_or(deadline, |x| {
             (0..n)
                 .filter(|i| *i != leaver)

@@ -78,7 +78,7 @@ impl Swim {
 
     /// Push gossip within `gossip_interval` if anything is queued.
     pub(super) fn schedule_gossip(&mut self, now: Instant) {
-        if !self.broadcasts.is_empty() {
+        if !self.broadcasts.is_empty() && !self.left {
             self.timers
                 .set_earlier(TimerKey::Gossip, now + self.cfg.gossip_interval);
         }

@@ -10,7 +10,7 @@
 //! One job per module, as foca separates member, probe, broadcast and
 //! config:
 //!
-//! * [`members`]: the member table, counts and sampling.
+//! * `members`: the member table, counts and sampling.
 //! * `probe`: failure detection (SWIM): every probe period a node pings
 //!   one member (randomised round-robin); no ack within the probe timeout,
 //!   it asks `indirect_probes` others to ping for it (relays); no ack by the
@@ -40,7 +40,7 @@
 mod admit;
 mod gossip;
 mod join;
-pub mod members;
+mod members;
 mod probe;
 mod records;
 mod sync;

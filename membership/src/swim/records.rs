@@ -130,7 +130,7 @@ impl Swim {
     /// Publish a new version of this node's record (it must have a higher
     /// sequence number).
     pub fn update_record(&mut self, record: SignedRecord, now: Instant) {
-        if record.node_id() != self.me {
+        if record.node_id() != self.me || self.left {
             return;
         }
         if self
