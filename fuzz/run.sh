@@ -4,6 +4,9 @@
 # cargo-fuzz (`cargo install cargo-fuzz`).
 #   fuzz/run.sh            # 60 s per target
 #   fuzz/run.sh 600        # 10 minutes per target
+# The targets are one-liners over `grapevine_fuzz_entries` (fuzz/entries),
+# whose corpus replay runs in CI on stable Rust. Well-formed seed inputs:
+#   cargo run -p grapevine-fuzz-entries --example seeds
 set -euo pipefail
 secs="${1:-60}"
 cd "$(dirname "$0")/.."

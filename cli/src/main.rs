@@ -1,21 +1,15 @@
-//! The `grapevine` command: thin over the grapevine libraries.
+//! The `grapevine` command: argument parsing, output and exit codes over
+//! the node library (`grapevine_node`). Benchmarks, the swarm and the
+//! baselines live in `grapevine-perf`, so this binary links no TLS stack and
+//! no chitchat, and uses the system allocator.
 
-mod alloc;
-mod baseline;
-mod bench_sessions;
-mod bench_storage;
 mod demo;
 mod grid;
-mod node;
 mod ops;
-mod procfs;
-mod swarm;
+mod run;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-
-#[global_allocator]
-static GLOBAL: alloc::CountingAlloc = alloc::CountingAlloc;
 
 /// grapevine: a storage grid whose members find each other by gossip.
 #[derive(Debug, Parser)]
@@ -30,9 +24,9 @@ enum Cmd {
     /// Run a local grid end to end and narrate it.
     Demo(demo::DemoArgs),
     /// Create a node directory: identity, secrets and a commented config.
-    Init(node::InitArgs),
+    Init(run::InitArgs),
     /// Run the node in DIR in the foreground (SIGTERM leaves gracefully).
-    Run(node::RunArgs),
+    Run(run::RunArgs),
     /// The grid's members as a running node sees them.
     Members(ops::MembersArgs),
     /// A running node's own figures.
@@ -48,25 +42,6 @@ enum Cmd {
     /// Closed grids: make a grid key, admit nodes.
     #[command(subcommand)]
     Grid(grid::GridCmd),
-    /// Benchmarks that print figures.
-    #[command(subcommand)]
-    Bench(BenchCmd),
-    /// Run N real nodes on this machine and measure the grid.
-    Swarm(swarm::SwarmArgs),
-    /// (internal) one worker process of `swarm`.
-    #[command(hide = true)]
-    SwarmWorker(swarm::WorkerArgs),
-}
-
-#[derive(Debug, Subcommand)]
-enum BenchCmd {
-    /// Idle-session memory, handshake rate and throughput: Noise vs TLS 1.3.
-    Sessions(bench_sessions::SessionsArgs),
-    /// Put and get throughput on a local grid of share servers.
-    Storage(bench_storage::StorageArgs),
-    /// (internal) the accepting side of `bench sessions`.
-    #[command(hide = true)]
-    SessionPeer(bench_sessions::PeerArgs),
 }
 
 fn main() -> Result<()> {
@@ -80,8 +55,8 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Demo(a) => demo::run(&a),
-        Cmd::Init(a) => node::init(&a),
-        Cmd::Run(a) => node::run(&a),
+        Cmd::Init(a) => run::init(&a),
+        Cmd::Run(a) => run::run(&a),
         Cmd::Members(a) => ops::members(&a),
         Cmd::Status(a) => ops::status(&a),
         Cmd::Whoami(a) => ops::whoami(&a),
@@ -89,10 +64,5 @@ fn main() -> Result<()> {
         Cmd::Get(a) => ops::get(&a),
         Cmd::Check(a) => ops::check(&a),
         Cmd::Grid(c) => grid::run(&c),
-        Cmd::Bench(BenchCmd::Sessions(a)) => bench_sessions::run(&a),
-        Cmd::Bench(BenchCmd::SessionPeer(a)) => bench_sessions::peer(&a),
-        Cmd::Bench(BenchCmd::Storage(a)) => bench_storage::run(&a),
-        Cmd::Swarm(a) => swarm::run(&a),
-        Cmd::SwarmWorker(a) => swarm::worker(&a),
     }
 }

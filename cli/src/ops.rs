@@ -1,18 +1,13 @@
 //! Commands that talk to a running node: `members`, `status`, `whoami`,
 //! `put`, `get`, `check`.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
-use grapevine_crypto::{Identity, NodeId, SignedRecord};
+use anyhow::{bail, Result};
 use grapevine_membership::MemberState;
-use grapevine_storage::client::{self, ClientIdentity, KeyMode, ServerRef, UploadRequest};
+use grapevine_node::{control, Client, NodeDir, PutOptions};
 use grapevine_storage::{Cap, Params};
-use grapevine_storage::{PoolConfig, SessionPool};
 use indicatif::{ProgressBar, ProgressStyle};
-
-use crate::node::{self, Control, StatusReply, WhoamiReply};
 
 /// The node directory the command works through.
 #[derive(Debug, clap::Args)]
@@ -20,6 +15,12 @@ pub struct NodeArg {
     /// Node directory of a running node (`grapevine run DIR`).
     #[arg(long, default_value = ".")]
     pub node: PathBuf,
+}
+
+impl NodeArg {
+    fn dir(&self) -> NodeDir {
+        NodeDir::new(&self.node)
+    }
 }
 
 /// Arguments of `members`.
@@ -57,10 +58,10 @@ fn rt() -> Result<tokio::runtime::Runtime> {
 /// # Errors
 /// No node running.
 pub fn members(a: &MembersArgs) -> Result<()> {
-    let rows = rt()?.block_on(node::members(&a.node.node))?;
+    let rows = rt()?.block_on(control::members(&a.node.dir()))?;
     let rows: Vec<_> = rows
         .into_iter()
-        .filter(|r| node::state_matches(r, a.state))
+        .filter(|r| r.state_matches(a.state))
         .collect();
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -103,8 +104,7 @@ pub struct StatusArgs {
 /// # Errors
 /// No node running.
 pub fn status(a: &StatusArgs) -> Result<()> {
-    let s: StatusReply =
-        serde_json::from_str(&rt()?.block_on(node::ask(&a.node.node, &Control::Status))?)?;
+    let s = rt()?.block_on(control::status(&a.node.dir()))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
@@ -142,47 +142,13 @@ pub fn status(a: &StatusArgs) -> Result<()> {
 /// # Errors
 /// No node running.
 pub fn whoami(a: &StatusArgs) -> Result<()> {
-    let w: WhoamiReply =
-        serde_json::from_str(&rt()?.block_on(node::ask(&a.node.node, &Control::Whoami))?)?;
+    let w = rt()?.block_on(control::whoami(&a.node.dir()))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&w)?);
     } else {
         println!("{}", w.id);
     }
     Ok(())
-}
-
-/// The client identity and the storage servers the node in `dir` knows.
-async fn grid(dir: &Path) -> Result<(SessionPool, Vec<ServerRef>)> {
-    let ident = Arc::new(Identity::load(&dir.join("identity.key"))?);
-    let w: WhoamiReply = serde_json::from_str(&node::ask(dir, &Control::Whoami).await?)?;
-    let record = SignedRecord::decode(&data_encoding::HEXLOWER.decode(w.record.as_bytes())?)?;
-    let mut servers = vec![ServerRef {
-        id: record.node_id(),
-        addr: record.record().addrs[0],
-    }];
-    for m in node::members(dir).await? {
-        if m.state == "alive" && m.storage {
-            let id: NodeId = m.id.parse()?;
-            let rec = SignedRecord::decode(&data_encoding::HEXLOWER.decode(m.record.as_bytes())?)?;
-            servers.push(ServerRef {
-                id,
-                addr: rec.record().addrs[0],
-            });
-        }
-    }
-    let cfg = node::load_config(dir)?;
-    let me = ClientIdentity {
-        identity: ident,
-        record,
-        session: cfg.session_config()?,
-    };
-    let pool = PoolConfig {
-        max_sessions: cfg.client_sessions,
-        idle_timeout: std::time::Duration::from_secs(cfg.client_idle_secs),
-        ..PoolConfig::default()
-    };
-    Ok((SessionPool::new(me, pool), servers))
 }
 
 fn bar(len: u64, quiet: bool) -> ProgressBar {
@@ -227,24 +193,31 @@ pub struct PutArgs {
 /// No node running, unreadable file, too few servers.
 pub fn put(a: &PutArgs) -> Result<()> {
     rt()?.block_on(async {
-        let (pool, servers) = grid(&a.node.node).await?;
-        let size = std::fs::metadata(&a.file).with_context(|| format!("reading {}", a.file.display()))?.len();
-        let mode = if a.random_key {
-            KeyMode::Random
-        } else {
-            let text = std::fs::read_to_string(a.node.node.join("convergence.secret"))?;
-            let s = data_encoding::HEXLOWER.decode(text.trim().as_bytes())?;
-            KeyMode::Convergent(s.try_into().map_err(|_| anyhow::anyhow!("convergence.secret is not 32 bytes"))?)
-        };
-        let input = tokio::fs::File::open(&a.file).await?;
-        let hash_input = Some(tokio::fs::File::open(&a.file).await?);
+        let client = Client::for_dir(&a.node.dir()).await?;
+        let size = std::fs::metadata(&a.file).map(|m| m.len()).unwrap_or(0);
         let b = bar(size, a.json);
-        let req = UploadRequest { params: Params { k: a.k, n: a.n, happy: a.happy }, mode, size, input, hash_input };
-        let up = client::upload(&pool, &servers, req, &|done| b.set_position(done)).await?;
+        let opts = PutOptions {
+            params: Params {
+                k: a.k,
+                n: a.n,
+                happy: a.happy,
+            },
+            random_key: a.random_key,
+        };
+        let up = client
+            .put_file(&a.file, opts, &|done| b.set_position(done))
+            .await?;
         b.finish_and_clear();
         if a.json {
-            let placements: Vec<_> = up.placements.iter().map(|(s, id)| serde_json::json!({"share": s, "server": id.to_string()})).collect();
-            println!("{}", serde_json::json!({"cap": up.cap.to_string(), "servers": up.servers, "placements": placements}));
+            let placements: Vec<_> = up
+                .placements
+                .iter()
+                .map(|(s, id)| serde_json::json!({"share": s, "server": id.to_string()}))
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({"cap": up.cap.to_string(), "servers": up.servers, "placements": placements})
+            );
         } else {
             println!("{}", up.cap);
         }
@@ -275,38 +248,17 @@ pub struct GetArgs {
 pub fn get(a: &GetArgs) -> Result<()> {
     let cap: Cap = a.cap.parse()?;
     rt()?.block_on(async {
-        let (pool, servers) = grid(&a.node.node).await?;
-        let parent = a
-            .output
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let tmp = parent.join(format!(
-            ".{}.partial",
-            a.output
-                .file_name()
-                .and_then(|f| f.to_str())
-                .unwrap_or("grapevine")
-        ));
-        let mut f = tokio::fs::File::create(&tmp)
-            .await
-            .with_context(|| format!("creating {}", tmp.display()))?;
+        let client = Client::for_dir(&a.node.dir()).await?;
         let size = match &cap {
             Cap::Chk(c) => c.size,
             Cap::Lit(d) => d.len() as u64,
         };
         let b = bar(size, a.json);
-        let r = client::download(&pool, &servers, &cap, &mut f, &|done| b.set_position(done)).await;
+        let r = client
+            .get_to_file(&cap, &a.output, &|done| b.set_position(done))
+            .await;
         b.finish_and_clear();
-        let rep = match r {
-            Ok(rep) => rep,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e.into());
-            }
-        };
-        f.sync_all().await?;
-        std::fs::rename(&tmp, &a.output)?;
+        let rep = r?;
         for (shnum, server) in &rep.corrupt {
             eprintln!(
                 "warning: share {shnum} on {} is corrupt and was skipped",
@@ -350,8 +302,8 @@ pub struct CheckArgs {
 pub fn check(a: &CheckArgs) -> Result<()> {
     let cap: Cap = a.cap.parse()?;
     rt()?.block_on(async {
-        let (pool, servers) = grid(&a.node.node).await?;
-        let r = client::check(&pool, &servers, &cap, a.verify).await?;
+        let client = Client::for_dir(&a.node.dir()).await?;
+        let r = client.check(&cap, a.verify).await?;
         if a.json {
             let shares: Vec<_> = r
                 .shares

@@ -6,77 +6,6 @@ mod common;
 use common::*;
 
 #[test]
-fn swarm_of_sixty_nodes_in_two_processes_converges_and_detects_a_kill() {
-    let out = grapevine()
-        .args([
-            "swarm",
-            "--nodes",
-            "60",
-            "--procs",
-            "2",
-            "--steady-secs",
-            "3",
-            "--timeout-secs",
-            "90",
-            "--json",
-        ])
-        .output()
-        .expect("run grapevine swarm");
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
-    assert_eq!(r["nodes"], 60);
-    assert_eq!(r["procs"], 2);
-    assert!(
-        r["converge_after_last_start_s"].is_number(),
-        "did not converge: {r}"
-    );
-    assert!(r["detect_s"].is_number(), "kill not detected: {r}");
-    assert_eq!(r["killed"], 1);
-    assert_eq!(r["false_dead_verdicts"], 0, "{r}");
-    assert!(r["max_datagram_bytes"].as_u64().unwrap() <= 1400);
-    assert!(r["rss_per_node_bytes"].as_f64().unwrap() > 0.0);
-}
-
-#[test]
-fn bench_sessions_reports_both_rows() {
-    let out = grapevine()
-        .args([
-            "bench",
-            "sessions",
-            "--count",
-            "50",
-            "--seconds",
-            "0.3",
-            "--json",
-        ])
-        .output()
-        .expect("run grapevine bench sessions");
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON rows");
-    let rows = rows.as_array().expect("array");
-    assert_eq!(rows.len(), 2);
-    assert_eq!(rows[0]["proto"], "noise");
-    assert_eq!(rows[1]["proto"], "tls13");
-    for r in rows {
-        assert_eq!(r["sessions"], 50);
-        assert!(r["throughput_mb_s"].as_f64().unwrap() > 0.0, "{r}");
-        assert!(r["handshakes_per_sec"].as_f64().unwrap() > 0.0, "{r}");
-        assert!(
-            r["client_heap_bytes_per_session"].as_f64().unwrap() > 0.0,
-            "{r}"
-        );
-    }
-}
-
-#[test]
 fn demo_runs_end_to_end() {
     let out = grapevine()
         .args(["demo", "--nodes", "8"])
@@ -96,14 +25,18 @@ fn demo_runs_end_to_end() {
 
 #[test]
 fn bad_arguments_are_clear_errors() {
-    let out = grapevine()
-        .args(["swarm", "--nodes", "1"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 2 nodes"));
     let out = grapevine().args(["no-such-command"]).output().unwrap();
     assert!(!out.status.success());
+    // The laboratory is not in the production binary.
+    for cmd in ["swarm", "bench"] {
+        let out = grapevine().arg(cmd).output().unwrap();
+        assert!(!out.status.success(), "grapevine {cmd} exists");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("unrecognized subcommand"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]
@@ -132,7 +65,7 @@ fn four_node_processes_store_and_serve_a_file() {
     let metrics = {
         use std::io::{Read, Write};
         let mut c = std::net::TcpStream::connect("127.7.0.1:9464").expect("metrics port");
-        c.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        c.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
             .unwrap();
         let mut body = String::new();
         c.read_to_string(&mut body).unwrap();
@@ -346,14 +279,13 @@ fn a_storage_node_killed_during_an_upload_costs_only_its_share() {
             members(d).is_some_and(|m| m.iter().filter(|r| r["state"] == "alive").count() == 4)
         })
     });
-    // A file large enough that the upload is still running when a server
-    // is killed: 2-of-5 puts one share on each of the five servers.
+    // 2-of-5 puts one share on each of the five servers.
     let file = root.path().join("big.bin");
-    let data: Vec<u8> = (0..160_000_000u32)
+    let data: Vec<u8> = (0..40_000_000u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
         .collect();
     std::fs::write(&file, &data).unwrap();
-    let put = grapevine()
+    let mut put = grapevine()
         .arg("put")
         .arg(&file)
         .args([
@@ -372,10 +304,33 @@ fn a_storage_node_killed_during_an_upload_costs_only_its_share() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Once node 5 has taken part of its share, kill -9 it.
-    wait_for("node 5 to be receiving its share", 60, || {
-        status(&dirs[4]).is_some_and(|s| s["storage_requests"].as_u64() >= Some(3))
-    });
+    // The fault, at a point the test chooses rather than a race with the
+    // machine's speed: the moment node 5's share appears in its store's
+    // incoming/ directory (allocated, being written), node 5 is frozen
+    // (SIGSTOP), so the upload cannot finish with it; then it is killed.
+    let incoming = dirs[4].join("storage").join("incoming");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while walk(&incoming).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 5 was never given a share"
+        );
+        assert!(
+            put.try_wait().unwrap().is_none(),
+            "the upload ended before node 5 was given a share"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    signal(&nodes[4].0, "STOP");
+    // The kill happens mid-upload: the upload is still running, node 5
+    // holds a partial share and no finished one.
+    assert!(
+        put.try_wait().unwrap().is_none(),
+        "the upload finished before the fault"
+    );
+    assert_eq!(walk(&incoming).len(), 1, "one partial share on node 5");
+    let finished = walk(&dirs[4].join("storage").join("shares"));
+    assert!(finished.is_empty(), "node 5 already finished {finished:?}");
     nodes[4].0.kill().unwrap();
     nodes[4].0.wait().unwrap();
     let out = put.wait_with_output().unwrap();
@@ -401,6 +356,14 @@ fn a_storage_node_killed_during_an_upload_costs_only_its_share() {
     // stayed in incoming/ and is removed when the node next opens its store.
     let shares: Vec<_> = walk(&dirs[4].join("storage").join("shares"));
     assert!(shares.is_empty(), "{shares:?}");
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    assert!(Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -1,4 +1,4 @@
-//! The `chitchat` baseline for `grapevine swarm --baseline chitchat`: the
+//! The `chitchat` baseline for `grapevine-perf swarm --baseline chitchat`: the
 //! same worker protocol and status lines, with chitchat nodes (each its own
 //! UDP socket on 127.9.x.y) carrying a signed record of the same size as a
 //! key-value. chitchat exposes no datagram counters, so traffic figures are
@@ -19,8 +19,8 @@ use chitchat::{
 use grapevine_crypto::{Identity, LocationRecord};
 use tokio::io::AsyncBufReadExt;
 
-use crate::procfs;
-use crate::swarm::{emit, unix_ms, Status, WorkerArgs};
+use crate::worker::{emit, unix_ms, Status, WorkerArgs};
+use grapevine_node::procfs;
 
 fn addr(i: usize, port: u16) -> SocketAddr {
     SocketAddr::from(([127, 9, (i / 250) as u8, (i % 250 + 1) as u8], port))

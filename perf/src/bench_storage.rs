@@ -1,4 +1,4 @@
-//! `grapevine bench storage`: put and get throughput on a local grid of
+//! `grapevine-perf bench storage`: put and get throughput on a local grid of
 //! share servers (each its own identity, TCP listener and on-disk store in
 //! a temporary directory), with the default 3-of-10 encoding.
 
@@ -13,7 +13,7 @@ use grapevine_storage::{PoolConfig, SessionPool};
 use serde::Serialize;
 use tokio::io::AsyncWrite;
 
-use crate::procfs;
+use grapevine_node::procfs;
 
 /// Arguments of `bench storage`.
 #[derive(Debug, clap::Args)]

@@ -1,8 +1,8 @@
-//! `grapevine bench sessions`: what an idle authenticated session costs, and
+//! `grapevine-perf bench sessions`: what an idle authenticated session costs, and
 //! how fast a session moves data, for grapevine's Noise sessions and for
 //! TLS 1.3 (tokio-rustls) in the same harness.
 //!
-//! The parent process dials N sessions to a child process (`grapevine bench
+//! The parent process dials N sessions to a child process (`grapevine-perf bench
 //! session-peer`) on 127.0.0.1 and keeps them idle. Each side counts its
 //! live heap bytes (counting global allocator) and RSS before and after; the
 //! kernel's TCP buffer memory comes from /proc/net/sockstat. One extra
@@ -13,24 +13,21 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use grapevine_crypto::noise::{FrameDecoder, InitiatorHandshake, ResponderHandshake};
 use grapevine_crypto::{Identity, LocationRecord, Session, SessionConfig, SignedRecord};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio_rustls::rustls;
 
 use crate::alloc::live_bytes;
-use crate::procfs;
-
-const MSG: usize = 64 * 1024;
-const PEER_SEED: [u8; 32] = [7; 32];
+use crate::session_peer::{provider, PeerReport, Proto, MSG, PEER_SEED};
+use grapevine_node::procfs;
 
 /// Arguments of `bench sessions`.
 #[derive(Debug, clap::Args)]
@@ -47,23 +44,6 @@ pub struct SessionsArgs {
     /// Skip the TLS comparison row.
     #[arg(long)]
     pub no_tls: bool,
-}
-
-/// Which protocol a peer speaks.
-#[derive(Debug, Clone, Copy, clap::ValueEnum, PartialEq, Eq)]
-pub enum Proto {
-    /// grapevine's Noise sessions.
-    Noise,
-    /// TLS 1.3 via tokio-rustls (ring provider).
-    Tls,
-}
-
-/// Arguments of the hidden `bench session-peer` child.
-#[derive(Debug, clap::Args)]
-pub struct PeerArgs {
-    /// Protocol to serve.
-    #[arg(long, value_enum)]
-    pub proto: Proto,
 }
 
 /// One row of results.
@@ -95,13 +75,6 @@ pub struct Row {
     pub seal_mb_s: Option<f64>,
     /// In-memory open of 64 KiB messages on one core, MB/s (Noise only).
     pub open_mb_s: Option<f64>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct PeerReport {
-    heap_delta: i64,
-    rss_delta: i64,
-    established: u64,
 }
 
 /// Run the benchmark and print the figures.
@@ -475,10 +448,6 @@ fn in_memory_seal_open(me: &Identity, my_record: &SignedRecord) -> Result<(f64, 
     Ok((seal, open))
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
 fn tls_connector(cert_der: &[u8]) -> Result<tokio_rustls::TlsConnector> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(rustls::pki_types::CertificateDer::from(cert_der.to_vec()))?;
@@ -487,178 +456,4 @@ fn tls_connector(cert_der: &[u8]) -> Result<tokio_rustls::TlsConnector> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(tokio_rustls::TlsConnector::from(Arc::new(cfg)))
-}
-
-/// The child side: accept sessions, hold them idle, sink throughput streams,
-/// and report its own memory when asked on stdin.
-///
-/// # Errors
-/// Fails if it cannot bind or set up TLS.
-pub fn peer(args: &PeerArgs) -> Result<()> {
-    let _ = rlimit::increase_nofile_limit(u64::MAX);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(peer_main(args.proto))
-}
-
-async fn peer_main(proto: Proto) -> Result<()> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let port = listener.local_addr()?.port();
-    let ident = Arc::new(Identity::from_seed(PEER_SEED));
-    let record = LocationRecord::new(&ident, vec![listener.local_addr()?]).sign(&ident)?;
-    let (acceptor, cert_hex) = match proto {
-        Proto::Noise => (None, String::new()),
-        Proto::Tls => {
-            let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()])?;
-            let der = ck.cert.der().to_vec();
-            let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
-            let cfg = rustls::ServerConfig::builder_with_provider(provider())
-                .with_protocol_versions(&[&rustls::version::TLS13])?
-                .with_no_client_auth()
-                .with_single_cert(vec![der.clone().into()], key)?;
-            (
-                Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg))),
-                data_encoding::HEXLOWER.encode(&der),
-            )
-        }
-    };
-    let established = Arc::new(AtomicU64::new(0));
-    let heap0 = Arc::new(AtomicU64::new(0));
-    let rss0 = Arc::new(AtomicU64::new(0));
-
-    // Control: stdin lines, on a blocking thread.
-    let (ctl_tx, mut ctl_rx) = tokio::sync::mpsc::channel::<String>(4);
-    std::thread::spawn(move || {
-        let stdin = std::io::stdin();
-        for line in stdin.lock().lines() {
-            let Ok(line) = line else { break };
-            if ctl_tx.blocking_send(line).is_err() {
-                break;
-            }
-        }
-    });
-    println!("READY {port} {cert_hex}");
-    std::io::stdout().flush()?;
-
-    loop {
-        tokio::select! {
-            acc = listener.accept() => {
-                let (s, _) = acc?;
-                let _ = s.set_nodelay(true);
-                let ident = ident.clone();
-                let record = record.clone();
-                let acceptor = acceptor.clone();
-                let established = established.clone();
-                // One spawn per protocol: a future is as large as its
-                // largest state, and the idle task holds all of it.
-                match acceptor {
-                    None => {
-                        tokio::spawn(serve_noise(s, ident, record, established));
-                    }
-                    Some(a) => {
-                        tokio::spawn(serve_tls(s, a, established));
-                    }
-                }
-            }
-            line = ctl_rx.recv() => {
-                match line.as_deref() {
-                    Some("BASELINE") => {
-                        // The parent has dropped its warm-up sessions.
-                        heap0.store(live_bytes() as u64, Ordering::Relaxed);
-                        rss0.store(procfs::rss_bytes(), Ordering::Relaxed);
-                        established.store(0, Ordering::Relaxed);
-                        println!("OK");
-                        std::io::stdout().flush()?;
-                    }
-                    Some("REPORT") => {
-                        let report = PeerReport {
-                            heap_delta: live_bytes() - heap0.load(Ordering::Relaxed) as i64,
-                            rss_delta: procfs::rss_bytes() as i64 - rss0.load(Ordering::Relaxed) as i64,
-                            established: established.load(Ordering::Relaxed),
-                        };
-                        println!("{}", serde_json::to_string(&report)?);
-                        std::io::stdout().flush()?;
-                    }
-                    _ => return Ok(()),
-                }
-            }
-        }
-    }
-}
-
-fn established_one(established: &AtomicU64) {
-    established.fetch_add(1, Ordering::Relaxed);
-}
-
-async fn serve_noise(
-    s: TcpStream,
-    ident: Arc<Identity>,
-    record: SignedRecord,
-    established: Arc<AtomicU64>,
-) {
-    // Boxed so the idle task does not carry the handshake's state inline.
-    let accepted = Box::pin(Session::accept(
-        s,
-        &ident,
-        &record,
-        &SessionConfig::default(),
-    ))
-    .await;
-    drop((ident, record));
-    let Ok((mut sess, _)) = accepted else { return };
-    established_one(&established);
-    drop(established);
-    let mut got = 0u64;
-    let mut cpu0 = None;
-    loop {
-        let Ok(m) = sess.recv().await else { return };
-        if m.is_empty() {
-            let cpu = procfs::cpu_seconds() - cpu0.unwrap_or_else(procfs::cpu_seconds);
-            let mut r = got.to_le_bytes().to_vec();
-            r.extend_from_slice(&((cpu * 1e6) as u64).to_le_bytes());
-            if sess.send(&r).await.is_err() {
-                return;
-            }
-            got = 0;
-            cpu0 = None;
-        } else {
-            cpu0.get_or_insert_with(procfs::cpu_seconds);
-            got += m.len() as u64;
-        }
-    }
-}
-
-async fn serve_tls(s: TcpStream, acceptor: tokio_rustls::TlsAcceptor, established: Arc<AtomicU64>) {
-    let Ok(s) = Box::pin(acceptor.accept(s)).await else {
-        return;
-    };
-    established_one(&established);
-    if let Err(e) = tls_sink(s).await {
-        tracing::debug!("tls session ended: {e}");
-    }
-}
-
-async fn tls_sink(mut s: tokio_rustls::server::TlsStream<TcpStream>) -> Result<()> {
-    let mut got = 0u64;
-    let mut cpu0 = None;
-    loop {
-        let len = s.read_u32().await? as usize;
-        if len == 0 {
-            let cpu = procfs::cpu_seconds() - cpu0.unwrap_or_else(procfs::cpu_seconds);
-            s.write_all(&got.to_le_bytes()).await?;
-            s.write_all(&((cpu * 1e6) as u64).to_le_bytes()).await?;
-            s.flush().await?;
-            got = 0;
-            cpu0 = None;
-            continue;
-        }
-        if len > MSG {
-            bail!("oversized message");
-        }
-        cpu0.get_or_insert_with(procfs::cpu_seconds);
-        let mut buf = vec![0u8; len];
-        s.read_exact(&mut buf).await?;
-        got += len as u64;
-    }
 }

@@ -1,0 +1,86 @@
+//! `grapevine init` and `grapevine run`: arguments, the process's runtime
+//! and signals, over `grapevine_node`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use grapevine_node::dir::{self, InitOptions};
+use grapevine_node::{Node, NodeDir, Options};
+
+/// Arguments of `init`.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Node directory to create.
+    pub dir: PathBuf,
+    /// Listen address (UDP gossip and TCP sessions).
+    #[arg(long, default_value = "127.0.0.1:7946")]
+    pub listen: SocketAddr,
+    /// Seed to join through (repeatable).
+    #[arg(long)]
+    pub seed: Vec<SocketAddr>,
+    /// Nickname.
+    #[arg(long)]
+    pub nickname: Option<String>,
+    /// Storage offered, MiB.
+    #[arg(long, default_value_t = 10 * 1024)]
+    pub capacity_mib: u32,
+}
+
+/// `grapevine init DIR`.
+///
+/// # Errors
+/// If the directory holds a node already or cannot be written.
+pub fn init(a: &InitArgs) -> Result<()> {
+    let d = NodeDir::new(&a.dir);
+    let id = dir::init(
+        &d,
+        &InitOptions {
+            listen: a.listen,
+            seeds: a.seed.clone(),
+            nickname: a.nickname.clone(),
+            capacity_mib: a.capacity_mib,
+        },
+    )?;
+    println!("created node {id} in {}", a.dir.display());
+    Ok(())
+}
+
+/// Arguments of `run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Node directory.
+    pub dir: PathBuf,
+}
+
+/// `grapevine run DIR`: run the node until SIGTERM or SIGINT, then leave
+/// the grid gracefully. Gossip and control run on a two-thread runtime,
+/// storage on a runtime of its own.
+///
+/// # Errors
+/// Bad configuration, sockets that cannot be bound.
+pub fn run(a: &RunArgs) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let dir = NodeDir::new(&a.dir);
+        let cfg = dir.load_config()?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let node = Node::start(cfg, &dir, Options::process()).await?;
+        eprintln!(
+            "grapevine node {} listening on {} (control: {})",
+            node.id().short(),
+            node.local_addr(),
+            dir.control_path().display()
+        );
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        eprintln!("leaving the grid");
+        node.leave(std::time::Duration::from_secs(5)).await?;
+        Ok(())
+    })
+}

@@ -1,0 +1,209 @@
+//! Write well-formed seed inputs into `fuzz/corpus/<target>/seed-*`: valid
+//! signed records, capabilities, admission certificates, gossip messages
+//! and storage requests. Random bytes almost never reach past a decoder's
+//! first checks; these seeds let the fuzzer (and CI's corpus replay) start
+//! from inputs that go all the way through. Deterministic: rerunning after
+//! a format change rewrites the same files with the new bytes.
+//!
+//! `cargo run -p grapevine-fuzz-entries --example seeds`
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use grapevine_crypto::testing::{record_for, rng};
+use grapevine_crypto::{Admission, Identity};
+use grapevine_membership::wire::{BucketEntries, Message, Update};
+use grapevine_storage::chk::{Encoder, Params};
+use grapevine_storage::protocol::{encode, Request, RequestMsg};
+use grapevine_storage::{Cap, StorageIndex};
+
+fn write(target: &str, name: &str, bytes: &[u8]) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../corpus")
+        .join(target);
+    std::fs::create_dir_all(&dir).expect("corpus directory");
+    std::fs::write(dir.join(format!("seed-{name}")), bytes).expect("write seed");
+}
+
+fn main() {
+    let me = Arc::new(Identity::generate_with(&mut rng(1)));
+    let other = Identity::generate_with(&mut rng(2));
+    let grid = Identity::generate_with(&mut rng(3));
+
+    // Records: plain, with nickname and several addresses, with admission.
+    let plain = record_for(&other, "10.0.0.2:7946")
+        .sign(&other)
+        .expect("sign");
+    write("record", "plain", plain.bytes());
+    let mut r = record_for(&other, "10.0.0.2:7946");
+    r.nickname = Some("seed-node".into());
+    r.addrs.push("[2001:db8::2]:7946".parse().expect("address"));
+    r.seq = 42;
+    write("record", "full", r.sign(&other).expect("sign").bytes());
+    let adm = Admission::issue(&grid, &other.node_id(), 4_000_000_000);
+    let mut r = record_for(&other, "10.0.0.2:7946");
+    r.admission = Some(Box::new(adm));
+    write("record", "admitted", r.sign(&other).expect("sign").bytes());
+
+    // Capabilities and admission certificates as text.
+    let mut enc = Encoder::new([7; 32], Params::default(), 5000).expect("encoder");
+    let mut seg = vec![9u8; 5000];
+    enc.encode_segment(&mut seg).expect("segment");
+    let cap = enc.finish().expect("finish").1;
+    write("capability", "chk", Cap::Chk(cap).to_string().as_bytes());
+    write(
+        "capability",
+        "lit",
+        Cap::Lit(b"hello".to_vec()).to_string().as_bytes(),
+    );
+    write("capability", "admission", adm.to_string().as_bytes());
+
+    // Gossip: each message kind once, with real records and signatures.
+    let rec = plain.bytes().to_vec();
+    let alive_sig = other.sign(&grapevine_membership::wire::liveness_message(
+        "alive",
+        &other.node_id(),
+        7,
+    ));
+    let msgs = [
+        (
+            "ping",
+            Message::Ping {
+                seq: 1,
+                from: other.node_id(),
+                updates: vec![
+                    Update::Record(rec.clone()),
+                    Update::Alive {
+                        id: other.node_id(),
+                        incarnation: 7,
+                        sig: alive_sig,
+                    },
+                ],
+            },
+        ),
+        (
+            "ack",
+            Message::Ack {
+                seq: 1,
+                from: other.node_id(),
+                updates: vec![Update::Suspect {
+                    id: other.node_id(),
+                    incarnation: 1,
+                }],
+            },
+        ),
+        (
+            "pingreq",
+            Message::PingReq {
+                seq: 2,
+                from: other.node_id(),
+                target: me.node_id(),
+                target_addr: "10.0.0.1:1".parse().expect("address"),
+            },
+        ),
+        (
+            "join",
+            Message::Join {
+                record: rec.clone(),
+            },
+        ),
+        (
+            "joinack",
+            Message::JoinAck {
+                record: rec.clone(),
+            },
+        ),
+        (
+            "gossip",
+            Message::Gossip {
+                from: other.node_id(),
+                updates: vec![Update::Dead {
+                    id: other.node_id(),
+                    incarnation: 3,
+                }],
+            },
+        ),
+        (
+            "digest",
+            Message::SyncDigest {
+                from: other.node_id(),
+                root: 12345,
+                count: 2,
+            },
+        ),
+        (
+            "buckets",
+            Message::SyncBuckets {
+                from: other.node_id(),
+                hashes: vec![1; grapevine_membership::wire::BUCKETS],
+            },
+        ),
+        (
+            "have",
+            Message::SyncHave {
+                from: other.node_id(),
+                buckets: vec![BucketEntries {
+                    bucket: other.node_id().0[0],
+                    entries: vec![(other.node_id().0[..8].try_into().expect("8"), 9)],
+                }],
+            },
+        ),
+        (
+            "want",
+            Message::SyncWant {
+                from: other.node_id(),
+                prefixes: vec![me.node_id().0[..8].try_into().expect("8")],
+            },
+        ),
+        (
+            "records",
+            Message::SyncRecords {
+                from: other.node_id(),
+                records: vec![rec],
+            },
+        ),
+    ];
+    for (name, m) in msgs {
+        write("gossip", name, &m.encode().expect("fits a datagram"));
+    }
+
+    // Storage requests: an allocate, write, close, list, read, verify.
+    let si = StorageIndex([5; 16]);
+    let reqs = [
+        ("version", Request::Version),
+        (
+            "allocate",
+            Request::Allocate {
+                si,
+                shnum: 1,
+                size: 10,
+            },
+        ),
+        (
+            "write",
+            Request::Write {
+                si,
+                shnum: 1,
+                offset: 0,
+                data: b"0123456789".to_vec(),
+            },
+        ),
+        ("close", Request::Close { si, shnum: 1 }),
+        ("list", Request::List { si }),
+        (
+            "read",
+            Request::Read {
+                si,
+                shnum: 1,
+                offset: 2,
+                len: 4,
+            },
+        ),
+        ("verify", Request::Verify { si, shnum: 1 }),
+        ("abort", Request::Abort { si, shnum: 2 }),
+    ];
+    for (name, req) in reqs {
+        write("storage_request", name, &encode(&RequestMsg { id: 1, req }));
+    }
+    println!("seeds written under fuzz/corpus/");
+}

@@ -1,0 +1,168 @@
+//! The fuzz targets' bodies, one function per decoder fed from the network
+//! or a disk, built on stable Rust.
+//!
+//! Each `fuzz/fuzz_targets/<name>.rs` is one line that hands libFuzzer's
+//! input to the function of the same name here, and
+//! `tests/corpus_replay.rs` feeds every file committed under
+//! `fuzz/corpus/<name>` to the same function. So the targets and the
+//! corpora keep building with the code they test, and an input that once
+//! found a bug (or any input the corpus holds) fails CI if it panics
+//! again. The functions panic exactly when the code under test breaks an
+//! invariant the target asserts (a round trip that differs, a server answer
+//! that does not decode); errors for bad input are expected and ignored.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::sync::{Arc, OnceLock};
+
+use grapevine_crypto::{Identity, LocationRecord, SessionConfig, SignedRecord};
+use rand::SeedableRng;
+
+/// The names of the fuzz targets, which are also the corpus directories.
+pub const TARGETS: [&str; 7] = [
+    "record",
+    "gossip",
+    "frames",
+    "handshake",
+    "storage_request",
+    "share_file",
+    "capability",
+];
+
+/// Run the target called `name` on `data`.
+///
+/// # Panics
+/// If `name` is not one of [`TARGETS`], or the target's invariant breaks.
+pub fn run(name: &str, data: &[u8]) {
+    match name {
+        "record" => record(data),
+        "gossip" => gossip(data),
+        "frames" => frames(data),
+        "handshake" => handshake(data),
+        "storage_request" => storage_request(data),
+        "share_file" => share_file(data),
+        "capability" => capability(data),
+        other => panic!("no fuzz target {other:?}"),
+    }
+}
+
+/// One identity and its signed record, made once per process.
+fn me() -> &'static (Arc<Identity>, SignedRecord) {
+    static ME: OnceLock<(Arc<Identity>, SignedRecord)> = OnceLock::new();
+    ME.get_or_init(|| {
+        let id = Arc::new(Identity::generate());
+        let rec = LocationRecord::new(&id, vec!["10.0.0.1:1".parse().expect("address")])
+            .sign(&id)
+            .expect("sign");
+        (id, rec)
+    })
+}
+
+/// Location records as they arrive from gossip or a handshake: a verified
+/// record re-encodes to exactly the bytes it came from.
+pub fn record(data: &[u8]) {
+    if let Ok(u) = grapevine_crypto::UnverifiedRecord::parse(data) {
+        if let Ok(rec) = u.verify() {
+            assert_eq!(
+                rec.bytes(),
+                data,
+                "a verified record re-encodes differently"
+            );
+        }
+    }
+}
+
+/// Gossip datagrams: the decoder (a decoded message re-encodes), then a
+/// live SWIM core fed the bytes and its timers run.
+pub fn gossip(data: &[u8]) {
+    use grapevine_membership::{wire::Message, Config, Swim};
+    if let Ok(m) = Message::decode(data) {
+        let _ = m.encode();
+    }
+    let (id, rec) = me();
+    let now = std::time::Instant::now();
+    let mut n = Swim::new(
+        id.clone(),
+        rec.clone(),
+        vec![],
+        Config::new_lan(),
+        rand::rngs::SmallRng::seed_from_u64(1),
+        now,
+    );
+    n.handle_datagram(now, "10.0.0.9:9".parse().expect("address"), data);
+    n.handle_timeout(now + std::time::Duration::from_secs(1));
+    while n.poll_transmit().is_some() {}
+}
+
+/// Session framing: a byte stream split into length-prefixed frames, fed
+/// in uneven pieces as a socket would; no frame is empty.
+pub fn frames(data: &[u8]) {
+    let mut d = grapevine_crypto::noise::FrameDecoder::default();
+    for chunk in data.chunks(7) {
+        d.extend(chunk);
+        while let Ok(Some(f)) = d.next_frame() {
+            assert!(!f.is_empty(), "an empty frame was decoded");
+        }
+    }
+}
+
+/// The first handshake message, as a responder receives it from anyone.
+pub fn handshake(data: &[u8]) {
+    let (id, rec) = me();
+    let _ = grapevine_crypto::noise::ResponderHandshake::respond(
+        id,
+        rec,
+        data,
+        &SessionConfig::default(),
+    );
+}
+
+/// Storage requests and responses, and a share server answering them:
+/// every answer the server gives decodes.
+pub fn storage_request(data: &[u8]) {
+    use grapevine_storage::protocol::{decode, RequestMsg, ResponseMsg};
+    use grapevine_storage::server::ShareServer;
+    use grapevine_storage::ShareStore;
+    static DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("gv-fuzz-store-{}", std::process::id()));
+        std::fs::create_dir_all(&d).expect("temporary store directory");
+        d
+    });
+    let _ = decode::<ResponseMsg>(data);
+    if decode::<RequestMsg>(data).is_ok() || data.first() == Some(&0) {
+        let store = ShareStore::open(dir, 0).expect("store");
+        let mut srv = ShareServer::new(store);
+        let out = srv.handle_bytes(data).joined();
+        decode::<ResponseMsg>(&out).expect("the server's answers decode");
+    }
+}
+
+/// Share contents as read back from a server or a disk: the footer and the
+/// URI extension block checked against a capability.
+pub fn share_file(data: &[u8]) {
+    use grapevine_storage::cap::ReadCap;
+    use grapevine_storage::chk::{Encoder, Footer, Params, Ueb};
+    static CAP: OnceLock<ReadCap> = OnceLock::new();
+    let cap = CAP.get_or_init(|| {
+        let mut enc = Encoder::new([3; 32], Params::default(), 1000).expect("encoder");
+        let mut buf = vec![5u8; 1000];
+        enc.encode_segment(&mut buf).expect("segment");
+        enc.finish().expect("finish").1
+    });
+    let _ = Footer::parse(data, data.len() as u64 + 1000);
+    let _ = Ueb::decode_checked(data, cap);
+}
+
+/// Capability strings and admission certificates, as users paste them: a
+/// parsed capability prints to a string that parses to the same one.
+pub fn capability(data: &[u8]) {
+    if let Ok(s) = std::str::from_utf8(data) {
+        if let Ok(c) = s.parse::<grapevine_storage::Cap>() {
+            let again: grapevine_storage::Cap = c.to_string().parse().expect("round trip");
+            assert_eq!(again, c, "a capability changed in a round trip");
+        }
+        let _ = s.parse::<grapevine_crypto::Admission>();
+    }
+}

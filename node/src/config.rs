@@ -1,0 +1,300 @@
+//! A node's configuration: the schema of `config.toml`, its defaults, and
+//! loading with errors that name the file, the line and the key.
+//!
+//! Everything a running node needs from its configuration is checked at
+//! load ([`load`]): a `listen` of `0.0.0.0` needs `advertise`, seeds must be
+//! reachable addresses, a closed grid needs both its id and this node's
+//! certificate (and both must parse). A [`Config`] built in code (as the
+//! in-process harnesses do, from [`Config::new`]) goes through the same
+//! checks in [`Config::validate`] when the node starts.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use grapevine_crypto::{Admission, GridId, SessionConfig};
+use grapevine_storage::PoolConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigError;
+
+/// What a node does for the grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Serves shares from its store.
+    Storage,
+    /// Uploads and downloads (put, get, check).
+    Client,
+}
+
+/// The node's configuration (`config.toml`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Human-readable name (16 bytes at most).
+    #[serde(default)]
+    pub nickname: Option<String>,
+    /// Address for UDP gossip and TCP sessions (the same port).
+    pub listen: SocketAddr,
+    /// Addresses others should use, if not `listen`.
+    #[serde(default)]
+    pub advertise: Vec<SocketAddr>,
+    /// Nodes to join through.
+    #[serde(default)]
+    pub seeds: Vec<SocketAddr>,
+    /// Storage offered, MiB.
+    #[serde(default = "default_capacity")]
+    pub capacity_mib: u32,
+    /// Free space never used for shares, MiB.
+    #[serde(default = "default_reserve")]
+    pub reserve_mib: u64,
+    /// Roles: storage and/or client.
+    #[serde(default = "default_roles")]
+    pub roles: Vec<Role>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off if absent).
+    #[serde(default)]
+    pub metrics: Option<SocketAddr>,
+    /// A closed grid's id (from `grapevine grid new`): only admitted nodes
+    /// are members, and sessions from others are refused.
+    #[serde(default)]
+    pub grid: Option<String>,
+    /// This node's admission certificate (from `grapevine grid admit`).
+    #[serde(default)]
+    pub admission: Option<String>,
+    /// Sessions a client (put, get, check) keeps open at once.
+    #[serde(default = "default_client_sessions")]
+    pub client_sessions: usize,
+    /// Seconds an idle client session stays open.
+    #[serde(default = "default_client_idle_secs")]
+    pub client_idle_secs: u64,
+    /// Storage handshakes in progress at once (more are refused).
+    #[serde(default = "default_max_handshakes")]
+    pub max_handshakes: usize,
+}
+
+fn default_client_sessions() -> usize {
+    64
+}
+fn default_client_idle_secs() -> u64 {
+    30
+}
+fn default_max_handshakes() -> usize {
+    256
+}
+fn default_capacity() -> u32 {
+    10 * 1024
+}
+fn default_reserve() -> u64 {
+    1024
+}
+fn default_roles() -> Vec<Role> {
+    vec![Role::Storage, Role::Client]
+}
+
+impl Config {
+    /// The defaults `grapevine init` writes, listening on `listen`: both
+    /// roles, 10 GiB offered, 1 GiB reserve, no seeds, no metrics, open grid.
+    pub fn new(listen: SocketAddr) -> Self {
+        Config {
+            nickname: None,
+            listen,
+            advertise: Vec::new(),
+            seeds: Vec::new(),
+            capacity_mib: default_capacity(),
+            reserve_mib: default_reserve(),
+            roles: default_roles(),
+            metrics: None,
+            grid: None,
+            admission: None,
+            client_sessions: default_client_sessions(),
+            client_idle_secs: default_client_idle_secs(),
+            max_handshakes: default_max_handshakes(),
+        }
+    }
+
+    /// Whether the node has `role`.
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// The closed grid and this node's admission, if configured.
+    ///
+    /// # Errors
+    /// A malformed grid id or certificate, or one without the other (the
+    /// message names the key; [`load`] adds the file).
+    pub fn closed_grid(&self) -> Result<Option<(GridId, Admission)>, String> {
+        match (&self.grid, &self.admission) {
+            (None, None) => Ok(None),
+            (Some(g), Some(a)) => Ok(Some((
+                g.parse()
+                    .map_err(|e| format!("`grid` is not a grid id: {e}"))?,
+                a.parse().map_err(|e| format!("`admission`: {e}"))?,
+            ))),
+            (Some(_), None) => Err(
+                "`grid` is set but `admission` is not: get one with `grapevine grid admit`".into(),
+            ),
+            (None, Some(_)) => Err("`admission` is set but `grid` is not".into()),
+        }
+    }
+
+    /// Session settings for this node's grid (the closed grid's id, if any).
+    /// Call on a validated configuration; an unparseable grid id counts as
+    /// an open grid here.
+    pub fn session_config(&self) -> SessionConfig {
+        SessionConfig {
+            grid: self.closed_grid().ok().flatten().map(|(g, _)| g),
+            ..SessionConfig::default()
+        }
+    }
+
+    /// The client session pool's limits.
+    pub fn pool_config(&self) -> PoolConfig {
+        PoolConfig {
+            max_sessions: self.client_sessions,
+            idle_timeout: Duration::from_secs(self.client_idle_secs),
+            ..PoolConfig::default()
+        }
+    }
+
+    /// Check what the schema cannot: addresses, the closed grid, the
+    /// nickname. `path` names the file in messages.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the setting.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        if self.advertise.is_empty() && self.listen.ip().is_unspecified() {
+            return Err(invalid(format!(
+                "`listen` is {} but `advertise` is empty: say where others can reach this node",
+                self.listen
+            )));
+        }
+        for s in &self.seeds {
+            if s.port() == 0 || s.ip().is_unspecified() {
+                return Err(invalid(format!(
+                    "seed {s} is not an address a node can be reached at"
+                )));
+            }
+        }
+        if let Some(n) = &self.nickname {
+            if n.len() > grapevine_crypto::record::MAX_NICKNAME_LEN {
+                return Err(invalid(format!(
+                    "`nickname` {n:?} is longer than {} bytes",
+                    grapevine_crypto::record::MAX_NICKNAME_LEN
+                )));
+            }
+        }
+        self.closed_grid().map_err(invalid)?;
+        Ok(())
+    }
+}
+
+/// Parse `text` as the contents of `path`; errors name the file, the line
+/// and (where the line has one) the key.
+///
+/// # Errors
+/// [`ConfigError::Parse`] or [`ConfigError::Invalid`].
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let cfg: Config = toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start].lines().count().max(1))
+            .unwrap_or(0);
+        let key = text
+            .lines()
+            .nth(line.saturating_sub(1))
+            .and_then(|l| l.split_once('='))
+            .map(|(k, _)| format!(" key `{}`:", k.trim()))
+            .unwrap_or_default();
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            line,
+            key,
+            message: e.message().to_string(),
+        }
+    })?;
+    cfg.validate(path)?;
+    Ok(cfg)
+}
+
+/// Load and check the configuration file at `path`.
+///
+/// # Errors
+/// [`ConfigError`] naming the file, line and key.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p() -> &'static Path {
+        Path::new("/n/config.toml")
+    }
+
+    #[test]
+    fn a_minimal_file_gets_the_defaults() {
+        let c = parse(p(), "listen = \"127.0.0.1:7946\"\n").unwrap();
+        assert_eq!(c.capacity_mib, 10240);
+        assert_eq!(c.roles, vec![Role::Storage, Role::Client]);
+        assert_eq!(c.pool_config().max_sessions, 64);
+        assert!(c.session_config().grid.is_none());
+    }
+
+    #[test]
+    fn errors_name_the_file_the_line_and_the_key() {
+        let e = parse(
+            p(),
+            "listen = \"127.0.0.1:7946\"\n\ncapacity_mib = \"lots\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("/n/config.toml:3: key `capacity_mib`: invalid type"),
+            "{e}"
+        );
+        let e = parse(p(), "listen = \"127.0.0.1:7946\"\nroles = [\"cache\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":2: key `roles`:"), "{e}");
+        let e = parse(p(), "listen = \"127.0.0.1:7946\"\ncolour = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `colour`"), "{e}");
+    }
+
+    #[test]
+    fn unusable_settings_are_refused_with_the_setting_named() {
+        for (text, want) in [
+            ("listen = \"0.0.0.0:7946\"\n", "`advertise` is empty"),
+            (
+                "listen = \"127.0.0.1:7946\"\nseeds = [\"0.0.0.0:0\"]\n",
+                "seed 0.0.0.0:0",
+            ),
+            (
+                "listen = \"127.0.0.1:7946\"\ngrid = \"x\"\n",
+                "`admission` is not",
+            ),
+            (
+                "listen = \"127.0.0.1:7946\"\nadmission = \"gv:adm:x\"\n",
+                "`grid` is not",
+            ),
+            (
+                "listen = \"127.0.0.1:7946\"\nnickname = \"a-very-long-nickname\"\n",
+                "longer than 16 bytes",
+            ),
+        ] {
+            let e = parse(p(), text).unwrap_err().to_string();
+            assert!(e.starts_with("/n/config.toml: ") && e.contains(want), "{e}");
+        }
+    }
+}

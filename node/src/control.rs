@@ -1,0 +1,217 @@
+//! The control protocol: how `grapevine members`, `status`, `whoami` and the
+//! client commands ask a running node what it knows.
+//!
+//! A Unix socket in the node directory (`control.sock`, mode 0600, so only
+//! the node's owner may ask). One JSON object per line each way: the
+//! request `{"cmd":"whoami"|"members"|"status"}`, the reply a
+//! [`Whoami`], a list of [`MemberRow`]s, a [`StatusReport`], or
+//! `{"error":"..."}`. A connection may carry any number of requests.
+//! Request lines longer than [`MAX_REQUEST`] end the connection, so a client
+//! cannot make the node buffer without bound. The server only reads
+//! [`NodeState`]; it never changes the node.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::task::JoinSet;
+
+use crate::dir::NodeDir;
+use crate::error::{ControlError, NodeError};
+use crate::state::{MemberRow, NodeState, StatusReport, Whoami};
+
+/// Longest request line accepted, bytes.
+pub const MAX_REQUEST: usize = 4096;
+
+/// A control request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "lowercase")]
+pub enum Request {
+    /// This node's id and record.
+    Whoami,
+    /// Every member as this node sees it.
+    Members,
+    /// This node's figures.
+    Status,
+}
+
+/// Bind the control socket at `path` (removing a stale one), mode 0600.
+///
+/// # Errors
+/// [`NodeError::Bind`] if it cannot be bound or made private.
+pub fn bind(path: &Path) -> Result<UnixListener, NodeError> {
+    let bind_err = |source| NodeError::Bind {
+        what: "control socket",
+        addr: path.display().to_string(),
+        source,
+    };
+    let _ = std::fs::remove_file(path);
+    let l = UnixListener::bind(path).map_err(bind_err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_err)?;
+    }
+    Ok(l)
+}
+
+/// Answer control connections on `listener` until the task is dropped;
+/// connections end with it.
+pub async fn serve(listener: UnixListener, state: Arc<NodeState>) {
+    let mut conns = JoinSet::new();
+    loop {
+        while conns.try_join_next().is_some() {}
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let state = state.clone();
+                conns.spawn(async move {
+                    if let Err(e) = serve_conn(stream, &state).await {
+                        tracing::debug!("control connection: {e}");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!("control socket accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn serve_conn(stream: UnixStream, state: &NodeState) -> Result<(), ControlError> {
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    loop {
+        let mut buf = Vec::new();
+        let n = (&mut r)
+            .take(MAX_REQUEST as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .await?;
+        if n == 0 {
+            return Ok(());
+        }
+        if n > MAX_REQUEST {
+            return Err(ControlError::TooLong(MAX_REQUEST));
+        }
+        let reply = match parse_request(&buf) {
+            Ok(req) => respond(state, req).await?,
+            Err(e) => error_line(&e),
+        };
+        w.write_all(reply.as_bytes()).await?;
+        w.write_all(b"\n").await?;
+    }
+}
+
+/// Parse one request line (without or with its newline).
+///
+/// # Errors
+/// The parser's message, for the `{"error":...}` reply.
+pub fn parse_request(line: &[u8]) -> Result<Request, String> {
+    let line = String::from_utf8_lossy(line);
+    serde_json::from_str(line.trim_end()).map_err(|e| e.to_string())
+}
+
+fn error_line(message: &str) -> String {
+    serde_json::json!({ "error": message }).to_string()
+}
+
+/// The reply line to `req`.
+///
+/// # Errors
+/// [`ControlError::Membership`] if the node's membership has stopped.
+pub async fn respond(state: &NodeState, req: Request) -> Result<String, ControlError> {
+    let json = match req {
+        Request::Whoami => serde_json::to_string(&state.whoami()),
+        Request::Members => serde_json::to_string(&state.member_rows().await?),
+        Request::Status => serde_json::to_string(&state.status().await?),
+    };
+    Ok(json.unwrap_or_else(|e| error_line(&e.to_string())))
+}
+
+/// Send one request to the node running in `dir` and return its reply
+/// line.
+///
+/// # Errors
+/// [`ControlError::NotRunning`] if no node listens there;
+/// [`ControlError::Refused`] if it answers with an error.
+pub async fn ask(dir: &NodeDir, req: Request) -> Result<String, ControlError> {
+    let socket = dir.control_path();
+    let stream = UnixStream::connect(&socket)
+        .await
+        .map_err(|source| ControlError::NotRunning {
+            dir: dir.path().to_path_buf(),
+            socket: socket.clone(),
+            source,
+        })?;
+    let (r, mut w) = stream.into_split();
+    let mut line =
+        serde_json::to_string(&req).map_err(|e| ControlError::BadReply(e.to_string()))?;
+    line.push('\n');
+    w.write_all(line.as_bytes()).await?;
+    let mut lines = BufReader::new(r).lines();
+    let reply = lines.next_line().await?.ok_or(ControlError::Closed)?;
+    if reply.starts_with("{\"error\"") {
+        return Err(ControlError::Refused(reply));
+    }
+    Ok(reply)
+}
+
+async fn ask_json<T: for<'de> Deserialize<'de>>(
+    dir: &NodeDir,
+    req: Request,
+) -> Result<T, ControlError> {
+    let line = ask(dir, req).await?;
+    serde_json::from_str(&line).map_err(|e| ControlError::BadReply(format!("{e}: {line}")))
+}
+
+/// Members of the grid as the node in `dir` sees them.
+///
+/// # Errors
+/// As [`ask`].
+pub async fn members(dir: &NodeDir) -> Result<Vec<MemberRow>, ControlError> {
+    ask_json(dir, Request::Members).await
+}
+
+/// The figures of the node in `dir`.
+///
+/// # Errors
+/// As [`ask`].
+pub async fn status(dir: &NodeDir) -> Result<StatusReport, ControlError> {
+    ask_json(dir, Request::Status).await
+}
+
+/// The id and record of the node in `dir`.
+///
+/// # Errors
+/// As [`ask`].
+pub async fn whoami(dir: &NodeDir) -> Result<Whoami, ControlError> {
+    ask_json(dir, Request::Whoami).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_tagged_json_lines() {
+        assert_eq!(
+            parse_request(b"{\"cmd\":\"status\"}\n"),
+            Ok(Request::Status)
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::Members).unwrap(),
+            "{\"cmd\":\"members\"}"
+        );
+        assert!(parse_request(b"{\"cmd\":\"shutdown\"}").is_err());
+        assert!(parse_request(b"\xff\xfe").is_err());
+    }
+
+    #[tokio::test]
+    async fn asking_a_directory_with_no_node_says_so() {
+        let t = tempfile::tempdir().unwrap();
+        let e = status(&NodeDir::new(t.path())).await.unwrap_err();
+        assert!(e.to_string().starts_with("no node running in"), "{e}");
+    }
+}

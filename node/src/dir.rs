@@ -1,0 +1,268 @@
+//! The node directory: what `grapevine init` creates and a node runs from.
+//!
+//! ```text
+//! DIR/identity.key        ed25519 seed, mode 0600
+//! DIR/convergence.secret  32 random bytes (hex), mode 0600
+//! DIR/config.toml         commented configuration
+//! DIR/storage/            the share store
+//! DIR/control.sock        Unix control socket, mode 0600, while running
+//! ```
+//!
+//! [`NodeDir`] names these paths and loads what is in them; [`init`] makes
+//! a new directory without ever overwriting an existing identity.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use grapevine_crypto::{Identity, NodeId};
+
+use crate::config::{self, Config};
+use crate::error::{ConfigError, InitError, NodeError};
+
+/// A node directory (which may not exist yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeDir {
+    root: PathBuf,
+}
+
+impl NodeDir {
+    /// The node directory at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        NodeDir { root: root.into() }
+    }
+
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// `identity.key`.
+    pub fn identity_path(&self) -> PathBuf {
+        self.root.join("identity.key")
+    }
+
+    /// `convergence.secret`.
+    pub fn secret_path(&self) -> PathBuf {
+        self.root.join("convergence.secret")
+    }
+
+    /// `config.toml`.
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+
+    /// `storage/`, the share store.
+    pub fn storage_path(&self) -> PathBuf {
+        self.root.join("storage")
+    }
+
+    /// `control.sock`, while a node runs here.
+    pub fn control_path(&self) -> PathBuf {
+        self.root.join("control.sock")
+    }
+
+    /// Load and check `config.toml`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file, line and key.
+    pub fn load_config(&self) -> Result<Config, ConfigError> {
+        config::load(&self.config_path())
+    }
+
+    /// Load the node's identity.
+    ///
+    /// # Errors
+    /// A missing, malformed or group-readable key file.
+    pub fn load_identity(&self) -> Result<Identity, NodeError> {
+        Ok(Identity::load(&self.identity_path())?)
+    }
+
+    /// The convergence secret (keys convergent uploads).
+    ///
+    /// # Errors
+    /// [`NodeError::Secret`] if it is missing or not 32 bytes of hex.
+    pub fn convergence_secret(&self) -> Result<[u8; 32], NodeError> {
+        let path = self.secret_path();
+        let bad = |message: String| NodeError::Secret {
+            path: path.clone(),
+            message,
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+        let bytes = data_encoding::HEXLOWER
+            .decode(text.trim().as_bytes())
+            .map_err(|e| bad(format!("not hex: {e}")))?;
+        bytes
+            .try_into()
+            .map_err(|_| bad("not 32 bytes".to_string()))
+    }
+}
+
+/// What `init` writes into a new node's configuration.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Listen address (UDP gossip and TCP sessions).
+    pub listen: SocketAddr,
+    /// Seeds to join through.
+    pub seeds: Vec<SocketAddr>,
+    /// Nickname.
+    pub nickname: Option<String>,
+    /// Storage offered, MiB.
+    pub capacity_mib: u32,
+}
+
+fn private_write(path: &Path, contents: &[u8]) -> Result<(), InitError> {
+    use std::io::Write;
+    let io = |source| InitError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut f = o.open(path).map_err(io)?;
+    f.write_all(contents).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    Ok(())
+}
+
+/// Create a node directory at `dir`: a new identity, a convergence secret
+/// and a commented `config.toml`. Returns the new node's id.
+///
+/// # Errors
+/// [`InitError::Exists`] if `dir` holds a node already (nothing is
+/// changed); I/O errors.
+pub fn init(dir: &NodeDir, opts: &InitOptions) -> Result<NodeId, InitError> {
+    std::fs::create_dir_all(dir.path()).map_err(|source| InitError::Io {
+        path: dir.path().to_path_buf(),
+        source,
+    })?;
+    let key = dir.identity_path();
+    if key.exists() {
+        return Err(InitError::Exists(dir.path().to_path_buf()));
+    }
+    if let Some(n) = &opts.nickname {
+        if n.len() > grapevine_crypto::record::MAX_NICKNAME_LEN {
+            return Err(InitError::Nickname(n.clone()));
+        }
+    }
+    let ident = Identity::generate();
+    ident.save(&key)?;
+    let mut secret = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
+    private_write(
+        &dir.secret_path(),
+        data_encoding::HEXLOWER.encode(&secret).as_bytes(),
+    )?;
+    private_write(&dir.config_path(), config_text(opts).as_bytes())?;
+    Ok(ident.node_id())
+}
+
+/// The commented `config.toml` for `opts`.
+pub fn config_text(opts: &InitOptions) -> String {
+    let seeds = opts
+        .seeds
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let nick = opts
+        .nickname
+        .as_ref()
+        .map(|n| format!("nickname = \"{n}\""))
+        .unwrap_or_else(|| "# nickname = \"my-node\"".into());
+    format!(
+        "# grapevine node configuration\n\
+         \n\
+         # A name shown in member tables (16 bytes at most).\n\
+         {nick}\n\
+         \n\
+         # Where this node listens: UDP for gossip and TCP for sessions, same port.\n\
+         listen = \"{listen}\"\n\
+         \n\
+         # Addresses other nodes should use to reach this one, if not `listen`\n\
+         # (required when listening on 0.0.0.0).\n\
+         advertise = []\n\
+         \n\
+         # Nodes to join the grid through. Empty for the first node of a grid.\n\
+         seeds = [{seeds}]\n\
+         \n\
+         # Storage offered to the grid, and free space never used, in MiB.\n\
+         capacity_mib = {cap}\n\
+         reserve_mib = 1024\n\
+         \n\
+         # \"storage\" serves shares; \"client\" uploads and downloads.\n\
+         roles = [\"storage\", \"client\"]\n\
+         \n\
+         # Prometheus text metrics at http://ADDR/metrics. Keep it on localhost\n\
+         # unless a firewall guards the port.\n\
+         # metrics = \"127.0.0.1:9464\"\n\
+         \n\
+         # A closed grid: only nodes with an admission certificate from the\n\
+         # grid key are members, and sessions from others are refused. Both\n\
+         # lines come from `grapevine grid admit --key GRID.KEY NODE_ID`.\n\
+         # grid = \"...\"\n\
+         # admission = \"gv:adm:...\"\n\
+         \n\
+         # Client sessions (put, get, check): at most this many open at once,\n\
+         # each closed after this many idle seconds.\n\
+         # client_sessions = 64\n\
+         # client_idle_secs = 30\n\
+         \n\
+         # Storage handshakes in progress at once; more are refused.\n\
+         # max_handshakes = 256\n",
+        listen = opts.listen,
+        cap = opts.capacity_mib,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> InitOptions {
+        InitOptions {
+            listen: "127.0.0.1:7946".parse().unwrap(),
+            seeds: vec!["127.0.0.2:7946".parse().unwrap()],
+            nickname: Some("n1".into()),
+            capacity_mib: 100,
+        }
+    }
+
+    #[test]
+    fn init_writes_a_loadable_node_and_never_overwrites_one() {
+        let t = tempfile::tempdir().unwrap();
+        let d = NodeDir::new(t.path().join("n"));
+        let id = init(&d, &opts()).unwrap();
+        assert_eq!(d.load_identity().unwrap().node_id(), id);
+        let c = d.load_config().unwrap();
+        assert_eq!(c.capacity_mib, 100);
+        assert_eq!(c.seeds, opts().seeds);
+        assert_eq!(c.nickname.as_deref(), Some("n1"));
+        assert_eq!(d.convergence_secret().unwrap().len(), 32);
+        let key = std::fs::read(d.identity_path()).unwrap();
+        assert!(matches!(init(&d, &opts()), Err(InitError::Exists(_))));
+        assert_eq!(std::fs::read(d.identity_path()).unwrap(), key);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for f in [d.identity_path(), d.secret_path(), d.config_path()] {
+                let mode = std::fs::metadata(&f).unwrap().permissions().mode();
+                assert_eq!(mode & 0o777, 0o600, "{f:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_long_nickname_is_refused_before_anything_is_written() {
+        let t = tempfile::tempdir().unwrap();
+        let d = NodeDir::new(t.path());
+        let mut o = opts();
+        o.nickname = Some("x".repeat(17));
+        assert!(matches!(init(&d, &o), Err(InitError::Nickname(_))));
+        assert!(!d.identity_path().exists());
+    }
+}

@@ -1,0 +1,220 @@
+//! The node crate's errors: one enum per layer. [`ConfigError`] for loading
+//! and checking `config.toml`, [`InitError`] for making a node directory,
+//! [`NodeError`] for starting and stopping a node, [`ControlError`] for the
+//! client side of the control socket and [`OpError`] for client operations
+//! (put, get, check). Messages are sentences a user can act on: they name
+//! the file, address or node concerned.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use grapevine_crypto::{AdmissionError, GridId, IdentityError, NodeId, RecordError};
+use grapevine_membership::MembershipError;
+use grapevine_storage::client::ClientError;
+use grapevine_storage::StoreError;
+
+/// `config.toml` could not be read or is invalid. Nothing was started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for the schema; `key` is empty or
+    /// `" key `name`:"`.
+    #[error("{path}:{line}:{key} {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The line of the error (1-based; 0 if unknown).
+        line: usize,
+        /// The key on that line, formatted for the message.
+        key: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// The file parses but a setting is unusable.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+/// A node directory could not be created. A partly written directory may
+/// remain (never an existing node's identity overwritten).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InitError {
+    /// The directory already holds a node.
+    #[error("{0} already holds a node (identity.key exists)")]
+    Exists(PathBuf),
+    /// The nickname is too long for a record.
+    #[error("nickname {0:?} is longer than {max} bytes", max = grapevine_crypto::record::MAX_NICKNAME_LEN)]
+    Nickname(String),
+    /// A file could not be written.
+    #[error("creating {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The identity could not be saved.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+}
+
+/// A node could not start, or failed while stopping. On a start error every
+/// part already started has been stopped again.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The identity key could not be loaded.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// The convergence secret is unreadable or malformed.
+    #[error("{path}: {message}")]
+    Secret {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The share store could not be opened.
+    #[error("share store: {0}")]
+    Store(#[from] StoreError),
+    /// A socket could not be bound.
+    #[error("binding {what} {addr}: {source}")]
+    Bind {
+        /// "UDP", "TCP", "metrics" or "control socket".
+        what: &'static str,
+        /// The address or path.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The node's admission certificate does not admit it now.
+    #[error("this node ({node}) is not admitted to grid {grid}: {source}")]
+    NotAdmitted {
+        /// This node.
+        node: NodeId,
+        /// The configured grid.
+        grid: GridId,
+        /// Why not.
+        source: AdmissionError,
+    },
+    /// The node's own record could not be made.
+    #[error("own record: {0}")]
+    Record(#[from] RecordError),
+    /// The membership task failed or has stopped.
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
+    /// Other local I/O (a runtime, a thread, file permissions).
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+}
+
+impl NodeError {
+    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NodeError {
+        let what = what.into();
+        move |source| NodeError::Io { what, source }
+    }
+
+    pub(crate) fn bind(
+        what: &'static str,
+        addr: SocketAddr,
+    ) -> impl FnOnce(std::io::Error) -> Self {
+        move |source| NodeError::Bind {
+            what,
+            addr: addr.to_string(),
+            source,
+        }
+    }
+}
+
+/// A control request failed. The node (if any) is unchanged: control
+/// requests only read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// Nothing listens on the node directory's control socket.
+    #[error("no node running in {dir} (could not connect to {socket}: {source})")]
+    NotRunning {
+        /// The node directory.
+        dir: PathBuf,
+        /// Its control socket.
+        socket: PathBuf,
+        /// Why the connection failed.
+        source: std::io::Error,
+    },
+    /// The connection failed mid-request.
+    #[error("control connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// The node closed the connection without answering.
+    #[error("node closed the control connection")]
+    Closed,
+    /// The node answered with an error.
+    #[error("node refused the request: {0}")]
+    Refused(String),
+    /// The node's answer does not parse.
+    #[error("node answered out of protocol: {0}")]
+    BadReply(String),
+    /// A request line was longer than the protocol allows (server side).
+    #[error("control request longer than {0} bytes")]
+    TooLong(usize),
+    /// The node's membership task has stopped (server side).
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
+}
+
+/// A client operation (put, get, check) failed. A failed put may leave
+/// shares on servers (they are unreferenced); a failed get leaves no output
+/// file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpError {
+    /// The node could not be asked for its view of the grid.
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// The node's directory (identity, secret, configuration) is unusable.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// The node's membership task has stopped.
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
+    /// A member's record as relayed by the node does not decode.
+    #[error("member {id}: {message}")]
+    BadMember {
+        /// The member.
+        id: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The storage operation failed.
+    #[error(transparent)]
+    Storage(#[from] ClientError),
+    /// A local file could not be read or written.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,150 @@
+//! The node's metrics, through `prometheus-client`.
+//!
+//! A node keeps its figures where they are made (membership counters,
+//! storage server counters, the share store), so the metrics are a
+//! [`Collector`] that reads [`NodeState`] at each scrape rather than a
+//! second set of counters to keep in step. [`registry`] builds a node's
+//! registry; [`encode`] renders it in the Prometheus text format 0.0.4
+//! (what `GET /metrics` serves, see [`crate::http`]); a harness running
+//! many nodes can call [`encode`] directly and serve no HTTP at all.
+
+use std::sync::Arc;
+
+use grapevine_storage::server::counters as sc;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::procfs;
+use crate::state::{ld, NodeState};
+
+/// The `Content-Type` of [`encode`]'s output.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// Reads a node's figures at each scrape.
+#[derive(Debug)]
+struct NodeCollector(Arc<NodeState>);
+
+fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    let g = ConstGauge::new(v);
+    g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    let c = ConstCounter::new(v);
+    c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+impl Collector for NodeCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        let s = &self.0;
+        let c = s.membership().counters();
+        {
+            let mut m = e.encode_descriptor(
+                "grapevine_members",
+                "Members of the grid by state, as this node sees them",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (state, v) in [
+                ("alive", &c.alive),
+                ("suspect", &c.suspect),
+                ("dead", &c.dead),
+                ("left", &c.left),
+            ] {
+                ConstGauge::new(ld(v)).encode(m.encode_family(&[("state", state)])?)?;
+            }
+        }
+        gauge(
+            &mut e,
+            "grapevine_sessions_open",
+            "Storage sessions open",
+            ld(&sc::SESSIONS_OPEN),
+        )?;
+        gauge(
+            &mut e,
+            "grapevine_records",
+            "Signed location records held",
+            ld(&c.records),
+        )?;
+        gauge(
+            &mut e,
+            "grapevine_rss_bytes",
+            "Resident memory of this process",
+            procfs::rss_bytes(),
+        )?;
+        gauge(
+            &mut e,
+            "grapevine_storage_stored_bytes",
+            "Bytes of shares stored",
+            s.store().stored_bytes(),
+        )?;
+        gauge(
+            &mut e,
+            "grapevine_storage_available_bytes",
+            "Bytes available for new shares",
+            s.store().available().unwrap_or(0),
+        )?;
+        for (name, help, v) in [
+            (
+                "grapevine_datagrams_sent",
+                "Gossip datagrams sent",
+                &c.datagrams_sent,
+            ),
+            ("grapevine_bytes_sent", "Gossip bytes sent", &c.bytes_sent),
+            (
+                "grapevine_datagrams_received",
+                "Gossip datagrams received",
+                &c.datagrams_received,
+            ),
+            (
+                "grapevine_bytes_received",
+                "Gossip bytes received",
+                &c.bytes_received,
+            ),
+        ] {
+            counter(&mut e, name, help, ld(v))?;
+        }
+        // Only the sum and count are kept: a histogram with the one
+        // (+Inf) bucket, which is what a summary without quantiles says.
+        let requests = ld(&sc::REQUESTS);
+        e.encode_descriptor(
+            "grapevine_storage_request_seconds",
+            "Time to answer storage requests",
+            None,
+            MetricType::Histogram,
+        )?
+        .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            ld(&sc::REQUEST_MICROS) as f64 / 1e6,
+            requests,
+            &[(f64::INFINITY, requests)],
+            None,
+        )?;
+        let up = ConstGauge::new(s.uptime_s().floor());
+        up.encode(e.encode_descriptor(
+            "grapevine_uptime_seconds",
+            "Seconds since start",
+            None,
+            up.metric_type(),
+        )?)
+    }
+}
+
+/// A registry holding `state`'s metrics.
+pub fn registry(state: Arc<NodeState>) -> Registry {
+    let mut r = Registry::default();
+    r.register_collector(Box::new(NodeCollector(state)));
+    r
+}
+
+/// `registry` in the Prometheus text format 0.0.4.
+pub fn encode(registry: &Registry) -> String {
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut out, registry) {
+        tracing::warn!("encoding metrics: {e}");
+    }
+    out
+}

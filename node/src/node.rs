@@ -1,0 +1,303 @@
+//! The runtime: start a node from its configuration and directory, keep its
+//! tasks, stop it gracefully or abruptly.
+//!
+//! [`Node::start`] binds (or takes, [`Sockets`]) the node's UDP and TCP
+//! sockets on one port, opens the share store, signs the node's record,
+//! starts gossip, the share server (on the runtime [`StorageRuntime`]
+//! says), the control socket and the HTTP server (each optional,
+//! [`Options`]), and returns a [`Node`] holding them. [`Node::leave`] tells
+//! the grid and stops everything; dropping a [`Node`] stops everything with
+//! no goodbye, as a crash would (what churn tests want). [`run`] is the
+//! whole life of a node in the shape of mini-redis's
+//! `server::run(listener, shutdown)`: start, wait for `shutdown`, leave.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use grapevine_crypto::NodeId;
+use grapevine_membership::Event;
+use grapevine_storage::client::ClientIdentity;
+use grapevine_storage::{SessionPool, ShareStore};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::client::Client;
+use crate::config::{Config, Role};
+use crate::dir::NodeDir;
+use crate::error::NodeError;
+use crate::state::NodeState;
+use crate::storage::{ServerParts, StorageRuntime, StorageServer};
+use crate::{control, http, membership};
+
+/// A node's UDP (gossip) and TCP (sessions) sockets, bound to one address.
+#[derive(Debug)]
+pub struct Sockets {
+    /// Gossip.
+    pub udp: UdpSocket,
+    /// Storage sessions.
+    pub tcp: TcpListener,
+}
+
+impl Sockets {
+    /// Bind UDP at `addr` (port 0 picks one), then TCP at the same address.
+    ///
+    /// # Errors
+    /// [`NodeError::Bind`] naming the address.
+    pub async fn bind(addr: SocketAddr) -> Result<Sockets, NodeError> {
+        let udp = UdpSocket::bind(addr)
+            .await
+            .map_err(NodeError::bind("UDP", addr))?;
+        let local = udp.local_addr().map_err(NodeError::bind("UDP", addr))?;
+        let tcp = TcpListener::bind(local)
+            .await
+            .map_err(NodeError::bind("TCP", local))?;
+        Ok(Sockets { udp, tcp })
+    }
+}
+
+/// How the embedder wants a node run.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// Sockets already bound (else `listen` from the configuration is bound).
+    pub sockets: Option<Sockets>,
+    /// Where storage sessions run.
+    pub storage_runtime: StorageRuntime,
+    /// Serve the control socket (`DIR/control.sock`).
+    pub control: bool,
+    /// Serve HTTP (metrics) at the configuration's `metrics` address, if set.
+    pub http: bool,
+    /// Receives (observer, event) for every membership state change.
+    pub state_sink: Option<mpsc::UnboundedSender<(NodeId, Event)>>,
+}
+
+impl Options {
+    /// A node that is its own process (`grapevine run`): storage on a
+    /// runtime of its own, control socket and HTTP on.
+    pub fn process() -> Options {
+        Options {
+            control: true,
+            http: true,
+            ..Options::default()
+        }
+    }
+
+    /// One of many nodes in a process: everything on the caller's runtime,
+    /// no control socket, no HTTP server.
+    pub fn in_process() -> Options {
+        Options {
+            storage_runtime: StorageRuntime::Current,
+            ..Options::default()
+        }
+    }
+}
+
+/// Aborts its task when dropped.
+#[derive(Debug)]
+struct Task(JoinHandle<()>);
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A running node. Dropping it stops every part at once, with no goodbye
+/// to the grid (a crash); [`Node::leave`] says goodbye first.
+#[derive(Debug)]
+pub struct Node {
+    state: Arc<NodeState>,
+    local_addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
+    control_path: Option<PathBuf>,
+    storage: Option<StorageServer>,
+    tasks: Vec<Task>,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(1)
+}
+
+impl Node {
+    /// Start the node in `dir` with `config`.
+    ///
+    /// # Errors
+    /// An invalid configuration, an unreadable identity or store, sockets
+    /// that cannot be bound, a closed grid that does not admit this node.
+    /// Whatever had started is stopped again.
+    pub async fn start(config: Config, dir: &NodeDir, opts: Options) -> Result<Node, NodeError> {
+        config.validate(&dir.config_path())?;
+        let identity = Arc::new(dir.load_identity()?);
+        let convergence = dir.convergence_secret()?;
+        let store = ShareStore::open(&dir.storage_path(), config.reserve_mib << 20)?;
+        let sockets = match opts.sockets {
+            Some(s) => s,
+            None => Sockets::bind(config.listen).await?,
+        };
+        let local_addr = sockets
+            .udp
+            .local_addr()
+            .map_err(NodeError::io("reading the UDP socket's address"))?;
+        let record = membership::own_record(
+            &identity,
+            &config,
+            local_addr,
+            store.available()?,
+            unix_ms(),
+        )?;
+        let gossip = membership::start(
+            sockets.udp,
+            identity.clone(),
+            record.clone(),
+            &config,
+            opts.state_sink,
+        )?;
+        let me = ClientIdentity {
+            identity: identity.clone(),
+            record: record.clone(),
+            session: config.session_config(),
+        };
+        let state = Arc::new(NodeState {
+            identity: identity.clone(),
+            membership: gossip,
+            record: RwLock::new(record.clone()),
+            started: Instant::now(),
+            store: store.clone(),
+            nickname: config.nickname.clone(),
+            pool: Arc::new(SessionPool::new(me, config.pool_config())),
+            convergence,
+        });
+        let mut node = Node {
+            state: state.clone(),
+            local_addr,
+            http_addr: None,
+            control_path: None,
+            storage: None,
+            tasks: Vec::new(),
+        };
+        if config.has_role(Role::Storage) {
+            let parts = ServerParts {
+                identity,
+                record,
+                store,
+                session: config.session_config(),
+                max_handshakes: config.max_handshakes,
+            };
+            node.storage = Some(StorageServer::start(
+                sockets.tcp,
+                parts,
+                &opts.storage_runtime,
+            )?);
+        }
+        if opts.control {
+            let path = dir.control_path();
+            let listener = control::bind(&path)?;
+            node.control_path = Some(path);
+            node.tasks
+                .push(Task(tokio::spawn(control::serve(listener, state.clone()))));
+        }
+        if let (true, Some(addr)) = (opts.http, config.metrics) {
+            let listener = http::bind(addr).await?;
+            node.http_addr = listener.local_addr().ok();
+            node.tasks.push(Task(tokio::spawn(http::serve(
+                listener,
+                http::router(state.clone()),
+            ))));
+        }
+        tracing::info!(
+            id = %node.id(),
+            local = %local_addr,
+            seeds = ?config.seeds,
+            http = ?node.http_addr,
+            "node running"
+        );
+        Ok(node)
+    }
+
+    /// The node's id.
+    pub fn id(&self) -> NodeId {
+        self.state.id()
+    }
+
+    /// The address its sockets are bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Where its HTTP server listens, if it serves one.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// Its control socket, if it serves one.
+    pub fn control_path(&self) -> Option<&std::path::Path> {
+        self.control_path.as_deref()
+    }
+
+    /// Its shared state.
+    pub fn state(&self) -> &Arc<NodeState> {
+        &self.state
+    }
+
+    /// A client (put, get, check) that works through this node's view of
+    /// the grid and its session pool.
+    pub fn client(&self) -> Client {
+        Client::of_node(self.state.clone())
+    }
+
+    /// Leave the grid gracefully: tell members (waiting at most `within`
+    /// for the goodbye to go out), then stop every part.
+    ///
+    /// # Errors
+    /// [`NodeError::Membership`] if membership had already stopped (the
+    /// node is stopped all the same).
+    pub async fn leave(mut self, within: Duration) -> Result<(), NodeError> {
+        self.stop_serving();
+        let r = tokio::time::timeout(within, self.state.membership().leave()).await;
+        match r {
+            Ok(r) => Ok(r?),
+            Err(_) => {
+                tracing::warn!("leave not confirmed within {within:?}");
+                Ok(())
+            }
+        }
+    }
+
+    fn stop_serving(&mut self) {
+        self.tasks.clear();
+        if let Some(mut s) = self.storage.take() {
+            s.stop();
+        }
+        if let Some(p) = self.control_path.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop_serving();
+    }
+}
+
+/// Run the node in `dir` until `shutdown` completes, then leave the grid
+/// (waiting at most five seconds for the goodbye to go out).
+///
+/// # Errors
+/// As [`Node::start`].
+pub async fn run(
+    config: Config,
+    dir: &NodeDir,
+    opts: Options,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), NodeError> {
+    let node = Node::start(config, dir, opts).await?;
+    shutdown.await;
+    node.leave(Duration::from_secs(5)).await
+}

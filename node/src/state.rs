@@ -1,0 +1,339 @@
+//! The running node's shared state, and the reports made from it.
+//!
+//! [`NodeState`] is what the parts of a running node that only *read*
+//! share: the control socket, the metrics endpoint, client operations
+//! through the node and (later) the HTTP gateway and repair jobs. It holds
+//! handles (membership, share store, client session pool), never the tasks
+//! that own them, so a reader imports this module and not the runtime that
+//! starts and stops the node (as mini-redis keeps its `Db` apart from its
+//! `server`). The reports ([`StatusReport`], [`MemberRow`], [`Whoami`]) are
+//! plain serde values: the control protocol sends them as JSON lines and the
+//! CLI prints them.
+//!
+//! Storage-server figures (sessions open, requests answered) are read from
+//! `grapevine_storage::server::counters`, which today are per process: with
+//! several nodes in one process they are the sum over its nodes.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use grapevine_crypto::record::ROLE_STORAGE;
+use grapevine_crypto::{Identity, NodeId, SignedRecord};
+use grapevine_membership::driver::MembershipHandle;
+use grapevine_membership::{MemberState, MemberView, MembershipError};
+use grapevine_storage::client::ServerRef;
+use grapevine_storage::server::counters as sc;
+use grapevine_storage::{SessionPool, ShareStore};
+use serde::{Deserialize, Serialize};
+
+use crate::procfs;
+
+/// What the parts of a running node share. Cheap to read; built by
+/// [`crate::Node::start`].
+pub struct NodeState {
+    pub(crate) identity: Arc<Identity>,
+    pub(crate) membership: MembershipHandle,
+    pub(crate) record: RwLock<SignedRecord>,
+    pub(crate) started: Instant,
+    pub(crate) store: ShareStore,
+    pub(crate) nickname: Option<String>,
+    pub(crate) pool: Arc<SessionPool>,
+    pub(crate) convergence: [u8; 32],
+}
+
+impl std::fmt::Debug for NodeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeState")
+            .field("id", &self.id())
+            .field("nickname", &self.nickname)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeState {
+    /// The node's id.
+    pub fn id(&self) -> NodeId {
+        self.membership.id()
+    }
+
+    /// The node's identity (for sessions it opens as a client).
+    pub fn identity(&self) -> &Arc<Identity> {
+        &self.identity
+    }
+
+    /// The node's current signed record.
+    pub fn record(&self) -> SignedRecord {
+        self.record
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The node's membership handle.
+    pub fn membership(&self) -> &MembershipHandle {
+        &self.membership
+    }
+
+    /// The node's share store.
+    pub fn store(&self) -> &ShareStore {
+        &self.store
+    }
+
+    /// The node's client session pool (put, get and check through this
+    /// node share it).
+    pub fn pool(&self) -> &Arc<SessionPool> {
+        &self.pool
+    }
+
+    /// The node's nickname.
+    pub fn nickname(&self) -> Option<&str> {
+        self.nickname.as_deref()
+    }
+
+    /// Seconds since the node started.
+    pub fn uptime_s(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    pub(crate) fn convergence_secret(&self) -> [u8; 32] {
+        self.convergence
+    }
+
+    /// The node's id and record.
+    pub fn whoami(&self) -> Whoami {
+        Whoami {
+            id: self.id().to_string(),
+            record: data_encoding::HEXLOWER.encode(self.record().bytes()),
+        }
+    }
+
+    /// Every other member as this node sees it.
+    ///
+    /// # Errors
+    /// [`MembershipError::Stopped`] if the node's membership has stopped.
+    pub async fn member_rows(&self) -> Result<Vec<MemberRow>, MembershipError> {
+        let now = tokio::time::Instant::now().into_std();
+        Ok(self
+            .membership
+            .members()
+            .await?
+            .iter()
+            .map(|m| MemberRow::of(m, now))
+            .collect())
+    }
+
+    /// The storage servers a client of this node uses: itself (if it
+    /// serves storage) and every alive member whose record says it does.
+    ///
+    /// # Errors
+    /// [`MembershipError::Stopped`] if the node's membership has stopped.
+    pub async fn storage_servers(&self) -> Result<Vec<ServerRef>, MembershipError> {
+        let members = self.membership.members().await?;
+        let own = self.record();
+        let alive = members
+            .iter()
+            .filter(|m| m.state == MemberState::Alive)
+            .filter_map(|m| m.record.as_ref());
+        Ok(storage_servers(std::iter::once(&own).chain(alive)))
+    }
+
+    /// This node's figures.
+    ///
+    /// # Errors
+    /// [`MembershipError::Stopped`] if the node's membership has stopped.
+    pub async fn status(&self) -> Result<StatusReport, MembershipError> {
+        let st = self.membership.stats().await?;
+        let c = self.membership.counters();
+        let up = self.uptime_s().max(1.0);
+        let requests = ld(&sc::REQUESTS);
+        Ok(StatusReport {
+            records_unadmitted: st.records.unadmitted,
+            datagrams_rate_limited: st.rate_limited,
+            datagrams_from_outsiders: st.from_outsiders,
+            id: self.id().to_string(),
+            nickname: self.nickname.clone(),
+            uptime_s: self.uptime_s(),
+            records: ld(&c.records),
+            alive: ld(&c.alive),
+            suspect: ld(&c.suspect),
+            dead: ld(&c.dead),
+            left: ld(&c.left),
+            datagrams_sent: ld(&c.datagrams_sent),
+            bytes_sent: ld(&c.bytes_sent),
+            datagrams_received: ld(&c.datagrams_received),
+            datagrams_sent_per_s: ld(&c.datagrams_sent) as f64 / up,
+            bytes_sent_per_s: ld(&c.bytes_sent) as f64 / up,
+            sessions_open: ld(&sc::SESSIONS_OPEN),
+            storage_requests: requests,
+            storage_request_mean_ms: ld(&sc::REQUEST_MICROS) as f64
+                / 1000.0
+                / (requests.max(1) as f64),
+            rss_bytes: procfs::rss_bytes(),
+            storage_available: self.store.available().unwrap_or(0),
+            storage_stored: self.store.stored_bytes(),
+        })
+    }
+}
+
+pub(crate) fn ld(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+/// The storage servers among `records` (those whose roles include storage),
+/// each at its first address, without duplicates.
+pub fn storage_servers<'a>(records: impl IntoIterator<Item = &'a SignedRecord>) -> Vec<ServerRef> {
+    let mut out: Vec<ServerRef> = Vec::new();
+    for r in records {
+        let rec = r.record();
+        if rec.roles & ROLE_STORAGE == 0 {
+            continue;
+        }
+        let Some(addr) = rec.addrs.first() else {
+            continue;
+        };
+        let id = r.node_id();
+        if out.iter().all(|s| s.id != id) {
+            out.push(ServerRef { id, addr: *addr });
+        }
+    }
+    out
+}
+
+/// A member as a node sees it, as the CLI prints it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberRow {
+    /// Full node id.
+    pub id: String,
+    /// Short id.
+    pub short: String,
+    /// Nickname.
+    pub nickname: Option<String>,
+    /// First address.
+    pub addr: String,
+    /// alive / suspect / dead / left.
+    pub state: String,
+    /// Seconds since last heard directly.
+    pub last_heard_s: f64,
+    /// Capacity MiB.
+    pub capacity_mib: u32,
+    /// Free MiB.
+    pub free_mib: u32,
+    /// Software version.
+    pub version: String,
+    /// Signed record, hex.
+    pub record: String,
+    /// Whether it serves storage.
+    pub storage: bool,
+}
+
+impl MemberRow {
+    /// The row for `m`, with `last_heard_s` measured at `now`.
+    pub fn of(m: &MemberView, now: Instant) -> MemberRow {
+        let r = m.record.as_ref().map(|r| r.record());
+        MemberRow {
+            id: m.id.to_string(),
+            short: m.id.short(),
+            nickname: r.and_then(|r| r.nickname.clone()),
+            addr: m.addr.to_string(),
+            state: m.state.to_string(),
+            last_heard_s: now.saturating_duration_since(m.last_heard).as_secs_f64(),
+            capacity_mib: r.map(|r| r.capacity_mib).unwrap_or(0),
+            free_mib: r.map(|r| r.free_mib).unwrap_or(0),
+            version: r.map(|r| r.software.clone()).unwrap_or_default(),
+            record: m
+                .record
+                .as_ref()
+                .map(|r| data_encoding::HEXLOWER.encode(r.bytes()))
+                .unwrap_or_default(),
+            storage: r.is_some_and(|r| r.roles & ROLE_STORAGE != 0),
+        }
+    }
+
+    /// Whether the row's state is the one `filter` names (any, if none).
+    pub fn state_matches(&self, filter: Option<MemberState>) -> bool {
+        filter.is_none_or(|f| self.state == f.to_string())
+    }
+}
+
+/// A node's figures (`grapevine status`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// Records refused for want of a valid admission (closed grids).
+    pub records_unadmitted: u64,
+    /// Datagrams dropped past their source's rate.
+    pub datagrams_rate_limited: u64,
+    /// Datagrams dropped because their source is not a member (closed grids).
+    pub datagrams_from_outsiders: u64,
+    /// Node id.
+    pub id: String,
+    /// Nickname.
+    pub nickname: Option<String>,
+    /// Seconds running.
+    pub uptime_s: f64,
+    /// Records held.
+    pub records: u64,
+    /// Alive members.
+    pub alive: u64,
+    /// Suspect members.
+    pub suspect: u64,
+    /// Dead members.
+    pub dead: u64,
+    /// Members that left.
+    pub left: u64,
+    /// Datagrams sent.
+    pub datagrams_sent: u64,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Datagrams received.
+    pub datagrams_received: u64,
+    /// Gossip datagrams sent per second since start.
+    pub datagrams_sent_per_s: f64,
+    /// Gossip bytes sent per second since start.
+    pub bytes_sent_per_s: f64,
+    /// Storage sessions open now.
+    pub sessions_open: u64,
+    /// Storage requests answered.
+    pub storage_requests: u64,
+    /// Mean storage request time, milliseconds.
+    pub storage_request_mean_ms: f64,
+    /// Resident memory, bytes.
+    pub rss_bytes: u64,
+    /// Bytes available for shares.
+    pub storage_available: u64,
+    /// Bytes of shares stored.
+    pub storage_stored: u64,
+}
+
+/// A node's id and signed record (`grapevine whoami`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Whoami {
+    /// Node id.
+    pub id: String,
+    /// Signed record, hex.
+    pub record: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use grapevine_crypto::LocationRecord;
+
+    fn rec(roles: u8, port: u16) -> SignedRecord {
+        let i = Identity::generate();
+        let mut r = LocationRecord::new(&i, vec![([127, 0, 0, 1], port).into()]);
+        r.roles = roles;
+        r.sign(&i).unwrap()
+    }
+
+    #[test]
+    fn only_storage_members_are_servers_each_once() {
+        let s = rec(ROLE_STORAGE, 1);
+        let c = rec(grapevine_crypto::record::ROLE_CLIENT, 2);
+        let both = rec(ROLE_STORAGE | grapevine_crypto::record::ROLE_CLIENT, 3);
+        let servers = storage_servers([&s, &c, &both, &s]);
+        let ids: Vec<_> = servers.iter().map(|s| s.id).collect();
+        assert_eq!(ids, vec![s.node_id(), both.node_id()]);
+        assert_eq!(servers[1].addr.port(), 3);
+    }
+}

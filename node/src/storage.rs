@@ -1,0 +1,127 @@
+//! The node's share server: its TCP listener served by
+//! `grapevine_storage::server::run_listener`, on the runtime the embedder
+//! chooses ([`StorageRuntime`]).
+//!
+//! A node run as its own process (`grapevine run`) gives storage a runtime
+//! of its own, so that sessions stalled on a slow disk delay other storage
+//! sessions but never gossip or control. A harness running many nodes in
+//! one process shares one runtime among them instead (a runtime per node
+//! would be a thread pool per node).
+
+use std::sync::Arc;
+
+use grapevine_crypto::{Identity, SessionConfig, SignedRecord};
+use grapevine_storage::ShareStore;
+use tokio::net::TcpListener;
+use tokio::runtime::{Handle, Runtime};
+use tokio::task::JoinHandle;
+
+use crate::error::NodeError;
+
+/// Where a node's storage sessions run.
+#[derive(Debug, Clone)]
+pub enum StorageRuntime {
+    /// A multi-thread runtime of the node's own with this many threads.
+    Dedicated {
+        /// Worker threads.
+        threads: usize,
+    },
+    /// The runtime the node is started on.
+    Current,
+    /// A runtime the embedder shares among nodes.
+    Shared(Handle),
+}
+
+impl Default for StorageRuntime {
+    /// A runtime of the node's own with two threads.
+    fn default() -> Self {
+        StorageRuntime::Dedicated { threads: 2 }
+    }
+}
+
+/// A running share server; stopping it (or dropping it) ends its listener
+/// and every session.
+#[derive(Debug)]
+pub struct StorageServer {
+    task: JoinHandle<std::io::Result<()>>,
+    runtime: Option<Runtime>,
+}
+
+/// What the share server serves with.
+#[derive(Debug, Clone)]
+pub struct ServerParts {
+    /// The node's identity (its session key).
+    pub identity: Arc<Identity>,
+    /// The node's record (presented in handshakes).
+    pub record: SignedRecord,
+    /// The share store.
+    pub store: ShareStore,
+    /// Session settings (the closed grid, if any).
+    pub session: SessionConfig,
+    /// Handshakes in progress at once.
+    pub max_handshakes: usize,
+}
+
+impl StorageServer {
+    /// Serve storage on `listener` on the runtime `rt` says.
+    ///
+    /// # Errors
+    /// [`NodeError::Io`] if a dedicated runtime cannot be built or the
+    /// listener cannot be moved to it.
+    pub fn start(
+        listener: TcpListener,
+        parts: ServerParts,
+        rt: &StorageRuntime,
+    ) -> Result<StorageServer, NodeError> {
+        let (handle, runtime) = match rt {
+            StorageRuntime::Current => (Handle::current(), None),
+            StorageRuntime::Shared(h) => (h.clone(), None),
+            StorageRuntime::Dedicated { threads } => {
+                let r = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads((*threads).max(1))
+                    .thread_name("storage")
+                    .enable_all()
+                    .build()
+                    .map_err(NodeError::io("building the storage runtime"))?;
+                (r.handle().clone(), Some(r))
+            }
+        };
+        // A listener is registered with the reactor of the runtime it was
+        // made on: move it to the storage runtime's.
+        let std_listener = listener
+            .into_std()
+            .map_err(NodeError::io("moving the storage listener"))?;
+        let task = handle.spawn(async move {
+            let listener = TcpListener::from_std(std_listener)?;
+            let r = grapevine_storage::server::run_listener(
+                listener,
+                parts.identity,
+                parts.record,
+                parts.store,
+                parts.session,
+                parts.max_handshakes,
+            )
+            .await;
+            if let Err(e) = &r {
+                tracing::error!("storage listener stopped: {e}");
+            }
+            r
+        });
+        Ok(StorageServer { task, runtime })
+    }
+
+    /// Stop the listener and every session.
+    pub fn stop(&mut self) {
+        self.task.abort();
+        if let Some(rt) = self.runtime.take() {
+            // Never blocks: safe inside an async context.
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Drop for StorageServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,78 @@
+//! `grapevine-perf`: grapevine's laboratory, apart from the node.
+//!
+//! The swarm (N membership nodes over P worker processes), the session and
+//! storage benchmarks, and the baselines they compare against (chitchat;
+//! TLS 1.3 through tokio-rustls), with a counting global allocator so the
+//! benchmarks can report live heap bytes. None of this is linked into the
+//! production `grapevine` binary, which uses the system allocator.
+
+mod alloc;
+mod baseline;
+mod bench_sessions;
+mod bench_storage;
+mod gossip_worker;
+mod session_peer;
+mod swarm;
+mod worker;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: alloc::CountingAlloc = alloc::CountingAlloc;
+
+/// grapevine-perf: swarms, benchmarks and baselines that print figures.
+#[derive(Debug, Parser)]
+#[command(name = "grapevine-perf", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Benchmarks that print figures.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+    /// Run N real nodes on this machine and measure the grid.
+    Swarm(swarm::SwarmArgs),
+    /// (internal) one worker process of `swarm`.
+    #[command(hide = true)]
+    SwarmWorker(worker::WorkerArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCmd {
+    /// Idle-session memory, handshake rate and throughput: Noise vs TLS 1.3.
+    Sessions(bench_sessions::SessionsArgs),
+    /// Put and get throughput on a local grid of share servers.
+    Storage(bench_storage::StorageArgs),
+    /// (internal) the accepting side of `bench sessions`.
+    #[command(hide = true)]
+    SessionPeer(session_peer::PeerArgs),
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Bench(BenchCmd::Sessions(a)) => bench_sessions::run(&a),
+        Cmd::Bench(BenchCmd::SessionPeer(a)) => session_peer::peer(&a),
+        Cmd::Bench(BenchCmd::Storage(a)) => bench_storage::run(&a),
+        Cmd::Swarm(a) => swarm::run(&a),
+        Cmd::SwarmWorker(a) => {
+            let rt = worker::runtime(&a)?;
+            if a.chitchat {
+                rt.block_on(baseline::worker_main(&a))
+            } else {
+                rt.block_on(gossip_worker::worker_main(&a))
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Process-level tests of `grapevine-perf`: the swarm, the benchmarks and
+//! their arguments, run as a user runs them and their JSON parsed. They
+//! check that each tool works and reports coherent figures, never timings.
+
+use std::process::Command;
+
+fn perf() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_grapevine-perf"))
+}
+
+#[test]
+fn swarm_of_sixty_nodes_in_two_processes_converges_and_detects_a_kill() {
+    let out = perf()
+        .args([
+            "swarm",
+            "--nodes",
+            "60",
+            "--procs",
+            "2",
+            "--steady-secs",
+            "3",
+            "--timeout-secs",
+            "90",
+            "--json",
+        ])
+        .output()
+        .expect("run grapevine-perf swarm");
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(r["nodes"], 60);
+    assert_eq!(r["procs"], 2);
+    assert!(
+        r["converge_after_last_start_s"].is_number(),
+        "did not converge: {r}"
+    );
+    assert!(r["detect_s"].is_number(), "kill not detected: {r}");
+    assert_eq!(r["killed"], 1);
+    assert_eq!(r["false_dead_verdicts"], 0, "{r}");
+    assert!(r["max_datagram_bytes"].as_u64().unwrap() <= 1400);
+    assert!(r["rss_per_node_bytes"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bench_sessions_reports_both_rows() {
+    let out = perf()
+        .args([
+            "bench",
+            "sessions",
+            "--count",
+            "50",
+            "--seconds",
+            "0.3",
+            "--json",
+        ])
+        .output()
+        .expect("run grapevine-perf bench sessions");
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON rows");
+    let rows = rows.as_array().expect("array");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["proto"], "noise");
+    assert_eq!(rows[1]["proto"], "tls13");
+    for r in rows {
+        assert_eq!(r["sessions"], 50);
+        assert!(r["throughput_mb_s"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["handshakes_per_sec"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(
+            r["client_heap_bytes_per_session"].as_f64().unwrap() > 0.0,
+            "{r}"
+        );
+    }
+}
+
+#[test]
+fn bench_storage_puts_and_gets_a_file_through_ten_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = perf()
+        .args(["bench", "storage", "--size", "8MiB", "--json", "--dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run grapevine-perf bench storage");
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(r["bytes"], 8 << 20);
+    assert_eq!(r["servers"], 10);
+    assert_eq!((r["k"].as_u64(), r["n"].as_u64()), (Some(3), Some(10)));
+    for k in ["put_mb_s", "get_mb_s"] {
+        assert!(r[k].as_f64().unwrap() > 0.0, "{r}");
+    }
+}
+
+#[test]
+fn bad_arguments_are_clear_errors() {
+    let out = perf().args(["swarm", "--nodes", "1"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 2 nodes"));
+    let out = perf()
+        .args(["bench", "storage", "--size", "lots"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad size"));
+}
