@@ -8,9 +8,11 @@
 //! know a kind cannot decode it, drops it and counts it
 //! ([`WireError::UnknownKind`]; nodes from before that error existed count
 //! it as malformed), and goes on working with the kinds it knows. The
-//! signed-fact exchange (`FactDigest` to `SyncFacts`) was added this way:
+//! signed-fact exchange (`SyncDigests` to `SyncFacts`) was added this way:
 //! a node without it never starts or answers one, and keeps syncing
-//! records with everyone.
+//! records with everyone (a new node sends it `SyncDigests`, which it drops,
+//! but answers the `SyncDigest` it sends, and either side's round syncs
+//! both ways).
 
 use std::net::SocketAddr;
 
@@ -203,14 +205,21 @@ pub enum Message {
         /// Signed records.
         records: Vec<Vec<u8>>,
     },
-    /// Fact anti-entropy, step 1: the sender's digest of the signed facts
-    /// it holds (signed `Alive` above a record's sequence number, signed
-    /// `Left`; never unsigned opinions).
-    FactDigest {
+    /// Anti-entropy, step 1, from nodes that also sync facts: the
+    /// sender's digest of all records it holds (answered as
+    /// [`Message::SyncDigest`]) and of the signed facts it holds (signed
+    /// `Alive` above a record's sequence number, signed `Left`; never
+    /// unsigned opinions), answered with [`Message::FactBuckets`] where
+    /// they differ.
+    SyncDigests {
         /// Sender.
         from: NodeId,
-        /// XOR of per-fact hashes.
+        /// XOR of per-record hashes.
         root: u64,
+        /// Number of records.
+        count: u32,
+        /// XOR of per-fact hashes.
+        fact_root: u64,
     },
     /// Step 2: the receiver's per-bucket fact hashes (when the roots
     /// differ).
@@ -377,9 +386,11 @@ mod tests {
                 from: id(1),
                 records: vec![vec![1; 172]; 7],
             },
-            Message::FactDigest {
+            Message::SyncDigests {
                 from: id(1),
-                root: 9,
+                root: u64::MAX,
+                count: 1000,
+                fact_root: 9,
             },
             Message::FactBuckets {
                 from: id(1),

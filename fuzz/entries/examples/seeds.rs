@@ -163,10 +163,12 @@ fn main() {
             },
         ),
         (
-            "fact-digest",
-            Message::FactDigest {
+            "digests",
+            Message::SyncDigests {
                 from: other.node_id(),
-                root: 54321,
+                root: 12345,
+                count: 2,
+                fact_root: 54321,
             },
         ),
         (

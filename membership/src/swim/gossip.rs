@@ -399,7 +399,9 @@ mod tests {
         let mut net = Net::new(12);
         converged(&mut net);
         // No anti-entropy at all from here on: only gossip can carry it.
-        net.drop_if(|_, _, m| matches!(m, Message::SyncDigest { .. } | Message::FactDigest { .. }));
+        net.drop_if(|_, _, m| {
+            matches!(m, Message::SyncDigest { .. } | Message::SyncDigests { .. })
+        });
         let id5 = net.id(5);
         let rec = net.record(5, 1_000_000);
         let now = net.now();

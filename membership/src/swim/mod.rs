@@ -474,9 +474,15 @@ impl Swim {
                 // Learned by pull: no need to spread further, everyone syncs.
                 self.queue_records(records, false, true, now);
             }
-            Message::FactDigest { from: id, root } => {
+            Message::SyncDigests {
+                from: id,
+                root,
+                fact_root,
+                ..
+            } => {
                 self.members.heard(&id, now);
-                self.on_fact_digest(from, root);
+                self.on_sync_digest(from, root);
+                self.on_fact_digest(from, fact_root);
             }
             Message::FactBuckets { from: id, hashes } => {
                 self.members.heard(&id, now);

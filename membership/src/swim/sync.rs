@@ -12,7 +12,7 @@
 //!
 //! | step | records | facts |
 //! | --- | --- | --- |
-//! | roots | `SyncDigest` | `FactDigest` |
+//! | roots | `SyncDigests` (both; `SyncDigest` from older nodes) | |
 //! | bucket hashes | `SyncBuckets` | `FactBuckets` |
 //! | entries | `SyncHave` (prefix, seq) | `FactHave` (prefix, incarnation, left) |
 //! | wanted | `SyncWant` | `FactWant` |
@@ -103,21 +103,15 @@ impl Swim {
         )
     }
 
-    /// Both roots, to `to`.
+    /// Both roots, to `to`, in one datagram.
     pub(super) fn send_digests(&mut self, to: SocketAddr) {
         self.send(
             to,
-            &Message::SyncDigest {
+            &Message::SyncDigests {
                 from: self.me,
                 root: self.store.root(),
                 count: self.store.len() as u32,
-            },
-        );
-        self.send(
-            to,
-            &Message::FactDigest {
-                from: self.me,
-                root: self.facts.root(),
+                fact_root: self.facts.root(),
             },
         );
     }
@@ -247,6 +241,7 @@ impl Swim {
     }
 
     pub(super) fn on_fact_digest(&mut self, from: SocketAddr, root: u64) {
+        // Sent by nodes that sync facts, as part of `SyncDigests`.
         if root != self.facts.root() {
             let hashes = self.facts.bucket_hashes();
             self.send(
@@ -450,6 +445,37 @@ mod tests {
         assert!((0..8)
             .filter(|&i| i != 3)
             .all(|i| net.node(i).facts().root() == root));
+    }
+
+    #[test]
+    fn a_node_without_fact_sync_still_syncs_records_both_ways() {
+        let mut net = Net::new(2);
+        converged(&mut net);
+        // A node of the previous version sends the old digest (kind 6),
+        // from an empty store: it is answered with bucket hashes, so its
+        // round goes on as before.
+        let old = Message::SyncDigest {
+            from: net.id(1),
+            root: 0,
+            count: 0,
+        };
+        let sent = net.sent_by(0).count();
+        net.inject(0, net.addr(1), &old);
+        let answers: Vec<_> = net.sent_by(0).skip(sent).map(|(_, m)| m.clone()).collect();
+        assert!(
+            matches!(answers.as_slice(), [Message::SyncBuckets { .. }]),
+            "{answers:?}"
+        );
+        // And it cannot decode what a new node sends it: a kind past the
+        // ten it knows, which it drops (as the newer node drops any kind
+        // it does not know).
+        net.run_for(Duration::from_secs(5));
+        let digests = net
+            .sent_by(0)
+            .find(|(_, m)| matches!(m, Message::SyncDigests { .. }))
+            .map(|(_, m)| m.encode().unwrap())
+            .unwrap();
+        assert!(digests[1] > 10);
     }
 
     #[test]
