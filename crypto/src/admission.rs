@@ -17,6 +17,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+pub use crate::error::AdmissionError;
+use crate::error::IdentityError;
 use crate::identity::{Identity, NodeId};
 
 const DOMAIN: &[u8] = b"grapevine/admission\0";
@@ -40,7 +42,7 @@ impl fmt::Debug for GridId {
 }
 
 impl FromStr for GridId {
-    type Err = crate::IdentityError;
+    type Err = IdentityError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(GridId(s.parse()?))
     }
@@ -51,29 +53,6 @@ impl GridId {
     pub fn of(grid_key: &Identity) -> Self {
         GridId(grid_key.node_id())
     }
-}
-
-/// Why a certificate does not admit a node.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum AdmissionError {
-    /// The record carries no certificate.
-    #[error("no admission certificate")]
-    Missing,
-    /// The signature is not the grid key's over this node id and expiry.
-    #[error("admission certificate not signed by grid {0}")]
-    BadSignature(String),
-    /// The certificate has expired.
-    #[error("admission certificate expired at {expired} (now {now})")]
-    Expired {
-        /// Its expiry, Unix seconds.
-        expired: u64,
-        /// The time it was checked at, Unix seconds.
-        now: u64,
-    },
-    /// The text form does not parse.
-    #[error("malformed admission certificate: {0}")]
-    Malformed(&'static str),
 }
 
 /// An admission certificate: the grid key's signature over a node id and an

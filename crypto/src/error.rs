@@ -1,6 +1,10 @@
-//! Error types of the crypto crate, one enum per layer.
+//! Error types of the crypto crate, one enum per layer. A leaf: the
+//! modules that return these errors depend on this one, never the reverse
+//! (the record limits the messages name live in [`crate::limits`]).
 
 use std::io;
+
+use crate::limits::MAX_ADDRS;
 
 /// Errors about identities and key files. No state changes on any of them.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +57,7 @@ pub enum RecordError {
         max: usize,
     },
     /// No socket address, or more than allowed.
-    #[error("record has {0} addresses, 1 to {max} allowed", max = crate::record::MAX_ADDRS)]
+    #[error("record has {0} addresses, 1 to {MAX_ADDRS} allowed")]
     AddressCount(usize),
     /// Free space above capacity.
     #[error("free space {free} MiB exceeds capacity {capacity} MiB")]
@@ -74,6 +78,30 @@ pub enum RecordError {
     BadSignature,
 }
 
+/// Why a certificate does not admit a node to a closed grid (see
+/// [`crate::admission`]). Checking changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdmissionError {
+    /// The record carries no certificate.
+    #[error("no admission certificate")]
+    Missing,
+    /// The signature is not the grid key's over this node id and expiry.
+    #[error("admission certificate not signed by grid {0}")]
+    BadSignature(String),
+    /// The certificate has expired.
+    #[error("admission certificate expired at {expired} (now {now})")]
+    Expired {
+        /// Its expiry, Unix seconds.
+        expired: u64,
+        /// The time it was checked at, Unix seconds.
+        now: u64,
+    },
+    /// The text form does not parse.
+    #[error("malformed admission certificate: {0}")]
+    Malformed(&'static str),
+}
+
 /// Errors of the Noise session layer. After any of them the session is
 /// unusable and must be dropped (the cipher state may have advanced).
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +112,7 @@ pub enum SessionError {
     Io(#[from] io::Error),
     /// A closed grid's peer without a valid admission certificate.
     #[error("peer {0} is not admitted to this grid: {1}")]
-    NotAdmitted(String, crate::admission::AdmissionError),
+    NotAdmitted(String, AdmissionError),
     /// The peer closed the connection.
     #[error("connection closed by peer")]
     Closed,

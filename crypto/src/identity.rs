@@ -282,5 +282,12 @@ mod tests {
             Identity::load(&path),
             Err(IdentityError::BadKeyFile(_))
         ));
+        // A key file of a newer format is refused, not guessed at.
+        let newer = format!("grapevine-ed25519-seed-v2:{}\n", "a".repeat(52));
+        fs::write(&path, newer).unwrap();
+        assert!(matches!(
+            Identity::load(&path),
+            Err(IdentityError::BadKeyFile(_))
+        ));
     }
 }

@@ -8,11 +8,18 @@
 //! * [`LocationRecord`] / [`SignedRecord`]: the compact signed statement of
 //!   where a node listens and what it offers. Any node can verify one no
 //!   matter who relayed it; a higher `seq` replaces a lower one.
+//! * [`admission`]: closed grids; a grid key's certificate for a node id.
 //! * [`noise`]: the sans-IO handshake (`Noise_IK_25519_ChaChaPoly_BLAKE2s`)
-//!   and transport with framing, fragmentation and rekeying; [`Session`] is
-//!   its thin tokio driver.
+//!   and transport with framing, fragmentation and rekeying, checked against
+//!   the published Noise and RFC 8439 vectors; [`Session`] (in [`session`])
+//!   is its thin tokio driver, and the only module that uses tokio.
+//! * [`placement`]: the permuted list, the one order of servers for a
+//!   storage index that membership and storage share.
 //!
-//! This crate depends on no other grapevine crate.
+//! Modules depend on each other one way only: [`limits`] and [`error`] at
+//! the bottom, then [`identity`], [`admission`], [`record`], the Noise core,
+//! and the driver on top (`tests/tests/structure.rs` checks that no import
+//! loop comes back). This crate depends on no other grapevine crate.
 //!
 //! ```
 //! use grapevine_crypto::{Identity, LocationRecord, SignedRecord};
@@ -34,14 +41,15 @@ pub mod admission;
 mod cipher;
 pub mod error;
 pub mod identity;
+pub mod limits;
 pub mod noise;
 pub mod placement;
 pub mod record;
 pub mod session;
 pub mod testing;
 
-pub use admission::{Admission, AdmissionError, GridId};
-pub use error::{IdentityError, RecordError, SessionError};
+pub use admission::{Admission, GridId};
+pub use error::{AdmissionError, IdentityError, RecordError, SessionError};
 pub use identity::{Identity, NodeId};
 pub use noise::{SessionConfig, Transport};
 pub use record::{LocationRecord, SignedRecord, UnverifiedRecord};

@@ -17,19 +17,9 @@ use bincode::config::{self, Configuration, Limit, LittleEndian, Varint};
 use crate::error::RecordError;
 use crate::identity::{Identity, NodeId};
 
-/// Current record format version.
-pub const RECORD_VERSION: u8 = 1;
-/// Most socket addresses a record may carry.
-pub const MAX_ADDRS: usize = 4;
-/// Longest software version string, in bytes.
-pub const MAX_SOFTWARE_LEN: usize = 12;
-/// Longest nickname, in bytes.
-pub const MAX_NICKNAME_LEN: usize = 16;
-/// Largest encoded record (four IPv6 addresses, an admission certificate and
-/// every field at its limit).
-pub const MAX_RECORD_LEN: usize = 400;
-/// Length of the trailing signature.
-pub const SIGNATURE_LEN: usize = 64;
+pub use crate::limits::{
+    MAX_ADDRS, MAX_NICKNAME_LEN, MAX_RECORD_LEN, MAX_SOFTWARE_LEN, RECORD_VERSION, SIGNATURE_LEN,
+};
 
 const DOMAIN: &[u8] = b"grapevine/location-record\0";
 

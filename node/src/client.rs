@@ -87,7 +87,7 @@ impl Client {
     pub async fn for_dir(dir: &NodeDir) -> Result<Client, OpError> {
         let identity = Arc::new(dir.load_identity()?);
         let convergence = dir.convergence_secret()?;
-        let config = dir.load_config().map_err(crate::NodeError::from)?;
+        let config = dir.load_config().map_err(crate::error::NodeError::from)?;
         let w = control::whoami(dir).await?;
         let record = decode_record(&w.id, &w.record)?;
         let me = ClientIdentity {

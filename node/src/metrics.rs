@@ -10,7 +10,6 @@
 
 use std::sync::Arc;
 
-use grapevine_storage::server::counters as sc;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -62,7 +61,7 @@ impl Collector for NodeCollector {
             &mut e,
             "grapevine_sessions_open",
             "Storage sessions open",
-            ld(&sc::SESSIONS_OPEN),
+            s.storage_stats().sessions_open(),
         )?;
         gauge(
             &mut e,
@@ -110,7 +109,7 @@ impl Collector for NodeCollector {
         }
         // Only the sum and count are kept: a histogram with the one
         // (+Inf) bucket, which is what a summary without quantiles says.
-        let requests = ld(&sc::REQUESTS);
+        let requests = s.storage_stats().requests();
         e.encode_descriptor(
             "grapevine_storage_request_seconds",
             "Time to answer storage requests",
@@ -118,7 +117,7 @@ impl Collector for NodeCollector {
             MetricType::Histogram,
         )?
         .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-            ld(&sc::REQUEST_MICROS) as f64 / 1e6,
+            s.storage_stats().request_micros() as f64 / 1e6,
             requests,
             &[(f64::INFINITY, requests)],
             None,

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use grapevine_crypto::NodeId;
 use grapevine_membership::Event;
 use grapevine_storage::client::ClientIdentity;
-use grapevine_storage::{SessionPool, ShareStore};
+use grapevine_storage::{ServerStats, SessionPool, ShareStore};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -163,12 +163,14 @@ impl Node {
             record: record.clone(),
             session: config.session_config(),
         };
+        let storage_stats = Arc::new(ServerStats::default());
         let state = Arc::new(NodeState {
             identity: identity.clone(),
             membership: gossip,
             record: RwLock::new(record.clone()),
             started: Instant::now(),
             store: store.clone(),
+            storage_stats: storage_stats.clone(),
             nickname: config.nickname.clone(),
             pool: Arc::new(SessionPool::new(me, config.pool_config())),
             convergence,
@@ -188,6 +190,7 @@ impl Node {
                 store,
                 session: config.session_config(),
                 max_handshakes: config.max_handshakes,
+                stats: storage_stats,
             };
             node.storage = Some(StorageServer::start(
                 sockets.tcp,

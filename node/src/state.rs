@@ -10,9 +10,9 @@
 //! plain serde values: the control protocol sends them as JSON lines and the
 //! CLI prints them.
 //!
-//! Storage-server figures (sessions open, requests answered) are read from
-//! `grapevine_storage::server::counters`, which today are per process: with
-//! several nodes in one process they are the sum over its nodes.
+//! Storage-server figures (sessions open, requests answered) are the node's
+//! own share server's [`ServerStats`]: with several nodes in one process,
+//! each reports its own.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -23,8 +23,7 @@ use grapevine_crypto::{Identity, NodeId, SignedRecord};
 use grapevine_membership::driver::MembershipHandle;
 use grapevine_membership::{MemberState, MemberView, MembershipError};
 use grapevine_storage::client::ServerRef;
-use grapevine_storage::server::counters as sc;
-use grapevine_storage::{SessionPool, ShareStore};
+use grapevine_storage::{ServerStats, SessionPool, ShareStore};
 use serde::{Deserialize, Serialize};
 
 use crate::procfs;
@@ -37,6 +36,7 @@ pub struct NodeState {
     pub(crate) record: RwLock<SignedRecord>,
     pub(crate) started: Instant,
     pub(crate) store: ShareStore,
+    pub(crate) storage_stats: Arc<ServerStats>,
     pub(crate) nickname: Option<String>,
     pub(crate) pool: Arc<SessionPool>,
     pub(crate) convergence: [u8; 32],
@@ -73,6 +73,12 @@ impl NodeState {
     /// The node's membership handle.
     pub fn membership(&self) -> &MembershipHandle {
         &self.membership
+    }
+
+    /// What the node's share server has done (zero if it serves no
+    /// storage).
+    pub fn storage_stats(&self) -> &ServerStats {
+        &self.storage_stats
     }
 
     /// The node's share store.
@@ -146,7 +152,7 @@ impl NodeState {
         let st = self.membership.stats().await?;
         let c = self.membership.counters();
         let up = self.uptime_s().max(1.0);
-        let requests = ld(&sc::REQUESTS);
+        let requests = self.storage_stats.requests();
         Ok(StatusReport {
             records_unadmitted: st.records.unadmitted,
             datagrams_rate_limited: st.rate_limited,
@@ -164,9 +170,9 @@ impl NodeState {
             datagrams_received: ld(&c.datagrams_received),
             datagrams_sent_per_s: ld(&c.datagrams_sent) as f64 / up,
             bytes_sent_per_s: ld(&c.bytes_sent) as f64 / up,
-            sessions_open: ld(&sc::SESSIONS_OPEN),
+            sessions_open: self.storage_stats.sessions_open(),
             storage_requests: requests,
-            storage_request_mean_ms: ld(&sc::REQUEST_MICROS) as f64
+            storage_request_mean_ms: self.storage_stats.request_micros() as f64
                 / 1000.0
                 / (requests.max(1) as f64),
             rss_bytes: procfs::rss_bytes(),

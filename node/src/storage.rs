@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use grapevine_crypto::{Identity, SessionConfig, SignedRecord};
-use grapevine_storage::ShareStore;
+use grapevine_storage::{ServerStats, ShareStore};
 use tokio::net::TcpListener;
 use tokio::runtime::{Handle, Runtime};
 use tokio::task::JoinHandle;
@@ -60,6 +60,9 @@ pub struct ServerParts {
     pub session: SessionConfig,
     /// Handshakes in progress at once.
     pub max_handshakes: usize,
+    /// Where the server counts what it does (the node's status and
+    /// metrics read it).
+    pub stats: Arc<ServerStats>,
 }
 
 impl StorageServer {
@@ -100,6 +103,7 @@ impl StorageServer {
                 parts.store,
                 parts.session,
                 parts.max_handshakes,
+                parts.stats,
             )
             .await;
             if let Err(e) = &r {

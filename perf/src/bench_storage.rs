@@ -227,7 +227,7 @@ async fn bench(
             Some(b) => tempfile::tempdir_in(b)?,
             None => tempfile::tempdir()?,
         };
-        let srv = grapevine_storage::server::spawn_local(
+        let srv = grapevine_storage::testing::spawn_local(
             [127, 6, 0, 1].into(),
             dir.path(),
             Some(format!("bench-{i}")),

@@ -4,15 +4,18 @@
 //!   unpadded base32. The storage index is derived from the key.
 //! * `gv:lit:<data>`: files of at most [`LIT_MAX`] bytes live in the
 //!   capability itself (base32); nothing is stored on the grid.
+//!
+//! The kind after `gv:` is the capability's format version: a new format
+//! gets a new kind, and a kind this release does not know is refused
+//! ([`CodecError::BadCap`]), never guessed at.
 
 use std::fmt;
 use std::str::FromStr;
 
 use data_encoding::BASE32_NOPAD;
 
-use crate::chk::storage_index;
 use crate::error::CodecError;
-use crate::store::StorageIndex;
+use crate::types::{storage_index, StorageIndex};
 
 /// Largest file inlined in a literal capability.
 pub const LIT_MAX: usize = 55;
@@ -156,6 +159,8 @@ mod tests {
             "http://x",
             "gv:lit:!!",
             "gv:chk:aaaa:aaaa:0:1:1",
+            // A kind from a newer release.
+            "gv:mut:aaaa:aaaa",
         ] {
             assert!(bad.parse::<Cap>().is_err(), "{bad}");
         }

@@ -1,4 +1,11 @@
-//! Error types of the storage crate.
+//! Error types of the storage crate, one enum per layer: the store, the
+//! codec, the client. Depends only on the leaf [`crate::types`] and the
+//! protocol's error codes.
+
+use grapevine_crypto::error::SessionError;
+
+use crate::protocol::ErrorCode;
+use crate::types::Params;
 
 /// Errors of the share store. Unless a variant says otherwise, nothing was
 /// written or changed.
@@ -57,6 +64,18 @@ pub enum StoreError {
     /// The share failed its hash check; it was moved to quarantine.
     #[error("share is corrupt (hash mismatch); quarantined")]
     Corrupt,
+    /// The store directory was written by a newer release (its `format`
+    /// file names a format this one does not know); nothing was read,
+    /// removed or written.
+    #[error("store {path} has format {found}; this release reads format {supported} at most")]
+    UnsupportedFormat {
+        /// The store's directory.
+        path: String,
+        /// The format found (or the unreadable text).
+        found: String,
+        /// The newest format this release reads.
+        supported: u32,
+    },
 }
 
 /// Errors of the CHK codec and capabilities. None of them changes stored
@@ -66,7 +85,7 @@ pub enum StoreError {
 pub enum CodecError {
     /// Invalid k, n or happy.
     #[error("invalid parameters {0:?}: need 1 <= k <= n <= 256 and 1 <= happy <= n")]
-    BadParams(crate::chk::Params),
+    BadParams(Params),
     /// A segment of the wrong length was given to the encoder.
     #[error("segment of {got} bytes, expected {expected}")]
     SegmentLength {
@@ -101,4 +120,60 @@ pub enum CodecError {
     /// A capability string that does not parse.
     #[error("bad capability: {0}")]
     BadCap(String),
+    /// A share or extension block written in a format newer than this
+    /// release reads (the file was uploaded by a newer release).
+    #[error("{what} has format version {version}; this release reads version {supported}")]
+    UnsupportedVersion {
+        /// What carries the version.
+        what: &'static str,
+        /// The version found.
+        version: u32,
+        /// The version this release reads.
+        supported: u32,
+    },
+}
+
+/// Errors of client operations. A failed upload leaves no share visible on
+/// any server (unfinished shares are discarded with their session); a
+/// failed download may have written a prefix of the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// A session failed.
+    #[error("session to {0}: {1}")]
+    Session(String, SessionError),
+    /// A server did not answer a request (or take it) within the request
+    /// deadline; its session is dropped.
+    #[error("server {0} did not answer within the request deadline")]
+    Timeout(String),
+    /// A server refused a request.
+    #[error("server {server}: {code:?}: {message}")]
+    Server {
+        /// The server.
+        server: String,
+        /// Its error code.
+        code: ErrorCode,
+        /// Its message.
+        message: String,
+    },
+    /// A server answered with something unexpected.
+    #[error("server {0} answered out of protocol: {1}")]
+    Protocol(String, String),
+    /// Encoding or verification failed.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// Fewer distinct servers than `happy` took shares; the upload failed.
+    #[error("only {got} distinct servers accepted shares, {happy} needed")]
+    NotHappy {
+        /// Servers that hold shares.
+        got: usize,
+        /// Servers needed.
+        happy: usize,
+    },
+    /// Every session of the pool stayed in use for the pool's wait time.
+    #[error("all {0} sessions of the pool are in use")]
+    PoolExhausted(usize),
+    /// Local file I/O.
+    #[error("local i/o: {0}")]
+    Io(#[from] std::io::Error),
 }

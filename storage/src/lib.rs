@@ -10,12 +10,20 @@
 //! [`chk`] is the sans-IO file codec: ChaCha20 encryption under a per-file
 //! or convergent key, 1 MiB segments, k-of-N Reed-Solomon blocks, BLAKE3
 //! block hashes under per-share Merkle roots, and an extension block whose
-//! hash is in the read capability ([`cap`]). [`protocol`] is the
+//! hash is in the read capability ([`cap`]). [`protocol`] is the versioned
 //! request/response protocol carried over Noise sessions, [`server`] answers
-//! it from a store, and [`client`] uploads (placement by the permuted list,
-//! servers-of-happiness, surviving servers lost mid-upload), downloads
-//! (verifying every block, surviving lost and corrupt shares) and checks
-//! files, with requests pipelined over sessions from a capped [`pool`].
+//! it from a store (a synchronous core and a thin tokio driver), and
+//! [`client`] uploads (placement by the permuted list, servers-of-happiness,
+//! surviving servers lost mid-upload), downloads (verifying every block,
+//! surviving lost and corrupt shares) and checks files, with requests
+//! pipelined, each under a deadline, over sessions from a capped pool.
+//!
+//! Modules depend on each other one way only: [`types`] (storage index,
+//! parameters) and [`error`] at the bottom; the codec, the store and the
+//! protocol above them; the server and the client on top
+//! (`tests/tests/structure.rs` checks that no import loop comes back). Test
+//! hooks (a local server in one call, a fake free-space figure) are in
+//! `testing` and behind the `test-util` feature.
 //!
 //! ```
 //! use grapevine_storage::{ShareStore, StorageIndex};
@@ -35,13 +43,17 @@ pub mod cap;
 pub mod chk;
 pub mod client;
 pub mod error;
-pub mod pool;
 pub mod protocol;
 pub mod server;
 pub mod store;
+#[cfg(feature = "test-util")]
+pub mod testing;
+pub mod types;
 
 pub use cap::{Cap, ReadCap};
-pub use chk::{Decoder, Encoder, Params};
-pub use error::{CodecError, StoreError};
-pub use pool::{PoolConfig, SessionPool};
-pub use store::{ShareStore, ShareWriter, StorageIndex};
+pub use chk::{Decoder, Encoder};
+pub use client::{PoolConfig, SessionPool};
+pub use error::{ClientError, CodecError, StoreError};
+pub use server::ServerStats;
+pub use store::{ShareStore, ShareWriter};
+pub use types::{Params, StorageIndex};

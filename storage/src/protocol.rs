@@ -1,16 +1,38 @@
 //! The storage protocol: requests and responses carried as session
 //! messages, each with a request id so one session can carry many.
 //!
-//! Limits: a write carries at most [`MAX_WRITE`] bytes and a read returns at
-//! most [`MAX_READ`]; a message that does not decode, or decodes with
-//! trailing bytes, is answered with [`ErrorCode::BadRequest`].
+//! Every message starts with the protocol version it is written in (one
+//! byte, [`PROTOCOL_VERSION`]), then the request id (a varint) and the
+//! request or reply kind (a varint), then the kind's fields, in `bincode` 2
+//! standard encoding. [`decode_request`] reads the header first, so a
+//! request the server cannot serve is still answered under its own id and
+//! the session goes on:
+//!
+//! * a newer version: [`ErrorCode::UnsupportedVersion`], in a reply whose
+//!   header carries the version the server speaks;
+//! * an unknown kind: [`ErrorCode::Unsupported`];
+//! * a known kind that does not decode, has trailing bytes (a kind's
+//!   fields never change; new fields make a new kind) or breaks a limit
+//!   (a write carries at most [`MAX_WRITE`] bytes, a read returns at most
+//!   [`MAX_READ`]): [`ErrorCode::BadRequest`].
+//!
+//! A message whose header does not decode is answered with `BadRequest`
+//! under id 0, which no client uses: the client drops the session. A
+//! client that receives an error code it does not know reads it as
+//! [`ErrorCode::Unknown`] (a failed request, nothing more); a reply kind it
+//! does not know, or a reply in a newer version than it asked in, is a
+//! protocol error and it drops the session (a server answers in the
+//! request's version, so only a broken server sends either).
 
 use bincode::config::{self, Configuration, Limit, LittleEndian, Varint};
 
-use crate::store::StorageIndex;
+use crate::types::StorageIndex;
 
-/// Protocol version.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The protocol version this release writes and reads (and every older one
+/// down to [`MIN_PROTOCOL_VERSION`]).
+pub const PROTOCOL_VERSION: u8 = 1;
+/// The oldest protocol version this release still speaks.
+pub const MIN_PROTOCOL_VERSION: u8 = 1;
 /// Largest write payload.
 pub const MAX_WRITE: usize = 1 << 20;
 /// Largest read.
@@ -89,8 +111,31 @@ pub enum Request<D = Vec<u8>> {
     },
 }
 
-/// Why a request failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+impl<D> Request<D> {
+    /// Number of request kinds this release knows: kinds are numbered from
+    /// 0 in the order above, and a new kind is only ever added at the end.
+    pub const KINDS: u32 = 8;
+
+    /// This request's kind: its number on the wire.
+    pub fn kind(&self) -> u32 {
+        match self {
+            Request::Version => 0,
+            Request::Allocate { .. } => 1,
+            Request::Write { .. } => 2,
+            Request::Close { .. } => 3,
+            Request::Abort { .. } => 4,
+            Request::List { .. } => 5,
+            Request::Read { .. } => 6,
+            Request::Verify { .. } => 7,
+        }
+    }
+}
+
+/// Why a request failed. Encoded as a varint with the number given to each
+/// code below; a number this release does not know decodes as
+/// [`ErrorCode::Unknown`], so a newer server's new codes fail requests
+/// cleanly instead of failing the decode of the reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     /// Not enough space above the reserve.
     NoSpace,
@@ -114,6 +159,80 @@ pub enum ErrorCode {
     TooManyOpen,
     /// Disk or filesystem failure.
     Io,
+    /// The request's kind is unknown to this server (11).
+    Unsupported,
+    /// The request's protocol version is newer than this server speaks; the
+    /// reply's header carries the version it does (12).
+    UnsupportedVersion,
+    /// A code this release does not know (sent by a newer peer).
+    Unknown(u32),
+}
+
+/// The wire numbers of the error codes, in order; never renumbered.
+const ERROR_CODES: [ErrorCode; 13] = [
+    ErrorCode::NoSpace,
+    ErrorCode::AlreadyExists,
+    ErrorCode::NotFound,
+    ErrorCode::OutOfRange,
+    ErrorCode::BadWrite,
+    ErrorCode::Incomplete,
+    ErrorCode::Corrupt,
+    ErrorCode::BadRequest,
+    ErrorCode::NotAllocated,
+    ErrorCode::TooManyOpen,
+    ErrorCode::Io,
+    ErrorCode::Unsupported,
+    ErrorCode::UnsupportedVersion,
+];
+
+impl ErrorCode {
+    /// The code's number on the wire.
+    pub fn number(self) -> u32 {
+        match self {
+            ErrorCode::Unknown(n) => n,
+            known => ERROR_CODES
+                .iter()
+                .position(|c| *c == known)
+                .expect("every known code is numbered") as u32,
+        }
+    }
+
+    /// The code with wire number `n`.
+    pub fn from_number(n: u32) -> Self {
+        ERROR_CODES
+            .get(n as usize)
+            .copied()
+            .unwrap_or(ErrorCode::Unknown(n))
+    }
+}
+
+impl bincode::Encode for ErrorCode {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        e: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        self.number().encode(e)
+    }
+}
+
+impl<C> bincode::Decode<C> for ErrorCode {
+    fn decode<D: bincode::de::Decoder<Context = C>>(
+        d: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        Ok(ErrorCode::from_number(<u32 as bincode::Decode<C>>::decode(
+            d,
+        )?))
+    }
+}
+
+impl<'de, C> bincode::BorrowDecode<'de, C> for ErrorCode {
+    fn borrow_decode<D: bincode::de::BorrowDecoder<'de, Context = C>>(
+        d: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        Ok(ErrorCode::from_number(<u32 as bincode::Decode<C>>::decode(
+            d,
+        )?))
+    }
 }
 
 /// The body of a response; `D` holds read bytes as in [`Request`].
@@ -143,22 +262,125 @@ pub enum Reply<D = Vec<u8>> {
     },
 }
 
-/// A framed request with its id.
+/// A framed request with its version and id.
 #[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub struct RequestMsg<D = Vec<u8>> {
+    /// The protocol version it is written in.
+    pub version: u8,
     /// Request id, echoed in the response.
     pub id: u32,
     /// The request.
     pub req: Request<D>,
 }
 
+impl<D> RequestMsg<D> {
+    /// `req` under `id`, in this release's protocol version.
+    pub fn new(id: u32, req: Request<D>) -> Self {
+        RequestMsg {
+            version: PROTOCOL_VERSION,
+            id,
+            req,
+        }
+    }
+}
+
 /// A framed response.
 #[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub struct ResponseMsg<D = Vec<u8>> {
+    /// The protocol version it is written in: the request's.
+    pub version: u8,
     /// The request's id.
     pub id: u32,
     /// The reply.
     pub reply: Reply<D>,
+}
+
+impl<D> ResponseMsg<D> {
+    /// `reply` under `id`, in protocol version `version`.
+    pub fn new(version: u8, id: u32, reply: Reply<D>) -> Self {
+        ResponseMsg { version, id, reply }
+    }
+}
+
+/// A request the server will not serve, with what to answer: the request's
+/// id (0 if not even the header decodes), the version to answer in, and
+/// the error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The version to answer in.
+    pub version: u8,
+    /// The request's id.
+    pub id: u32,
+    /// Why.
+    pub code: ErrorCode,
+    /// Detail for the client's log.
+    pub message: String,
+}
+
+/// A message's header: its version, its id, and where its kind begins.
+fn header(bytes: &[u8]) -> Option<(u8, u32, usize)> {
+    let ((version, id), used) = bincode::decode_from_slice::<(u8, u32), _>(bytes, cfg()).ok()?;
+    Some((version, id, used))
+}
+
+/// The version and id of the message in `bytes`, if its header decodes.
+pub fn peek_header(bytes: &[u8]) -> Option<(u8, u32)> {
+    header(bytes).map(|(v, id, _)| (v, id))
+}
+
+/// The kind of the request in `bytes`, read from its header alone (no
+/// check of the version or the fields).
+pub fn peek_kind(bytes: &[u8]) -> Option<u32> {
+    let (_, _, used) = header(bytes)?;
+    let (kind, _) = bincode::decode_from_slice::<u32, _>(bytes.get(used..)?, cfg()).ok()?;
+    Some(kind)
+}
+
+/// Decode a request, its write bytes borrowed from `bytes`: the header
+/// first, then the kind, then the fields (see the module docs for what is
+/// refused and how).
+///
+/// # Errors
+/// A [`Refused`] saying what to answer.
+pub fn decode_request(bytes: &[u8]) -> Result<RequestMsg<&[u8]>, Refused> {
+    let refuse = |version, id, code, message: String| Refused {
+        version,
+        id,
+        code,
+        message,
+    };
+    let Some((version, id, used)) = header(bytes) else {
+        return Err(refuse(
+            PROTOCOL_VERSION,
+            0,
+            ErrorCode::BadRequest,
+            "no message header".into(),
+        ));
+    };
+    if version > PROTOCOL_VERSION || version < MIN_PROTOCOL_VERSION {
+        return Err(refuse(
+            PROTOCOL_VERSION,
+            id,
+            ErrorCode::UnsupportedVersion,
+            format!(
+                "protocol version {version}; this server speaks {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}"
+            ),
+        ));
+    }
+    let kind = bincode::decode_from_slice::<u32, _>(&bytes[used..], cfg()).map(|k| k.0);
+    match kind {
+        Ok(k) if k >= Request::<()>::KINDS => {
+            return Err(refuse(
+                version,
+                id,
+                ErrorCode::Unsupported,
+                format!("request kind {k} unknown to this server"),
+            ))
+        }
+        Ok(_) => {}
+        Err(e) => return Err(refuse(version, id, ErrorCode::BadRequest, e.to_string())),
+    }
+    decode_borrowed(bytes).map_err(|e| refuse(version, id, ErrorCode::BadRequest, e))
 }
 
 impl<D> Reply<D> {
@@ -217,24 +439,25 @@ pub fn decode<T: bincode::Decode<()>>(bytes: &[u8]) -> Result<T, String> {
 /// The header of a [`Request::Write`] of `len` bytes: send it followed by
 /// the bytes themselves (see [`DataLen`]).
 pub fn write_header(id: u32, si: StorageIndex, shnum: u16, offset: u64, len: usize) -> Vec<u8> {
-    encode(&RequestMsg {
+    encode(&RequestMsg::new(
         id,
-        req: Request::Write {
+        Request::Write {
             si,
             shnum,
             offset,
             data: DataLen(len as u64),
         },
-    })
+    ))
 }
 
-/// The header of a [`Reply::Data`] of `len` bytes: send it followed by the
-/// bytes themselves.
-pub fn data_header(id: u32, len: usize) -> Vec<u8> {
-    encode(&ResponseMsg {
+/// The header of a [`Reply::Data`] of `len` bytes in protocol `version`:
+/// send it followed by the bytes themselves.
+pub fn data_header(version: u8, id: u32, len: usize) -> Vec<u8> {
+    encode(&ResponseMsg::new(
+        version,
         id,
-        reply: Reply::Data(DataLen(len as u64)),
-    })
+        Reply::Data(DataLen(len as u64)),
+    ))
 }
 
 /// Decode a protocol message whose byte strings borrow from `bytes`,
@@ -255,26 +478,133 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn si() -> StorageIndex {
+        StorageIndex([1; 16])
+    }
+
+    /// One request of every kind.
+    fn every_kind() -> Vec<Request> {
+        vec![
+            Request::Version,
+            Request::Allocate {
+                si: si(),
+                shnum: 1,
+                size: 2,
+            },
+            Request::Write {
+                si: si(),
+                shnum: 1,
+                offset: 0,
+                data: vec![1],
+            },
+            Request::Close { si: si(), shnum: 1 },
+            Request::Abort { si: si(), shnum: 1 },
+            Request::List { si: si() },
+            Request::Read {
+                si: si(),
+                shnum: 1,
+                offset: 0,
+                len: 1,
+            },
+            Request::Verify { si: si(), shnum: 1 },
+        ]
+    }
+
     #[test]
     fn round_trip() {
-        let m = RequestMsg {
-            id: 7,
-            req: Request::Write {
-                si: StorageIndex([1; 16]),
+        let m = RequestMsg::new(
+            7,
+            Request::Write {
+                si: si(),
                 shnum: 3,
                 offset: 9,
                 data: vec![1, 2, 3],
             },
-        };
+        );
         assert_eq!(decode::<RequestMsg>(&encode(&m)).unwrap(), m);
-        let r = ResponseMsg {
-            id: 7,
-            reply: Reply::Shares(vec![(1, 100)]),
-        };
+        let r = ResponseMsg::new(PROTOCOL_VERSION, 7, Reply::Shares(vec![(1, 100)]));
         assert_eq!(decode::<ResponseMsg>(&encode(&r)).unwrap(), r);
         let mut b = encode(&r);
         b.push(0);
         assert!(decode::<ResponseMsg>(&b).is_err());
+    }
+
+    /// The header is what the module docs say: version byte, id, kind, and
+    /// every kind is numbered as `Request::kind` says, below `KINDS`.
+    #[test]
+    fn every_message_starts_with_version_id_and_kind() {
+        let kinds = every_kind();
+        assert_eq!(kinds.len() as u32, Request::<Vec<u8>>::KINDS);
+        for (i, req) in kinds.into_iter().enumerate() {
+            assert_eq!(req.kind(), i as u32);
+            let bytes = encode(&RequestMsg::new(300, req));
+            // 1 = version; 300 = varint 251 (u16 follows) 0x2c 0x01; kind.
+            assert_eq!(bytes[..5], [PROTOCOL_VERSION, 251, 0x2c, 0x01, i as u8]);
+            assert_eq!(peek_kind(&bytes), Some(i as u32));
+            let back = decode_request(&bytes).unwrap();
+            assert_eq!((back.version, back.id), (PROTOCOL_VERSION, 300));
+        }
+        let reply = encode(&ResponseMsg::new(PROTOCOL_VERSION, 5, Reply::<Vec<u8>>::Ok));
+        assert_eq!(reply, [PROTOCOL_VERSION, 5, 1]);
+    }
+
+    /// The compatibility rules for requests: a newer version, an unknown
+    /// kind or an extra field are each answered under the request's own id.
+    #[test]
+    fn newer_versions_unknown_kinds_and_extra_fields_are_refused_by_id() {
+        let refused = |bytes: &[u8]| decode_request(bytes).unwrap_err();
+        // Version 2 of a Version request, id 9.
+        let r = refused(&[2, 9, 0]);
+        assert_eq!(
+            (r.version, r.id, r.code),
+            (PROTOCOL_VERSION, 9, ErrorCode::UnsupportedVersion)
+        );
+        // Version 0 never existed.
+        assert_eq!(refused(&[0, 9, 0]).code, ErrorCode::UnsupportedVersion);
+        // Kind 8 (unknown here), with fields we cannot read.
+        let r = refused(&[1, 10, 8, 0xde, 0xad]);
+        assert_eq!((r.id, r.code), (10, ErrorCode::Unsupported));
+        let r = refused(&[1, 10, 251, 0x00, 0x01]);
+        assert_eq!((r.id, r.code), (10, ErrorCode::Unsupported));
+        // A known kind with a field appended.
+        let mut b = encode(&RequestMsg::new(11, Request::<Vec<u8>>::List { si: si() }));
+        b.push(0);
+        let r = refused(&b);
+        assert_eq!((r.id, r.code), (11, ErrorCode::BadRequest));
+        // A known kind cut short.
+        let r = refused(&b[..b.len() - 5]);
+        assert_eq!((r.id, r.code), (11, ErrorCode::BadRequest));
+        // No header at all.
+        let r = refused(&[]);
+        assert_eq!((r.id, r.code), (0, ErrorCode::BadRequest));
+    }
+
+    /// Error codes keep their numbers, and a code from a newer peer decodes
+    /// as `Unknown` instead of failing the reply.
+    #[test]
+    fn error_codes_are_numbered_and_unknown_ones_decode() {
+        for (n, code) in ERROR_CODES.iter().enumerate() {
+            assert_eq!(code.number(), n as u32);
+            assert_eq!(ErrorCode::from_number(n as u32), *code);
+        }
+        assert_eq!(ErrorCode::NoSpace.number(), 0);
+        assert_eq!(ErrorCode::Io.number(), 10);
+        let newer = encode(&ResponseMsg::new(
+            PROTOCOL_VERSION,
+            4,
+            Reply::<Vec<u8>>::Error {
+                code: ErrorCode::Unknown(40),
+                message: "from the future".into(),
+            },
+        ));
+        let back: ResponseMsg = decode(&newer).unwrap();
+        assert!(matches!(
+            back.reply,
+            Reply::Error {
+                code: ErrorCode::Unknown(40),
+                ..
+            }
+        ));
     }
 
     proptest! {
@@ -284,15 +614,15 @@ mod tests {
             data in proptest::collection::vec(any::<u8>(), 0..300),
         ) {
             let si = StorageIndex([5; 16]);
-            let owned = encode(&RequestMsg { id, req: Request::Write { si, shnum, offset, data: data.clone() } });
+            let owned = encode(&RequestMsg::new(id, Request::Write { si, shnum, offset, data: data.clone() }));
             let mut joined = write_header(id, si, shnum, offset, data.len());
             joined.extend_from_slice(&data);
             prop_assert_eq!(&joined, &owned);
             // And the server's borrowed decoding sees the same request.
             let borrowed: RequestMsg<&[u8]> = decode_borrowed(&joined).unwrap();
             prop_assert_eq!(borrowed.req, Request::Write { si, shnum, offset, data: &data[..] });
-            let owned = encode(&ResponseMsg { id, reply: Reply::Data(data.clone()) });
-            let mut joined = data_header(id, data.len());
+            let owned = encode(&ResponseMsg::new(PROTOCOL_VERSION, id, Reply::Data(data.clone())));
+            let mut joined = data_header(PROTOCOL_VERSION, id, data.len());
             joined.extend_from_slice(&data);
             prop_assert_eq!(&joined, &owned);
             let borrowed: ResponseMsg<&[u8]> = decode_borrowed(&joined).unwrap();
@@ -305,6 +635,7 @@ mod tests {
             let _ = decode::<ResponseMsg>(&bytes);
             let _ = decode_borrowed::<RequestMsg<&[u8]>>(&bytes);
             let _ = decode_borrowed::<ResponseMsg<&[u8]>>(&bytes);
+            let _ = decode_request(&bytes);
         }
     }
 }

@@ -5,7 +5,16 @@
 //! ```text
 //! shares/<first 2 chars of SI>/<SI in base32>/<share number>   finished shares
 //! incoming/<SI in base32>.<share number>.<random>              shares being written
+//! corrupt/<SI in base32>.<share number>.<random>               quarantined shares
+//! format                                                       "grapevine share store <version>"
 //! ```
+//!
+//! The `format` file names the layout's version ([`STORE_FORMAT`]). A
+//! store without one is a new store, or one written before the file
+//! existed (the same layout), and gets one. A store whose format is newer
+//! than this release knows is refused at [`ShareStore::open`] before
+//! anything in it is read, removed or written: an older release never
+//! touches a newer release's store.
 //!
 //! A share is written once: [`ShareStore::allocate`] reserves its announced
 //! size, [`ShareWriter::write_at`] fills it (never past the announced size),
@@ -27,29 +36,18 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use data_encoding::BASE32_NOPAD;
-
 use crate::error::StoreError;
+use crate::types::StorageIndex;
 
-/// Length of a storage index in bytes.
-pub const SI_LEN: usize = 16;
 /// Largest share accepted (a share holds 1/k of a file plus hashes).
 pub const MAX_SHARE_SIZE: u64 = 64 << 30;
 /// Largest number of shares of one file.
 pub const MAX_SHARES: u16 = 256;
+/// The on-disk layout's version, in the store's `format` file.
+pub const STORE_FORMAT: u32 = 1;
+const FORMAT_FILE: &str = "format";
+const FORMAT_PREFIX: &str = "grapevine share store ";
 const TRAILER: u64 = 16;
-
-/// A storage index: 16 bytes derived from the file's key, naming its shares.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, bincode::Encode, bincode::Decode,
-)]
-pub struct StorageIndex(pub [u8; SI_LEN]);
-
-impl std::fmt::Display for StorageIndex {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&BASE32_NOPAD.encode(&self.0).to_ascii_lowercase())
-    }
-}
 
 /// Space accounting shared by a store and its writers.
 #[derive(Debug, Default)]
@@ -64,6 +62,7 @@ pub struct ShareStore {
     root: PathBuf,
     reserve: u64,
     space: Arc<Space>,
+    #[cfg(any(test, feature = "test-util"))]
     free_override: Option<Arc<AtomicU64>>,
 }
 
@@ -112,8 +111,11 @@ impl ShareStore {
     /// removed.
     ///
     /// # Errors
-    /// [`StoreError::Io`] if the directories cannot be created.
+    /// [`StoreError::UnsupportedFormat`] if a newer release wrote the store
+    /// (nothing is touched then); [`StoreError::Io`] if the directories
+    /// cannot be created.
     pub fn open(root: &Path, reserve: u64) -> Result<Self, StoreError> {
+        check_format(root)?;
         for d in ["shares", "incoming", "corrupt"] {
             let p = root.join(d);
             fs::create_dir_all(&p).map_err(io(&p))?;
@@ -127,14 +129,25 @@ impl ShareStore {
             root: root.to_path_buf(),
             reserve,
             space: Arc::new(Space::default()),
+            #[cfg(any(test, feature = "test-util"))]
             free_override: None,
         })
     }
 
     /// For tests: pretend the filesystem has `free` bytes available.
+    #[cfg(any(test, feature = "test-util"))]
     pub fn with_free_space_override(mut self, free: Arc<AtomicU64>) -> Self {
         self.free_override = Some(free);
         self
+    }
+
+    /// Free bytes on the store's filesystem.
+    fn free_space(&self) -> Result<u64, StoreError> {
+        #[cfg(any(test, feature = "test-util"))]
+        if let Some(f) = &self.free_override {
+            return Ok(f.load(Ordering::Relaxed));
+        }
+        fs4::available_space(&self.root).map_err(io(&self.root))
     }
 
     fn si_dir(&self, si: &StorageIndex) -> PathBuf {
@@ -152,10 +165,7 @@ impl ShareStore {
     /// # Errors
     /// [`StoreError::Io`] if the filesystem cannot be queried.
     pub fn available(&self) -> Result<u64, StoreError> {
-        let free = match &self.free_override {
-            Some(f) => f.load(Ordering::Relaxed),
-            None => fs4::available_space(&self.root).map_err(io(&self.root))?,
-        };
+        let free = self.free_space()?;
         Ok(free
             .saturating_sub(self.reserve)
             .saturating_sub(self.space.reserved.load(Ordering::Relaxed)))
@@ -335,6 +345,43 @@ impl ShareStore {
     }
 }
 
+/// Refuse a store written by a newer release; give a store without a
+/// `format` file (new, or older than the file) the current one.
+fn check_format(root: &Path) -> Result<(), StoreError> {
+    let path = root.join(FORMAT_FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            let version = text
+                .trim_end()
+                .strip_prefix(FORMAT_PREFIX)
+                .and_then(|v| v.parse::<u32>().ok());
+            match version {
+                Some(v) if v <= STORE_FORMAT => Ok(()),
+                _ => Err(StoreError::UnsupportedFormat {
+                    path: root.display().to_string(),
+                    found: text.trim_end().chars().take(64).collect(),
+                    supported: STORE_FORMAT,
+                }),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::create_dir_all(root).map_err(io(root))?;
+            // Written whole or not at all: temporary file, fsync, rename,
+            // fsync the directory.
+            let tmp = root.join(format!("{FORMAT_FILE}.{:016x}", rand_suffix()));
+            let mut f = File::create(&tmp).map_err(io(&tmp))?;
+            f.write_all(format!("{FORMAT_PREFIX}{STORE_FORMAT}\n").as_bytes())
+                .and_then(|()| f.sync_all())
+                .map_err(io(&tmp))?;
+            fs::rename(&tmp, &path).map_err(io(&path))?;
+            File::open(root)
+                .and_then(|d| d.sync_all())
+                .map_err(io(root))
+        }
+        Err(e) => Err(io(&path)(e)),
+    }
+}
+
 fn rand_suffix() -> u64 {
     let mut b = [0u8; 8];
     // Uniqueness only; not security relevant.
@@ -423,8 +470,39 @@ impl Drop for ShareWriter {
 mod tests {
     use super::*;
 
+    use crate::types::SI_LEN;
+
     fn si(b: u8) -> StorageIndex {
         StorageIndex([b; SI_LEN])
+    }
+
+    /// The compatibility rule for the store: a new store is marked with
+    /// this release's format; a store marked with a newer one is refused
+    /// and left exactly as it was (even its unfinished uploads).
+    #[test]
+    fn store_format_is_written_and_a_newer_one_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        ShareStore::open(dir.path(), 0).unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.path().join("format")).unwrap(),
+            "grapevine share store 1\n"
+        );
+        // Reopening a store of this format is fine.
+        ShareStore::open(dir.path(), 0).unwrap();
+        // A newer release's store, with an upload in progress.
+        fs::write(dir.path().join("format"), "grapevine share store 2\n").unwrap();
+        fs::write(dir.path().join("incoming").join("x.0.1"), b"partial").unwrap();
+        assert!(matches!(
+            ShareStore::open(dir.path(), 0),
+            Err(StoreError::UnsupportedFormat { supported: 1, .. })
+        ));
+        assert!(dir.path().join("incoming").join("x.0.1").exists());
+        // Garbage is refused too, not taken for a format.
+        fs::write(dir.path().join("format"), "something else").unwrap();
+        assert!(matches!(
+            ShareStore::open(dir.path(), 0),
+            Err(StoreError::UnsupportedFormat { .. })
+        ));
     }
 
     #[test]

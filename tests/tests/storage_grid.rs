@@ -17,7 +17,7 @@ struct Server {
 
 async fn start_server(i: u8) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let srv = grapevine_storage::server::spawn_local(
+    let srv = grapevine_storage::testing::spawn_local(
         [127, 5, 0, 1].into(),
         dir.path(),
         Some(format!("s{i}")),
@@ -268,6 +268,7 @@ async fn sessions_are_pooled_capped_and_closed_when_idle() {
             max_sessions: 4,
             idle_timeout: std::time::Duration::from_millis(200),
             wait: std::time::Duration::from_millis(200),
+            ..PoolConfig::default()
         },
     );
     let req = client::UploadRequest {

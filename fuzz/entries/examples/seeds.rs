@@ -254,7 +254,16 @@ fn main() {
         ("abort", Request::Abort { si, shnum: 2 }),
     ];
     for (name, req) in reqs {
-        write("storage_request", name, &encode(&RequestMsg { id: 1, req }));
+        write("storage_request", name, &encode(&RequestMsg::new(1, req)));
     }
+    // What the compatibility rules refuse: a newer version, an unknown
+    // kind, a known kind with a field appended.
+    let mut newer = encode(&RequestMsg::new(2, Request::<Vec<u8>>::List { si }));
+    newer[0] = 2;
+    write("storage_request", "newer-version", &newer);
+    write("storage_request", "unknown-kind", &[1, 3, 8, 7, 7, 7]);
+    let mut extra = encode(&RequestMsg::new(4, Request::<Vec<u8>>::List { si }));
+    extra.push(0);
+    write("storage_request", "extra-field", &extra);
     println!("seeds written under fuzz/corpus/");
 }

@@ -119,9 +119,11 @@ pub fn handshake(data: &[u8]) {
 }
 
 /// Storage requests and responses, and a share server answering them:
-/// every answer the server gives decodes.
+/// every answer the server gives decodes, and a request whose header
+/// (version and id) decodes is answered under its own id, whatever follows
+/// (an unknown kind, a newer version, fields that do not decode).
 pub fn storage_request(data: &[u8]) {
-    use grapevine_storage::protocol::{decode, RequestMsg, ResponseMsg};
+    use grapevine_storage::protocol::{decode, peek_header, RequestMsg, ResponseMsg};
     use grapevine_storage::server::ShareServer;
     use grapevine_storage::ShareStore;
     static DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
@@ -131,11 +133,15 @@ pub fn storage_request(data: &[u8]) {
         d
     });
     let _ = decode::<ResponseMsg>(data);
-    if decode::<RequestMsg>(data).is_ok() || data.first() == Some(&0) {
+    // Valid requests, and anything in versions 0 to 2 (the refusals).
+    if decode::<RequestMsg>(data).is_ok() || data.first().is_some_and(|&v| v <= 2) {
         let store = ShareStore::open(dir, 0).expect("store");
         let mut srv = ShareServer::new(store);
         let out = srv.handle_bytes(data).joined();
-        decode::<ResponseMsg>(&out).expect("the server's answers decode");
+        let answer: ResponseMsg = decode(&out).expect("the server's answers decode");
+        if let Some((_, id)) = peek_header(data) {
+            assert_eq!(answer.id, id, "answered under another id");
+        }
     }
 }
 

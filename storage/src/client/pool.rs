@@ -20,7 +20,8 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::client::{ClientError, ClientIdentity, Conn, ServerRef};
+use crate::client::conn::{ClientIdentity, Conn, ServerRef, DEFAULT_REQUEST_TIMEOUT};
+use crate::error::ClientError;
 
 /// Limits of a [`SessionPool`].
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +32,9 @@ pub struct PoolConfig {
     pub idle_timeout: Duration,
     /// How long [`SessionPool::get`] waits for a free slot at the cap.
     pub wait: Duration,
+    /// How long a request on the pool's sessions may take, from being sent
+    /// to being answered.
+    pub request_timeout: Duration,
 }
 
 impl Default for PoolConfig {
@@ -39,6 +43,7 @@ impl Default for PoolConfig {
             max_sessions: 64,
             idle_timeout: Duration::from_secs(30),
             wait: Duration::from_secs(10),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }
@@ -130,7 +135,10 @@ impl SessionPool {
                 }
             }
         };
-        let conn = Conn::open(&self.me, server).await?.with_slot(permit);
+        let conn = Conn::open(&self.me, server)
+            .await?
+            .with_slot(permit)
+            .with_request_timeout(self.cfg.request_timeout);
         self.opened.fetch_add(1, Ordering::Relaxed);
         Ok(conn)
     }

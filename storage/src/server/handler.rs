@@ -1,30 +1,18 @@
-//! The share server: [`ShareServer::handle`] answers one request against a
-//! [`ShareStore`] (synchronous, testable without sockets); [`serve`] is the
-//! thin driver that runs it over an authenticated session, doing file I/O on
-//! tokio's blocking pool.
+//! The share server's sans-IO core: [`ShareServer`] answers one request at
+//! a time against a [`ShareStore`], synchronously, and is tested without
+//! sockets. Bytes in, bytes out: [`ShareServer::handle_bytes`] decodes a
+//! request message (refusing what it cannot serve under the request's own
+//! id, see [`crate::protocol`]), answers it and encodes the response.
 
 use std::collections::HashMap;
 
-use grapevine_crypto::{Session, SessionError};
-use tokio::io::{AsyncRead, AsyncWrite};
-
 use crate::error::StoreError;
 use crate::protocol::{
-    data_header, decode_borrowed, encode, ErrorCode, Reply, Request, RequestMsg, ResponseMsg,
+    data_header, decode_request, encode, peek_kind, ErrorCode, Reply, Request, ResponseMsg,
     MAX_READ, MAX_WRITE, PROTOCOL_VERSION,
 };
-use crate::store::{ShareStore, ShareWriter, StorageIndex};
-
-/// Process-wide counters of the storage server, for status and metrics.
-pub mod counters {
-    use std::sync::atomic::AtomicU64;
-    /// Storage sessions open now.
-    pub static SESSIONS_OPEN: AtomicU64 = AtomicU64::new(0);
-    /// Requests answered.
-    pub static REQUESTS: AtomicU64 = AtomicU64::new(0);
-    /// Total time spent answering requests, microseconds.
-    pub static REQUEST_MICROS: AtomicU64 = AtomicU64::new(0);
-}
+use crate::store::{ShareStore, ShareWriter};
+use crate::types::StorageIndex;
 
 /// Shares one session may have open for writing at once.
 pub const MAX_OPEN_PER_SESSION: usize = 64;
@@ -79,7 +67,7 @@ impl ShareServer {
         match req {
             Request::Version => match self.store.available() {
                 Ok(available) => Reply::Version {
-                    protocol: PROTOCOL_VERSION,
+                    protocol: PROTOCOL_VERSION as u32,
                     max_write: MAX_WRITE as u32,
                     available,
                 },
@@ -175,22 +163,32 @@ impl ShareServer {
     }
 
     /// Decode a request message (a write's bytes are used where they lie
-    /// in `bytes`), answer it, and encode the response.
+    /// in `bytes`), answer it, and encode the response, in the request's
+    /// protocol version and under its id.
     pub fn handle_bytes(&mut self, bytes: &[u8]) -> Answer {
-        let (id, reply) = match decode_borrowed::<RequestMsg<&[u8]>>(bytes) {
-            Ok(m) => (m.id, self.answer(m.req)),
-            Err(e) => (0, error(ErrorCode::BadRequest, e)),
+        let (version, id, reply) = match decode_request(bytes) {
+            Ok(m) => (m.version, m.id, self.answer(m.req)),
+            Err(r) => (r.version, r.id, error(r.code, r.message)),
         };
         match reply {
             Reply::Data(data) => Answer {
-                head: data_header(id, data.len()),
+                head: data_header(version, id, data.len()),
                 data,
             },
             reply => Answer {
-                head: encode(&ResponseMsg { id, reply }),
+                head: encode(&ResponseMsg::new(version, id, reply)),
                 data: Vec::new(),
             },
         }
+    }
+
+    /// Whether `bytes` is a request answered on the session's own task
+    /// (reads and writes: at most 1 MiB each, in the page cache as a rule)
+    /// rather than on the blocking pool.
+    pub fn is_quick(bytes: &[u8]) -> bool {
+        const WRITE: u32 = 2;
+        const READ: u32 = 6;
+        matches!(peek_kind(bytes), Some(WRITE | READ))
     }
 }
 
@@ -209,153 +207,6 @@ impl Answer {
     pub fn joined(mut self) -> Vec<u8> {
         self.head.extend_from_slice(&self.data);
         self.head
-    }
-}
-
-/// Serve storage requests on an established session until the peer closes
-/// it. Unfinished shares are discarded when it ends.
-///
-/// Reads and writes (at most 1 MiB each, in the page cache as a rule) are
-/// done on the session's own task: handing each to the blocking pool cost
-/// more than the I/O (a third of upload throughput, measured). Everything
-/// that can take long (allocating, the fsyncs of a close, listing, hashing
-/// a whole share) goes to the blocking pool. A node therefore runs its
-/// storage listener on a runtime of its own (see `grapevine run`), so a
-/// slow disk can delay storage sessions but never gossip.
-///
-/// # Errors
-/// Session errors other than a clean close.
-pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
-    mut session: Session<S>,
-    store: ShareStore,
-) -> Result<(), SessionError> {
-    let mut server = Some(ShareServer::new(store));
-    loop {
-        let msg = match session.recv().await {
-            Ok(m) => m,
-            Err(SessionError::Closed) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        let mut srv = server
-            .take()
-            .expect("server state present between requests");
-        let started = std::time::Instant::now();
-        let quick = matches!(
-            decode_borrowed::<RequestMsg<&[u8]>>(&msg).map(|m| m.req),
-            Ok(Request::Write { .. } | Request::Read { .. })
-        );
-        let (srv, out) = if quick {
-            let out = srv.handle_bytes(&msg);
-            (srv, out)
-        } else {
-            tokio::task::spawn_blocking(move || {
-                let out = srv.handle_bytes(&msg);
-                (srv, out)
-            })
-            .await
-            .map_err(|e| SessionError::Io(std::io::Error::other(e)))?
-        };
-        server = Some(srv);
-        session.send_parts(&[&out.head, &out.data]).await?;
-        use std::sync::atomic::Ordering::Relaxed;
-        counters::REQUESTS.fetch_add(1, Relaxed);
-        counters::REQUEST_MICROS.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
-    }
-}
-
-/// A share server started by [`spawn_local`].
-#[derive(Debug)]
-pub struct LocalServer {
-    /// Its node id (and so its session key).
-    pub id: grapevine_crypto::NodeId,
-    /// Where it listens.
-    pub addr: std::net::SocketAddr,
-    /// Its accept loop; abort it (and await it) to take the server down.
-    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-/// Start a share server with a fresh identity on `ip` (any free port),
-/// storing shares under `store_dir`. For local grids: benchmarks and tests.
-///
-/// # Errors
-/// Socket, store or record errors.
-pub async fn spawn_local(
-    ip: std::net::IpAddr,
-    store_dir: &std::path::Path,
-    nickname: Option<String>,
-) -> Result<LocalServer, Box<dyn std::error::Error + Send + Sync>> {
-    let ident = std::sync::Arc::new(grapevine_crypto::Identity::generate());
-    let listener = tokio::net::TcpListener::bind((ip, 0)).await?;
-    let addr = listener.local_addr()?;
-    let mut rec = grapevine_crypto::LocationRecord::new(&ident, vec![addr]);
-    rec.nickname = nickname;
-    let rec = rec.sign(&ident)?;
-    let store = ShareStore::open(store_dir, 0)?;
-    let id = ident.node_id();
-    let task = tokio::spawn(run_listener(
-        listener,
-        ident,
-        rec,
-        store,
-        grapevine_crypto::SessionConfig::default(),
-        64,
-    ));
-    Ok(LocalServer { id, addr, task })
-}
-
-/// Accept sessions on `listener` and serve storage on each until the
-/// listener fails; the sessions end with it. At most `max_handshakes` handshakes run at once (a peer
-/// that connects and stalls holds one slot until the handshake deadline).
-///
-/// # Errors
-/// The listener's accept error.
-pub async fn run_listener(
-    listener: tokio::net::TcpListener,
-    identity: std::sync::Arc<grapevine_crypto::Identity>,
-    record: grapevine_crypto::SignedRecord,
-    store: ShareStore,
-    cfg: grapevine_crypto::SessionConfig,
-    max_handshakes: usize,
-) -> std::io::Result<()> {
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_handshakes.max(1)));
-    // Sessions live in this set: when the listener's task ends (or is
-    // aborted), its sessions end with it.
-    let mut sessions = tokio::task::JoinSet::new();
-    loop {
-        while sessions.try_join_next().is_some() {}
-        let (stream, from) = listener.accept().await?;
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%from, "refusing connection: too many handshakes in progress");
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let (identity, record, store, cfg) =
-            (identity.clone(), record.clone(), store.clone(), cfg.clone());
-        sessions.spawn(async move {
-            let accepted = Box::pin(Session::accept(stream, &identity, &record, &cfg)).await;
-            drop(permit);
-            match accepted {
-                Ok((session, peer)) => {
-                    use std::sync::atomic::Ordering::Relaxed;
-                    tracing::debug!(peer = %peer.node_id().short(), "storage session");
-                    /// Counts the session as open until it is dropped, even
-                    /// by an abort.
-                    struct OpenSession;
-                    impl Drop for OpenSession {
-                        fn drop(&mut self) {
-                            counters::SESSIONS_OPEN.fetch_sub(1, Relaxed);
-                        }
-                    }
-                    counters::SESSIONS_OPEN.fetch_add(1, Relaxed);
-                    let _open = OpenSession;
-                    let r = serve(session, store).await;
-                    if let Err(e) = r {
-                        tracing::debug!(%from, "storage session ended: {e}");
-                    }
-                }
-                Err(e) => tracing::debug!(%from, "handshake failed: {e}"),
-            }
-        });
     }
 }
 
@@ -475,6 +326,79 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    fn ok_list(id: u32) -> Vec<u8> {
+        encode(&crate::protocol::RequestMsg::new(
+            id,
+            Request::<Vec<u8>>::List { si: si() },
+        ))
+    }
+
+    /// What a server does with what it does not know, on one session: an
+    /// unknown kind and a newer version are answered under their own ids
+    /// (so a pipelining client matches them), and the next request is
+    /// served as usual.
+    #[test]
+    fn unknown_kinds_and_versions_are_answered_and_the_session_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = ShareServer::new(ShareStore::open(dir.path(), 0).unwrap());
+        let answer = |s: &mut ShareServer, bytes: &[u8]| -> ResponseMsg {
+            crate::protocol::decode(&s.handle_bytes(bytes).joined()).unwrap()
+        };
+        // Kind 9 of version 1, id 21.
+        let r = answer(&mut s, &[1, 21, 9, 1, 2, 3]);
+        assert_eq!((r.version, r.id), (PROTOCOL_VERSION, 21));
+        assert!(matches!(
+            r.reply,
+            Reply::Error {
+                code: ErrorCode::Unsupported,
+                ..
+            }
+        ));
+        // A List in version 2, id 22: answered in the version spoken here.
+        let mut v2 = encode(&crate::protocol::RequestMsg::new(
+            22,
+            Request::<Vec<u8>>::List { si: si() },
+        ));
+        v2[0] = 2;
+        let r = answer(&mut s, &v2);
+        assert_eq!((r.version, r.id), (PROTOCOL_VERSION, 22));
+        assert!(matches!(
+            r.reply,
+            Reply::Error {
+                code: ErrorCode::UnsupportedVersion,
+                ..
+            }
+        ));
+        // Reads and writes are the quick kinds, whatever their encoding.
+        let read = encode(&crate::protocol::RequestMsg::new(
+            1,
+            Request::<Vec<u8>>::Read {
+                si: si(),
+                shnum: 0,
+                offset: 0,
+                len: 1,
+            },
+        ));
+        let write = encode(&crate::protocol::RequestMsg::new(
+            300,
+            Request::Write {
+                si: si(),
+                shnum: 0,
+                offset: 0,
+                data: vec![1],
+            },
+        ));
+        assert!(ShareServer::is_quick(&read) && ShareServer::is_quick(&write));
+        assert!(!ShareServer::is_quick(&ok_list(24)));
+        // And the same session serves the next request.
+        let ok = encode(&crate::protocol::RequestMsg::new(
+            23,
+            Request::<Vec<u8>>::List { si: si() },
+        ));
+        let r = answer(&mut s, &ok);
+        assert_eq!((r.id, r.reply), (23, Reply::Shares(vec![])));
     }
 
     #[test]

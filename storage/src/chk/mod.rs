@@ -1,0 +1,262 @@
+//! CHK ("content hash key") encoding, sans-IO: plaintext segments in, one
+//! block per share out; blocks in, verified plaintext out. `format` holds
+//! the share and UEB layouts, `encode` the [`Encoder`], `decode` the
+//! [`Decoder`].
+//!
+//! * The file is encrypted with ChaCha20 under a 32-byte key: random, or
+//!   *convergent* (keyed BLAKE3 of the content under the client's
+//!   convergence secret, so the same client storing the same file twice
+//!   stores it once).
+//! * The ciphertext is cut into segments of [`SEGMENT_SIZE`]; each segment is
+//!   split into `k` blocks and Reed-Solomon coded into `n` blocks
+//!   (`reed-solomon-simd`), one per share.
+//! * Each block is hashed (BLAKE3); a share's block hashes form a binary
+//!   Merkle tree whose root goes into the **UEB** (URI extension block) with
+//!   the parameters and a hash of the whole ciphertext. The read capability
+//!   carries the key and the UEB's hash, so a reader trusts nothing a server
+//!   says: the UEB must hash to the capability, each share's hash list to its
+//!   root in the UEB, each block to its hash.
+//!
+//! Share layout (written front to back, so upload streams):
+//!
+//! ```text
+//! blocks of segment 0 .. blocks of segment S-1 | block hashes (S x 32) | UEB | footer
+//! footer = hashes_offset:u64 ueb_offset:u64 ueb_len:u32 magic "GVS" version
+//! ```
+//!
+//! Versions: the footer's last byte is the share layout's version (`'1'`),
+//! and the UEB starts with its own (`1`). A reader refuses a version newer
+//! than it knows with
+//! [`CodecError::UnsupportedVersion`](crate::error::CodecError::UnsupportedVersion) (the file was
+//! written by a newer release) rather than misread it.
+
+mod decode;
+mod encode;
+mod format;
+
+pub use crate::types::{storage_index, Params};
+pub use decode::Decoder;
+pub use encode::Encoder;
+pub use format::{
+    convergent_key, merkle_root, Footer, Ueb, FOOTER_LEN, SEGMENT_SIZE, SHARE_VERSION, UEB_VERSION,
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cap::ReadCap;
+    use crate::error::CodecError;
+
+    /// Encode `data` into n full share byte strings.
+    fn encode_all(data: &[u8], params: Params) -> (Vec<Vec<u8>>, ReadCap) {
+        let mut enc = Encoder::new([9; 32], params, data.len() as u64).unwrap();
+        let mut shares = vec![Vec::new(); params.n as usize];
+        for seg in 0..enc.segments() {
+            let start = (seg * SEGMENT_SIZE) as usize;
+            let end = (start + SEGMENT_SIZE as usize).min(data.len());
+            let mut chunk = data[start..end].to_vec();
+            for (i, b) in enc
+                .encode_segment(&mut chunk)
+                .unwrap()
+                .into_iter()
+                .enumerate()
+            {
+                shares[i].extend_from_slice(&b);
+            }
+        }
+        let size = enc.share_size();
+        let (trailers, cap) = enc.finish().unwrap();
+        for (s, t) in shares.iter_mut().zip(trailers) {
+            s.extend_from_slice(&t);
+            assert_eq!(s.len() as u64, size);
+        }
+        (shares, cap)
+    }
+
+    fn decode_from(shares: &[(u16, &Vec<u8>)], cap: &ReadCap) -> Result<Vec<u8>, CodecError> {
+        let first = shares[0].1;
+        let footer = Footer::parse(
+            &first[first.len() - FOOTER_LEN as usize..],
+            first.len() as u64,
+        )?;
+        let ueb_bytes = &first
+            [footer.ueb_offset as usize..footer.ueb_offset as usize + footer.ueb_len as usize];
+        let mut dec = Decoder::new(cap.clone(), ueb_bytes)?;
+        for (shnum, s) in shares {
+            let f = Footer::parse(&s[s.len() - 24..], s.len() as u64)?;
+            dec.add_hashes(*shnum, &s[f.hashes_offset as usize..f.ueb_offset as usize])?;
+        }
+        let mut out = Vec::new();
+        for seg in 0..dec.ueb().segments() {
+            let off = dec.ueb().block_offset(seg) as usize;
+            let len = dec.ueb().block_len(seg) as usize;
+            let blocks = shares
+                .iter()
+                .map(|(n, s)| (*n, s[off..off + len].to_vec()))
+                .collect();
+            out.extend(dec.decode_segment(blocks)?);
+        }
+        Ok(out)
+    }
+
+    fn data(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn any_k_of_n_shares_decode() {
+        let d = data(2 * SEGMENT_SIZE as usize + 12345);
+        let (shares, cap) = encode_all(&d, Params::default());
+        for pick in [[0u16, 1, 2], [7, 8, 9], [0, 5, 9], [2, 4, 6]] {
+            let chosen: Vec<(u16, &Vec<u8>)> =
+                pick.iter().map(|&i| (i, &shares[i as usize])).collect();
+            assert_eq!(decode_from(&chosen, &cap).unwrap(), d, "{pick:?}");
+        }
+    }
+
+    #[test]
+    fn shares_are_encrypted() {
+        let d = vec![b'A'; 5000];
+        let (shares, _) = encode_all(&d, Params::default());
+        let run = shares[0]
+            .windows(16)
+            .filter(|w| w.iter().all(|&b| b == b'A'))
+            .count();
+        assert_eq!(run, 0, "plaintext visible in a share");
+    }
+
+    #[test]
+    fn small_and_empty_files() {
+        for len in [0usize, 1, 2, 3, 100, SEGMENT_SIZE as usize] {
+            let d = data(len);
+            let (shares, cap) = encode_all(
+                &d,
+                Params {
+                    k: 2,
+                    n: 4,
+                    happy: 3,
+                },
+            );
+            let chosen = vec![(1u16, &shares[1]), (3u16, &shares[3])];
+            assert_eq!(decode_from(&chosen, &cap).unwrap(), d, "len {len}");
+        }
+    }
+
+    #[test]
+    fn corrupt_block_is_detected_not_decoded() {
+        let d = data(300_000);
+        let (mut shares, cap) = encode_all(&d, Params::default());
+        shares[1][10] ^= 1;
+        let chosen: Vec<(u16, &Vec<u8>)> = [0u16, 1, 2]
+            .iter()
+            .map(|&i| (i, &shares[i as usize]))
+            .collect();
+        assert!(matches!(
+            decode_from(&chosen, &cap),
+            Err(CodecError::CorruptShare(1))
+        ));
+    }
+
+    #[test]
+    fn tampered_hash_list_or_ueb_is_detected() {
+        let d = data(300_000);
+        let (shares, cap) = encode_all(&d, Params::default());
+        let mut s = shares[4].clone();
+        let f = Footer::parse(&s[s.len() - 24..], s.len() as u64).unwrap();
+        s[f.hashes_offset as usize] ^= 1;
+        let chosen = vec![(4u16, &s), (5, &shares[5]), (6, &shares[6])];
+        assert!(matches!(
+            decode_from(&chosen, &cap),
+            Err(CodecError::CorruptShare(4))
+        ));
+        let mut s = shares[4].clone();
+        s[f.ueb_offset as usize + 3] ^= 1;
+        let chosen = vec![(4u16, &s), (5, &shares[5]), (6, &shares[6])];
+        assert!(matches!(
+            decode_from(&chosen, &cap),
+            Err(CodecError::UebMismatch)
+        ));
+    }
+
+    #[test]
+    fn too_few_shares_is_a_clear_error() {
+        let d = data(1000);
+        let (shares, cap) = encode_all(&d, Params::default());
+        let chosen = vec![(0u16, &shares[0]), (8, &shares[8])];
+        assert!(matches!(
+            decode_from(&chosen, &cap),
+            Err(CodecError::NotEnoughShares { have: 2, need: 3 })
+        ));
+    }
+
+    #[test]
+    fn convergent_keys_repeat_only_with_the_same_secret() {
+        let p = Params::default();
+        let h = *blake3::hash(b"file").as_bytes();
+        assert_eq!(
+            convergent_key(&[1; 32], &p, &h),
+            convergent_key(&[1; 32], &p, &h)
+        );
+        assert_ne!(
+            convergent_key(&[1; 32], &p, &h),
+            convergent_key(&[2; 32], &p, &h)
+        );
+        assert_ne!(storage_index(&[1; 32]), storage_index(&[2; 32]));
+    }
+
+    /// The compatibility rule for files: a share or UEB of a newer format
+    /// is refused with a clear error, not misread.
+    #[test]
+    fn newer_share_and_ueb_versions_are_refused() {
+        let d = data(1000);
+        let (shares, cap) = encode_all(&d, Params::default());
+        let s = &shares[0];
+        let footer = &s[s.len() - FOOTER_LEN as usize..];
+        assert_eq!(&footer[20..], b"GVS1");
+        let mut newer = footer.to_vec();
+        newer[23] = b'2';
+        assert!(matches!(
+            Footer::parse(&newer, s.len() as u64),
+            Err(CodecError::UnsupportedVersion {
+                what: "share",
+                version: 2,
+                supported: 1
+            })
+        ));
+        newer[23] = b'x';
+        assert!(matches!(
+            Footer::parse(&newer, s.len() as u64),
+            Err(CodecError::Malformed(_))
+        ));
+        // A UEB of version 2 whose hash is in the capability (as a newer
+        // release would write it): refused before its body is read.
+        let f = Footer::parse(footer, s.len() as u64).unwrap();
+        let mut ueb = s[f.ueb_offset as usize..f.ueb_offset as usize + f.ueb_len as usize].to_vec();
+        assert_eq!(ueb[0], UEB_VERSION);
+        ueb[0] = 2;
+        let newer_cap = ReadCap {
+            ueb_hash: *blake3::hash(&ueb).as_bytes(),
+            ..cap.clone()
+        };
+        assert!(matches!(
+            Decoder::new(newer_cap, &ueb),
+            Err(CodecError::UnsupportedVersion {
+                what: "extension block",
+                version: 2,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn merkle_root_depends_on_every_leaf_and_order() {
+        let leaves: Vec<[u8; 32]> = (0..5u8).map(|i| [i; 32]).collect();
+        let r = merkle_root(&leaves);
+        let mut swapped = leaves.clone();
+        swapped.swap(0, 1);
+        assert_ne!(r, merkle_root(&swapped));
+        let mut changed = leaves.clone();
+        changed[4][0] ^= 1;
+        assert_ne!(r, merkle_root(&changed));
+    }
+}

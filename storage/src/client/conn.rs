@@ -1,0 +1,486 @@
+//! One session to one storage server, carrying pipelined requests, each
+//! with a deadline.
+//!
+//! A [`Conn`] keeps up to [`MAX_IN_FLIGHT`] requests outstanding (the
+//! server answers in order), so a server is never idle waiting for the
+//! client's next request. Every request has a deadline
+//! ([`DEFAULT_REQUEST_TIMEOUT`] unless the pool says otherwise): sending it
+//! must finish, and its answer must arrive, within that time of its being
+//! sent. A server that stalls costs the operation one deadline and its
+//! session (marked broken, never reused), never a hang.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use grapevine_crypto::error::SessionError;
+use grapevine_crypto::identity::{Identity, NodeId};
+use grapevine_crypto::noise::SessionConfig;
+use grapevine_crypto::placement::Placed;
+use grapevine_crypto::record::SignedRecord;
+use grapevine_crypto::session::Session;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::error::ClientError;
+use crate::protocol::{
+    decode_borrowed, encode, write_header, Reply, Request, RequestMsg, ResponseMsg, MAX_READ,
+    PROTOCOL_VERSION,
+};
+use crate::types::StorageIndex;
+
+/// Requests a connection keeps outstanding before it waits for an answer.
+pub const MAX_IN_FLIGHT: usize = 8;
+/// How long a request may take, from being sent to being answered, unless
+/// the pool's [`PoolConfig::request_timeout`](crate::PoolConfig) says
+/// otherwise.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A storage server as membership knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerRef {
+    /// Its node id (and so its session key).
+    pub id: NodeId,
+    /// Where its sessions listen.
+    pub addr: SocketAddr,
+}
+
+impl Placed for ServerRef {
+    fn node_id(&self) -> NodeId {
+        self.id
+    }
+}
+
+/// Who the client is, for opening sessions.
+#[derive(Debug, Clone)]
+pub struct ClientIdentity {
+    /// Its identity.
+    pub identity: Arc<Identity>,
+    /// Its signed record (presented in handshakes).
+    pub record: SignedRecord,
+    /// Session settings.
+    pub session: SessionConfig,
+}
+
+/// One session to one server, carrying pipelined requests.
+#[derive(Debug)]
+pub struct Conn {
+    server: ServerRef,
+    session: Session<TcpStream>,
+    next_id: u32,
+    /// Outstanding requests: id and the deadline of its answer.
+    in_flight: VecDeque<(u32, Instant)>,
+    request_timeout: Duration,
+    broken: bool,
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Conn {
+    /// Open a session to `server` (outside any pool), its requests
+    /// answered within [`DEFAULT_REQUEST_TIMEOUT`].
+    ///
+    /// # Errors
+    /// [`ClientError::Session`] if it cannot be reached or authenticated.
+    pub async fn open(me: &ClientIdentity, server: ServerRef) -> Result<Self, ClientError> {
+        let err = |e| ClientError::Session(server.id.short(), e);
+        let stream = tokio::time::timeout(
+            me.session.handshake_timeout,
+            TcpStream::connect(server.addr),
+        )
+        .await
+        .map_err(|_| err(SessionError::HandshakeTimeout))?
+        .map_err(|e| err(SessionError::Io(e)))?;
+        let _ = stream.set_nodelay(true);
+        let (session, _) =
+            Session::connect(stream, &me.identity, &me.record, server.id, &me.session)
+                .await
+                .map_err(err)?;
+        Ok(Conn {
+            server,
+            session,
+            next_id: 1,
+            in_flight: VecDeque::new(),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            broken: false,
+            _slot: None,
+        })
+    }
+
+    /// Attach a pool slot, released when the connection is dropped.
+    pub(crate) fn with_slot(mut self, slot: tokio::sync::OwnedSemaphorePermit) -> Self {
+        self._slot = Some(slot);
+        self
+    }
+
+    /// Answer every request within `timeout` of sending it.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The server this connection talks to.
+    pub fn server(&self) -> ServerRef {
+        self.server
+    }
+
+    /// Requests sent and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Whether the session can be reused: nothing failed and nothing is
+    /// outstanding.
+    pub fn is_reusable(&self) -> bool {
+        !self.broken && self.in_flight.is_empty()
+    }
+
+    fn session_err(&mut self, e: SessionError) -> ClientError {
+        self.broken = true;
+        ClientError::Session(self.server.id.short(), e)
+    }
+
+    fn timed_out(&mut self) -> ClientError {
+        // The session may be mid-message: it can never be used again.
+        self.broken = true;
+        tracing::warn!(server = %self.server.id.short(), "request deadline passed");
+        ClientError::Timeout(self.server.id.short())
+    }
+
+    async fn send_parts(&mut self, id: u32, parts: &[&[u8]]) -> Result<(), ClientError> {
+        let deadline = Instant::now() + self.request_timeout;
+        match tokio::time::timeout_at(deadline, self.session.send_parts(parts)).await {
+            Err(_) => return Err(self.timed_out()),
+            Ok(Err(e)) => return Err(self.session_err(e)),
+            Ok(Ok(())) => {}
+        }
+        self.in_flight.push_back((id, deadline));
+        Ok(())
+    }
+
+    fn take_id(&mut self) -> u32 {
+        let id = self.next_id;
+        // Id 0 is the server's answer to a message it could not read at all.
+        self.next_id = self.next_id.checked_add(1).unwrap_or(1);
+        id
+    }
+
+    /// Send a request without waiting for its answer.
+    ///
+    /// # Errors
+    /// [`ClientError::Session`], or [`ClientError::Timeout`] if the server
+    /// does not take it within the deadline.
+    pub async fn send(&mut self, req: Request) -> Result<(), ClientError> {
+        let id = self.take_id();
+        self.send_parts(id, &[&encode(&RequestMsg::new(id, req))])
+            .await
+    }
+
+    /// Send a write of `data` (at most [`MAX_WRITE`](crate::protocol::MAX_WRITE)
+    /// bytes) without copying it into a request first, and without waiting
+    /// for its answer.
+    ///
+    /// # Errors
+    /// As [`Conn::send`].
+    pub async fn send_write(
+        &mut self,
+        si: StorageIndex,
+        shnum: u16,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), ClientError> {
+        let id = self.take_id();
+        let head = write_header(id, si, shnum, offset, data.len());
+        self.send_parts(id, &[&head, data]).await
+    }
+
+    /// Receive the answer to the oldest outstanding request.
+    ///
+    /// # Errors
+    /// [`ClientError::Timeout`] past its deadline; [`ClientError::Session`];
+    /// [`ClientError::Protocol`] (an answer when nothing was asked, to
+    /// another request, in a newer protocol version, or of a kind this
+    /// release does not know); [`ClientError::Server`] for an error reply.
+    pub async fn recv(&mut self) -> Result<Reply<Bytes>, ClientError> {
+        let name = self.server.id.short();
+        let Some(&(id, deadline)) = self.in_flight.front() else {
+            return Err(ClientError::Protocol(name, "no request outstanding".into()));
+        };
+        let bytes = match tokio::time::timeout_at(deadline, self.session.recv()).await {
+            Err(_) => return Err(self.timed_out()),
+            Ok(Err(e)) => return Err(self.session_err(e)),
+            Ok(Ok(b)) => b,
+        };
+        self.in_flight.pop_front();
+        // Read bytes stay where they arrived: the reply refers to them by
+        // range, then shares the message buffer.
+        let base = bytes.as_ptr() as usize;
+        let resp = match decode_borrowed::<ResponseMsg<&[u8]>>(&bytes) {
+            Ok(r) => ResponseMsg {
+                version: r.version,
+                id: r.id,
+                reply: r.reply.map_data(|d| (d.as_ptr() as usize - base, d.len())),
+            },
+            Err(e) => {
+                self.broken = true;
+                return Err(ClientError::Protocol(name, e));
+            }
+        };
+        if resp.id != id || resp.version > PROTOCOL_VERSION {
+            self.broken = true;
+            return Err(ClientError::Protocol(
+                name,
+                format!(
+                    "response id {} version {} for request {id} version {PROTOCOL_VERSION}",
+                    resp.id, resp.version
+                ),
+            ));
+        }
+        let bytes = Bytes::from(bytes);
+        match resp.reply.map_data(|(at, len)| bytes.slice(at..at + len)) {
+            Reply::Error { code, message } => Err(ClientError::Server {
+                server: name,
+                code,
+                message,
+            }),
+            r => Ok(r),
+        }
+    }
+
+    /// Send a request and wait for its answer (after any outstanding ones).
+    ///
+    /// # Errors
+    /// As [`Conn::send`] and [`Conn::recv`].
+    pub async fn call(&mut self, req: Request) -> Result<Reply<Bytes>, ClientError> {
+        self.send(req).await?;
+        while self.in_flight.len() > 1 {
+            self.recv().await?;
+        }
+        self.recv().await
+    }
+
+    /// Receive the answer to an outstanding read of `len` bytes.
+    pub(crate) async fn recv_data(&mut self, len: u64) -> Result<Bytes, ClientError> {
+        match self.recv().await? {
+            Reply::Data(d) if d.len() as u64 == len => Ok(d),
+            other => {
+                self.broken = true;
+                Err(ClientError::Protocol(
+                    self.server.id.short(),
+                    format!("expected {len} bytes, got {}", describe(&other)),
+                ))
+            }
+        }
+    }
+
+    /// Receive the answer to an outstanding write or close.
+    pub(crate) async fn recv_ok(&mut self) -> Result<(), ClientError> {
+        match self.recv().await? {
+            Reply::Ok => Ok(()),
+            other => {
+                self.broken = true;
+                Err(ClientError::Protocol(
+                    self.server.id.short(),
+                    describe(&other),
+                ))
+            }
+        }
+    }
+
+    /// Read `len` bytes of a share from `offset`, all chunks pipelined.
+    pub(crate) async fn read(
+        &mut self,
+        si: StorageIndex,
+        shnum: u16,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, ClientError> {
+        // A server states sizes; never pre-allocate more than one read's
+        // worth on its word.
+        let mut out = Vec::with_capacity(len.min(MAX_READ as u64) as usize);
+        let mut asked = 0u64;
+        let mut chunks = VecDeque::new();
+        while (out.len() as u64) < len {
+            while asked < len && self.in_flight.len() < MAX_IN_FLIGHT {
+                let chunk = (len - asked).min(MAX_READ as u64) as u32;
+                self.send(Request::Read {
+                    si,
+                    shnum,
+                    offset: offset + asked,
+                    len: chunk,
+                })
+                .await?;
+                chunks.push_back(chunk as u64);
+                asked += chunk as u64;
+            }
+            let chunk = chunks.pop_front().expect("a read is outstanding");
+            out.extend_from_slice(&self.recv_data(chunk).await?);
+        }
+        Ok(out)
+    }
+}
+
+/// A short description of a reply (never its payload).
+fn describe(r: &Reply<Bytes>) -> String {
+    match r {
+        Reply::Data(d) => format!("{} bytes of data", d.len()),
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::protocol::{decode, ErrorCode};
+    use grapevine_crypto::record::LocationRecord;
+    use tokio::net::TcpListener;
+
+    /// A client identity for tests.
+    pub(crate) fn me() -> ClientIdentity {
+        let identity = Arc::new(Identity::generate());
+        let record = LocationRecord::new(&identity, vec!["127.0.0.1:1".parse().unwrap()])
+            .sign(&identity)
+            .unwrap();
+        ClientIdentity {
+            identity,
+            record,
+            session: SessionConfig::default(),
+        }
+    }
+
+    /// A hand-driven server: it completes the handshake, then gives each
+    /// request it receives to `answer`, which says what to send back (or
+    /// nothing: the request is never answered).
+    pub(crate) async fn scripted_server(
+        answer: impl Fn(RequestMsg) -> Option<Vec<u8>> + Send + Sync + 'static,
+    ) -> ServerRef {
+        let id = Arc::new(Identity::generate());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let rec = LocationRecord::new(&id, vec![addr]).sign(&id).unwrap();
+        let server = ServerRef {
+            id: id.node_id(),
+            addr,
+        };
+        tokio::spawn(async move {
+            let answer = Arc::new(answer);
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (id, rec, answer) = (id.clone(), rec.clone(), answer.clone());
+                tokio::spawn(async move {
+                    let cfg = SessionConfig::default();
+                    let Ok((mut s, _)) = Session::accept(stream, &id, &rec, &cfg).await else {
+                        return;
+                    };
+                    while let Ok(m) = s.recv().await {
+                        let req: RequestMsg = decode(&m).expect("a request");
+                        if let Some(out) = answer(req) {
+                            if s.send(&out).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        server
+    }
+
+    /// Guard against a hang: a test whose client never returns fails.
+    pub(crate) async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(60), f)
+            .await
+            .expect("the client hung instead of failing")
+    }
+
+    /// A server that takes requests and never answers costs one deadline,
+    /// and the session is not reused.
+    #[tokio::test]
+    async fn a_request_never_answered_fails_at_its_deadline() {
+        let silent = scripted_server(|_| None).await;
+        let mut c = Conn::open(&me(), silent)
+            .await
+            .unwrap()
+            .with_request_timeout(Duration::from_millis(300));
+        let r = bounded(c.call(Request::Version)).await;
+        assert!(matches!(r, Err(ClientError::Timeout(_))), "{r:?}");
+        assert!(!c.is_reusable());
+        // Pipelined requests each have their own deadline, from their
+        // own sending.
+        let mut c = Conn::open(&me(), silent)
+            .await
+            .unwrap()
+            .with_request_timeout(Duration::from_millis(300));
+        let before_sending = Instant::now();
+        for _ in 0..3 {
+            c.send(Request::Version).await.unwrap();
+        }
+        assert!(matches!(
+            bounded(c.recv()).await,
+            Err(ClientError::Timeout(_))
+        ));
+        assert!(before_sending.elapsed() >= Duration::from_millis(300));
+    }
+
+    /// What a client does with replies it does not expect: an error code
+    /// from a newer server is a failed request (the session goes on); a
+    /// reply in a newer version, of an unknown kind or to another request
+    /// is a protocol error, and the session is dropped.
+    #[tokio::test]
+    async fn unknown_codes_fail_the_request_and_out_of_protocol_replies_the_session() {
+        let reply = |r: RequestMsg, version: u8, kind: Option<u8>| {
+            let mut out = encode(&ResponseMsg::new(
+                version,
+                r.id,
+                match r.req {
+                    Request::Version => Reply::<Vec<u8>>::Error {
+                        code: ErrorCode::Unknown(99),
+                        message: "newer".into(),
+                    },
+                    _ => Reply::Ok,
+                },
+            ));
+            if let Some(k) = kind {
+                out.truncate(2);
+                out.push(k);
+            }
+            Some(out)
+        };
+        let newer_code = scripted_server(move |r| reply(r, 1, None)).await;
+        let mut c = Conn::open(&me(), newer_code).await.unwrap();
+        assert!(matches!(
+            bounded(c.call(Request::Version)).await,
+            Err(ClientError::Server {
+                code: ErrorCode::Unknown(99),
+                ..
+            })
+        ));
+        assert!(c.is_reusable());
+        assert!(matches!(
+            bounded(c.call(Request::List {
+                si: StorageIndex([0; 16])
+            }))
+            .await,
+            Ok(Reply::Ok)
+        ));
+        for (version, kind) in [(2, None), (1, Some(9))] {
+            let s = scripted_server(move |r| reply(r, version, kind)).await;
+            let mut c = Conn::open(&me(), s).await.unwrap();
+            let r = bounded(c.call(Request::List {
+                si: StorageIndex([0; 16]),
+            }))
+            .await;
+            assert!(matches!(r, Err(ClientError::Protocol(..))), "{r:?}");
+            assert!(!c.is_reusable());
+        }
+        let wrong_id =
+            scripted_server(|r| Some(encode(&ResponseMsg::new(1, r.id + 1, Reply::<Vec<u8>>::Ok))))
+                .await;
+        let mut c = Conn::open(&me(), wrong_id).await.unwrap();
+        let r = bounded(c.call(Request::Version)).await;
+        assert!(matches!(r, Err(ClientError::Protocol(..))), "{r:?}");
+    }
+}

@@ -1,0 +1,327 @@
+//! Download: find a file's shares, read `k` of them block by block
+//! (pipelined, [`READ_AHEAD`] segments ahead), check every block against
+//! the capability and decode, replacing shares that fail or turn out
+//! corrupt on the way.
+
+use grapevine_crypto::identity::NodeId;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use crate::cap::{Cap, ReadCap};
+use crate::chk::{Decoder, Footer, FOOTER_LEN};
+use crate::client::conn::{Conn, ServerRef};
+use crate::client::locate::{locate, Located};
+use crate::client::pool::SessionPool;
+use crate::error::{ClientError, CodecError};
+use crate::protocol::Request;
+use crate::types::StorageIndex;
+
+/// Segments a download keeps requested ahead of the one it is decoding.
+pub const READ_AHEAD: u64 = 4;
+
+/// What a download did.
+#[derive(Debug, Clone, Default)]
+pub struct DownloadReport {
+    /// Bytes written.
+    pub bytes: u64,
+    /// Shares skipped as corrupt.
+    pub corrupt: Vec<(u16, NodeId)>,
+}
+
+pub(crate) struct Source {
+    pub(crate) conn: Conn,
+    pub(crate) shnum: u16,
+}
+
+pub(crate) async fn open_source(
+    pool: &SessionPool,
+    loc: &Located,
+    si: StorageIndex,
+    dec: &mut Option<Decoder>,
+    cap: &ReadCap,
+) -> Result<Source, ClientError> {
+    let mut conn = pool.get(loc.server).await?;
+    let r = read_share_meta(&mut conn, loc, si, dec, cap).await;
+    match r {
+        Ok(()) => Ok(Source {
+            conn,
+            shnum: loc.shnum,
+        }),
+        Err(e) => {
+            pool.put_back(conn);
+            Err(e)
+        }
+    }
+}
+
+/// Read a share's footer, the UEB (once per download) and its hash list,
+/// checking each against the capability.
+async fn read_share_meta(
+    conn: &mut Conn,
+    loc: &Located,
+    si: StorageIndex,
+    dec: &mut Option<Decoder>,
+    cap: &ReadCap,
+) -> Result<(), ClientError> {
+    if loc.size < FOOTER_LEN {
+        return Err(CodecError::CorruptShare(loc.shnum).into());
+    }
+    let footer_bytes = conn
+        .read(si, loc.shnum, loc.size - FOOTER_LEN, FOOTER_LEN)
+        .await?;
+    let footer =
+        Footer::parse(&footer_bytes, loc.size).map_err(|_| CodecError::CorruptShare(loc.shnum))?;
+    if dec.is_none() {
+        let ueb = conn
+            .read(si, loc.shnum, footer.ueb_offset, footer.ueb_len as u64)
+            .await?;
+        *dec = Some(Decoder::new(cap.clone(), &ueb)?);
+    }
+    let d = dec.as_mut().expect("decoder set");
+    // The verified UEB says how long the hash list must be: check the
+    // server's footer against it before reading anything it points at.
+    if footer.ueb_offset - footer.hashes_offset != 32 * d.ueb().segments()
+        || footer.hashes_offset != d.ueb().blocks_len()
+    {
+        return Err(CodecError::CorruptShare(loc.shnum).into());
+    }
+    let hashes = conn
+        .read(
+            si,
+            loc.shnum,
+            footer.hashes_offset,
+            footer.ueb_offset - footer.hashes_offset,
+        )
+        .await?;
+    d.add_hashes(loc.shnum, &hashes)?;
+    Ok(())
+}
+
+/// Open shares from `pending` until `k` are usable; corrupt ones are
+/// reported, unreachable ones skipped.
+async fn fill_sources(
+    pool: &SessionPool,
+    cap: &ReadCap,
+    k: usize,
+    pending: &mut std::vec::IntoIter<Located>,
+    sources: &mut Vec<Source>,
+    dec: &mut Option<Decoder>,
+    report: &mut DownloadReport,
+) {
+    let si = cap.storage_index();
+    while sources.len() < k {
+        let Some(loc) = pending.next() else { break };
+        match open_source(pool, &loc, si, dec, cap).await {
+            Ok(s) => sources.push(s),
+            Err(ClientError::Codec(CodecError::CorruptShare(n))) => {
+                report.corrupt.push((n, loc.server.id))
+            }
+            Err(e) => tracing::warn!(shnum = loc.shnum, "share unusable: {e}"),
+        }
+    }
+}
+
+/// The result of checking and decoding one segment on the blocking pool.
+enum Decoded {
+    /// The plaintext.
+    Plain(Vec<u8>),
+    /// Shares whose block failed its hash.
+    Corrupt(Vec<u16>),
+}
+
+/// Download the file of `cap` into `out`, verifying everything. Survives the
+/// loss of up to n-k servers; corrupt shares are skipped and reported.
+///
+/// # Errors
+/// [`CodecError::NotEnoughShares`] when fewer than k good shares are
+/// reachable; session and I/O errors.
+pub async fn download<W: AsyncWrite + Unpin>(
+    pool: &SessionPool,
+    servers: &[ServerRef],
+    cap: &Cap,
+    out: &mut W,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<DownloadReport, ClientError> {
+    let cap = match cap {
+        Cap::Lit(d) => {
+            out.write_all(d).await?;
+            return Ok(DownloadReport {
+                bytes: d.len() as u64,
+                corrupt: vec![],
+            });
+        }
+        Cap::Chk(c) => c,
+    };
+    let si = cap.storage_index();
+    let k = cap.k as usize;
+    let mut candidates = locate(pool, servers, si, cap.k, cap.n).await;
+    // One server per share number, first servers first; primary shares
+    // (numbers below k, the plaintext's own blocks) before the others, as
+    // they need no erasure decoding.
+    let mut seen = std::collections::HashSet::new();
+    candidates.retain(|l| seen.insert(l.shnum));
+    candidates.sort_by_key(|l| l.shnum >= cap.k);
+    let mut report = DownloadReport::default();
+    let mut dec: Option<Decoder> = None;
+    let mut sources: Vec<Source> = Vec::new();
+    let mut pending = candidates.into_iter();
+    fill_sources(
+        pool,
+        cap,
+        k,
+        &mut pending,
+        &mut sources,
+        &mut dec,
+        &mut report,
+    )
+    .await;
+    let Some(decoder) = dec else {
+        return Err(CodecError::NotEnoughShares { have: 0, need: k }.into());
+    };
+    let ueb = decoder.ueb().clone();
+    let segments = ueb.segments();
+    let mut decoder = Some(decoder);
+    // Segment being received; next segment to request; the decode in
+    // progress (of segment `seg - 1`).
+    let mut seg = 0u64;
+    let mut asked = 0u64;
+    let mut decoding: Option<tokio::task::JoinHandle<(Decoder, Result<Decoded, CodecError>)>> =
+        None;
+    loop {
+        let mut failed: Vec<(u16, bool)> = Vec::new();
+        let mut blocks = Vec::new();
+        if seg < segments {
+            if sources.len() < k {
+                if let Some(h) = decoding.take() {
+                    // Finish what was decoded before giving up.
+                    let (_, r) = h.await.map_err(|e| std::io::Error::other(e.to_string()))?;
+                    if let Decoded::Plain(p) = r? {
+                        out.write_all(&p).await?;
+                    }
+                }
+                return Err(CodecError::NotEnoughShares {
+                    have: sources.len(),
+                    need: k,
+                }
+                .into());
+            }
+            while asked < segments && asked < seg + READ_AHEAD {
+                for s in sources.iter_mut() {
+                    let (off, len) = (ueb.block_offset(asked), ueb.block_len(asked));
+                    let r = s
+                        .conn
+                        .send(Request::Read {
+                            si,
+                            shnum: s.shnum,
+                            offset: off,
+                            len: len as u32,
+                        })
+                        .await;
+                    if let Err(e) = r {
+                        tracing::warn!(shnum = s.shnum, "read failed: {e}");
+                        failed.push((s.shnum, false));
+                    }
+                }
+                asked += 1;
+            }
+            if failed.is_empty() {
+                // One task per share, so the shares' blocks are received and
+                // decrypted on all cores.
+                let len = ueb.block_len(seg);
+                let reads: Vec<_> = sources
+                    .drain(..)
+                    .map(|mut s| {
+                        tokio::spawn(async move {
+                            let r = s.conn.recv_data(len).await;
+                            (s, r)
+                        })
+                    })
+                    .collect();
+                for h in reads {
+                    let (s, r) = h.await.map_err(|e| std::io::Error::other(e.to_string()))?;
+                    match r {
+                        Ok(b) => blocks.push((s.shnum, b)),
+                        Err(e) => {
+                            tracing::warn!(shnum = s.shnum, "read failed: {e}");
+                            failed.push((s.shnum, false));
+                        }
+                    }
+                    sources.push(s);
+                }
+            }
+        }
+        // Take the previous segment's result while this one was arriving.
+        let mut redo = None;
+        if let Some(h) = decoding.take() {
+            let (d, r) = h.await.map_err(|e| std::io::Error::other(e.to_string()))?;
+            decoder = Some(d);
+            match r? {
+                Decoded::Plain(p) => {
+                    out.write_all(&p).await?;
+                    report.bytes += p.len() as u64;
+                    progress(report.bytes);
+                }
+                Decoded::Corrupt(bad) => {
+                    failed.extend(bad.into_iter().map(|b| (b, true)));
+                    redo = Some(seg - 1);
+                }
+            }
+        }
+        if !failed.is_empty() {
+            // Drop the failed shares, settle what is in flight on the
+            // others, open replacements and resume at the first segment
+            // not yet written.
+            for (shnum, corrupt) in failed {
+                if let Some(pos) = sources.iter().position(|s| s.shnum == shnum) {
+                    let s = sources.remove(pos);
+                    if corrupt {
+                        report.corrupt.push((shnum, s.conn.server().id));
+                    }
+                }
+            }
+            let mut kept = Vec::new();
+            for mut s in sources.drain(..) {
+                let mut ok = true;
+                while s.conn.in_flight() > 0 {
+                    if s.conn.recv().await.is_err() {
+                        ok = false;
+                        break;
+                    }
+                }
+                if ok {
+                    kept.push(s);
+                }
+            }
+            sources = kept;
+            fill_sources(
+                pool,
+                cap,
+                k,
+                &mut pending,
+                &mut sources,
+                &mut decoder,
+                &mut report,
+            )
+            .await;
+            seg = redo.unwrap_or(seg);
+            asked = seg;
+            continue;
+        }
+        if seg >= segments {
+            break;
+        }
+        let mut d = decoder.take().expect("decoder is home between segments");
+        decoding = Some(tokio::task::spawn_blocking(move || {
+            let r = d.decode_segment_or_name_corrupt(blocks).map(|r| match r {
+                Ok(plain) => Decoded::Plain(plain),
+                Err(bad) => Decoded::Corrupt(bad),
+            });
+            (d, r)
+        }));
+        seg += 1;
+    }
+    out.flush().await?;
+    for s in sources {
+        pool.put_back(s.conn);
+    }
+    Ok(report)
+}

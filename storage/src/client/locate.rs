@@ -1,0 +1,71 @@
+//! Locate: which servers hold which shares of a storage index, asking as
+//! few servers as the permuted list allows.
+
+use crate::client::conn::ServerRef;
+use crate::client::place::permuted_servers;
+use crate::client::pool::SessionPool;
+use crate::protocol::{Reply, Request};
+use crate::types::StorageIndex;
+
+/// A share found on a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Located {
+    /// Share number.
+    pub shnum: u16,
+    /// Its size.
+    pub size: u64,
+    /// The server.
+    pub server: ServerRef,
+}
+
+/// Ask servers, in permuted order and `n` at a time, which shares of `si`
+/// they hold. Stops once all `n` share numbers are found, or once at least
+/// `k` are found and `2n` servers have been asked (shares live on the first
+/// servers in permuted order unless some were down at upload time), so a
+/// client in a large grid asks only a few servers.
+pub async fn locate(
+    pool: &SessionPool,
+    servers: &[ServerRef],
+    si: StorageIndex,
+    k: u16,
+    n: u16,
+) -> Vec<Located> {
+    let mut out: Vec<Located> = Vec::new();
+    let mut order = permuted_servers(&si, servers).into_iter();
+    let mut asked = 0usize;
+    let batch_size = (n as usize).max(1);
+    loop {
+        let distinct = {
+            let mut v: Vec<u16> = out.iter().map(|l| l.shnum).collect();
+            v.sort_unstable();
+            v.dedup();
+            v.len()
+        };
+        if distinct >= n as usize || (distinct >= k as usize && asked >= 2 * n as usize) {
+            break;
+        }
+        let batch: Vec<ServerRef> = order.by_ref().take(batch_size).collect();
+        if batch.is_empty() {
+            break;
+        }
+        asked += batch.len();
+        let answers = futures::future::join_all(batch.into_iter().map(|s| async move {
+            let mut c = pool.get(s).await.ok()?;
+            let r = c.call(Request::List { si }).await;
+            pool.put_back(c);
+            match r {
+                Ok(Reply::Shares(v)) => Some((s, v)),
+                _ => None,
+            }
+        }))
+        .await;
+        for (s, v) in answers.into_iter().flatten() {
+            out.extend(v.into_iter().map(|(shnum, size)| Located {
+                shnum,
+                size,
+                server: s,
+            }));
+        }
+    }
+    out
+}

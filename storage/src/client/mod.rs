@@ -1,0 +1,38 @@
+//! The storage client: upload, download and check over sessions, one job
+//! per module.
+//!
+//! * `conn`: [`Conn`], one session to one server carrying pipelined
+//!   requests ([`MAX_IN_FLIGHT`] outstanding), each with a deadline.
+//! * `pool`: [`SessionPool`], sessions opened on demand, reused, capped,
+//!   closed when idle.
+//! * `place`: the permuted list ([`permuted_servers`], the one order of
+//!   servers for a storage index that membership computes too) and share
+//!   placement (servers-of-happiness).
+//! * `upload`: [`upload`], encoding and writing shares, one task per server.
+//! * `locate`: [`locate`], who holds which shares, asking few servers.
+//! * `download`: [`download`], reading, verifying and decoding `k` shares.
+//! * `check`: [`check`], which shares exist and (with `verify`) are intact.
+//!
+//! Servers are given as [`ServerRef`]s (node id and address, from
+//! membership); the client orders them by the permuted list for the file's
+//! storage index, so uploader and downloader agree on where to look, and
+//! talks only to as many of them as it needs. Dependencies run one way:
+//! `upload`, `download` and `check` on `place`/`locate`, those on `pool`,
+//! `pool` on `conn`.
+
+mod check;
+mod conn;
+mod download;
+mod locate;
+mod place;
+mod pool;
+mod upload;
+
+pub use crate::error::ClientError;
+pub use check::{check, CheckReport};
+pub use conn::{ClientIdentity, Conn, ServerRef, DEFAULT_REQUEST_TIMEOUT, MAX_IN_FLIGHT};
+pub use download::{download, DownloadReport, READ_AHEAD};
+pub use locate::{locate, Located};
+pub use place::permuted_servers;
+pub use pool::{PoolConfig, SessionPool};
+pub use upload::{default_params, read_all, upload, KeyMode, UploadReport, UploadRequest};

@@ -1,0 +1,334 @@
+//! Upload: encode a file segment by segment and write each share to its
+//! server, pipelined.
+//!
+//! Shares are placed first ([`crate::client`]'s placement: the permuted
+//! list, one share per server while there are enough, servers-of-happiness).
+//! Then one task per server writes its shares' blocks, fed with encoded
+//! segments through a bounded queue while the next segment is encoded on
+//! the blocking pool; a server lost mid-upload loses its shares, and the
+//! upload still succeeds if `happy` distinct servers hold shares at the end.
+
+use std::sync::Arc;
+
+use grapevine_crypto::identity::NodeId;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::cap::{Cap, LIT_MAX};
+use crate::chk::{convergent_key, Encoder, SEGMENT_SIZE};
+use crate::client::conn::{Conn, ServerRef, MAX_IN_FLIGHT};
+use crate::client::place::{place_shares, shares_on, Placed};
+use crate::client::pool::SessionPool;
+
+use crate::error::ClientError;
+use crate::protocol::{Request, MAX_WRITE};
+use crate::types::{storage_index, Params, StorageIndex};
+
+/// Encoded segments queued for each server's upload task.
+const UPLOAD_QUEUE: usize = 2;
+
+/// Where an upload put each share.
+#[derive(Debug, Clone)]
+pub struct UploadReport {
+    /// The capability to read the file.
+    pub cap: Cap,
+    /// (share number, server) for each share placed.
+    pub placements: Vec<(u16, NodeId)>,
+    /// Distinct servers holding shares.
+    pub servers: usize,
+}
+
+/// How the file's key is chosen.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyMode {
+    /// A fresh random key.
+    Random,
+    /// Convergent, keyed with the client's convergence secret.
+    Convergent([u8; 32]),
+}
+
+async fn read_full<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> Result<(), ClientError> {
+    r.read_exact(buf).await?;
+    Ok(())
+}
+
+/// What to upload and how.
+#[derive(Debug)]
+pub struct UploadRequest<R, H> {
+    /// Erasure-coding parameters.
+    pub params: Params,
+    /// How the key is chosen.
+    pub mode: KeyMode,
+    /// File size in bytes.
+    pub size: u64,
+    /// The file's bytes.
+    pub input: R,
+    /// The same bytes again, read first to derive a convergent key (only
+    /// for [`KeyMode::Convergent`]).
+    pub hash_input: Option<H>,
+}
+
+/// Upload a file to `servers`.
+///
+/// Shares go to the first servers in permuted order that are reachable and
+/// accept them (one each while there are enough servers). A server that
+/// fails during the upload loses its shares; the upload still succeeds if
+/// at least `params.happy` distinct servers hold shares at the end.
+///
+/// # Errors
+/// [`ClientError::NotHappy`] if fewer than `params.happy` distinct servers
+/// took shares; I/O, session and codec errors.
+pub async fn upload<R, H>(
+    pool: &SessionPool,
+    servers: &[ServerRef],
+    req: UploadRequest<R, H>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<UploadReport, ClientError>
+where
+    R: AsyncRead + Unpin,
+    H: AsyncRead + Unpin,
+{
+    let UploadRequest {
+        params,
+        mode,
+        size,
+        mut input,
+        hash_input,
+    } = req;
+    params.validate()?;
+    if size as usize <= LIT_MAX {
+        let mut d = vec![0u8; size as usize];
+        read_full(&mut input, &mut d).await?;
+        return Ok(UploadReport {
+            cap: Cap::Lit(d),
+            placements: vec![],
+            servers: 0,
+        });
+    }
+    let key = match mode {
+        KeyMode::Random => {
+            let mut k = [0u8; 32];
+            getrandom::fill(&mut k).map_err(|e| std::io::Error::other(e.to_string()))?;
+            k
+        }
+        KeyMode::Convergent(secret) => {
+            let mut h = hash_input
+                .ok_or_else(|| std::io::Error::other("convergent mode needs the input twice"))?;
+            let mut hasher = blake3::Hasher::new();
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = h.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+            }
+            convergent_key(&secret, &params, hasher.finalize().as_bytes())
+        }
+    };
+    let enc = Encoder::new(key, params, size)?;
+    let si = storage_index(&key);
+    let Placed {
+        conns,
+        placement,
+        existing,
+    } = place_shares(pool, servers, si, params, enc.share_size()).await?;
+
+    // One task per server writes its shares' blocks, pipelined; segments
+    // reach the tasks through bounded queues while the next segment is
+    // encoded on the blocking pool.
+    let mut writers = Vec::new();
+    let mut kept = Vec::new();
+    for (ci, conn) in conns.into_iter().enumerate() {
+        let shares = shares_on(&placement, ci);
+        if shares.is_empty() {
+            let held = shares_on(&existing, ci);
+            kept.extend(held.into_iter().map(|s| (s, conn.server().id)));
+            pool.put_back(conn);
+            continue;
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(UPLOAD_QUEUE);
+        writers.push((ci, tx, tokio::spawn(write_shares(conn, si, shares, rx))));
+    }
+    let happy = params.happy as usize;
+    let segments = enc.segments();
+    let encode_next = |mut enc: Encoder, mut buf: Vec<u8>| {
+        tokio::task::spawn_blocking(move || {
+            let blocks = enc.encode_segment(&mut buf);
+            (enc, blocks)
+        })
+    };
+    let seg_len = |seg: u64| (size - seg * SEGMENT_SIZE).min(SEGMENT_SIZE) as usize;
+    let mut buf = vec![0u8; seg_len(0)];
+    read_full(&mut input, &mut buf).await?;
+    let mut next = Some(encode_next(enc, buf));
+    let mut offset = 0u64;
+    let mut done = 0u64;
+    let mut enc_back = None;
+    let mut live = writers.len();
+    for seg in 0..segments {
+        let (e, blocks) = next
+            .take()
+            .expect("an encode is in flight")
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let blocks = blocks?;
+        if seg + 1 < segments {
+            let mut buf = vec![0u8; seg_len(seg + 1)];
+            read_full(&mut input, &mut buf).await?;
+            next = Some(encode_next(e, buf));
+        } else {
+            enc_back = Some(e);
+        }
+        let blen = blocks[0].len() as u64;
+        live = feed_writers(&writers, offset, Arc::new(blocks)).await;
+        if live < happy {
+            break;
+        }
+        offset += blen;
+        done += seg_len(seg) as u64;
+        progress(done);
+    }
+    if live >= happy {
+        let enc = enc_back.expect("encoder returned after the last segment");
+        let (trailers, cap) = enc.finish()?;
+        feed_writers(&writers, offset, Arc::new(trailers)).await;
+        return finish_upload(
+            pool,
+            writers,
+            &placement,
+            &existing,
+            kept,
+            happy,
+            Some(Cap::Chk(cap)),
+        )
+        .await;
+    }
+    finish_upload(pool, writers, &placement, &existing, kept, happy, None).await
+}
+
+/// A server's upload task: its session index, its queue and its handle.
+type Writer = (
+    usize,
+    tokio::sync::mpsc::Sender<(u64, Arc<Vec<Vec<u8>>>)>,
+    tokio::task::JoinHandle<(Conn, Result<(), ClientError>)>,
+);
+
+/// Give every live writer the blocks at `offset`; returns how many distinct
+/// servers are still writing.
+async fn feed_writers(writers: &[Writer], offset: u64, blocks: Arc<Vec<Vec<u8>>>) -> usize {
+    let mut live = 0;
+    for (_, tx, _) in writers {
+        if tx.send((offset, blocks.clone())).await.is_ok() {
+            live += 1;
+        }
+    }
+    live
+}
+
+/// Close the writers' queues, collect their results and return their
+/// sessions to the pool. `cap` is `None` if the upload was cut short.
+async fn finish_upload(
+    pool: &SessionPool,
+    writers: Vec<Writer>,
+    placement: &[(u16, usize)],
+    existing: &[(u16, usize)],
+    kept: Vec<(u16, NodeId)>,
+    happy: usize,
+    cap: Option<Cap>,
+) -> Result<UploadReport, ClientError> {
+    // Servers that already held shares and were given nothing to write.
+    let mut servers = {
+        let mut ids: Vec<NodeId> = kept.iter().map(|k| k.1).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len()
+    };
+    let mut placements = kept;
+    let mut first_err = None;
+    for (ci, tx, task) in writers {
+        drop(tx);
+        let (conn, r) = task
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        match r {
+            Ok(()) => {
+                let mut mine = shares_on(placement, ci);
+                mine.extend(shares_on(existing, ci));
+                servers += 1;
+                placements.extend(mine.into_iter().map(|s| (s, conn.server().id)));
+            }
+            Err(e) => {
+                tracing::warn!(server = %conn.server().id.short(), "server lost during upload: {e}");
+                first_err.get_or_insert(e);
+            }
+        }
+        pool.put_back(conn);
+    }
+    match cap {
+        Some(cap) if servers >= happy => {
+            placements.sort_unstable_by_key(|p| p.0);
+            Ok(UploadReport {
+                cap,
+                placements,
+                servers,
+            })
+        }
+        _ => {
+            if let Some(e) = first_err {
+                tracing::warn!("upload failed after losing servers; first failure: {e}");
+            }
+            Err(ClientError::NotHappy {
+                got: servers,
+                happy,
+            })
+        }
+    }
+}
+
+/// A server's upload task: write `shares`' blocks as they arrive, keeping
+/// up to [`MAX_IN_FLIGHT`] writes outstanding, then close the shares.
+async fn write_shares(
+    mut conn: Conn,
+    si: StorageIndex,
+    shares: Vec<u16>,
+    mut rx: tokio::sync::mpsc::Receiver<(u64, Arc<Vec<Vec<u8>>>)>,
+) -> (Conn, Result<(), ClientError>) {
+    let r = async {
+        while let Some((offset, blocks)) = rx.recv().await {
+            for &shnum in &shares {
+                let block = &blocks[shnum as usize];
+                for (i, chunk) in block.chunks(MAX_WRITE).enumerate() {
+                    while conn.in_flight() >= MAX_IN_FLIGHT {
+                        conn.recv_ok().await?;
+                    }
+                    let at = offset + (i * MAX_WRITE) as u64;
+                    conn.send_write(si, shnum, at, chunk).await?;
+                }
+            }
+        }
+        for &shnum in &shares {
+            conn.send(Request::Close { si, shnum }).await?;
+        }
+        while conn.in_flight() > 0 {
+            conn.recv_ok().await?;
+        }
+        Ok(())
+    }
+    .await;
+    (conn, r)
+}
+
+/// Read a whole stream into a Vec (small helper for tests and tools).
+///
+/// # Errors
+/// I/O errors.
+pub async fn read_all<R: AsyncRead + Unpin>(mut r: R) -> Result<Vec<u8>, ClientError> {
+    let mut v = Vec::new();
+    r.read_to_end(&mut v).await?;
+    Ok(v)
+}
+
+/// The client's default parameters.
+pub fn default_params() -> Params {
+    Params::default()
+}
