@@ -1,18 +1,18 @@
 //! The gossip wire format: one [`Message`] per UDP datagram, a version byte
 //! then a `bincode` 2 body, never more than [`MAX_DATAGRAM`] bytes.
 //!
-//! **Versions.** The version byte changes only when an existing message
-//! changes meaning or layout; a datagram of another version is dropped and
-//! counted ([`WireError::UnknownVersion`]). New message kinds are added at
-//! the end of [`Message`] without a version change: a node that does not
-//! know a kind cannot decode it, drops it and counts it
-//! ([`WireError::UnknownKind`]; nodes from before that error existed count
-//! it as malformed), and goes on working with the kinds it knows. The
-//! signed-fact exchange (`SyncDigests` to `SyncFacts`) was added this way:
-//! a node without it never starts or answers one, and keeps syncing
-//! records with everyone (a new node sends it `SyncDigests`, which it drops,
-//! but answers the `SyncDigest` it sends, and either side's round syncs
-//! both ways).
+//! **Versions** (the compatibility policy of `docs/protocol.md`). The
+//! version byte changes only when an existing message changes meaning or
+//! layout; a datagram of another version is dropped and counted
+//! ([`WireError::UnknownVersion`]). New message kinds are added at the end
+//! of [`Message`] without a version change, and are written only to a peer
+//! whose record names a release that reads them ("write the old, read the
+//! new"): the signed-fact kinds (`SyncDigests` to `SyncFacts`, 11 to 15) go
+//! only to peers whose record's `software` is [`FACTS_SINCE`] or later
+//! ([`reads_facts`]); others get `SyncDigest` and sync records as before. A
+//! kind a node does not know all the same (a peer that rolled back) is
+//! dropped and counted ([`WireError::UnknownKind`]; releases before that
+//! error count it as malformed).
 
 use std::net::SocketAddr;
 
@@ -27,6 +27,24 @@ pub const MAX_DATAGRAM: usize = 1400;
 pub const WIRE_VERSION: u8 = 1;
 /// Number of anti-entropy buckets (node ids grouped by first byte).
 pub const BUCKETS: usize = 256;
+/// The first release (major, minor, patch) that reads the signed-fact kinds
+/// (`SyncDigests`, `FactBuckets`, `FactHave`, `FactWant`, `SyncFacts`).
+pub const FACTS_SINCE: (u64, u64, u64) = (0, 2, 0);
+
+/// The release a record's `software` string names ("0.2.0", "0.2.0-rc1"),
+/// if it names one.
+fn release(software: &str) -> Option<(u64, u64, u64)> {
+    let core = software.split(['-', '+']).next()?;
+    let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
+    let r = (parts.next()??, parts.next()??, parts.next()??);
+    parts.next().is_none().then_some(r)
+}
+
+/// Whether a node whose record names `software` reads the signed-fact
+/// kinds; an unreadable version string is taken as an older release.
+pub fn reads_facts(software: &str) -> bool {
+    release(software).is_some_and(|r| r >= FACTS_SINCE)
+}
 
 /// Most memory one datagram may make the decoder allocate. `bincode`'s
 /// limit counts claimed in-memory sizes (element count times element size),
@@ -491,6 +509,26 @@ mod tests {
             updates: vec![Update::Record(vec![0; 1500])],
         };
         assert!(matches!(big.encode(), Err(WireError::TooLarge(_))));
+    }
+
+    #[test]
+    fn fact_kinds_go_to_releases_from_0_2_0_on() {
+        for (s, reads) in [
+            ("0.2.0", true),
+            ("0.10.1", true),
+            ("1.0.0-rc1", true),
+            ("0.2.0+build", true),
+            ("0.1.0", false),
+            ("0.1.9", false),
+            ("0.2", false),
+            ("0.2.0.1", false),
+            ("x.y.z", false),
+            ("", false),
+        ] {
+            assert_eq!(reads_facts(s), reads, "{s:?}");
+        }
+        // This build is such a release.
+        assert!(reads_facts(env!("CARGO_PKG_VERSION")));
     }
 
     #[test]

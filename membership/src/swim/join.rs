@@ -14,6 +14,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use grapevine_crypto::UnverifiedRecord;
 use rand::Rng;
 
 use super::{Swim, TimerKey};
@@ -90,6 +91,9 @@ impl Swim {
 
     /// A seed answered: sync with it at once.
     pub(super) fn on_join_ack(&mut self, now: Instant, from: SocketAddr, record: Vec<u8>) {
+        let seed = UnverifiedRecord::parse(&record)
+            .ok()
+            .map(|r| r.record().node_id);
         self.queue_records(vec![record], true, false, now);
         self.verify_pending(now);
         if !self.joined && self.store.len() > 1 {
@@ -97,7 +101,7 @@ impl Swim {
             self.timers.cancel(&TimerKey::Join);
             tracing::debug!(%from, "joined");
             // Full sync with the seed that answered, right away.
-            self.send_digests(from);
+            self.send_digests(from, seed);
             self.timers
                 .set(TimerKey::Sync, now + self.cfg.sync_fast_interval);
         }

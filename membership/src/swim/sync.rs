@@ -25,12 +25,13 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use grapevine_crypto::NodeId;
 use rand::Rng;
 
 use super::{HashMap, Swim, TimerKey};
 use crate::facts::Fact;
 use crate::wire::{
-    BucketEntries, FactEntries, Message, Update, BUCKETS, HEADER_BUDGET, MAX_DATAGRAM,
+    reads_facts, BucketEntries, FactEntries, Message, Update, BUCKETS, HEADER_BUDGET, MAX_DATAGRAM,
 };
 
 /// Datagrams of entries sent in answer to one set of bucket hashes, at most.
@@ -103,17 +104,29 @@ impl Swim {
         )
     }
 
-    /// Both roots, to `to`, in one datagram.
-    pub(super) fn send_digests(&mut self, to: SocketAddr) {
-        self.send(
-            to,
-            &Message::SyncDigests {
+    /// Start a round with `to` (member `peer`, if known): both roots in
+    /// one datagram to a release that reads facts, the record root alone
+    /// (as before facts) to any other.
+    pub(super) fn send_digests(&mut self, to: SocketAddr, peer: Option<NodeId>) {
+        let (root, count) = (self.store.root(), self.store.len() as u32);
+        let facts = peer
+            .and_then(|id| self.store.get(&id))
+            .is_some_and(|r| reads_facts(&r.record().software));
+        let msg = if facts {
+            Message::SyncDigests {
                 from: self.me,
-                root: self.store.root(),
-                count: self.store.len() as u32,
+                root,
+                count,
                 fact_root: self.facts.root(),
-            },
-        );
+            }
+        } else {
+            Message::SyncDigest {
+                from: self.me,
+                root,
+                count,
+            }
+        };
+        self.send(to, &msg);
     }
 
     /// An anti-entropy round with a random live member (or, before any
@@ -126,11 +139,11 @@ impl Swim {
             TimerKey::Sync,
             now + self.cfg.sync_interval + Duration::from_millis(jitter),
         );
-        if let Some((_, addr)) = self.members.random_live(1, None, &mut self.rng).pop() {
-            self.send_digests(addr);
+        if let Some((id, addr)) = self.members.random_live(1, None, &mut self.rng).pop() {
+            self.send_digests(addr, Some(id));
         } else if !self.joined {
             if let Some(seed) = self.seeds.first().copied() {
-                self.send_digests(seed);
+                self.send_digests(seed, None);
             }
         }
     }
@@ -448,34 +461,48 @@ mod tests {
     }
 
     #[test]
-    fn a_node_without_fact_sync_still_syncs_records_both_ways() {
-        let mut net = Net::new(2);
+    fn a_peer_of_an_older_release_gets_only_the_kinds_it_reads() {
+        let mut net = Net::new(4);
         converged(&mut net);
-        // A node of the previous version sends the old digest (kind 6),
-        // from an empty store: it is answered with bucket hashes, so its
-        // round goes on as before.
-        let old = Message::SyncDigest {
-            from: net.id(1),
+        // Node 3's record now names a release from before facts.
+        let rec = net.record_of_release(3, 5_000_000, "0.1.0");
+        let now = net.now();
+        net.node_mut(3).update_record(rec, now);
+        let id3 = net.id(3);
+        assert!(net.run_until(Duration::from_secs(10), |n| {
+            (0..3).all(|i| n.node(i).records().get(&id3).unwrap().seq() == 5_000_000)
+        }));
+        let marks: Vec<usize> = (0..3).map(|i| net.sent_by(i).count()).collect();
+        net.run_for(Duration::from_secs(40));
+        let to = |n: &Net, peer: SocketAddr| -> Vec<Message> {
+            (0..3)
+                .flat_map(|i| n.sent_by(i).skip(marks[i]))
+                .filter(|(a, _)| *a == peer)
+                .map(|(_, m)| m.clone())
+                .collect()
+        };
+        let old = to(&net, net.addr(3));
+        assert!(old.iter().any(|m| matches!(m, Message::SyncDigest { .. })));
+        assert!(
+            old.iter().all(|m| m.encode().unwrap()[1] <= 10),
+            "only kinds 0 to 10 to a release before 0.2.0"
+        );
+        // The others still run fact anti-entropy among themselves.
+        let new = to(&net, net.addr(1));
+        assert!(new.iter().any(|m| matches!(m, Message::SyncDigests { .. })));
+        // And its own rounds (the old digest) are answered as before.
+        let sent = net.sent_by(0).count();
+        let digest = Message::SyncDigest {
+            from: id3,
             root: 0,
             count: 0,
         };
-        let sent = net.sent_by(0).count();
-        net.inject(0, net.addr(1), &old);
+        net.inject(0, net.addr(3), &digest);
         let answers: Vec<_> = net.sent_by(0).skip(sent).map(|(_, m)| m.clone()).collect();
         assert!(
             matches!(answers.as_slice(), [Message::SyncBuckets { .. }]),
             "{answers:?}"
         );
-        // And it cannot decode what a new node sends it: a kind past the
-        // ten it knows, which it drops (as the newer node drops any kind
-        // it does not know).
-        net.run_for(Duration::from_secs(5));
-        let digests = net
-            .sent_by(0)
-            .find(|(_, m)| matches!(m, Message::SyncDigests { .. }))
-            .map(|(_, m)| m.encode().unwrap())
-            .unwrap();
-        assert!(digests[1] > 10);
     }
 
     #[test]

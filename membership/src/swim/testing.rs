@@ -122,8 +122,14 @@ impl Net {
 
     /// A record of node `i` at sequence number `seq`.
     pub fn record(&self, i: usize, seq: u64) -> SignedRecord {
+        self.record_of_release(i, seq, env!("CARGO_PKG_VERSION"))
+    }
+
+    /// A record of node `i` at `seq` naming `software` as its release.
+    pub fn record_of_release(&self, i: usize, seq: u64, software: &str) -> SignedRecord {
         let mut r = LocationRecord::new(&self.ids[i], vec![self.addrs[i]]);
         r.seq = seq;
+        r.software = software.into();
         r.sign(&self.ids[i]).expect("record")
     }
 
