@@ -16,7 +16,8 @@ use std::time::Instant;
 
 use grapevine_crypto::NodeId;
 
-use super::{MemberState, Swim, TimerKey};
+use super::members::MemberState;
+use super::{Swim, TimerKey};
 use crate::broadcast::Key;
 use crate::facts::Fact;
 use crate::wire::{liveness_message, Message, Update, HEADER_BUDGET, MAX_DATAGRAM};

@@ -67,7 +67,6 @@ use crate::store::{RecordStore, StoreStats};
 use crate::timers::Timers;
 use crate::wire::{Message, Update};
 use members::Members;
-use probe::{Probe, Relay};
 
 type HashMap<K, V> = hashbrown::HashMap<K, V, FixedState>;
 
@@ -171,6 +170,21 @@ enum TimerKey {
     Join,
     /// Verify the records waiting for their batch.
     Verify,
+}
+
+/// The probe of the current period (see `probe`).
+#[derive(Debug)]
+struct Probe {
+    target: NodeId,
+    seq: u32,
+    period_end: Instant,
+}
+
+/// A probe this node makes for another member (see `probe`).
+#[derive(Debug)]
+struct Relay {
+    requester: SocketAddr,
+    requester_seq: u32,
 }
 
 /// The wall clock as the caller last told it, so that time in Unix

@@ -22,27 +22,13 @@ use std::time::{Duration, Instant};
 
 use grapevine_crypto::NodeId;
 
-use super::{MemberState, Swim, TimerKey};
+use super::members::MemberState;
+use super::{Probe, Relay, Swim, TimerKey};
 use crate::broadcast::Key;
 use crate::wire::{Message, Update};
 
 /// Indirect probes this node relays at once, at most.
 pub(super) const MAX_RELAYS: usize = 1024;
-
-/// The probe of the current period.
-#[derive(Debug)]
-pub(super) struct Probe {
-    target: NodeId,
-    seq: u32,
-    period_end: Instant,
-}
-
-/// A probe this node makes for another member.
-#[derive(Debug)]
-pub(super) struct Relay {
-    requester: SocketAddr,
-    requester_seq: u32,
-}
 
 impl Swim {
     pub(super) fn health_scale(&self) -> u32 {

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use grapevine_crypto::SignedRecord;
 
-use super::{Event, MemberState, Swim, TimerKey};
+use super::members::MemberState;
+use super::{Event, Swim, TimerKey};
 use crate::broadcast::Key;
 use crate::store::Offer;
 use crate::wire::Update;
