@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use grapevine_node::output::Target;
 use grapevine_node::{Client, NodeDir, OpError, PutOptions};
-use grapevine_storage::client::{ClientError, UploadReport};
+use grapevine_storage::client::{ClientError, ReportVerdict, UploadReport};
 use grapevine_storage::{Cap, Params};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -243,10 +243,11 @@ pub fn get(a: &GetArgs) -> Result<()> {
             .await;
         b.finish_and_clear();
         let rep = r?;
-        for (shnum, server) in &rep.corrupt {
+        for (shnum, server, verdict) in &rep.reported {
             eprintln!(
-                "warning: share {shnum} on server {} is corrupt and was skipped",
-                server.short()
+                "warning: share {shnum} on server {} is corrupt and was skipped; {}",
+                server.short(),
+                told(*verdict)
             );
         }
         eprintln!(
@@ -261,9 +262,11 @@ pub fn get(a: &GetArgs) -> Result<()> {
         );
         if a.json {
             let corrupt: Vec<_> = rep
-                .corrupt
+                .reported
                 .iter()
-                .map(|(s, id)| serde_json::json!({"share": s, "server": id.to_string()}))
+                .map(|(s, id, v)| {
+                    serde_json::json!({"share": s, "server": id.to_string(), "server_said": told(*v)})
+                })
                 .collect();
             outln!(
                 "{}",
@@ -272,6 +275,17 @@ pub fn get(a: &GetArgs) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// What a corrupt share's server did when told, in words.
+fn told(verdict: Option<ReportVerdict>) -> &'static str {
+    match verdict {
+        Some(ReportVerdict::Quarantined) => "its server checked it and quarantined it",
+        Some(ReportVerdict::Kept) => {
+            "its server checked it, found it intact and kept it (it does not match this capability)"
+        }
+        None => "the report to its server did not get through",
+    }
 }
 
 /// Arguments of `check`.
@@ -325,7 +339,13 @@ pub fn check(a: &CheckArgs) -> Result<ExitCode> {
                     );
                 }
                 for (server, _, share) in &res.list_corrupt_shares {
-                    outln!("  share {share:>3} on {}  CORRUPT", short(server));
+                    let said = r
+                        .corrupt_share_reports
+                        .iter()
+                        .find(|c| c.share == *share && &c.server == server)
+                        .map(|c| format!(" (reported to its server: {})", c.verdict))
+                        .unwrap_or_default();
+                    outln!("  share {share:>3} on {}  CORRUPT{said}", short(server));
                 }
                 outln!(
                     "{} good of {} expected, {} needed; {}; happiness {}; {} responding",

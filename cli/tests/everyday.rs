@@ -421,3 +421,36 @@ fn free_space_is_published_and_shown_apart_from_capacity() {
         "{table}"
     );
 }
+
+/// Issue 14.4, enforcement: a node offering 1 MiB refuses a 9.8 MB share
+/// (the store checks capacity at allocation); the upload goes to the
+/// others, and `members` shows what the small node offers.
+#[test]
+fn a_node_takes_no_more_than_the_capacity_it_offers() {
+    let g = grid("127.11.6", 3, |i, t| {
+        if i == 2 {
+            t.replace("capacity_mib = 10240", "capacity_mib = 1")
+        } else {
+            t
+        }
+    });
+    let file = g.root.path().join("f.bin");
+    std::fs::write(&file, bytes(9_800_000, 6)).unwrap();
+    let out = ok(grapevine()
+        .arg("put")
+        .arg(&file)
+        .args(["--k", "1", "--n", "3", "--happy", "2", "--json", "--node"])
+        .arg(&g.dirs[0]));
+    let put: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(put["servers"], 2, "{put}");
+    let small = g.dirs[2].join("storage");
+    assert_eq!(
+        files_in(&small.join("shares")),
+        0,
+        "the 1 MiB node took a share"
+    );
+    let rows = members(&g.dirs[0]).unwrap();
+    let row = rows.iter().find(|r| r["nickname"] == "node3").unwrap();
+    assert_eq!(row["capacity_mib"], 1, "{row}");
+    assert!(row["free_mib"].as_u64().unwrap() <= 1, "{row}");
+}

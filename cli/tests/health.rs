@@ -87,7 +87,9 @@ fn check_reports_health_and_exits_with_its_verdict() {
     assert_eq!(code, 3, "{out}");
     assert!(out.starts_with("not healthy: 3 of 4 shares good"), "{out}");
 
-    // A share corrupted on disk: --verify finds it, names it, exits 4.
+    // A share corrupted on disk: --verify finds it, names it, exits 4, and
+    // tells its server, which checks the share itself and quarantines it
+    // (issue 15.2).
     let victim = share_files(&g.dirs[2]).pop().expect("node 3 holds a share");
     let mut b = std::fs::read(&victim).unwrap();
     b[100] ^= 0xff;
@@ -100,9 +102,21 @@ fn check_reports_health_and_exits_with_its_verdict() {
     let node3 = ok(grapevine().args(["whoami", "--node"]).arg(&g.dirs[2]));
     assert_eq!(corrupt[0][0], node3.trim());
     assert_eq!(r["results"]["count-shares-good"], 2);
+    assert_eq!(
+        r["corrupt-share-reports"][0]["verdict"], "quarantined",
+        "{r}"
+    );
+    assert!(share_files(&g.dirs[2]).is_empty(), "still served");
+    assert_eq!(
+        std::fs::read_dir(g.dirs[2].join("storage").join("corrupt"))
+            .unwrap()
+            .count(),
+        1,
+        "quarantined"
+    );
+    // Quarantined, it is no longer offered: two good shares, not healthy.
     let (code, text, _) = check(&cap, me, &["--verify"]);
-    assert_eq!(code, 4);
-    assert!(text.contains("CORRUPT"), "{text}");
+    assert_eq!(code, 3, "{text}");
 
     // Another server gone: fewer than k good shares, exit 5.
     g.nodes[1].0.kill().unwrap();
@@ -124,6 +138,65 @@ fn check_reports_health_and_exits_with_its_verdict() {
         help.contains("3 not healthy") && help.contains("5 unrecoverable"),
         "{help}"
     );
+}
+
+/// Issue 15.2, the reader's side: a download that finds a corrupt share
+/// tells its server, which checks the share itself and quarantines it; the
+/// file still reads, and `get` says what happened.
+#[test]
+fn a_reader_that_finds_a_corrupt_share_tells_its_server() {
+    let g = grid("127.12.8", 4, |_, t| t);
+    let file = g.root.path().join("f.bin");
+    let data = bytes(1_000_000, 14);
+    std::fs::write(&file, &data).unwrap();
+    let put: serde_json::Value = serde_json::from_str(&ok(grapevine()
+        .arg("put")
+        .arg(&file)
+        .args(["--k", "2", "--n", "4", "--happy", "3", "--json", "--node"])
+        .arg(&g.dirs[0])))
+    .unwrap();
+    let cap = put["cap"].as_str().unwrap();
+    // Share 0 is one a reader reads first (a primary share): corrupt it.
+    let holder = put["placements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["share"] == 0)
+        .unwrap()["server"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let i = g
+        .dirs
+        .iter()
+        .position(|d| ok(grapevine().args(["whoami", "--node"]).arg(d)).trim() == holder)
+        .unwrap();
+    let victim = share_files(&g.dirs[i])
+        .into_iter()
+        .find(|p| p.file_name().unwrap() == "0")
+        .unwrap();
+    let mut b = std::fs::read(&victim).unwrap();
+    b[100] ^= 0xff;
+    std::fs::write(&victim, &b).unwrap();
+    let reader = (0..4).find(|&r| r != i).unwrap();
+    let back = g.root.path().join("back.bin");
+    let (success, _, err) = run(grapevine()
+        .arg("get")
+        .arg(cap)
+        .arg("-o")
+        .arg(&back)
+        .arg("--node")
+        .arg(&g.dirs[reader]));
+    assert!(success, "{err}");
+    assert!(std::fs::read(&back).unwrap() == data);
+    assert!(
+        err.contains("share 0 on server")
+            && err.contains("is corrupt and was skipped; its server checked it and quarantined it"),
+        "{err}"
+    );
+    assert!(!victim.exists(), "the corrupt share is still served");
+    let quarantine = g.dirs[i].join("storage").join("corrupt");
+    assert_eq!(std::fs::read_dir(&quarantine).unwrap().count(), 1);
 }
 
 /// Issue 15.3: `put` says what it did; where the grid has fewer servers

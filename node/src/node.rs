@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use grapevine_crypto::NodeId;
 use grapevine_membership::Event;
 use grapevine_storage::client::ClientIdentity;
+use grapevine_storage::store::StoreConfig;
 use grapevine_storage::{ServerStats, SessionPool, ShareStore};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
@@ -38,7 +39,7 @@ use crate::config::{Config, Role};
 use crate::dir::NodeDir;
 use crate::error::{ConfigError, NodeError};
 use crate::record::{record_addrs, unix_ms};
-use crate::state::{NodeState, SpaceSource};
+use crate::state::{NodeState, StorageFigures};
 use crate::storage::{ServerParts, StorageRuntime, StorageServer};
 use crate::{control, http, membership, record};
 
@@ -147,7 +148,14 @@ impl Node {
         config.validate(&dir.config_path())?;
         let identity = Arc::new(dir.load_identity()?);
         let convergence = dir.convergence_secret()?;
-        let store = ShareStore::open(&dir.storage_path(), config.reserve_mib << 20)?;
+        // The store enforces the capacity the node offers the grid.
+        let store = ShareStore::open_with(
+            &dir.storage_path(),
+            StoreConfig {
+                reserve: config.reserve_mib << 20,
+                capacity: Some(u64::from(config.capacity_mib) << 20),
+            },
+        )?;
         let sockets = match opts.sockets {
             Some(s) => s,
             None => Sockets::bind(config.listen).await?,
@@ -163,17 +171,7 @@ impl Node {
                     path: dir.config_path(),
                     message,
                 })?;
-        let space = SpaceSource {
-            store: store.clone(),
-            capacity_mib: config.capacity_mib,
-            reserve_mib: config.reserve_mib,
-        };
-        let figures = tokio::task::spawn_blocking(move || space.storage_figures())
-            .await
-            .map_err(|e| NodeError::Io {
-                what: "measuring the store".into(),
-                source: std::io::Error::other(e),
-            })?;
+        let figures = StorageFigures::of(&store, config.capacity_mib);
         let record =
             membership::own_record(&identity, &config, addrs, figures.free_mib(), unix_ms())?;
         let seeds = membership::seed_addrs(&config.seeds, local_addr).await;
@@ -202,7 +200,6 @@ impl Node {
             pool: Arc::new(SessionPool::new(me, config.pool_config())),
             convergence,
             capacity_mib: config.capacity_mib,
-            reserve_mib: config.reserve_mib,
             params: config.params(),
         });
         let mut node = Node {

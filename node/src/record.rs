@@ -98,13 +98,7 @@ pub async fn keep(state: Arc<NodeState>, identity: Arc<Identity>, cfg: Config, l
     let min_interval = Duration::from_secs(cfg.record_refresh_secs);
     loop {
         tokio::time::sleep(LOOK_EVERY).await;
-        let figures = {
-            let state = state.clone();
-            match tokio::task::spawn_blocking(move || state.storage_figures()).await {
-                Ok(f) => f,
-                Err(_) => continue,
-            }
-        };
+        let figures = state.storage_figures();
         let addrs = match record_addrs(&cfg, local).await {
             Ok(a) => a,
             Err(e) => {

@@ -44,7 +44,6 @@ pub struct NodeState {
     pub(crate) pool: Arc<SessionPool>,
     pub(crate) convergence: [u8; 32],
     pub(crate) capacity_mib: u32,
-    pub(crate) reserve_mib: u64,
     pub(crate) params: grapevine_storage::Params,
 }
 
@@ -81,10 +80,10 @@ impl NodeState {
         *self.record.write().unwrap_or_else(|p| p.into_inner()) = rec;
     }
 
-    /// The node's space figures now. Reads the filesystem: call it off the
-    /// runtime that runs gossip when it may be slow.
+    /// The node's space figures now (the store's running counters and one
+    /// free-space query of its filesystem).
     pub fn storage_figures(&self) -> StorageFigures {
-        self.clone_for_blocking().storage_figures()
+        StorageFigures::of(&self.store, self.capacity_mib)
     }
 
     /// The node's membership handle.
@@ -169,12 +168,7 @@ impl NodeState {
         let c = self.membership.counters();
         let up = self.uptime_s().max(1.0);
         let requests = self.storage_stats.requests();
-        let space = {
-            let me = self.clone_for_blocking();
-            tokio::task::spawn_blocking(move || me.storage_figures())
-                .await
-                .unwrap_or_default()
-        };
+        let space = self.storage_figures();
         Ok(StatusReport {
             records_unadmitted: st.records.unadmitted,
             datagrams_rate_limited: st.rate_limited,
@@ -202,39 +196,9 @@ impl NodeState {
             storage_used: space.used,
             storage_disk_free: space.disk_free,
             storage_reserve: space.reserve,
-            storage_free: space.free(),
+            storage_free: space.free,
             published_free_mib: self.record().record().free_mib,
         })
-    }
-
-    /// What [`NodeState::storage_figures`] needs, to move to a blocking
-    /// thread.
-    fn clone_for_blocking(&self) -> SpaceSource {
-        SpaceSource {
-            store: self.store.clone(),
-            capacity_mib: self.capacity_mib,
-            reserve_mib: self.reserve_mib,
-        }
-    }
-}
-
-/// A store and its limits, to measure off the runtime.
-pub(crate) struct SpaceSource {
-    pub(crate) store: ShareStore,
-    pub(crate) capacity_mib: u32,
-    pub(crate) reserve_mib: u64,
-}
-
-impl SpaceSource {
-    pub(crate) fn storage_figures(&self) -> StorageFigures {
-        let reserve = self.reserve_mib.saturating_mul(1 << 20);
-        let available = self.store.available().unwrap_or(0);
-        StorageFigures {
-            capacity: u64::from(self.capacity_mib) << 20,
-            used: self.store.stored_bytes(),
-            disk_free: available.saturating_add(reserve),
-            reserve,
-        }
     }
 }
 
@@ -245,24 +209,44 @@ pub struct StorageFigures {
     pub capacity: u64,
     /// Bytes of shares stored.
     pub used: u64,
+    /// Bytes promised to shares being written.
+    pub reserved: u64,
     /// Free bytes on the store's filesystem.
     pub disk_free: u64,
     /// Free bytes never used for shares.
     pub reserve: u64,
+    /// Bytes a new share may take now: the lesser of what is left of the
+    /// capacity and of the disk above the reserve (the store enforces it).
+    pub free: u64,
 }
 
 impl StorageFigures {
-    /// Bytes the node can still take: what is left of the capacity, or of
-    /// the disk above the reserve, whichever is less.
-    pub fn free(&self) -> u64 {
-        self.capacity
-            .saturating_sub(self.used)
-            .min(self.disk_free.saturating_sub(self.reserve))
+    /// The figures of `store`, offering `capacity_mib`.
+    pub fn of(store: &ShareStore, capacity_mib: u32) -> StorageFigures {
+        let offered = u64::from(capacity_mib) << 20;
+        match store.space() {
+            Ok(s) => StorageFigures {
+                capacity: s.capacity.unwrap_or(offered),
+                used: s.used,
+                reserved: s.reserved,
+                disk_free: s.disk_free,
+                reserve: s.reserve,
+                free: s.available,
+            },
+            Err(e) => {
+                tracing::warn!("cannot measure the store's space: {e}");
+                StorageFigures {
+                    capacity: offered,
+                    used: store.stored_bytes(),
+                    ..StorageFigures::default()
+                }
+            }
+        }
     }
 
     /// [`StorageFigures::free`] in MiB, as a record carries it.
     pub fn free_mib(&self) -> u32 {
-        u32::try_from(self.free() >> 20).unwrap_or(u32::MAX)
+        u32::try_from(self.free >> 20).unwrap_or(u32::MAX)
     }
 }
 
@@ -452,26 +436,26 @@ mod tests {
     }
 
     #[test]
-    fn free_space_is_the_lesser_of_capacity_left_and_disk_above_the_reserve() {
-        let f = StorageFigures {
-            capacity: 100 << 20,
-            used: 30 << 20,
-            disk_free: 1 << 40,
-            reserve: 1 << 30,
-        };
-        assert_eq!(f.free(), 70 << 20);
-        assert_eq!(f.free_mib(), 70);
-        let tight = StorageFigures {
-            disk_free: (1 << 30) + (5 << 20),
-            ..f
-        };
-        assert_eq!(tight.free_mib(), 5);
-        let over = StorageFigures {
-            used: 200 << 20,
-            disk_free: 0,
-            ..f
-        };
-        assert_eq!(over.free(), 0);
+    fn space_figures_come_from_the_store_and_free_is_what_it_would_take() {
+        let t = tempfile::tempdir().unwrap();
+        let store = ShareStore::open_with(
+            t.path(),
+            grapevine_storage::store::StoreConfig {
+                reserve: 0,
+                capacity: Some(100 << 20),
+            },
+        )
+        .unwrap();
+        let si = grapevine_storage::StorageIndex([3; 16]);
+        let mut w = store.allocate(&si, 0, 1 << 20).unwrap();
+        w.write_at(0, &vec![1u8; 1 << 20]).unwrap();
+        w.close().unwrap();
+        let f = StorageFigures::of(&store, 100);
+        assert_eq!(f.capacity, 100 << 20);
+        assert!(f.used >= 1 << 20, "{f:?}");
+        assert!(f.disk_free > 0);
+        assert!(f.free <= (100 << 20) - (1 << 20), "{f:?}");
+        assert_eq!(f.free_mib(), u32::try_from(f.free >> 20).unwrap());
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! Check: which servers hold which shares of a file, and with `verify`,
 //! whether every block of every share matches the capability; reported as
-//! [`CheckResults`] (Tahoe's check-result keys, see `health`).
+//! [`CheckResults`] (Tahoe's check-result keys, see `health`). Corrupt
+//! shares are reported to their servers, which check them themselves.
+
+use grapevine_crypto::identity::NodeId;
 
 use crate::cap::Cap;
 use crate::chk::Decoder;
 use crate::client::conn::{Conn, ServerRef, MAX_IN_FLIGHT};
-use crate::client::download::open_source;
+use crate::client::download::{open_source, report_all};
+use crate::client::health::{CheckResults, CorruptReport, Found};
 use crate::client::locate::locate;
 use crate::client::pool::SessionPool;
-use crate::client::health::{CheckResults, Found};
 use crate::error::ClientError;
 use crate::protocol::{ErrorCode, Request};
 use crate::types::StorageIndex;
@@ -64,14 +67,19 @@ pub async fn check(
         };
         shares.push((loc.shnum, loc.server.id, ok));
     }
-    Ok(CheckResults::of(
-        &si,
-        cap.k,
-        cap.n,
-        found.asked,
-        &found.responding,
-        &shares,
-    ))
+    let mut results = CheckResults::of(&si, cap.k, cap.n, found.asked, &found.responding, &shares);
+    // Tell the servers of corrupt shares; each checks its share itself.
+    let corrupt: Vec<(u16, NodeId)> = shares
+        .iter()
+        .filter(|s| s.2 == Some(false))
+        .map(|s| (s.0, s.1))
+        .collect();
+    results.corrupt_share_reports = report_all(pool, servers, si, &corrupt)
+        .await
+        .into_iter()
+        .map(|(share, server, verdict)| CorruptReport::new(share, server, verdict))
+        .collect();
+    Ok(results)
 }
 
 /// Read every block of one share, pipelined, and check each against `d`.

@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use grapevine_crypto::identity::NodeId;
 use serde::{Deserialize, Serialize};
 
-use crate::types::StorageIndex;
+use crate::types::{ReportVerdict, StorageIndex};
 
 /// A check's report, in Tahoe's shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +37,41 @@ pub struct CheckResults {
     pub summary: String,
     /// The figures.
     pub results: CheckCounts,
+    /// What each corrupt share's server did when the checker told it (not
+    /// one of Tahoe's keys; absent when nothing was corrupt).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub corrupt_share_reports: Vec<CorruptReport>,
+}
+
+/// A corrupt share reported to its server, and what the server did after
+/// checking it itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CorruptReport {
+    /// The server (node id, base32).
+    pub server: String,
+    /// The share number.
+    pub share: u16,
+    /// "quarantined", "kept" (the server found it intact), or
+    /// "not reported" (the report did not reach the server).
+    pub verdict: String,
+}
+
+impl CorruptReport {
+    /// The entry for a report of `share` on `server` that ended in
+    /// `verdict`.
+    pub fn new(share: u16, server: NodeId, verdict: Option<ReportVerdict>) -> Self {
+        CorruptReport {
+            server: server.to_string(),
+            share,
+            verdict: match verdict {
+                Some(ReportVerdict::Quarantined) => "quarantined",
+                Some(ReportVerdict::Kept) => "kept",
+                None => "not reported",
+            }
+            .to_string(),
+        }
+    }
 }
 
 /// The figures of a check (Tahoe's `results` dictionary).
@@ -113,6 +148,7 @@ impl CheckResults {
                 count_unrecoverable_versions: 0,
                 count_wrong_shares: 0,
             },
+            corrupt_share_reports: vec![],
         }
     }
 
@@ -191,6 +227,7 @@ impl CheckResults {
                 count_unrecoverable_versions: u32::from(found_any && !recoverable),
                 count_wrong_shares: 0,
             },
+            corrupt_share_reports: vec![],
         }
     }
 

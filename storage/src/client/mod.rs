@@ -14,6 +14,8 @@
 //! * `check`: [`check`], which shares exist and (with `verify`) are intact.
 //! * `health`: [`CheckResults`], the check report in Tahoe's keys, one
 //!   schema for the CLI, the gateway and repair.
+//! * `report`: [`report_corrupt`], telling a server one of its shares is
+//!   corrupt (the server checks it itself before quarantining it).
 //!
 //! Servers are given as [`ServerRef`]s (node id and address, from
 //! membership); the client orders them by the permuted list for the file's
@@ -25,18 +27,21 @@
 mod check;
 mod conn;
 mod download;
+mod health;
 mod locate;
 mod place;
 mod pool;
-mod health;
+mod report;
 mod upload;
 
 pub use crate::error::ClientError;
+pub use crate::types::ReportVerdict;
 pub use check::check;
 pub use conn::{ClientIdentity, Conn, ServerRef, DEFAULT_REQUEST_TIMEOUT, MAX_IN_FLIGHT};
 pub use download::{download, DownloadReport, READ_AHEAD};
+pub use health::{CheckCounts, CheckResults, CorruptReport, Found, Verdict};
 pub use locate::{locate, Findings, Located};
 pub use place::permuted_servers;
 pub use pool::{PoolConfig, SessionPool};
-pub use health::{CheckCounts, CheckResults, Found, Verdict};
+pub use report::report_corrupt;
 pub use upload::{default_params, read_all, upload, KeyMode, UploadReport, UploadRequest};
