@@ -120,6 +120,14 @@ fn four_node_processes_store_and_serve_a_file() {
     );
     assert!(metrics.contains("grapevine_records 4"), "{metrics}");
     assert!(metrics.contains("grapevine_sessions_open 0"), "{metrics}");
+    assert!(
+        metrics.contains("grapevine_storage_capacity_bytes 10737418240"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("grapevine_storage_disk_free_bytes "),
+        "{metrics}"
+    );
     let whoami = ok(grapevine().args(["whoami", "--node"]).arg(&dirs[0]));
     assert_eq!(whoami.trim().len(), 52);
     let status: serde_json::Value = serde_json::from_str(&ok(grapevine()
