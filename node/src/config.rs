@@ -294,7 +294,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let cfg: Config = toml::from_str(text).map_err(|e| {
         let line = e
             .span()
-            .map(|s| text[..s.start].lines().count().max(1))
+            .and_then(|s| text.get(..s.start))
+            .map(|before| before.matches('\n').count() + 1)
             .unwrap_or(0);
         let key = text
             .lines()
@@ -362,6 +363,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown field `colour`"), "{e}");
+        // A key at the start of its line (an unknown one appended to the
+        // commented file) is named with its own line, not the one above.
+        let e = parse(p(), "listen = \"127.0.0.1:7946\"\n# a = 1\nbogus = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/n/config.toml:3: key `bogus`: unknown field `bogus`"),
+            "{e}"
+        );
     }
 
     #[test]
