@@ -56,6 +56,12 @@ impl ShareServer {
         }
     }
 
+    /// Shares this session has open for writing (each holding a
+    /// reservation).
+    pub fn open_shares(&self) -> usize {
+        self.open.len()
+    }
+
     /// Answer one request.
     pub fn handle(&mut self, req: Request) -> Reply {
         self.answer(req)
