@@ -107,16 +107,14 @@ async fn silent_sessions_are_closed_and_their_reservations_freed() {
         .unwrap();
         assert_eq!(s.store.space().unwrap().reserved, (10 << 20) + 16);
         let before = s.stats.sessions_timed_out();
-        if keep_asking {
-            // A `Version` every 100 ms: never idle, never writing.
-            while s.stats.sessions_timed_out() == before {
-                let r = c.call(Request::Version).await;
-                if r.is_err() {
-                    break;
-                }
+        // Either silent, or a `Version` every 100 ms (never idle, never
+        // writing) until the server closes the session.
+        let pinger = tokio::spawn(async move {
+            while keep_asking && c.call(Request::Version).await.is_ok() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-        }
+            c
+        });
         until("the session is closed", || {
             s.stats.sessions_timed_out() == before + 1
         })
@@ -126,6 +124,7 @@ async fn silent_sessions_are_closed_and_their_reservations_freed() {
         })
         .await;
         until("it is counted closed", || s.stats.sessions_open() == 0).await;
+        pinger.abort();
     }
 }
 
@@ -364,14 +363,16 @@ fn listener_survives_running_out_of_file_descriptors() {
     rt.block_on(async {
         let server = ServerRef { id, addr };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        // Each attempt, and so the whole loop, ends by the deadline: an
+        // attempt whose handshake or answer never comes is cut off there.
         loop {
-            let r = async {
+            let r = tokio::time::timeout_at(deadline, async {
                 let mut c = Conn::open(&me(), server).await?;
                 c.call(Request::Version).await
-            }
+            })
             .await;
             match r {
-                Ok(Reply::Version { .. }) => break,
+                Ok(Ok(Reply::Version { .. })) => break,
                 other => {
                     assert!(
                         tokio::time::Instant::now() < deadline,
