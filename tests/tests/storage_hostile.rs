@@ -17,7 +17,7 @@ use grapevine_crypto::{Identity, LocationRecord, SessionConfig};
 use grapevine_storage::client::{ClientIdentity, Conn, ServerRef};
 use grapevine_storage::protocol::{decode, encode, Reply, Request, RequestMsg, ResponseMsg};
 use grapevine_storage::server::{run_listener, ServerLimits, ServerStats};
-use grapevine_storage::{ShareStore, StorageIndex};
+use grapevine_storage::{PoolConfig, SessionPool, ShareStore, StorageIndex};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -126,6 +126,39 @@ async fn silent_sessions_are_closed_and_their_reservations_freed() {
         until("it is counted closed", || s.stats.sessions_open() == 0).await;
         pinger.abort();
     }
+}
+
+/// 18.6: a pooled session the server closed while it sat idle (servers
+/// idle sessions out) is replaced by a fresh one and the request sent once
+/// more, so that server is not skipped for the whole operation. Before,
+/// the request failed on the dead session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_session_the_server_closed_is_replaced_once() {
+    let s = server(short(300, 5000)).await;
+    let pool = SessionPool::new(
+        me(),
+        PoolConfig {
+            idle_timeout: Duration::from_secs(600),
+            ..PoolConfig::default()
+        },
+    );
+    let mut c = pool.get(s.r).await.unwrap();
+    assert!(matches!(
+        pool.call(&mut c, Request::Version).await,
+        Ok(Reply::Version { .. })
+    ));
+    pool.put_back(c);
+    until("the server idles the pooled session out", || {
+        s.stats.sessions_timed_out() == 1 && s.stats.sessions_open() == 0
+    })
+    .await;
+    let mut c = pool.get(s.r).await.unwrap();
+    assert_eq!(pool.sessions_opened(), 1, "the idle session was handed out");
+    let r = tokio::time::timeout(Duration::from_secs(20), pool.call(&mut c, Request::Version))
+        .await
+        .expect("the retry has a deadline");
+    assert!(matches!(r, Ok(Reply::Version { .. })), "{r:?}");
+    assert_eq!(pool.sessions_opened(), 2, "one fresh session, once");
 }
 
 /// A stream whose writes, once `slow` is set, go out a byte every 50 ms.
