@@ -192,6 +192,30 @@ pub fn status_text(s: &StatusReport) -> String {
             mib(s.storage_reserve)
         ),
     );
+    line(
+        "server",
+        format!(
+            "{}; {} accept errors retried, {} sessions closed by a deadline",
+            if s.storage_serving {
+                "serving shares"
+            } else {
+                "not serving shares"
+            },
+            s.storage_accept_errors,
+            s.storage_sessions_timed_out
+        ),
+    );
+    line(
+        "scrub",
+        format!(
+            "{} passes, {} shares and {} bytes checked, {} corrupt found; {} bytes into this pass",
+            s.scrub_passes,
+            s.scrub_shares_checked,
+            s.scrub_bytes_checked,
+            s.scrub_corrupt_found,
+            s.scrub_pass_bytes
+        ),
+    );
     out
 }
 
@@ -264,6 +288,13 @@ mod tests {
             "sessions_open",
             "storage_requests",
             "published_free_mib",
+            "storage_accept_errors",
+            "storage_sessions_timed_out",
+            "scrub_passes",
+            "scrub_shares_checked",
+            "scrub_bytes_checked",
+            "scrub_corrupt_found",
+            "scrub_pass_bytes",
         ];
         for (i, k) in keys.iter().enumerate() {
             v[*k] = serde_json::json!(1000 + i as u64);
@@ -279,6 +310,7 @@ mod tests {
             v[k] = serde_json::json!(0.0);
         }
         v["rss_bytes"] = serde_json::json!(2000u64 * 1024);
+        v["storage_serving"] = true.into();
         for (i, k) in [
             "storage_capacity",
             "storage_used",
@@ -304,6 +336,7 @@ mod tests {
             assert!(text.contains(&format!("{}.0 MiB", 3000 + i)), "{i}: {text}");
         }
         assert!(text.contains("2000 KiB"), "{text}");
+        assert!(text.contains("serving shares"), "{text}");
         let fields = v.as_object().unwrap().len();
         let round: serde_json::Value = serde_json::to_value(&s).unwrap();
         assert_eq!(

@@ -75,10 +75,12 @@ pub async fn remove_stale(dir: &NodeDir) {
 /// connections end with it.
 pub async fn serve(listener: UnixListener, state: Arc<NodeState>) {
     let mut conns = JoinSet::new();
+    let mut backoff = grapevine_storage::server::AcceptBackoff::default();
     loop {
         while conns.try_join_next().is_some() {}
         match listener.accept().await {
             Ok((stream, _)) => {
+                backoff.reset();
                 let state = state.clone();
                 conns.spawn(async move {
                     if let Err(e) = serve_conn(stream, &state).await {
@@ -87,8 +89,14 @@ pub async fn serve(listener: UnixListener, state: Arc<NodeState>) {
                 });
             }
             Err(e) => {
-                tracing::warn!("control socket accept: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                // Out of file descriptors, say: wait and retry, never spin
+                // (the storage listener's policy).
+                let Some(pause) = backoff.on_error(&e) else {
+                    tracing::error!("control socket failed for good: {e}");
+                    return;
+                };
+                tracing::warn!("control socket accept: {e}; retrying in {pause:?}");
+                tokio::time::sleep(pause).await;
             }
         }
     }

@@ -119,7 +119,15 @@ pub async fn keep(state: Arc<NodeState>, identity: Arc<Identity>, cfg: Config, l
             continue;
         }
         let seq = unix_ms().max(state.record().record().seq.saturating_add(1));
-        match own_record(&identity, &cfg, addrs.clone(), free_mib, seq) {
+        // A node whose share server stopped for good keeps the storage
+        // role out of its record.
+        let mut signed_cfg = cfg.clone();
+        if !state.storage_serving() {
+            signed_cfg
+                .roles
+                .retain(|r| *r != crate::config::Role::Storage);
+        }
+        match own_record(&identity, &signed_cfg, addrs.clone(), free_mib, seq) {
             Ok(rec) => {
                 tracing::info!(
                     free_mib,
