@@ -212,7 +212,10 @@ mod tests {
             }],
         };
         let n = gossip_core(&chunk(3, &dead));
-        assert_eq!(n.state_of(&member(2)), Some(grapevine_membership::MemberState::Dead));
+        assert_eq!(
+            n.state_of(&member(2)),
+            Some(grapevine_membership::MemberState::Dead)
+        );
         // A sync round from member 2, then again echoing the cookie it was
         // given: the second gets the bucket hashes.
         let digests = Message::SyncDigests {

@@ -84,7 +84,11 @@ pub fn gossip(data: &[u8]) {
     }
     if let Ok(d) = Datagram::decode(data) {
         let again = Datagram::encode(d.header, &d.msg).expect("a decoded datagram encodes");
-        assert_eq!(Datagram::decode(&again), Ok(d), "a datagram changed in a round trip");
+        assert_eq!(
+            Datagram::decode(&again),
+            Ok(d),
+            "a datagram changed in a round trip"
+        );
     }
     let _ = gossip::gossip_core(data);
 }
