@@ -163,7 +163,10 @@ async fn a_forged_accusation_at_any_incarnation_leaves_the_victim_alive_everywhe
     for (h, b) in nodes.iter().zip(&before) {
         let st = h.stats().await.unwrap();
         assert_eq!(st.declared_dead, 0);
-        assert!(st.accusations_ignored >= b.accusations_ignored + 10, "{st:?}");
+        assert!(
+            st.accusations_ignored >= b.accusations_ignored + 10,
+            "{st:?}"
+        );
     }
 }
 

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use grapevine_crypto::{NodeId, UnverifiedRecord};
 
-use super::{Swim, TimerKey};
+use super::{Answer, Swim, TimerKey};
 use crate::cookie::Echo;
 use crate::wire::{reads_cookies, Cookie, Datagram, Message};
 
@@ -49,14 +49,6 @@ pub(super) const VALIDATE_EVERY: Duration = Duration::from_millis(200);
 /// New addresses are pinged eagerly while fewer alive members than this
 /// have answered.
 pub(super) const EAGER_READY: usize = 32;
-
-/// The datagram being handled: its source, and the bytes that may still be
-/// sent there.
-#[derive(Debug)]
-pub(super) struct Answer {
-    to: SocketAddr,
-    left: usize,
-}
 
 impl Swim {
     /// Whether the peer at `addr` reads headers and cookies: it issued one

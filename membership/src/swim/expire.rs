@@ -2,7 +2,7 @@
 //! open grid's member table has a cap, and tombstones keep stale copies of
 //! forgotten members' records out.
 //!
-//! Every [`SWEEP`], members dead for `dead_expiry` or departed for
+//! Every `EXPIRE_SWEEP` (30 s), members dead for `dead_expiry` or departed for
 //! `left_expiry` are forgotten: their record, signed fact and state go, and
 //! a tombstone ([`crate::tombstone`]) keeps the highest sequence number and
 //! incarnation seen (and the signed leave) for as long again, so a stale
@@ -25,11 +25,8 @@ use std::time::{Duration, Instant};
 use grapevine_crypto::NodeId;
 
 use super::members::MemberState;
-use super::{Swim, TimerKey};
+use super::{Swim, TimerKey, EXPIRE_SWEEP};
 use crate::tombstone::Tombstone;
-
-/// Time between expiry sweeps.
-pub(super) const SWEEP: Duration = Duration::from_secs(30);
 
 /// `now + d`, or a year from now if that does not fit an `Instant`.
 fn later(now: Instant, d: Duration) -> Instant {
@@ -41,7 +38,7 @@ fn later(now: Instant, d: Duration) -> Instant {
 impl Swim {
     /// An expiry sweep.
     pub(super) fn on_expire(&mut self, now: Instant) {
-        self.timers.set(TimerKey::Expire, now + SWEEP);
+        self.timers.set(TimerKey::Expire, now + EXPIRE_SWEEP);
         let gone = self
             .members
             .expired(now, self.cfg.dead_expiry, self.cfg.left_expiry);

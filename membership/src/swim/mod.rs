@@ -86,7 +86,6 @@ use crate::store::RecordStore;
 use crate::timers::Timers;
 use crate::tombstone::Tombstones;
 use crate::wire::{Cookie, Message, Update};
-use address::Answer;
 use members::Members;
 pub use stats::Stats;
 
@@ -168,6 +167,17 @@ struct Relay {
     requester: SocketAddr,
     requester_seq: u32,
 }
+
+/// The datagram being handled: its source, and the bytes that may still be
+/// sent there (see `address`).
+#[derive(Debug)]
+struct Answer {
+    to: SocketAddr,
+    left: usize,
+}
+
+/// Time between expiry sweeps (see `expire`).
+const EXPIRE_SWEEP: Duration = Duration::from_secs(30);
 
 /// The wall clock as the caller last told it, so that time in Unix
 /// seconds (admission certificates) is an input like the monotonic time.
@@ -332,7 +342,7 @@ impl Swim {
         s.timers.set(TimerKey::Sync, now + s.cfg.sync_fast_interval);
         s.timers
             .set(TimerKey::Reconnect, now + s.cfg.reconnect_interval);
-        s.timers.set(TimerKey::Expire, now + expire::SWEEP);
+        s.timers.set(TimerKey::Expire, now + EXPIRE_SWEEP);
         s.schedule_gossip(now);
         s
     }
