@@ -91,3 +91,114 @@ impl Swim {
         self.tombstones.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use grapevine_crypto::NodeId;
+
+    use super::EXPIRE_SWEEP;
+    use crate::swim::members::MemberState;
+    use crate::swim::testing::{converged, signed_record, Net};
+    use crate::wire::{Message, Update};
+    use crate::Config;
+
+    fn stranger() -> SocketAddr {
+        "10.9.9.9:9".parse().expect("addr")
+    }
+
+    fn gossip(rec: &grapevine_crypto::SignedRecord) -> Message {
+        Message::Gossip {
+            from: NodeId([7; 32]),
+            updates: vec![Update::Record(rec.bytes().to_vec())],
+        }
+    }
+
+    #[test]
+    fn a_dead_member_is_forgotten_and_a_stale_copy_cannot_bring_it_back() {
+        let dead_expiry = Duration::from_secs(120);
+        let mut net = Net::with_config(
+            4,
+            Config {
+                dead_expiry,
+                ..Config::new_lan()
+            },
+        );
+        converged(&mut net);
+        let id3 = net.id(3);
+        let old = net.record(3, 1);
+        net.down(3);
+        assert!(net.run_until(Duration::from_secs(60), |n| {
+            (0..3).all(|i| n.node(i).state_of(&id3) == Some(MemberState::Dead))
+        }));
+        // Not before its time.
+        net.run_for(dead_expiry / 2);
+        assert!((0..3).all(|i| net.node(i).state_of(&id3) == Some(MemberState::Dead)));
+        assert!(net.run_until(dead_expiry + 2 * EXPIRE_SWEEP, |n| {
+            (0..3).all(|i| n.node(i).state_of(&id3).is_none())
+        }));
+        for i in 0..3 {
+            let n = net.node(i);
+            assert_eq!((n.stats().expired, n.tombstones()), (1, 1), "node {i}");
+            assert!(n.records().get(&id3).is_none(), "node {i}");
+        }
+        // Its old record, offered again (a node that was away): refused.
+        for i in 0..3 {
+            net.inject(i, stranger(), &gossip(&old));
+        }
+        net.run_for(Duration::from_secs(5));
+        for i in 0..3 {
+            assert_eq!(net.node(i).state_of(&id3), None, "node {i}");
+            assert!(net.node(i).stats().records.tombstoned >= 1, "node {i}");
+        }
+        // A newer record (it came back) lifts the tombstone everywhere.
+        net.up(3);
+        let rec = net.record(3, 2_000_000);
+        let now = net.now();
+        net.node_mut(3).update_record(rec, now);
+        net.inject(0, stranger(), &gossip(&net.record(3, 2_000_000)));
+        assert!(net.run_until(Duration::from_secs(30), |n| {
+            (0..3).all(|i| n.node(i).state_of(&id3) == Some(MemberState::Alive))
+        }));
+        assert!((0..3).all(|i| net.node(i).tombstones() == 0));
+    }
+
+    #[test]
+    fn at_the_cap_a_new_record_takes_a_dead_members_place_never_a_working_ones() {
+        let mut net = Net::with_config(
+            4,
+            Config {
+                max_members: 3,
+                ..Config::new_lan()
+            },
+        );
+        converged(&mut net);
+        // Every member answered: a new node's record is refused.
+        net.run_for(Duration::from_secs(5));
+        let first = signed_record(50);
+        net.inject(0, stranger(), &gossip(&first));
+        net.run_for(Duration::from_secs(1));
+        assert_eq!(net.node(0).state_of(&first.node_id()), None);
+        assert!(net.node(0).stats().records.over_cap >= 1);
+        assert_eq!(net.node(0).state_counts().0, 3);
+        // Member 3 dies: the next new record takes its place.
+        let id3 = net.id(3);
+        net.down(3);
+        assert!(net.run_until(Duration::from_secs(60), |n| {
+            n.node(0).state_of(&id3) == Some(MemberState::Dead)
+        }));
+        let second = signed_record(51);
+        net.inject(0, stranger(), &gossip(&second));
+        net.run_for(Duration::from_secs(1));
+        let n = net.node(0);
+        assert_eq!(n.state_of(&second.node_id()), Some(MemberState::Alive));
+        assert_eq!(n.state_of(&id3), None);
+        assert_eq!(n.stats().evicted, 1);
+        assert_eq!(n.tombstones(), 1);
+        for i in 1..3 {
+            assert_eq!(n.state_of(&net.id(i)), Some(MemberState::Alive));
+        }
+    }
+}

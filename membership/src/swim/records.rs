@@ -387,4 +387,110 @@ mod tests {
         assert!(!closed.add_verified_record(crate::swim::testing::signed_record(41), now));
         assert_eq!(closed.stats().records.unadmitted, 1);
     }
+
+    #[test]
+    fn a_newer_record_of_its_own_id_makes_a_node_sign_above_it() {
+        let mut net = Net::new(3);
+        converged(&mut net);
+        let id1 = net.id(1);
+        // A previous life's record (a clock once ahead, a directory
+        // restored from a backup), at another address, far above.
+        let mut old = grapevine_crypto::LocationRecord::new(
+            &grapevine_crypto::Identity::generate_with(&mut grapevine_crypto::testing::rng(1001)),
+            vec!["10.7.7.7:7946".parse().unwrap()],
+        );
+        old.seq = 5_000_000;
+        assert_eq!(old.node_id, id1, "the same identity as Net's node 1");
+        let old = old
+            .sign(&grapevine_crypto::Identity::generate_with(
+                &mut grapevine_crypto::testing::rng(1001),
+            ))
+            .unwrap();
+        let gossip = Message::Gossip {
+            from: NodeId([1; 32]),
+            updates: vec![Update::Record(old.bytes().to_vec())],
+        };
+        net.inject(1, "10.9.9.9:9".parse().unwrap(), &gossip);
+        // Every node ends up with node 1 at its own address, above the old
+        // record.
+        assert!(net.run_until(Duration::from_secs(30), |n| {
+            (0..3).all(|i| {
+                n.node(i)
+                    .records()
+                    .get(&id1)
+                    .is_some_and(|r| r.seq() > 5_000_000 && r.record().addrs[0] == n.addr(1))
+            })
+        }));
+        assert_eq!(net.node(1).stats().resigned, 1);
+        assert_eq!(net.node(0).state_of(&id1), Some(MemberState::Alive));
+    }
+
+    #[test]
+    fn records_ahead_of_the_grids_time_are_held_back_and_a_node_ahead_signs_again() {
+        const DAY_MS: u64 = 86_400_000;
+        let mut net = Net::new(5);
+        converged(&mut net);
+        net.run_for(Duration::from_secs(10));
+        assert!(net.node(0).stats().clock_peers >= 3);
+        // Every wall clock started at 0 (the records' issue time). A
+        // stranger's record issued two days ahead is held back; one issued
+        // a minute ahead is not.
+        let stranger = |seed: u64, issued_at: u64| {
+            let id = grapevine_crypto::Identity::generate_with(
+                &mut grapevine_crypto::testing::rng(seed),
+            );
+            let mut r =
+                grapevine_crypto::LocationRecord::new(&id, vec!["10.8.8.8:1".parse().unwrap()]);
+            r.issued_at = issued_at;
+            r.sign(&id).unwrap()
+        };
+        let (ahead, fine) = (stranger(60, 2 * 86_400), stranger(61, 60));
+        let gossip = |r: &SignedRecord| Message::Gossip {
+            from: NodeId([1; 32]),
+            updates: vec![Update::Record(r.bytes().to_vec())],
+        };
+        net.inject(0, "10.9.9.9:9".parse().unwrap(), &gossip(&ahead));
+        net.inject(0, "10.9.9.9:9".parse().unwrap(), &gossip(&fine));
+        net.run_for(Duration::from_secs(1));
+        assert_eq!(net.node(0).state_of(&ahead.node_id()), None);
+        assert_eq!(
+            net.node(0).state_of(&fine.node_id()),
+            Some(MemberState::Alive)
+        );
+        assert!(net.node(0).stats().records.ahead >= 1);
+        // Node 4's clock jumps two days ahead and it signs a new record by
+        // it: the others hold it back; node 4 learns the grid's time from
+        // their headers and signs again at it, which all take.
+        let id4 = net.id(4);
+        let now = net.now();
+        net.node_mut(4).set_wall_clock(now, 2 * DAY_MS);
+        let mut r = grapevine_crypto::LocationRecord::new(
+            &grapevine_crypto::Identity::generate_with(&mut grapevine_crypto::testing::rng(1004)),
+            vec![net.addr(4)],
+        );
+        assert_eq!(r.node_id, id4);
+        r.seq = 2;
+        r.issued_at = 2 * 86_400;
+        let r = r
+            .sign(&grapevine_crypto::Identity::generate_with(
+                &mut grapevine_crypto::testing::rng(1004),
+            ))
+            .unwrap();
+        net.node_mut(4).update_record(r, now);
+        assert!(net.run_until(Duration::from_secs(60), |n| {
+            (0..4).all(|i| {
+                n.node(i)
+                    .records()
+                    .get(&id4)
+                    .is_some_and(|r| r.seq() > 2 && r.record().issued_at < 86_400)
+            })
+        }));
+        assert!(net.node(4).stats().resigned >= 1);
+        assert!((0..4).any(|i| net.node(i).stats().records.ahead >= 1));
+        let off = net.node(4).stats().clock_offset_s.expect("measured");
+        assert!(
+            (-2 * 86_400 - 60..=-2 * 86_400 + 60).contains(&off),
+            "{off}"
+        );
+    }
 }

@@ -84,6 +84,11 @@ impl std::fmt::Debug for Net {
 
 impl Net {
     pub fn new(n: usize) -> Self {
+        Self::with_config(n, Config::new_lan())
+    }
+
+    /// As [`Net::new`], every node with `cfg`.
+    pub fn with_config(n: usize, cfg: Config) -> Self {
         let now = crate::testing::epoch();
         let mut net = Net {
             nodes: Vec::new(),
@@ -112,7 +117,7 @@ impl Net {
                 net.ids[i].clone(),
                 rec,
                 seeds,
-                Config::new_lan(),
+                cfg.clone(),
                 SmallRng::seed_from_u64(i as u64),
                 now,
             );
