@@ -201,4 +201,33 @@ mod tests {
             assert_eq!(n.state_of(&net.id(i)), Some(MemberState::Alive));
         }
     }
+
+    #[test]
+    fn a_departed_member_is_pinged_for_a_while_then_forgotten() {
+        let left_expiry = Duration::from_secs(120);
+        let mut net = Net::with_config(
+            3,
+            Config {
+                left_expiry,
+                ..Config::new_lan()
+            },
+        );
+        converged(&mut net);
+        let (id2, addr2) = (net.id(2), net.addr(2));
+        net.leave(2);
+        assert!(net.run_until(Duration::from_secs(30), |n| {
+            (0..2).all(|i| n.node(i).state_of(&id2) == Some(MemberState::Left))
+        }));
+        let pings = |n: &Net| n.pings_from(0).iter().filter(|a| **a == addr2).count();
+        let before = pings(&net);
+        net.run_for(left_expiry / 2);
+        assert!(pings(&net) > before, "a departed member is tried again");
+        assert!(net.run_until(left_expiry + 2 * EXPIRE_SWEEP, |n| {
+            (0..2).all(|i| n.node(i).state_of(&id2).is_none())
+        }));
+        assert_eq!(net.node(0).tombstones(), 1);
+        let after = pings(&net);
+        net.run_for(left_expiry / 2);
+        assert_eq!(pings(&net), after, "a forgotten member is not pinged");
+    }
 }
