@@ -51,15 +51,20 @@ pub(super) const VALIDATE_EVERY: Duration = Duration::from_millis(200);
 pub(super) const EAGER_READY: usize = 32;
 
 impl Swim {
-    /// Whether the peer at `addr` reads headers and cookies: it issued one
-    /// to this node, or the member recorded there names such a release.
+    /// Whether the peer at `addr` reads headers and cookies: the member
+    /// recorded there names such a release or, where no member's record is
+    /// held, it issued a cookie to this node. The record decides where
+    /// there is one: a node rolled back to an older release still has
+    /// cookies it issued before held here.
     pub(super) fn reads_cookies_at(&self, addr: &SocketAddr) -> bool {
-        self.held.get(addr).is_some()
-            || self
-                .members
-                .at_addr(addr)
-                .and_then(|id| self.store.get(&id))
-                .is_some_and(|r| reads_cookies(&r.record().software))
+        match self
+            .members
+            .at_addr(addr)
+            .and_then(|id| self.store.get(&id))
+        {
+            Some(r) => reads_cookies(&r.record().software),
+            None => self.held.get(addr).is_some(),
+        }
     }
 
     /// Start handling a datagram of `len` bytes from `from`: what its

@@ -488,6 +488,22 @@ mod tests {
             old.iter().all(|m| m.encode().unwrap()[1] <= 10),
             "only kinds 0 to 10 to a release before 0.2.0"
         );
+        // And no header (nor cookie), which only 0.3.0 and later read: the
+        // bytes sent are the messages' own.
+        let sent_bytes: usize = (0..3)
+            .map(|i| net.bytes_to(i, net.addr(3), marks[i]).0)
+            .sum();
+        let own_bytes: usize = old.iter().map(|m| m.encode().unwrap().len()).sum();
+        assert_eq!(sent_bytes, own_bytes, "no header to a release before 0.3.0");
+        // Between nodes of this release every datagram has one.
+        let (b1, _) = net.bytes_to(0, net.addr(1), marks[0]);
+        let own1: usize = net
+            .sent_by(0)
+            .skip(marks[0])
+            .filter(|(a, _)| *a == net.addr(1))
+            .map(|(_, m)| m.encode().unwrap().len())
+            .sum();
+        assert!(b1 > own1);
         // The others still run fact anti-entropy among themselves.
         let new = to(&net, net.addr(1));
         assert!(new.iter().any(|m| matches!(m, Message::SyncDigests { .. })));
