@@ -76,7 +76,7 @@ pub fn record(data: &[u8]) {
 
 /// Gossip datagrams: the decoders (a decoded message re-encodes), then a
 /// live SWIM core with members in every state fed the input, whole and as
-/// chunks from members and strangers (see [`gossip`]).
+/// chunks from members and strangers (see [`gossip`](mod@gossip)).
 pub fn gossip(data: &[u8]) {
     use grapevine_membership::wire::{Datagram, Message};
     if let Ok(m) = Message::decode(data) {

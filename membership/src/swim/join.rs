@@ -8,7 +8,7 @@
 //! record by anti-entropy.
 //!
 //! A restarting node also joins through the members it knew (its peer
-//! cache, [`Swim::rejoin_via`]): up to [`REJOIN_TARGETS`] of their
+//! cache, [`Swim::rejoin_via`]): up to `REJOIN_TARGETS` of their
 //! addresses get its `Join` beside the seeds, so a node with no seeds (the
 //! first of a grid) or whose seeds are down finds the grid again.
 //!
@@ -36,7 +36,7 @@ impl Swim {
     /// Rejoin through members known from a previous run (records verified
     /// by the caller, as [`Swim::add_verified_record`] takes them): they
     /// become members (their addresses to be validated), and up to
-    /// [`REJOIN_TARGETS`] of them are asked to let this node in, with the
+    /// `REJOIN_TARGETS` (8) of them are asked to let this node in, with the
     /// seeds, until one answers. For a node restarting with a peer cache.
     pub fn rejoin_via(&mut self, records: Vec<SignedRecord>, now: Instant) {
         let mut addrs = Vec::new();
