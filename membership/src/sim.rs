@@ -538,8 +538,8 @@ mod tests {
     /// Whether `bytes` gossip (or answer with) a `Left`: what a node that
     /// misses a leave misses.
     fn carries_a_left(bytes: &[u8]) -> bool {
-        use crate::wire::{Message, Update};
-        match Message::decode(bytes) {
+        use crate::wire::{Datagram, Message, Update};
+        match Datagram::decode(bytes).map(|d| d.msg) {
             Ok(
                 Message::Ping { updates, .. }
                 | Message::Ack { updates, .. }
