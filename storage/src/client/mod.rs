@@ -11,6 +11,7 @@
 //! * `upload`: [`upload`], encoding and writing shares, one task per server.
 //! * `locate`: [`locate`], who holds which shares, asking few servers.
 //! * `download`: [`download`], reading, verifying and decoding `k` shares.
+//! * `range`: [`download_range`], only the segments a byte range needs.
 //! * `check`: [`check`], which shares exist and (with `verify`) are intact.
 //!
 //! Servers are given as [`ServerRef`]s (node id and address, from
@@ -26,6 +27,7 @@ mod download;
 mod locate;
 mod place;
 mod pool;
+mod range;
 mod upload;
 
 pub use crate::error::ClientError;
@@ -35,4 +37,5 @@ pub use download::{download, DownloadReport, READ_AHEAD};
 pub use locate::{locate, Located};
 pub use place::permuted_servers;
 pub use pool::{PoolConfig, SessionPool};
+pub use range::download_range;
 pub use upload::{default_params, read_all, upload, KeyMode, UploadReport, UploadRequest};
