@@ -71,6 +71,21 @@ pub struct Config {
     /// Storage handshakes in progress at once (more are refused).
     #[serde(default = "default_max_handshakes")]
     pub max_handshakes: usize,
+    /// Serve the web gateway (Tahoe-style web API and the welcome page) at
+    /// http://ADDR/ (off if absent).
+    #[serde(default)]
+    pub gateway: Option<SocketAddr>,
+    /// Host names the gateway answers to besides IP addresses and
+    /// `localhost` (a DNS name, or a reverse proxy's), any port.
+    #[serde(default)]
+    pub gateway_hosts: Vec<String>,
+    /// Largest upload the gateway takes, MiB.
+    #[serde(default = "default_gateway_max_upload_mib")]
+    pub gateway_max_upload_mib: u64,
+}
+
+fn default_gateway_max_upload_mib() -> u64 {
+    16 * 1024
 }
 
 fn default_client_sessions() -> usize {
@@ -93,8 +108,8 @@ fn default_roles() -> Vec<Role> {
 }
 
 impl Config {
-    /// The defaults `grapevine init` writes, listening on `listen`: both
-    /// roles, 10 GiB offered, 1 GiB reserve, no seeds, no metrics, open grid.
+    /// The defaults, listening on `listen`: both roles, 10 GiB offered,
+    /// 1 GiB reserve, no seeds, no metrics, no gateway, open grid.
     pub fn new(listen: SocketAddr) -> Self {
         Config {
             nickname: None,
@@ -110,6 +125,9 @@ impl Config {
             client_sessions: default_client_sessions(),
             client_idle_secs: default_client_idle_secs(),
             max_handshakes: default_max_handshakes(),
+            gateway: None,
+            gateway_hosts: Vec::new(),
+            gateway_max_upload_mib: default_gateway_max_upload_mib(),
         }
     }
 
@@ -188,6 +206,13 @@ impl Config {
                 )));
             }
         }
+        for h in &self.gateway_hosts {
+            if h.is_empty() || h.contains(|c: char| c.is_whitespace() || c == '/' || c == ':') {
+                return Err(invalid(format!(
+                    "`gateway_hosts` entry {h:?} is not a host name (no port, scheme or path)"
+                )));
+            }
+        }
         self.closed_grid().map_err(invalid)?;
         Ok(())
     }
@@ -248,6 +273,8 @@ mod tests {
         assert_eq!(c.roles, vec![Role::Storage, Role::Client]);
         assert_eq!(c.pool_config().max_sessions, 64);
         assert!(c.session_config().grid.is_none());
+        assert!(c.gateway.is_none(), "the gateway is off unless configured");
+        assert_eq!(c.gateway_max_upload_mib, 16384);
     }
 
     #[test]
@@ -291,6 +318,10 @@ mod tests {
             (
                 "listen = \"127.0.0.1:7946\"\nnickname = \"a-very-long-nickname\"\n",
                 "longer than 16 bytes",
+            ),
+            (
+                "listen = \"127.0.0.1:7946\"\ngateway_hosts = [\"nas.example:3456\"]\n",
+                "`gateway_hosts` entry \"nas.example:3456\"",
             ),
         ] {
             let e = parse(p(), text).unwrap_err().to_string();

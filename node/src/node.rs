@@ -31,7 +31,7 @@ use crate::dir::NodeDir;
 use crate::error::NodeError;
 use crate::state::NodeState;
 use crate::storage::{ServerParts, StorageRuntime, StorageServer};
-use crate::{control, http, membership};
+use crate::{control, gateway, http, membership};
 
 /// A node's UDP (gossip) and TCP (sessions) sockets, bound to one address.
 #[derive(Debug)]
@@ -68,7 +68,8 @@ pub struct Options {
     pub storage_runtime: StorageRuntime,
     /// Serve the control socket (`DIR/control.sock`).
     pub control: bool,
-    /// Serve HTTP (metrics) at the configuration's `metrics` address, if set.
+    /// Serve HTTP: metrics at the configuration's `metrics` address and the
+    /// web gateway at its `gateway` address, each if set.
     pub http: bool,
     /// Receives (observer, event) for every membership state change.
     pub state_sink: Option<mpsc::UnboundedSender<(NodeId, Event)>>,
@@ -112,6 +113,7 @@ pub struct Node {
     state: Arc<NodeState>,
     local_addr: SocketAddr,
     http_addr: Option<SocketAddr>,
+    gateway_addr: Option<SocketAddr>,
     control_path: Option<PathBuf>,
     storage: Option<StorageServer>,
     tasks: Vec<Task>,
@@ -179,6 +181,7 @@ impl Node {
             state: state.clone(),
             local_addr,
             http_addr: None,
+            gateway_addr: None,
             control_path: None,
             storage: None,
             tasks: Vec::new(),
@@ -205,7 +208,16 @@ impl Node {
             node.tasks
                 .push(Task(tokio::spawn(control::serve(listener, state.clone()))));
         }
-        if let (true, Some(addr)) = (opts.http, config.metrics) {
+        if let (true, Some(addr)) = (opts.http, config.gateway) {
+            let settings = gateway::GatewaySettings::from_config(&config, addr);
+            let gw = gateway::Gateway::bind(state.clone(), settings, dir).await?;
+            node.gateway_addr = Some(gw.local_addr());
+            node.tasks.push(Task(tokio::spawn(gw.serve())));
+        }
+        // The gateway serves /metrics too: one server when both share an
+        // address.
+        let metrics = config.metrics.filter(|m| Some(*m) != config.gateway);
+        if let (true, Some(addr)) = (opts.http, metrics) {
             let listener = http::bind(addr).await?;
             node.http_addr = listener.local_addr().ok();
             node.tasks.push(Task(tokio::spawn(http::serve(
@@ -218,6 +230,7 @@ impl Node {
             local = %local_addr,
             seeds = ?config.seeds,
             http = ?node.http_addr,
+            gateway = ?node.gateway_addr,
             "node running"
         );
         Ok(node)
@@ -236,6 +249,11 @@ impl Node {
     /// Where its HTTP server listens, if it serves one.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_addr
+    }
+
+    /// Where its web gateway listens, if it serves one.
+    pub fn gateway_addr(&self) -> Option<SocketAddr> {
+        self.gateway_addr
     }
 
     /// Its control socket, if it serves one.
