@@ -174,3 +174,38 @@ async fn a_range_from_the_middle_reads_about_one_segment_per_share() {
     assert!(ranged <= 10 + 3 * (3 + 1), "ranged read: {ranged} requests");
     assert!(whole >= 10 + 3 * 24, "whole read: {whole} requests");
 }
+
+/// The same file stored twice with the same convergent key: every server
+/// already holds its shares, nothing is written, and the upload still
+/// succeeds with the same capability (it failed as "not happy": servers
+/// that only already held shares were not counted while encoding).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storing_a_file_twice_convergently_gives_the_same_capability() {
+    let dirs: Vec<_> = (0..10).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (servers, refs) = servers(&dirs).await;
+    let p = pool();
+    let d = data(2 * MIB as usize + 5);
+    let put = || async {
+        let req = client::UploadRequest {
+            params: Params::default(),
+            mode: KeyMode::Convergent([3; 32]),
+            size: d.len() as u64,
+            input: &d[..],
+            hash_input: Some(&d[..]),
+        };
+        client::upload(&p, &refs, req, &|_| {}).await
+    };
+    let first = put().await.unwrap();
+    let requests = || servers.iter().map(|s| s.stats.requests()).sum::<u64>();
+    let before = requests();
+    let second = put().await.expect("the second upload of the same file");
+    assert_eq!(second.cap, first.cap);
+    assert_eq!(second.servers, 10);
+    // No block was written again: a few requests per server, not a
+    // write per segment.
+    assert!(
+        requests() - before <= 3 * 10,
+        "{} requests",
+        requests() - before
+    );
+}

@@ -73,13 +73,15 @@ impl Spool {
     }
 }
 
-fn check_length(ctx: &Ctx, headers: &HeaderMap) -> Result<(), GatewayError> {
+/// A Content-Length past the limit (with `allowance` for a form's other
+/// parts) is refused before the body is read.
+fn check_length(ctx: &Ctx, headers: &HeaderMap, allowance: u64) -> Result<(), GatewayError> {
     let len = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     match len {
-        Some(l) if l > ctx.settings.max_upload.saturating_add(HEADROOM) => {
+        Some(l) if l > ctx.settings.max_upload.saturating_add(allowance) => {
             Err(GatewayError::TooLarge(ctx.settings.max_upload))
         }
         _ => Ok(()),
@@ -139,7 +141,7 @@ pub async fn put_uri(
         .check_token(auth(req.headers()), None)
         .map_err(GatewayError::Refused)?;
     let params = args::params(&q, ctx.settings.params)?;
-    check_length(&ctx, req.headers())?;
+    check_length(&ctx, req.headers(), 0)?;
     let (mut body, meter) = Metered::new(req.into_body().into_data_stream(), &ctx.settings, None);
     let mut spool = Spool::new(&ctx)?;
     while let Some(piece) = body.next().await {
@@ -172,7 +174,7 @@ pub async fn post_uri(
         "mkdir" | "mkdir-with-children" | "mkdir-immutable" => return Err(no_directories()),
         other => return Err(args::bad_t("POST /uri", other)),
     }
-    check_length(&ctx, req.headers())?;
+    check_length(&ctx, req.headers(), HEADROOM)?;
     let headers = req.headers().clone();
     let boundary = headers
         .get(CONTENT_TYPE)

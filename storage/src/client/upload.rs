@@ -150,6 +150,15 @@ where
         writers.push((ci, tx, tokio::spawn(write_shares(conn, si, shares, rx))));
     }
     let happy = params.happy as usize;
+    // Servers that already hold all their shares (a file stored before,
+    // with the same convergent key) count towards happiness without
+    // writing: the file is still encoded to the end for its capability.
+    let kept_servers = {
+        let mut ids: Vec<NodeId> = kept.iter().map(|k| k.1).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len()
+    };
     let segments = enc.segments();
     let encode_next = |mut enc: Encoder, mut buf: Vec<u8>| {
         tokio::task::spawn_blocking(move || {
@@ -164,7 +173,7 @@ where
     let mut offset = 0u64;
     let mut done = 0u64;
     let mut enc_back = None;
-    let mut live = writers.len();
+    let mut live = kept_servers + writers.len();
     for seg in 0..segments {
         let (e, blocks) = next
             .take()
@@ -180,7 +189,7 @@ where
             enc_back = Some(e);
         }
         let blen = blocks[0].len() as u64;
-        live = feed_writers(&writers, offset, Arc::new(blocks)).await;
+        live = kept_servers + feed_writers(&writers, offset, Arc::new(blocks)).await;
         if live < happy {
             break;
         }
