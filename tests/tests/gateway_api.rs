@@ -283,7 +283,16 @@ async fn every_error_is_a_clear_4xx() {
     // A form with no part at all (the boundary `form` uses, closed at once).
     let (ct, _) = form(&[], "x", b"");
     let no_file = b"--gvtestboundary7d3--\r\n".to_vec();
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
+    // (method, path, headers, body, status, what the answer says)
+    type Case<'a> = (
+        &'a str,
+        String,
+        Vec<(&'a str, &'a str)>,
+        Vec<u8>,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "GET",
             "/uri/URI:CHK:abc:def:3:10:100".into(),
