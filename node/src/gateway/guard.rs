@@ -11,9 +11,10 @@
 //!   127.0.0.1 (DNS rebinding) sends `Host: evil.example:3456` and is
 //!   refused, so it can never read the gateway's answers as same-origin.
 //! * **Cross-site writes** are refused: a request other than GET or HEAD
-//!   whose `Sec-Fetch-Site` is neither `same-origin` nor `none`, or whose
-//!   `Origin` is not the gateway's own, is refused before it is read. Tools
-//!   (curl, scripts) send neither header and are let through.
+//!   whose `Sec-Fetch-Site` is neither `same-origin` nor `none`, or (from a
+//!   browser that sends no `Sec-Fetch-Site`) whose `Origin` is not the
+//!   gateway's own, is refused before it is read. Tools (curl, scripts)
+//!   send neither header and are let through.
 //! * **The API token** (`DIR/api_auth_token`, as Tahoe's `api_auth_token`)
 //!   is needed, when the gateway listens beyond localhost, by requests that
 //!   spend grid space: `Authorization: tahoe-lafs TOKEN`, or a `token` form
@@ -162,10 +163,18 @@ impl Guard {
         if method == Method::GET || method == Method::HEAD {
             return Ok(());
         }
+        // Browsers that send Sec-Fetch-Site (no page can forge it) are
+        // judged by it alone: under `Referrer-Policy: no-referrer`, which
+        // the gateway's pages carry, Chromium sends `Origin: null` even for
+        // the page's own form.
         if let Some(site) = fetch_site {
-            if !matches!(site, "same-origin" | "none") {
-                return Err(Refusal::CrossSite(format!("Sec-Fetch-Site: {site}")));
-            }
+            return match site {
+                "same-origin" | "none" => Ok(()),
+                _ => Err(Refusal::CrossSite(format!(
+                    "Sec-Fetch-Site: {}",
+                    site.chars().take(40).collect::<String>()
+                ))),
+            };
         }
         if let Some(o) = origin {
             let own = |scheme: &str| o.eq_ignore_ascii_case(&format!("{scheme}://{host}"));
@@ -284,6 +293,11 @@ mod tests {
             Ok(())
         );
         assert_eq!(g.check_origin(&post, h, None, Some("none")), Ok(()));
+        // Chromium's own form post under no-referrer.
+        assert_eq!(
+            g.check_origin(&post, h, Some("null"), Some("same-origin")),
+            Ok(())
+        );
         for (origin, site) in [
             (Some("http://evil.example"), None),
             (Some("null"), None),
