@@ -1,6 +1,15 @@
 //! The tokio driver: one task per node that owns its UDP socket and its
 //! [`Swim`] core, and `select!`s over the socket, the core's next timer and
-//! commands from [`MembershipHandle`]s.
+//! commands from [`MembershipHandle`]s. It is the only place that reads
+//! clocks and the OS's entropy: the core's RNG is seeded from the OS (peers
+//! cannot predict its probe order or hash keys), and the wall clock is
+//! passed in whenever timers run.
+//!
+//! Datagrams are read before timers, so an ack that has arrived is handled
+//! before the timer that would count it missing; but at most
+//! [`TIMER_BATCH`] in a row while a timer is due, so an endless stream of
+//! datagrams (within rate limits, from many addresses) cannot starve the
+//! probe, suspicion and sync timers.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -167,24 +176,31 @@ impl MembershipHandle {
     }
 }
 
-/// Start a node on `socket`; it runs until [`MembershipHandle::leave`] or
-/// until every handle is dropped.
-pub fn spawn(
-    socket: UdpSocket,
-    cfg: NodeConfig,
-    seed: u64,
-) -> Result<MembershipHandle, MembershipError> {
+/// Datagrams handled in a row, at most, while a timer is due.
+pub const TIMER_BATCH: u32 = 64;
+
+/// The wall clock in milliseconds since the Unix epoch.
+#[allow(clippy::disallowed_methods)] // the driver is where clocks are read
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Start a node on `socket`, its core's RNG seeded from the OS; it runs
+/// until [`MembershipHandle::leave`] or until every handle is dropped.
+///
+/// # Errors
+/// [`MembershipError::Io`] if the socket has no local address.
+pub fn spawn(socket: UdpSocket, cfg: NodeConfig) -> Result<MembershipHandle, MembershipError> {
     let local_addr = socket.local_addr()?;
     let id = cfg.identity.node_id();
-    let now = tokio::time::Instant::now().into_std();
-    let swim = Swim::new(
-        cfg.identity,
-        cfg.record,
-        cfg.seeds,
-        cfg.swim,
-        SmallRng::seed_from_u64(seed),
-        now,
-    );
+    let now = self::now();
+    #[allow(clippy::disallowed_methods)] // the driver seeds the core from the OS
+    let rng = SmallRng::from_entropy();
+    let mut swim = Swim::new(cfg.identity, cfg.record, cfg.seeds, cfg.swim, rng, now);
+    swim.set_wall_clock(now, unix_ms());
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let counters = Arc::new(Counters::default());
     let (events, _) = broadcast::channel(256);
@@ -253,15 +269,33 @@ impl Driver {
             .store(st.max_datagram as u64, Ordering::Relaxed);
     }
 
+    fn handle_timeout(&mut self) {
+        let now = now();
+        self.swim.set_wall_clock(now, unix_ms());
+        self.swim.handle_timeout(now);
+    }
+
     async fn run(mut self) {
         let mut buf = [0u8; MAX_DATAGRAM + 100];
+        // Datagrams handled since timers last ran.
+        let mut in_a_row = 0u32;
         loop {
             self.flush().await;
-            let deadline = tokio::time::Instant::from_std(self.swim.poll_timeout());
+            let due = self.swim.poll_timeout();
+            if in_a_row >= TIMER_BATCH && now() >= due {
+                // The socket has kept us busy past a due timer: run it
+                // before reading on.
+                self.handle_timeout();
+                in_a_row = 0;
+                continue;
+            }
+            let deadline = tokio::time::Instant::from_std(due);
             // Biased: commands, then the socket, then timers. A datagram
-            // already waiting (an ack) is always handled before a timer
-            // that would count it as missing, so a node starved of CPU
-            // does not accuse peers that answered in time.
+            // already waiting (an ack) is handled before a timer that would
+            // count it as missing, so a node starved of CPU does not accuse
+            // peers that answered in time; the batch bound above keeps a
+            // stream of datagrams from delaying timers for longer than
+            // TIMER_BATCH datagrams take.
             tokio::select! {
                 biased;
                 cmd = self.cmds.recv() => match cmd {
@@ -279,19 +313,25 @@ impl Driver {
                         return;
                     }
                 },
-                r = self.socket.recv_from(&mut buf) => match r {
-                    Ok((n, from)) => self.swim.handle_datagram(now(), from, &buf[..n]),
-                    Err(e) => tracing::debug!("recv failed: {e}"),
-                },
-                _ = tokio::time::sleep_until(deadline) => self.swim.handle_timeout(now()),
+                r = self.socket.recv_from(&mut buf) => {
+                    in_a_row = in_a_row.saturating_add(1);
+                    match r {
+                        Ok((n, from)) => self.swim.handle_datagram(now(), from, &buf[..n]),
+                        Err(e) => tracing::debug!("recv failed: {e}"),
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.handle_timeout();
+                    in_a_row = 0;
+                }
             }
         }
     }
 }
 
-/// Bind `addr` (port 0 picks one), sign a record for it and start a node.
-/// The record's sequence number is the current Unix time in milliseconds, so
-/// a restarted node's record replaces its previous one.
+/// Bind `addr` (port 0 picks one), sign a record for it and start a node
+/// (see [`spawn`]). The record's sequence number is the current Unix time in
+/// milliseconds, so a restarted node's record replaces its previous one.
 ///
 /// # Errors
 /// Socket or record errors.
@@ -306,15 +346,11 @@ pub async fn start_local(
     let socket = UdpSocket::bind(addr).await?;
     let local = socket.local_addr()?;
     let mut rec = grapevine_crypto::LocationRecord::new(&identity, vec![local]);
-    let unix_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(1);
+    let unix_ms = unix_ms().max(1);
     rec.seq = unix_ms;
     rec.issued_at = unix_ms / 1000;
     rec.nickname = nickname;
     let record = rec.sign(&identity)?;
-    let seed = u64::from_le_bytes(identity.node_id().0[..8].try_into().expect("8 bytes")) ^ unix_ms;
     spawn(
         socket,
         NodeConfig {
@@ -324,6 +360,5 @@ pub async fn start_local(
             swim,
             state_sink,
         },
-        seed,
     )
 }

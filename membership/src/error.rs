@@ -11,6 +11,9 @@ pub enum WireError {
     /// Unknown wire version.
     #[error("unknown wire version {0}")]
     UnknownVersion(u8),
+    /// A message kind this node does not know (added by a newer version).
+    #[error("unknown message kind {0}")]
+    UnknownKind(u32),
     /// Does not decode.
     #[error("malformed datagram: {0}")]
     Malformed(String),

@@ -44,17 +44,14 @@ impl SourceLimiter {
     pub const MAX_SOURCES: usize = 4096;
 
     /// Allow `per_sec` datagrams a second from each source, in bursts of up
-    /// to `burst`. A rate of 0 turns limiting off.
-    pub fn new(per_sec: u32, burst: u32) -> Self {
-        Self::with_key(per_sec, burst, rand::random())
-    }
-
-    /// As [`SourceLimiter::new`], with the address-hash key given (tests).
-    pub fn with_key(per_sec: u32, burst: u32, key: u64) -> Self {
+    /// to `burst`. A rate of 0 turns limiting off. `key` keys the address
+    /// hash (take it from the node's RNG, so peers cannot aim collisions);
+    /// `origin` is the time the limiter starts counting from.
+    pub fn new(per_sec: u32, burst: u32, key: u64, origin: Instant) -> Self {
         SourceLimiter {
             rate: per_sec as f32,
             burst: burst.max(1) as f32,
-            origin: Instant::now(),
+            origin,
             keys: FixedState::with_seed(key),
             buckets: HashMap::with_hasher(FixedState::with_seed(key ^ 0x5bd1_e995)),
         }
@@ -124,14 +121,18 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    fn limiter(per_sec: u32, burst: u32, t0: Instant) -> SourceLimiter {
+        SourceLimiter::new(per_sec, burst, 7, t0)
+    }
+
     fn addr(i: u32) -> SocketAddr {
         SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 7000))
     }
 
     #[test]
     fn a_flood_from_one_source_is_cut_to_the_rate() {
-        let mut l = SourceLimiter::new(100, 200);
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
+        let mut l = limiter(100, 200, t0);
         // 10,000 datagrams within one second: the burst plus one second's
         // refill get through.
         let passed = (0..10_000)
@@ -146,8 +147,8 @@ mod tests {
 
     #[test]
     fn honest_rates_are_never_limited() {
-        let mut l = SourceLimiter::new(100, 200);
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
+        let mut l = limiter(100, 200, t0);
         // A sync burst of 150 datagrams, then 20 a second for a minute.
         for _ in 0..150 {
             assert!(l.allow(t0, addr(1)));
@@ -159,8 +160,8 @@ mod tests {
 
     #[test]
     fn many_sources_use_bounded_memory() {
-        let mut l = SourceLimiter::new(100, 200);
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
+        let mut l = limiter(100, 200, t0);
         for i in 0..50_000u32 {
             l.allow(t0 + Duration::from_micros(i as u64), addr(i));
             assert!(l.sources() <= SourceLimiter::MAX_SOURCES);
@@ -170,8 +171,8 @@ mod tests {
 
     #[test]
     fn rate_zero_turns_limiting_off() {
-        let mut l = SourceLimiter::new(0, 0);
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
+        let mut l = limiter(0, 0, t0);
         assert!((0..10_000).all(|_| l.allow(t0, addr(1))));
         assert_eq!(l.sources(), 0);
     }

@@ -12,6 +12,9 @@
 //! dropped without a signature check, so relayed duplicates cost almost
 //! nothing. New records are verified, in batches where several arrive
 //! together.
+//!
+//! The store is pure like the rest of the core: a closed grid's admission
+//! certificates are checked against the Unix time the caller passes in.
 
 use grapevine_crypto::{GridId, NodeId, RecordError, SignedRecord, UnverifiedRecord};
 use std::collections::BTreeMap;
@@ -195,16 +198,55 @@ impl RecordStore {
         }
     }
 
-    /// Offer one record received from anyone.
-    pub fn offer(&mut self, bytes: &[u8]) -> Offer {
-        self.offer_many(&[bytes])
+    /// Offer one record received from anyone; `unix_now` (seconds) is the
+    /// time admission certificates are checked at.
+    pub fn offer(&mut self, bytes: &[u8], unix_now: u64) -> Offer {
+        self.offer_many(&[bytes], unix_now)
             .pop()
             .expect("one verdict per record")
     }
 
+    /// Offer a record whose signature was verified already (a
+    /// [`SignedRecord`] can only be made by verifying or by signing): it
+    /// is compared with what is held and, in a closed grid, its admission
+    /// checked, but its signature is not checked again.
+    pub fn offer_verified(&mut self, rec: SignedRecord, unix_now: u64) -> Offer {
+        match self.records.get(&rec.node_id()) {
+            Some(held) if held.seq() == rec.seq() => {
+                self.stats.duplicate += 1;
+                Offer::Duplicate
+            }
+            Some(held) if held.seq() > rec.seq() => {
+                self.stats.stale += 1;
+                Offer::Stale
+            }
+            _ => self.admit(rec, unix_now),
+        }
+    }
+
+    /// Store a verified record that is newer than what is held, if a
+    /// closed grid admits it.
+    fn admit(&mut self, rec: SignedRecord, unix_now: u64) -> Offer {
+        if let Some(g) = &self.grid {
+            let admitted = rec
+                .record()
+                .admission
+                .as_deref()
+                .ok_or(grapevine_crypto::AdmissionError::Missing)
+                .and_then(|a| a.verify(g, &rec.node_id(), unix_now));
+            if admitted.is_err() {
+                self.stats.unadmitted += 1;
+                return Offer::NotAdmitted;
+            }
+        }
+        self.stats.accepted += 1;
+        self.put(rec.clone());
+        Offer::Accepted(rec)
+    }
+
     /// Offer several records; new ones are verified as a batch. Returns one
-    /// verdict per input, in order.
-    pub fn offer_many(&mut self, batch: &[&[u8]]) -> Vec<Offer> {
+    /// verdict per input, in order. `unix_now` as for [`RecordStore::offer`].
+    pub fn offer_many(&mut self, batch: &[&[u8]], unix_now: u64) -> Vec<Offer> {
         let mut verdicts: Vec<Option<Offer>> = vec![None; batch.len()];
         let mut to_verify = Vec::new();
         let mut idx = Vec::new();
@@ -231,34 +273,17 @@ impl RecordStore {
             .zip(UnverifiedRecord::verify_batch(to_verify))
         {
             verdicts[i] = Some(match r {
+                // A newer one may have been accepted earlier in this batch.
                 Ok(rec)
-                    if self.grid.as_ref().is_some_and(|g| {
-                        grapevine_crypto::admission::check(
-                            g,
-                            &rec.node_id(),
-                            rec.record().admission.as_deref(),
-                        )
-                        .is_err()
-                    }) =>
-                {
-                    self.stats.unadmitted += 1;
-                    Offer::NotAdmitted
-                }
-                Ok(rec) => {
-                    // A newer one may have been accepted earlier in this batch.
                     if self
                         .records
                         .get(&rec.node_id())
-                        .is_some_and(|h| h.seq() >= rec.seq())
-                    {
-                        self.stats.stale += 1;
-                        Offer::Stale
-                    } else {
-                        self.stats.accepted += 1;
-                        self.put(rec.clone());
-                        Offer::Accepted(rec)
-                    }
+                        .is_some_and(|h| h.seq() >= rec.seq()) =>
+                {
+                    self.stats.stale += 1;
+                    Offer::Stale
                 }
+                Ok(rec) => self.admit(rec, unix_now),
                 Err(e) => {
                     self.stats.rejected += 1;
                     Offer::Rejected(e)
@@ -289,13 +314,13 @@ mod tests {
         let id = Identity::generate_with(&mut rng(1));
         let mut s = RecordStore::default();
         assert!(matches!(
-            s.offer(signed(&id, 2).bytes()),
+            s.offer(signed(&id, 2).bytes(), 0),
             Offer::Accepted(_)
         ));
-        assert_eq!(s.offer(signed(&id, 2).bytes()), Offer::Duplicate);
-        assert_eq!(s.offer(signed(&id, 1).bytes()), Offer::Stale);
+        assert_eq!(s.offer(signed(&id, 2).bytes(), 0), Offer::Duplicate);
+        assert_eq!(s.offer(signed(&id, 1).bytes(), 0), Offer::Stale);
         assert!(matches!(
-            s.offer(signed(&id, 5).bytes()),
+            s.offer(signed(&id, 5).bytes(), 0),
             Offer::Accepted(_)
         ));
         assert_eq!(s.get(&id.node_id()).unwrap().seq(), 5);
@@ -303,11 +328,11 @@ mod tests {
         let n = forged.len();
         forged[n - 1] ^= 1;
         assert!(matches!(
-            s.offer(&forged),
+            s.offer(&forged, 0),
             Offer::Rejected(RecordError::BadSignature)
         ));
         assert_eq!(s.get(&id.node_id()).unwrap().seq(), 5);
-        assert!(matches!(s.offer(b"junk"), Offer::Rejected(_)));
+        assert!(matches!(s.offer(b"junk", 0), Offer::Rejected(_)));
         let st = s.stats();
         assert_eq!(
             (st.accepted, st.duplicate, st.stale, st.rejected),
@@ -323,20 +348,20 @@ mod tests {
         let mut a = RecordStore::default();
         let mut b = RecordStore::default();
         for id in &ids {
-            a.offer(signed(id, 1).bytes());
+            a.offer(signed(id, 1).bytes(), 0);
         }
         for id in ids.iter().rev() {
-            b.offer(signed(id, 1).bytes());
+            b.offer(signed(id, 1).bytes(), 0);
         }
         assert_eq!(a.root(), b.root());
         assert_eq!(a.bucket_hashes(), b.bucket_hashes());
-        b.offer(signed(&ids[3], 2).bytes());
+        b.offer(signed(&ids[3], 2).bytes(), 0);
         assert_ne!(a.root(), b.root());
         let differing: Vec<usize> = (0..BUCKETS)
             .filter(|i| a.bucket_hashes()[*i] != b.bucket_hashes()[*i])
             .collect();
         assert_eq!(differing, vec![ids[3].node_id().0[0] as usize]);
-        a.offer(signed(&ids[3], 2).bytes());
+        a.offer(signed(&ids[3], 2).bytes(), 0);
         assert_eq!(a.root(), b.root());
         let e = a.bucket_entries(ids[3].node_id().0[0]);
         assert!(e.contains(&(prefix(&ids[3].node_id()), 2)));
@@ -352,7 +377,7 @@ mod tests {
             .map(|i| Identity::generate_with(&mut rng(100 + i)))
             .collect();
         let mut s = RecordStore::default();
-        s.offer(signed(&ids[0], 3).bytes());
+        s.offer(signed(&ids[0], 3).bytes(), 0);
         let r0 = signed(&ids[0], 3);
         let r1 = signed(&ids[1], 1);
         let r2a = signed(&ids[2], 1);
@@ -360,12 +385,43 @@ mod tests {
         let mut bad = signed(&ids[3], 1).bytes().to_vec();
         bad[5] ^= 1;
         let batch: Vec<&[u8]> = vec![r0.bytes(), r1.bytes(), &bad, r2b.bytes(), r2a.bytes()];
-        let v = s.offer_many(&batch);
+        let v = s.offer_many(&batch, 0);
         assert_eq!(v[0], Offer::Duplicate);
         assert!(matches!(v[1], Offer::Accepted(_)));
         assert!(matches!(v[2], Offer::Rejected(_)));
         assert!(matches!(v[3], Offer::Accepted(_)));
         assert_eq!(v[4], Offer::Duplicate);
         assert_eq!(s.get(&ids[2].node_id()).unwrap().seq(), 2);
+    }
+
+    #[test]
+    fn admission_expiry_is_checked_at_the_time_given() {
+        let grid_key = Identity::generate_with(&mut rng(200));
+        let grid = GridId::of(&grid_key);
+        let id = Identity::generate_with(&mut rng(201));
+        let admitted = |seq: u64| {
+            let mut r = record_for(&id, "127.0.0.1:1");
+            r.seq = seq;
+            r.admission = Some(Box::new(grapevine_crypto::Admission::issue(
+                &grid_key,
+                &id.node_id(),
+                1000,
+            )));
+            r.sign(&id).unwrap()
+        };
+        let mut s = RecordStore::closed(grid);
+        assert!(matches!(
+            s.offer(admitted(1).bytes(), 999),
+            Offer::Accepted(_)
+        ));
+        assert_eq!(s.offer(admitted(2).bytes(), 1000), Offer::NotAdmitted);
+        assert_eq!(s.offer_verified(admitted(3), 5000), Offer::NotAdmitted);
+        assert!(matches!(
+            s.offer_verified(admitted(3), 10),
+            Offer::Accepted(_)
+        ));
+        // Without a certificate, never.
+        assert_eq!(s.offer(signed(&id, 9).bytes(), 10), Offer::NotAdmitted);
+        assert_eq!(s.stats().unadmitted, 3);
     }
 }

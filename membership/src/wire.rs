@@ -1,5 +1,18 @@
 //! The gossip wire format: one [`Message`] per UDP datagram, a version byte
 //! then a `bincode` 2 body, never more than [`MAX_DATAGRAM`] bytes.
+//!
+//! **Versions** (the compatibility policy of `docs/protocol.md`). The
+//! version byte changes only when an existing message changes meaning or
+//! layout; a datagram of another version is dropped and counted
+//! ([`WireError::UnknownVersion`]). New message kinds are added at the end
+//! of [`Message`] without a version change, and are written only to a peer
+//! whose record names a release that reads them ("write the old, read the
+//! new"): the signed-fact kinds (`SyncDigests` to `SyncFacts`, 11 to 15) go
+//! only to peers whose record's `software` is [`FACTS_SINCE`] or later
+//! ([`reads_facts`]); others get `SyncDigest` and sync records as before. A
+//! kind a node does not know all the same (a peer that rolled back) is
+//! dropped and counted ([`WireError::UnknownKind`]; releases before that
+//! error count it as malformed).
 
 use std::net::SocketAddr;
 
@@ -14,6 +27,24 @@ pub const MAX_DATAGRAM: usize = 1400;
 pub const WIRE_VERSION: u8 = 1;
 /// Number of anti-entropy buckets (node ids grouped by first byte).
 pub const BUCKETS: usize = 256;
+/// The first release (major, minor, patch) that reads the signed-fact kinds
+/// (`SyncDigests`, `FactBuckets`, `FactHave`, `FactWant`, `SyncFacts`).
+pub const FACTS_SINCE: (u64, u64, u64) = (0, 2, 0);
+
+/// The release a record's `software` string names ("0.2.0", "0.2.0-rc1"),
+/// if it names one.
+fn release(software: &str) -> Option<(u64, u64, u64)> {
+    let core = software.split(['-', '+']).next()?;
+    let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
+    let r = (parts.next()??, parts.next()??, parts.next()??);
+    parts.next().is_none().then_some(r)
+}
+
+/// Whether a node whose record names `software` reads the signed-fact
+/// kinds; an unreadable version string is taken as an older release.
+pub fn reads_facts(software: &str) -> bool {
+    release(software).is_some_and(|r| r >= FACTS_SINCE)
+}
 
 /// Most memory one datagram may make the decoder allocate. `bincode`'s
 /// limit counts claimed in-memory sizes (element count times element size),
@@ -83,6 +114,17 @@ pub fn liveness_message(kind: &str, id: &NodeId, incarnation: u64) -> Vec<u8> {
     m.extend_from_slice(id.as_bytes());
     m.extend_from_slice(&incarnation.to_le_bytes());
     m
+}
+
+/// One bucket's signed facts in an anti-entropy exchange: for each fact
+/// held, the first 8 bytes of the node id, the incarnation and whether it
+/// is a leave (`true`) or an alive (`false`).
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct FactEntries {
+    /// Bucket index (first byte of the node ids in it).
+    pub bucket: u8,
+    /// (id prefix, incarnation, left) per fact held in this bucket.
+    pub entries: Vec<([u8; 8], u64, bool)>,
 }
 
 /// One bucket's entries in an anti-entropy exchange: for each record held,
@@ -181,6 +223,53 @@ pub enum Message {
         /// Signed records.
         records: Vec<Vec<u8>>,
     },
+    /// Anti-entropy, step 1, from nodes that also sync facts: the
+    /// sender's digest of all records it holds (answered as
+    /// [`Message::SyncDigest`]) and of the signed facts it holds (signed
+    /// `Alive` above a record's sequence number, signed `Left`; never
+    /// unsigned opinions), answered with [`Message::FactBuckets`] where
+    /// they differ.
+    SyncDigests {
+        /// Sender.
+        from: NodeId,
+        /// XOR of per-record hashes.
+        root: u64,
+        /// Number of records.
+        count: u32,
+        /// XOR of per-fact hashes.
+        fact_root: u64,
+    },
+    /// Step 2: the receiver's per-bucket fact hashes (when the roots
+    /// differ).
+    FactBuckets {
+        /// Sender.
+        from: NodeId,
+        /// [`BUCKETS`] truncated bucket hashes.
+        hashes: Vec<u32>,
+    },
+    /// Step 3: the facts held in buckets that differ.
+    FactHave {
+        /// Sender.
+        from: NodeId,
+        /// Differing buckets and their entries.
+        buckets: Vec<FactEntries>,
+    },
+    /// Step 4: ids (prefixes) whose facts the sender needs.
+    FactWant {
+        /// Sender.
+        from: NodeId,
+        /// Node id prefixes wanted.
+        prefixes: Vec<[u8; 8]>,
+    },
+    /// Signed facts (`Update::Alive`, `Update::Left`) sent in answer to
+    /// fact anti-entropy (applied, not re-gossiped; other updates are
+    /// ignored).
+    SyncFacts {
+        /// Sender.
+        from: NodeId,
+        /// Signed updates.
+        updates: Vec<Update>,
+    },
 }
 
 impl Message {
@@ -203,7 +292,8 @@ impl Message {
     ///
     /// # Errors
     /// [`WireError::TooLarge`], [`WireError::UnknownVersion`],
-    /// [`WireError::Malformed`] or [`WireError::TrailingBytes`].
+    /// [`WireError::UnknownKind`], [`WireError::Malformed`] or
+    /// [`WireError::TrailingBytes`].
     pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
         if bytes.len() > MAX_DATAGRAM {
             return Err(WireError::TooLarge(bytes.len()));
@@ -214,8 +304,14 @@ impl Message {
         if v != WIRE_VERSION {
             return Err(WireError::UnknownVersion(v));
         }
-        let (m, used): (Message, usize) = bincode::decode_from_slice(body, cfg())
-            .map_err(|e| WireError::Malformed(e.to_string()))?;
+        let (m, used): (Message, usize) =
+            bincode::decode_from_slice(body, cfg()).map_err(|e| match e {
+                // A kind added by a newer node.
+                bincode::error::DecodeError::UnexpectedVariant { found, .. } => {
+                    WireError::UnknownKind(found)
+                }
+                e => WireError::Malformed(e.to_string()),
+            })?;
         if used != body.len() {
             return Err(WireError::TrailingBytes(body.len() - used));
         }
@@ -308,6 +404,38 @@ mod tests {
                 from: id(1),
                 records: vec![vec![1; 172]; 7],
             },
+            Message::SyncDigests {
+                from: id(1),
+                root: u64::MAX,
+                count: 1000,
+                fact_root: 9,
+            },
+            Message::FactBuckets {
+                from: id(1),
+                hashes: vec![u32::MAX; BUCKETS],
+            },
+            Message::FactHave {
+                from: id(1),
+                buckets: vec![FactEntries {
+                    bucket: 3,
+                    entries: vec![([1; 8], u64::MAX, true)],
+                }],
+            },
+            Message::FactWant {
+                from: id(1),
+                prefixes: vec![[2; 8]],
+            },
+            Message::SyncFacts {
+                from: id(1),
+                updates: vec![
+                    Update::Left {
+                        id: id(5),
+                        incarnation: 6,
+                        sig: [8; 64],
+                    };
+                    12
+                ],
+            },
         ];
         for m in msgs {
             let b = m.encode().unwrap();
@@ -381,6 +509,41 @@ mod tests {
             updates: vec![Update::Record(vec![0; 1500])],
         };
         assert!(matches!(big.encode(), Err(WireError::TooLarge(_))));
+    }
+
+    #[test]
+    fn fact_kinds_go_to_releases_from_0_2_0_on() {
+        for (s, reads) in [
+            ("0.2.0", true),
+            ("0.10.1", true),
+            ("1.0.0-rc1", true),
+            ("0.2.0+build", true),
+            ("0.1.0", false),
+            ("0.1.9", false),
+            ("0.2", false),
+            ("0.2.0.1", false),
+            ("x.y.z", false),
+            ("", false),
+        ] {
+            assert_eq!(reads_facts(s), reads, "{s:?}");
+        }
+        // This build is such a release.
+        assert!(reads_facts(env!("CARGO_PKG_VERSION")));
+    }
+
+    #[test]
+    fn a_kind_from_a_newer_node_is_reported_as_unknown() {
+        // A datagram whose kind index is past the last one this node knows
+        // (as a newer node's added kinds are), then the sender id.
+        let mut b = vec![WIRE_VERSION, 16];
+        b.extend_from_slice(&[7; 32]);
+        assert_eq!(Message::decode(&b), Err(WireError::UnknownKind(16)));
+        // The last kind known decodes.
+        let m = Message::SyncFacts {
+            from: id(7),
+            updates: vec![],
+        };
+        assert_eq!(m.encode().unwrap()[1], 15);
     }
 
     proptest! {

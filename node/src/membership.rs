@@ -89,7 +89,7 @@ pub fn start(
         grid: cfg.session_config().grid,
         ..grapevine_membership::Config::new_lan()
     };
-    let seed = rand::RngCore::next_u64(&mut rand::rngs::OsRng);
+    // The driver seeds the core's RNG from the OS.
     Ok(spawn(
         udp,
         NodeConfig {
@@ -99,7 +99,6 @@ pub fn start(
             swim,
             state_sink: sink,
         },
-        seed,
     )?)
 }
 

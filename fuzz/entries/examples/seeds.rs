@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use grapevine_crypto::testing::{record_for, rng};
 use grapevine_crypto::{Admission, Identity};
-use grapevine_membership::wire::{BucketEntries, Message, Update};
+use grapevine_membership::wire::{liveness_message, BucketEntries, FactEntries, Message, Update};
 use grapevine_storage::chk::{Encoder, Params};
 use grapevine_storage::protocol::{encode, Request, RequestMsg};
 use grapevine_storage::{Cap, StorageIndex};
@@ -160,6 +160,57 @@ fn main() {
             Message::SyncRecords {
                 from: other.node_id(),
                 records: vec![rec],
+            },
+        ),
+        (
+            "digests",
+            Message::SyncDigests {
+                from: other.node_id(),
+                root: 12345,
+                count: 2,
+                fact_root: 54321,
+            },
+        ),
+        (
+            "fact-buckets",
+            Message::FactBuckets {
+                from: other.node_id(),
+                hashes: vec![1; grapevine_membership::wire::BUCKETS],
+            },
+        ),
+        (
+            "fact-have",
+            Message::FactHave {
+                from: other.node_id(),
+                buckets: vec![FactEntries {
+                    bucket: other.node_id().0[0],
+                    entries: vec![(other.node_id().0[..8].try_into().expect("8"), 9, true)],
+                }],
+            },
+        ),
+        (
+            "fact-want",
+            Message::FactWant {
+                from: other.node_id(),
+                prefixes: vec![me.node_id().0[..8].try_into().expect("8")],
+            },
+        ),
+        (
+            "sync-facts",
+            Message::SyncFacts {
+                from: other.node_id(),
+                updates: vec![
+                    Update::Alive {
+                        id: other.node_id(),
+                        incarnation: 8,
+                        sig: other.sign(&liveness_message("alive", &other.node_id(), 8)),
+                    },
+                    Update::Left {
+                        id: other.node_id(),
+                        incarnation: 9,
+                        sig: other.sign(&liveness_message("left", &other.node_id(), 9)),
+                    },
+                ],
             },
         ),
     ];

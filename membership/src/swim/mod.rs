@@ -1,0 +1,563 @@
+//! The sans-IO membership core: SWIM failure detection, dissemination of
+//! signed records and facts, and anti-entropy. It never touches a socket, a
+//! clock or the OS's randomness: callers feed it datagrams
+//! ([`Swim::handle_datagram`]) and the time ([`Swim::handle_timeout`] when
+//! [`Swim::poll_timeout`] is due), give it a seeded RNG and the wall-clock
+//! time ([`Swim::set_wall_clock`]), and drain datagrams to send
+//! ([`Swim::poll_transmit`]) and events ([`Swim::poll_event`]) after every
+//! call. Given the same seed, inputs and times, it does the same thing.
+//!
+//! One job per module, as foca separates member, probe, broadcast and
+//! config:
+//!
+//! * `members`: the member table, counts and sampling.
+//! * `probe`: failure detection (SWIM): every probe period a node pings
+//!   one member (randomised round-robin); no ack within the probe timeout,
+//!   it asks `indirect_probes` others to ping for it (relays); no ack by the
+//!   end of the period, the member is *suspect*; a suspect that does not
+//!   refute within the suspicion timeout (which grows with log N) is
+//!   declared *dead*. Local health (Lifeguard) stretches this node's
+//!   timeouts while it is starved or failing, so a struggling node slows its
+//!   accusations instead of declaring healthy peers dead.
+//! * `gossip`: dissemination. Updates piggyback on pings and acks and are
+//!   pushed to `gossip_fanout` random members every `gossip_interval` while
+//!   any are queued; each is sent `retransmit_mult * ceil(log10(N+1))`
+//!   times. Refutation: only a node can sign its own `Alive`, and every
+//!   accusation reaches the accused directly.
+//! * `sync`: anti-entropy over XOR digests of records and of signed facts
+//!   (signed `Alive` above a record, signed `Left`), so anything gossip
+//!   missed is found in the next round. Unsigned opinions (`Suspect`,
+//!   `Dead`) stay local and never enter a digest.
+//! * `records`: record intake (batch verification) and learning.
+//! * `join`: joining through seeds (retried with backoff) and leaving.
+//! * `admit`: what is read at all (per-source rate limit, closed grids).
+//!
+//! Every wait is a keyed timer in one [`Timers`] heap: the probe period, the
+//! indirect-probe timeout, one per suspect, one per relayed probe, gossip,
+//! sync, reconnect, join retry and record verification. `poll_timeout` is
+//! the heap's top, O(1).
+
+mod admit;
+mod gossip;
+mod join;
+mod members;
+mod probe;
+mod records;
+mod sync;
+#[cfg(test)]
+pub(crate) mod testing;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use foldhash::fast::FixedState;
+use grapevine_crypto::{Identity, NodeId, SignedRecord};
+use rand::rngs::SmallRng;
+use rand::Rng;
+
+pub use crate::config::Config;
+pub use members::MemberState;
+
+use crate::broadcast::{Broadcasts, Key};
+use crate::facts::FactSet;
+use crate::ratelimit::SourceLimiter;
+use crate::store::{RecordStore, StoreStats};
+use crate::timers::Timers;
+use crate::wire::{Message, Update};
+use members::Members;
+
+type HashMap<K, V> = hashbrown::HashMap<K, V, FixedState>;
+
+/// Something that changed in this node's view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A node became known (its record arrived).
+    Joined(NodeId),
+    /// A member's state changed.
+    StateChanged {
+        /// The member.
+        id: NodeId,
+        /// Previous state.
+        from: MemberState,
+        /// New state.
+        to: MemberState,
+    },
+    /// A member published a newer record.
+    RecordUpdated(NodeId),
+}
+
+/// A member as seen from outside the core.
+#[derive(Debug, Clone)]
+pub struct MemberView {
+    /// Node id.
+    pub id: NodeId,
+    /// State.
+    pub state: MemberState,
+    /// Incarnation.
+    pub incarnation: u64,
+    /// Gossip address.
+    pub addr: SocketAddr,
+    /// When this node last heard from it directly.
+    pub last_heard: Instant,
+    /// Its signed record.
+    pub record: Option<SignedRecord>,
+}
+
+/// Counters of this node's traffic and decisions.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Stats {
+    /// Datagrams sent.
+    pub datagrams_sent: u64,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Datagrams received.
+    pub datagrams_received: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+    /// Largest datagram sent.
+    pub max_datagram: usize,
+    /// Datagrams that failed to decode.
+    pub malformed: u64,
+    /// Datagrams of a message kind this node does not know (sent by a
+    /// newer version), dropped.
+    pub unknown_kinds: u64,
+    /// Datagrams dropped unread because their source exceeded its rate.
+    pub rate_limited: u64,
+    /// Closed grids: datagrams dropped because their source is not a member.
+    pub from_outsiders: u64,
+    /// Liveness updates with bad signatures.
+    pub forged_liveness: u64,
+    /// Probes this node started (one per probe period with a member to
+    /// probe).
+    pub probes: u64,
+    /// Members this node declared dead.
+    pub declared_dead: u64,
+    /// Times this node refuted a suspicion of itself.
+    pub refutations: u64,
+    /// Signed facts (alive, left) learned by anti-entropy rather than
+    /// gossip.
+    pub facts_synced: u64,
+    /// Timers handled late enough to mean this node is starved of CPU.
+    pub late_timers: u64,
+    /// Probes left inconclusive because this node was starved.
+    pub inconclusive_probes: u64,
+    /// Record store counters.
+    pub records: StoreStats,
+    /// Current local health score.
+    pub local_health: u32,
+}
+
+/// What the core waits for: one key per timer in [`Timers`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum TimerKey {
+    /// End of the probe period (and start of the next probe).
+    Probe,
+    /// The direct probe's timeout: ask others to ping.
+    Indirect,
+    /// A suspect's time to refute is up.
+    Suspect(NodeId),
+    /// A relayed probe is forgotten.
+    Relay(u32),
+    /// Push gossip while updates are queued.
+    Gossip,
+    /// Anti-entropy round.
+    Sync,
+    /// Ping a member believed dead.
+    Reconnect,
+    /// Retry joining.
+    Join,
+    /// Verify the records waiting for their batch.
+    Verify,
+}
+
+/// The probe of the current period (see `probe`).
+#[derive(Debug)]
+struct Probe {
+    target: NodeId,
+    seq: u32,
+    period_end: Instant,
+}
+
+/// A probe this node makes for another member (see `probe`).
+#[derive(Debug)]
+struct Relay {
+    requester: SocketAddr,
+    requester_seq: u32,
+}
+
+/// The wall clock as the caller last told it, so that time in Unix
+/// seconds (admission certificates) is an input like the monotonic time.
+#[derive(Debug, Clone, Copy)]
+struct WallClock {
+    at: Instant,
+    unix_ms: u64,
+}
+
+impl WallClock {
+    fn unix_secs(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.at).as_millis();
+        self.unix_ms
+            .saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
+            / 1000
+    }
+}
+
+/// The membership state machine of one node.
+#[derive(Debug)]
+pub struct Swim {
+    identity: Arc<Identity>,
+    me: NodeId,
+    incarnation: u64,
+    cfg: Config,
+    rng: SmallRng,
+    /// Seeded hasher for the core's tables: deterministic in a seeded
+    /// simulation, unpredictable to peers in production (so node ids cannot
+    /// be ground to collide).
+    hasher: FixedState,
+    members: Members,
+    timers: Timers<TimerKey, FixedState>,
+    probe: Option<Probe>,
+    relays: HashMap<u32, Relay>,
+    next_seq: u32,
+    local_health: u32,
+    broadcasts: Broadcasts,
+    store: RecordStore,
+    facts: FactSet,
+    seeds: Vec<SocketAddr>,
+    joined: bool,
+    join_delay: Duration,
+    left: bool,
+    limiter: SourceLimiter,
+    wall: WallClock,
+    /// The latest time seen, for an idle `poll_timeout`.
+    last_now: Instant,
+    out: VecDeque<(SocketAddr, Vec<u8>)>,
+    events: VecDeque<Event>,
+    stats: Stats,
+    /// Set when an update just handled accused this node.
+    accused: bool,
+    /// Departed members accused by the sender of the update being handled.
+    accused_departed: Vec<NodeId>,
+    /// Records waiting for batch verification: (bytes, spread, from sync).
+    pending: Vec<(Vec<u8>, bool, bool)>,
+}
+
+impl Swim {
+    /// A node with its identity and signed record, joining through `seeds`
+    /// (none for the first node of a grid). Its incarnation starts at its
+    /// record's sequence number, so a restarted node (which signs a newer
+    /// record) outranks what the grid remembers of its previous run. `rng`
+    /// is all the randomness the core uses (the driver seeds it from the
+    /// OS); the wall clock is taken to be the record's `issued_at` at `now`
+    /// until [`Swim::set_wall_clock`] says otherwise.
+    pub fn new(
+        identity: Arc<Identity>,
+        record: SignedRecord,
+        seeds: Vec<SocketAddr>,
+        cfg: Config,
+        rng: SmallRng,
+        now: Instant,
+    ) -> Self {
+        let me = identity.node_id();
+        let mut rng = rng;
+        let hs = FixedState::with_seed(rng.gen());
+        let mut store = match cfg.grid {
+            Some(g) => RecordStore::closed(g),
+            None => RecordStore::default(),
+        };
+        let incarnation = record.seq();
+        let wall = WallClock {
+            at: now,
+            unix_ms: record.record().issued_at.saturating_mul(1000),
+        };
+        store.insert_own(record.clone());
+        let limiter = SourceLimiter::new(
+            cfg.max_datagrams_per_source,
+            cfg.datagram_burst,
+            rng.gen(),
+            now,
+        );
+        let mut s = Swim {
+            identity,
+            me,
+            incarnation,
+            members: Members::new(hs, cfg.grid.is_some()),
+            join_delay: cfg.join_retry_initial,
+            cfg,
+            rng,
+            hasher: hs,
+            timers: Timers::with_hasher(hs),
+            probe: None,
+            relays: HashMap::with_hasher(hs),
+            next_seq: 1,
+            local_health: 0,
+            broadcasts: Broadcasts::default(),
+            store,
+            facts: FactSet::default(),
+            joined: seeds.is_empty(),
+            seeds,
+            left: false,
+            limiter,
+            wall,
+            last_now: now,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            accused: false,
+            accused_departed: Vec::new(),
+            pending: Vec::new(),
+        };
+        s.broadcasts
+            .push(Key::Record(me), Update::Record(record.bytes().to_vec()));
+        if !s.joined {
+            s.send_joins(now);
+        }
+        s.timers.set(TimerKey::Probe, now + s.cfg.probe_interval);
+        s.timers.set(TimerKey::Sync, now + s.cfg.sync_fast_interval);
+        s.timers
+            .set(TimerKey::Reconnect, now + s.cfg.reconnect_interval);
+        s.schedule_gossip(now);
+        s
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.me
+    }
+
+    /// Whether a seed has answered (or this node is the first of its grid).
+    pub fn is_joined(&self) -> bool {
+        self.joined
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats;
+        s.records = self.store.stats();
+        s.local_health = self.local_health;
+        s
+    }
+
+    /// The verified records held.
+    pub fn records(&self) -> &RecordStore {
+        &self.store
+    }
+
+    /// The signed facts held (signed alive above a record, signed leaves).
+    pub fn facts(&self) -> &FactSet {
+        &self.facts
+    }
+
+    /// Number of other members in each state: (alive, suspect, dead, left).
+    pub fn state_counts(&self) -> (usize, usize, usize, usize) {
+        let c = self.members.counts();
+        (c[0], c[1], c[2], c[3])
+    }
+
+    /// The state of `id` as seen here.
+    pub fn state_of(&self, id: &NodeId) -> Option<MemberState> {
+        self.members.get(id).map(|m| m.state)
+    }
+
+    /// Every other member.
+    pub fn members(&self) -> Vec<MemberView> {
+        self.members
+            .iter()
+            .map(|(id, m)| MemberView {
+                id: *id,
+                state: m.state,
+                incarnation: m.incarnation,
+                addr: m.addr,
+                last_heard: m.last_heard,
+                record: self.store.get(id).cloned(),
+            })
+            .collect()
+    }
+
+    /// Next datagram to send.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        self.out.pop_front()
+    }
+
+    /// Next event.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Swim::handle_timeout`] should next be called. O(1). A node
+    /// that has left has nothing more to do: a day after the latest time
+    /// it was given.
+    pub fn poll_timeout(&self) -> Instant {
+        self.timers
+            .next()
+            .unwrap_or(self.last_now + Duration::from_secs(86_400))
+    }
+
+    /// The wall clock reads `unix_ms` (milliseconds since the Unix epoch)
+    /// at `now`; used for admission certificates' expiry. The driver calls
+    /// this as it runs, so the core itself never reads a clock.
+    pub fn set_wall_clock(&mut self, now: Instant, unix_ms: u64) {
+        self.wall = WallClock { at: now, unix_ms };
+    }
+
+    fn unix_secs(&self, now: Instant) -> u64 {
+        self.wall.unix_secs(now)
+    }
+
+    /// Advance timers to `now`: handle every timer due, earliest first.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
+        let Some(due) = self.timers.next() else {
+            return;
+        };
+        // Handled late: this node (or its whole process) is starved of CPU.
+        // Its own view of timeouts cannot be trusted right now.
+        let starved = now > due + self.cfg.probe_timeout / 2;
+        if starved {
+            self.stats.late_timers += 1;
+            self.raise_health();
+        }
+        while let Some(key) = self.timers.pop_due(now) {
+            match key {
+                TimerKey::Probe => self.on_probe_period(now, starved),
+                TimerKey::Indirect => self.on_direct_timeout(),
+                TimerKey::Suspect(id) => self.on_suspicion_timeout(id, now),
+                TimerKey::Relay(seq) => {
+                    self.relays.remove(&seq);
+                }
+                TimerKey::Gossip => self.on_gossip(now),
+                TimerKey::Sync => self.on_sync(now),
+                TimerKey::Reconnect => self.on_reconnect(now),
+                TimerKey::Join => self.on_join_retry(now),
+                TimerKey::Verify => self.verify_pending(now),
+            }
+        }
+    }
+
+    /// Handle one received datagram from `from`.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.last_now = self.last_now.max(now);
+        let Some(msg) = self.admit(now, from, bytes) else {
+            return;
+        };
+        match msg {
+            Message::Ping {
+                seq,
+                from: id,
+                updates,
+            } => self.on_ping(now, from, seq, id, updates),
+            Message::Ack {
+                seq,
+                from: id,
+                updates,
+            } => self.on_ack(now, from, seq, id, updates),
+            Message::PingReq {
+                seq,
+                from: id,
+                target,
+                target_addr,
+            } => self.on_ping_req(now, from, seq, id, target, target_addr),
+            Message::Join { record } => self.on_join(now, from, &record),
+            Message::JoinAck { record } => self.on_join_ack(now, from, record),
+            Message::Gossip { from: id, updates } => {
+                self.members.heard(&id, now);
+                self.apply_updates_from(from, updates, now);
+            }
+            Message::SyncDigest { from: id, root, .. } => {
+                self.members.heard(&id, now);
+                self.on_sync_digest(from, root);
+            }
+            Message::SyncBuckets { from: id, hashes } => {
+                self.members.heard(&id, now);
+                self.on_sync_buckets(from, &hashes, now);
+            }
+            Message::SyncHave { from: id, buckets } => {
+                self.members.heard(&id, now);
+                self.on_sync_have(from, buckets);
+            }
+            Message::SyncWant { from: id, prefixes } => {
+                self.members.heard(&id, now);
+                self.on_sync_want(from, &prefixes);
+            }
+            Message::SyncRecords { from: id, records } => {
+                self.members.heard(&id, now);
+                // Learned by pull: no need to spread further, everyone syncs.
+                self.queue_records(records, false, true, now);
+            }
+            Message::SyncDigests {
+                from: id,
+                root,
+                fact_root,
+                ..
+            } => {
+                self.members.heard(&id, now);
+                self.on_sync_digest(from, root);
+                self.on_fact_digest(from, fact_root);
+            }
+            Message::FactBuckets { from: id, hashes } => {
+                self.members.heard(&id, now);
+                self.on_fact_buckets(from, &hashes, now);
+            }
+            Message::FactHave { from: id, buckets } => {
+                self.members.heard(&id, now);
+                self.on_fact_have(from, buckets);
+            }
+            Message::FactWant { from: id, prefixes } => {
+                self.members.heard(&id, now);
+                self.on_fact_want(from, &prefixes);
+            }
+            Message::SyncFacts { from: id, updates } => {
+                self.members.heard(&id, now);
+                self.on_sync_facts(updates, now);
+            }
+        }
+    }
+
+    fn send(&mut self, to: SocketAddr, msg: &Message) {
+        match msg.encode() {
+            Ok(bytes) => {
+                self.stats.datagrams_sent += 1;
+                self.stats.bytes_sent += bytes.len() as u64;
+                self.stats.max_datagram = self.stats.max_datagram.max(bytes.len());
+                self.out.push_back((to, bytes));
+            }
+            Err(e) => tracing::warn!("not sending oversized message: {e}"),
+        }
+    }
+
+    fn take_seq(&mut self) -> u32 {
+        let s = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1).max(1);
+        s
+    }
+
+    /// Live nodes including this one.
+    fn live_n(&self) -> usize {
+        self.members.live() + 1
+    }
+
+    /// Change a member's state (and the suspicion timer that goes with
+    /// it), counting and reporting the change.
+    fn set_state(&mut self, id: NodeId, to: MemberState, incarnation: u64, now: Instant) {
+        let timeout = self.suspicion_timeout();
+        let Some(from) = self.members.set_state(id, to, incarnation) else {
+            return;
+        };
+        if to == MemberState::Suspect {
+            self.timers.set(TimerKey::Suspect(id), now + timeout);
+        } else if from == MemberState::Suspect {
+            self.timers.cancel(&TimerKey::Suspect(id));
+        }
+        if from != to {
+            if to == MemberState::Dead {
+                self.stats.declared_dead += 1;
+            }
+            tracing::debug!(member = %id.short(), %from, %to, "member state");
+            self.events.push_back(Event::StateChanged { id, from, to });
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! Failure detection: probes, relayed probes, suspicion and local health.
+//!
+//! Every probe period this node pings the next member of its round
+//! (`Probe` timer). No ack by the probe timeout (`Indirect` timer): it asks
+//! `indirect_probes` other members to ping the target for it, and they relay
+//! the ack. No ack by the end of the period: the target is suspect, and a
+//! `Suspect(id)` timer gives it the suspicion timeout to refute before it is
+//! declared dead. Every period, one suspect is pinged again (earlier notices
+//! may have been lost), and every `reconnect_interval` one member believed
+//! dead is pinged, so a member wrongly declared dead (a healed partition)
+//! hears it and refutes.
+//!
+//! Local health (Lifeguard): a score from 0 to `max_local_health` multiplies
+//! this node's probe period, probe timeout and suspicion timeout by
+//! `1 + score`. It rises when a probe fails, when this node is accused and
+//! when a timer is handled late (the node is starved of CPU); it falls with
+//! each ack and each probe period handled on time. A probe whose period
+//! ended while this node was starved is inconclusive, not a failure.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use grapevine_crypto::NodeId;
+
+use super::members::MemberState;
+use super::{Probe, Relay, Swim, TimerKey};
+use crate::broadcast::Key;
+use crate::wire::{Message, Update};
+
+/// Indirect probes this node relays at once, at most.
+pub(super) const MAX_RELAYS: usize = 1024;
+
+impl Swim {
+    pub(super) fn health_scale(&self) -> u32 {
+        1 + self.local_health
+    }
+
+    pub(super) fn raise_health(&mut self) {
+        self.local_health = (self.local_health + 1).min(self.cfg.max_local_health);
+    }
+
+    fn lower_health(&mut self) {
+        self.local_health = self.local_health.saturating_sub(1);
+    }
+
+    /// Suspicion timeout, stretched by local health (Lifeguard): a node
+    /// that is itself struggling waits longer before declaring others dead.
+    pub(super) fn suspicion_timeout(&self) -> Duration {
+        let n = (self.live_n() as f64).max(10.0);
+        self.cfg
+            .probe_interval
+            .mul_f64(self.cfg.suspicion_mult * n.log10())
+            * self.health_scale()
+    }
+
+    /// Ping member `to` at `addr` with sequence number `seq`, piggybacking
+    /// the updates it most needs (including any accusation of it).
+    pub(super) fn ping(&mut self, to: NodeId, addr: SocketAddr, seq: u32) {
+        let updates = self.piggyback(Some(&to));
+        self.send(
+            addr,
+            &Message::Ping {
+                seq,
+                from: self.me,
+                updates,
+            },
+        );
+    }
+
+    /// End of a probe period: conclude the probe, start the next one.
+    pub(super) fn on_probe_period(&mut self, now: Instant, starved: bool) {
+        self.timers.cancel(&TimerKey::Indirect);
+        if let Some(p) = self.probe.take() {
+            // Starved past the period's end: the ack may be unread or our
+            // timing wrong. Inconclusive, not a failure.
+            let late = now > p.period_end + self.cfg.probe_timeout;
+            if late {
+                self.stats.inconclusive_probes += 1;
+            }
+            if !late && !starved {
+                self.probe_failed(p.target, now);
+            }
+        }
+        // Recover local health one step per probe period handled on time,
+        // so a node starved once (a join storm) does not stay slow to detect
+        // failures long after.
+        if !starved {
+            self.lower_health();
+        }
+        let period_end = now + self.cfg.probe_interval * self.health_scale();
+        self.timers.set(TimerKey::Probe, period_end);
+        // Give one suspect per period a fresh chance to hear its accusation
+        // and refute (earlier notices may have been lost).
+        if let Some(id) = self.members.random_suspect(&mut self.rng) {
+            if let Some(addr) = self.members.get(&id).map(|m| m.addr) {
+                let seq = self.take_seq();
+                self.ping(id, addr, seq);
+            }
+        }
+        if let Some(target) = self.members.next_probe_target(&mut self.rng) {
+            let Some(addr) = self.members.get(&target).map(|m| m.addr) else {
+                return;
+            };
+            let seq = self.take_seq();
+            self.probe = Some(Probe {
+                target,
+                seq,
+                period_end,
+            });
+            self.timers.set(
+                TimerKey::Indirect,
+                now + self.cfg.probe_timeout * self.health_scale(),
+            );
+            self.stats.probes += 1;
+            self.ping(target, addr, seq);
+        }
+    }
+
+    /// No ack, direct or relayed, by the end of the period: suspect it.
+    fn probe_failed(&mut self, target: NodeId, now: Instant) {
+        self.raise_health();
+        let Some(m) = self.members.get(&target) else {
+            return;
+        };
+        if m.state == MemberState::Alive {
+            let inc = m.incarnation;
+            self.set_state(target, MemberState::Suspect, inc, now);
+            self.broadcasts.push(
+                Key::State(target),
+                Update::Suspect {
+                    id: target,
+                    incarnation: inc,
+                },
+            );
+            self.notify_accused(&target);
+            self.schedule_gossip(now);
+        }
+    }
+
+    /// No direct ack within the probe timeout: ask others to ping.
+    pub(super) fn on_direct_timeout(&mut self) {
+        let Some((target, seq)) = self.probe.as_ref().map(|p| (p.target, p.seq)) else {
+            return;
+        };
+        let Some(addr) = self.members.get(&target).map(|m| m.addr) else {
+            return;
+        };
+        let helpers =
+            self.members
+                .random_live(self.cfg.indirect_probes, Some(&target), &mut self.rng);
+        for (_, h) in helpers {
+            self.send(
+                h,
+                &Message::PingReq {
+                    seq,
+                    from: self.me,
+                    target,
+                    target_addr: addr,
+                },
+            );
+        }
+    }
+
+    /// A suspect did not refute in time: declare it dead.
+    pub(super) fn on_suspicion_timeout(&mut self, id: NodeId, now: Instant) {
+        let Some(m) = self.members.get(&id) else {
+            return;
+        };
+        if m.state != MemberState::Suspect {
+            return;
+        }
+        let inc = m.incarnation;
+        self.set_state(id, MemberState::Dead, inc, now);
+        self.broadcasts.push(
+            Key::State(id),
+            Update::Dead {
+                id,
+                incarnation: inc,
+            },
+        );
+        self.notify_accused(&id);
+        self.schedule_gossip(now);
+    }
+
+    /// Ping one member believed dead; if it is in fact alive (a healed
+    /// partition), the accusation in the ping makes it refute.
+    pub(super) fn on_reconnect(&mut self, now: Instant) {
+        self.timers
+            .set(TimerKey::Reconnect, now + self.cfg.reconnect_interval);
+        if let Some(id) = self.members.random_dead(&mut self.rng) {
+            if let Some(addr) = self.members.get(&id).map(|m| m.addr) {
+                let seq = self.take_seq();
+                self.ping(id, addr, seq);
+            }
+        }
+    }
+
+    pub(super) fn on_ping(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        seq: u32,
+        id: NodeId,
+        updates: Vec<Update>,
+    ) {
+        self.members.heard(&id, now);
+        self.apply_updates_from(from, updates, now);
+        let updates = self.piggyback(Some(&id));
+        self.send(
+            from,
+            &Message::Ack {
+                seq,
+                from: self.me,
+                updates,
+            },
+        );
+    }
+
+    pub(super) fn on_ack(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        seq: u32,
+        id: NodeId,
+        updates: Vec<Update>,
+    ) {
+        self.members.heard(&id, now);
+        self.apply_updates_from(from, updates, now);
+        if let Some(relay) = self.relays.remove(&seq) {
+            self.timers.cancel(&TimerKey::Relay(seq));
+            self.send(
+                relay.requester,
+                &Message::Ack {
+                    seq: relay.requester_seq,
+                    from: id,
+                    updates: Vec::new(),
+                },
+            );
+        } else if self
+            .probe
+            .as_ref()
+            .is_some_and(|p| p.seq == seq && p.target == id)
+        {
+            self.probe = None;
+            self.timers.cancel(&TimerKey::Indirect);
+            self.lower_health();
+        }
+    }
+
+    pub(super) fn on_ping_req(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        seq: u32,
+        id: NodeId,
+        target: NodeId,
+        target_addr: SocketAddr,
+    ) {
+        self.members.heard(&id, now);
+        // Relays expire after a probe period; the cap bounds what a flood of
+        // requests can make this node remember meanwhile.
+        if self.relays.len() >= MAX_RELAYS {
+            self.stats.malformed += 1;
+            return;
+        }
+        let my_seq = self.take_seq();
+        let deadline = now + self.cfg.probe_interval * self.health_scale();
+        self.relays.insert(
+            my_seq,
+            Relay {
+                requester: from,
+                requester_seq: seq,
+            },
+        );
+        self.timers.set(TimerKey::Relay(my_seq), deadline);
+        self.ping(target, target_addr, my_seq);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::swim::testing::{converged, node_alone, Net};
+    use crate::wire::Message;
+    use grapevine_crypto::NodeId;
+    use std::time::Duration;
+
+    #[test]
+    fn a_flood_of_relay_requests_is_capped_and_relays_expire() {
+        let (mut node, now) = node_alone(1);
+        // Each from its own address, so the per-source rate limit stays out
+        // of the way: this is about the relay table.
+        let from = |i: u32| SocketAddr::from(([10, 0, 1, (i % 250) as u8], 1000 + i as u16));
+        let req = |seq| Message::PingReq {
+            seq,
+            from: NodeId([9; 32]),
+            target: NodeId([8; 32]),
+            target_addr: "10.0.0.8:8".parse().unwrap(),
+        };
+        for i in 0..3000u32 {
+            node.handle_datagram(now, from(i), &req(i).encode().unwrap());
+        }
+        let mut pings = 0;
+        while node.poll_transmit().is_some() {
+            pings += 1;
+        }
+        assert_eq!(pings, MAX_RELAYS, "one relayed ping per accepted request");
+        assert_eq!(node.stats().malformed, 3000 - MAX_RELAYS as u64);
+        // Relays expire by their own timers, and the node relays again.
+        let later = now + Duration::from_secs(30);
+        assert!(node.poll_timeout() <= now + Duration::from_secs(1));
+        node.handle_timeout(later);
+        while node.poll_transmit().is_some() {}
+        node.handle_datagram(later, from(0), &req(1).encode().unwrap());
+        assert!(node.poll_transmit().is_some());
+    }
+
+    #[test]
+    fn a_silent_member_is_suspected_then_declared_dead_and_a_live_one_never() {
+        let mut net = Net::new(4);
+        converged(&mut net);
+        let silent = net.id(3);
+        net.down(3);
+        // Suspected within a few probe rounds, not yet dead.
+        assert!(net.run_until(Duration::from_secs(20), |n| {
+            n.node(0).state_of(&silent) == Some(MemberState::Suspect)
+        }));
+        let suspected_at = net.now();
+        assert!(net.run_until(Duration::from_secs(60), |n| {
+            n.node(0).state_of(&silent) == Some(MemberState::Dead)
+        }));
+        // The suspicion timeout at N = 4 is 2.5 s (times local health).
+        let waited = net.now() - suspected_at;
+        assert!(waited >= Duration::from_millis(2400), "{waited:?}");
+        assert_eq!(net.node(0).stats().declared_dead, 1);
+        for i in 0..3 {
+            for j in 0..3 {
+                if i != j {
+                    assert_eq!(net.node(i).state_of(&net.id(j)), Some(MemberState::Alive));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_unreachable_target_is_reached_through_relays() {
+        let mut net = Net::new(4);
+        converged(&mut net);
+        // Node 0 cannot reach node 1 directly, but the others can.
+        net.cut(0, 1);
+        net.run_for(Duration::from_secs(20));
+        assert_eq!(net.node(0).state_of(&net.id(1)), Some(MemberState::Alive));
+        let relayed = net
+            .sent_by(0)
+            .filter(|(_, m)| matches!(m, Message::PingReq { .. }))
+            .count();
+        assert!(relayed >= 2, "indirect probes asked: {relayed}");
+    }
+
+    #[test]
+    fn timers_handled_late_make_probes_inconclusive_not_failures() {
+        let mut net = Net::new(3);
+        converged(&mut net);
+        let before = net.node(0).stats();
+        // Node 0 is starved: its timers run 3 s late, while the others
+        // answer at once. It must not accuse them.
+        let late = net.now() + Duration::from_secs(3);
+        net.node_mut(0).handle_timeout(late);
+        let after = net.node(0).stats();
+        assert!(after.late_timers > before.late_timers);
+        assert!(after.local_health > before.local_health);
+        net.run_for(Duration::from_secs(10));
+        assert_eq!(net.node(0).state_counts(), (2, 0, 0, 0));
+    }
+
+    #[test]
+    fn poll_timeout_is_the_earliest_of_every_timer() {
+        let (mut node, now) = node_alone(2);
+        // Fresh: its own record is queued, so push gossip comes first (at
+        // 200 ms), before the first sync round (500 ms) and probe (1 s).
+        let ms = |m| now + Duration::from_millis(m);
+        assert_eq!(node.poll_timeout(), ms(200));
+        node.handle_timeout(ms(200));
+        assert_eq!(node.poll_timeout(), ms(400), "gossip again, still queued");
+        node.handle_timeout(ms(400));
+        assert_eq!(node.poll_timeout(), ms(500), "then the sync round");
+        node.handle_timeout(ms(500));
+        assert_eq!(node.poll_timeout(), ms(600));
+        // Leaving disarms every timer.
+        node.leave(now + Duration::from_secs(1));
+        assert!(node.poll_timeout() >= now + Duration::from_secs(86_400));
+    }
+}
