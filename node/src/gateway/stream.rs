@@ -27,9 +27,9 @@ use tokio::time::Sleep;
 use tokio_util::sync::PollSender;
 
 /// Largest piece sent through the channel.
-pub const CHUNK: usize = 256 * 1024;
+pub const CHUNK: usize = 1024 * 1024;
 /// Pieces the channel holds.
-pub const CHANNEL_CHUNKS: usize = 8;
+pub const CHANNEL_CHUNKS: usize = 4;
 
 /// A channel for one download: the writer's and the body's ends.
 pub fn channel() -> (mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>) {
