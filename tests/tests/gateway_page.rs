@@ -6,101 +6,26 @@
 //! script and style load from the gateway itself.
 //!
 //! Without chromium and chromedriver the tests say so and pass, except
-//! under `CI=true`, where they fail (`.ci/run` installs both). With
+//! under `CI=true`, where they fail (`.ci/run` installs both). Neither can
+//! hang or leave a browser behind (`common/browser.rs`). With
 //! `GV_SCREENSHOT=FILE` set, the first test saves the page (a grid with a
 //! dead member) as a PNG there: that is how `docs/gateway.png` is made.
 
+#[path = "common/browser.rs"]
+mod browser;
 #[path = "common/grid.rs"]
 mod grid;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use browser::{within, Browser};
+use fantoccini::{Client, Locator};
 use grid::{gateway, settings};
 
-fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
-}
-
-fn find_binary(env: &str, names: &[&str]) -> Option<PathBuf> {
-    if let Ok(p) = std::env::var(env) {
-        return Some(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .flat_map(|d| names.iter().map(move |n| d.join(n)))
-        .find(|p| p.is_file())
-}
-
-/// chromedriver, killed when dropped.
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A browser session, or `None` (the test then passes as skipped) when
-/// chromium or chromedriver is missing outside CI.
-async fn browser(profile: &std::path::Path) -> Option<(Driver, Client)> {
-    let chromium = find_binary(
-        "CHROMIUM",
-        &["chromium", "chromium-browser", "google-chrome"],
-    );
-    let driver = find_binary("CHROMEDRIVER", &["chromedriver"]);
-    let (Some(chromium), Some(driver)) = (chromium, driver) else {
-        assert!(
-            !under_ci(),
-            "CI=true but chromium or chromedriver is missing (apt-get install chromium chromium-driver)"
-        );
-        eprintln!("SKIPPED: chromium or chromedriver not found");
-        return None;
-    };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(&driver)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {}: {e}", driver.display()));
-    let driver = Driver(child);
-    let url = format!("http://127.0.0.1:{port}");
-    let caps: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_value(serde_json::json!({
-            "goog:chromeOptions": {
-                "binary": chromium,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    "--disable-dev-shm-usage", "--window-size=1280,1400",
-                    format!("--user-data-dir={}", profile.display()),
-                ]
-            }
-        }))
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut b = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
-        b.capabilities(caps.clone());
-        match b.connect(&url).await {
-            Ok(c) => return Some((driver, c)),
-            Err(e) => {
-                assert!(Instant::now() < deadline, "no WebDriver session: {e}");
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        }
-    }
-}
+/// The most a page test may take (it fails then, and its browser is
+/// killed).
+const LIMIT: Duration = Duration::from_secs(300);
 
 /// Poll `cond` in the browser until it holds, failing after `secs`.
 async fn until<F, Fut>(what: &str, secs: u64, mut cond: F)
@@ -145,10 +70,14 @@ fn url(gw: SocketAddr, path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_member_table_shows_the_grid_and_follows_a_death() {
-    let profile = tempfile::tempdir().unwrap();
-    let Some((_driver, c)) = browser(profile.path()).await else {
+    within(LIMIT, member_table()).await
+}
+
+async fn member_table() {
+    let Some(b) = Browser::start().await else {
         return;
     };
+    let c = b.client.clone();
     let mut g = grid::grid(5, None).await;
     let (gw, _task) = gateway(&g, settings()).await;
     // A file on the grid, so the node's figures show some work.
@@ -216,10 +145,14 @@ async fn the_member_table_shows_the_grid_and_follows_a_death() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_uploaded_through_the_form_downloads_again() {
-    let profile = tempfile::tempdir().unwrap();
-    let Some((_driver, c)) = browser(profile.path()).await else {
+    within(LIMIT, upload_form()).await
+}
+
+async fn upload_form() {
+    let Some(b) = Browser::start().await else {
         return;
     };
+    let c = b.client.clone();
     let g = grid::grid(4, None).await;
     let (gw, _task) = gateway(&g, settings()).await;
     let dir = tempfile::tempdir().unwrap();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use grapevine_node::dir::{self, InitOptions};
 use grapevine_node::gateway::{Gateway, GatewaySettings};
-use grapevine_node::{Config, Node, NodeDir, Options};
+use grapevine_node::{Config, Node, NodeDir, Options, Sockets};
 use grapevine_storage::Params;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -66,6 +66,7 @@ pub async fn grid(n: usize, gateway: Option<SocketAddr>) -> Grid {
         cfg.reserve_mib = 0;
         cfg.seeds = seed.into_iter().collect();
         let mut opts = Options::in_process();
+        opts.sockets = Some(free_sockets().await);
         if i == 0 {
             cfg.gateway = gateway;
             opts.http = gateway.is_some();
@@ -85,6 +86,21 @@ pub async fn grid(n: usize, gateway: Option<SocketAddr>) -> Grid {
         .await;
     }
     g
+}
+
+/// UDP and TCP sockets on one free port of 127.0.0.1. A port the kernel
+/// gives UDP may be some TCP connection's local port at that moment (both
+/// draw on the same ephemeral range, and other tests connect a lot): then
+/// another port is tried, a bounded number of times.
+pub async fn free_sockets() -> Sockets {
+    let mut last = None;
+    for _ in 0..50 {
+        match Sockets::bind("127.0.0.1:0".parse().unwrap()).await {
+            Ok(s) => return s,
+            Err(e) => last = Some(e),
+        }
+    }
+    panic!("no free UDP and TCP port pair on 127.0.0.1: {last:?}")
 }
 
 /// Settings for a test gateway on 127.0.0.1: 2-of-4, happy 3, and short
