@@ -13,6 +13,8 @@
 //! * `download`: [`download`], reading, verifying and decoding `k` shares.
 //! * `range`: [`download_range`], only the segments a byte range needs.
 //! * `check`: [`check`], which shares exist and (with `verify`) are intact.
+//! * `report`: [`report_corrupt`], telling a server one of its shares is
+//!   corrupt (the server checks it itself before quarantining it).
 //!
 //! Servers are given as [`ServerRef`]s (node id and address, from
 //! membership); the client orders them by the permuted list for the file's
@@ -28,9 +30,11 @@ mod locate;
 mod place;
 mod pool;
 mod range;
+mod report;
 mod upload;
 
 pub use crate::error::ClientError;
+pub use crate::types::ReportVerdict;
 pub use check::{check, CheckReport};
 pub use conn::{ClientIdentity, Conn, ServerRef, DEFAULT_REQUEST_TIMEOUT, MAX_IN_FLIGHT};
 pub use download::{download, DownloadReport, READ_AHEAD};
@@ -38,4 +42,5 @@ pub use locate::{locate, Located};
 pub use place::permuted_servers;
 pub use pool::{PoolConfig, SessionPool};
 pub use range::download_range;
+pub use report::report_corrupt;
 pub use upload::{default_params, read_all, upload, KeyMode, UploadReport, UploadRequest};

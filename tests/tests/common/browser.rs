@@ -13,8 +13,8 @@
 //! - every WebDriver call has a deadline: the session is made within
 //!   [`START`], pages load within 60 s and scripts run within 30 s
 //!   (WebDriver's own timeouts), and [`within`] bounds a whole test;
-//! - one browser at a time in a test binary ([`Browser::start`] waits its
-//!   turn), so two chromiums never starve a grid's timers on a small box.
+//! - one test at a time in a test binary ([`within`] waits its turn), so
+//!   two chromiums never starve a grid's timers on a small box.
 //!
 //! Without chromium or chromedriver, [`Browser::start`] returns `None` (the
 //! test then passes as skipped), except under `CI=true`, where it fails.
@@ -25,17 +25,17 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use fantoccini::wd::TimeoutConfiguration;
 use fantoccini::{Client, ClientBuilder};
+use tokio::sync::{Mutex, MutexGuard};
 
 /// How long chromedriver has to start and give a session.
 pub const START: Duration = Duration::from_secs(90);
 
 /// One browser at a time in this process.
-static TURN: Mutex<()> = Mutex::new(());
+static TURN: Mutex<()> = Mutex::const_new(());
 
 /// Whether the tests run under CI (`CI=true`), where a missing browser is
 /// a failure, not a skip.
@@ -62,7 +62,6 @@ pub struct Browser {
     pub client: Client,
     driver: Driver,
     _profile: tempfile::TempDir,
-    _turn: MutexGuard<'static, ()>,
 }
 
 impl Browser {
@@ -86,9 +85,6 @@ impl Browser {
             eprintln!("SKIPPED: chromium or chromedriver not found");
             return None;
         };
-        // A test that failed while holding the turn poisons it; the next
-        // one may still run.
-        let turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
         let profile = tempfile::tempdir().unwrap();
         let deadline = Instant::now() + START;
         let mut last = String::new();
@@ -110,7 +106,6 @@ impl Browser {
                         client,
                         driver,
                         _profile: profile,
-                        _turn: turn,
                     });
                 }
                 Err(e) => last = e,
@@ -125,9 +120,10 @@ impl Browser {
     }
 }
 
-/// Run a test's body within `limit`, failing it (and so dropping its
-/// browser) when the time is up.
+/// Run a test's body within `limit` once no other page test runs, failing
+/// it (and so dropping its browser) when the time is up.
 pub async fn within<F: std::future::Future<Output = ()>>(limit: Duration, body: F) {
+    let _turn: MutexGuard<'static, ()> = TURN.lock().await;
     if tokio::time::timeout(limit, body).await.is_err() {
         panic!("the test took more than {limit:?}");
     }
