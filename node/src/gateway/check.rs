@@ -14,6 +14,11 @@
 //!
 //! `servers-responding` lists the servers that hold shares of the file (the
 //! storage client's check reports no others yet).
+//!
+//! Only [`check_json`]'s `results` read the storage client's
+//! [`CheckReport`]: when the CLI's check report with Tahoe's keys (issue
+//! 15.1) lands, `results` becomes its serialisation and the rest (summary
+//! line, repair wrapper, literal files) stays as it is.
 
 use std::collections::{BTreeMap, BTreeSet};
 
