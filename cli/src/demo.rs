@@ -115,6 +115,7 @@ async fn start(n: usize, root: &std::path::Path) -> Result<Demo> {
                 seeds: vec![],
                 nickname: Some(name.clone()),
                 capacity_mib: 1024,
+                gateway: None,
             },
         )?;
         let mut cfg = Config::new(addr(i));

@@ -26,6 +26,13 @@ pub struct InitArgs {
     /// Storage offered, MiB.
     #[arg(long, default_value_t = 10 * 1024)]
     pub capacity_mib: u32,
+    /// The web gateway's address (default: port 3456, or the next free one,
+    /// on the listen address if it is a loopback one, else on 127.0.0.1).
+    #[arg(long)]
+    pub gateway: Option<SocketAddr>,
+    /// No web gateway.
+    #[arg(long, conflicts_with = "gateway")]
+    pub no_gateway: bool,
 }
 
 /// `grapevine init DIR`.
@@ -34,6 +41,16 @@ pub struct InitArgs {
 /// If the directory holds a node already or cannot be written.
 pub fn init(a: &InitArgs) -> Result<()> {
     let d = NodeDir::new(&a.dir);
+    let gateway = match (a.gateway, a.no_gateway) {
+        (Some(g), _) => Some(g),
+        (None, true) => None,
+        (None, false) => Some(dir::free_gateway_addr(&d, a.listen).ok_or_else(|| {
+            anyhow::anyhow!(
+                "no free port for the web gateway from port {}: pass --gateway ADDR or --no-gateway",
+                dir::GATEWAY_PORT
+            )
+        })?),
+    };
     let id = dir::init(
         &d,
         &InitOptions {
@@ -41,9 +58,13 @@ pub fn init(a: &InitArgs) -> Result<()> {
             seeds: a.seed.clone(),
             nickname: a.nickname.clone(),
             capacity_mib: a.capacity_mib,
+            gateway,
         },
     )?;
     outln!("created node {id} in {}", a.dir.display());
+    if let Some(g) = gateway {
+        outln!("web gateway at http://{g}/ (while the node runs)");
+    }
     Ok(())
 }
 

@@ -435,3 +435,69 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn init_gives_each_node_its_own_gateway_and_run_serves_it() {
+    let root = tempfile::tempdir().unwrap();
+    let gateway = |d: &std::path::Path| -> Option<std::net::SocketAddr> {
+        let t: toml::Table = std::fs::read_to_string(d.join("config.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        t.get("gateway")
+            .map(|v| v.as_str().unwrap().parse().unwrap())
+    };
+    let init = |name: &str, extra: &[&str]| {
+        let d = root.path().join(name);
+        let out = ok(grapevine()
+            .arg("init")
+            .arg(&d)
+            .args(["--listen", "127.7.9.1:7946"])
+            .args(extra));
+        (d, out)
+    };
+    // Two nodes made one after the other on one address, before either
+    // runs: each its own gateway port, from Tahoe's 3456 on.
+    let (a, out) = init("a", &[]);
+    let ga = gateway(&a).expect("a gateway by default");
+    assert_eq!(ga.ip().to_string(), "127.7.9.1");
+    assert!(ga.port() >= 3456, "{ga}");
+    assert!(
+        out.contains(&format!("web gateway at http://{ga}/")),
+        "{out}"
+    );
+    let (b, _) = init("b", &[]);
+    let gb = gateway(&b).expect("a gateway by default");
+    assert_ne!(ga, gb);
+    let (c, _) = init("c", &["--gateway", "127.0.0.1:4999"]);
+    assert_eq!(gateway(&c), Some("127.0.0.1:4999".parse().unwrap()));
+    let (d, out) = init("d", &["--no-gateway"]);
+    assert_eq!(gateway(&d), None);
+    assert!(!out.contains("web gateway"), "{out}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let m = std::fs::metadata(a.join("api_auth_token")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o600);
+    }
+    // The node serves its gateway as soon as it runs.
+    let _running = run_nodes(std::slice::from_ref(&a));
+    let answer = || -> Option<String> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(ga).ok()?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .ok()?;
+        write!(
+            s,
+            "GET /statistics?t=json HTTP/1.1\r\nHost: {ga}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    };
+    wait_for("the gateway to answer", 60, || {
+        answer().is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+    });
+    assert!(answer().unwrap().contains("\"stats\""));
+}

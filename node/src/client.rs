@@ -288,6 +288,23 @@ impl Client {
         Ok(client::download(&self.pool, &servers, cap, out, progress).await?)
     }
 
+    /// Fetch bytes `start..start + len` of the file `cap` names into `out`
+    /// (clamped to its end), reading only the segments they are in and
+    /// verifying every block read.
+    ///
+    /// # Errors
+    /// As [`Client::get`].
+    pub async fn get_range<W: AsyncWrite + Unpin>(
+        &self,
+        cap: &Cap,
+        start: u64,
+        len: u64,
+        out: &mut W,
+    ) -> Result<DownloadReport, OpError> {
+        let servers = self.servers().await?;
+        Ok(client::download_range(&self.pool, &servers, cap, start, len, out).await?)
+    }
+
     /// Fetch the file `cap` names into memory.
     ///
     /// # Errors

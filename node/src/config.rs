@@ -97,6 +97,17 @@ pub struct Config {
     /// for uploads not told otherwise.
     #[serde(default = "default_happy")]
     pub shares_happy: u16,
+    /// Serve the web gateway (Tahoe-style web API and the welcome page) at
+    /// http://ADDR/ (off if absent).
+    #[serde(default)]
+    pub gateway: Option<SocketAddr>,
+    /// Host names the gateway answers to besides IP addresses and
+    /// `localhost` (a DNS name, or a reverse proxy's), any port.
+    #[serde(default)]
+    pub gateway_hosts: Vec<String>,
+    /// Largest upload the gateway takes, MiB.
+    #[serde(default = "default_gateway_max_upload_mib")]
+    pub gateway_max_upload_mib: u64,
     /// Storage sessions served at once (more wait in the backlog).
     #[serde(default = "default_max_storage_sessions")]
     pub max_storage_sessions: usize,
@@ -130,6 +141,9 @@ fn default_drain_secs() -> u64 {
 }
 fn default_record_refresh_secs() -> u64 {
     60
+}
+fn default_gateway_max_upload_mib() -> u64 {
+    16 * 1024
 }
 fn default_max_storage_sessions() -> usize {
     1024
@@ -167,8 +181,8 @@ fn default_roles() -> Vec<Role> {
 }
 
 impl Config {
-    /// The defaults `grapevine init` writes, listening on `listen`: both
-    /// roles, 10 GiB offered, 1 GiB reserve, no seeds, no metrics, open grid.
+    /// The defaults, listening on `listen`: both roles, 10 GiB offered,
+    /// 1 GiB reserve, no seeds, no metrics, no gateway, open grid.
     pub fn new(listen: SocketAddr) -> Self {
         Config {
             nickname: None,
@@ -189,6 +203,9 @@ impl Config {
             shares_needed: default_needed(),
             shares_total: default_total(),
             shares_happy: default_happy(),
+            gateway: None,
+            gateway_hosts: Vec::new(),
+            gateway_max_upload_mib: default_gateway_max_upload_mib(),
             max_storage_sessions: default_max_storage_sessions(),
             storage_idle_secs: default_storage_idle_secs(),
             request_secs: default_request_secs(),
@@ -338,6 +355,13 @@ impl Config {
                 )));
             }
         }
+        for h in &self.gateway_hosts {
+            if h.is_empty() || h.contains(|c: char| c.is_whitespace() || c == '/' || c == ':') {
+                return Err(invalid(format!(
+                    "`gateway_hosts` entry {h:?} is not a host name (no port, scheme or path)"
+                )));
+            }
+        }
         for (key, v) in [
             ("max_storage_sessions", self.max_storage_sessions as u64),
             ("storage_idle_secs", self.storage_idle_secs),
@@ -413,6 +437,8 @@ mod tests {
         assert_eq!(l.idle_timeout, Duration::from_secs(60));
         assert_eq!(c.scrub_config().bytes_per_s, 8 << 20);
         assert!(c.session_config().grid.is_none());
+        assert!(c.gateway.is_none(), "the gateway is off unless configured");
+        assert_eq!(c.gateway_max_upload_mib, 16384);
     }
 
     #[test]
@@ -516,6 +542,10 @@ mod tests {
             (
                 "listen = \"127.0.0.1:7946\"\nnickname = \"a-very-long-nickname\"\n",
                 "longer than 16 bytes",
+            ),
+            (
+                "listen = \"127.0.0.1:7946\"\ngateway_hosts = [\"nas.example:3456\"]\n",
+                "`gateway_hosts` entry \"nas.example:3456\"",
             ),
             (
                 "listen = \"127.0.0.1:7946\"\nstorage_idle_secs = 0\n",

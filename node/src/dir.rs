@@ -4,13 +4,16 @@
 //! DIR/identity.key        ed25519 seed, mode 0600
 //! DIR/convergence.secret  32 random bytes (hex), mode 0600
 //! DIR/config.toml         commented configuration
+//! DIR/api_auth_token      the gateway's API token, mode 0600
 //! DIR/storage/            the share store
+//! DIR/tmp/                uploads to the gateway, spooled (emptied at start)
 //! DIR/control.sock        Unix control socket, mode 0600, while running
 //! ```
 //!
 //! [`NodeDir`] names these paths and loads what is in them; [`init`] makes
 //! a new directory (the store's `storage/` included) without ever
-//! overwriting an existing identity.
+//! overwriting an existing identity, and [`free_gateway_addr`] picks a
+//! gateway port no other node on the host uses.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -55,6 +58,44 @@ impl NodeDir {
     /// `storage/`, the share store.
     pub fn storage_path(&self) -> PathBuf {
         self.root.join("storage")
+    }
+
+    /// `api_auth_token`: the gateway's API token.
+    pub fn api_token_path(&self) -> PathBuf {
+        self.root.join("api_auth_token")
+    }
+
+    /// `tmp/`: uploads to the gateway, spooled.
+    pub fn tmp_path(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// The gateway's API token: read from `api_auth_token`, or made (mode
+    /// 0600) if the directory has none (a node made before the gateway).
+    ///
+    /// # Errors
+    /// [`NodeError::Secret`] if it cannot be read, written or is empty.
+    pub fn api_token(&self) -> Result<String, NodeError> {
+        let path = self.api_token_path();
+        let bad = |message: String| NodeError::Secret {
+            path: path.clone(),
+            message,
+        };
+        if !path.exists() {
+            match private_write(&path, new_token().as_bytes()) {
+                Ok(()) => {}
+                // Another process made it first: read theirs.
+                Err(InitError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(bad(e.to_string())),
+            }
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(bad("empty".to_string()));
+        }
+        Ok(token.to_string())
     }
 
     /// `control.sock`, while a node runs here.
@@ -117,6 +158,49 @@ pub struct InitOptions {
     pub nickname: Option<String>,
     /// Storage offered, MiB.
     pub capacity_mib: u32,
+    /// The web gateway's address (none: no gateway).
+    pub gateway: Option<SocketAddr>,
+}
+
+/// A new API token: 32 random bytes, base32.
+fn new_token() -> String {
+    let mut t = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut t);
+    data_encoding::BASE32_NOPAD.encode(&t).to_ascii_lowercase()
+}
+
+/// Tahoe's web port: the first port [`free_gateway_addr`] tries.
+pub const GATEWAY_PORT: u16 = 3456;
+
+/// A gateway address on localhost for a new node at `dir` listening on
+/// `listen`: on `listen`'s IP if that is a loopback address (so nodes on
+/// 127.0.0.2, 127.0.0.3, ... each have their own), else on 127.0.0.1; port
+/// [`GATEWAY_PORT`], or the next one that nothing listens on now and that no
+/// node directory beside `dir` has in its configuration (so nodes made one
+/// after another in one parent directory, before any runs, do not collide).
+/// None if the hundred ports from 3456 are all taken.
+pub fn free_gateway_addr(dir: &NodeDir, listen: SocketAddr) -> Option<SocketAddr> {
+    let ip = if listen.ip().is_loopback() {
+        listen.ip()
+    } else {
+        std::net::Ipv4Addr::LOCALHOST.into()
+    };
+    let claimed: Vec<SocketAddr> = dir
+        .path()
+        .parent()
+        .and_then(|p| std::fs::read_dir(p).ok())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path() != dir.path())
+        .filter_map(|e| std::fs::read_to_string(e.path().join("config.toml")).ok())
+        .filter_map(|t| t.parse::<toml::Table>().ok())
+        .filter_map(|t| t.get("gateway")?.as_str()?.parse::<SocketAddr>().ok())
+        .collect();
+    (GATEWAY_PORT..GATEWAY_PORT + 100)
+        .map(|p| SocketAddr::new(ip, p))
+        .filter(|a| !claimed.contains(a))
+        .find(|a| std::net::TcpListener::bind(a).is_ok())
 }
 
 fn private_write(path: &Path, contents: &[u8]) -> Result<(), InitError> {
@@ -138,8 +222,9 @@ fn private_write(path: &Path, contents: &[u8]) -> Result<(), InitError> {
     Ok(())
 }
 
-/// Create a node directory at `dir`: a new identity, a convergence secret
-/// and a commented `config.toml`. Returns the new node's id.
+/// Create a node directory at `dir`: a new identity, a convergence secret,
+/// the gateway's API token and a commented `config.toml`. Returns the new
+/// node's id.
 ///
 /// # Errors
 /// [`InitError::Exists`] if `dir` holds a node already (nothing is
@@ -166,6 +251,7 @@ pub fn init(dir: &NodeDir, opts: &InitOptions) -> Result<NodeId, InitError> {
         &dir.secret_path(),
         data_encoding::HEXLOWER.encode(&secret).as_bytes(),
     )?;
+    private_write(&dir.api_token_path(), new_token().as_bytes())?;
     private_write(&dir.config_path(), config_text(opts).as_bytes())?;
     let storage = dir.storage_path();
     std::fs::create_dir_all(&storage).map_err(|source| InitError::Io {
@@ -188,6 +274,10 @@ pub fn config_text(opts: &InitOptions) -> String {
         .as_ref()
         .map(|n| format!("nickname = \"{n}\""))
         .unwrap_or_else(|| "# nickname = \"my-node\"".into());
+    let gateway = match opts.gateway {
+        Some(a) => format!("gateway = \"{a}\""),
+        None => "# gateway = \"127.0.0.1:3456\"".into(),
+    };
     format!(
         "# grapevine node configuration\n\
          \n\
@@ -214,6 +304,14 @@ pub fn config_text(opts: &InitOptions) -> String {
          # Prometheus text metrics at http://ADDR/metrics. Keep it on localhost\n\
          # unless a firewall guards the port.\n\
          # metrics = \"127.0.0.1:9464\"\n\
+         \n\
+         # The web gateway: Tahoe-style web API and a page that shows the grid,\n\
+         # at http://ADDR/. Off if absent. Beyond localhost, uploads need the\n\
+         # token in api_auth_token; name the host names it answers to (besides\n\
+         # IP addresses and localhost) in gateway_hosts.\n\
+         {gateway}\n\
+         # gateway_hosts = [\"nas.example.org\"]\n\
+         # gateway_max_upload_mib = 16384\n\
          \n\
          # A closed grid: only nodes with an admission certificate from the\n\
          # grid key are members, and sessions from others are refused. Both\n\
@@ -273,6 +371,7 @@ mod tests {
             ],
             nickname: Some("n1".into()),
             capacity_mib: 100,
+            gateway: Some("127.0.0.1:3999".parse().unwrap()),
         }
     }
 
@@ -292,17 +391,69 @@ mod tests {
             "init makes the store's directory"
         );
         assert_eq!(d.node_id().unwrap(), id);
+        assert_eq!(c.gateway, opts().gateway);
+        let token = d.api_token().unwrap();
+        assert!(token.len() >= 52, "{token}");
         let key = std::fs::read(d.identity_path()).unwrap();
         assert!(matches!(init(&d, &opts()), Err(InitError::Exists(_))));
         assert_eq!(std::fs::read(d.identity_path()).unwrap(), key);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            for f in [d.identity_path(), d.secret_path(), d.config_path()] {
+            for f in [
+                d.identity_path(),
+                d.secret_path(),
+                d.config_path(),
+                d.api_token_path(),
+            ] {
                 let mode = std::fs::metadata(&f).unwrap().permissions().mode();
                 assert_eq!(mode & 0o777, 0o600, "{f:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_missing_api_token_is_made_private_once() {
+        let t = tempfile::tempdir().unwrap();
+        let d = NodeDir::new(t.path());
+        let a = d.api_token().unwrap();
+        assert_eq!(d.api_token().unwrap(), a, "made once, then read");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(d.api_token_path()).unwrap().permissions();
+            assert_eq!(mode.mode() & 0o777, 0o600);
+        }
+        std::fs::write(d.api_token_path(), "\n").unwrap();
+        assert!(d.api_token().is_err(), "an empty token is refused");
+    }
+
+    #[test]
+    fn gateway_ports_skip_those_in_use_and_those_of_sibling_nodes() {
+        let t = tempfile::tempdir().unwrap();
+        let listen: SocketAddr = "127.0.0.1:7946".parse().unwrap();
+        let a = NodeDir::new(t.path().join("a"));
+        let first = free_gateway_addr(&a, listen).unwrap();
+        assert!(first.ip().is_loopback() && first.port() >= GATEWAY_PORT);
+        let mut o = opts();
+        o.gateway = Some(first);
+        init(&a, &o).unwrap();
+        // A sibling made before `a` runs gets another port.
+        let b = NodeDir::new(t.path().join("b"));
+        let second = free_gateway_addr(&b, listen).unwrap();
+        assert_ne!(second.port(), first.port());
+        // A port something listens on is skipped too (if another process
+        // took it meanwhile, it is in use all the same).
+        let busy = std::net::TcpListener::bind(second);
+        let third = free_gateway_addr(&b, listen).unwrap();
+        assert!(third.port() != second.port() && third.port() != first.port());
+        drop(busy);
+        // A node on another loopback address has its own; one on a real
+        // interface's address still gets one on localhost only.
+        let other = free_gateway_addr(&b, "127.0.44.1:7946".parse().unwrap()).unwrap();
+        assert_eq!(other.ip().to_string(), "127.0.44.1");
+        let lan = free_gateway_addr(&b, "10.0.0.5:7946".parse().unwrap()).unwrap();
+        assert_eq!(lan.ip().to_string(), "127.0.0.1");
     }
 
     #[test]

@@ -12,12 +12,13 @@
 //! | [`storage`] | the share server, on the runtime the embedder chooses |
 //! | [`control`] | the control socket protocol, server and client side |
 //! | [`metrics`] | Prometheus metrics read from the state at each scrape |
-//! | [`http`] | the optional HTTP server (metrics; later the gateway) |
+//! | [`http`] | the optional HTTP server of metrics |
+//! | [`gateway`] | the web gateway: Tahoe's web API and a page that shows the grid |
 //! | [`client`] | put, get and check through a node's view of the grid |
 //! | [`procfs`] | process figures from /proc |
 //!
-//! Dependencies point one way: `control`, `metrics`, `http` and `client`
-//! read [`state`]; only [`node`] starts and stops things. A process may run
+//! Dependencies point one way: `control`, `metrics`, `http`, `gateway` and
+//! `client` read [`state`]; only [`node`] starts and stops things. A process may run
 //! one node (`grapevine run`: storage on its own runtime, control socket and
 //! metrics on, [`Options::process`]) or a thousand (a harness:
 //! [`Options::in_process`], one runtime for all, no per-node HTTP server).
@@ -33,7 +34,7 @@
 //! for i in 0..3 {
 //!     let d = NodeDir::new(tmp.path().join(format!("n{i}")));
 //!     let listen = "127.0.0.1:0".parse().unwrap();
-//!     dir::init(&d, &dir::InitOptions { listen, seeds: vec![], nickname: None, capacity_mib: 100 }).unwrap();
+//!     dir::init(&d, &dir::InitOptions { listen, seeds: vec![], nickname: None, capacity_mib: 100, gateway: None }).unwrap();
 //!     let mut cfg = Config::new(listen);
 //!     cfg.reserve_mib = 0;
 //!     cfg.seeds = seed.into_iter().map(Into::into).collect();
@@ -61,6 +62,7 @@ pub mod config;
 pub mod control;
 pub mod dir;
 pub mod error;
+pub mod gateway;
 pub mod http;
 pub mod membership;
 pub mod metrics;

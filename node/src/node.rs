@@ -42,7 +42,7 @@ use crate::error::{ConfigError, NodeError};
 use crate::record::{record_addrs, unix_ms};
 use crate::state::{NodeState, StorageFigures};
 use crate::storage::{ServerParts, StorageRuntime, StorageServer};
-use crate::{control, http, membership, record};
+use crate::{control, gateway, http, membership, record};
 
 /// A node's UDP (gossip) and TCP (sessions) sockets, bound to one address.
 #[derive(Debug)]
@@ -79,7 +79,8 @@ pub struct Options {
     pub storage_runtime: StorageRuntime,
     /// Serve the control socket (`DIR/control.sock`).
     pub control: bool,
-    /// Serve HTTP (metrics) at the configuration's `metrics` address, if set.
+    /// Serve HTTP: metrics at the configuration's `metrics` address and the
+    /// web gateway at its `gateway` address, each if set.
     pub http: bool,
     /// Receives (observer, event) for every membership state change.
     pub state_sink: Option<mpsc::UnboundedSender<(NodeId, Event)>>,
@@ -128,6 +129,7 @@ pub struct Node {
     state: Arc<NodeState>,
     local_addr: SocketAddr,
     http_addr: Option<SocketAddr>,
+    gateway_addr: Option<SocketAddr>,
     control_path: Option<PathBuf>,
     storage: Option<StorageServer>,
     tasks: Vec<Task>,
@@ -221,6 +223,7 @@ impl Node {
             state: state.clone(),
             local_addr,
             http_addr: None,
+            gateway_addr: None,
             control_path: None,
             storage: None,
             tasks: Vec::new(),
@@ -258,7 +261,16 @@ impl Node {
             }
             node.storage = Some(server);
         }
-        if let (true, Some(addr)) = (opts.http, config.metrics) {
+        if let (true, Some(addr)) = (opts.http, config.gateway) {
+            let settings = gateway::GatewaySettings::from_config(&config, addr);
+            let gw = gateway::Gateway::bind(state.clone(), settings, dir).await?;
+            node.gateway_addr = Some(gw.local_addr());
+            node.tasks.push(Task(tokio::spawn(gw.serve())));
+        }
+        // The gateway serves /metrics too: one server when both share an
+        // address.
+        let metrics = config.metrics.filter(|m| Some(*m) != config.gateway);
+        if let (true, Some(addr)) = (opts.http, metrics) {
             let listener = http::bind(addr).await?;
             node.http_addr = listener.local_addr().ok();
             node.tasks.push(Task(tokio::spawn(http::serve(
@@ -303,6 +315,9 @@ impl Node {
         if self.storage.is_some() {
             v.push(format!("storage sessions tcp/{}", self.local_addr));
         }
+        if let Some(g) = self.gateway_addr {
+            v.push(format!("web gateway http://{g}/"));
+        }
         if let Some(h) = self.http_addr {
             v.push(format!("metrics http://{h}/metrics"));
         }
@@ -315,6 +330,11 @@ impl Node {
             v.push(format!("announced as {}", announced.join(" ")));
         }
         v
+    }
+
+    /// Where its web gateway listens, if it serves one.
+    pub fn gateway_addr(&self) -> Option<SocketAddr> {
+        self.gateway_addr
     }
 
     /// Its control socket, if it serves one.

@@ -124,7 +124,7 @@ fn generated_at(mut pos: u64, len: usize, mut f: impl FnMut(&[u8])) {
 
 /// A generated file: deterministic bytes produced on the fly, never held
 /// in memory whole.
-struct Generated {
+pub(crate) struct Generated {
     pos: u64,
     size: u64,
 }
@@ -142,15 +142,15 @@ impl tokio::io::AsyncRead for Generated {
     }
 }
 
-fn generated(size: u64) -> Generated {
+pub(crate) fn generated(size: u64) -> Generated {
     Generated { pos: 0, size }
 }
 
 /// Compares what is written with the generated file, to check the download
 /// without storing it.
-struct CheckSink {
-    pos: u64,
-    mismatch: bool,
+pub(crate) struct CheckSink {
+    pub(crate) pos: u64,
+    pub(crate) mismatch: bool,
 }
 
 impl AsyncWrite for CheckSink {

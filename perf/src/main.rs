@@ -1,13 +1,14 @@
 //! `grapevine-perf`: grapevine's laboratory, apart from the node.
 //!
-//! The swarm (N membership nodes over P worker processes), the session and
-//! storage benchmarks, and the baselines they compare against (chitchat;
+//! The swarm (N membership nodes over P worker processes), the session,
+//! storage and gateway benchmarks, and the baselines they compare against (chitchat;
 //! TLS 1.3 through tokio-rustls), with a counting global allocator so the
 //! benchmarks can report live heap bytes. None of this is linked into the
 //! production `grapevine` binary, which uses the system allocator.
 
 mod alloc;
 mod baseline;
+mod bench_gateway;
 mod bench_sessions;
 mod bench_storage;
 mod gossip_worker;
@@ -47,6 +48,9 @@ enum BenchCmd {
     Sessions(bench_sessions::SessionsArgs),
     /// Put and get throughput on a local grid of share servers.
     Storage(bench_storage::StorageArgs),
+    /// The web gateway against `grapevine get`'s library call: throughput,
+    /// memory, a ranged read, many small GETs at once.
+    Gateway(bench_gateway::GatewayArgs),
     /// (internal) the accepting side of `bench sessions`.
     #[command(hide = true)]
     SessionPeer(session_peer::PeerArgs),
@@ -65,6 +69,7 @@ fn main() -> Result<()> {
         Cmd::Bench(BenchCmd::Sessions(a)) => bench_sessions::run(&a),
         Cmd::Bench(BenchCmd::SessionPeer(a)) => session_peer::peer(&a),
         Cmd::Bench(BenchCmd::Storage(a)) => bench_storage::run(&a),
+        Cmd::Bench(BenchCmd::Gateway(a)) => bench_gateway::run(&a),
         Cmd::Swarm(a) => swarm::run(&a),
         Cmd::SwarmWorker(a) => {
             let rt = worker::runtime(&a)?;

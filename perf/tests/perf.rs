@@ -113,3 +113,31 @@ fn bad_arguments_are_clear_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad size"));
 }
+
+#[test]
+fn bench_gateway_reports_coherent_figures() {
+    let out = perf()
+        .args([
+            "bench", "gateway", "--size", "8MiB", "--nodes", "5", "--rounds", "1", "--small", "30",
+            "--json",
+        ])
+        .output()
+        .expect("run grapevine-perf bench gateway");
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(r["bytes"], 8 << 20);
+    assert_eq!((r["k"].as_u64(), r["n"].as_u64()), (Some(3), Some(5)));
+    assert!(r["get_mb_s"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["gateway_mb_s"].as_f64().unwrap() > 0.0, "{r}");
+    assert_eq!(r["small_ok"], 30, "every small GET answered: {r}");
+    // A 1 MiB range reads about one or two segments per share, not the
+    // file: locate (one request per server), three metadata reads and at
+    // most two block reads for each of the k shares.
+    let range = r["range_requests"].as_u64().unwrap();
+    assert!(range <= 5 + 3 * (3 + 2), "{r}");
+    assert!(r["whole_requests"].as_u64().unwrap() >= 3 * 8, "{r}");
+}

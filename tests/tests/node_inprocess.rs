@@ -49,6 +49,7 @@ async fn several_nodes_in_one_process_put_get_and_check_a_file() {
                 seeds: vec![],
                 nickname: Some(format!("n{i}")),
                 capacity_mib: 1024,
+                gateway: None,
             },
         )
         .unwrap();

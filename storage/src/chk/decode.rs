@@ -112,6 +112,60 @@ impl Decoder {
         blocks: Vec<(u16, B)>,
     ) -> Result<Result<Vec<u8>, Vec<u16>>, CodecError> {
         let seg = self.next_segment;
+        let mut out = match self.ciphertext_of(seg, blocks)? {
+            Ok(c) => c,
+            Err(bad) => return Ok(Err(bad)),
+        };
+        self.ciphertext.update(&out);
+        self.cipher.seek(seg * self.ueb.segment_size);
+        self.cipher.apply_keystream(&mut out);
+        self.next_segment += 1;
+        if self.next_segment == self.ueb.segments()
+            && self.ciphertext.finalize().as_bytes() != &self.ueb.ciphertext_hash
+        {
+            return Err(CodecError::CiphertextMismatch);
+        }
+        Ok(Ok(out))
+    }
+
+    /// Decode segment `seg` on its own, for a ranged read: as
+    /// [`Decoder::decode_segment_or_name_corrupt`], but any segment, in any
+    /// order, and without changing the decoder. Every block is still checked
+    /// against its share's hash list (whose Merkle root is in the UEB the
+    /// capability names); the hash of the whole ciphertext, which needs
+    /// every segment, is not.
+    ///
+    /// # Errors
+    /// [`CodecError::Malformed`] for a segment past the last; otherwise as
+    /// [`Decoder::decode_segment`], except for corrupt blocks.
+    pub fn decode_segment_at<B: AsRef<[u8]>>(
+        &self,
+        seg: u64,
+        blocks: Vec<(u16, B)>,
+    ) -> Result<Result<Vec<u8>, Vec<u16>>, CodecError> {
+        if seg >= self.ueb.segments() {
+            return Err(CodecError::Malformed(format!(
+                "segment {seg} of a file of {} segments",
+                self.ueb.segments()
+            )));
+        }
+        let mut out = match self.ciphertext_of(seg, blocks)? {
+            Ok(c) => c,
+            Err(bad) => return Ok(Err(bad)),
+        };
+        let mut c = cipher(&self.cap.key);
+        c.seek(seg * self.ueb.segment_size);
+        c.apply_keystream(&mut out);
+        Ok(Ok(out))
+    }
+
+    /// Segment `seg`'s ciphertext from at least k blocks, each checked
+    /// against its hash first (`Ok(Err(shares))` names the corrupt ones).
+    fn ciphertext_of<B: AsRef<[u8]>>(
+        &self,
+        seg: u64,
+        blocks: Vec<(u16, B)>,
+    ) -> Result<Result<Vec<u8>, Vec<u16>>, CodecError> {
         let k = self.ueb.k as usize;
         let bad: Vec<u16> = blocks
             .iter()
@@ -158,15 +212,6 @@ impl Decoder {
             out.extend_from_slice(&o.ok_or(CodecError::NotEnoughShares { have, need: k })?);
         }
         out.truncate(seg_len);
-        self.ciphertext.update(&out);
-        self.cipher.seek(seg * self.ueb.segment_size);
-        self.cipher.apply_keystream(&mut out);
-        self.next_segment += 1;
-        if self.next_segment == self.ueb.segments()
-            && self.ciphertext.finalize().as_bytes() != &self.ueb.ciphertext_hash
-        {
-            return Err(CodecError::CiphertextMismatch);
-        }
         Ok(Ok(out))
     }
 

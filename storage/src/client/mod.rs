@@ -11,6 +11,7 @@
 //! * `upload`: [`upload`], encoding and writing shares, one task per server.
 //! * `locate`: [`locate`], who holds which shares, asking few servers.
 //! * `download`: [`download`], reading, verifying and decoding `k` shares.
+//! * `range`: [`download_range`], only the segments a byte range needs.
 //! * `check`: [`check`], which shares exist and (with `verify`) are intact.
 //! * `health`: [`CheckResults`], the check report in Tahoe's keys, one
 //!   schema for the CLI, the gateway and repair.
@@ -31,6 +32,7 @@ mod health;
 mod locate;
 mod place;
 mod pool;
+mod range;
 mod report;
 mod upload;
 
@@ -43,5 +45,6 @@ pub use health::{CheckCounts, CheckResults, CorruptReport, Found, Verdict};
 pub use locate::{locate, Findings, Located};
 pub use place::permuted_servers;
 pub use pool::{PoolConfig, SessionPool};
+pub use range::download_range;
 pub use report::report_corrupt;
 pub use upload::{default_params, read_all, upload, KeyMode, UploadReport, UploadRequest};
