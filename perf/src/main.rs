@@ -1,6 +1,7 @@
 //! `grapevine-perf`: grapevine's laboratory, apart from the node.
 //!
-//! The swarm (N membership nodes over P worker processes), the session and
+//! The swarm (N membership nodes over P worker processes), the grid (N
+//! whole nodes with clients working and churn), the session and
 //! storage benchmarks, and the baselines they compare against (chitchat;
 //! TLS 1.3 through tokio-rustls), with a counting global allocator so the
 //! benchmarks can report live heap bytes. None of this is linked into the
@@ -11,6 +12,7 @@ mod baseline;
 mod bench_sessions;
 mod bench_storage;
 mod gossip_worker;
+mod grid;
 mod session_peer;
 mod swarm;
 mod worker;
@@ -36,6 +38,12 @@ enum Cmd {
     Bench(BenchCmd),
     /// Run N real nodes on this machine and measure the grid.
     Swarm(swarm::SwarmArgs),
+    /// Run N real nodes (storage, clients with a workload, churn) and
+    /// measure the whole system.
+    Grid(grid::GridArgs),
+    /// (internal) one worker process of `grid`.
+    #[command(hide = true)]
+    GridWorker(grid::worker::GridWorkerArgs),
     /// (internal) one worker process of `swarm`.
     #[command(hide = true)]
     SwarmWorker(worker::WorkerArgs),
@@ -66,6 +74,8 @@ fn main() -> Result<()> {
         Cmd::Bench(BenchCmd::SessionPeer(a)) => session_peer::peer(&a),
         Cmd::Bench(BenchCmd::Storage(a)) => bench_storage::run(&a),
         Cmd::Swarm(a) => swarm::run(&a),
+        Cmd::Grid(a) => grid::run(&a),
+        Cmd::GridWorker(a) => grid::worker::main(a),
         Cmd::SwarmWorker(a) => {
             let rt = worker::runtime(&a)?;
             if a.chitchat {

@@ -34,5 +34,5 @@ pub use conn::{ClientIdentity, Conn, ServerRef, DEFAULT_REQUEST_TIMEOUT, MAX_IN_
 pub use download::{download, DownloadReport, READ_AHEAD};
 pub use locate::{locate, Located};
 pub use place::permuted_servers;
-pub use pool::{PoolConfig, SessionPool};
+pub use pool::{Contact, PoolConfig, SessionPool};
 pub use upload::{default_params, read_all, upload, KeyMode, UploadReport, UploadRequest};
