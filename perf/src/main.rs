@@ -74,7 +74,7 @@ fn main() -> Result<()> {
         Cmd::Bench(BenchCmd::SessionPeer(a)) => session_peer::peer(&a),
         Cmd::Bench(BenchCmd::Storage(a)) => bench_storage::run(&a),
         Cmd::Swarm(a) => swarm::run(&a),
-        Cmd::Grid(a) => grid::run(&a),
+        Cmd::Grid(a) => grid::harness::run(&a),
         Cmd::GridWorker(a) => grid::worker::main(a),
         Cmd::SwarmWorker(a) => {
             let rt = worker::runtime(&a)?;

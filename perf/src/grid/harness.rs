@@ -22,6 +22,7 @@ use crate::grid::churn::{ChurnConfig, ChurnPlanner, Step};
 use crate::grid::plots::{self, Sample};
 use crate::grid::proto::{send, Detect, FileRecord, FromWorker, OpRecord, ToWorker, WorkerStatus};
 use crate::grid::report::{self, Measured, Window};
+use crate::grid::workload;
 use crate::grid::GridArgs;
 use crate::worker::unix_ms;
 
@@ -75,21 +76,6 @@ struct Harness<'a> {
     session_samples: (f64, u64),
     m: Measured,
     detect: Vec<(u64, Instant, Option<f64>)>,
-}
-
-/// Clients: nodes 1..=C (never the seed), spread over the workers by
-/// block; returns each worker's `INDEX:NUMBER` list.
-fn clients_of(nodes: usize, procs: usize, clients: usize) -> Vec<Vec<(usize, usize)>> {
-    let per = nodes.div_ceil(procs);
-    let mut out = vec![Vec::new(); procs];
-    // Client c is the first node of worker c % P after the ones taken.
-    let mut next: Vec<usize> = (0..procs).map(|p| (p * per).max(1)).collect();
-    for c in 0..clients {
-        let p = c % procs;
-        out[p].push((next[p], c));
-        next[p] += 1;
-    }
-    out
 }
 
 /// Run the grid; print the report; draw the pictures if asked.
@@ -472,7 +458,7 @@ impl Harness<'_> {
     fn phases(&mut self, base: &Path) -> Result<()> {
         let a = self.args;
         let n = a.nodes as u64;
-        let clients = clients_of(a.nodes, a.procs, a.clients);
+        let clients = workload::clients_of(a.nodes, a.procs, a.clients);
         // 1. Start: the seed's worker first.
         self.spawn(0, base, &clients[0])?;
         let up = self.until("seed", Duration::from_secs(60), |h| {
@@ -600,19 +586,5 @@ impl Harness<'_> {
         self.m.sessions_open_per_node_mean =
             self.session_samples.0 / self.session_samples.1.max(1) as f64;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn clients_are_early_nodes_spread_over_the_workers_never_the_seed() {
-        assert_eq!(
-            clients_of(1000, 2, 4),
-            vec![vec![(1, 0), (2, 2)], vec![(500, 1), (501, 3)]]
-        );
-        assert_eq!(clients_of(100, 1, 2), vec![vec![(1, 0), (2, 1)]]);
     }
 }

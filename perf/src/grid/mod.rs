@@ -113,11 +113,3 @@ pub struct GridArgs {
     #[arg(long)]
     pub json: bool,
 }
-
-/// Run the grid and print its report.
-///
-/// # Errors
-/// Bad arguments, workers that fail to start or die.
-pub fn run(args: &GridArgs) -> anyhow::Result<()> {
-    harness::run(args)
-}

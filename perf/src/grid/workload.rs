@@ -267,6 +267,21 @@ pub fn beyond_repair(file: &File, down: &HashSet<NodeId>) -> bool {
     up.len() < usize::from(file.k)
 }
 
+/// Clients: nodes 1..=C (never the seed), spread over the workers by
+/// block; returns each worker's `INDEX:NUMBER` list.
+pub fn clients_of(nodes: usize, procs: usize, clients: usize) -> Vec<Vec<(usize, usize)>> {
+    let per = nodes.div_ceil(procs);
+    let mut out = vec![Vec::new(); procs];
+    // Client c is the first node of worker c % P after the ones taken.
+    let mut next: Vec<usize> = (0..procs).map(|p| (p * per).max(1)).collect();
+    for c in 0..clients {
+        let p = c % procs;
+        out[p].push((next[p], c));
+        next[p] += 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,5 +392,14 @@ mod tests {
         two_copies.placements = vec![(0, id(1)), (0, id(2)), (1, id(3)), (2, id(4))];
         assert!(!beyond_repair(&two_copies, &down(&[1])));
         assert!(beyond_repair(&two_copies, &down(&[3])));
+    }
+
+    #[test]
+    fn clients_are_early_nodes_spread_over_the_workers_never_the_seed() {
+        assert_eq!(
+            clients_of(1000, 2, 4),
+            vec![vec![(1, 0), (2, 2)], vec![(500, 1), (501, 3)]]
+        );
+        assert_eq!(clients_of(100, 1, 2), vec![vec![(1, 0), (2, 1)]]);
     }
 }
