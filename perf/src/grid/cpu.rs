@@ -4,9 +4,13 @@
 //! counters in `/proc/self/task/*/stat` say what each job costs. The
 //! runtimes keep idle blocking threads alive for the whole run, so no
 //! thread's time is lost with the thread; whatever is not on a named
-//! thread is reported as `other`.
+//! thread is reported as `other`. [`Snap`] is the workers' counters at
+//! one instant; two of them make a [`Window`].
 
 use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::grid::report::Window;
 
 /// Thread names of the jobs (at most 15 bytes: the kernel's limit).
 pub const JOBS: [&str; 3] = ["gv-gossip", "gv-storage", "gv-client"];
@@ -35,6 +39,51 @@ pub fn by_job(total: f64) -> BTreeMap<String, f64> {
     let named: f64 = out.values().sum();
     out.insert("other".into(), (total - named).max(0.0));
     out
+}
+
+/// A snapshot of the workers' cumulative counters.
+#[derive(Debug, Clone, Default)]
+pub struct Snap {
+    /// When.
+    pub at: Option<Instant>,
+    /// CPU seconds, all workers.
+    pub cpu: f64,
+    /// CPU seconds by job.
+    pub jobs: BTreeMap<String, f64>,
+    /// Gossip bytes sent.
+    pub bytes: u64,
+    /// Gossip datagrams sent.
+    pub dgs: u64,
+}
+
+impl Snap {
+    /// What happened between this snapshot and a later one, over `nodes`.
+    pub fn window(&self, later: &Snap, nodes: usize) -> Window {
+        let (a, b) = (self, later);
+        let secs = match (a.at, b.at) {
+            (Some(x), Some(y)) => y.duration_since(x).as_secs_f64().max(1e-3),
+            _ => 1e-3,
+        };
+        let n = nodes.max(1) as f64;
+        Window {
+            secs,
+            cores: (b.cpu - a.cpu) / secs,
+            cores_by_job: b
+                .jobs
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        // A job's share is never below zero (`other` is
+                        // what is left of a total read at another instant).
+                        ((v - a.jobs.get(k).copied().unwrap_or(0.0)) / secs).max(0.0),
+                    )
+                })
+                .collect(),
+            bytes_per_node_s: b.bytes.saturating_sub(a.bytes) as f64 / secs / n,
+            datagrams_per_node_s: b.dgs.saturating_sub(a.dgs) as f64 / secs / n,
+        }
+    }
 }
 
 /// (thread name, user + system seconds) from a `stat` line.

@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::grid::churn::{ChurnConfig, ChurnPlanner, Step};
+use crate::grid::cpu::Snap;
 use crate::grid::plots::{self, Sample};
 use crate::grid::proto::{send, Detect, FileRecord, FromWorker, OpRecord, ToWorker, WorkerStatus};
-use crate::grid::report::{self, Measured, Window};
+use crate::grid::report::{self, Measured};
 use crate::grid::workload;
 use crate::grid::GridArgs;
 use crate::worker::unix_ms;
@@ -48,16 +49,6 @@ impl Drop for WorkerProc {
     }
 }
 
-/// A snapshot of the workers' cumulative counters.
-#[derive(Debug, Clone, Default)]
-struct Snap {
-    at: Option<Instant>,
-    cpu: f64,
-    jobs: BTreeMap<String, f64>,
-    bytes: u64,
-    dgs: u64,
-}
-
 struct Harness<'a> {
     args: &'a GridArgs,
     workers: Vec<WorkerProc>,
@@ -76,6 +67,8 @@ struct Harness<'a> {
     session_samples: (f64, u64),
     m: Measured,
     detect: Vec<(u64, Instant, Option<f64>)>,
+    /// The phase last shown on stderr (with `--json`).
+    shown: String,
 }
 
 /// Run the grid; print the report; draw the pictures if asked.
@@ -138,6 +131,7 @@ pub fn run(args: &GridArgs) -> Result<()> {
             ..Measured::default()
         },
         detect: Vec::new(),
+        shown: String::new(),
     };
     let result = h.phases(base);
     drop(h.workers.drain(..));
@@ -244,30 +238,6 @@ impl Harness<'_> {
             jobs,
             bytes: self.sum(|s| s.bytes_sent),
             dgs: self.sum(|s| s.dg_sent),
-        }
-    }
-
-    fn window(&self, a: &Snap, b: &Snap) -> Window {
-        let secs = match (a.at, b.at) {
-            (Some(x), Some(y)) => y.duration_since(x).as_secs_f64().max(1e-3),
-            _ => 1e-3,
-        };
-        let n = self.args.nodes as f64;
-        Window {
-            secs,
-            cores: (b.cpu - a.cpu) / secs,
-            cores_by_job: b
-                .jobs
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        (v - a.jobs.get(k).copied().unwrap_or(0.0)) / secs,
-                    )
-                })
-                .collect(),
-            bytes_per_node_s: b.bytes.saturating_sub(a.bytes) as f64 / secs / n,
-            datagrams_per_node_s: b.dgs.saturating_sub(a.dgs) as f64 / secs / n,
         }
     }
 
@@ -406,12 +376,13 @@ impl Harness<'_> {
         if !step.back.is_empty() {
             self.mark(format!("+{}", step.back.len()));
         }
-        if !self.args.json {
-            eprintln!(
-                "\rchurn: crash {:?} leave {:?} back {:?}",
-                step.crash, step.leave, step.back
-            );
-        }
+        eprintln!(
+            "\r{:7.1} s churn: crash {:?} leave {:?} back {:?}",
+            self.t0.elapsed().as_secs_f64(),
+            step.crash,
+            step.leave,
+            step.back
+        );
         self.broadcast(&ToWorker::Churn {
             crash: step.crash,
             leave: step.leave,
@@ -421,19 +392,25 @@ impl Harness<'_> {
         })
     }
 
-    fn progress(&self, what: &str) {
+    /// The progress line on stderr: rewritten in place, or (with
+    /// `--json`, whose stderr is usually kept) once per phase.
+    fn progress(&mut self, what: &str) {
+        let s = |f: fn(&WorkerStatus) -> u64| self.sum(f);
+        let line = format!(
+            "{what}: started {} running {} full {} all-alive {} ops {} files {} false-dead {}",
+            s(|x| x.started as u64),
+            s(|x| x.running as u64),
+            s(|x| x.full as u64),
+            s(|x| x.all_alive as u64),
+            self.ops.len(),
+            self.files.len(),
+            s(|x| x.false_dead),
+        );
         if !self.args.json {
-            let s = |f: fn(&WorkerStatus) -> u64| self.sum(f);
-            eprint!(
-                "\r{what}: started {} running {} full {} all-alive {} ops {} files {} false-dead {}   ",
-                s(|x| x.started as u64),
-                s(|x| x.running as u64),
-                s(|x| x.full as u64),
-                s(|x| x.all_alive as u64),
-                self.ops.len(),
-                self.files.len(),
-                s(|x| x.false_dead),
-            );
+            eprint!("\r{line}   ");
+        } else if self.shown != what {
+            eprintln!("{:7.1} s {line}", self.t0.elapsed().as_secs_f64());
+            self.shown = what.to_string();
         }
     }
 
@@ -496,7 +473,7 @@ impl Harness<'_> {
         let s0 = self.snap();
         self.until("idle", Duration::from_secs(a.idle_secs), |_| false)?;
         let s1 = self.snap();
-        self.m.idle = self.window(&s0, &s1);
+        self.m.idle = s0.window(&s1, a.nodes);
         self.m.rss_per_node_idle_bytes = self.sum(|s| s.rss) as f64 / n as f64;
 
         // 3. Steady window: workload and churn.
@@ -532,7 +509,7 @@ impl Harness<'_> {
         self.broadcast(&ToWorker::Workload { on: false })?;
         self.mark("workload ends");
         let s2 = self.snap();
-        self.m.steady = self.window(&s1, &s2);
+        self.m.steady = s1.window(&s2, a.nodes);
         self.steady = Some((t_steady, Some(Instant::now())));
         let drain = Duration::from_secs(a.op_timeout_secs + 30);
         self.until("draining", drain, |h| {
@@ -553,6 +530,19 @@ impl Harness<'_> {
             self.until("all alive", Duration::from_secs(a.timeout_secs), |h| {
                 h.sum(|s| s.all_alive as u64) == n
             })?;
+        if self.m.all_alive_after_return_s.is_none() {
+            for (p, w) in self.workers.iter().enumerate() {
+                let s = &w.latest;
+                tracing::warn!(
+                    "worker {p}: {} of {} running nodes see every other node alive \
+                     (each sees {} to {} alive)",
+                    s.all_alive,
+                    s.running,
+                    s.alive_min,
+                    s.alive_max
+                );
+            }
+        }
         self.mark("all back");
 
         // 5. Read back every file (the relay of the last files goes first).
