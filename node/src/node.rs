@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use grapevine_crypto::NodeId;
 use grapevine_membership::Event;
 use grapevine_storage::client::ClientIdentity;
+use grapevine_storage::store::StoreConfig;
 use grapevine_storage::{ServerStats, SessionPool, ShareStore};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
@@ -135,7 +136,14 @@ impl Node {
         config.validate(&dir.config_path())?;
         let identity = Arc::new(dir.load_identity()?);
         let convergence = dir.convergence_secret()?;
-        let store = ShareStore::open(&dir.storage_path(), config.reserve_mib << 20)?;
+        // The store enforces the capacity the node offers the grid.
+        let store = ShareStore::open_with(
+            &dir.storage_path(),
+            StoreConfig {
+                reserve: config.reserve_mib << 20,
+                capacity: Some(u64::from(config.capacity_mib) << 20),
+            },
+        )?;
         let sockets = match opts.sockets {
             Some(s) => s,
             None => Sockets::bind(config.listen).await?,

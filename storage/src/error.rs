@@ -64,6 +64,23 @@ pub enum StoreError {
     /// The share failed its hash check; it was moved to quarantine.
     #[error("share is corrupt (hash mismatch); quarantined")]
     Corrupt,
+    /// Another process (or another open in this one) holds the store's
+    /// lock; nothing was read, removed or written.
+    #[error("store {0} is in use by another process")]
+    Locked(String),
+    /// A mutable slot already holds this or a newer version; nothing was
+    /// changed.
+    #[error("slot holds version {held}; version {offered} is not newer")]
+    StaleSequence {
+        /// The version held.
+        held: u64,
+        /// The version offered.
+        offered: u64,
+    },
+    /// A copy checked before a deletion is not a good copy of the share,
+    /// or the evidence is for another share; nothing was deleted.
+    #[error("no evidence for deleting the share: {0}")]
+    BadEvidence(String),
     /// The store directory was written by a newer release (its `format`
     /// file names a format this one does not know); nothing was read,
     /// removed or written.
@@ -146,6 +163,11 @@ pub enum ClientError {
     /// deadline; its session is dropped.
     #[error("server {0} did not answer within the request deadline")]
     Timeout(String),
+    /// A request on this session failed before (a deadline, a broken
+    /// session, an answer out of protocol): the session is not used again,
+    /// and requests on it fail at once.
+    #[error("session to {0} failed earlier and is not used again")]
+    Broken(String),
     /// A server refused a request.
     #[error("server {server}: {code:?}: {message}")]
     Server {

@@ -37,7 +37,11 @@ pub const MIN_PROTOCOL_VERSION: u8 = 1;
 pub const MAX_WRITE: usize = 1 << 20;
 /// Largest read.
 pub const MAX_READ: u32 = 1 << 20;
-const DECODE_LIMIT: usize = MAX_WRITE + 4096;
+/// Largest message of the protocol, either way: a write or a read's reply
+/// with its header. Storage sessions accept nothing larger, so a peer
+/// costs at most this much memory per message it sends.
+pub const MAX_MESSAGE: usize = MAX_WRITE + 4096;
+const DECODE_LIMIT: usize = MAX_MESSAGE;
 
 type Cfg = Configuration<LittleEndian, Varint, Limit<DECODE_LIMIT>>;
 fn cfg() -> Cfg {
@@ -109,12 +113,21 @@ pub enum Request<D = Vec<u8>> {
         /// Share number.
         shnum: u16,
     },
+    /// A reader found this share corrupt. The server checks it itself (its
+    /// checksum and its own hash tree) and quarantines it only if it fails:
+    /// `Ok` if the share stays, `Corrupt` if it was quarantined.
+    ReportCorrupt {
+        /// Storage index.
+        si: StorageIndex,
+        /// Share number.
+        shnum: u16,
+    },
 }
 
 impl<D> Request<D> {
     /// Number of request kinds this release knows: kinds are numbered from
     /// 0 in the order above, and a new kind is only ever added at the end.
-    pub const KINDS: u32 = 8;
+    pub const KINDS: u32 = 9;
 
     /// This request's kind: its number on the wire.
     pub fn kind(&self) -> u32 {
@@ -127,6 +140,7 @@ impl<D> Request<D> {
             Request::List { .. } => 5,
             Request::Read { .. } => 6,
             Request::Verify { .. } => 7,
+            Request::ReportCorrupt { .. } => 8,
         }
     }
 }
@@ -507,6 +521,7 @@ mod tests {
                 len: 1,
             },
             Request::Verify { si: si(), shnum: 1 },
+            Request::ReportCorrupt { si: si(), shnum: 1 },
         ]
     }
 
@@ -561,8 +576,8 @@ mod tests {
         );
         // Version 0 never existed.
         assert_eq!(refused(&[0, 9, 0]).code, ErrorCode::UnsupportedVersion);
-        // Kind 8 (unknown here), with fields we cannot read.
-        let r = refused(&[1, 10, 8, 0xde, 0xad]);
+        // Kind 9 (unknown here), with fields we cannot read.
+        let r = refused(&[1, 10, 9, 0xde, 0xad]);
         assert_eq!((r.id, r.code), (10, ErrorCode::Unsupported));
         let r = refused(&[1, 10, 251, 0x00, 0x01]);
         assert_eq!((r.id, r.code), (10, ErrorCode::Unsupported));

@@ -8,6 +8,13 @@ use data_encoding::BASE32_NOPAD;
 
 /// Length of a storage index in bytes.
 pub const SI_LEN: usize = 16;
+/// Largest share a server stores, and so the largest a file's layout may
+/// imply (a share holds 1/k of a file plus hashes): every size computed
+/// from a capability, an extension block or a server's answer is checked
+/// against it before anything is read or allocated.
+pub const MAX_SHARE_SIZE: u64 = 64 << 30;
+/// Largest number of shares of one file (share numbers are below it).
+pub const MAX_SHARES: u16 = 256;
 
 /// A storage index: 16 bytes derived from the file's key, naming its shares.
 #[derive(
@@ -21,6 +28,17 @@ impl std::fmt::Display for StorageIndex {
     }
 }
 
+impl StorageIndex {
+    /// The storage index written as [`Display`](std::fmt::Display) writes
+    /// it (lowercase unpadded base32), if `s` is one.
+    pub fn parse(s: &str) -> Option<Self> {
+        let v = BASE32_NOPAD
+            .decode(s.to_ascii_uppercase().as_bytes())
+            .ok()?;
+        Some(StorageIndex(v.try_into().ok()?))
+    }
+}
+
 /// The key's storage index: the first [`SI_LEN`] bytes of
 /// `BLAKE3-derive-key("grapevine storage index v1", key)`. Knowing it
 /// reveals nothing about the key.
@@ -29,6 +47,16 @@ pub fn storage_index(key: &[u8; 32]) -> StorageIndex {
     let mut si = [0u8; SI_LEN];
     si.copy_from_slice(&h[..SI_LEN]);
     StorageIndex(si)
+}
+
+/// What a server did with a reader's report that one of its shares is
+/// corrupt (the server checks the share itself before doing anything).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportVerdict {
+    /// The share checked out (or did recently): it stays.
+    Kept,
+    /// The share failed the server's own check and was quarantined.
+    Quarantined,
 }
 
 /// Erasure-coding parameters (checked by the codec:
@@ -65,6 +93,8 @@ mod tests {
     fn storage_index_derivation_is_pinned() {
         let si = storage_index(&[1; 32]);
         assert_eq!(si.to_string(), "fe7hkl7uoctngxzf3gdz7p2bli");
+        assert_eq!(StorageIndex::parse(&si.to_string()), Some(si));
+        assert_eq!(StorageIndex::parse("fe7hkl7uoc"), None);
         assert_ne!(si, storage_index(&[2; 32]));
     }
 }

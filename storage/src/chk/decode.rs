@@ -4,7 +4,8 @@ use chacha20::cipher::{StreamCipher, StreamCipherSeek};
 use chacha20::ChaCha20;
 
 use crate::cap::ReadCap;
-use crate::chk::format::{cipher, merkle_root, Ueb};
+use crate::chk::format::{cipher, Ueb};
+use crate::chk::merkle::merkle_root;
 use crate::error::CodecError;
 
 /// Decodes a file from verified blocks, segment by segment.
@@ -46,7 +47,7 @@ impl Decoder {
     /// [`CodecError::CorruptShare`] if it does not.
     pub fn add_hashes(&mut self, shnum: u16, bytes: &[u8]) -> Result<(), CodecError> {
         let s = shnum as usize;
-        if s >= self.hashes.len() || bytes.len() as u64 != 32 * self.ueb.segments() {
+        if s >= self.hashes.len() || bytes.len() as u64 != self.ueb.hashes_len() {
             return Err(CodecError::CorruptShare(shnum));
         }
         let list: Vec<[u8; 32]> = bytes

@@ -5,9 +5,8 @@ use chacha20::cipher::StreamCipher;
 use chacha20::ChaCha20;
 
 use crate::cap::ReadCap;
-use crate::chk::format::{
-    block_len, cipher, merkle_root, Ueb, FOOTER_LEN, MAGIC, SEGMENT_SIZE, UEB_VERSION,
-};
+use crate::chk::format::{block_len, cipher, Ueb, FOOTER_LEN, MAGIC, SEGMENT_SIZE, UEB_VERSION};
+use crate::chk::merkle::merkle_root;
 use crate::error::CodecError;
 use crate::types::{storage_index, Params, StorageIndex};
 
@@ -33,10 +32,13 @@ impl Encoder {
     /// An encoder for a file of `size` bytes.
     ///
     /// # Errors
-    /// [`CodecError::BadParams`].
+    /// [`CodecError::BadParams`]; [`CodecError::Malformed`] if the file is
+    /// too large for its shares to stay within
+    /// [`MAX_SHARE_SIZE`](crate::types::MAX_SHARE_SIZE) (what a reader
+    /// accepts, [`Ueb::validate`]).
     pub fn new(key: [u8; 32], params: Params, size: u64) -> Result<Self, CodecError> {
         params.validate()?;
-        Ok(Encoder {
+        let enc = Encoder {
             key,
             params,
             size,
@@ -45,7 +47,9 @@ impl Encoder {
             block_hashes: vec![Vec::new(); params.n as usize],
             ciphertext: blake3::Hasher::new(),
             rs: None,
-        })
+        };
+        enc.ueb_template().validate()?;
+        Ok(enc)
     }
 
     /// The file's storage index.
@@ -62,7 +66,8 @@ impl Encoder {
     /// advance so servers can be asked to allocate it.
     pub fn share_size(&self) -> u64 {
         let ueb = self.ueb_template();
-        ueb.blocks_len() + 32 * self.segments() + ueb.encode().len() as u64 + FOOTER_LEN
+        // Within MAX_SHARE_SIZE: checked in `new`.
+        ueb.blocks_len() + ueb.hashes_len() + ueb.encode().len() as u64 + FOOTER_LEN
     }
 
     fn ueb_template(&self) -> Ueb {

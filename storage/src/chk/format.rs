@@ -7,10 +7,24 @@ use chacha20::ChaCha20;
 
 use crate::cap::ReadCap;
 use crate::error::CodecError;
-use crate::types::Params;
+use crate::types::{Params, MAX_SHARES, MAX_SHARE_SIZE};
 
 /// Plaintext bytes per segment.
 pub const SEGMENT_SIZE: u64 = 1 << 20;
+/// Smallest segment size an extension block may name. A reader refuses
+/// smaller ones: a file of tiny segments has a hash per few bytes (a
+/// capability naming 1-byte segments would make a reader fetch 32 bytes of
+/// hashes per byte of file).
+pub const MIN_SEGMENT_SIZE: u64 = 4 << 10;
+/// Largest segment size an extension block may name (a reader holds a
+/// segment in memory).
+pub const MAX_SEGMENT_SIZE: u64 = 16 << 20;
+/// Largest extension block.
+pub const MAX_UEB_LEN: u32 = 65536;
+/// Most segments a file may have: a reader holds 32 bytes of hash per
+/// segment for each share it reads (128 MiB at this limit), so an
+/// extension block naming more is refused. At 1 MiB segments, 4 TiB.
+pub const MAX_SEGMENTS: u64 = 1 << 22;
 /// Footer length.
 pub const FOOTER_LEN: u64 = 24;
 /// The share layout's version, the footer's last byte.
@@ -54,14 +68,16 @@ pub struct Ueb {
 }
 
 impl Ueb {
-    /// Number of segments.
+    /// Number of segments. (The sizes below saturate rather than wrap or
+    /// divide by zero on a block that was never validated; a validated one,
+    /// [`Ueb::validate`], never reaches the limits.)
     pub fn segments(&self) -> u64 {
-        self.size.div_ceil(self.segment_size).max(1)
+        self.size.div_ceil(self.segment_size.max(1)).max(1)
     }
 
     /// Plaintext length of segment `i`.
     pub fn segment_len(&self, i: u64) -> u64 {
-        let start = i * self.segment_size;
+        let start = i.saturating_mul(self.segment_size);
         (self.size - start.min(self.size)).min(self.segment_size)
     }
 
@@ -74,28 +90,74 @@ impl Ueb {
     /// Offset of segment `i`'s block within a share.
     pub fn block_offset(&self, i: u64) -> u64 {
         // All segments but the last are full.
-        i * block_len(self.segment_size, self.k)
+        i.saturating_mul(block_len(self.segment_size, self.k))
     }
 
     /// Total bytes of blocks in each share.
     pub fn blocks_len(&self) -> u64 {
         let s = self.segments();
-        self.block_offset(s - 1) + self.block_len(s - 1)
+        self.block_offset(s - 1)
+            .saturating_add(self.block_len(s - 1))
     }
 
-    /// Encoded form.
-    pub fn encode(&self) -> Vec<u8> {
-        bincode::encode_to_vec(self, bincode::config::standard()).expect("UEB encodes")
+    /// Bytes of the block hash list in each share (32 per segment).
+    pub fn hashes_len(&self) -> u64 {
+        self.segments().saturating_mul(32)
     }
 
-    /// Decode and check against the capability's hash and parameters.
+    /// Size of each share whose extension block encodes to `ueb_len`
+    /// bytes, if it stays within [`MAX_SHARE_SIZE`].
+    pub fn share_size(&self, ueb_len: u64) -> Option<u64> {
+        let s = self
+            .blocks_len()
+            .checked_add(self.hashes_len())?
+            .checked_add(ueb_len)?
+            .checked_add(FOOTER_LEN)?;
+        (s <= MAX_SHARE_SIZE).then_some(s)
+    }
+
+    /// Check what holds for every extension block this release writes,
+    /// whoever made the one at hand: `1 <= k <= n <= 256`, one root per
+    /// share, a segment size between [`MIN_SEGMENT_SIZE`] and
+    /// [`MAX_SEGMENT_SIZE`], at most [`MAX_SEGMENTS`] segments, and shares
+    /// no larger than [`MAX_SHARE_SIZE`].
+    /// After this, no size computed from the block overflows.
     ///
     /// # Errors
-    /// [`CodecError::UebMismatch`] or [`CodecError::Malformed`].
-    pub fn decode_checked(bytes: &[u8], cap: &ReadCap) -> Result<Self, CodecError> {
-        if blake3::hash(bytes).as_bytes() != &cap.ueb_hash {
-            return Err(CodecError::UebMismatch);
+    /// [`CodecError::Malformed`] naming what is wrong.
+    pub fn validate(&self) -> Result<(), CodecError> {
+        let bad = |what: &str| Err(CodecError::Malformed(format!("extension block: {what}")));
+        if self.k == 0 || self.k > self.n || self.n > MAX_SHARES {
+            return bad(&format!("{}-of-{} encoding", self.k, self.n));
         }
+        if self.share_roots.len() != self.n as usize {
+            return bad("share roots do not match n");
+        }
+        if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&self.segment_size) {
+            return bad(&format!("segment size {}", self.segment_size));
+        }
+        if self.size.div_ceil(self.segment_size) > MAX_SEGMENTS {
+            return bad(&format!(
+                "file of {} bytes has too many segments",
+                self.size
+            ));
+        }
+        if self.share_size(MAX_UEB_LEN as u64).is_none() {
+            return bad(&format!(
+                "file of {} bytes makes shares too large",
+                self.size
+            ));
+        }
+        Ok(())
+    }
+
+    /// Decode an extension block and [`Ueb::validate`] it, without a
+    /// capability: what a server can check of the blocks it stores.
+    ///
+    /// # Errors
+    /// [`CodecError::UnsupportedVersion`] for a newer block;
+    /// [`CodecError::Malformed`] otherwise.
+    pub fn decode_structural(bytes: &[u8]) -> Result<Self, CodecError> {
         // The version comes first: a newer UEB is refused before its body
         // is interpreted by the rules of this one.
         match bytes.first() {
@@ -109,17 +171,40 @@ impl Ueb {
             }
             None => return Err(CodecError::Malformed("empty extension block".into())),
         }
-        let (u, used): (Ueb, usize) =
-            bincode::decode_from_slice(bytes, bincode::config::standard().with_limit::<65536>())
-                .map_err(|e| CodecError::Malformed(e.to_string()))?;
-        if used != bytes.len()
-            || u.k != cap.k
-            || u.n != cap.n
-            || u.size != cap.size
-            || u.share_roots.len() != u.n as usize
-            || u.segment_size == 0
-            || u.segment_size > 64 * SEGMENT_SIZE
-        {
+        if bytes.len() > MAX_UEB_LEN as usize {
+            return Err(CodecError::Malformed("extension block too long".into()));
+        }
+        let (u, used): (Ueb, usize) = bincode::decode_from_slice(
+            bytes,
+            bincode::config::standard().with_limit::<{ MAX_UEB_LEN as usize }>(),
+        )
+        .map_err(|e| CodecError::Malformed(e.to_string()))?;
+        if used != bytes.len() {
+            return Err(CodecError::Malformed(
+                "trailing bytes after the extension block".into(),
+            ));
+        }
+        u.validate()?;
+        Ok(u)
+    }
+
+    /// Encoded form.
+    pub fn encode(&self) -> Vec<u8> {
+        bincode::encode_to_vec(self, bincode::config::standard()).expect("UEB encodes")
+    }
+
+    /// Decode, [`Ueb::validate`] and check against the capability's hash
+    /// and parameters.
+    ///
+    /// # Errors
+    /// [`CodecError::UebMismatch`], [`CodecError::UnsupportedVersion`] or
+    /// [`CodecError::Malformed`].
+    pub fn decode_checked(bytes: &[u8], cap: &ReadCap) -> Result<Self, CodecError> {
+        if blake3::hash(bytes).as_bytes() != &cap.ueb_hash {
+            return Err(CodecError::UebMismatch);
+        }
+        let u = Ueb::decode_structural(bytes)?;
+        if u.k != cap.k || u.n != cap.n || u.size != cap.size {
             return Err(CodecError::UebMismatch);
         }
         Ok(u)
@@ -129,31 +214,6 @@ impl Ueb {
 pub(crate) fn block_len(segment_len: u64, k: u16) -> u64 {
     let b = segment_len.div_ceil(k as u64).max(1);
     b + (b & 1) // reed-solomon-simd needs even shard sizes
-}
-
-/// Binary Merkle root over leaf hashes (BLAKE3, domain-separated nodes; an
-/// odd node is promoted).
-pub fn merkle_root(leaves: &[[u8; 32]]) -> [u8; 32] {
-    if leaves.is_empty() {
-        return *blake3::hash(b"grapevine empty tree").as_bytes();
-    }
-    let mut level: Vec<[u8; 32]> = leaves.to_vec();
-    while level.len() > 1 {
-        level = level
-            .chunks(2)
-            .map(|c| match c {
-                [a, b] => {
-                    let mut h = blake3::Hasher::new_derive_key("grapevine merkle node v1");
-                    h.update(a);
-                    h.update(b);
-                    *h.finalize().as_bytes()
-                }
-                [a] => *a,
-                _ => unreachable!("chunks of two"),
-            })
-            .collect();
-    }
-    level[0]
 }
 
 /// The convergent key of `content` for a client's `secret`: whoever holds
@@ -209,10 +269,13 @@ impl Footer {
             ueb_offset: u64::from_le_bytes(bytes[8..16].try_into().expect("8")),
             ueb_len: u32::from_le_bytes(bytes[16..20].try_into().expect("4")),
         };
-        if f.hashes_offset > f.ueb_offset
-            || f.ueb_offset + f.ueb_len as u64 + FOOTER_LEN != share_size
-            || f.ueb_len > 65536
-        {
+        // Offsets come from whoever wrote the share: checked arithmetic, so
+        // values near 2^64 cannot wrap into a plausible layout.
+        let end = f
+            .ueb_offset
+            .checked_add(f.ueb_len as u64)
+            .and_then(|e| e.checked_add(FOOTER_LEN));
+        if f.hashes_offset > f.ueb_offset || end != Some(share_size) || f.ueb_len > MAX_UEB_LEN {
             return Err(CodecError::Malformed("share footer offsets".into()));
         }
         Ok(f)

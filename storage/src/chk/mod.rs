@@ -1,7 +1,9 @@
 //! CHK ("content hash key") encoding, sans-IO: plaintext segments in, one
 //! block per share out; blocks in, verified plaintext out. `format` holds
-//! the share and UEB layouts, `encode` the [`Encoder`], `decode` the
-//! [`Decoder`].
+//! the share and UEB layouts, `merkle` the hash tree, `encode` the
+//! [`Encoder`], `decode` the [`Decoder`], and `verify` the [`ShareCheck`]
+//! a server runs on a share it holds (no capability needed: the share is
+//! checked against its own extension block).
 //!
 //! * The file is encrypted with ChaCha20 under a 32-byte key: random, or
 //!   *convergent* (keyed BLAKE3 of the content under the client's
@@ -33,13 +35,18 @@
 mod decode;
 mod encode;
 mod format;
+mod merkle;
+mod verify;
 
 pub use crate::types::{storage_index, Params};
 pub use decode::Decoder;
 pub use encode::Encoder;
 pub use format::{
-    convergent_key, merkle_root, Footer, Ueb, FOOTER_LEN, SEGMENT_SIZE, SHARE_VERSION, UEB_VERSION,
+    convergent_key, Footer, Ueb, FOOTER_LEN, MAX_SEGMENTS, MAX_SEGMENT_SIZE, MAX_UEB_LEN,
+    MIN_SEGMENT_SIZE, SEGMENT_SIZE, SHARE_VERSION, UEB_VERSION,
 };
+pub use merkle::{merkle_root, MerkleStream};
+pub use verify::ShareCheck;
 
 #[cfg(test)]
 mod tests {
@@ -246,6 +253,129 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// Issue 18.4: offsets and sizes from a server or a capability are
+    /// checked, not wrapped. A footer whose offsets add up past 2^64 to the
+    /// share's size used to parse (in release builds, where overflow
+    /// wraps; debug builds panicked).
+    #[test]
+    fn footer_offsets_that_wrap_are_refused() {
+        let footer = |hashes: u64, ueb: u64, len: u32| {
+            let mut f = Vec::new();
+            f.extend_from_slice(&hashes.to_le_bytes());
+            f.extend_from_slice(&ueb.to_le_bytes());
+            f.extend_from_slice(&len.to_le_bytes());
+            f.extend_from_slice(b"GVS1");
+            f
+        };
+        // (2^64 - 24) + 1000 + 24 wraps to 1000.
+        let wrapping = footer(0, u64::MAX - 23, 1000);
+        assert!(Footer::parse(&wrapping, 1000).is_err());
+        assert!(Footer::parse(&footer(u64::MAX, u64::MAX, u32::MAX), 1000).is_err());
+        // The honest layout of a 1000-byte share still parses.
+        assert!(Footer::parse(&footer(100, 900, 76), 1000).is_ok());
+    }
+
+    /// Issue 18.4: an extension block (which a capability's author
+    /// controls) naming 1-byte segments, or a file so large that 32 bytes
+    /// of hash per segment overflow, is refused before a reader asks a
+    /// server for anything it implies; so is a file whose shares would be
+    /// larger than a server stores.
+    #[test]
+    fn hostile_extension_blocks_are_refused() {
+        let d = data(1000);
+        let (_, cap) = encode_all(&d, Params::default());
+        let good = Ueb {
+            version: UEB_VERSION,
+            k: cap.k,
+            n: cap.n,
+            size: cap.size,
+            segment_size: SEGMENT_SIZE,
+            share_roots: vec![[0; 32]; cap.n as usize],
+            ciphertext_hash: [0; 32],
+        };
+        assert!(good.validate().is_ok());
+        for (what, bad) in [
+            (
+                "one-byte segments",
+                Ueb {
+                    segment_size: 1,
+                    ..good.clone()
+                },
+            ),
+            (
+                "zero segment size",
+                Ueb {
+                    segment_size: 0,
+                    ..good.clone()
+                },
+            ),
+            (
+                "2^64-byte file",
+                Ueb {
+                    size: u64::MAX,
+                    ..good.clone()
+                },
+            ),
+            (
+                "shares over the limit",
+                Ueb {
+                    size: 3 * crate::types::MAX_SHARE_SIZE,
+                    ..good.clone()
+                },
+            ),
+            (
+                "2^23 segments of 4 KiB",
+                Ueb {
+                    size: 1 << 35,
+                    segment_size: 4096,
+                    ..good.clone()
+                },
+            ),
+            (
+                "k above n",
+                Ueb {
+                    k: 11,
+                    ..good.clone()
+                },
+            ),
+        ] {
+            assert!(bad.validate().is_err(), "{what} accepted");
+            // And through a capability made for it (its author controls both).
+            let bytes = bad.encode();
+            let cap = ReadCap {
+                ueb_hash: *blake3::hash(&bytes).as_bytes(),
+                k: bad.k,
+                n: bad.n,
+                size: bad.size,
+                ..cap.clone()
+            };
+            assert!(Decoder::new(cap, &bytes).is_err(), "{what} decoded");
+            // Nothing it names overflows or panics, validated or not.
+            let _ = (bad.segments(), bad.blocks_len(), bad.hashes_len());
+            let _ = (bad.block_offset(u64::MAX), bad.block_len(u64::MAX));
+        }
+        assert!(Encoder::new(
+            [0; 32],
+            Params {
+                k: 1,
+                n: 1,
+                happy: 1
+            },
+            65 << 30
+        )
+        .is_err());
+        assert!(Encoder::new(
+            [0; 32],
+            Params {
+                k: 1,
+                n: 1,
+                happy: 1
+            },
+            1 << 30
+        )
+        .is_ok());
     }
 
     #[test]

@@ -26,8 +26,8 @@ use tokio::time::Instant;
 
 use crate::error::ClientError;
 use crate::protocol::{
-    decode_borrowed, encode, write_header, Reply, Request, RequestMsg, ResponseMsg, MAX_READ,
-    PROTOCOL_VERSION,
+    decode_borrowed, encode, write_header, Reply, Request, RequestMsg, ResponseMsg, MAX_MESSAGE,
+    MAX_READ, PROTOCOL_VERSION,
 };
 use crate::types::StorageIndex;
 
@@ -74,6 +74,10 @@ pub struct Conn {
     in_flight: VecDeque<(u32, Instant)>,
     request_timeout: Duration,
     broken: bool,
+    /// Handed out by the pool from its idle list, and nothing answered on
+    /// it since: if it fails now, the server probably closed it while it
+    /// was idle (see `SessionPool::call`).
+    pub(crate) reused: bool,
     _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
@@ -93,10 +97,15 @@ impl Conn {
         .map_err(|_| err(SessionError::HandshakeTimeout))?
         .map_err(|e| err(SessionError::Io(e)))?;
         let _ = stream.set_nodelay(true);
-        let (session, _) =
-            Session::connect(stream, &me.identity, &me.record, server.id, &me.session)
-                .await
-                .map_err(err)?;
+        // A storage session carries storage messages only: nothing larger
+        // than the protocol's largest is accepted from the server.
+        let cfg = SessionConfig {
+            max_message: MAX_MESSAGE,
+            ..me.session.clone()
+        };
+        let (session, _) = Session::connect(stream, &me.identity, &me.record, server.id, &cfg)
+            .await
+            .map_err(err)?;
         Ok(Conn {
             server,
             session,
@@ -104,6 +113,7 @@ impl Conn {
             in_flight: VecDeque::new(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             broken: false,
+            reused: false,
             _slot: None,
         })
     }
@@ -112,6 +122,12 @@ impl Conn {
     pub(crate) fn with_slot(mut self, slot: tokio::sync::OwnedSemaphorePermit) -> Self {
         self._slot = Some(slot);
         self
+    }
+
+    /// Give the pool slot back now (the session is dead and about to be
+    /// replaced).
+    pub(crate) fn release_slot(&mut self) {
+        self._slot = None;
     }
 
     /// Answer every request within `timeout` of sending it.
@@ -136,6 +152,20 @@ impl Conn {
         !self.broken && self.in_flight.is_empty()
     }
 
+    /// Whether a request on it failed (a deadline passed, the session
+    /// broke, the server spoke out of protocol): every further request
+    /// fails at once, never waiting a second deadline.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    fn check_usable(&self) -> Result<(), ClientError> {
+        if self.broken {
+            return Err(ClientError::Broken(self.server.id.short()));
+        }
+        Ok(())
+    }
+
     fn session_err(&mut self, e: SessionError) -> ClientError {
         self.broken = true;
         ClientError::Session(self.server.id.short(), e)
@@ -149,6 +179,7 @@ impl Conn {
     }
 
     async fn send_parts(&mut self, id: u32, parts: &[&[u8]]) -> Result<(), ClientError> {
+        self.check_usable()?;
         let deadline = Instant::now() + self.request_timeout;
         match tokio::time::timeout_at(deadline, self.session.send_parts(parts)).await {
             Err(_) => return Err(self.timed_out()),
@@ -203,6 +234,7 @@ impl Conn {
     /// another request, in a newer protocol version, or of a kind this
     /// release does not know); [`ClientError::Server`] for an error reply.
     pub async fn recv(&mut self) -> Result<Reply<Bytes>, ClientError> {
+        self.check_usable()?;
         let name = self.server.id.short();
         let Some(&(id, deadline)) = self.in_flight.front() else {
             return Err(ClientError::Protocol(name, "no request outstanding".into()));
@@ -237,6 +269,7 @@ impl Conn {
                 ),
             ));
         }
+        self.reused = false;
         let bytes = Bytes::from(bytes);
         match resp.reply.map_data(|(at, len)| bytes.slice(at..at + len)) {
             Reply::Error { code, message } => Err(ClientError::Server {
@@ -304,10 +337,13 @@ impl Conn {
         while (out.len() as u64) < len {
             while asked < len && self.in_flight.len() < MAX_IN_FLIGHT {
                 let chunk = (len - asked).min(MAX_READ as u64) as u32;
+                let at = offset.checked_add(asked).ok_or_else(|| {
+                    ClientError::Protocol(self.server.id.short(), "read past 2^64".into())
+                })?;
                 self.send(Request::Read {
                     si,
                     shnum,
-                    offset: offset + asked,
+                    offset: at,
                     len: chunk,
                 })
                 .await?;

@@ -40,7 +40,13 @@ pub(crate) async fn open_source(
     cap: &ReadCap,
 ) -> Result<Source, ClientError> {
     let mut conn = pool.get(loc.server).await?;
-    let r = read_share_meta(&mut conn, loc, si, dec, cap).await;
+    let mut r = read_share_meta(&mut conn, loc, si, dec, cap).await;
+    if conn.reused && matches!(r, Err(ClientError::Session(..))) {
+        // An idle session the server had closed: once more on a fresh one.
+        pool.put_back(conn);
+        conn = pool.get_fresh(loc.server).await?;
+        r = read_share_meta(&mut conn, loc, si, dec, cap).await;
+    }
     match r {
         Ok(()) => Ok(Source {
             conn,
@@ -79,7 +85,7 @@ async fn read_share_meta(
     let d = dec.as_mut().expect("decoder set");
     // The verified UEB says how long the hash list must be: check the
     // server's footer against it before reading anything it points at.
-    if footer.ueb_offset - footer.hashes_offset != 32 * d.ueb().segments()
+    if footer.ueb_offset - footer.hashes_offset != d.ueb().hashes_len()
         || footer.hashes_offset != d.ueb().blocks_len()
     {
         return Err(CodecError::CorruptShare(loc.shnum).into());

@@ -51,7 +51,7 @@ pub async fn locate(
         asked += batch.len();
         let answers = futures::future::join_all(batch.into_iter().map(|s| async move {
             let mut c = pool.get(s).await.ok()?;
-            let r = c.call(Request::List { si }).await;
+            let r = pool.call(&mut c, Request::List { si }).await;
             pool.put_back(c);
             match r {
                 Ok(Reply::Shares(v)) => Some((s, v)),

@@ -12,6 +12,8 @@
 //! * `locate`: [`locate`], who holds which shares, asking few servers.
 //! * `download`: [`download`], reading, verifying and decoding `k` shares.
 //! * `check`: [`check`], which shares exist and (with `verify`) are intact.
+//! * `report`: [`report_corrupt`], telling a server one of its shares is
+//!   corrupt (the server checks it itself before quarantining it).
 //!
 //! Servers are given as [`ServerRef`]s (node id and address, from
 //! membership); the client orders them by the permuted list for the file's
@@ -26,13 +28,16 @@ mod download;
 mod locate;
 mod place;
 mod pool;
+mod report;
 mod upload;
 
 pub use crate::error::ClientError;
+pub use crate::types::ReportVerdict;
 pub use check::{check, CheckReport};
 pub use conn::{ClientIdentity, Conn, ServerRef, DEFAULT_REQUEST_TIMEOUT, MAX_IN_FLIGHT};
 pub use download::{download, DownloadReport, READ_AHEAD};
 pub use locate::{locate, Located};
 pub use place::permuted_servers;
 pub use pool::{Contact, PoolConfig, SessionPool};
+pub use report::report_corrupt;
 pub use upload::{default_params, read_all, upload, KeyMode, UploadReport, UploadRequest};

@@ -52,9 +52,11 @@ pub(crate) async fn place_shares(
     for shnum in 0..params.n {
         let mut tried = vec![false; conns.len()];
         loop {
+            // A session that failed (a deadline passed, say) is not asked
+            // again: it would fail at once anyway.
             let candidate = (0..conns.len())
                 .map(|a| (next + a) % conns.len())
-                .find(|&c| !full[c] && !tried[c]);
+                .find(|&c| !full[c] && !tried[c] && !conns[c].is_broken());
             let c = match candidate {
                 Some(c) => c,
                 None => match open_next(pool, &mut order).await {
@@ -71,12 +73,15 @@ pub(crate) async fn place_shares(
                 },
             };
             tried[c] = true;
-            let r = conns[c]
-                .call(Request::Allocate {
-                    si,
-                    shnum,
-                    size: share_size,
-                })
+            let r = pool
+                .call(
+                    &mut conns[c],
+                    Request::Allocate {
+                        si,
+                        shnum,
+                        size: share_size,
+                    },
+                )
                 .await;
             match r {
                 Ok(_) => {

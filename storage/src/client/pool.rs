@@ -23,12 +23,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use grapevine_crypto::identity::NodeId;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::client::conn::{ClientIdentity, Conn, ServerRef, DEFAULT_REQUEST_TIMEOUT};
 use crate::error::ClientError;
+use crate::protocol::{Reply, Request};
 
 /// Limits of a [`SessionPool`].
 #[derive(Debug, Clone, Copy)]
@@ -122,16 +124,53 @@ impl SessionPool {
     /// authenticated; [`ClientError::PoolExhausted`] if the pool stays at its
     /// cap with every session in use for [`PoolConfig::wait`].
     pub async fn get(&self, server: ServerRef) -> Result<Conn, ClientError> {
+        self.get_inner(server, true).await
+    }
+
+    /// A new session to `server`, never an idle one.
+    ///
+    /// # Errors
+    /// As [`SessionPool::get`].
+    pub async fn get_fresh(&self, server: ServerRef) -> Result<Conn, ClientError> {
+        self.get_inner(server, false).await
+    }
+
+    /// Send `req` on `conn` and wait for its answer. If `conn` came from
+    /// the idle list and its session turns out dead before answering
+    /// anything (the server closed it while it sat idle: servers idle
+    /// sessions out), `conn` is replaced by a fresh session and the request
+    /// sent once more, so a server is not skipped for a whole operation
+    /// because of a stale session.
+    ///
+    /// # Errors
+    /// As [`Conn::call`], and [`SessionPool::get_fresh`] for the retry.
+    pub async fn call(&self, conn: &mut Conn, req: Request) -> Result<Reply<Bytes>, ClientError> {
+        let maybe_stale = conn.reused;
+        match conn.call(req.clone()).await {
+            Err(e @ ClientError::Session(..)) if maybe_stale => {
+                tracing::debug!("idle session failed ({e}); retrying on a fresh one");
+                conn.release_slot();
+                *conn = self.get_fresh(conn.server()).await?;
+                conn.call(req).await
+            }
+            r => r,
+        }
+    }
+
+    async fn get_inner(&self, server: ServerRef, reuse: bool) -> Result<Conn, ClientError> {
         self.close_idle();
         let deadline = Instant::now() + self.cfg.wait;
         let permit = loop {
-            let reused = {
+            let reused = if reuse {
                 let mut idle = self.idle_list();
                 idle.iter()
                     .position(|(c, _)| c.server().id == server.id)
                     .map(|i| idle.swap_remove(i).0)
+            } else {
+                None
             };
-            if let Some(c) = reused {
+            if let Some(mut c) = reused {
+                c.reused = true;
                 self.log_contact(server, true);
                 return Ok(c);
             }

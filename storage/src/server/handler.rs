@@ -12,7 +12,7 @@ use crate::protocol::{
     MAX_READ, MAX_WRITE, PROTOCOL_VERSION,
 };
 use crate::store::{ShareStore, ShareWriter};
-use crate::types::StorageIndex;
+use crate::types::{ReportVerdict, StorageIndex};
 
 /// Shares one session may have open for writing at once.
 pub const MAX_OPEN_PER_SESSION: usize = 64;
@@ -157,6 +157,14 @@ impl ShareServer {
             }
             Request::Verify { si, shnum } => match self.store.verify(&si, shnum) {
                 Ok(()) => Reply::Ok,
+                Err(e) => from_store(e),
+            },
+            Request::ReportCorrupt { si, shnum } => match self.store.report_corrupt(&si, shnum) {
+                Ok(ReportVerdict::Kept) => Reply::Ok,
+                Ok(ReportVerdict::Quarantined) => error(
+                    ErrorCode::Corrupt,
+                    "the server found the share corrupt and quarantined it",
+                ),
                 Err(e) => from_store(e),
             },
         }
@@ -346,8 +354,8 @@ mod tests {
         let answer = |s: &mut ShareServer, bytes: &[u8]| -> ResponseMsg {
             crate::protocol::decode(&s.handle_bytes(bytes).joined()).unwrap()
         };
-        // Kind 9 of version 1, id 21.
-        let r = answer(&mut s, &[1, 21, 9, 1, 2, 3]);
+        // Kind 10 of version 1, id 21.
+        let r = answer(&mut s, &[1, 21, 10, 1, 2, 3]);
         assert_eq!((r.version, r.id), (PROTOCOL_VERSION, 21));
         assert!(matches!(
             r.reply,
@@ -399,6 +407,82 @@ mod tests {
         ));
         let r = answer(&mut s, &ok);
         assert_eq!((r.id, r.reply), (23, Reply::Shares(vec![])));
+    }
+
+    /// 15.2 (server side): a reader's report of a good share changes
+    /// nothing; a report of a share that really is corrupt quarantines it.
+    #[test]
+    fn corrupt_reports_are_checked_by_the_server() {
+        use crate::chk::{Encoder, Params};
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = ShareServer::new(ShareStore::open(dir.path(), 0).unwrap());
+        let p = Params {
+            k: 1,
+            n: 2,
+            happy: 1,
+        };
+        let mut enc = Encoder::new([1; 32], p, 5000).unwrap();
+        let size = enc.share_size();
+        let blocks = enc.encode_segment(&mut [7u8; 5000]).unwrap();
+        let (trailers, _) = enc.finish().unwrap();
+        for shnum in 0..2u16 {
+            let mut share = blocks[shnum as usize].clone();
+            share.extend_from_slice(&trailers[shnum as usize]);
+            let size = share.len() as u64;
+            assert_eq!(
+                s.handle(Request::Allocate {
+                    si: si(),
+                    shnum,
+                    size
+                }),
+                Reply::Ok
+            );
+            let w = Request::Write {
+                si: si(),
+                shnum,
+                offset: 0,
+                data: share,
+            };
+            assert_eq!(s.handle(w), Reply::Ok);
+            assert_eq!(s.handle(Request::Close { si: si(), shnum }), Reply::Ok);
+        }
+        let report = |shnum| Request::ReportCorrupt { si: si(), shnum };
+        assert_eq!(s.handle(report(0)), Reply::Ok);
+        assert_eq!(
+            s.handle(Request::List { si: si() }),
+            Reply::Shares(vec![(0, size), (1, size)]),
+            "both shares stay"
+        );
+        let file = walk_one(&dir.path().join("shares"), "1").expect("share 1 on disk");
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes[3] ^= 1;
+        std::fs::write(&file, bytes).unwrap();
+        assert!(matches!(
+            s.handle(report(1)),
+            Reply::Error {
+                code: ErrorCode::Corrupt,
+                ..
+            }
+        ));
+        assert!(matches!(
+            s.handle(Request::List { si: si() }),
+            Reply::Shares(v) if v.len() == 1 && v[0].0 == 0
+        ));
+    }
+
+    /// The file called `name` somewhere under `dir`.
+    fn walk_one(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+        for e in std::fs::read_dir(dir).ok()?.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if let Some(f) = walk_one(&p, name) {
+                    return Some(f);
+                }
+            } else if p.file_name().is_some_and(|f| f == name) {
+                return Some(p);
+            }
+        }
+        None
     }
 
     #[test]
