@@ -535,11 +535,12 @@ impl Harness<'_> {
                 let s = &w.latest;
                 tracing::warn!(
                     "worker {p}: {} of {} running nodes see every other node alive \
-                     (each sees {} to {} alive)",
+                     (each sees {} to {} alive); (node, sees, should): {:?}",
                     s.all_alive,
                     s.running,
                     s.alive_min,
-                    s.alive_max
+                    s.alive_max,
+                    s.short_of_alive
                 );
             }
         }

@@ -123,6 +123,10 @@ pub struct WorkerStatus {
     pub alive_max: u64,
     /// Sum over running nodes of the members each sees alive.
     pub alive_sum: u64,
+    /// Up to five running nodes that do not see every other running node
+    /// alive: (node index, members it sees alive, how many it should).
+    #[serde(default)]
+    pub short_of_alive: Vec<(usize, u64, u64)>,
     /// Process RSS, bytes.
     pub rss: u64,
     /// Process CPU seconds.

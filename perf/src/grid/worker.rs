@@ -417,6 +417,7 @@ impl Worker {
         st.last_start_ms = self.last_start_ms;
         let (mut full, mut all_alive, mut running) = (0, 0, 0);
         let (mut amin, mut amax, mut asum) = (u64::MAX, 0, 0);
+        let mut short = Vec::new();
         let mut t = Traffic::default();
         let (mut ss, mut ssmax, mut ps, mut psmax, mut popened) = (0, 0, 0, 0, 0);
         for slot in &self.slots {
@@ -435,6 +436,8 @@ impl Worker {
             let alive = c.alive.load(Relaxed);
             if alive == expect_alive {
                 all_alive += 1;
+            } else if short.len() < 5 {
+                short.push((slot.idx, alive, expect_alive));
             }
             amin = amin.min(alive);
             amax = amax.max(alive);
@@ -456,6 +459,7 @@ impl Worker {
         st.alive_min = if running == 0 { 0 } else { amin };
         st.alive_max = amax;
         st.alive_sum = asum;
+        st.short_of_alive = short;
         st.dg_sent = t.dg_sent;
         st.bytes_sent = t.bytes_sent;
         st.dg_recv = t.dg_recv;
