@@ -13,6 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use grapevine_crypto::{Admission, GridId, SessionConfig};
+use grapevine_storage::server::{ScrubConfig, ServerLimits};
 use grapevine_storage::PoolConfig;
 use serde::{Deserialize, Serialize};
 
@@ -71,6 +72,39 @@ pub struct Config {
     /// Storage handshakes in progress at once (more are refused).
     #[serde(default = "default_max_handshakes")]
     pub max_handshakes: usize,
+    /// Storage sessions served at once (more wait in the backlog).
+    #[serde(default = "default_max_storage_sessions")]
+    pub max_storage_sessions: usize,
+    /// Seconds a storage session may idle (or, holding shares open, not
+    /// write) before the server closes it and frees its reservations.
+    #[serde(default = "default_storage_idle_secs")]
+    pub storage_idle_secs: u64,
+    /// Seconds a storage request may take: a client's deadline for each
+    /// answer, a server's for the peer to take one.
+    #[serde(default = "default_request_secs")]
+    pub request_secs: u64,
+    /// MiB per second the background scrub reads (0: no scrub).
+    #[serde(default = "default_scrub_mib_per_s")]
+    pub scrub_mib_per_s: u32,
+    /// Hours between the end of one scrub pass and the start of the next.
+    #[serde(default = "default_scrub_interval_hours")]
+    pub scrub_interval_hours: u64,
+}
+
+fn default_max_storage_sessions() -> usize {
+    1024
+}
+fn default_storage_idle_secs() -> u64 {
+    60
+}
+fn default_request_secs() -> u64 {
+    30
+}
+fn default_scrub_mib_per_s() -> u32 {
+    8
+}
+fn default_scrub_interval_hours() -> u64 {
+    7 * 24
 }
 
 fn default_client_sessions() -> usize {
@@ -110,6 +144,11 @@ impl Config {
             client_sessions: default_client_sessions(),
             client_idle_secs: default_client_idle_secs(),
             max_handshakes: default_max_handshakes(),
+            max_storage_sessions: default_max_storage_sessions(),
+            storage_idle_secs: default_storage_idle_secs(),
+            request_secs: default_request_secs(),
+            scrub_mib_per_s: default_scrub_mib_per_s(),
+            scrub_interval_hours: default_scrub_interval_hours(),
         }
     }
 
@@ -153,7 +192,27 @@ impl Config {
         PoolConfig {
             max_sessions: self.client_sessions,
             idle_timeout: Duration::from_secs(self.client_idle_secs),
+            request_timeout: Duration::from_secs(self.request_secs),
             ..PoolConfig::default()
+        }
+    }
+
+    /// The share server's limits: sessions, handshakes, deadlines.
+    pub fn server_limits(&self) -> ServerLimits {
+        ServerLimits {
+            session: self.session_config(),
+            max_handshakes: self.max_handshakes,
+            max_sessions: self.max_storage_sessions,
+            idle_timeout: Duration::from_secs(self.storage_idle_secs),
+            request_timeout: Duration::from_secs(self.request_secs),
+        }
+    }
+
+    /// The background scrub's pace.
+    pub fn scrub_config(&self) -> ScrubConfig {
+        ScrubConfig {
+            bytes_per_s: u64::from(self.scrub_mib_per_s) << 20,
+            interval: Duration::from_secs(self.scrub_interval_hours.saturating_mul(3600)),
         }
     }
 
@@ -186,6 +245,15 @@ impl Config {
                     "`nickname` {n:?} is longer than {} bytes",
                     grapevine_crypto::record::MAX_NICKNAME_LEN
                 )));
+            }
+        }
+        for (key, v) in [
+            ("max_storage_sessions", self.max_storage_sessions as u64),
+            ("storage_idle_secs", self.storage_idle_secs),
+            ("request_secs", self.request_secs),
+        ] {
+            if v == 0 {
+                return Err(invalid(format!("`{key}` is 0: it must be at least 1")));
             }
         }
         self.closed_grid().map_err(invalid)?;
@@ -247,6 +315,11 @@ mod tests {
         assert_eq!(c.capacity_mib, 10240);
         assert_eq!(c.roles, vec![Role::Storage, Role::Client]);
         assert_eq!(c.pool_config().max_sessions, 64);
+        assert_eq!(c.pool_config().request_timeout, Duration::from_secs(30));
+        let l = c.server_limits();
+        assert_eq!((l.max_sessions, l.max_handshakes), (1024, 256));
+        assert_eq!(l.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.scrub_config().bytes_per_s, 8 << 20);
         assert!(c.session_config().grid.is_none());
     }
 
@@ -291,6 +364,10 @@ mod tests {
             (
                 "listen = \"127.0.0.1:7946\"\nnickname = \"a-very-long-nickname\"\n",
                 "longer than 16 bytes",
+            ),
+            (
+                "listen = \"127.0.0.1:7946\"\nstorage_idle_secs = 0\n",
+                "`storage_idle_secs` is 0",
             ),
         ] {
             let e = parse(p(), text).unwrap_err().to_string();

@@ -61,10 +61,12 @@ pub fn bind(path: &Path) -> Result<UnixListener, NodeError> {
 /// connections end with it.
 pub async fn serve(listener: UnixListener, state: Arc<NodeState>) {
     let mut conns = JoinSet::new();
+    let mut backoff = grapevine_storage::server::AcceptBackoff::default();
     loop {
         while conns.try_join_next().is_some() {}
         match listener.accept().await {
             Ok((stream, _)) => {
+                backoff.reset();
                 let state = state.clone();
                 conns.spawn(async move {
                     if let Err(e) = serve_conn(stream, &state).await {
@@ -73,8 +75,14 @@ pub async fn serve(listener: UnixListener, state: Arc<NodeState>) {
                 });
             }
             Err(e) => {
-                tracing::warn!("control socket accept: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                // Out of file descriptors, say: wait and retry, never spin
+                // (the storage listener's policy).
+                let Some(pause) = backoff.on_error(&e) else {
+                    tracing::error!("control socket failed for good: {e}");
+                    return;
+                };
+                tracing::warn!("control socket accept: {e}; retrying in {pause:?}");
+                tokio::time::sleep(pause).await;
             }
         }
     }

@@ -213,7 +213,21 @@ pub fn config_text(opts: &InitOptions) -> String {
          # client_idle_secs = 30\n\
          \n\
          # Storage handshakes in progress at once; more are refused.\n\
-         # max_handshakes = 256\n",
+         # max_handshakes = 256\n\
+         \n\
+         # Storage sessions served at once; more wait in the backlog.\n\
+         # max_storage_sessions = 1024\n\
+         \n\
+         # A storage session idle this long (or holding shares open without\n\
+         # writing them) is closed and its reserved space freed; a request's\n\
+         # answer must come (or be taken) within request_secs.\n\
+         # storage_idle_secs = 60\n\
+         # request_secs = 30\n\
+         \n\
+         # The background scrub re-reads every share at this rate (0: off),\n\
+         # and starts a new pass this many hours after the last one ended.\n\
+         # scrub_mib_per_s = 8\n\
+         # scrub_interval_hours = 168\n",
         listen = opts.listen,
         cap = opts.capacity_mib,
     )

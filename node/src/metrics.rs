@@ -87,6 +87,52 @@ impl Collector for NodeCollector {
             "Bytes available for new shares",
             s.store().available().unwrap_or(0),
         )?;
+        gauge(
+            &mut e,
+            "grapevine_storage_serving",
+            "1 while the share server listens (and the record advertises storage)",
+            u64::from(s.storage_serving()),
+        )?;
+        gauge(
+            &mut e,
+            "grapevine_scrub_pass_bytes",
+            "Bytes read by the scrub pass under way",
+            s.scrub_stats().pass_bytes(),
+        )?;
+        for (name, help, v) in [
+            (
+                "grapevine_storage_accept_errors",
+                "Storage accepts that failed and were retried",
+                s.storage_stats().accept_errors(),
+            ),
+            (
+                "grapevine_storage_sessions_timed_out",
+                "Storage sessions closed by a deadline",
+                s.storage_stats().sessions_timed_out(),
+            ),
+            (
+                "grapevine_scrub_passes",
+                "Scrub passes completed",
+                s.scrub_stats().passes(),
+            ),
+            (
+                "grapevine_scrub_shares_checked",
+                "Shares the scrub checked",
+                s.scrub_stats().shares_checked(),
+            ),
+            (
+                "grapevine_scrub_bytes_checked",
+                "Bytes the scrub read",
+                s.scrub_stats().bytes_checked(),
+            ),
+            (
+                "grapevine_scrub_corrupt_found",
+                "Corrupt shares the scrub quarantined",
+                s.scrub_stats().corrupt_found(),
+            ),
+        ] {
+            counter(&mut e, name, help, v)?;
+        }
         for (name, help, v) in [
             (
                 "grapevine_datagrams_sent",

@@ -14,13 +14,14 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use grapevine_crypto::NodeId;
 use grapevine_membership::Event;
 use grapevine_storage::client::ClientIdentity;
-use grapevine_storage::store::StoreConfig;
+use grapevine_storage::store::{ScrubStats, StoreConfig};
 use grapevine_storage::{ServerStats, SessionPool, ShareStore};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
@@ -73,6 +74,10 @@ pub struct Options {
     pub http: bool,
     /// Receives (observer, event) for every membership state change.
     pub state_sink: Option<mpsc::UnboundedSender<(NodeId, Event)>>,
+    /// Raise the process's soft limit on open files to its hard limit at
+    /// start (a node that is its own process; a storage server holds a
+    /// descriptor per session).
+    pub raise_fd_limit: bool,
 }
 
 impl Options {
@@ -82,6 +87,7 @@ impl Options {
         Options {
             control: true,
             http: true,
+            raise_fd_limit: true,
             ..Options::default()
         }
     }
@@ -134,6 +140,12 @@ impl Node {
     /// Whatever had started is stopped again.
     pub async fn start(config: Config, dir: &NodeDir, opts: Options) -> Result<Node, NodeError> {
         config.validate(&dir.config_path())?;
+        if opts.raise_fd_limit {
+            match rlimit::increase_nofile_limit(u64::MAX) {
+                Ok(n) => tracing::info!("open file limit: {n}"),
+                Err(e) => tracing::warn!("could not raise the open file limit: {e}"),
+            }
+        }
         let identity = Arc::new(dir.load_identity()?);
         let convergence = dir.convergence_secret()?;
         // The store enforces the capacity the node offers the grid.
@@ -172,6 +184,7 @@ impl Node {
             session: config.session_config(),
         };
         let storage_stats = Arc::new(ServerStats::default());
+        let scrub_stats = Arc::new(ScrubStats::default());
         let state = Arc::new(NodeState {
             identity: identity.clone(),
             membership: gossip,
@@ -179,6 +192,8 @@ impl Node {
             started: Instant::now(),
             store: store.clone(),
             storage_stats: storage_stats.clone(),
+            scrub_stats: scrub_stats.clone(),
+            storage_serving: AtomicBool::new(false),
             nickname: config.nickname.clone(),
             pool: Arc::new(SessionPool::new(me, config.pool_config())),
             convergence,
@@ -196,15 +211,21 @@ impl Node {
                 identity,
                 record,
                 store,
-                session: config.session_config(),
-                max_handshakes: config.max_handshakes,
+                limits: config.server_limits(),
                 stats: storage_stats,
+                scrub: config.scrub_config(),
+                scrub_stats,
             };
-            node.storage = Some(StorageServer::start(
-                sockets.tcp,
-                parts,
-                &opts.storage_runtime,
-            )?);
+            let mut server = StorageServer::start(sockets.tcp, parts, &opts.storage_runtime)?;
+            state.storage_serving.store(true, Ordering::Relaxed);
+            if let Some(stopped) = server.take_stopped() {
+                let (state, config) = (state.clone(), config.clone());
+                node.tasks.push(Task(tokio::spawn(async move {
+                    let why = stopped.await.unwrap_or_else(|_| "stopped".into());
+                    withdraw_storage_role(&state, &config, local_addr, &why).await;
+                })));
+            }
+            node.storage = Some(server);
         }
         if opts.control {
             let path = dir.control_path();
@@ -294,6 +315,26 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.stop_serving();
+    }
+}
+
+/// The share server's listener stopped for good: re-sign the node's record
+/// without the storage role and publish it, so clients stop placing shares
+/// on a node that cannot take them.
+async fn withdraw_storage_role(state: &NodeState, config: &Config, local: SocketAddr, why: &str) {
+    state.storage_serving.store(false, Ordering::Relaxed);
+    tracing::error!("storage listener stopped ({why}); withdrawing the storage role");
+    let mut cfg = config.clone();
+    cfg.roles.retain(|r| *r != Role::Storage);
+    let available = state.store().available().unwrap_or(0);
+    match membership::own_record(state.identity(), &cfg, local, available, unix_ms()) {
+        Ok(rec) => {
+            *state.record.write().unwrap_or_else(|p| p.into_inner()) = rec.clone();
+            if let Err(e) = state.membership().update_record(rec).await {
+                tracing::warn!("could not publish the record without storage: {e}");
+            }
+        }
+        Err(e) => tracing::warn!("could not re-sign the record without storage: {e}"),
     }
 }
 

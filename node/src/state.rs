@@ -14,7 +14,7 @@
 //! own share server's [`ServerStats`]: with several nodes in one process,
 //! each reports its own.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -23,6 +23,7 @@ use grapevine_crypto::{Identity, NodeId, SignedRecord};
 use grapevine_membership::driver::MembershipHandle;
 use grapevine_membership::{MemberState, MemberView, MembershipError};
 use grapevine_storage::client::ServerRef;
+use grapevine_storage::store::ScrubStats;
 use grapevine_storage::{ServerStats, SessionPool, ShareStore};
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +38,11 @@ pub struct NodeState {
     pub(crate) started: Instant,
     pub(crate) store: ShareStore,
     pub(crate) storage_stats: Arc<ServerStats>,
+    pub(crate) scrub_stats: Arc<ScrubStats>,
+    /// Whether the share server's listener is alive: the record advertises
+    /// the storage role only while it is (every re-signing of the record
+    /// must drop the role when this is false).
+    pub(crate) storage_serving: AtomicBool,
     pub(crate) nickname: Option<String>,
     pub(crate) pool: Arc<SessionPool>,
     pub(crate) convergence: [u8; 32],
@@ -79,6 +85,17 @@ impl NodeState {
     /// storage).
     pub fn storage_stats(&self) -> &ServerStats {
         &self.storage_stats
+    }
+
+    /// What the store's background scrub has done.
+    pub fn scrub_stats(&self) -> &ScrubStats {
+        &self.scrub_stats
+    }
+
+    /// Whether the node's share server is listening (false if the node
+    /// serves no storage, or its listener failed for good).
+    pub fn storage_serving(&self) -> bool {
+        self.storage_serving.load(Ordering::Relaxed)
     }
 
     /// The node's share store.
@@ -178,6 +195,14 @@ impl NodeState {
             rss_bytes: procfs::rss_bytes(),
             storage_available: self.store.available().unwrap_or(0),
             storage_stored: self.store.stored_bytes(),
+            storage_serving: self.storage_serving(),
+            storage_accept_errors: self.storage_stats.accept_errors(),
+            storage_sessions_timed_out: self.storage_stats.sessions_timed_out(),
+            scrub_passes: self.scrub_stats.passes(),
+            scrub_shares_checked: self.scrub_stats.shares_checked(),
+            scrub_bytes_checked: self.scrub_stats.bytes_checked(),
+            scrub_corrupt_found: self.scrub_stats.corrupt_found(),
+            scrub_pass_bytes: self.scrub_stats.pass_bytes(),
         })
     }
 }
@@ -309,6 +334,31 @@ pub struct StatusReport {
     pub storage_available: u64,
     /// Bytes of shares stored.
     pub storage_stored: u64,
+    /// Whether the share server is listening (the record advertises the
+    /// storage role only then).
+    #[serde(default)]
+    pub storage_serving: bool,
+    /// Storage accepts that failed and were retried.
+    #[serde(default)]
+    pub storage_accept_errors: u64,
+    /// Storage sessions closed by a deadline (idle, stalled, not reading).
+    #[serde(default)]
+    pub storage_sessions_timed_out: u64,
+    /// Scrub passes over the store completed.
+    #[serde(default)]
+    pub scrub_passes: u64,
+    /// Shares the scrub checked.
+    #[serde(default)]
+    pub scrub_shares_checked: u64,
+    /// Bytes the scrub read.
+    #[serde(default)]
+    pub scrub_bytes_checked: u64,
+    /// Corrupt shares the scrub found and quarantined.
+    #[serde(default)]
+    pub scrub_corrupt_found: u64,
+    /// Bytes read in the scrub pass under way (of `storage_stored`).
+    #[serde(default)]
+    pub scrub_pass_bytes: u64,
 }
 
 /// A node's id and signed record (`grapevine whoami`).

@@ -1,6 +1,10 @@
 //! The node's share server: its TCP listener served by
-//! `grapevine_storage::server::run_listener`, on the runtime the embedder
-//! chooses ([`StorageRuntime`]).
+//! `grapevine_storage::server::run_listener` within the configured limits,
+//! and the store's background scrub, on the runtime the embedder chooses
+//! ([`StorageRuntime`]). When the listener stops for good (an accept error
+//! that says the socket is gone; every other one is retried), the server
+//! says so ([`StorageServer::take_stopped`]) and the node withdraws the
+//! storage role from its record.
 //!
 //! A node run as its own process (`grapevine run`) gives storage a runtime
 //! of its own, so that sessions stalled on a slow disk delay other storage
@@ -10,10 +14,13 @@
 
 use std::sync::Arc;
 
-use grapevine_crypto::{Identity, SessionConfig, SignedRecord};
+use grapevine_crypto::{Identity, SignedRecord};
+use grapevine_storage::server::{run_scrub, ScrubConfig, ServerLimits};
+use grapevine_storage::store::ScrubStats;
 use grapevine_storage::{ServerStats, ShareStore};
 use tokio::net::TcpListener;
 use tokio::runtime::{Handle, Runtime};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::error::NodeError;
@@ -44,7 +51,9 @@ impl Default for StorageRuntime {
 #[derive(Debug)]
 pub struct StorageServer {
     task: JoinHandle<std::io::Result<()>>,
+    scrub: JoinHandle<()>,
     runtime: Option<Runtime>,
+    stopped: Option<oneshot::Receiver<String>>,
 }
 
 /// What the share server serves with.
@@ -56,13 +65,15 @@ pub struct ServerParts {
     pub record: SignedRecord,
     /// The share store.
     pub store: ShareStore,
-    /// Session settings (the closed grid, if any).
-    pub session: SessionConfig,
-    /// Handshakes in progress at once.
-    pub max_handshakes: usize,
+    /// Sessions, handshakes, deadlines (and the closed grid, if any).
+    pub limits: ServerLimits,
     /// Where the server counts what it does (the node's status and
     /// metrics read it).
     pub stats: Arc<ServerStats>,
+    /// The background scrub's pace.
+    pub scrub: ScrubConfig,
+    /// Where the scrub counts what it does.
+    pub scrub_stats: Arc<ScrubStats>,
 }
 
 impl StorageServer {
@@ -94,6 +105,12 @@ impl StorageServer {
         let std_listener = listener
             .into_std()
             .map_err(NodeError::io("moving the storage listener"))?;
+        let (tell, stopped) = oneshot::channel();
+        let scrub = handle.spawn(run_scrub(
+            parts.store.clone(),
+            parts.scrub_stats,
+            parts.scrub,
+        ));
         let task = handle.spawn(async move {
             let listener = TcpListener::from_std(std_listener)?;
             let r = grapevine_storage::server::run_listener(
@@ -101,22 +118,37 @@ impl StorageServer {
                 parts.identity,
                 parts.record,
                 parts.store,
-                parts.session,
-                parts.max_handshakes,
+                parts.limits,
                 parts.stats,
             )
             .await;
-            if let Err(e) = &r {
-                tracing::error!("storage listener stopped: {e}");
-            }
+            let why = match &r {
+                Err(e) => e.to_string(),
+                Ok(()) => "ended".to_string(),
+            };
+            tracing::error!("storage listener stopped: {why}");
+            let _ = tell.send(why);
             r
         });
-        Ok(StorageServer { task, runtime })
+        Ok(StorageServer {
+            task,
+            scrub,
+            runtime,
+            stopped: Some(stopped),
+        })
+    }
+
+    /// Resolves (once) when the listener has stopped on its own, with the
+    /// reason; an error (the sender dropped) means it panicked or the
+    /// server was stopped.
+    pub fn take_stopped(&mut self) -> Option<oneshot::Receiver<String>> {
+        self.stopped.take()
     }
 
     /// Stop the listener and every session.
     pub fn stop(&mut self) {
         self.task.abort();
+        self.scrub.abort();
         if let Some(rt) = self.runtime.take() {
             // Never blocks: safe inside an async context.
             rt.shutdown_background();

@@ -9,7 +9,7 @@ use grapevine_crypto::identity::{Identity, NodeId};
 use grapevine_crypto::noise::SessionConfig;
 use grapevine_crypto::record::LocationRecord;
 
-use crate::server::{run_listener, ServerStats};
+use crate::server::{run_listener, ServerLimits, ServerStats};
 use crate::store::ShareStore;
 
 /// A share server started by [`spawn_local`].
@@ -49,8 +49,11 @@ pub async fn spawn_local(
         ident,
         rec,
         store,
-        SessionConfig::default(),
-        64,
+        ServerLimits {
+            session: SessionConfig::default(),
+            max_handshakes: 64,
+            ..ServerLimits::default()
+        },
         stats.clone(),
     ));
     Ok(LocalServer {

@@ -27,6 +27,19 @@ pub struct DownloadReport {
     pub corrupt: Vec<(u16, NodeId)>,
 }
 
+/// The per-share read tasks of one segment, aborted when dropped: a
+/// download cancelled (its future dropped) while it waits on them leaves
+/// none running, holding its session and pool slot until a deadline.
+struct AbortOnDrop<T>(Vec<tokio::task::JoinHandle<T>>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
+}
+
 pub(crate) struct Source {
     pub(crate) conn: Conn,
     pub(crate) shnum: u16,
@@ -233,16 +246,18 @@ pub async fn download<W: AsyncWrite + Unpin>(
                 // One task per share, so the shares' blocks are received and
                 // decrypted on all cores.
                 let len = ueb.block_len(seg);
-                let reads: Vec<_> = sources
-                    .drain(..)
-                    .map(|mut s| {
-                        tokio::spawn(async move {
-                            let r = s.conn.recv_data(len).await;
-                            (s, r)
+                let mut reads = AbortOnDrop(
+                    sources
+                        .drain(..)
+                        .map(|mut s| {
+                            tokio::spawn(async move {
+                                let r = s.conn.recv_data(len).await;
+                                (s, r)
+                            })
                         })
-                    })
-                    .collect();
-                for h in reads {
+                        .collect(),
+                );
+                for h in reads.0.iter_mut() {
                     let (s, r) = h.await.map_err(|e| std::io::Error::other(e.to_string()))?;
                     match r {
                         Ok(b) => blocks.push((s.shnum, b)),

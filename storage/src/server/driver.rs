@@ -1,11 +1,34 @@
 //! The share server's tokio driver: [`run_listener`] accepts sessions and
 //! [`serve`] runs a [`ShareServer`] over each, counting into the server's
 //! own [`ServerStats`].
+//!
+//! What bounds a peer (mini-redis's server is the model: a connection
+//! semaphore, accept with backoff):
+//!
+//! * **Sessions**: at most [`ServerLimits::max_sessions`] at once. The
+//!   accept loop takes a slot before it accepts, so a full server leaves
+//!   new connections in the kernel's backlog instead of taking them.
+//!   Handshakes in progress are capped apart ([`ServerLimits::max_handshakes`]);
+//!   each has the session's handshake deadline.
+//! * **Accept errors** (running out of file descriptors is enough) back off
+//!   and retry ([`AcceptBackoff`]); only an error that says the socket itself
+//!   is gone ends the loop.
+//! * **Time**: a session that brings no request for
+//!   [`ServerLimits::idle_timeout`] is closed, and so is one that holds
+//!   shares open for writing but neither allocates, writes, closes nor
+//!   aborts for that long: space reserved for its shares dies with it, so a
+//!   silent peer cannot hold a disk's space. A request must arrive whole
+//!   within that time too (a peer sending a byte a second is cut off), and
+//!   its answer must be taken by the peer within
+//!   [`ServerLimits::request_timeout`].
+//! * **Memory**: a message is at most the protocol's largest
+//!   ([`MAX_MESSAGE`]: a 1 MiB write and its header); anything larger ends
+//!   the session before it is buffered.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use grapevine_crypto::error::SessionError;
 use grapevine_crypto::identity::Identity;
@@ -15,8 +38,39 @@ use grapevine_crypto::session::Session;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
+use crate::protocol::{peek_kind, MAX_MESSAGE};
+use crate::server::backoff::AcceptBackoff;
 use crate::server::handler::ShareServer;
 use crate::store::ShareStore;
+
+/// What bounds the server's peers (see the module docs).
+#[derive(Debug, Clone)]
+pub struct ServerLimits {
+    /// Session settings (handshake deadline, closed grid). The message cap
+    /// is always the protocol's, [`MAX_MESSAGE`].
+    pub session: SessionConfig,
+    /// Handshakes in progress at once (more are refused).
+    pub max_handshakes: usize,
+    /// Sessions open at once (more wait in the backlog).
+    pub max_sessions: usize,
+    /// A session idle (or, holding open shares, not writing) this long is
+    /// closed.
+    pub idle_timeout: Duration,
+    /// An answer the peer does not take within this long ends the session.
+    pub request_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            session: SessionConfig::default(),
+            max_handshakes: 256,
+            max_sessions: 1024,
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
 
 /// What one storage server has done, for status and metrics: each server
 /// (each listener) has its own, shared (`Arc`) between the listener that
@@ -26,6 +80,8 @@ pub struct ServerStats {
     sessions_open: AtomicU64,
     requests: AtomicU64,
     request_micros: AtomicU64,
+    accept_errors: AtomicU64,
+    sessions_timed_out: AtomicU64,
 }
 
 impl ServerStats {
@@ -43,6 +99,17 @@ impl ServerStats {
     /// encoding; not sending), in microseconds.
     pub fn request_micros(&self) -> u64 {
         self.request_micros.load(Relaxed)
+    }
+
+    /// Accepts that failed (and were retried after a pause).
+    pub fn accept_errors(&self) -> u64 {
+        self.accept_errors.load(Relaxed)
+    }
+
+    /// Sessions closed for idling, stalling a message, or not taking an
+    /// answer.
+    pub fn sessions_timed_out(&self) -> u64 {
+        self.sessions_timed_out.load(Relaxed)
     }
 }
 
@@ -62,8 +129,15 @@ impl Drop for OpenSession<'_> {
     }
 }
 
+/// Whether a request of kind `kind` is progress on the shares a session
+/// writes (allocate, write, close, abort).
+fn is_write_progress(kind: Option<u32>) -> bool {
+    matches!(kind, Some(1..=4))
+}
+
 /// Serve storage requests on an established session until the peer closes
-/// it, counting into `stats`. Unfinished shares are discarded when it ends.
+/// it or a deadline of `limits` passes, counting into `stats`. Unfinished
+/// shares are discarded (their space released) when it ends.
 ///
 /// Reads and writes (at most 1 MiB each, in the page cache as a rule) are
 /// done on the session's own task: handing each to the blocking pool cost
@@ -74,23 +148,40 @@ impl Drop for OpenSession<'_> {
 /// slow disk can delay storage sessions but never gossip.
 ///
 /// # Errors
-/// Session errors other than a clean close.
+/// Session errors other than a clean close; [`SessionError::Io`] of kind
+/// `TimedOut` when a deadline ends the session.
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut session: Session<S>,
     store: ShareStore,
     stats: &ServerStats,
+    limits: &ServerLimits,
 ) -> Result<(), SessionError> {
     let _open = OpenSession::new(stats);
     let mut server = Some(ShareServer::new(store));
+    let timed_out = |what: &str| {
+        stats.sessions_timed_out.fetch_add(1, Relaxed);
+        SessionError::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            what.to_string(),
+        ))
+    };
+    let mut progress = tokio::time::Instant::now();
     loop {
-        let msg = match session.recv().await {
-            Ok(m) => m,
-            Err(SessionError::Closed) => return Ok(()),
-            Err(e) => return Err(e),
+        let deadline = progress + limits.idle_timeout;
+        let msg = match tokio::time::timeout_at(deadline, session.recv()).await {
+            Err(_) => return Err(timed_out("session idle, or a request stalled")),
+            Ok(Ok(m)) => m,
+            Ok(Err(SessionError::Closed)) => return Ok(()),
+            Ok(Err(e)) => return Err(e),
         };
         let mut srv = server
             .take()
             .expect("server state present between requests");
+        // A session holding shares open must keep writing them; one that
+        // holds none only has to keep asking.
+        if srv.open_shares() == 0 || is_write_progress(peek_kind(&msg)) {
+            progress = tokio::time::Instant::now();
+        }
         let started = Instant::now();
         let (srv, out) = if ShareServer::is_quick(&msg) {
             let out = srv.handle_bytes(&msg);
@@ -108,53 +199,89 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         stats
             .request_micros
             .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
-        session.send_parts(&[&out.head, &out.data]).await?;
+        let parts: [&[u8]; 2] = [&out.head, &out.data];
+        match tokio::time::timeout(limits.request_timeout, session.send_parts(&parts)).await {
+            Err(_) => return Err(timed_out("the peer did not take an answer")),
+            Ok(r) => r?,
+        }
     }
 }
 
-/// Accept sessions on `listener` and serve storage on each until the
-/// listener fails; the sessions end with it. At most `max_handshakes`
-/// handshakes run at once (a peer that connects and stalls holds one slot
-/// until the handshake deadline). What the sessions do is counted in
-/// `stats`.
+/// Accept sessions on `listener` and serve storage on each, within
+/// `limits`, until the listener fails for good; the sessions end with it.
+/// What the sessions do is counted in `stats`.
 ///
 /// # Errors
-/// The listener's accept error.
+/// An accept error that says the listening socket is unusable (see
+/// [`AcceptBackoff`]); every other accept error is retried after a pause.
 pub async fn run_listener(
     listener: TcpListener,
     identity: Arc<Identity>,
     record: SignedRecord,
     store: ShareStore,
-    cfg: SessionConfig,
-    max_handshakes: usize,
+    limits: ServerLimits,
     stats: Arc<ServerStats>,
 ) -> std::io::Result<()> {
-    let slots = Arc::new(tokio::sync::Semaphore::new(max_handshakes.max(1)));
+    let limits = Arc::new(ServerLimits {
+        session: SessionConfig {
+            max_message: MAX_MESSAGE,
+            ..limits.session.clone()
+        },
+        ..limits
+    });
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(limits.max_handshakes.max(1)));
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_sessions.max(1)));
+    let mut backoff = AcceptBackoff::default();
     // Sessions live in this set: when the listener's task ends (or is
     // aborted), its sessions end with it.
     let mut sessions = tokio::task::JoinSet::new();
     loop {
         while sessions.try_join_next().is_some() {}
-        let (stream, from): (_, SocketAddr) = listener.accept().await?;
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
+        // A slot first, then accept: at the cap, connections wait in the
+        // kernel's backlog rather than in this process.
+        let slot = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(std::io::Error::other)?;
+        let (stream, from): (_, SocketAddr) = match listener.accept().await {
+            Ok(c) => {
+                backoff.reset();
+                c
+            }
+            Err(e) => {
+                stats.accept_errors.fetch_add(1, Relaxed);
+                let Some(pause) = backoff.on_error(&e) else {
+                    tracing::error!("storage listener failed for good: {e}");
+                    return Err(e);
+                };
+                tracing::warn!("storage accept failed ({e}); retrying in {pause:?}");
+                drop(slot);
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+        };
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
             tracing::warn!(%from, "refusing connection: too many handshakes in progress");
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (identity, record, store, cfg, stats) = (
+        let (identity, record, store, limits, stats) = (
             identity.clone(),
             record.clone(),
             store.clone(),
-            cfg.clone(),
+            limits.clone(),
             stats.clone(),
         );
         sessions.spawn(async move {
-            let accepted = Box::pin(Session::accept(stream, &identity, &record, &cfg)).await;
+            let _slot = slot;
+            let accepted =
+                Box::pin(Session::accept(stream, &identity, &record, &limits.session)).await;
             drop(permit);
             match accepted {
                 Ok((session, peer)) => {
                     tracing::debug!(peer = %peer.node_id().short(), "storage session");
-                    if let Err(e) = serve(session, store, &stats).await {
+                    if let Err(e) = serve(session, store, &stats, &limits).await {
                         tracing::debug!(%from, "storage session ended: {e}");
                     }
                 }
@@ -182,8 +309,10 @@ mod tests {
             id,
             rec.clone(),
             store,
-            SessionConfig::default(),
-            4,
+            ServerLimits {
+                max_handshakes: 4,
+                ..ServerLimits::default()
+            },
             stats.clone(),
         ));
         (addr, rec, stats)

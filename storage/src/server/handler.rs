@@ -56,6 +56,12 @@ impl ShareServer {
         }
     }
 
+    /// Shares this session has open for writing (each holding a
+    /// reservation).
+    pub fn open_shares(&self) -> usize {
+        self.open.len()
+    }
+
     /// Answer one request.
     pub fn handle(&mut self, req: Request) -> Reply {
         self.answer(req)
@@ -468,6 +474,94 @@ mod tests {
             s.handle(Request::List { si: si() }),
             Reply::Shares(v) if v.len() == 1 && v[0].0 == 0
         ));
+    }
+
+    /// 19.6: no request of the protocol removes or replaces a finished
+    /// share, whatever a peer sends: allocating, writing, closing or
+    /// aborting it again, reporting it corrupt (it is good), hostile reads
+    /// and verifies, garbage. Deleting is the server's own decision
+    /// (`store::delete`).
+    #[test]
+    fn no_request_removes_a_good_share() {
+        use crate::chk::{Encoder, Params};
+        let dir = tempfile::tempdir().unwrap();
+        let store = ShareStore::open(dir.path(), 0).unwrap();
+        let p = Params {
+            k: 1,
+            n: 1,
+            happy: 1,
+        };
+        let mut enc = Encoder::new([2; 32], p, 3000).unwrap();
+        let mut share = enc.encode_segment(&mut [9u8; 3000]).unwrap().remove(0);
+        share.extend_from_slice(&enc.finish().unwrap().0[0]);
+        let size = share.len() as u64;
+        let mut owner = ShareServer::new(store.clone());
+        owner.handle(Request::Allocate {
+            si: si(),
+            shnum: 0,
+            size,
+        });
+        owner.handle(Request::Write {
+            si: si(),
+            shnum: 0,
+            offset: 0,
+            data: share.clone(),
+        });
+        assert_eq!(
+            owner.handle(Request::Close { si: si(), shnum: 0 }),
+            Reply::Ok
+        );
+        let (si, shnum) = (si(), 0);
+        let hostile: Vec<Request> = vec![
+            Request::Allocate { si, shnum, size },
+            Request::Allocate { si, shnum, size: 1 },
+            Request::Write {
+                si,
+                shnum,
+                offset: 0,
+                data: vec![0; 16],
+            },
+            Request::Write {
+                si,
+                shnum,
+                offset: size,
+                data: vec![0; 16],
+            },
+            Request::Close { si, shnum },
+            Request::Abort { si, shnum },
+            Request::ReportCorrupt { si, shnum },
+            Request::Verify { si, shnum },
+            Request::Read {
+                si,
+                shnum,
+                offset: u64::MAX,
+                len: u32::MAX,
+            },
+            Request::Read {
+                si,
+                shnum,
+                offset: size - 1,
+                len: 2,
+            },
+            Request::List { si },
+            Request::Version,
+        ];
+        assert_eq!(hostile.len() as u32, Request::<Vec<u8>>::KINDS + 3);
+        for session in 0..2 {
+            // A fresh session, and the owner's own.
+            let mut fresh = ShareServer::new(store.clone());
+            let s = if session == 0 { &mut fresh } else { &mut owner };
+            for r in &hostile {
+                s.handle(r.clone());
+                s.handle_bytes(&[0xff, 0, 1, 2]);
+            }
+            drop(fresh);
+            assert_eq!(
+                store.read(&si, shnum, 0, size).unwrap(),
+                share,
+                "the share changed (session {session})"
+            );
+        }
     }
 
     /// The file called `name` somewhere under `dir`.

@@ -1,11 +1,17 @@
 //! The share server: [`ShareServer`] (in `handler`) is the synchronous core
 //! that answers requests against a [`ShareStore`](crate::ShareStore),
 //! tested without sockets; [`serve`] and [`run_listener`] (in `driver`) are
-//! the thin tokio driver that runs it over authenticated sessions and
-//! counts what it does in a per-server [`ServerStats`].
+//! the thin tokio driver that runs it over authenticated sessions, within
+//! [`ServerLimits`], and counts what it does in a per-server
+//! [`ServerStats`]; [`AcceptBackoff`] is its accept loop's policy, sans-IO.
+//! [`run_scrub`] drives the store's background scrub at a bounded rate.
 
+mod backoff;
 mod driver;
 mod handler;
+mod scrub;
 
-pub use driver::{run_listener, serve, ServerStats};
+pub use backoff::AcceptBackoff;
+pub use driver::{run_listener, serve, ServerLimits, ServerStats};
 pub use handler::{Answer, ShareServer, MAX_OPEN_PER_SESSION};
+pub use scrub::{run_scrub, ScrubConfig};
