@@ -306,8 +306,7 @@ mod tests {
             id.clone(),
             rec,
             store,
-            SessionConfig::default(),
-            4,
+            crate::server::ServerLimits::default(),
             Arc::new(crate::server::ServerStats::default()),
         ));
         ServerRef {
