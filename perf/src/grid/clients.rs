@@ -338,15 +338,15 @@ impl ClientTask {
                     .check(&f.cap, false)
                     .await
                     .map_err(|e| e.to_string())?;
-                if r.distinct_good < usize::from(f.k) {
+                if r.results.count_shares_good < usize::from(f.k) {
                     return Err(format!(
                         "check found {} distinct shares, {} needed",
-                        r.distinct_good, f.k
+                        r.results.count_shares_good, f.k
                     ));
                 }
                 Ok(Outcome {
                     stored: None,
-                    shares_found: Some(r.distinct_good),
+                    shares_found: Some(r.results.count_shares_good),
                 })
             }
         }

@@ -235,7 +235,10 @@ impl Worker {
         cfg.reserve_mib = 0;
         cfg.capacity_mib = self.args.capacity_mib;
         if idx != 0 {
-            cfg.seeds = vec![addr_of(0, self.args.port)];
+            cfg.seeds = vec![grapevine_node::addr::PeerAddr::Ip(addr_of(
+                0,
+                self.args.port,
+            ))];
         }
         let sink = self.sink_tx.clone();
         let storage = self.storage.handle().clone();

@@ -308,6 +308,7 @@ mod tests {
             store,
             crate::server::ServerLimits::default(),
             Arc::new(crate::server::ServerStats::default()),
+            crate::server::Drain::never(),
         ));
         ServerRef {
             id: id.node_id(),
