@@ -1,7 +1,8 @@
 //! `grapevine-perf`: grapevine's laboratory, apart from the node.
 //!
-//! The swarm (N membership nodes over P worker processes), the session,
-//! storage and gateway benchmarks, and the baselines they compare against (chitchat;
+//! The swarm (N membership nodes over P worker processes), the grid (N
+//! whole nodes with clients working and churn), the session, storage and
+//! gateway benchmarks, and the baselines they compare against (chitchat;
 //! TLS 1.3 through tokio-rustls), with a counting global allocator so the
 //! benchmarks can report live heap bytes. None of this is linked into the
 //! production `grapevine` binary, which uses the system allocator.
@@ -12,6 +13,7 @@ mod bench_gateway;
 mod bench_sessions;
 mod bench_storage;
 mod gossip_worker;
+mod grid;
 mod session_peer;
 mod swarm;
 mod worker;
@@ -37,6 +39,12 @@ enum Cmd {
     Bench(BenchCmd),
     /// Run N real nodes on this machine and measure the grid.
     Swarm(swarm::SwarmArgs),
+    /// Run N real nodes (storage, clients with a workload, churn) and
+    /// measure the whole system.
+    Grid(grid::GridArgs),
+    /// (internal) one worker process of `grid`.
+    #[command(hide = true)]
+    GridWorker(grid::worker::GridWorkerArgs),
     /// (internal) one worker process of `swarm`.
     #[command(hide = true)]
     SwarmWorker(worker::WorkerArgs),
@@ -71,6 +79,8 @@ fn main() -> Result<()> {
         Cmd::Bench(BenchCmd::Storage(a)) => bench_storage::run(&a),
         Cmd::Bench(BenchCmd::Gateway(a)) => bench_gateway::run(&a),
         Cmd::Swarm(a) => swarm::run(&a),
+        Cmd::Grid(a) => grid::harness::run(&a),
+        Cmd::GridWorker(a) => grid::worker::main(a),
         Cmd::SwarmWorker(a) => {
             let rt = worker::runtime(&a)?;
             if a.chitchat {

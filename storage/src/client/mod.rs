@@ -44,7 +44,7 @@ pub use download::{download, DownloadReport, READ_AHEAD};
 pub use health::{CheckCounts, CheckResults, CorruptReport, Found, Verdict};
 pub use locate::{locate, Findings, Located};
 pub use place::permuted_servers;
-pub use pool::{PoolConfig, SessionPool};
+pub use pool::{Contact, PoolConfig, SessionPool};
 pub use range::download_range;
 pub use report::report_corrupt;
 pub use upload::{default_params, read_all, upload, KeyMode, UploadReport, UploadRequest};

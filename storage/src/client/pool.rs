@@ -12,12 +12,19 @@
 //! requests in flight, is closed instead. Idle sessions older than
 //! [`PoolConfig::idle_timeout`] are closed on every call, and by
 //! [`SessionPool::close_idle`].
+//!
+//! For harnesses that classify operations as warm or cold, a pool can also
+//! log which servers it was asked for and whether it held a session to
+//! each already ([`SessionPool::record_contacts`],
+//! [`SessionPool::take_contacts`]); the log is off, and costs nothing, by
+//! default.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use grapevine_crypto::identity::NodeId;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
@@ -50,6 +57,9 @@ impl Default for PoolConfig {
     }
 }
 
+/// Contacts a pool's log keeps at most between two takes.
+const MAX_CONTACTS: usize = 4096;
+
 /// Sessions to storage servers, opened on demand under a cap.
 #[derive(Debug)]
 pub struct SessionPool {
@@ -59,6 +69,18 @@ pub struct SessionPool {
     idle: Mutex<Vec<(Conn, Instant)>>,
     returned: tokio::sync::Notify,
     opened: AtomicU64,
+    /// The contact log, while one is kept.
+    contacts: Mutex<Option<Vec<Contact>>>,
+}
+
+/// One request of the pool for a session, as the contact log keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Contact {
+    /// The server asked for.
+    pub server: NodeId,
+    /// Whether an idle session to it was reused (else one was opened, or
+    /// an attempt to open one was made).
+    pub reused: bool,
 }
 
 impl SessionPool {
@@ -75,6 +97,7 @@ impl SessionPool {
             idle: Mutex::new(Vec::new()),
             returned: tokio::sync::Notify::new(),
             opened: AtomicU64::new(0),
+            contacts: Mutex::new(None),
         }
     }
 
@@ -148,6 +171,7 @@ impl SessionPool {
             };
             if let Some(mut c) = reused {
                 c.reused = true;
+                self.log_contact(server, true);
                 return Ok(c);
             }
             if let Ok(p) = self.slots.clone().try_acquire_owned() {
@@ -174,6 +198,7 @@ impl SessionPool {
                 }
             }
         };
+        self.log_contact(server, false);
         let conn = Conn::open(&self.me, server)
             .await?
             .with_slot(permit)
@@ -227,5 +252,127 @@ impl SessionPool {
     /// Sessions opened over the pool's life (reuse keeps this low).
     pub fn sessions_opened(&self) -> u64 {
         self.opened.load(Ordering::Relaxed)
+    }
+
+    fn contact_log(&self) -> std::sync::MutexGuard<'_, Option<Vec<Contact>>> {
+        self.contacts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn log_contact(&self, server: ServerRef, reused: bool) {
+        if let Some(log) = self.contact_log().as_mut() {
+            // Bounded: a harness takes the log after every operation; one
+            // that never does loses the oldest entries, not memory.
+            if log.len() >= MAX_CONTACTS {
+                log.remove(0);
+            }
+            log.push(Contact {
+                server: server.id,
+                reused,
+            });
+        }
+    }
+
+    /// Keep (`on`) or stop keeping a log of the servers sessions are asked
+    /// for, for a harness to classify each operation by whether the pool
+    /// already held sessions to the servers it used. Stopping drops the log.
+    pub fn record_contacts(&self, on: bool) {
+        *self.contact_log() = on.then(Vec::new);
+    }
+
+    /// The contact log since it was last taken (empty if none is kept).
+    pub fn take_contacts(&self) -> Vec<Contact> {
+        self.contact_log()
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use grapevine_crypto::identity::Identity;
+    use grapevine_crypto::noise::SessionConfig;
+    use grapevine_crypto::record::LocationRecord;
+
+    async fn server(dir: &std::path::Path) -> ServerRef {
+        let id = Arc::new(Identity::generate());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let rec = LocationRecord::new(&id, vec![addr]).sign(&id).unwrap();
+        let store = crate::store::ShareStore::open(dir, 0).unwrap();
+        tokio::spawn(crate::server::run_listener(
+            listener,
+            id.clone(),
+            rec,
+            store,
+            crate::server::ServerLimits::default(),
+            Arc::new(crate::server::ServerStats::default()),
+            crate::server::Drain::never(),
+        ));
+        ServerRef {
+            id: id.node_id(),
+            addr,
+        }
+    }
+
+    fn pool() -> SessionPool {
+        let me = Arc::new(Identity::generate());
+        let record = LocationRecord::new(&me, vec!["127.0.0.1:1".parse().unwrap()])
+            .sign(&me)
+            .unwrap();
+        let ci = ClientIdentity {
+            identity: me,
+            record,
+            session: SessionConfig::default(),
+        };
+        SessionPool::new(ci, PoolConfig::default())
+    }
+
+    /// The contact log says, for every session asked for, whether the pool
+    /// held one already; it is kept only when asked for and emptied by
+    /// each take.
+    #[tokio::test]
+    async fn the_contact_log_tells_reused_sessions_from_opened_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = server(dir.path()).await;
+        let p = pool();
+        let c = p.get(s).await.unwrap();
+        p.put_back(c);
+        assert!(p.take_contacts().is_empty(), "no log unless asked for");
+
+        p.record_contacts(true);
+        let c = p.get(s).await.unwrap();
+        p.put_back(c);
+        let c = p.get(s).await.unwrap();
+        // A second session to the same server while the first is in use.
+        let c2 = p.get(s).await.unwrap();
+        p.put_back(c);
+        p.put_back(c2);
+        let want = |reused| Contact {
+            server: s.id,
+            reused,
+        };
+        assert_eq!(p.take_contacts(), vec![want(true), want(true), want(false)]);
+        assert!(p.take_contacts().is_empty(), "taking empties the log");
+
+        // An unreachable server is logged as not held.
+        let gone = ServerRef {
+            id: Identity::generate().node_id(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+        };
+        assert!(p.get(gone).await.is_err());
+        assert_eq!(
+            p.take_contacts(),
+            vec![Contact {
+                server: gone.id,
+                reused: false
+            }]
+        );
+
+        p.record_contacts(false);
+        let c = p.get(s).await.unwrap();
+        p.put_back(c);
+        assert!(p.take_contacts().is_empty(), "logging stopped");
     }
 }

@@ -1,0 +1,259 @@
+//! The protocol between `grapevine-perf grid` and its worker processes
+//! (`grapevine-perf grid-worker`, hidden): one JSON object per line, commands
+//! on the worker's stdin ([`ToWorker`]) and reports on its stdout
+//! ([`FromWorker`]). Node ids travel as their text form.
+//!
+//! The parent is the only one that knows the whole grid: it relays every
+//! stored file to every worker (so any client can read any file), decides
+//! the churn and tells every worker which nodes are down (so each can tell
+//! a true "dead" verdict from a false one, and an operation on a file that
+//! lost more than n-k shares from a failed one).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+/// A command to a worker.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum ToWorker {
+    /// Files stored (by any client): every worker's clients may read them.
+    Files {
+        /// The files.
+        files: Vec<FileRecord>,
+    },
+    /// Take nodes down, bring them back; `down` is every node down after
+    /// this step, grid-wide.
+    Churn {
+        /// Node indices to crash (those in this worker act).
+        crash: Vec<usize>,
+        /// Node indices to leave gracefully.
+        leave: Vec<usize>,
+        /// Node indices to start again from their directories.
+        back: Vec<usize>,
+        /// Ids of every node down after this step.
+        down: Vec<String>,
+        /// What survivors should come to see, if this step took nodes down.
+        detect: Option<Detect>,
+    },
+    /// Start or stop the clients' workload.
+    Workload {
+        /// Run (true) or stop (false).
+        on: bool,
+    },
+    /// Each client reads back its part of every file stored.
+    Readback,
+    /// Stop every node and exit.
+    Quit,
+}
+
+/// What every survivor should see after a churn step.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Detect {
+    /// Which step.
+    pub generation: u64,
+    /// Crashed nodes: seen dead.
+    pub dead: Vec<String>,
+    /// Nodes that left: seen left.
+    pub left: Vec<String>,
+}
+
+/// A stored file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FileRecord {
+    /// Client number << 32 | the client's counter.
+    pub id: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Its content's seed ([`crate::grid::content`]).
+    pub seed: u64,
+    /// The read capability.
+    pub cap: String,
+    /// Shares needed to read it.
+    pub k: u16,
+    /// (share number, server id) of every share placed.
+    pub placements: Vec<(u16, String)>,
+}
+
+/// A report from a worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FromWorker {
+    /// Figures, every half-second.
+    Status(Box<WorkerStatus>),
+    /// The ids of this worker's nodes, once all have started.
+    Ids {
+        /// (node index, node id).
+        ids: Vec<(usize, String)>,
+    },
+    /// One operation done.
+    Op(OpRecord),
+    /// A put succeeded: the file, for the parent to relay.
+    Stored(FileRecord),
+    /// A client finished reading back its part of the files.
+    ReadbackDone {
+        /// Client number.
+        client: usize,
+        /// Files it read.
+        files: usize,
+    },
+}
+
+/// A worker's figures, each over its own nodes (counters of crashed nodes
+/// are kept, so traffic totals never go backwards).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    /// Nodes this worker runs.
+    pub nodes: usize,
+    /// Nodes started at least once.
+    pub started: usize,
+    /// Nodes running now.
+    pub running: usize,
+    /// Unix ms of the last first start.
+    pub last_start_ms: u64,
+    /// Running nodes holding every node's record.
+    pub full: usize,
+    /// Running nodes that see every node that is up as alive.
+    pub all_alive: usize,
+    /// Fewest other members alive seen by a running node.
+    pub alive_min: u64,
+    /// Most other members alive seen by a running node.
+    pub alive_max: u64,
+    /// Sum over running nodes of the members each sees alive.
+    pub alive_sum: u64,
+    /// Up to five running nodes that do not see every other running node
+    /// alive: (node index, members it sees alive, how many it should).
+    #[serde(default)]
+    pub short_of_alive: Vec<(usize, u64, u64)>,
+    /// Process RSS, bytes.
+    pub rss: u64,
+    /// Process CPU seconds.
+    pub cpu: f64,
+    /// CPU seconds by job (thread name): gossip, storage, client, harness.
+    pub cpu_jobs: BTreeMap<String, f64>,
+    /// Gossip datagrams sent.
+    pub dg_sent: u64,
+    /// Gossip bytes sent.
+    pub bytes_sent: u64,
+    /// Gossip datagrams received.
+    pub dg_recv: u64,
+    /// Storage sessions open now, summed over this worker's servers.
+    pub server_sessions: u64,
+    /// The most storage sessions open at one server now.
+    pub server_sessions_max: u64,
+    /// Client pools' sessions open now, summed.
+    pub pool_sessions: u64,
+    /// The most sessions open in one client pool now.
+    pub pool_sessions_max: u64,
+    /// Sessions the client pools have opened, ever.
+    pub pool_opened: u64,
+    /// Dead verdicts about nodes that were up.
+    pub false_dead: u64,
+    /// Dead verdicts, all.
+    pub dead_verdicts: u64,
+    /// Suspect verdicts (refuted ones included).
+    pub suspects: u64,
+    /// A few of the false dead verdicts: (observer index, subject id).
+    pub false_dead_examples: Vec<(usize, String)>,
+    /// The churn step `detect_seen` refers to.
+    pub detect_generation: u64,
+    /// Running nodes that see that step's crashed nodes dead and its
+    /// leavers left.
+    pub detect_seen: usize,
+    /// Operations in progress.
+    pub ops_in_flight: usize,
+    /// Node starts (first or again) that failed.
+    pub start_failures: u64,
+}
+
+/// One operation, as the client saw it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OpRecord {
+    /// Client number.
+    pub client: usize,
+    /// "put", "get" or "check".
+    pub op: String,
+    /// File size.
+    pub size: u64,
+    /// File id.
+    pub file: u64,
+    /// Unix ms when it started.
+    pub start_ms: u64,
+    /// How late it started against its schedule, ms.
+    pub lag_ms: f64,
+    /// How long it took, ms.
+    pub ms: f64,
+    /// "warm", "cold", "mixed" or "none" (see `workload::Class`).
+    pub class: String,
+    /// Sessions opened for it.
+    pub handshakes: u64,
+    /// Distinct servers it asked for sessions.
+    pub servers: usize,
+    /// Whether it succeeded (a get returned exactly the file).
+    pub ok: bool,
+    /// The file had fewer than k shares on servers that were up.
+    pub beyond_repair: bool,
+    /// Part of the final read-back, not of the workload.
+    pub readback: bool,
+    /// Distinct good shares a check found.
+    pub shares_found: Option<usize>,
+    /// What went wrong.
+    pub error: Option<String>,
+}
+
+/// Write one line of JSON to `out`.
+///
+/// # Errors
+/// Serialisation or I/O errors.
+pub fn send<T: Serialize>(out: &mut impl Write, msg: &T) -> Result<()> {
+    serde_json::to_writer(&mut *out, msg)?;
+    out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_and_reports_are_one_json_line_each() {
+        let cmds = vec![
+            ToWorker::Churn {
+                crash: vec![3],
+                leave: vec![],
+                back: vec![9],
+                down: vec!["ab".into()],
+                detect: Some(Detect {
+                    generation: 2,
+                    dead: vec!["ab".into()],
+                    left: vec![],
+                }),
+            },
+            ToWorker::Workload { on: true },
+            ToWorker::Readback,
+            ToWorker::Quit,
+        ];
+        for c in cmds {
+            let mut buf = Vec::new();
+            send(&mut buf, &c).unwrap();
+            assert_eq!(buf.iter().filter(|b| **b == b'\n').count(), 1);
+            let back: ToWorker = serde_json::from_slice(&buf).unwrap();
+            assert_eq!(back, c);
+        }
+        let mut buf = Vec::new();
+        send(
+            &mut buf,
+            &FromWorker::ReadbackDone {
+                client: 1,
+                files: 2,
+            },
+        )
+        .unwrap();
+        let s = String::from_utf8(buf).unwrap();
+        assert!(s.contains("\"kind\":\"readback_done\""), "{s}");
+        assert!(serde_json::from_str::<ToWorker>("{\"cmd\":\"reboot\"}").is_err());
+    }
+}
