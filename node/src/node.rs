@@ -234,6 +234,8 @@ impl Node {
             config.seeds.clone(),
             seeds,
         ))));
+        node.tasks
+            .push(Task(tokio::spawn(close_idle_sessions(state.pool.clone()))));
         node.tasks.push(Task(tokio::spawn(record::keep(
             state.clone(),
             identity.clone(),
@@ -255,8 +257,11 @@ impl Node {
             if let Some(stopped) = server.take_stopped() {
                 let (state, config) = (state.clone(), config.clone());
                 node.tasks.push(Task(tokio::spawn(async move {
-                    let why = stopped.await.unwrap_or_else(|_| "stopped".into());
-                    withdraw_storage_role(&state, &config, &why).await;
+                    // Only a listener that failed says why; a drained one
+                    // (the node is leaving) says nothing.
+                    if let Ok(why) = stopped.await {
+                        withdraw_storage_role(&state, &config, &why).await;
+                    }
                 })));
             }
             node.storage = Some(server);
@@ -390,6 +395,23 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.stop_serving();
+    }
+}
+
+/// Close the pool's sessions idle past its timeout, every half timeout:
+/// the pool closes them itself only when it is used, and a node whose
+/// client has gone quiet would otherwise hold its sessions (and the
+/// servers' memory for them) for good.
+async fn close_idle_sessions(pool: Arc<SessionPool>) {
+    let every = (pool.config().idle_timeout / 2).max(Duration::from_millis(100));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let closed = pool.close_idle();
+        if closed > 0 {
+            tracing::debug!(closed, "closed idle client sessions");
+        }
     }
 }
 

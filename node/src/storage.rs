@@ -130,12 +130,14 @@ impl StorageServer {
                 drain_rx,
             )
             .await;
-            let why = match &r {
-                Err(e) => e.to_string(),
-                Ok(()) => "ended".to_string(),
-            };
-            tracing::error!("storage listener stopped: {why}");
-            let _ = tell.send(why);
+            match &r {
+                // Drained: the node is stopping, nothing to withdraw.
+                Ok(()) => tracing::info!("storage listener drained"),
+                Err(e) => {
+                    tracing::error!("storage listener stopped: {e}");
+                    let _ = tell.send(e.to_string());
+                }
+            }
             r
         });
         Ok(StorageServer {
@@ -162,9 +164,9 @@ impl StorageServer {
         self.stop();
     }
 
-    /// Resolves (once) when the listener has stopped on its own, with the
-    /// reason; an error (the sender dropped) means it panicked or the
-    /// server was stopped.
+    /// Resolves (once) when the listener has failed for good, with the
+    /// reason; an error (the sender dropped) means it drained, panicked or
+    /// was stopped.
     pub fn take_stopped(&mut self) -> Option<oneshot::Receiver<String>> {
         self.stopped.take()
     }

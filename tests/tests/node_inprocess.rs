@@ -176,3 +176,59 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
         .unwrap();
     body
 }
+
+/// A node whose client goes quiet closes its idle sessions by itself: the
+/// pool only closes them when it is used, so without the node's periodic
+/// sweep they stayed open for good (found by `grapevine-perf grid`: 256
+/// sessions open 40 s after the last operation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_client_closes_its_idle_sessions() {
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut seed = None;
+    for i in 0..3 {
+        let d = NodeDir::new(root.path().join(format!("q{i}")));
+        let listen = "127.0.0.1:0".parse().unwrap();
+        dir::init(
+            &d,
+            &InitOptions {
+                listen,
+                seeds: vec![],
+                nickname: None,
+                capacity_mib: 64,
+                gateway: None,
+            },
+        )
+        .unwrap();
+        let mut cfg = Config::new(listen);
+        cfg.reserve_mib = 0;
+        cfg.client_idle_secs = 1;
+        cfg.seeds = seed.into_iter().map(Into::into).collect();
+        let node = Node::start(cfg, &d, Options::in_process()).await.unwrap();
+        seed.get_or_insert(node.local_addr());
+        nodes.push(node);
+    }
+    let c = nodes[0].client();
+    wait_for("every storage server", 60, || {
+        let c = c.clone();
+        async move { c.servers().await.unwrap().len() == 3 }
+    })
+    .await;
+    let opts = PutOptions {
+        params: Params {
+            k: 1,
+            n: 3,
+            happy: 3,
+        },
+        random_key: false,
+    };
+    c.put_bytes(&[7u8; 100_000], opts).await.unwrap();
+    let pool = c.pool().clone();
+    assert!(pool.open_sessions() > 0, "the put left sessions to reuse");
+    // Nothing uses the pool from here on.
+    wait_for("the idle sessions to close", 30, || {
+        let pool = pool.clone();
+        async move { pool.open_sessions() == 0 }
+    })
+    .await;
+}
