@@ -43,24 +43,34 @@ pub fn run(cmd: &GridCmd) -> Result<()> {
             let k = Identity::generate();
             k.save(key)
                 .with_context(|| format!("writing {}", key.display()))?;
-            println!("grid = \"{}\"", GridId::of(&k));
+            outln!("grid = \"{}\"", GridId::of(&k));
         }
         GridCmd::Admit { key, node, days } => {
             let k = Identity::load(key).with_context(|| format!("reading {}", key.display()))?;
-            let id: NodeId = node
-                .parse()
-                .map_err(|e| anyhow::anyhow!("bad node id {node:?}: {e}"))?;
+            let id: NodeId = node.parse().map_err(|e| {
+                anyhow::anyhow!("{node:?} is not a node id (`grapevine whoami` prints one): {e}")
+            })?;
             let expires = match days {
                 None => 0,
-                Some(d) => {
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)?
-                        .as_secs()
-                        + d * 86_400
-                }
+                Some(d) => std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)?
+                    .as_secs()
+                    .saturating_add(d.saturating_mul(86_400)),
             };
-            println!("grid = \"{}\"", GridId::of(&k));
-            println!("admission = \"{}\"", Admission::issue(&k, &id, expires));
+            outln!("grid = \"{}\"", GridId::of(&k));
+            outln!("admission = \"{}\"", Admission::issue(&k, &id, expires));
+            let until = match expires {
+                0 => "never expires".to_string(),
+                t => format!(
+                    "expires {}",
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_secs(t)
+                    )
+                ),
+            };
+            eprintln!(
+                "admitted {id}; the certificate {until}. Append the two lines above to that node's config.toml and restart it."
+            );
         }
     }
     Ok(())

@@ -2,18 +2,36 @@
 //! the node library (`grapevine_node`). Benchmarks, the swarm and the
 //! baselines live in `grapevine-perf`, so this binary links no TLS stack and
 //! no chitchat, and uses the system allocator.
+//!
+//! Errors are printed here, as one sentence on standard error
+//! (`grapevine: ...`), never as a debug dump and never with a backtrace,
+//! whatever `RUST_BACKTRACE` says. Exit codes ([`exit`]): 0 success, 1 an
+//! error, 2 bad usage; `check` adds 3 (not healthy), 4 (corrupt shares) and
+//! 5 (unrecoverable).
+
+/// `println!` that returns an error (from the enclosing function) when
+/// standard output is closed, instead of panicking.
+macro_rules! outln {
+    ($($t:tt)*) => {
+        $crate::exit::out(format_args!($($t)*))?
+    };
+}
 
 mod demo;
+mod exit;
+mod files;
 mod grid;
-mod ops;
+mod info;
 mod run;
 
-use anyhow::Result;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 /// grapevine: a storage grid whose members find each other by gossip.
 #[derive(Debug, Parser)]
-#[command(name = "grapevine", version, about)]
+#[command(name = "grapevine", version, about, after_help = exit::HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -21,48 +39,56 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Run a local grid end to end and narrate it.
+    /// Run a local grid end to end: store a file, lose servers, read it back.
     Demo(demo::DemoArgs),
-    /// Create a node directory: identity, secrets and a commented config.
+    /// Create a node directory: identity, secrets, a commented config, the store.
     Init(run::InitArgs),
-    /// Run the node in DIR in the foreground (SIGTERM leaves gracefully).
+    /// Run the node in DIR in the foreground (SIGTERM drains and leaves).
     Run(run::RunArgs),
-    /// The grid's members as a running node sees them.
-    Members(ops::MembersArgs),
+    /// The grid's members as a running node sees them (this node marked *).
+    Members(info::MembersArgs),
     /// A running node's own figures.
-    Status(ops::StatusArgs),
-    /// A running node's id.
-    Whoami(ops::StatusArgs),
+    Status(info::StatusArgs),
+    /// A node's id (the node need not be running).
+    Whoami(info::StatusArgs),
     /// Store a file on the grid; prints its read capability.
-    Put(ops::PutArgs),
-    /// Fetch a file by its capability.
-    Get(ops::GetArgs),
-    /// Report which servers hold a file's shares.
-    Check(ops::CheckArgs),
+    Put(files::PutArgs),
+    /// Fetch a file by its capability (to standard output unless -o).
+    Get(files::GetArgs),
+    /// Report a file's health (Tahoe's check-result keys); exit 0 if healthy.
+    Check(files::CheckArgs),
     /// Closed grids: make a grid key, admit nodes.
     #[command(subcommand)]
     Grid(grid::GridCmd),
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
-    match cli.command {
-        Cmd::Demo(a) => demo::run(&a),
-        Cmd::Init(a) => run::init(&a),
-        Cmd::Run(a) => run::run(&a),
-        Cmd::Members(a) => ops::members(&a),
-        Cmd::Status(a) => ops::status(&a),
-        Cmd::Whoami(a) => ops::whoami(&a),
-        Cmd::Put(a) => ops::put(&a),
-        Cmd::Get(a) => ops::get(&a),
-        Cmd::Check(a) => ops::check(&a),
-        Cmd::Grid(c) => grid::run(&c),
+    let r = match cli.command {
+        Cmd::Demo(a) => demo::run(&a).map(|_| ExitCode::SUCCESS),
+        Cmd::Init(a) => run::init(&a).map(|_| ExitCode::SUCCESS),
+        Cmd::Run(a) => run::run(&a).map(|_| ExitCode::SUCCESS),
+        Cmd::Members(a) => info::members(&a).map(|_| ExitCode::SUCCESS),
+        Cmd::Status(a) => info::status(&a).map(|_| ExitCode::SUCCESS),
+        Cmd::Whoami(a) => info::whoami(&a).map(|_| ExitCode::SUCCESS),
+        Cmd::Put(a) => files::put(&a).map(|_| ExitCode::SUCCESS),
+        Cmd::Get(a) => files::get(&a).map(|_| ExitCode::SUCCESS),
+        Cmd::Check(a) => files::check(&a),
+        Cmd::Grid(c) => grid::run(&c).map(|_| ExitCode::SUCCESS),
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("grapevine: {}", exit::sentence(&e));
+            ExitCode::from(exit::ERROR)
+        }
     }
 }

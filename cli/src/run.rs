@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Result;
+use grapevine_node::config::PeerAddr;
 use grapevine_node::dir::{self, InitOptions};
-use grapevine_node::{Node, NodeDir, Options};
+use grapevine_node::{control, Node, NodeDir, Options};
 
 /// Arguments of `init`.
 #[derive(Debug, clap::Args)]
@@ -16,9 +17,9 @@ pub struct InitArgs {
     /// Listen address (UDP gossip and TCP sessions).
     #[arg(long, default_value = "127.0.0.1:7946")]
     pub listen: SocketAddr,
-    /// Seed to join through (repeatable).
+    /// Seed to join through, IP:PORT or HOST:PORT (repeatable).
     #[arg(long)]
-    pub seed: Vec<SocketAddr>,
+    pub seed: Vec<PeerAddr>,
     /// Nickname.
     #[arg(long)]
     pub nickname: Option<String>,
@@ -42,7 +43,7 @@ pub fn init(a: &InitArgs) -> Result<()> {
             capacity_mib: a.capacity_mib,
         },
     )?;
-    println!("created node {id} in {}", a.dir.display());
+    outln!("created node {id} in {}", a.dir.display());
     Ok(())
 }
 
@@ -66,21 +67,28 @@ pub fn run(a: &RunArgs) -> Result<()> {
         .build()?;
     rt.block_on(async {
         let dir = NodeDir::new(&a.dir);
-        let cfg = dir.load_config()?;
+        let cfg = match dir.load_config() {
+            Ok(c) => c,
+            Err(e) => {
+                control::remove_stale(&dir).await;
+                return Err(e.into());
+            }
+        };
+        let drain = cfg.drain_secs;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let node = Node::start(cfg, &dir, Options::process()).await?;
         eprintln!(
-            "grapevine node {} listening on {} (control: {})",
+            "grapevine node {} running: {}",
             node.id().short(),
-            node.local_addr(),
-            dir.control_path().display()
+            node.listening().join(", ")
         );
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
         }
-        eprintln!("leaving the grid");
+        eprintln!("stopping: storage sessions get up to {drain} s to finish their uploads, then the node leaves the grid");
         node.leave(std::time::Duration::from_secs(5)).await?;
+        eprintln!("left the grid");
         Ok(())
     })
 }

@@ -5,6 +5,9 @@ mod common;
 
 use common::*;
 
+/// The demo shows the grid's job end to end: a file stored, where its
+/// shares went, read back through another node, read again with n - k
+/// share holders crashed, checked, and the figures measured.
 #[test]
 fn demo_runs_end_to_end() {
     let out = grapevine()
@@ -18,8 +21,47 @@ fn demo_runs_end_to_end() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("every node holds all 8 signed"), "{stdout}");
-    assert!(stdout.contains("you sent 100000 bytes"), "{stdout}");
+    // Stored 3-of-8: eight share lines, each on a distinct node.
+    assert!(stdout.contains("3-of-8 (happy 7)"), "{stdout}");
+    let shares: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("share ") && l.contains(" on node-"))
+        .collect();
+    assert_eq!(shares.len(), 8, "{stdout}");
+    let mut holders: Vec<&str> = shares
+        .iter()
+        .map(|l| l.rsplit(' ').next().unwrap())
+        .collect();
+    holders.sort_unstable();
+    holders.dedup();
+    assert_eq!(holders.len(), 8, "one share per node: {stdout}");
+    assert!(
+        stdout.contains("node-07 read it back") && stdout.contains("8388608 bytes, identical"),
+        "{stdout}"
+    );
+    // Five share holders crashed; the file still reads, and check says
+    // exactly what is left.
+    assert!(
+        stdout.contains("crashed 5 of the 8 share holders"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("read it again from the 3 shares left") && stdout.contains(": identical"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("not healthy: 3 of 8 shares good (3 needed to read) on 3 servers"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("saw the 5 crashed nodes dead"), "{stdout}");
     assert!(stdout.contains("left gracefully"), "{stdout}");
+    let figures = stdout
+        .lines()
+        .find(|l| l.starts_with("figures:"))
+        .unwrap_or_else(|| panic!("no figures: {stdout}"));
+    for f in ["convergence", "put", "get", "crash detection"] {
+        assert!(figures.contains(f), "{figures}");
+    }
     assert!(stdout.contains("demo complete"), "{stdout}");
 }
 
@@ -59,7 +101,7 @@ fn four_node_processes_store_and_serve_a_file() {
     let mut nodes = run_nodes(&dirs);
     wait_for("every node sees three alive members", 60, || {
         dirs.iter().all(|d| {
-            members(d).is_some_and(|m| m.iter().filter(|r| r["state"] == "alive").count() == 3)
+            peers(d).is_some_and(|m| m.iter().filter(|r| r["state"] == "alive").count() == 3)
         })
     });
     let metrics = {
@@ -78,6 +120,14 @@ fn four_node_processes_store_and_serve_a_file() {
     );
     assert!(metrics.contains("grapevine_records 4"), "{metrics}");
     assert!(metrics.contains("grapevine_sessions_open 0"), "{metrics}");
+    assert!(
+        metrics.contains("grapevine_storage_capacity_bytes 10737418240"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("grapevine_storage_disk_free_bytes "),
+        "{metrics}"
+    );
     let whoami = ok(grapevine().args(["whoami", "--node"]).arg(&dirs[0]));
     assert_eq!(whoami.trim().len(), 52);
     let status: serde_json::Value = serde_json::from_str(&ok(grapevine()
@@ -114,7 +164,8 @@ fn four_node_processes_store_and_serve_a_file() {
         .args(["--verify", "--json", "--node"])
         .arg(&dirs[3])))
     .unwrap();
-    assert_eq!(check["good"], 4, "{check}");
+    assert_eq!(check["results"]["count-shares-good"], 4, "{check}");
+    assert_eq!(check["results"]["healthy"], true, "{check}");
     let st: serde_json::Value = serde_json::from_str(&ok(grapevine()
         .args(["status", "--json", "--node"])
         .arg(&dirs[0])))
@@ -124,7 +175,7 @@ fn four_node_processes_store_and_serve_a_file() {
         "node 1 served shares: {st}"
     );
     assert!(
-        st["storage_stored"].as_u64().unwrap() > 1_000_000,
+        st["storage_used"].as_u64().unwrap() > 1_000_000,
         "node 1 holds a share: {st}"
     );
 
@@ -149,7 +200,7 @@ fn four_node_processes_store_and_serve_a_file() {
         .args(["members", "--state", "left", "--node"])
         .arg(&dirs[0]));
     assert!(
-        left.contains("node4") && left.contains("1 members"),
+        left.contains("node4") && left.contains("1 member\n"),
         "{left}"
     );
     nodes.truncate(3);
@@ -238,13 +289,14 @@ fn a_closed_grid_admits_only_nodes_with_certificates() {
     let out = grapevine().arg("run").arg(&dirs[2]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("is not admitted to grid"), "{err}");
+    assert!(err.contains("cannot join grid"), "{err}");
+    assert!(err.contains("made for another node id"), "{err}");
     std::fs::write(&cfg3, open_text).unwrap();
 
     let _nodes = run_nodes(&dirs);
     wait_for("the two admitted nodes see each other", 60, || {
         dirs[..2].iter().all(|d| {
-            members(d).is_some_and(|m| m.iter().filter(|r| r["state"] == "alive").count() == 1)
+            peers(d).is_some_and(|m| m.iter().filter(|r| r["state"] == "alive").count() == 1)
         })
     });
     // The outsider keeps retrying its join; the members refuse it, never
@@ -256,7 +308,7 @@ fn a_closed_grid_admits_only_nodes_with_certificates() {
         let m = members(d).unwrap();
         assert!(m.iter().all(|r| r["nickname"] != "node3"), "{m:?}");
     }
-    assert_eq!(members(&dirs[2]).unwrap().len(), 0);
+    assert_eq!(peers(&dirs[2]).unwrap().len(), 0);
     // Admitted nodes store and fetch between themselves.
     let file = root.path().join("f.bin");
     std::fs::write(&file, vec![7u8; 300_000]).unwrap();
@@ -276,7 +328,7 @@ fn a_storage_node_killed_during_an_upload_costs_only_its_share() {
     let mut nodes = run_nodes(&dirs);
     wait_for("every node sees four alive members", 60, || {
         dirs.iter().all(|d| {
-            members(d).is_some_and(|m| m.iter().filter(|r| r["state"] == "alive").count() == 4)
+            peers(d).is_some_and(|m| m.iter().filter(|r| r["state"] == "alive").count() == 4)
         })
     });
     // 2-of-5 puts one share on each of the five servers.

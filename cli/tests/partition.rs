@@ -76,7 +76,7 @@ fn partition(h: &Hosts, cut: bool) {
 /// Nodes alive and dead as `dir`'s node sees them, by nickname prefix.
 fn view(dir: &std::path::Path) -> Option<Vec<(String, String)>> {
     Some(
-        members(dir)?
+        peers(dir)?
             .iter()
             .map(|m| {
                 (

@@ -114,8 +114,16 @@ impl Admission {
     }
 }
 
+/// How far clocks may disagree, in seconds: a certificate counts as
+/// expired only this long after its expiry, wherever it is checked (by the
+/// node it admits at start, by members receiving its record, by both ends
+/// of a session), so nodes whose clocks differ by less agree on it.
+/// Membership holds back records issued further ahead of the grid's time
+/// than the same allowance.
+pub const CLOCK_ALLOWANCE_SECS: u64 = 3600;
+
 /// Check `admission` (a record's certificate, if any) for `node` against
-/// `grid` now.
+/// `grid` now (less [`CLOCK_ALLOWANCE_SECS`]).
 ///
 /// # Errors
 /// [`AdmissionError::Missing`] or the certificate's own errors.
@@ -127,7 +135,8 @@ pub fn check(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .unwrap_or(0);
+        .unwrap_or(0)
+        .saturating_sub(CLOCK_ALLOWANCE_SECS);
     admission
         .ok_or(AdmissionError::Missing)?
         .verify(grid, node, now)

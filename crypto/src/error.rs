@@ -86,11 +86,19 @@ pub enum AdmissionError {
     /// The record carries no certificate.
     #[error("no admission certificate")]
     Missing,
-    /// The signature is not the grid key's over this node id and expiry.
-    #[error("admission certificate not signed by grid {0}")]
+    /// The signature is not the grid key's over this node id and expiry:
+    /// the certificate was made for another node, or by another grid key.
+    #[error(
+        "the admission certificate does not admit this node to grid {0}: it was made for \
+         another node id or by another grid key (`grapevine grid admit` makes one for this node's id)"
+    )]
     BadSignature(String),
     /// The certificate has expired.
-    #[error("admission certificate expired at {expired} (now {now})")]
+    #[error(
+        "the admission certificate expired on {} (it is now {}): renew it with `grapevine grid admit`",
+        unix_date(*expired),
+        unix_date(*now)
+    )]
     Expired {
         /// Its expiry, Unix seconds.
         expired: u64,
@@ -100,6 +108,14 @@ pub enum AdmissionError {
     /// The text form does not parse.
     #[error("malformed admission certificate: {0}")]
     Malformed(&'static str),
+}
+
+/// Unix seconds as a UTC date and time (`2026-01-02T03:04:05Z`).
+fn unix_date(secs: u64) -> String {
+    std::time::UNIX_EPOCH
+        .checked_add(std::time::Duration::from_secs(secs))
+        .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+        .unwrap_or_else(|| format!("{secs} s after 1970"))
 }
 
 /// Errors of the Noise session layer. After any of them the session is

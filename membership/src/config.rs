@@ -53,6 +53,21 @@ pub struct Config {
     /// A closed grid: records without a valid admission certificate for
     /// this grid key are ignored, so their nodes never become members.
     pub grid: Option<grapevine_crypto::GridId>,
+    /// How far clocks may disagree: a record issued further ahead of the
+    /// grid's time (measured from peers' clocks) is held back, and an
+    /// admission certificate counts as expired only this long after its
+    /// expiry (the same allowance where a node checks its own certificate
+    /// and where members check it).
+    pub clock_allowance: Duration,
+    /// A member declared dead is forgotten after this long (a tombstone
+    /// is kept as long again).
+    pub dead_expiry: Duration,
+    /// A member that left is forgotten after this long (a tombstone is
+    /// kept as long again); until then it is pinged now and then, in case
+    /// it came back.
+    pub left_expiry: Duration,
+    /// Most members held (see `swim::expire` for what happens at the cap).
+    pub max_members: usize,
 }
 
 impl Config {
@@ -78,6 +93,10 @@ impl Config {
             max_datagrams_per_source: 200,
             datagram_burst: 400,
             grid: None,
+            clock_allowance: Duration::from_secs(grapevine_crypto::admission::CLOCK_ALLOWANCE_SECS),
+            dead_expiry: Duration::from_secs(24 * 3600),
+            left_expiry: Duration::from_secs(3600),
+            max_members: 16_384,
         }
     }
 }

@@ -75,6 +75,7 @@ enum Command {
     Stats(oneshot::Sender<Stats>),
     States(Vec<NodeId>, oneshot::Sender<Vec<Option<MemberState>>>),
     UpdateRecord(SignedRecord),
+    SetSeeds(Vec<SocketAddr>),
     Leave(oneshot::Sender<()>),
 }
 
@@ -163,6 +164,18 @@ impl MembershipHandle {
     pub async fn update_record(&self, record: SignedRecord) -> Result<(), MembershipError> {
         self.cmds
             .send(Command::UpdateRecord(record))
+            .await
+            .map_err(|_| MembershipError::Stopped)
+    }
+
+    /// Replace the seeds the node joins through (host names resolved by the
+    /// caller); a node that knows no one yet joins through them at once.
+    ///
+    /// # Errors
+    /// [`MembershipError::Stopped`] if the node has stopped.
+    pub async fn set_seeds(&self, seeds: Vec<SocketAddr>) -> Result<(), MembershipError> {
+        self.cmds
+            .send(Command::SetSeeds(seeds))
             .await
             .map_err(|_| MembershipError::Stopped)
     }
@@ -306,6 +319,7 @@ impl Driver {
                         let _ = tx.send(ids.iter().map(|id| self.swim.state_of(id)).collect());
                     }
                     Some(Command::UpdateRecord(r)) => self.swim.update_record(r, now()),
+                    Some(Command::SetSeeds(s)) => self.swim.set_seeds(s, now()),
                     Some(Command::Leave(tx)) => {
                         self.swim.leave(now());
                         self.flush().await;

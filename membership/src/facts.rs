@@ -22,8 +22,7 @@ use std::collections::BTreeMap;
 
 use grapevine_crypto::NodeId;
 
-use crate::store::prefix;
-use crate::wire::{liveness_message, Update, BUCKETS};
+use crate::wire::{liveness_message, prefix, Update, BUCKETS};
 
 /// A statement a node signed about its own liveness.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,6 +180,13 @@ impl FactSet {
         self.toggle(&id, &fact);
         self.facts.insert(id, fact);
         true
+    }
+
+    /// Forget the fact about `id` (the member is forgotten); the fact.
+    pub fn remove(&mut self, id: &NodeId) -> Option<Fact> {
+        let f = self.facts.remove(id)?;
+        self.toggle(id, &f);
+        Some(f)
     }
 
     /// Forget the fact about `id` if a record with sequence number `seq`

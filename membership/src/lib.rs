@@ -14,6 +14,10 @@
 //! * [`timers::Timers`]: the one deadline heap every wait of the core uses.
 //! * [`store::RecordStore`]: verified records and their digests.
 //! * [`facts::FactSet`]: signed alive/left facts and their digests.
+//! * [`cookie`]: stateless address cookies (answers to unproven addresses
+//!   are at most three times the request).
+//! * [`clock::GridClock`]: the grid's time, measured from peers' headers.
+//! * [`tombstone::Tombstones`]: what is kept of forgotten members.
 //! * [`wire`]: the datagram codec (at most 1400 bytes).
 //! * [`driver`]: the thin tokio driver (one task and one UDP socket a node).
 //! * [`select`]: server selection by the permuted list.
@@ -51,7 +55,9 @@
 #![deny(missing_docs)]
 
 pub mod broadcast;
+pub mod clock;
 pub mod config;
+pub mod cookie;
 pub mod driver;
 pub mod error;
 pub mod facts;
@@ -63,6 +69,7 @@ pub mod swim;
 #[cfg(test)]
 mod testing;
 pub mod timers;
+pub mod tombstone;
 pub mod wire;
 
 pub use error::{MembershipError, WireError};

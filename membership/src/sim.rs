@@ -239,6 +239,16 @@ impl SimNet {
         self.start_node(i, rec, seeds);
     }
 
+    /// Give node `i` new seeds (as the node's driver does when host names
+    /// resolve).
+    pub fn set_seeds(&mut self, i: usize, seeds: &[usize]) {
+        let addrs = seeds.iter().map(|&s| self.addrs[s]).collect();
+        if let Some(n) = self.nodes[i].as_mut() {
+            n.set_seeds(addrs, self.now);
+        }
+        self.drain(i);
+    }
+
     /// Node `i` leaves gracefully.
     pub fn leave(&mut self, i: usize) {
         if let Some(n) = self.nodes[i].as_mut() {
@@ -528,8 +538,8 @@ mod tests {
     /// Whether `bytes` gossip (or answer with) a `Left`: what a node that
     /// misses a leave misses.
     fn carries_a_left(bytes: &[u8]) -> bool {
-        use crate::wire::{Message, Update};
-        match Message::decode(bytes) {
+        use crate::wire::{Datagram, Message, Update};
+        match Datagram::decode(bytes).map(|d| d.msg) {
             Ok(
                 Message::Ping { updates, .. }
                 | Message::Ack { updates, .. }
@@ -585,6 +595,30 @@ mod tests {
         assert!(synced >= missing.len() as u64, "by anti-entropy: {synced}");
         let gone: HashSet<NodeId> = [lid].into_iter().collect();
         assert_eq!(net.false_deaths(&gone), 0);
+    }
+
+    /// Seeds given by host name may resolve only after the node started
+    /// (with none): handed in later, the node joins through them at once;
+    /// a node already in a grid only keeps them.
+    #[test]
+    fn seeds_handed_in_later_are_joined_through() {
+        let mut net = SimNet::new(7, Config::new_lan());
+        net.add(None);
+        net.add(None);
+        net.run_for(Duration::from_secs(5));
+        assert_eq!(net.node(1).unwrap().records().len(), 1, "alone");
+        net.set_seeds(1, &[0]);
+        let deadline = net.now() + Duration::from_secs(5);
+        assert!(net.run_until_or(deadline, |n| n.all_hold_records(2)));
+        assert!(net.node(1).unwrap().is_joined());
+        let sent = net.node(0).unwrap().stats().datagrams_sent;
+        net.set_seeds(0, &[1]);
+        assert!(net.node(0).unwrap().is_joined(), "already in a grid");
+        assert_eq!(
+            net.node(0).unwrap().stats().datagrams_sent,
+            sent,
+            "no join sent"
+        );
     }
 
     /// Everything observable of a run: the events with their virtual

@@ -13,6 +13,16 @@
 //! kind a node does not know all the same (a peer that rolled back) is
 //! dropped and counted ([`WireError::UnknownKind`]; releases before that
 //! error count it as malformed).
+//!
+//! **Cookies and the header** (release [`COOKIES_SINCE`], kinds 16 and 17).
+//! A node answers a datagram with at most three times its bytes unless the
+//! datagram echoes a cookie the node issued to its source address (as QUIC
+//! limits what it sends to an address that has not proven it receives, RFC
+//! 9000 section 8). [`Message::Cookie`] issues one; a datagram to a peer of
+//! that release starts with a [`Message::Header`] carrying the cookie that
+//! peer issued (if any) and the sender's wall clock, then the message
+//! itself ([`Datagram`]). Both are written only to peers whose record names
+//! such a release ([`reads_cookies`]).
 
 use std::net::SocketAddr;
 
@@ -30,6 +40,9 @@ pub const BUCKETS: usize = 256;
 /// The first release (major, minor, patch) that reads the signed-fact kinds
 /// (`SyncDigests`, `FactBuckets`, `FactHave`, `FactWant`, `SyncFacts`).
 pub const FACTS_SINCE: (u64, u64, u64) = (0, 2, 0);
+/// The first release that reads cookies and the header (`Cookie`,
+/// `Header`).
+pub const COOKIES_SINCE: (u64, u64, u64) = (0, 3, 0);
 
 /// The release a record's `software` string names ("0.2.0", "0.2.0-rc1"),
 /// if it names one.
@@ -44,6 +57,22 @@ fn release(software: &str) -> Option<(u64, u64, u64)> {
 /// kinds; an unreadable version string is taken as an older release.
 pub fn reads_facts(software: &str) -> bool {
     release(software).is_some_and(|r| r >= FACTS_SINCE)
+}
+
+/// Whether a node whose record names `software` reads cookies and the
+/// header ([`Message::Cookie`], [`Message::Header`]).
+pub fn reads_cookies(software: &str) -> bool {
+    release(software).is_some_and(|r| r >= COOKIES_SINCE)
+}
+
+/// A cookie: 64 bits of a keyed hash of an address (see `crate::cookie`).
+pub type Cookie = [u8; 8];
+
+/// The 8-byte prefix of a node id used in anti-entropy entries.
+pub fn prefix(id: &NodeId) -> [u8; 8] {
+    let mut p = [0u8; 8];
+    p.copy_from_slice(&id.0[..8]);
+    p
 }
 
 /// Most memory one datagram may make the decoder allocate. `bincode`'s
@@ -270,9 +299,52 @@ pub enum Message {
         /// Signed updates.
         updates: Vec<Update>,
     },
+    /// A cookie for the address this datagram is sent to: echo it in the
+    /// header of what is sent to its sender, and that sender answers in
+    /// full (otherwise with at most three times the bytes received).
+    Cookie {
+        /// The cookie.
+        cookie: Cookie,
+    },
+    /// Not a message by itself: the header a datagram to a peer of
+    /// release [`COOKIES_SINCE`] or later starts with, followed by the
+    /// message ([`Datagram`]).
+    Header {
+        /// The cookie the receiver issued to the sender's address, if the
+        /// sender holds one.
+        cookie: Option<Cookie>,
+        /// The sender's wall clock, Unix seconds (the grid's time is
+        /// measured from these).
+        time: u64,
+    },
 }
 
 impl Message {
+    /// The node a message names as its sender, for kinds that name one (an
+    /// `Ack` names the node probed, which a relay forwards).
+    pub fn sender(&self) -> Option<NodeId> {
+        match self {
+            Message::Ping { from, .. }
+            | Message::Ack { from, .. }
+            | Message::PingReq { from, .. }
+            | Message::Gossip { from, .. }
+            | Message::SyncDigest { from, .. }
+            | Message::SyncBuckets { from, .. }
+            | Message::SyncHave { from, .. }
+            | Message::SyncWant { from, .. }
+            | Message::SyncRecords { from, .. }
+            | Message::SyncDigests { from, .. }
+            | Message::FactBuckets { from, .. }
+            | Message::FactHave { from, .. }
+            | Message::FactWant { from, .. }
+            | Message::SyncFacts { from, .. } => Some(*from),
+            Message::Join { .. }
+            | Message::JoinAck { .. }
+            | Message::Cookie { .. }
+            | Message::Header { .. } => None,
+        }
+    }
+
     /// Encode into a datagram.
     ///
     /// # Errors
@@ -295,23 +367,8 @@ impl Message {
     /// [`WireError::UnknownKind`], [`WireError::Malformed`] or
     /// [`WireError::TrailingBytes`].
     pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
-        if bytes.len() > MAX_DATAGRAM {
-            return Err(WireError::TooLarge(bytes.len()));
-        }
-        let (&v, body) = bytes
-            .split_first()
-            .ok_or(WireError::Malformed("empty".into()))?;
-        if v != WIRE_VERSION {
-            return Err(WireError::UnknownVersion(v));
-        }
-        let (m, used): (Message, usize) =
-            bincode::decode_from_slice(body, cfg()).map_err(|e| match e {
-                // A kind added by a newer node.
-                bincode::error::DecodeError::UnexpectedVariant { found, .. } => {
-                    WireError::UnknownKind(found)
-                }
-                e => WireError::Malformed(e.to_string()),
-            })?;
+        let body = check_outer(bytes)?;
+        let (m, used) = decode_one(body)?;
         if used != body.len() {
             return Err(WireError::TrailingBytes(body.len() - used));
         }
@@ -319,7 +376,92 @@ impl Message {
     }
 }
 
-/// Overhead of a message carrying an empty update list, generously rounded.
+/// A datagram as received: an optional [`Message::Header`], then one
+/// message (never a header).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    /// The header's cookie and time, if the datagram had one.
+    pub header: Option<(Option<Cookie>, u64)>,
+    /// The message.
+    pub msg: Message,
+}
+
+impl Datagram {
+    /// Encode `msg` after a header, if `header` is given.
+    ///
+    /// # Errors
+    /// [`WireError::TooLarge`] if the result exceeds [`MAX_DATAGRAM`].
+    pub fn encode(
+        header: Option<(Option<Cookie>, u64)>,
+        msg: &Message,
+    ) -> Result<Vec<u8>, WireError> {
+        let mut out = Vec::with_capacity(256);
+        out.push(WIRE_VERSION);
+        let mal = |e: bincode::error::EncodeError| WireError::Malformed(e.to_string());
+        if let Some((cookie, time)) = header {
+            let h = Message::Header { cookie, time };
+            bincode::encode_into_std_write(&h, &mut out, config::standard()).map_err(mal)?;
+        }
+        bincode::encode_into_std_write(msg, &mut out, config::standard()).map_err(mal)?;
+        if out.len() > MAX_DATAGRAM {
+            return Err(WireError::TooLarge(out.len()));
+        }
+        Ok(out)
+    }
+
+    /// Decode a datagram: a header (optional) and one message that is not
+    /// a header.
+    ///
+    /// # Errors
+    /// As [`Message::decode`]; a header alone, or two, is
+    /// [`WireError::Malformed`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        let body = check_outer(bytes)?;
+        let (first, used) = decode_one(body)?;
+        let (header, msg, used) = match first {
+            Message::Header { cookie, time } => {
+                let (msg, more) = decode_one(&body[used..])?;
+                (Some((cookie, time)), msg, used + more)
+            }
+            msg => (None, msg, used),
+        };
+        if matches!(msg, Message::Header { .. }) {
+            return Err(WireError::Malformed("a header without a message".into()));
+        }
+        if used != body.len() {
+            return Err(WireError::TrailingBytes(body.len() - used));
+        }
+        Ok(Datagram { header, msg })
+    }
+}
+
+/// Length and version; the body after the version byte.
+fn check_outer(bytes: &[u8]) -> Result<&[u8], WireError> {
+    if bytes.len() > MAX_DATAGRAM {
+        return Err(WireError::TooLarge(bytes.len()));
+    }
+    let (&v, body) = bytes
+        .split_first()
+        .ok_or(WireError::Malformed("empty".into()))?;
+    if v != WIRE_VERSION {
+        return Err(WireError::UnknownVersion(v));
+    }
+    Ok(body)
+}
+
+/// One message from the front of `body`, and the bytes it used.
+fn decode_one(body: &[u8]) -> Result<(Message, usize), WireError> {
+    bincode::decode_from_slice(body, cfg()).map_err(|e| match e {
+        // A kind added by a newer node.
+        bincode::error::DecodeError::UnexpectedVariant { found, .. } => {
+            WireError::UnknownKind(found)
+        }
+        e => WireError::Malformed(e.to_string()),
+    })
+}
+
+/// Overhead of a message carrying an empty update list, with a header,
+/// generously rounded.
 pub const HEADER_BUDGET: usize = 64;
 
 #[cfg(test)]
@@ -436,6 +578,7 @@ mod tests {
                     12
                 ],
             },
+            Message::Cookie { cookie: [3; 8] },
         ];
         for m in msgs {
             let b = m.encode().unwrap();
@@ -535,21 +678,97 @@ mod tests {
     fn a_kind_from_a_newer_node_is_reported_as_unknown() {
         // A datagram whose kind index is past the last one this node knows
         // (as a newer node's added kinds are), then the sender id.
-        let mut b = vec![WIRE_VERSION, 16];
+        let mut b = vec![WIRE_VERSION, 18];
         b.extend_from_slice(&[7; 32]);
-        assert_eq!(Message::decode(&b), Err(WireError::UnknownKind(16)));
-        // The last kind known decodes.
-        let m = Message::SyncFacts {
-            from: id(7),
+        assert_eq!(Message::decode(&b), Err(WireError::UnknownKind(18)));
+        assert_eq!(Datagram::decode(&b), Err(WireError::UnknownKind(18)));
+        // The last kinds known decode.
+        let m = Message::Cookie { cookie: [1; 8] };
+        assert_eq!(m.encode().unwrap()[1], 16);
+        let h = Message::Header {
+            cookie: None,
+            time: 1,
+        };
+        assert_eq!(h.encode().unwrap()[1], 17);
+    }
+
+    #[test]
+    fn a_header_goes_before_one_message_and_costs_at_most_twenty_bytes() {
+        let ping = Message::Ping {
+            seq: u32::MAX,
+            from: id(1),
             updates: vec![],
         };
-        assert_eq!(m.encode().unwrap()[1], 15);
+        let plain = Datagram::encode(None, &ping).unwrap();
+        assert_eq!(plain, ping.encode().unwrap());
+        assert_eq!(
+            Datagram::decode(&plain).unwrap(),
+            Datagram {
+                header: None,
+                msg: ping.clone()
+            }
+        );
+        let header = Some((Some([9u8; 8]), u64::MAX));
+        let with = Datagram::encode(header, &ping).unwrap();
+        assert!(
+            with.len() - plain.len() <= 20,
+            "{}",
+            with.len() - plain.len()
+        );
+        // Every kind with an empty update list fits the budget, header
+        // included.
+        assert!(with.len() <= HEADER_BUDGET, "{}", with.len());
+        assert_eq!(
+            Datagram::decode(&with).unwrap(),
+            Datagram { header, msg: ping }
+        );
+        // A header alone, two headers, or a header then garbage: malformed.
+        let h = Message::Header {
+            cookie: None,
+            time: 5,
+        };
+        let alone = h.encode().unwrap();
+        assert!(matches!(
+            Datagram::decode(&alone),
+            Err(WireError::Malformed(_))
+        ));
+        let twice = Datagram::encode(Some((None, 5)), &h).unwrap();
+        assert!(matches!(
+            Datagram::decode(&twice),
+            Err(WireError::Malformed(_))
+        ));
+        let mut trailing = with.clone();
+        trailing.push(0);
+        assert_eq!(
+            Datagram::decode(&trailing),
+            Err(WireError::TrailingBytes(1))
+        );
+        // The header is kind 17, which releases before 0.3.0 do not know
+        // (they drop the datagram and count it): it goes only to peers
+        // that read it.
+        assert_eq!(with[1], 17);
+    }
+
+    #[test]
+    fn cookies_and_the_header_go_to_releases_from_0_3_0_on() {
+        for (s, reads) in [
+            ("0.3.0", true),
+            ("0.3.0-rc1", true),
+            ("1.0.0", true),
+            ("0.2.0", false),
+            ("0.2.9", false),
+            ("", false),
+        ] {
+            assert_eq!(reads_cookies(s), reads, "{s:?}");
+        }
+        assert!(reads_cookies(env!("CARGO_PKG_VERSION")));
     }
 
     proptest! {
         #[test]
         fn prop_arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1500)) {
             let _ = Message::decode(&bytes);
+            let _ = Datagram::decode(&bytes);
         }
 
         #[test]

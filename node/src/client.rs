@@ -8,13 +8,21 @@
 //! a node running as another process ([`Client::for_dir`], which asks the
 //! node's control socket, as the CLI does). The CLI, the tests, the gateway
 //! and the grid harness all call these same functions.
+//!
+//! Uploads take a file's size from what is read, never from metadata: a
+//! regular file is read where it lies (its size fixed when opened); anything
+//! else (a pipe, `/dev/stdin`, a process substitution) is first spooled to
+//! a private temporary file ([`Client::put_reader`]), because a share's
+//! size is announced to its server before any of it is sent and a
+//! convergent key hashes the whole content first. Downloads go where
+//! [`Target`] says (see [`crate::output`]).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use grapevine_crypto::{Identity, SignedRecord};
 use grapevine_storage::client::{
-    self, CheckReport, ClientIdentity, DownloadReport, KeyMode, ServerRef, UploadReport,
+    self, CheckResults, ClientIdentity, DownloadReport, KeyMode, ServerRef, UploadReport,
     UploadRequest,
 };
 use grapevine_storage::{Cap, Params, SessionPool};
@@ -23,6 +31,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::control;
 use crate::dir::NodeDir;
 use crate::error::OpError;
+use crate::output::{BlockingFile, Sink, Target};
 use crate::state::{storage_servers, NodeState};
 
 /// Where the client learns the grid's storage servers.
@@ -40,6 +49,7 @@ pub struct Client {
     pool: Arc<SessionPool>,
     view: View,
     convergence: [u8; 32],
+    params: Params,
 }
 
 /// How to store a file.
@@ -73,6 +83,7 @@ impl Client {
         Client {
             pool: node.pool().clone(),
             convergence: node.convergence_secret(),
+            params: node.params,
             view: View::Node(node),
         }
     }
@@ -89,7 +100,7 @@ impl Client {
         let convergence = dir.convergence_secret()?;
         let config = dir.load_config().map_err(crate::error::NodeError::from)?;
         let w = control::whoami(dir).await?;
-        let record = decode_record(&w.id, &w.record)?;
+        let record = decode_record(&w.id, w.record.as_deref().unwrap_or_default())?;
         let me = ClientIdentity {
             identity,
             record,
@@ -99,7 +110,14 @@ impl Client {
             pool: Arc::new(SessionPool::new(me, config.pool_config())),
             view: View::Control(dir.clone()),
             convergence,
+            params: config.params(),
         })
+    }
+
+    /// The share parameters uploads use unless told otherwise (the node's
+    /// `shares_needed`, `shares_total`, `shares_happy`).
+    pub fn default_params(&self) -> Params {
+        self.params
     }
 
     /// Who the client's sessions authenticate as.
@@ -176,11 +194,14 @@ impl Client {
             .await
     }
 
-    /// Store the file at `path`.
+    /// Store the file at `path`: a regular file is read where it lies;
+    /// anything else that can be read (a pipe, `/dev/stdin`, a device) is
+    /// spooled first ([`Client::put_reader`]).
     ///
     /// # Errors
-    /// An unreadable file; otherwise as [`Client::put`].
-    pub async fn put_file(
+    /// A directory or an unreadable file (named); otherwise as
+    /// [`Client::put`].
+    pub async fn put_path(
         &self,
         path: &Path,
         opts: PutOptions,
@@ -190,13 +211,65 @@ impl Client {
             path: path.to_path_buf(),
             source,
         };
-        let size = tokio::fs::metadata(path).await.map_err(file_err)?.len();
-        let input = tokio::fs::File::open(path).await.map_err(file_err)?;
+        let file = tokio::fs::File::open(path).await.map_err(file_err)?;
+        let meta = file.metadata().await.map_err(file_err)?;
+        if meta.is_dir() {
+            return Err(OpError::IsDirectory(path.to_path_buf()));
+        }
+        if !meta.is_file() {
+            return self.put_reader(file, opts, progress).await;
+        }
+        let size = meta.len();
         let hash_input = if opts.random_key {
             None
         } else {
             Some(tokio::fs::File::open(path).await.map_err(file_err)?)
         };
+        self.put(file, hash_input, size, opts, progress).await
+    }
+
+    /// Store everything `input` yields until its end (standard input, a
+    /// pipe). It is spooled to a private temporary file first (in `TMPDIR`,
+    /// mode 0600, removed when done): the size must be known before any
+    /// share is allocated, and a convergent key hashes the whole content
+    /// before anything is sent.
+    ///
+    /// # Errors
+    /// Reading `input` or writing the spool (named); otherwise as
+    /// [`Client::put`].
+    pub async fn put_reader<R: AsyncRead + Unpin>(
+        &self,
+        mut input: R,
+        opts: PutOptions,
+        progress: Progress<'_>,
+    ) -> Result<UploadReport, OpError> {
+        let tmp = std::env::temp_dir();
+        let spool_err = |source| OpError::Spool {
+            dir: tmp.clone(),
+            source,
+        };
+        // Removed when dropped; mode 0600.
+        let spool = tempfile::Builder::new()
+            .prefix(".grapevine-put.")
+            .tempfile()
+            .map_err(spool_err)?;
+        let size = {
+            let mut w = tokio::fs::File::from_std(spool.reopen().map_err(spool_err)?);
+            let n = tokio::io::copy(&mut input, &mut w)
+                .await
+                .map_err(spool_err)?;
+            w.sync_data().await.map_err(spool_err)?;
+            n
+        };
+        // Separate opens: separate offsets for the key's hash and the
+        // content.
+        let open = || -> Result<tokio::fs::File, OpError> {
+            Ok(tokio::fs::File::from_std(
+                spool.reopen().map_err(spool_err)?,
+            ))
+        };
+        let hash_input = if opts.random_key { None } else { Some(open()?) };
+        let input = open()?;
         self.put(input, hash_input, size, opts, progress).await
     }
 
@@ -225,67 +298,131 @@ impl Client {
         Ok(out)
     }
 
-    /// Fetch the file `cap` names to `path`: written to a temporary file
-    /// beside it and renamed into place only once complete and verified, so
-    /// a failure leaves no partial file.
+    /// Fetch the file `cap` names to `target` (see [`crate::output`]): a
+    /// file is replaced only once the download has verified; a device or
+    /// standard output is written into directly.
     ///
     /// # Errors
-    /// As [`Client::get`], and the temporary file's I/O.
-    pub async fn get_to_file(
+    /// As [`Client::get`]; the target's I/O. On a failure after bytes went
+    /// to a device or standard output, [`OpError::Incomplete`] says how
+    /// many.
+    pub async fn get_to(
         &self,
         cap: &Cap,
-        path: &Path,
+        target: &Target,
         progress: Progress<'_>,
     ) -> Result<DownloadReport, OpError> {
-        let tmp = partial_path(path);
+        match target {
+            Target::Stdout => {
+                let out = BlockingFile::stdout().map_err(OpError::Output)?;
+                self.get_streaming(cap, target, out, progress).await
+            }
+            Target::Direct { given } => {
+                let path = given.clone();
+                // Opening a FIFO blocks until its reader comes.
+                let f = tokio::task::spawn_blocking(move || {
+                    std::fs::OpenOptions::new().write(true).open(path)
+                })
+                .await
+                .map_err(|e| OpError::Output(std::io::Error::other(e)))?
+                .map_err(|source| OpError::File {
+                    path: given.clone(),
+                    source,
+                })?;
+                self.get_streaming(cap, target, BlockingFile::new(f), progress)
+                    .await
+            }
+            Target::Replace { dest, .. } => self.get_replacing(cap, dest, progress).await,
+        }
+    }
+
+    async fn get_streaming<W: AsyncWrite + Unpin>(
+        &self,
+        cap: &Cap,
+        target: &Target,
+        out: W,
+        progress: Progress<'_>,
+    ) -> Result<DownloadReport, OpError> {
+        let mut sink = Sink::new(out);
+        let r = match self.get(cap, &mut sink, progress).await {
+            Ok(rep) => tokio::io::AsyncWriteExt::flush(&mut sink)
+                .await
+                .map(|_| rep)
+                .map_err(OpError::from),
+            Err(e) => Err(e),
+        };
+        let written = sink.written();
+        let write_error = sink.write_error();
+        r.map_err(|e| {
+            // The target's own failure is named as such, with the path.
+            let e = match write_error {
+                Some(source) => OpError::Write {
+                    target: target.name(),
+                    source,
+                },
+                None => e,
+            };
+            match (written, &e) {
+                (0, OpError::Write { .. }) | (1.., _) => OpError::Incomplete {
+                    target: target.name(),
+                    written,
+                    source: Box::new(e),
+                },
+                _ => e,
+            }
+        })
+    }
+
+    async fn get_replacing(
+        &self,
+        cap: &Cap,
+        dest: &Path,
+        progress: Progress<'_>,
+    ) -> Result<DownloadReport, OpError> {
+        let dir = match dest.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let name = dest
+            .file_name()
+            .and_then(|f| f.to_str())
+            .unwrap_or("grapevine");
         let file_err = |p: &Path| {
             let p = p.to_path_buf();
             move |source| OpError::File { path: p, source }
         };
-        let mut f = tokio::fs::File::create(&tmp)
-            .await
-            .map_err(file_err(&tmp))?;
-        let r = self.get(cap, &mut f, progress).await;
-        let r = match r {
-            Ok(rep) => f.sync_all().await.map_err(file_err(&tmp)).map(|_| rep),
-            Err(e) => Err(e),
-        };
-        let r = r.and_then(|rep| {
-            std::fs::rename(&tmp, path)
-                .map_err(file_err(path))
-                .map(|_| rep)
-        });
-        if r.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+        // Removed when dropped, unless persisted: a failure leaves nothing.
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".partial")
+            .tempfile_in(dir)
+            .map_err(file_err(dir))?;
+        if let Ok(m) = std::fs::metadata(dest) {
+            // Keep the replaced file's permissions.
+            let _ = std::fs::set_permissions(tmp.path(), m.permissions());
         }
-        r
+        let std_file = tmp.as_file().try_clone().map_err(file_err(tmp.path()))?;
+        let mut f = tokio::fs::File::from_std(std_file);
+        let rep = self.get(cap, &mut f, progress).await?;
+        f.sync_all().await.map_err(file_err(tmp.path()))?;
+        tmp.persist(dest).map_err(|e| OpError::File {
+            path: dest.to_path_buf(),
+            source: e.error,
+        })?;
+        Ok(rep)
     }
 
     /// Which servers hold the shares of the file `cap` names; with
     /// `verify`, each share is downloaded and checked against the
-    /// capability.
+    /// capability. The report has Tahoe's check-result keys.
     ///
     /// # Errors
     /// The node cannot be asked. Missing shares are not an error: the
     /// report counts them.
-    pub async fn check(&self, cap: &Cap, verify: bool) -> Result<CheckReport, OpError> {
+    pub async fn check(&self, cap: &Cap, verify: bool) -> Result<CheckResults, OpError> {
         let servers = self.servers().await?;
         Ok(client::check(&self.pool, &servers, cap, verify).await?)
     }
-}
-
-/// `.NAME.partial` beside `path`.
-fn partial_path(path: &Path) -> PathBuf {
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    parent.join(format!(
-        ".{}.partial",
-        path.file_name()
-            .and_then(|f| f.to_str())
-            .unwrap_or("grapevine")
-    ))
 }
 
 fn decode_record(id: &str, hex: &str) -> Result<SignedRecord, OpError> {
@@ -312,15 +449,6 @@ impl From<crate::error::ConfigError> for OpError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn partial_files_sit_beside_their_target() {
-        assert_eq!(
-            partial_path(Path::new("/a/b/f.bin")),
-            Path::new("/a/b/.f.bin.partial")
-        );
-        assert_eq!(partial_path(Path::new("f")), Path::new("./.f.partial"));
-    }
 
     #[test]
     fn a_member_record_must_be_the_members_own() {

@@ -3,9 +3,12 @@
 //!
 //! Everything a running node needs from its configuration is checked at
 //! load ([`load`]): a `listen` of `0.0.0.0` needs `advertise`, seeds must be
-//! reachable addresses, a closed grid needs both its id and this node's
-//! certificate (and both must parse). A [`Config`] built in code (as the
-//! in-process harnesses do, from [`Config::new`]) goes through the same
+//! reachable addresses (`IP:PORT` or `HOST:PORT`, see [`PeerAddr`]), a
+//! closed grid needs both its id and this node's certificate (and both must
+//! parse), and settings that would make the node useless (no client
+//! sessions, no storage handshakes, storage offered with no capacity,
+//! impossible share parameters) are refused. A [`Config`] built in code (as
+//! the in-process harnesses do, from [`Config::new`]) goes through the same
 //! checks in [`Config::validate`] when the node starts.
 
 use std::net::SocketAddr;
@@ -14,9 +17,10 @@ use std::time::Duration;
 
 use grapevine_crypto::{Admission, GridId, SessionConfig};
 use grapevine_storage::server::{ScrubConfig, ServerLimits};
-use grapevine_storage::PoolConfig;
+use grapevine_storage::{Params, PoolConfig};
 use serde::{Deserialize, Serialize};
 
+pub use crate::addr::PeerAddr;
 use crate::error::ConfigError;
 
 /// What a node does for the grid.
@@ -38,12 +42,14 @@ pub struct Config {
     pub nickname: Option<String>,
     /// Address for UDP gossip and TCP sessions (the same port).
     pub listen: SocketAddr,
-    /// Addresses others should use, if not `listen`.
+    /// Addresses others should use, if not `listen` (host names are
+    /// resolved at start and about once a minute after).
     #[serde(default)]
-    pub advertise: Vec<SocketAddr>,
-    /// Nodes to join through.
+    pub advertise: Vec<PeerAddr>,
+    /// Nodes to join through (host names are resolved at start and again on
+    /// each join retry).
     #[serde(default)]
-    pub seeds: Vec<SocketAddr>,
+    pub seeds: Vec<PeerAddr>,
     /// Storage offered, MiB.
     #[serde(default = "default_capacity")]
     pub capacity_mib: u32,
@@ -72,6 +78,25 @@ pub struct Config {
     /// Storage handshakes in progress at once (more are refused).
     #[serde(default = "default_max_handshakes")]
     pub max_handshakes: usize,
+    /// Seconds a stopping node gives uploads in progress to finish before
+    /// it closes their sessions and leaves.
+    #[serde(default = "default_drain_secs")]
+    pub drain_secs: u64,
+    /// Seconds between re-signings of the node's record at most (to publish
+    /// its free space or new addresses): every re-signed record costs every
+    /// node of the grid a signature check.
+    #[serde(default = "default_record_refresh_secs")]
+    pub record_refresh_secs: u64,
+    /// Shares needed to read a file (k), for uploads not told otherwise.
+    #[serde(default = "default_needed")]
+    pub shares_needed: u16,
+    /// Shares made (n), for uploads not told otherwise.
+    #[serde(default = "default_total")]
+    pub shares_total: u16,
+    /// Distinct servers that must take shares for an upload to succeed,
+    /// for uploads not told otherwise.
+    #[serde(default = "default_happy")]
+    pub shares_happy: u16,
     /// Storage sessions served at once (more wait in the backlog).
     #[serde(default = "default_max_storage_sessions")]
     pub max_storage_sessions: usize,
@@ -91,6 +116,21 @@ pub struct Config {
     pub scrub_interval_hours: u64,
 }
 
+fn default_needed() -> u16 {
+    Params::default().k
+}
+fn default_total() -> u16 {
+    Params::default().n
+}
+fn default_happy() -> u16 {
+    Params::default().happy
+}
+fn default_drain_secs() -> u64 {
+    5
+}
+fn default_record_refresh_secs() -> u64 {
+    60
+}
 fn default_max_storage_sessions() -> usize {
     1024
 }
@@ -144,11 +184,25 @@ impl Config {
             client_sessions: default_client_sessions(),
             client_idle_secs: default_client_idle_secs(),
             max_handshakes: default_max_handshakes(),
+            drain_secs: default_drain_secs(),
+            record_refresh_secs: default_record_refresh_secs(),
+            shares_needed: default_needed(),
+            shares_total: default_total(),
+            shares_happy: default_happy(),
             max_storage_sessions: default_max_storage_sessions(),
             storage_idle_secs: default_storage_idle_secs(),
             request_secs: default_request_secs(),
             scrub_mib_per_s: default_scrub_mib_per_s(),
             scrub_interval_hours: default_scrub_interval_hours(),
+        }
+    }
+
+    /// The share parameters uploads use unless told otherwise.
+    pub fn params(&self) -> Params {
+        Params {
+            k: self.shares_needed,
+            n: self.shares_total,
+            happy: self.shares_happy,
         }
     }
 
@@ -232,12 +286,49 @@ impl Config {
                 self.listen
             )));
         }
+        let unreachable =
+            |a: &PeerAddr| a.port() == 0 || a.ip().is_some_and(|a| a.ip().is_unspecified());
         for s in &self.seeds {
-            if s.port() == 0 || s.ip().is_unspecified() {
+            if unreachable(s) {
                 return Err(invalid(format!(
                     "seed {s} is not an address a node can be reached at"
                 )));
             }
+        }
+        for a in &self.advertise {
+            if unreachable(a) {
+                return Err(invalid(format!(
+                    "`advertise` {a} is not an address a node can be reached at"
+                )));
+            }
+        }
+        if self.client_sessions == 0 {
+            return Err(invalid(
+                "`client_sessions` is 0: put, get and check could open no session; the default is 64".into(),
+            ));
+        }
+        if self.max_handshakes == 0 {
+            return Err(invalid(
+                "`max_handshakes` is 0: the node would refuse every storage session; the default is 256".into(),
+            ));
+        }
+        if self.capacity_mib == 0 && self.has_role(Role::Storage) {
+            return Err(invalid(
+                "`capacity_mib` is 0 but `roles` includes \"storage\": offer some space, or remove the storage role".into(),
+            ));
+        }
+        if self.record_refresh_secs == 0 {
+            return Err(invalid(
+                "`record_refresh_secs` is 0: the node would re-sign its record without pause; the default is 60".into(),
+            ));
+        }
+        let p = self.params();
+        if p.validate().is_err() {
+            return Err(invalid(format!(
+                "`shares_needed` = {}, `shares_total` = {}, `shares_happy` = {} cannot work: \
+                 need 1 <= shares_needed <= shares_total <= 256 and 1 <= shares_happy <= shares_total",
+                p.k, p.n, p.happy
+            )));
         }
         if let Some(n) = &self.nickname {
             if n.len() > grapevine_crypto::record::MAX_NICKNAME_LEN {
@@ -270,7 +361,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let cfg: Config = toml::from_str(text).map_err(|e| {
         let line = e
             .span()
-            .map(|s| text[..s.start].lines().count().max(1))
+            .and_then(|s| text.get(..s.start))
+            .map(|before| before.matches('\n').count() + 1)
             .unwrap_or(0);
         let key = text
             .lines()
@@ -343,11 +435,71 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown field `colour`"), "{e}");
+        // A key at the start of its line (an unknown one appended to the
+        // commented file) is named with its own line, not the one above.
+        let e = parse(p(), "listen = \"127.0.0.1:7946\"\n# a = 1\nbogus = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/n/config.toml:3: key `bogus`: unknown field `bogus`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn seeds_and_advertise_take_host_names_and_share_parameters_have_defaults() {
+        let c = parse(
+            p(),
+            "listen = \"0.0.0.0:7946\"\nadvertise = [\"me.dyn.example:7946\"]\nseeds = [\"10.0.0.1:7946\", \"seed.example.org:7946\"]\nshares_needed = 2\n",
+        )
+        .unwrap();
+        assert_eq!(c.seeds[1].to_string(), "seed.example.org:7946");
+        assert!(c.seeds[0].ip().is_some());
+        assert_eq!(c.advertise[0].to_string(), "me.dyn.example:7946");
+        assert_eq!(
+            c.params(),
+            Params {
+                k: 2,
+                n: 10,
+                happy: 7
+            }
+        );
+        let e = parse(p(), "listen = \"127.0.0.1:7946\"\nseeds = [\"seed\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(":2: key `seeds`:") && e.contains("HOST:PORT"),
+            "{e}"
+        );
     }
 
     #[test]
     fn unusable_settings_are_refused_with_the_setting_named() {
         for (text, want) in [
+            (
+                "listen = \"127.0.0.1:7946\"\nclient_sessions = 0\n",
+                "`client_sessions` is 0",
+            ),
+            (
+                "listen = \"127.0.0.1:7946\"\nmax_handshakes = 0\n",
+                "`max_handshakes` is 0",
+            ),
+            (
+                "listen = \"127.0.0.1:7946\"\ncapacity_mib = 0\n",
+                "`capacity_mib` is 0",
+            ),
+            (
+                "listen = \"127.0.0.1:7946\"\nshares_needed = 0\n",
+                "`shares_needed` = 0, `shares_total` = 10, `shares_happy` = 7 cannot work",
+            ),
+            (
+                "listen = \"127.0.0.1:7946\"\nshares_happy = 11\n",
+                "`shares_happy` = 11 cannot work",
+            ),
+            (
+                "listen = \"0.0.0.0:7946\"\nadvertise = [\"0.0.0.0:7946\"]\n",
+                "`advertise` 0.0.0.0:7946",
+            ),
             ("listen = \"0.0.0.0:7946\"\n", "`advertise` is empty"),
             (
                 "listen = \"127.0.0.1:7946\"\nseeds = [\"0.0.0.0:0\"]\n",

@@ -37,16 +37,21 @@ pub enum Request {
     Status,
 }
 
-/// Bind the control socket at `path` (removing a stale one), mode 0600.
+/// Bind the control socket at `path`, mode 0600, replacing a stale one (a
+/// socket file nobody answers on, left by a node that crashed).
 ///
 /// # Errors
+/// [`NodeError::AlreadyRunning`] if a node answers on `path`;
 /// [`NodeError::Bind`] if it cannot be bound or made private.
-pub fn bind(path: &Path) -> Result<UnixListener, NodeError> {
+pub async fn bind(path: &Path) -> Result<UnixListener, NodeError> {
     let bind_err = |source| NodeError::Bind {
         what: "control socket",
         addr: path.display().to_string(),
         source,
     };
+    if UnixStream::connect(path).await.is_ok() {
+        return Err(NodeError::AlreadyRunning(path.to_path_buf()));
+    }
     let _ = std::fs::remove_file(path);
     let l = UnixListener::bind(path).map_err(bind_err)?;
     #[cfg(unix)]
@@ -55,6 +60,15 @@ pub fn bind(path: &Path) -> Result<UnixListener, NodeError> {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_err)?;
     }
     Ok(l)
+}
+
+/// Remove `dir`'s control socket if nobody answers on it (a node that
+/// crashed left it; a start that failed must not leave one behind).
+pub async fn remove_stale(dir: &NodeDir) {
+    let path = dir.control_path();
+    if path.exists() && UnixStream::connect(&path).await.is_err() {
+        let _ = std::fs::remove_file(&path);
+    }
 }
 
 /// Answer control connections on `listener` until the task is dropped;

@@ -9,14 +9,15 @@
 //! ```
 //!
 //! [`NodeDir`] names these paths and loads what is in them; [`init`] makes
-//! a new directory without ever overwriting an existing identity.
+//! a new directory (the store's `storage/` included) without ever
+//! overwriting an existing identity.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use grapevine_crypto::{Identity, NodeId};
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, PeerAddr};
 use crate::error::{ConfigError, InitError, NodeError};
 
 /// A node directory (which may not exist yet).
@@ -69,6 +70,14 @@ impl NodeDir {
         config::load(&self.config_path())
     }
 
+    /// The node's id, read from its identity key (the node need not run).
+    ///
+    /// # Errors
+    /// As [`NodeDir::load_identity`].
+    pub fn node_id(&self) -> Result<NodeId, NodeError> {
+        Ok(self.load_identity()?.node_id())
+    }
+
     /// Load the node's identity.
     ///
     /// # Errors
@@ -102,8 +111,8 @@ impl NodeDir {
 pub struct InitOptions {
     /// Listen address (UDP gossip and TCP sessions).
     pub listen: SocketAddr,
-    /// Seeds to join through.
-    pub seeds: Vec<SocketAddr>,
+    /// Seeds to join through (addresses or host names).
+    pub seeds: Vec<PeerAddr>,
     /// Nickname.
     pub nickname: Option<String>,
     /// Storage offered, MiB.
@@ -158,6 +167,11 @@ pub fn init(dir: &NodeDir, opts: &InitOptions) -> Result<NodeId, InitError> {
         data_encoding::HEXLOWER.encode(&secret).as_bytes(),
     )?;
     private_write(&dir.config_path(), config_text(opts).as_bytes())?;
+    let storage = dir.storage_path();
+    std::fs::create_dir_all(&storage).map_err(|source| InitError::Io {
+        path: storage,
+        source,
+    })?;
     Ok(ident.node_id())
 }
 
@@ -184,10 +198,10 @@ pub fn config_text(opts: &InitOptions) -> String {
          listen = \"{listen}\"\n\
          \n\
          # Addresses other nodes should use to reach this one, if not `listen`\n\
-         # (required when listening on 0.0.0.0).\n\
+         # (required when listening on 0.0.0.0); IP:PORT or HOST:PORT.\n\
          advertise = []\n\
          \n\
-         # Nodes to join the grid through. Empty for the first node of a grid.\n\
+         # Nodes to join through, IP:PORT or HOST:PORT; none for a grid's first node.\n\
          seeds = [{seeds}]\n\
          \n\
          # Storage offered to the grid, and free space never used, in MiB.\n\
@@ -215,6 +229,19 @@ pub fn config_text(opts: &InitOptions) -> String {
          # Storage handshakes in progress at once; more are refused.\n\
          # max_handshakes = 256\n\
          \n\
+         # Share parameters for `put` without --k/--n/--happy: shares needed to\n\
+         # read (k), shares made (n), distinct servers that must take them.\n\
+         # shares_needed = 3\n\
+         # shares_total = 10\n\
+         # shares_happy = 7\n\
+         \n\
+         # On SIGTERM, seconds given to uploads in progress before leaving.\n\
+         # drain_secs = 5\n\
+         \n\
+         # The node re-signs its record (free space, addresses) at most this\n\
+         # often; each re-signed record costs every node a signature check.\n\
+         # record_refresh_secs = 60\n\
+         \n\
          # Storage sessions served at once; more wait in the backlog.\n\
          # max_storage_sessions = 1024\n\
          \n\
@@ -240,7 +267,10 @@ mod tests {
     fn opts() -> InitOptions {
         InitOptions {
             listen: "127.0.0.1:7946".parse().unwrap(),
-            seeds: vec!["127.0.0.2:7946".parse().unwrap()],
+            seeds: vec![
+                "127.0.0.2:7946".parse().unwrap(),
+                "seed.example.org:7946".parse().unwrap(),
+            ],
             nickname: Some("n1".into()),
             capacity_mib: 100,
         }
@@ -257,6 +287,11 @@ mod tests {
         assert_eq!(c.seeds, opts().seeds);
         assert_eq!(c.nickname.as_deref(), Some("n1"));
         assert_eq!(d.convergence_secret().unwrap().len(), 32);
+        assert!(
+            d.storage_path().is_dir(),
+            "init makes the store's directory"
+        );
+        assert_eq!(d.node_id().unwrap(), id);
         let key = std::fs::read(d.identity_path()).unwrap();
         assert!(matches!(init(&d, &opts()), Err(InitError::Exists(_))));
         assert_eq!(std::fs::read(d.identity_path()).unwrap(), key);

@@ -104,8 +104,12 @@ pub enum NodeError {
         /// Why.
         source: std::io::Error,
     },
+    /// A node is already running in the directory (it answers on this
+    /// control socket); nothing was started.
+    #[error("a node is already running here: it answers on {0}")]
+    AlreadyRunning(PathBuf),
     /// The node's admission certificate does not admit it now.
-    #[error("this node ({node}) is not admitted to grid {grid}: {source}")]
+    #[error("this node ({node}) cannot join grid {grid}: {source}")]
     NotAdmitted {
         /// This node.
         node: NodeId,
@@ -217,4 +221,38 @@ pub enum OpError {
         /// Why.
         source: std::io::Error,
     },
+    /// A directory was given where a file is needed; nothing was sent or
+    /// downloaded.
+    #[error("{0} is a directory: give a file")]
+    IsDirectory(PathBuf),
+    /// Standard input could not be spooled to a temporary file.
+    #[error("spooling the input to a temporary file in {dir} (set TMPDIR to use another directory): {source}")]
+    Spool {
+        /// The temporary directory.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A download failed after some of its bytes went to a target that
+    /// cannot take them back (standard output, a device, a FIFO).
+    #[error("the output to {target} is incomplete: {written} bytes were written before the download failed: {source}")]
+    Incomplete {
+        /// The target.
+        target: String,
+        /// Bytes written to it.
+        written: u64,
+        /// The failure.
+        source: Box<OpError>,
+    },
+    /// The download's target refused a write.
+    #[error("writing to {target} failed: {source}")]
+    Write {
+        /// The target.
+        target: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Local I/O on a stream (standard output).
+    #[error("writing the output: {0}")]
+    Output(#[from] std::io::Error),
 }

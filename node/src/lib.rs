@@ -36,7 +36,7 @@
 //!     dir::init(&d, &dir::InitOptions { listen, seeds: vec![], nickname: None, capacity_mib: 100 }).unwrap();
 //!     let mut cfg = Config::new(listen);
 //!     cfg.reserve_mib = 0;
-//!     cfg.seeds = seed.into_iter().collect();
+//!     cfg.seeds = seed.into_iter().map(Into::into).collect();
 //!     let node = Node::start(cfg, &d, Options::in_process()).await.unwrap();
 //!     seed.get_or_insert(node.local_addr());
 //!     nodes.push(node);
@@ -55,6 +55,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod addr;
 pub mod client;
 pub mod config;
 pub mod control;
@@ -64,7 +65,9 @@ pub mod http;
 pub mod membership;
 pub mod metrics;
 pub mod node;
+pub mod output;
 pub mod procfs;
+pub mod record;
 pub mod state;
 pub mod storage;
 

@@ -1,15 +1,24 @@
 //! The node's membership: its own signed record, made from the
-//! configuration ([`own_record`], pure), and the gossip task started on the
-//! node's UDP socket ([`start`]).
+//! configuration ([`own_record`], pure), the gossip task started on the
+//! node's UDP socket ([`start`]), and the seeds' host names resolved again
+//! on each join retry ([`resolve_seeds`]).
 //!
-//! The record carries the addresses others should use (`advertise`, or the
-//! socket's own address), capacity and free space, roles, the nickname, and
-//! in a closed grid the node's admission certificate, which is checked here
-//! so that a node whose certificate does not admit it refuses to start
-//! rather than gossip records every member would refuse.
+//! The record carries the addresses others should use (`advertise`
+//! resolved, or the socket's own address), capacity and free space, roles,
+//! the nickname, and in a closed grid the node's admission certificate,
+//! which is checked here so that a node whose certificate does not admit it
+//! refuses to start rather than gossip records every member would refuse.
+//!
+//! Membership's core is sans-IO and takes socket addresses only: seeds
+//! given as host names are resolved here, in the node's driver layer, at
+//! start and then on the core's own join schedule (0.5 s doubling to 30 s)
+//! until the node knows another member, and handed in with
+//! `MembershipHandle::set_seeds` whenever they resolve differently.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use grapevine_crypto::record::{ROLE_CLIENT, ROLE_STORAGE};
 use grapevine_crypto::{Identity, LocationRecord, NodeId, SignedRecord};
@@ -18,13 +27,15 @@ use grapevine_membership::Event;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use crate::addr::{resolve_all, PeerAddr};
 use crate::config::{Config, Role};
 use crate::error::{ConfigError, NodeError};
 
-/// This node's record: `local` is the socket address (used when
-/// `advertise` is empty), `available` the store's free bytes, `unix_ms` the
-/// time (its sequence number, so a restarted node's record replaces the
-/// previous one, and its issue time in seconds).
+/// This node's record: `addrs` are the addresses it announces
+/// (`advertise` resolved, or the socket's own), `free_mib` the space it can
+/// still take (capped by the capacity offered), `unix_ms` the time (its
+/// sequence number, so a restarted node's record replaces the previous one,
+/// and its issue time in seconds).
 ///
 /// # Errors
 /// [`NodeError::NotAdmitted`] if a closed grid's certificate does not admit
@@ -32,21 +43,14 @@ use crate::error::{ConfigError, NodeError};
 pub fn own_record(
     identity: &Identity,
     cfg: &Config,
-    local: SocketAddr,
-    available: u64,
+    addrs: Vec<SocketAddr>,
+    free_mib: u32,
     unix_ms: u64,
 ) -> Result<SignedRecord, NodeError> {
-    let addrs = if cfg.advertise.is_empty() {
-        vec![local]
-    } else {
-        cfg.advertise.clone()
-    };
     let mut rec = LocationRecord::new(identity, addrs);
     rec.nickname = cfg.nickname.clone();
     rec.capacity_mib = cfg.capacity_mib;
-    rec.free_mib = u32::try_from(available >> 20)
-        .unwrap_or(u32::MAX)
-        .min(cfg.capacity_mib);
+    rec.free_mib = free_mib.min(cfg.capacity_mib);
     rec.seq = unix_ms;
     rec.issued_at = unix_ms / 1000;
     rec.roles = cfg.roles.iter().fold(0, |r, role| {
@@ -72,9 +76,9 @@ pub fn own_record(
     Ok(rec.sign(identity)?)
 }
 
-/// Start gossip on `udp` with `record`, joining through the configured
-/// seeds. `sink` receives (observer, event) for every state change, for
-/// harnesses that watch many nodes.
+/// Start gossip on `udp` with `record`, joining through `seeds` (the
+/// configured ones, resolved). `sink` receives (observer, event) for every
+/// state change, for harnesses that watch many nodes.
 ///
 /// # Errors
 /// [`NodeError::Membership`] if the socket cannot be used.
@@ -82,6 +86,7 @@ pub fn start(
     udp: UdpSocket,
     identity: Arc<Identity>,
     record: SignedRecord,
+    seeds: Vec<SocketAddr>,
     cfg: &Config,
     sink: Option<mpsc::UnboundedSender<(NodeId, Event)>>,
 ) -> Result<MembershipHandle, NodeError> {
@@ -95,11 +100,58 @@ pub fn start(
         NodeConfig {
             identity,
             record,
-            seeds: cfg.seeds.clone(),
+            seeds,
             swim,
             state_sink: sink,
         },
     )?)
+}
+
+/// The seeds resolved now, for a socket bound at `local`; names that do
+/// not resolve are logged and left out (they are tried again on each join
+/// retry).
+pub async fn seed_addrs(seeds: &[PeerAddr], local: SocketAddr) -> Vec<SocketAddr> {
+    let (addrs, errors) = resolve_all(seeds, local).await;
+    for e in errors {
+        tracing::warn!("seed {e}; trying again on the next join retry");
+    }
+    addrs
+}
+
+/// First delay between resolutions of the seeds' names, and the longest:
+/// the core's join retry schedule.
+const RESOLVE_FIRST: Duration = Duration::from_millis(500);
+const RESOLVE_MAX: Duration = Duration::from_secs(30);
+
+/// While the node knows no other member, resolve the seeds' host names
+/// again on the join retry schedule and hand membership the addresses
+/// whenever they change. `current` is what membership was started with.
+/// Returns once the node knows another member (or membership stopped).
+pub async fn resolve_seeds(
+    handle: MembershipHandle,
+    seeds: Vec<PeerAddr>,
+    mut current: Vec<SocketAddr>,
+) {
+    let local = handle.local_addr();
+    if seeds.iter().all(|s| s.ip().is_some()) {
+        return;
+    }
+    let mut delay = RESOLVE_FIRST;
+    loop {
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(RESOLVE_MAX);
+        if handle.counters().records.load(Ordering::Relaxed) > 1 {
+            return;
+        }
+        let now = seed_addrs(&seeds, local).await;
+        if now != current && !now.is_empty() {
+            tracing::info!(seeds = ?now, "seed names resolve to new addresses");
+            if handle.set_seeds(now.clone()).await.is_err() {
+                return;
+            }
+            current = now;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -119,16 +171,15 @@ mod tests {
         c.capacity_mib = 100;
         c.roles = vec![Role::Storage];
         let local = "127.0.0.1:5000".parse().unwrap();
-        let r = own_record(&i, &c, local, 500 << 20, 1_700_000_000_123).unwrap();
+        let r = own_record(&i, &c, vec![local], 500, 1_700_000_000_123).unwrap();
         let rec = r.record();
         assert_eq!(rec.addrs, vec![local]);
         assert_eq!(rec.free_mib, 100, "free space is capped by capacity");
         assert_eq!(rec.roles, ROLE_STORAGE);
         assert_eq!(rec.seq, 1_700_000_000_123);
         assert_eq!(rec.issued_at, 1_700_000_000);
-        c.advertise = vec!["10.0.0.1:7946".parse().unwrap()];
-        let r = own_record(&i, &c, local, 0, 1).unwrap();
-        assert_eq!(r.record().addrs, c.advertise);
+        let r = own_record(&i, &c, vec![local], 7, 1).unwrap();
+        assert_eq!(r.record().free_mib, 7);
     }
 
     #[test]
@@ -139,15 +190,19 @@ mod tests {
         let mut c = cfg();
         c.grid = Some(grapevine_crypto::GridId::of(&grid_key).to_string());
         c.admission = Some(Admission::issue(&grid_key, &other.node_id(), 0).to_string());
-        let e = own_record(&me, &c, c.listen, 0, 1_000_000).unwrap_err();
-        assert!(e.to_string().contains("is not admitted to grid"), "{e}");
+        let e = own_record(&me, &c, vec![c.listen], 0, 1_000_000).unwrap_err();
+        assert!(e.to_string().contains("cannot join grid"), "{e}");
+        assert!(e.to_string().contains("made for another node id"), "{e}");
         c.admission = Some(Admission::issue(&grid_key, &me.node_id(), 500).to_string());
+        let e = own_record(&me, &c, vec![c.listen], 0, 1_000_000)
+            .unwrap_err()
+            .to_string();
         assert!(
-            own_record(&me, &c, c.listen, 0, 1_000_000).is_err(),
-            "expired"
+            e.contains("expired on 1970-01-01T00:08:20Z (it is now 1970-01-01T00:16:40Z)"),
+            "{e}"
         );
         c.admission = Some(Admission::issue(&grid_key, &me.node_id(), 0).to_string());
-        let r = own_record(&me, &c, c.listen, 0, 1_000_000).unwrap();
+        let r = own_record(&me, &c, vec![c.listen], 0, 1_000_000).unwrap();
         assert!(r.record().admission.is_some());
     }
 }

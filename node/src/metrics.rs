@@ -75,18 +75,31 @@ impl Collector for NodeCollector {
             "Resident memory of this process",
             procfs::rss_bytes(),
         )?;
-        gauge(
-            &mut e,
-            "grapevine_storage_stored_bytes",
-            "Bytes of shares stored",
-            s.store().stored_bytes(),
-        )?;
-        gauge(
-            &mut e,
-            "grapevine_storage_available_bytes",
-            "Bytes available for new shares",
-            s.store().available().unwrap_or(0),
-        )?;
+        let space = s.storage_figures();
+        for (name, help, v) in [
+            (
+                "grapevine_storage_capacity_bytes",
+                "Capacity this node offers the grid",
+                space.capacity,
+            ),
+            (
+                "grapevine_storage_stored_bytes",
+                "Bytes of shares stored",
+                space.used,
+            ),
+            (
+                "grapevine_storage_available_bytes",
+                "Bytes a new share may take (capacity left or disk above the reserve, the lesser)",
+                space.free,
+            ),
+            (
+                "grapevine_storage_disk_free_bytes",
+                "Free bytes on the store's filesystem",
+                space.disk_free,
+            ),
+        ] {
+            gauge(&mut e, name, help, v)?;
+        }
         gauge(
             &mut e,
             "grapevine_storage_serving",

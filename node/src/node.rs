@@ -2,14 +2,22 @@
 //! tasks, stop it gracefully or abruptly.
 //!
 //! [`Node::start`] binds (or takes, [`Sockets`]) the node's UDP and TCP
-//! sockets on one port, opens the share store, signs the node's record,
-//! starts gossip, the share server (on the runtime [`StorageRuntime`]
-//! says), the control socket and the HTTP server (each optional,
-//! [`Options`]), and returns a [`Node`] holding them. [`Node::leave`] tells
-//! the grid and stops everything; dropping a [`Node`] stops everything with
-//! no goodbye, as a crash would (what churn tests want). [`run`] is the
-//! whole life of a node in the shape of mini-redis's
-//! `server::run(listener, shutdown)`: start, wait for `shutdown`, leave.
+//! sockets on one port, opens the share store, resolves `advertise` and the
+//! seeds (host names allowed), signs the node's record, starts gossip, the
+//! share server (on the runtime [`StorageRuntime`] says), the tasks that
+//! keep the record current ([`crate::record::keep`]) and resolve the seeds
+//! again while joining ([`membership::resolve_seeds`]), the HTTP server
+//! and the control socket (each optional, [`Options`]; the control socket
+//! last, so a start that fails never leaves one behind, nor takes over
+//! the socket of a node already running in the directory), and returns a
+//! [`Node`] holding them.
+//!
+//! [`Node::leave`] drains storage (no new sessions; uploads in progress
+//! get `drain_secs` to finish their shares), tells the grid and stops
+//! everything; dropping a [`Node`] stops everything with no goodbye, as a
+//! crash would (what churn tests want). [`run`] is the whole life of a node
+//! in the shape of mini-redis's `server::run(listener, shutdown)`: start,
+//! wait for `shutdown`, leave.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,10 +38,11 @@ use tokio::task::JoinHandle;
 use crate::client::Client;
 use crate::config::{Config, Role};
 use crate::dir::NodeDir;
-use crate::error::NodeError;
-use crate::state::NodeState;
+use crate::error::{ConfigError, NodeError};
+use crate::record::{record_addrs, unix_ms};
+use crate::state::{NodeState, StorageFigures};
 use crate::storage::{ServerParts, StorageRuntime, StorageServer};
-use crate::{control, http, membership};
+use crate::{control, http, membership, record};
 
 /// A node's UDP (gossip) and TCP (sessions) sockets, bound to one address.
 #[derive(Debug)]
@@ -122,13 +131,7 @@ pub struct Node {
     control_path: Option<PathBuf>,
     storage: Option<StorageServer>,
     tasks: Vec<Task>,
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(1)
+    drain: Duration,
 }
 
 impl Node {
@@ -139,6 +142,15 @@ impl Node {
     /// that cannot be bound, a closed grid that does not admit this node.
     /// Whatever had started is stopped again.
     pub async fn start(config: Config, dir: &NodeDir, opts: Options) -> Result<Node, NodeError> {
+        let control = opts.control;
+        let r = Node::start_inner(config, dir, opts).await;
+        if r.is_err() && control {
+            control::remove_stale(dir).await;
+        }
+        r
+    }
+
+    async fn start_inner(config: Config, dir: &NodeDir, opts: Options) -> Result<Node, NodeError> {
         config.validate(&dir.config_path())?;
         if opts.raise_fd_limit {
             match rlimit::increase_nofile_limit(u64::MAX) {
@@ -164,17 +176,22 @@ impl Node {
             .udp
             .local_addr()
             .map_err(NodeError::io("reading the UDP socket's address"))?;
-        let record = membership::own_record(
-            &identity,
-            &config,
-            local_addr,
-            store.available()?,
-            unix_ms(),
-        )?;
+        let addrs =
+            record_addrs(&config, local_addr)
+                .await
+                .map_err(|message| ConfigError::Invalid {
+                    path: dir.config_path(),
+                    message,
+                })?;
+        let figures = StorageFigures::of(&store, config.capacity_mib);
+        let record =
+            membership::own_record(&identity, &config, addrs, figures.free_mib(), unix_ms())?;
+        let seeds = membership::seed_addrs(&config.seeds, local_addr).await;
         let gossip = membership::start(
             sockets.udp,
             identity.clone(),
             record.clone(),
+            seeds.clone(),
             &config,
             opts.state_sink,
         )?;
@@ -197,6 +214,8 @@ impl Node {
             nickname: config.nickname.clone(),
             pool: Arc::new(SessionPool::new(me, config.pool_config())),
             convergence,
+            capacity_mib: config.capacity_mib,
+            params: config.params(),
         });
         let mut node = Node {
             state: state.clone(),
@@ -205,7 +224,19 @@ impl Node {
             control_path: None,
             storage: None,
             tasks: Vec::new(),
+            drain: Duration::from_secs(config.drain_secs),
         };
+        node.tasks.push(Task(tokio::spawn(membership::resolve_seeds(
+            state.membership().clone(),
+            config.seeds.clone(),
+            seeds,
+        ))));
+        node.tasks.push(Task(tokio::spawn(record::keep(
+            state.clone(),
+            identity.clone(),
+            config.clone(),
+            local_addr,
+        ))));
         if config.has_role(Role::Storage) {
             let parts = ServerParts {
                 identity,
@@ -222,17 +253,10 @@ impl Node {
                 let (state, config) = (state.clone(), config.clone());
                 node.tasks.push(Task(tokio::spawn(async move {
                     let why = stopped.await.unwrap_or_else(|_| "stopped".into());
-                    withdraw_storage_role(&state, &config, local_addr, &why).await;
+                    withdraw_storage_role(&state, &config, &why).await;
                 })));
             }
             node.storage = Some(server);
-        }
-        if opts.control {
-            let path = dir.control_path();
-            let listener = control::bind(&path)?;
-            node.control_path = Some(path);
-            node.tasks
-                .push(Task(tokio::spawn(control::serve(listener, state.clone()))));
         }
         if let (true, Some(addr)) = (opts.http, config.metrics) {
             let listener = http::bind(addr).await?;
@@ -242,12 +266,17 @@ impl Node {
                 http::router(state.clone()),
             ))));
         }
+        if opts.control {
+            let path = dir.control_path();
+            let listener = control::bind(&path).await?;
+            node.control_path = Some(path);
+            node.tasks
+                .push(Task(tokio::spawn(control::serve(listener, state.clone()))));
+        }
         tracing::info!(
             id = %node.id(),
-            local = %local_addr,
-            seeds = ?config.seeds,
-            http = ?node.http_addr,
-            "node running"
+            "node running: {}",
+            node.listening().join(", ")
         );
         Ok(node)
     }
@@ -267,6 +296,27 @@ impl Node {
         self.http_addr
     }
 
+    /// Every address and socket the node listens on, as sentences' parts:
+    /// gossip, storage, metrics, control.
+    pub fn listening(&self) -> Vec<String> {
+        let mut v = vec![format!("gossip udp/{}", self.local_addr)];
+        if self.storage.is_some() {
+            v.push(format!("storage sessions tcp/{}", self.local_addr));
+        }
+        if let Some(h) = self.http_addr {
+            v.push(format!("metrics http://{h}/metrics"));
+        }
+        if let Some(c) = &self.control_path {
+            v.push(format!("control {}", c.display()));
+        }
+        let rec = self.state.record();
+        let announced: Vec<String> = rec.record().addrs.iter().map(|a| a.to_string()).collect();
+        if announced != [self.local_addr.to_string()] {
+            v.push(format!("announced as {}", announced.join(" ")));
+        }
+        v
+    }
+
     /// Its control socket, if it serves one.
     pub fn control_path(&self) -> Option<&std::path::Path> {
         self.control_path.as_deref()
@@ -283,13 +333,18 @@ impl Node {
         Client::of_node(self.state.clone())
     }
 
-    /// Leave the grid gracefully: tell members (waiting at most `within`
-    /// for the goodbye to go out), then stop every part.
+    /// Leave the grid gracefully: drain storage (sessions writing shares
+    /// get `drain_secs` to finish them, others are closed), tell members
+    /// (waiting at most `within` for the goodbye to go out), then stop
+    /// every part.
     ///
     /// # Errors
     /// [`NodeError::Membership`] if membership had already stopped (the
     /// node is stopped all the same).
     pub async fn leave(mut self, within: Duration) -> Result<(), NodeError> {
+        if let Some(s) = self.storage.as_mut() {
+            s.drain(self.drain).await;
+        }
         self.stop_serving();
         let r = tokio::time::timeout(within, self.state.membership().leave()).await;
         match r {
@@ -321,13 +376,16 @@ impl Drop for Node {
 /// The share server's listener stopped for good: re-sign the node's record
 /// without the storage role and publish it, so clients stop placing shares
 /// on a node that cannot take them.
-async fn withdraw_storage_role(state: &NodeState, config: &Config, local: SocketAddr, why: &str) {
+async fn withdraw_storage_role(state: &NodeState, config: &Config, why: &str) {
     state.storage_serving.store(false, Ordering::Relaxed);
     tracing::error!("storage listener stopped ({why}); withdrawing the storage role");
     let mut cfg = config.clone();
     cfg.roles.retain(|r| *r != Role::Storage);
-    let available = state.store().available().unwrap_or(0);
-    match membership::own_record(state.identity(), &cfg, local, available, unix_ms()) {
+    let old = state.record();
+    let addrs = old.record().addrs.clone();
+    let seq = unix_ms().max(old.record().seq.saturating_add(1));
+    let free_mib = state.storage_figures().free_mib();
+    match membership::own_record(state.identity(), &cfg, addrs, free_mib, seq) {
         Ok(rec) => {
             *state.record.write().unwrap_or_else(|p| p.into_inner()) = rec.clone();
             if let Err(e) = state.membership().update_record(rec).await {
@@ -339,7 +397,8 @@ async fn withdraw_storage_role(state: &NodeState, config: &Config, local: Socket
 }
 
 /// Run the node in `dir` until `shutdown` completes, then leave the grid
-/// (waiting at most five seconds for the goodbye to go out).
+/// (draining storage, then waiting at most five seconds for the goodbye to
+/// go out).
 ///
 /// # Errors
 /// As [`Node::start`].

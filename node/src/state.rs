@@ -12,7 +12,10 @@
 //!
 //! Storage-server figures (sessions open, requests answered) are the node's
 //! own share server's [`ServerStats`]: with several nodes in one process,
-//! each reports its own.
+//! each reports its own. Space is reported as [`StorageFigures`]: the
+//! capacity offered, the bytes used, the disk's free space and the reserve
+//! kept apart, and the space the node can still take (what its record
+//! publishes, see [`crate::record`]) derived from them.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -46,6 +49,8 @@ pub struct NodeState {
     pub(crate) nickname: Option<String>,
     pub(crate) pool: Arc<SessionPool>,
     pub(crate) convergence: [u8; 32],
+    pub(crate) capacity_mib: u32,
+    pub(crate) params: grapevine_storage::Params,
 }
 
 impl std::fmt::Debug for NodeState {
@@ -74,6 +79,17 @@ impl NodeState {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Replace the node's record (after re-signing it).
+    pub(crate) fn set_record(&self, rec: SignedRecord) {
+        *self.record.write().unwrap_or_else(|p| p.into_inner()) = rec;
+    }
+
+    /// The node's space figures now (the store's running counters and one
+    /// free-space query of its filesystem).
+    pub fn storage_figures(&self) -> StorageFigures {
+        StorageFigures::of(&self.store, self.capacity_mib)
     }
 
     /// The node's membership handle.
@@ -127,23 +143,22 @@ impl NodeState {
     pub fn whoami(&self) -> Whoami {
         Whoami {
             id: self.id().to_string(),
-            record: data_encoding::HEXLOWER.encode(self.record().bytes()),
+            record: Some(data_encoding::HEXLOWER.encode(self.record().bytes())),
         }
     }
 
-    /// Every other member as this node sees it.
+    /// This node (first, marked [`MemberRow::this_node`]) and every other
+    /// member as this node sees it.
     ///
     /// # Errors
     /// [`MembershipError::Stopped`] if the node's membership has stopped.
     pub async fn member_rows(&self) -> Result<Vec<MemberRow>, MembershipError> {
         let now = tokio::time::Instant::now().into_std();
-        Ok(self
-            .membership
-            .members()
-            .await?
-            .iter()
-            .map(|m| MemberRow::of(m, now))
-            .collect())
+        let others = self.membership.members().await?;
+        let mut rows = Vec::with_capacity(others.len() + 1);
+        rows.push(MemberRow::own(&self.record()));
+        rows.extend(others.iter().map(|m| MemberRow::of(m, now)));
+        Ok(rows)
     }
 
     /// The storage servers a client of this node uses: itself (if it
@@ -170,6 +185,7 @@ impl NodeState {
         let c = self.membership.counters();
         let up = self.uptime_s().max(1.0);
         let requests = self.storage_stats.requests();
+        let space = self.storage_figures();
         Ok(StatusReport {
             records_unadmitted: st.records.unadmitted,
             datagrams_rate_limited: st.rate_limited,
@@ -193,8 +209,12 @@ impl NodeState {
                 / 1000.0
                 / (requests.max(1) as f64),
             rss_bytes: procfs::rss_bytes(),
-            storage_available: self.store.available().unwrap_or(0),
-            storage_stored: self.store.stored_bytes(),
+            storage_capacity: space.capacity,
+            storage_used: space.used,
+            storage_disk_free: space.disk_free,
+            storage_reserve: space.reserve,
+            storage_free: space.free,
+            published_free_mib: self.record().record().free_mib,
             storage_serving: self.storage_serving(),
             storage_accept_errors: self.storage_stats.accept_errors(),
             storage_sessions_timed_out: self.storage_stats.sessions_timed_out(),
@@ -204,6 +224,54 @@ impl NodeState {
             scrub_corrupt_found: self.scrub_stats.corrupt_found(),
             scrub_pass_bytes: self.scrub_stats.pass_bytes(),
         })
+    }
+}
+
+/// A node's storage space, each figure apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageFigures {
+    /// Capacity offered to the grid, bytes.
+    pub capacity: u64,
+    /// Bytes of shares stored.
+    pub used: u64,
+    /// Bytes promised to shares being written.
+    pub reserved: u64,
+    /// Free bytes on the store's filesystem.
+    pub disk_free: u64,
+    /// Free bytes never used for shares.
+    pub reserve: u64,
+    /// Bytes a new share may take now: the lesser of what is left of the
+    /// capacity and of the disk above the reserve (the store enforces it).
+    pub free: u64,
+}
+
+impl StorageFigures {
+    /// The figures of `store`, offering `capacity_mib`.
+    pub fn of(store: &ShareStore, capacity_mib: u32) -> StorageFigures {
+        let offered = u64::from(capacity_mib) << 20;
+        match store.space() {
+            Ok(s) => StorageFigures {
+                capacity: s.capacity.unwrap_or(offered),
+                used: s.used,
+                reserved: s.reserved,
+                disk_free: s.disk_free,
+                reserve: s.reserve,
+                free: s.available,
+            },
+            Err(e) => {
+                tracing::warn!("cannot measure the store's space: {e}");
+                StorageFigures {
+                    capacity: offered,
+                    used: store.stored_bytes(),
+                    ..StorageFigures::default()
+                }
+            }
+        }
+    }
+
+    /// [`StorageFigures::free`] in MiB, as a record carries it.
+    pub fn free_mib(&self) -> u32 {
+        u32::try_from(self.free >> 20).unwrap_or(u32::MAX)
     }
 }
 
@@ -234,6 +302,9 @@ pub fn storage_servers<'a>(records: impl IntoIterator<Item = &'a SignedRecord>) 
 /// A member as a node sees it, as the CLI prints it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MemberRow {
+    /// Whether this row is the node answering (JSON `"self"`).
+    #[serde(rename = "self", default)]
+    pub this_node: bool,
     /// Full node id.
     pub id: String,
     /// Short id.
@@ -246,9 +317,9 @@ pub struct MemberRow {
     pub state: String,
     /// Seconds since last heard directly.
     pub last_heard_s: f64,
-    /// Capacity MiB.
+    /// Capacity offered, MiB (from its record).
     pub capacity_mib: u32,
-    /// Free MiB.
+    /// Space it can still take, MiB, as its record last published it.
     pub free_mib: u32,
     /// Software version.
     pub version: String,
@@ -263,6 +334,7 @@ impl MemberRow {
     pub fn of(m: &MemberView, now: Instant) -> MemberRow {
         let r = m.record.as_ref().map(|r| r.record());
         MemberRow {
+            this_node: false,
             id: m.id.to_string(),
             short: m.id.short(),
             nickname: r.and_then(|r| r.nickname.clone()),
@@ -278,6 +350,25 @@ impl MemberRow {
                 .map(|r| data_encoding::HEXLOWER.encode(r.bytes()))
                 .unwrap_or_default(),
             storage: r.is_some_and(|r| r.roles & ROLE_STORAGE != 0),
+        }
+    }
+
+    /// The row of the node itself, from its own record.
+    pub fn own(rec: &SignedRecord) -> MemberRow {
+        let r = rec.record();
+        MemberRow {
+            this_node: true,
+            id: rec.node_id().to_string(),
+            short: rec.node_id().short(),
+            nickname: r.nickname.clone(),
+            addr: r.addrs.first().map(|a| a.to_string()).unwrap_or_default(),
+            state: MemberState::Alive.to_string(),
+            last_heard_s: 0.0,
+            capacity_mib: r.capacity_mib,
+            free_mib: r.free_mib,
+            version: r.software.clone(),
+            record: data_encoding::HEXLOWER.encode(rec.bytes()),
+            storage: r.roles & ROLE_STORAGE != 0,
         }
     }
 
@@ -330,10 +421,21 @@ pub struct StatusReport {
     pub storage_request_mean_ms: f64,
     /// Resident memory, bytes.
     pub rss_bytes: u64,
-    /// Bytes available for shares.
-    pub storage_available: u64,
+    /// Capacity offered to the grid, bytes.
+    pub storage_capacity: u64,
     /// Bytes of shares stored.
-    pub storage_stored: u64,
+    pub storage_used: u64,
+    /// Free bytes on the store's filesystem.
+    pub storage_disk_free: u64,
+    /// Free bytes never used for shares.
+    pub storage_reserve: u64,
+    /// Bytes the node can still take (the lesser of capacity left and disk
+    /// free above the reserve).
+    pub storage_free: u64,
+    /// Free space this node's record announces, MiB (re-published when it
+    /// moves by more than 64 MiB or 5% of the capacity, at most once a
+    /// minute).
+    pub published_free_mib: u32,
     /// Whether the share server is listening (the record advertises the
     /// storage role only then).
     #[serde(default)]
@@ -356,7 +458,7 @@ pub struct StatusReport {
     /// Corrupt shares the scrub found and quarantined.
     #[serde(default)]
     pub scrub_corrupt_found: u64,
-    /// Bytes read in the scrub pass under way (of `storage_stored`).
+    /// Bytes read in the scrub pass under way (of `storage_used`).
     #[serde(default)]
     pub scrub_pass_bytes: u64,
 }
@@ -366,8 +468,9 @@ pub struct StatusReport {
 pub struct Whoami {
     /// Node id.
     pub id: String,
-    /// Signed record, hex.
-    pub record: String,
+    /// Signed record, hex (none when the node is not running: its record is
+    /// signed at start).
+    pub record: Option<String>,
 }
 
 #[cfg(test)]
@@ -380,6 +483,40 @@ mod tests {
         let mut r = LocationRecord::new(&i, vec![([127, 0, 0, 1], port).into()]);
         r.roles = roles;
         r.sign(&i).unwrap()
+    }
+
+    #[test]
+    fn space_figures_come_from_the_store_and_free_is_what_it_would_take() {
+        let t = tempfile::tempdir().unwrap();
+        let store = ShareStore::open_with(
+            t.path(),
+            grapevine_storage::store::StoreConfig {
+                reserve: 0,
+                capacity: Some(100 << 20),
+            },
+        )
+        .unwrap();
+        let si = grapevine_storage::StorageIndex([3; 16]);
+        let mut w = store.allocate(&si, 0, 1 << 20).unwrap();
+        w.write_at(0, &vec![1u8; 1 << 20]).unwrap();
+        w.close().unwrap();
+        let f = StorageFigures::of(&store, 100);
+        assert_eq!(f.capacity, 100 << 20);
+        assert!(f.used >= 1 << 20, "{f:?}");
+        assert!(f.disk_free > 0);
+        assert!(f.free <= (100 << 20) - (1 << 20), "{f:?}");
+        assert_eq!(f.free_mib(), u32::try_from(f.free >> 20).unwrap());
+    }
+
+    #[test]
+    fn the_own_row_is_marked_and_says_what_the_record_says() {
+        let r = rec(ROLE_STORAGE, 9);
+        let row = MemberRow::own(&r);
+        assert!(row.this_node && row.storage);
+        assert_eq!(row.state, "alive");
+        assert_eq!(row.addr, "127.0.0.1:9");
+        let json = serde_json::to_value(&row).unwrap();
+        assert_eq!(json["self"], true);
     }
 
     #[test]

@@ -11,11 +11,16 @@
 //! sessions but never gossip or control. A harness running many nodes in
 //! one process shares one runtime among them instead (a runtime per node
 //! would be a thread pool per node).
+//!
+//! [`StorageServer::drain`] is how a node stops serving on SIGTERM: no new
+//! sessions, idle ones closed, uploads in progress given a grace period
+//! to finish their shares (see `grapevine_storage::server::DrainHandle`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use grapevine_crypto::{Identity, SignedRecord};
-use grapevine_storage::server::{run_scrub, ScrubConfig, ServerLimits};
+use grapevine_storage::server::{run_scrub, DrainHandle, ScrubConfig, ServerLimits};
 use grapevine_storage::store::ScrubStats;
 use grapevine_storage::{ServerStats, ShareStore};
 use tokio::net::TcpListener;
@@ -53,6 +58,7 @@ pub struct StorageServer {
     task: JoinHandle<std::io::Result<()>>,
     scrub: JoinHandle<()>,
     runtime: Option<Runtime>,
+    drain: DrainHandle,
     stopped: Option<oneshot::Receiver<String>>,
 }
 
@@ -105,6 +111,7 @@ impl StorageServer {
         let std_listener = listener
             .into_std()
             .map_err(NodeError::io("moving the storage listener"))?;
+        let (drain, drain_rx) = DrainHandle::new();
         let (tell, stopped) = oneshot::channel();
         let scrub = handle.spawn(run_scrub(
             parts.store.clone(),
@@ -120,6 +127,7 @@ impl StorageServer {
                 parts.store,
                 parts.limits,
                 parts.stats,
+                drain_rx,
             )
             .await;
             let why = match &r {
@@ -135,7 +143,23 @@ impl StorageServer {
             scrub,
             runtime,
             stopped: Some(stopped),
+            drain,
         })
+    }
+
+    /// Drain, then stop: accept no new session, close idle ones, give
+    /// sessions writing shares at most `grace` to finish them; returns when
+    /// the listener has ended (or a little after `grace` at most).
+    pub async fn drain(&mut self, grace: Duration) {
+        self.drain.start(grace);
+        let margin = Duration::from_secs(1);
+        if tokio::time::timeout(grace + margin, &mut self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("storage did not drain within {grace:?}");
+        }
+        self.stop();
     }
 
     /// Resolves (once) when the listener has stopped on its own, with the

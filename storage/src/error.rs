@@ -101,7 +101,7 @@ pub enum StoreError {
 #[non_exhaustive]
 pub enum CodecError {
     /// Invalid k, n or happy.
-    #[error("invalid parameters {0:?}: need 1 <= k <= n <= 256 and 1 <= happy <= n")]
+    #[error("invalid share parameters ({0}): need 1 <= k <= n <= 256 and 1 <= happy <= n")]
     BadParams(Params),
     /// A segment of the wrong length was given to the encoder.
     #[error("segment of {got} bytes, expected {expected}")]
@@ -121,7 +121,10 @@ pub enum CodecError {
     #[error("share {0} is corrupt")]
     CorruptShare(u16),
     /// Fewer than k good shares.
-    #[error("{have} good shares, {need} needed")]
+    #[error(
+        "only {have} good {} found, {need} needed to read the file",
+        if *have == 1 { "share" } else { "shares" }
+    )]
     NotEnoughShares {
         /// Good shares found.
         have: usize,
@@ -191,6 +194,17 @@ pub enum ClientError {
         got: usize,
         /// Servers needed.
         happy: usize,
+    },
+    /// No server asked holds any share of the file.
+    #[error(
+        "no share of this file was found: {responding} of the {asked} servers asked answered \
+         and none holds any; it is not stored on this grid, or every server that held it is gone"
+    )]
+    NoShares {
+        /// Servers asked.
+        asked: usize,
+        /// Servers that answered.
+        responding: usize,
     },
     /// Every session of the pool stayed in use for the pool's wait time.
     #[error("all {0} sessions of the pool are in use")]

@@ -9,7 +9,7 @@ use grapevine_crypto::identity::{Identity, NodeId};
 use grapevine_crypto::noise::SessionConfig;
 use grapevine_crypto::record::LocationRecord;
 
-use crate::server::{run_listener, ServerLimits, ServerStats};
+use crate::server::{run_listener, Drain, ServerLimits, ServerStats};
 use crate::store::ShareStore;
 
 /// A share server started by [`spawn_local`].
@@ -55,6 +55,7 @@ pub async fn spawn_local(
             ..ServerLimits::default()
         },
         stats.clone(),
+        Drain::never(),
     ));
     Ok(LocalServer {
         id,

@@ -71,6 +71,12 @@ pub struct Params {
     pub happy: u16,
 }
 
+impl std::fmt::Display for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "k = {}, n = {}, happy = {}", self.k, self.n, self.happy)
+    }
+}
+
 impl Default for Params {
     fn default() -> Self {
         Params {

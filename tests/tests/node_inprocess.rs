@@ -55,7 +55,7 @@ async fn several_nodes_in_one_process_put_get_and_check_a_file() {
         let mut cfg = Config::new(listen);
         cfg.nickname = Some(format!("n{i}"));
         cfg.reserve_mib = 0;
-        cfg.seeds = seed.into_iter().collect();
+        cfg.seeds = seed.into_iter().map(Into::into).collect();
         let mut opts = Options::in_process();
         opts.control = i == 0;
         if i == 1 {
@@ -95,15 +95,19 @@ async fn several_nodes_in_one_process_put_get_and_check_a_file() {
     let back = at(&nodes, 3).client().get_bytes(&up.cap).await.unwrap();
     assert!(back == data, "the file read back through node 3 differs");
     let check = at(&nodes, 4).client().check(&up.cap, true).await.unwrap();
-    assert_eq!(check.distinct_good, 5, "{check:?}");
-    assert!(check.shares.iter().all(|(_, _, ok)| *ok == Some(true)));
+    assert_eq!(check.results.count_shares_good, 5, "{check:?}");
+    assert!(check.results.healthy && check.results.count_corrupt_shares == 0);
+    // A convergent re-put of the same bytes stores nothing new and says so.
+    let again = at(&nodes, 0).client().put_bytes(&data, opts).await.unwrap();
+    assert_eq!(again.cap.to_string(), up.cap.to_string());
+    assert_eq!(again.already_held.len(), 5, "{again:?}");
 
     // The control socket of node 0 answers as a node process's would.
     let st = control::status(&NodeDir::new(root.path().join("n0")))
         .await
         .unwrap();
     assert_eq!(st.records, NODES as u64);
-    assert!(st.storage_stored > 1_000_000, "{st:?}");
+    assert!(st.storage_used > 1_000_000, "{st:?}");
     // Node 1's metrics over HTTP, node 2's read directly.
     let body = http_get(at(&nodes, 1).http_addr().unwrap(), "/metrics").await;
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");

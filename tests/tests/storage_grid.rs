@@ -116,8 +116,9 @@ async fn upload_download_survive_losses_and_corruption() {
 
     // check: every share on its server.
     let c = client::check(&me, &refs, &cap, true).await.unwrap();
-    assert_eq!(c.shares.len(), 10);
-    assert_eq!(c.distinct_good, 10);
+    assert_eq!(c.results.sharemap.len(), 10);
+    assert_eq!(c.results.count_shares_good, 10);
+    assert_eq!(c.results.servers_responding.len(), 10);
 
     // Corrupt one share on disk: download skips and reports it, check
     // --verify flags it.
@@ -131,13 +132,19 @@ async fn upload_download_survive_losses_and_corruption() {
     bytes[100] ^= 0xff;
     std::fs::write(&share_file, &bytes).unwrap();
     let c = client::check(&me, &refs, &cap, true).await.unwrap();
-    assert!(
-        c.shares
-            .iter()
-            .any(|(n, _, ok)| *n == victim_shnum && *ok == Some(false)),
+    assert_eq!(
+        c.results.list_corrupt_shares,
+        vec![(
+            victim_id.to_string(),
+            match &cap {
+                Cap::Chk(c) => c.storage_index().to_string(),
+                Cap::Lit(_) => unreachable!("a 3 MB file"),
+            },
+            victim_shnum
+        )],
         "{c:?}"
     );
-    assert_eq!(c.distinct_good, 9);
+    assert_eq!(c.results.count_shares_good, 9);
     let (back, rep) = get(&me, &refs, &cap)
         .await
         .expect("download despite corruption");

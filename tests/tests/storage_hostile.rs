@@ -47,6 +47,7 @@ async fn server(limits: ServerLimits) -> Server {
         store.clone(),
         limits,
         stats.clone(),
+        grapevine_storage::server::Drain::never(),
     ));
     Server {
         r,

@@ -251,8 +251,8 @@ async fn a_stalled_server_costs_a_deadline_not_the_operation() {
             client::locate(&p, &g.refs, cap.storage_index(), 3, 10),
         )
         .await;
-        assert!(found.len() >= 3, "stall {stall}: {found:?}");
-        assert!(found.iter().all(|l| l.server.id != g.refs[1].id));
+        assert!(found.shares.len() >= 3, "stall {stall}: {found:?}");
+        assert!(found.shares.iter().all(|l| l.server.id != g.refs[1].id));
     }
 }
 

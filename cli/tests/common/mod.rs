@@ -5,8 +5,13 @@
 
 pub use std::process::Command;
 
+/// The `grapevine` binary under test (`GRAPEVINE_TEST_BIN` runs the tests
+/// against another build, as when showing that a test fails on old code).
 pub fn grapevine() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_grapevine"))
+    match std::env::var_os("GRAPEVINE_TEST_BIN") {
+        Some(bin) => Command::new(bin),
+        None => Command::new(env!("CARGO_BIN_EXE_grapevine")),
+    }
 }
 
 pub struct Running(pub std::process::Child);
@@ -59,6 +64,48 @@ pub fn init_nodes(root: &std::path::Path, net: &str, n: usize) -> Vec<std::path:
     dirs
 }
 
+/// A grid of `n` running nodes at `{net}.1` ... `{net}.n`, each seeing
+/// the others alive; `edit` may change each node's config.toml text first.
+pub struct Grid {
+    pub root: tempfile::TempDir,
+    pub dirs: Vec<std::path::PathBuf>,
+    pub nodes: Vec<Running>,
+}
+
+pub fn grid(net: &str, n: usize, edit: impl Fn(usize, String) -> String) -> Grid {
+    let root = tempfile::tempdir().unwrap();
+    let dirs = init_nodes(root.path(), net, n);
+    for (i, d) in dirs.iter().enumerate() {
+        let cfg = d.join("config.toml");
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        std::fs::write(&cfg, edit(i, text)).unwrap();
+    }
+    let nodes = run_nodes(&dirs);
+    wait_for("every node sees every other alive", 60, || {
+        dirs.iter().all(|d| {
+            peers(d).is_some_and(|m| m.iter().filter(|r| r["state"] == "alive").count() == n - 1)
+        })
+    });
+    Grid { root, dirs, nodes }
+}
+
+/// Deterministic test bytes.
+pub fn bytes(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_add(seed).wrapping_mul(2654435761) >> 13) as u8)
+        .collect()
+}
+
+/// Run and return (success, stdout, stderr).
+pub fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.output().expect("run grapevine");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// `grapevine run` each directory, logs discarded.
 pub fn run_nodes(dirs: &[std::path::PathBuf]) -> Vec<Running> {
     dirs.iter()
@@ -97,6 +144,16 @@ pub fn members(dir: &std::path::Path) -> Option<Vec<serde_json::Value>> {
         .ok()?
         .as_array()
         .cloned()
+}
+
+/// The other members a running node sees (its own row left out).
+pub fn peers(dir: &std::path::Path) -> Option<Vec<serde_json::Value>> {
+    Some(
+        members(dir)?
+            .into_iter()
+            .filter(|r| r["self"] != true)
+            .collect(),
+    )
 }
 
 /// Whether this run is CI's (`CI=true`, as CI sets it; `CI=1` too).

@@ -217,6 +217,65 @@ fn main() {
     for (name, m) in msgs {
         write("gossip", name, &m.encode().expect("fits a datagram"));
     }
+    write(
+        "gossip",
+        "cookie",
+        &Message::Cookie { cookie: [7; 8] }.encode().expect("fits"),
+    );
+    write(
+        "gossip",
+        "header",
+        &grapevine_membership::wire::Datagram::encode(
+            Some((Some([7; 8]), 1_700_000_000)),
+            &Message::Ping {
+                seq: 3,
+                from: other.node_id(),
+                updates: vec![],
+            },
+        )
+        .expect("fits"),
+    );
+
+    // Chunked inputs for the core with members (fuzz/entries/src/gossip.rs):
+    // accusations of the node and of members, a leave, a sync round echoing
+    // the cookie the node gave.
+    use grapevine_fuzz_entries::gossip::{chunk, me as node, member, SEQ};
+    let m2 = member(2);
+    let accuse = |id, dead| Message::Gossip {
+        from: m2,
+        updates: vec![if dead {
+            Update::Dead {
+                id,
+                incarnation: SEQ,
+            }
+        } else {
+            Update::Suspect {
+                id,
+                incarnation: SEQ,
+            }
+        }],
+    };
+    let digests = Message::SyncDigests {
+        from: m2,
+        root: 1,
+        count: 9,
+        fact_root: 1,
+    };
+    let mut sync = chunk(0, &digests);
+    sync.extend(chunk(4, &digests));
+    let chunked = [
+        ("members-accuse-node", chunk(0, &accuse(node(), false))),
+        ("members-dead-member", chunk(3, &accuse(member(2), true))),
+        ("members-suspect-refuted", {
+            let mut v = chunk(1, &accuse(member(3), true));
+            v.extend(chunk(0, &accuse(node(), true)));
+            v
+        }),
+        ("members-sync-with-cookie", sync),
+    ];
+    for (name, bytes) in chunked {
+        write("gossip", name, &bytes);
+    }
 
     // Storage requests: an allocate, write, close, list, read, verify.
     let si = StorageIndex([5; 16]);

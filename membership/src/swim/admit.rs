@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use super::Swim;
 use crate::error::WireError;
-use crate::wire::Message;
+use crate::wire::{Datagram, Message};
 
 impl Swim {
     /// Count, rate-limit, decode and filter one datagram; the message if
@@ -22,15 +22,15 @@ impl Swim {
         now: Instant,
         from: SocketAddr,
         bytes: &[u8],
-    ) -> Option<Message> {
+    ) -> Option<Datagram> {
         self.stats.datagrams_received += 1;
         self.stats.bytes_received += bytes.len() as u64;
         if !self.limiter.allow(now, from) {
             self.stats.rate_limited += 1;
             return None;
         }
-        let msg = match Message::decode(bytes) {
-            Ok(m) => m,
+        let dg = match Datagram::decode(bytes) {
+            Ok(d) => d,
             Err(WireError::UnknownKind(k)) => {
                 self.stats.unknown_kinds += 1;
                 tracing::debug!(%from, kind = k, "dropping a message kind this version does not know");
@@ -50,14 +50,14 @@ impl Swim {
         // member's or a seed's is dropped unanswered, so outsiders learn
         // nothing (answers go to members' addresses only).
         if self.cfg.grid.is_some()
-            && !matches!(msg, Message::Join { .. } | Message::JoinAck { .. })
+            && !matches!(dg.msg, Message::Join { .. } | Message::JoinAck { .. })
             && !self.members.is_member_addr(&from)
             && !self.seeds.contains(&from)
         {
             self.stats.from_outsiders += 1;
             return None;
         }
-        Some(msg)
+        Some(dg)
     }
 }
 

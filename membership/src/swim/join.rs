@@ -7,6 +7,11 @@
 //! record}`; the joiner then syncs with that seed at once and pulls every
 //! record by anti-entropy.
 //!
+//! A restarting node also joins through the members it knew (its peer
+//! cache, [`Swim::rejoin_via`]): up to `REJOIN_TARGETS` of their
+//! addresses get its `Join` beside the seeds, so a node with no seeds (the
+//! first of a grid) or whose seeds are down finds the grid again.
+//!
 //! A leaving node signs `Left` at its incarnation and sends it directly to
 //! up to 64 members; it spreads like any update, and, being a signed fact,
 //! anti-entropy delivers it to whoever gossip missed.
@@ -14,7 +19,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use grapevine_crypto::UnverifiedRecord;
+use grapevine_crypto::{SignedRecord, UnverifiedRecord};
+use rand::seq::SliceRandom;
 use rand::Rng;
 
 use super::{Swim, TimerKey};
@@ -23,7 +29,34 @@ use crate::facts::Fact;
 use crate::store::Offer;
 use crate::wire::{liveness_message, Message, Update};
 
+/// Cached members a restarting node sends its `Join` to, besides seeds.
+pub const REJOIN_TARGETS: usize = 8;
+
 impl Swim {
+    /// Rejoin through members known from a previous run (records verified
+    /// by the caller, as [`Swim::add_verified_record`] takes them): they
+    /// become members (their addresses to be validated), and up to
+    /// `REJOIN_TARGETS` (8) of them are asked to let this node in, with the
+    /// seeds, until one answers. For a node restarting with a peer cache.
+    pub fn rejoin_via(&mut self, records: Vec<SignedRecord>, now: Instant) {
+        let mut addrs = Vec::new();
+        for r in records {
+            let addr = r.record().addrs[0];
+            if self.add_verified_record(r, now) && !self.seeds.contains(&addr) {
+                addrs.push(addr);
+            }
+        }
+        addrs.shuffle(&mut self.rng);
+        addrs.truncate(REJOIN_TARGETS);
+        if addrs.is_empty() || self.left {
+            return;
+        }
+        self.join_targets = addrs;
+        self.joined = false;
+        self.join_delay = self.cfg.join_retry_initial;
+        self.send_joins(now);
+    }
+
     pub(super) fn send_joins(&mut self, now: Instant) {
         if self.join_delay > self.cfg.join_retry_initial {
             tracing::warn!(seeds = ?self.seeds, retry_in = ?self.join_delay, "no seed has answered yet; retrying");
@@ -34,7 +67,13 @@ impl Swim {
             .expect("own record")
             .bytes()
             .to_vec();
-        for seed in self.seeds.clone() {
+        let targets: Vec<SocketAddr> = self
+            .seeds
+            .iter()
+            .chain(self.join_targets.iter())
+            .copied()
+            .collect();
+        for seed in targets {
             self.send(
                 seed,
                 &Message::Join {
@@ -52,6 +91,23 @@ impl Swim {
         self.join_delay = (self.join_delay * 2).min(self.cfg.join_retry_max);
     }
 
+    /// Replace the seeds (the node's driver layer resolves host names and
+    /// hands the addresses in, at start and again on each join retry). A
+    /// node that knows no other record yet joins through the new seeds at
+    /// once, with its retry delay reset; a node already in a grid only
+    /// keeps them (closed grids read datagrams from seeds).
+    pub fn set_seeds(&mut self, seeds: Vec<SocketAddr>, now: Instant) {
+        if seeds == self.seeds {
+            return;
+        }
+        self.seeds = seeds;
+        if self.store.len() <= 1 && !self.seeds.is_empty() && !self.left {
+            self.joined = false;
+            self.join_delay = self.cfg.join_retry_initial;
+            self.send_joins(now);
+        }
+    }
+
     pub(super) fn on_join_retry(&mut self, now: Instant) {
         if !self.joined {
             self.send_joins(now);
@@ -60,7 +116,7 @@ impl Swim {
 
     /// A node asks to join through this one.
     pub(super) fn on_join(&mut self, now: Instant, from: SocketAddr, record: &[u8]) {
-        match self.store.offer(record, self.unix_secs(now)) {
+        match self.offer_one(record, now) {
             Offer::Accepted(rec) => {
                 self.learn_record(&rec, now);
                 self.broadcasts.push(
@@ -69,7 +125,15 @@ impl Swim {
                 );
                 self.schedule_gossip(now);
             }
-            Offer::Duplicate | Offer::Stale => {}
+            // Held back (its clock is ahead): answered all the same, so it
+            // learns the grid's time from our header and signs again.
+            Offer::Duplicate | Offer::Stale | Offer::Ahead => {}
+            // Our own id (a previous life's record, signed above already).
+            Offer::Own(_) => return,
+            Offer::Full(_) => {
+                tracing::debug!(%from, "join refused: the member table is full");
+                return;
+            }
             Offer::Rejected(e) => {
                 tracing::debug!(%from, "join with invalid record: {e}");
                 return;
@@ -101,7 +165,7 @@ impl Swim {
             self.timers.cancel(&TimerKey::Join);
             tracing::debug!(%from, "joined");
             // Full sync with the seed that answered, right away.
-            self.send_digests(from, seed);
+            self.send_digests(from, seed, now);
             self.timers
                 .set(TimerKey::Sync, now + self.cfg.sync_fast_interval);
         }

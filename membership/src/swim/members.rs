@@ -5,12 +5,20 @@
 //! The probe list holds live members (alive or suspect) in a shuffled
 //! round-robin order (SWIM's randomised round-robin: every member is probed
 //! once per round, in an order peers cannot predict); stale entries are
-//! skipped and dropped at the end of each round. In a closed grid the table
-//! also keeps the set of admitted members' addresses, the only sources the
-//! admission filter reads.
+//! skipped and dropped at the end of each round.
+//!
+//! A member's address is *validated* once it has answered from there (an
+//! ack to a ping of ours, whose random sequence number it could only know
+//! by receiving the ping, or a datagram echoing a cookie this node issued
+//! to that address), or if it is a configured seed's. Until then it is sent
+//! nothing but bare pings; `ready` lists the alive, validated members, the
+//! only ones gossip, anti-entropy, relayed probes and leave notices go to.
+//! A new address (a newer record) must be validated again. The table also
+//! maps addresses to the member recorded there (a closed grid reads only
+//! those addresses; cookies are held only for them).
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use foldhash::fast::FixedState;
 use grapevine_crypto::NodeId;
@@ -57,10 +65,18 @@ impl std::fmt::Display for MemberState {
 #[derive(Debug, Clone)]
 pub(crate) struct Member {
     pub state: MemberState,
-    /// The incarnation its state refers to.
+    /// The incarnation its state refers to: always one the member signed
+    /// (its record's sequence number or a signed alive or leave).
     pub incarnation: u64,
     pub addr: SocketAddr,
     pub last_heard: Instant,
+    /// When its state last changed (expiry counts from there).
+    pub since: Instant,
+    /// Whether `addr` has answered (see the module docs).
+    pub validated: bool,
+    /// The sequence number of the last ping sent to it, whose ack proves
+    /// its address (0: none outstanding).
+    pub ping_seq: u32,
 }
 
 /// Every other member, with counts and sampling indexes.
@@ -73,14 +89,18 @@ pub(crate) struct Members {
     probe_list: Vec<NodeId>,
     probe_pos: usize,
     suspects: HashSet<NodeId>,
-    /// Closed grids only: addresses of admitted members.
-    addrs: Option<HashSet<SocketAddr>>,
+    /// Alive members whose address is validated, for O(1) sampling, and
+    /// each one's place in it.
+    ready: Vec<NodeId>,
+    ready_pos: HashMap<NodeId, usize>,
+    /// The member last recorded at each address.
+    by_addr: HashMap<SocketAddr, NodeId>,
     hasher: FixedState,
 }
 
 impl Members {
-    /// An empty table; `closed` keeps the address set a closed grid needs.
-    pub fn new(hasher: FixedState, closed: bool) -> Self {
+    /// An empty table.
+    pub fn new(hasher: FixedState) -> Self {
         Members {
             map: HashMap::with_hasher(hasher),
             counts: [0; 4],
@@ -88,7 +108,9 @@ impl Members {
             probe_list: Vec::new(),
             probe_pos: 0,
             suspects: HashSet::with_hasher(hasher),
-            addrs: closed.then(|| HashSet::with_hasher(hasher)),
+            ready: Vec::new(),
+            ready_pos: HashMap::with_hasher(hasher),
+            by_addr: HashMap::with_hasher(hasher),
             hasher,
         }
     }
@@ -111,13 +133,38 @@ impl Members {
         self.live
     }
 
+    /// Alive members with a validated address.
+    pub fn ready(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Keep `ready` in step with `id`'s state and validation.
+    fn sync_ready(&mut self, id: &NodeId) {
+        let want = self
+            .map
+            .get(id)
+            .is_some_and(|m| m.state == MemberState::Alive && m.validated);
+        let have = self.ready_pos.contains_key(id);
+        if want && !have {
+            self.ready_pos.insert(*id, self.ready.len());
+            self.ready.push(*id);
+        } else if !want && have {
+            let pos = self.ready_pos.remove(id).expect("checked");
+            self.ready.swap_remove(pos);
+            if let Some(moved) = self.ready.get(pos) {
+                self.ready_pos.insert(*moved, pos);
+            }
+        }
+    }
+
     /// Add a member first heard of now, alive at `incarnation`, at a random
-    /// place in the probe round.
+    /// place in the probe round; `validated` if its address is a seed's.
     pub fn insert(
         &mut self,
         id: NodeId,
         addr: SocketAddr,
         incarnation: u64,
+        validated: bool,
         now: Instant,
         rng: &mut SmallRng,
     ) {
@@ -129,11 +176,12 @@ impl Members {
                 incarnation,
                 addr,
                 last_heard: now,
+                since: now,
+                validated,
+                ping_seq: 0,
             },
         );
-        if let Some(a) = &mut self.addrs {
-            a.insert(addr);
-        }
+        self.by_addr.insert(addr, id);
         self.live += 1;
         self.counts[MemberState::Alive as usize] += 1;
         let pos = if self.probe_list.is_empty() {
@@ -142,23 +190,76 @@ impl Members {
             rng.gen_range(0..=self.probe_list.len())
         };
         self.probe_list.insert(pos, id);
+        self.sync_ready(&id);
     }
 
-    /// A member's new address (from a newer record).
-    pub fn set_addr(&mut self, id: &NodeId, addr: SocketAddr) {
-        let Some(m) = self.map.get_mut(id) else {
-            return;
-        };
-        if let Some(a) = &mut self.addrs {
-            a.remove(&m.addr);
-            a.insert(addr);
+    /// Forget a member (expired or evicted); its entries in the probe list
+    /// are dropped at the end of the round. Its address, if no other member
+    /// is recorded there now.
+    pub fn remove(&mut self, id: &NodeId) -> Option<SocketAddr> {
+        let m = self.map.remove(id)?;
+        self.counts[m.state as usize] -= 1;
+        if m.state.is_live() {
+            self.live -= 1;
         }
-        m.addr = addr;
+        self.suspects.remove(id);
+        if let Some(pos) = self.ready_pos.remove(id) {
+            self.ready.swap_remove(pos);
+            if let Some(moved) = self.ready.get(pos) {
+                self.ready_pos.insert(*moved, pos);
+            }
+        }
+        if self.by_addr.get(&m.addr) == Some(id) {
+            self.by_addr.remove(&m.addr);
+            return Some(m.addr);
+        }
+        None
     }
 
-    /// Whether `addr` is an admitted member's (closed grids).
+    /// A member's address from a newer record: if it moved, it must be
+    /// validated again (unless it is a seed's). The old address, if it
+    /// moved and no other member is recorded there now.
+    pub fn set_addr(&mut self, id: &NodeId, addr: SocketAddr, seed: bool) -> Option<SocketAddr> {
+        let m = self.map.get_mut(id)?;
+        if m.addr == addr {
+            return None;
+        }
+        let old = std::mem::replace(&mut m.addr, addr);
+        m.validated = seed;
+        m.ping_seq = 0;
+        self.by_addr.insert(addr, *id);
+        let freed = (self.by_addr.get(&old) == Some(id)).then(|| {
+            self.by_addr.remove(&old);
+            old
+        });
+        self.sync_ready(id);
+        freed
+    }
+
+    /// The member recorded at `addr`, if any.
+    pub fn at_addr(&self, addr: &SocketAddr) -> Option<NodeId> {
+        self.by_addr.get(addr).copied()
+    }
+
+    /// Whether `addr` is a member's recorded address.
     pub fn is_member_addr(&self, addr: &SocketAddr) -> bool {
-        self.addrs.as_ref().is_some_and(|a| a.contains(addr))
+        self.by_addr.contains_key(addr)
+    }
+
+    /// `id`'s address answered: it may be sent anything from now on.
+    pub fn validate(&mut self, id: &NodeId) {
+        if let Some(m) = self.map.get_mut(id) {
+            m.validated = true;
+            m.ping_seq = 0;
+            self.sync_ready(id);
+        }
+    }
+
+    /// Remember the sequence number of a ping sent to `id`.
+    pub fn pinged(&mut self, id: &NodeId, seq: u32) {
+        if let Some(m) = self.map.get_mut(id) {
+            m.ping_seq = seq;
+        }
     }
 
     pub fn heard(&mut self, id: &NodeId, now: Instant) {
@@ -174,11 +275,15 @@ impl Members {
         id: NodeId,
         to: MemberState,
         incarnation: u64,
+        now: Instant,
     ) -> Option<MemberState> {
         let m = self.map.get_mut(&id)?;
         let from = m.state;
         m.incarnation = incarnation;
         m.state = to;
+        if from != to {
+            m.since = now;
+        }
         self.counts[from as usize] -= 1;
         self.counts[to as usize] += 1;
         if from.is_live() && !to.is_live() {
@@ -192,12 +297,12 @@ impl Members {
         } else {
             self.suspects.remove(&id);
         }
+        self.sync_ready(&id);
         Some(from)
     }
 
-    /// Up to `k` distinct alive members other than `exclude`, sampled from
-    /// the probe list (a few tries per member, so a list with many stale
-    /// entries may give fewer).
+    /// Up to `k` distinct alive members with validated addresses, other
+    /// than `exclude`.
     pub fn random_live(
         &self,
         k: usize,
@@ -205,20 +310,30 @@ impl Members {
         rng: &mut SmallRng,
     ) -> Vec<(NodeId, SocketAddr)> {
         let mut out = Vec::with_capacity(k);
-        if self.probe_list.is_empty() {
+        let n = self.ready.len();
+        if n == 0 {
             return out;
+        }
+        if k >= n {
+            // All of them, in random order.
+            let mut all: Vec<NodeId> = self.ready.clone();
+            all.shuffle(rng);
+            return all
+                .into_iter()
+                .filter(|id| Some(id) != exclude)
+                .take(k)
+                .filter_map(|id| self.map.get(&id).map(|m| (id, m.addr)))
+                .collect();
         }
         let mut tries = 0;
         while out.len() < k && tries < k * 4 + 8 {
             tries += 1;
-            let id = self.probe_list[rng.gen_range(0..self.probe_list.len())];
+            let id = self.ready[rng.gen_range(0..n)];
             if Some(&id) == exclude || out.iter().any(|(o, _)| *o == id) {
                 continue;
             }
             if let Some(m) = self.map.get(&id) {
-                if m.state == MemberState::Alive {
-                    out.push((id, m.addr));
-                }
+                out.push((id, m.addr));
             }
         }
         out
@@ -259,15 +374,56 @@ impl Members {
         self.suspects.iter().nth(idx).copied()
     }
 
-    /// A random member believed dead.
-    pub fn random_dead(&self, rng: &mut SmallRng) -> Option<NodeId> {
-        let dead: Vec<NodeId> = self
+    /// A random member believed dead, or one that left less than
+    /// `left_window` ago (it may have restarted without our hearing).
+    pub fn random_reconnect(
+        &self,
+        now: Instant,
+        left_window: Duration,
+        rng: &mut SmallRng,
+    ) -> Option<NodeId> {
+        let gone: Vec<NodeId> = self
             .map
             .iter()
-            .filter(|(_, m)| m.state == MemberState::Dead)
+            .filter(|(_, m)| match m.state {
+                MemberState::Dead => true,
+                MemberState::Left => now.saturating_duration_since(m.since) < left_window,
+                _ => false,
+            })
             .map(|(id, _)| *id)
             .collect();
-        (!dead.is_empty()).then(|| dead[rng.gen_range(0..dead.len())])
+        (!gone.is_empty()).then(|| gone[rng.gen_range(0..gone.len())])
+    }
+
+    /// Dead members declared more than `dead_after` ago and departed ones
+    /// that left more than `left_after` ago.
+    pub fn expired(&self, now: Instant, dead_after: Duration, left_after: Duration) -> Vec<NodeId> {
+        self.map
+            .iter()
+            .filter(|(_, m)| {
+                let age = now.saturating_duration_since(m.since);
+                match m.state {
+                    MemberState::Dead => age >= dead_after,
+                    MemberState::Left => age >= left_after,
+                    _ => false,
+                }
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Up to `k` members to make room with, in order: departed or dead
+    /// (longest gone first), then members whose address never answered
+    /// (longest known first). Members that answered are never chosen.
+    pub fn evictable(&self, k: usize) -> Vec<NodeId> {
+        let mut gone: Vec<(bool, Instant, NodeId)> = self
+            .map
+            .iter()
+            .filter(|(_, m)| !m.state.is_live() || !m.validated)
+            .map(|(id, m)| (m.state.is_live(), m.since, *id))
+            .collect();
+        gone.sort_unstable();
+        gone.into_iter().take(k).map(|(_, _, id)| id).collect()
     }
 }
 

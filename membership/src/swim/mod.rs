@@ -31,18 +31,35 @@
 //! * `records`: record intake (batch verification) and learning.
 //! * `join`: joining through seeds (retried with backoff) and leaving.
 //! * `admit`: what is read at all (per-source rate limit, closed grids).
+//! * `address`: what may be sent where. Answers to a datagram that echoes
+//!   no cookie this node issued to its source are at most three times its
+//!   bytes; cookies are issued to members; a new address is sent nothing but
+//!   bare pings until it has answered; headers carry cookies and the wall
+//!   clock, from which the grid's time is measured.
+//! * `expire`: dead and departed members are forgotten after a while
+//!   (tombstones keep stale copies of their records out), and an open
+//!   grid's member table has a cap.
+//! * `stats`: the counters.
+//!
+//! Incarnations only come from signatures: a member's incarnation is its
+//! record's sequence number or one it signed in an `Alive` or `Left`, and an
+//! unsigned accusation (`Suspect`, `Dead`) is applied only at the
+//! incarnation held, never above it, so no forged accusation can move one.
 //!
 //! Every wait is a keyed timer in one [`Timers`] heap: the probe period, the
 //! indirect-probe timeout, one per suspect, one per relayed probe, gossip,
-//! sync, reconnect, join retry and record verification. `poll_timeout` is
-//! the heap's top, O(1).
+//! sync, reconnect, join retry, record verification, address validation and
+//! expiry. `poll_timeout` is the heap's top, O(1).
 
+mod address;
 mod admit;
+mod expire;
 mod gossip;
 mod join;
 mod members;
 mod probe;
 mod records;
+mod stats;
 mod sync;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -61,12 +78,16 @@ pub use crate::config::Config;
 pub use members::MemberState;
 
 use crate::broadcast::{Broadcasts, Key};
+use crate::clock::GridClock;
+use crate::cookie::{CookieJar, HeldCookies};
 use crate::facts::FactSet;
 use crate::ratelimit::SourceLimiter;
-use crate::store::{RecordStore, StoreStats};
+use crate::store::RecordStore;
 use crate::timers::Timers;
-use crate::wire::{Message, Update};
+use crate::tombstone::Tombstones;
+use crate::wire::{Cookie, Message, Update};
 use members::Members;
+pub use stats::Stats;
 
 type HashMap<K, V> = hashbrown::HashMap<K, V, FixedState>;
 
@@ -105,50 +126,6 @@ pub struct MemberView {
     pub record: Option<SignedRecord>,
 }
 
-/// Counters of this node's traffic and decisions.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct Stats {
-    /// Datagrams sent.
-    pub datagrams_sent: u64,
-    /// Bytes sent.
-    pub bytes_sent: u64,
-    /// Datagrams received.
-    pub datagrams_received: u64,
-    /// Bytes received.
-    pub bytes_received: u64,
-    /// Largest datagram sent.
-    pub max_datagram: usize,
-    /// Datagrams that failed to decode.
-    pub malformed: u64,
-    /// Datagrams of a message kind this node does not know (sent by a
-    /// newer version), dropped.
-    pub unknown_kinds: u64,
-    /// Datagrams dropped unread because their source exceeded its rate.
-    pub rate_limited: u64,
-    /// Closed grids: datagrams dropped because their source is not a member.
-    pub from_outsiders: u64,
-    /// Liveness updates with bad signatures.
-    pub forged_liveness: u64,
-    /// Probes this node started (one per probe period with a member to
-    /// probe).
-    pub probes: u64,
-    /// Members this node declared dead.
-    pub declared_dead: u64,
-    /// Times this node refuted a suspicion of itself.
-    pub refutations: u64,
-    /// Signed facts (alive, left) learned by anti-entropy rather than
-    /// gossip.
-    pub facts_synced: u64,
-    /// Timers handled late enough to mean this node is starved of CPU.
-    pub late_timers: u64,
-    /// Probes left inconclusive because this node was starved.
-    pub inconclusive_probes: u64,
-    /// Record store counters.
-    pub records: StoreStats,
-    /// Current local health score.
-    pub local_health: u32,
-}
-
 /// What the core waits for: one key per timer in [`Timers`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum TimerKey {
@@ -170,6 +147,10 @@ enum TimerKey {
     Join,
     /// Verify the records waiting for their batch.
     Verify,
+    /// Send bare pings to new addresses.
+    Validate,
+    /// Forget members gone long enough, and old tombstones.
+    Expire,
 }
 
 /// The probe of the current period (see `probe`).
@@ -186,6 +167,17 @@ struct Relay {
     requester: SocketAddr,
     requester_seq: u32,
 }
+
+/// The datagram being handled: its source, and the bytes that may still be
+/// sent there (see `address`).
+#[derive(Debug)]
+struct Answer {
+    to: SocketAddr,
+    left: usize,
+}
+
+/// Time between expiry sweeps (see `expire`).
+const EXPIRE_SWEEP: Duration = Duration::from_secs(30);
 
 /// The wall clock as the caller last told it, so that time in Unix
 /// seconds (admission certificates) is an input like the monotonic time.
@@ -220,7 +212,6 @@ pub struct Swim {
     timers: Timers<TimerKey, FixedState>,
     probe: Option<Probe>,
     relays: HashMap<u32, Relay>,
-    next_seq: u32,
     local_health: u32,
     broadcasts: Broadcasts,
     store: RecordStore,
@@ -242,6 +233,29 @@ pub struct Swim {
     accused_departed: Vec<NodeId>,
     /// Records waiting for batch verification: (bytes, spread, from sync).
     pending: Vec<(Vec<u8>, bool, bool)>,
+    /// This node's cookies.
+    cookies: CookieJar,
+    /// Cookies peers issued to this node.
+    held: HeldCookies,
+    /// The datagram being handled, and what may still be sent back.
+    answer: Option<Answer>,
+    /// The grid's time, as measured from peers.
+    clock: GridClock,
+    /// The highest sequence number or incarnation signed and not yet
+    /// reported by [`Swim::poll_signed`].
+    signed: Option<u64>,
+    /// What is kept of forgotten members.
+    tombstones: Tombstones,
+    /// Members whose new address waits for a bare ping.
+    to_validate: VecDeque<NodeId>,
+    /// The last digests sent: to whom, when, with which cookie (the cookie
+    /// round trip sends them again when a fresh cookie answers).
+    last_digests: Option<(SocketAddr, Instant, Option<Cookie>)>,
+    /// When a member held dead or departed was last synced with because
+    /// it spoke (rate limit).
+    last_discovery: Option<Instant>,
+    /// Addresses to join through besides the seeds (the peer cache).
+    join_targets: Vec<SocketAddr>,
 }
 
 impl Swim {
@@ -268,6 +282,7 @@ impl Swim {
             None => RecordStore::default(),
         };
         let incarnation = record.seq();
+        let cookies = CookieJar::new(rng.gen(), now);
         let wall = WallClock {
             at: now,
             unix_ms: record.record().issued_at.saturating_mul(1000),
@@ -283,15 +298,15 @@ impl Swim {
             identity,
             me,
             incarnation,
-            members: Members::new(hs, cfg.grid.is_some()),
+            members: Members::new(hs),
             join_delay: cfg.join_retry_initial,
+            tombstones: Tombstones::new(cfg.max_members),
             cfg,
             rng,
             hasher: hs,
             timers: Timers::with_hasher(hs),
             probe: None,
             relays: HashMap::with_hasher(hs),
-            next_seq: 1,
             local_health: 0,
             broadcasts: Broadcasts::default(),
             store,
@@ -308,6 +323,15 @@ impl Swim {
             accused: false,
             accused_departed: Vec::new(),
             pending: Vec::new(),
+            cookies,
+            held: HeldCookies::default(),
+            answer: None,
+            clock: GridClock::default(),
+            signed: None,
+            to_validate: VecDeque::new(),
+            last_digests: None,
+            last_discovery: None,
+            join_targets: Vec::new(),
         };
         s.broadcasts
             .push(Key::Record(me), Update::Record(record.bytes().to_vec()));
@@ -318,6 +342,7 @@ impl Swim {
         s.timers.set(TimerKey::Sync, now + s.cfg.sync_fast_interval);
         s.timers
             .set(TimerKey::Reconnect, now + s.cfg.reconnect_interval);
+        s.timers.set(TimerKey::Expire, now + EXPIRE_SWEEP);
         s.schedule_gossip(now);
         s
     }
@@ -337,7 +362,29 @@ impl Swim {
         let mut s = self.stats;
         s.records = self.store.stats();
         s.local_health = self.local_health;
+        s.clock_offset_s = self.clock.offset();
+        s.clock_peers = self.clock.peers();
         s
+    }
+
+    /// This node's incarnation (its record's sequence number, or higher
+    /// after a refutation).
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// The highest sequence number or incarnation this node has signed
+    /// since the last call, if any. A node that keeps the last number it
+    /// signed on disk (so that its next run signs above it, whatever its
+    /// clock says) writes this down before sending what
+    /// [`Swim::poll_transmit`] gives.
+    #[must_use]
+    pub fn poll_signed(&mut self) -> Option<u64> {
+        self.signed.take()
+    }
+
+    fn note_signed(&mut self, n: u64) {
+        self.signed = Some(self.signed.map_or(n, |s| s.max(n)));
     }
 
     /// The verified records held.
@@ -434,6 +481,8 @@ impl Swim {
                 TimerKey::Reconnect => self.on_reconnect(now),
                 TimerKey::Join => self.on_join_retry(now),
                 TimerKey::Verify => self.verify_pending(now),
+                TimerKey::Validate => self.on_validate(now),
+                TimerKey::Expire => self.on_expire(now),
             }
         }
     }
@@ -441,9 +490,19 @@ impl Swim {
     /// Handle one received datagram from `from`.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.last_now = self.last_now.max(now);
-        let Some(msg) = self.admit(now, from, bytes) else {
+        let Some(dg) = self.admit(now, from, bytes) else {
             return;
         };
+        let sender = dg.msg.sender();
+        self.begin_answer(now, from, bytes.len(), &dg);
+        self.dispatch(now, from, dg.msg);
+        self.end_answer(now, from, sender);
+    }
+
+    fn dispatch(&mut self, now: Instant, from: SocketAddr, msg: Message) {
+        if let Some(id) = msg.sender() {
+            self.members.heard(&id, now);
+        }
         match msg {
             Message::Ping {
                 seq,
@@ -455,84 +514,41 @@ impl Swim {
                 from: id,
                 updates,
             } => self.on_ack(now, from, seq, id, updates),
-            Message::PingReq {
-                seq,
-                from: id,
-                target,
-                target_addr,
-            } => self.on_ping_req(now, from, seq, id, target, target_addr),
+            Message::PingReq { seq, target, .. } => self.on_ping_req(now, from, seq, target),
             Message::Join { record } => self.on_join(now, from, &record),
             Message::JoinAck { record } => self.on_join_ack(now, from, record),
-            Message::Gossip { from: id, updates } => {
-                self.members.heard(&id, now);
-                self.apply_updates_from(from, updates, now);
-            }
-            Message::SyncDigest { from: id, root, .. } => {
-                self.members.heard(&id, now);
-                self.on_sync_digest(from, root);
-            }
-            Message::SyncBuckets { from: id, hashes } => {
-                self.members.heard(&id, now);
-                self.on_sync_buckets(from, &hashes, now);
-            }
-            Message::SyncHave { from: id, buckets } => {
-                self.members.heard(&id, now);
-                self.on_sync_have(from, buckets);
-            }
-            Message::SyncWant { from: id, prefixes } => {
-                self.members.heard(&id, now);
-                self.on_sync_want(from, &prefixes);
-            }
-            Message::SyncRecords { from: id, records } => {
-                self.members.heard(&id, now);
-                // Learned by pull: no need to spread further, everyone syncs.
-                self.queue_records(records, false, true, now);
-            }
+            Message::Gossip { updates, .. } => self.apply_updates_from(from, updates, now),
+            Message::SyncDigest { root, .. } => self.on_sync_digest(from, root),
+            Message::SyncBuckets { hashes, .. } => self.on_sync_buckets(from, &hashes, now),
+            Message::SyncHave { buckets, .. } => self.on_sync_have(from, buckets),
+            Message::SyncWant { prefixes, .. } => self.on_sync_want(from, &prefixes),
+            // Learned by pull: no need to spread further, everyone syncs.
+            Message::SyncRecords { records, .. } => self.queue_records(records, false, true, now),
             Message::SyncDigests {
-                from: id,
-                root,
-                fact_root,
-                ..
+                root, fact_root, ..
             } => {
-                self.members.heard(&id, now);
                 self.on_sync_digest(from, root);
                 self.on_fact_digest(from, fact_root);
             }
-            Message::FactBuckets { from: id, hashes } => {
-                self.members.heard(&id, now);
-                self.on_fact_buckets(from, &hashes, now);
-            }
-            Message::FactHave { from: id, buckets } => {
-                self.members.heard(&id, now);
-                self.on_fact_have(from, buckets);
-            }
-            Message::FactWant { from: id, prefixes } => {
-                self.members.heard(&id, now);
-                self.on_fact_want(from, &prefixes);
-            }
-            Message::SyncFacts { from: id, updates } => {
-                self.members.heard(&id, now);
-                self.on_sync_facts(updates, now);
-            }
+            Message::FactBuckets { hashes, .. } => self.on_fact_buckets(from, &hashes, now),
+            Message::FactHave { buckets, .. } => self.on_fact_have(from, buckets),
+            Message::FactWant { prefixes, .. } => self.on_fact_want(from, &prefixes),
+            Message::SyncFacts { updates, .. } => self.on_sync_facts(updates, now),
+            Message::Cookie { cookie } => self.on_cookie(now, from, cookie),
+            // `Datagram::decode` never gives a header as the message.
+            Message::Header { .. } => {}
         }
     }
 
-    fn send(&mut self, to: SocketAddr, msg: &Message) {
-        match msg.encode() {
-            Ok(bytes) => {
-                self.stats.datagrams_sent += 1;
-                self.stats.bytes_sent += bytes.len() as u64;
-                self.stats.max_datagram = self.stats.max_datagram.max(bytes.len());
-                self.out.push_back((to, bytes));
-            }
-            Err(e) => tracing::warn!("not sending oversized message: {e}"),
-        }
-    }
-
+    /// A fresh probe sequence number: random (an ack that carries it
+    /// proves its sender received the ping), never 0, not a relay's.
     fn take_seq(&mut self) -> u32 {
-        let s = self.next_seq;
-        self.next_seq = self.next_seq.wrapping_add(1).max(1);
-        s
+        loop {
+            let s: u32 = self.rng.gen();
+            if s != 0 && !self.relays.contains_key(&s) {
+                return s;
+            }
+        }
     }
 
     /// Live nodes including this one.
@@ -544,7 +560,7 @@ impl Swim {
     /// it), counting and reporting the change.
     fn set_state(&mut self, id: NodeId, to: MemberState, incarnation: u64, now: Instant) {
         let timeout = self.suspicion_timeout();
-        let Some(from) = self.members.set_state(id, to, incarnation) else {
+        let Some(from) = self.members.set_state(id, to, incarnation, now) else {
             return;
         };
         if to == MemberState::Suspect {

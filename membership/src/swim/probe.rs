@@ -3,12 +3,17 @@
 //! Every probe period this node pings the next member of its round
 //! (`Probe` timer). No ack by the probe timeout (`Indirect` timer): it asks
 //! `indirect_probes` other members to ping the target for it, and they relay
-//! the ack. No ack by the end of the period: the target is suspect, and a
+//! the ack. A relay pings only a live member whose address has answered,
+//! at the address it holds (the requester's `target_addr` is ignored), with
+//! a bare ping: a request cannot point a node at an address of its choice. No ack by the end of the period: the target is suspect, and a
 //! `Suspect(id)` timer gives it the suspicion timeout to refute before it is
 //! declared dead. Every period, one suspect is pinged again (earlier notices
 //! may have been lost), and every `reconnect_interval` one member believed
-//! dead is pinged, so a member wrongly declared dead (a healed partition)
-//! hears it and refutes.
+//! dead (or that left less than `left_expiry` ago) is pinged, so a member
+//! wrongly declared dead (a healed partition) hears it and refutes, and one
+//! that came back is found. Ping sequence numbers are random: an ack that
+//! carries one proves its sender received the ping, which validates the
+//! member's address (see `address`).
 //!
 //! Local health (Lifeguard): a score from 0 to `max_local_health` multiplies
 //! this node's probe period, probe timeout and suspicion timeout by
@@ -25,7 +30,7 @@ use grapevine_crypto::NodeId;
 use super::members::MemberState;
 use super::{Probe, Relay, Swim, TimerKey};
 use crate::broadcast::Key;
-use crate::wire::{Message, Update};
+use crate::wire::{Message, Update, HEADER_BUDGET};
 
 /// Indirect probes this node relays at once, at most.
 pub(super) const MAX_RELAYS: usize = 1024;
@@ -54,9 +59,17 @@ impl Swim {
     }
 
     /// Ping member `to` at `addr` with sequence number `seq`, piggybacking
-    /// the updates it most needs (including any accusation of it).
-    pub(super) fn ping(&mut self, to: NodeId, addr: SocketAddr, seq: u32) {
-        let updates = self.piggyback(Some(&to));
+    /// the updates it most needs (including any accusation of it); only
+    /// the accusation if its address has not answered yet, or if the ping
+    /// is sent in answer to something (`bare`).
+    pub(super) fn ping_with(&mut self, to: NodeId, addr: SocketAddr, seq: u32, bare: bool) {
+        let validated = self.members.get(&to).is_some_and(|m| m.validated);
+        let updates = if validated && !bare {
+            self.piggyback(Some(&to), usize::MAX)
+        } else {
+            self.accusation(&to).into_iter().collect()
+        };
+        self.members.pinged(&to, seq);
         self.send(
             addr,
             &Message::Ping {
@@ -67,9 +80,15 @@ impl Swim {
         );
     }
 
+    /// Ping member `to` (see [`Swim::ping_with`]).
+    pub(super) fn ping(&mut self, to: NodeId, addr: SocketAddr, seq: u32) {
+        self.ping_with(to, addr, seq, false);
+    }
+
     /// End of a probe period: conclude the probe, start the next one.
     pub(super) fn on_probe_period(&mut self, now: Instant, starved: bool) {
         self.timers.cancel(&TimerKey::Indirect);
+        self.check_own_clock(now);
         if let Some(p) = self.probe.take() {
             // Starved past the period's end: the ack may be unread or our
             // timing wrong. Inconclusive, not a failure.
@@ -182,15 +201,18 @@ impl Swim {
         self.schedule_gossip(now);
     }
 
-    /// Ping one member believed dead; if it is in fact alive (a healed
-    /// partition), the accusation in the ping makes it refute.
+    /// Ping one member believed dead, or that left a short while ago, bare;
+    /// if it is in fact alive (a healed partition), the accusation in the
+    /// ping makes it refute; if it came back, its answer makes this node
+    /// sync with it (see `address`).
     pub(super) fn on_reconnect(&mut self, now: Instant) {
         self.timers
             .set(TimerKey::Reconnect, now + self.cfg.reconnect_interval);
-        if let Some(id) = self.members.random_dead(&mut self.rng) {
+        let window = self.cfg.left_expiry;
+        if let Some(id) = self.members.random_reconnect(now, window, &mut self.rng) {
             if let Some(addr) = self.members.get(&id).map(|m| m.addr) {
                 let seq = self.take_seq();
-                self.ping(id, addr, seq);
+                self.ping_with(id, addr, seq, true);
             }
         }
     }
@@ -203,9 +225,10 @@ impl Swim {
         id: NodeId,
         updates: Vec<Update>,
     ) {
-        self.members.heard(&id, now);
         self.apply_updates_from(from, updates, now);
-        let updates = self.piggyback(Some(&id));
+        // The ack is an answer: it piggybacks what the budget leaves.
+        let room = self.room(&from).saturating_sub(HEADER_BUDGET);
+        let updates = self.piggyback(Some(&id), room);
         self.send(
             from,
             &Message::Ack {
@@ -224,7 +247,15 @@ impl Swim {
         id: NodeId,
         updates: Vec<Update>,
     ) {
-        self.members.heard(&id, now);
+        // The ack of a ping sent to the member's address: it answered.
+        if seq != 0
+            && self
+                .members
+                .get(&id)
+                .is_some_and(|m| m.ping_seq == seq && m.addr == from)
+        {
+            self.members.validate(&id);
+        }
         self.apply_updates_from(from, updates, now);
         if let Some(relay) = self.relays.remove(&seq) {
             self.timers.cancel(&TimerKey::Relay(seq));
@@ -247,20 +278,21 @@ impl Swim {
         }
     }
 
-    pub(super) fn on_ping_req(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        seq: u32,
-        id: NodeId,
-        target: NodeId,
-        target_addr: SocketAddr,
-    ) {
-        self.members.heard(&id, now);
+    pub(super) fn on_ping_req(&mut self, now: Instant, from: SocketAddr, seq: u32, target: NodeId) {
+        // Only a live member whose address answered, at that address.
+        let Some(addr) = self
+            .members
+            .get(&target)
+            .filter(|m| m.state.is_live() && m.validated)
+            .map(|m| m.addr)
+        else {
+            self.stats.relays_refused += 1;
+            return;
+        };
         // Relays expire after a probe period; the cap bounds what a flood of
         // requests can make this node remember meanwhile.
         if self.relays.len() >= MAX_RELAYS {
-            self.stats.malformed += 1;
+            self.stats.relays_refused += 1;
             return;
         }
         let my_seq = self.take_seq();
@@ -273,7 +305,7 @@ impl Swim {
             },
         );
         self.timers.set(TimerKey::Relay(my_seq), deadline);
-        self.ping(target, target_addr, my_seq);
+        self.ping_with(target, addr, my_seq, true);
     }
 }
 
@@ -287,32 +319,88 @@ mod tests {
 
     #[test]
     fn a_flood_of_relay_requests_is_capped_and_relays_expire() {
-        let (mut node, now) = node_alone(1);
+        let mut net = Net::new(2);
+        converged(&mut net);
+        net.run_for(Duration::from_secs(2));
+        let target = net.id(1);
         // Each from its own address, so the per-source rate limit stays out
         // of the way: this is about the relay table.
         let from = |i: u32| SocketAddr::from(([10, 0, 1, (i % 250) as u8], 1000 + i as u16));
         let req = |seq| Message::PingReq {
             seq,
             from: NodeId([9; 32]),
-            target: NodeId([8; 32]),
+            target,
             target_addr: "10.0.0.8:8".parse().unwrap(),
         };
+        let sent = net.sent_by(0).count();
+        let refused = net.node(0).stats().relays_refused;
+        let now = net.now();
         for i in 0..3000u32 {
-            node.handle_datagram(now, from(i), &req(i).encode().unwrap());
+            let bytes = req(i).encode().unwrap();
+            net.node_mut(0).handle_datagram(now, from(i), &bytes);
         }
-        let mut pings = 0;
-        while node.poll_transmit().is_some() {
-            pings += 1;
-        }
-        assert_eq!(pings, MAX_RELAYS, "one relayed ping per accepted request");
-        assert_eq!(node.stats().malformed, 3000 - MAX_RELAYS as u64);
+        net.run_for(Duration::from_millis(0));
+        let pings: Vec<_> = net
+            .sent_by(0)
+            .skip(sent)
+            .filter(|(_, m)| matches!(m, Message::Ping { .. }))
+            .collect();
+        assert_eq!(
+            pings.len(),
+            MAX_RELAYS,
+            "one relayed ping per accepted request"
+        );
+        assert!(
+            pings.iter().all(|(to, _)| *to == net.addr(1)),
+            "at the address held"
+        );
+        assert_eq!(
+            net.node(0).stats().relays_refused - refused,
+            3000 - MAX_RELAYS as u64
+        );
         // Relays expire by their own timers, and the node relays again.
-        let later = now + Duration::from_secs(30);
-        assert!(node.poll_timeout() <= now + Duration::from_secs(1));
-        node.handle_timeout(later);
-        while node.poll_transmit().is_some() {}
-        node.handle_datagram(later, from(0), &req(1).encode().unwrap());
-        assert!(node.poll_transmit().is_some());
+        net.run_for(Duration::from_secs(30));
+        let sent = net.sent_by(0).count();
+        net.inject(0, from(0), &req(1));
+        assert!(net
+            .sent_by(0)
+            .skip(sent)
+            .any(|(to, m)| *to == net.addr(1) && matches!(m, Message::Ping { .. })));
+    }
+
+    #[test]
+    fn a_relay_request_cannot_point_a_node_at_an_address() {
+        let mut net = Net::new(3);
+        converged(&mut net);
+        net.run_for(Duration::from_secs(2));
+        let victim: SocketAddr = "10.66.6.6:53".parse().unwrap();
+        let sent = net.sent_by(0).count();
+        // A stranger asks node 0 to probe a victim's address: for a member
+        // (relayed to the member's own address, bare) and for no member.
+        for target in [net.id(2), NodeId([4; 32])] {
+            net.inject(
+                0,
+                "10.9.9.9:9".parse().unwrap(),
+                &Message::PingReq {
+                    seq: 7,
+                    from: NodeId([9; 32]),
+                    target,
+                    target_addr: victim,
+                },
+            );
+        }
+        let out: Vec<_> = net.sent_by(0).skip(sent).cloned().collect();
+        assert!(out.iter().all(|(to, _)| *to != victim), "{out:?}");
+        let relayed: Vec<_> = out
+            .iter()
+            .filter(|(to, m)| *to == net.addr(2) && matches!(m, Message::Ping { .. }))
+            .collect();
+        assert_eq!(relayed.len(), 1, "{out:?}");
+        assert!(
+            matches!(&relayed[0].1, Message::Ping { updates, .. } if updates.is_empty()),
+            "a relayed ping is bare"
+        );
+        assert_eq!(net.node(0).stats().relays_refused, 1);
     }
 
     #[test]

@@ -1,8 +1,18 @@
 //! Record intake: records from gossip and anti-entropy wait up to
 //! [`VERIFY_DELAY`] (or until [`VERIFY_BATCH`] are waiting) and are verified
 //! as a batch by the [`crate::store::RecordStore`]; each record accepted
-//! makes or updates a member. A newer record of a member believed dead or
-//! departed is its own proof that it is back (a restart).
+//! makes or updates a member. A record with sequence number *s* says
+//! "alive at *s*": above the incarnation held, it refutes a suspicion and is
+//! proof that a member believed dead or departed is back (a restart).
+//!
+//! What is offered is checked against the grid's time (a record issued
+//! more than `clock_allowance` ahead of it is held back), tombstones (stale
+//! copies of forgotten members' records) and the member cap (a new node's
+//! record takes the place of a member gone or never heard from, or is
+//! refused). A record of this node's own id newer than its own (a previous
+//! life's: a clock once ahead, a directory restored from a backup) makes it
+//! sign again above it, and so does its own record issued too far ahead of
+//! the grid's time once the grid's time is known.
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +21,7 @@ use grapevine_crypto::SignedRecord;
 use super::members::MemberState;
 use super::{Event, Swim, TimerKey};
 use crate::broadcast::Key;
-use crate::store::Offer;
+use crate::store::{Limits, Offer};
 use crate::wire::Update;
 
 /// Records are verified in batches of up to this many (ed25519 batch
@@ -27,20 +37,32 @@ impl Swim {
         if id == self.me {
             return;
         }
+        self.tombstones.remove(&id);
         // A record is an alive signed at its sequence number: facts it says
         // as much as are dropped, as every node holding it drops them.
         self.facts.record_seen(&id, rec.seq());
         let addr = rec.record().addrs[0];
-        match self.members.get(&id).map(|m| (m.state, m.incarnation)) {
+        let seed = self.seeds.contains(&addr);
+        match self.members.get(&id).map(|m| (m.incarnation, m.addr)) {
             None => {
-                self.members.insert(id, addr, rec.seq(), now, &mut self.rng);
+                self.members
+                    .insert(id, addr, rec.seq(), seed, now, &mut self.rng);
+                if !seed {
+                    self.queue_validation(id, now);
+                }
                 self.events.push_back(Event::Joined(id));
             }
-            Some((state, incarnation)) => {
-                self.members.set_addr(&id, addr);
+            Some((incarnation, old_addr)) => {
+                if old_addr != addr {
+                    if let Some(freed) = self.members.set_addr(&id, addr, seed) {
+                        self.held.remove(&freed);
+                    }
+                    if !seed {
+                        self.queue_validation(id, now);
+                    }
+                }
                 self.events.push_back(Event::RecordUpdated(id));
-                if matches!(state, MemberState::Dead | MemberState::Left) && rec.seq() > incarnation
-                {
+                if rec.seq() > incarnation {
                     self.set_state(id, MemberState::Alive, rec.seq(), now);
                 }
             }
@@ -66,6 +88,66 @@ impl Swim {
         }
     }
 
+    /// Unix seconds at which admission certificates are checked: the
+    /// allowance later than now (a certificate counts as expired only
+    /// `clock_allowance` after its expiry, at both ends).
+    pub(super) fn admission_time(&self, now: Instant) -> u64 {
+        self.unix_secs(now)
+            .saturating_sub(self.cfg.clock_allowance.as_secs())
+    }
+
+    /// Records issued after this (Unix seconds) are held back.
+    fn max_issued_at(&self, now: Instant) -> u64 {
+        self.clock
+            .grid_time(self.unix_secs(now))
+            .saturating_add(self.cfg.clock_allowance.as_secs())
+    }
+
+    /// Records of new nodes that may still be stored.
+    fn store_room(&self) -> usize {
+        self.cfg
+            .max_members
+            .saturating_add(1)
+            .saturating_sub(self.store.len())
+    }
+
+    /// Offer one record (a join's) with every check; its verdict.
+    pub(super) fn offer_one(&mut self, bytes: &[u8], now: Instant) -> Offer {
+        let lim = Limits {
+            unix_now: self.admission_time(now),
+            max_issued_at: self.max_issued_at(now),
+            room: self.store_room(),
+            tombstones: Some(&self.tombstones),
+        };
+        match self.store.offer(bytes, &lim) {
+            Offer::Full(rec) => self.offer_again(vec![rec], now).pop().expect("one"),
+            v => self.after_offer(v, now),
+        }
+    }
+
+    /// What follows a verdict: a previous life's record is signed above.
+    fn after_offer(&mut self, v: Offer, now: Instant) -> Offer {
+        if let Offer::Own(rec) = &v {
+            self.resign(rec.seq(), now);
+        }
+        v
+    }
+
+    /// Records of new nodes refused for want of room: make room (members
+    /// gone or never heard from) and offer them again. The verdicts.
+    fn offer_again(&mut self, full: Vec<SignedRecord>, now: Instant) -> Vec<Offer> {
+        let freed = self.make_room(full.len(), now);
+        let lim = Limits {
+            unix_now: self.admission_time(now),
+            max_issued_at: u64::MAX,
+            room: freed,
+            tombstones: Some(&self.tombstones),
+        };
+        full.into_iter()
+            .map(|rec| self.store.offer_verified(rec, &lim))
+            .collect()
+    }
+
     /// Verify every waiting record now.
     pub(super) fn verify_pending(&mut self, now: Instant) {
         self.timers.cancel(&TimerKey::Verify);
@@ -74,11 +156,31 @@ impl Swim {
             return;
         }
         let refs: Vec<&[u8]> = pending.iter().map(|(r, _, _)| r.as_slice()).collect();
-        let verdicts = self.store.offer_many(&refs, self.unix_secs(now));
+        let lim = Limits {
+            unix_now: self.admission_time(now),
+            max_issued_at: self.max_issued_at(now),
+            room: self.store_room(),
+            tombstones: Some(&self.tombstones),
+        };
+        let mut verdicts = self.store.offer_many(&refs, &lim);
+        let full: Vec<(usize, SignedRecord)> = verdicts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| match v {
+                Offer::Full(rec) => Some((i, rec.clone())),
+                _ => None,
+            })
+            .collect();
+        if !full.is_empty() {
+            let (at, recs): (Vec<usize>, Vec<SignedRecord>) = full.into_iter().unzip();
+            for (i, v) in at.into_iter().zip(self.offer_again(recs, now)) {
+                verdicts[i] = v;
+            }
+        }
         let mut spread_any = false;
         let mut synced = false;
         for (v, (_, spread, from_sync)) in verdicts.into_iter().zip(pending.iter()) {
-            if let Offer::Accepted(rec) = v {
+            if let Offer::Accepted(rec) = self.after_offer(v, now) {
                 self.accepted(&rec, *spread, now);
                 spread_any |= *spread;
                 synced |= *from_sync;
@@ -94,7 +196,7 @@ impl Swim {
         }
     }
 
-    fn accepted(&mut self, rec: &SignedRecord, spread: bool, now: Instant) {
+    pub(super) fn accepted(&mut self, rec: &SignedRecord, spread: bool, now: Instant) {
         self.learn_record(rec, now);
         if spread {
             self.broadcasts.push(
@@ -110,15 +212,25 @@ impl Swim {
 
     /// Learn a record verified elsewhere (a peer cache read at start, a
     /// harness sharing verified records between simulated nodes): it is
-    /// compared with what is held and, in a closed grid, its admission is
-    /// checked, but its signature is not checked again (a [`SignedRecord`]
-    /// is only made by verifying or signing). Not spread: anti-entropy
-    /// carries it where it is missing. Whether it was accepted.
+    /// checked as received records are, but its signature is not checked
+    /// again (a [`SignedRecord`] is only made by verifying or signing).
+    /// Not spread: anti-entropy carries it where it is missing. Whether it
+    /// was accepted.
     pub fn add_verified_record(&mut self, rec: SignedRecord, now: Instant) -> bool {
-        if self.left || rec.node_id() == self.me {
+        if self.left {
             return false;
         }
-        match self.store.offer_verified(rec, self.unix_secs(now)) {
+        let lim = Limits {
+            unix_now: self.admission_time(now),
+            max_issued_at: self.max_issued_at(now),
+            room: self.store_room(),
+            tombstones: Some(&self.tombstones),
+        };
+        let v = match self.store.offer_verified(rec, &lim) {
+            Offer::Full(rec) => self.offer_again(vec![rec], now).pop().expect("one"),
+            v => self.after_offer(v, now),
+        };
+        match v {
             Offer::Accepted(rec) => {
                 // Not proof that anyone answered: joining goes on.
                 self.learn_record(&rec, now);
@@ -141,13 +253,65 @@ impl Swim {
         {
             return;
         }
-        self.facts.record_seen(&self.me, record.seq());
+        self.install_own(record, now);
+    }
+
+    fn install_own(&mut self, record: SignedRecord, now: Instant) {
+        let seq = record.seq();
+        self.facts.record_seen(&self.me, seq);
+        self.incarnation = self.incarnation.max(seq);
+        self.note_signed(seq);
         self.store.insert_own(record.clone());
         self.broadcasts.push(
             Key::Record(self.me),
             Update::Record(record.bytes().to_vec()),
         );
         self.schedule_gossip(now);
+    }
+
+    /// Sign this node's record again, above `above` (and its own), issued
+    /// at the grid's time.
+    pub(super) fn resign(&mut self, above: u64, now: Instant) {
+        if self.left {
+            return;
+        }
+        let Some(own) = self.store.get(&self.me) else {
+            return;
+        };
+        let Some(seq) = above.max(own.seq()).checked_add(1) else {
+            tracing::error!("own record at {above}: no higher sequence number to sign");
+            return;
+        };
+        let mut body = own.record().clone();
+        body.seq = seq;
+        body.issued_at = self.clock.grid_time(self.unix_secs(now));
+        match body.sign(&self.identity) {
+            Ok(rec) => {
+                tracing::info!(seq, "signed this node's record again, above a previous one");
+                self.stats.resigned += 1;
+                self.install_own(rec, now);
+            }
+            Err(e) => tracing::warn!("signing own record: {e}"),
+        }
+    }
+
+    /// Once the grid's time is known: this node's record, if issued further
+    /// ahead of it than half the allowance (its clock is ahead), is signed
+    /// again at the grid's time, so others do not hold it back.
+    pub(super) fn check_own_clock(&mut self, now: Instant) {
+        if self.clock.peers() == 0 {
+            return;
+        }
+        let grid = self.clock.grid_time(self.unix_secs(now));
+        let limit = grid.saturating_add(self.cfg.clock_allowance.as_secs() / 2);
+        let ahead = self
+            .store
+            .get(&self.me)
+            .is_some_and(|r| r.record().issued_at > limit);
+        if ahead {
+            let seq = self.store.get(&self.me).map_or(0, |r| r.seq());
+            self.resign(seq, now);
+        }
     }
 }
 
@@ -222,5 +386,111 @@ mod tests {
         let (mut closed, now) = crate::swim::testing::closed_node_alone(5);
         assert!(!closed.add_verified_record(crate::swim::testing::signed_record(41), now));
         assert_eq!(closed.stats().records.unadmitted, 1);
+    }
+
+    #[test]
+    fn a_newer_record_of_its_own_id_makes_a_node_sign_above_it() {
+        let mut net = Net::new(3);
+        converged(&mut net);
+        let id1 = net.id(1);
+        // A previous life's record (a clock once ahead, a directory
+        // restored from a backup), at another address, far above.
+        let mut old = grapevine_crypto::LocationRecord::new(
+            &grapevine_crypto::Identity::generate_with(&mut grapevine_crypto::testing::rng(1001)),
+            vec!["10.7.7.7:7946".parse().unwrap()],
+        );
+        old.seq = 5_000_000;
+        assert_eq!(old.node_id, id1, "the same identity as Net's node 1");
+        let old = old
+            .sign(&grapevine_crypto::Identity::generate_with(
+                &mut grapevine_crypto::testing::rng(1001),
+            ))
+            .unwrap();
+        let gossip = Message::Gossip {
+            from: NodeId([1; 32]),
+            updates: vec![Update::Record(old.bytes().to_vec())],
+        };
+        net.inject(1, "10.9.9.9:9".parse().unwrap(), &gossip);
+        // Every node ends up with node 1 at its own address, above the old
+        // record.
+        assert!(net.run_until(Duration::from_secs(30), |n| {
+            (0..3).all(|i| {
+                n.node(i)
+                    .records()
+                    .get(&id1)
+                    .is_some_and(|r| r.seq() > 5_000_000 && r.record().addrs[0] == n.addr(1))
+            })
+        }));
+        assert_eq!(net.node(1).stats().resigned, 1);
+        assert_eq!(net.node(0).state_of(&id1), Some(MemberState::Alive));
+    }
+
+    #[test]
+    fn records_ahead_of_the_grids_time_are_held_back_and_a_node_ahead_signs_again() {
+        const DAY_MS: u64 = 86_400_000;
+        let mut net = Net::new(5);
+        converged(&mut net);
+        net.run_for(Duration::from_secs(10));
+        assert!(net.node(0).stats().clock_peers >= 3);
+        // Every wall clock started at 0 (the records' issue time). A
+        // stranger's record issued two days ahead is held back; one issued
+        // a minute ahead is not.
+        let stranger = |seed: u64, issued_at: u64| {
+            let id = grapevine_crypto::Identity::generate_with(
+                &mut grapevine_crypto::testing::rng(seed),
+            );
+            let mut r =
+                grapevine_crypto::LocationRecord::new(&id, vec!["10.8.8.8:1".parse().unwrap()]);
+            r.issued_at = issued_at;
+            r.sign(&id).unwrap()
+        };
+        let (ahead, fine) = (stranger(60, 2 * 86_400), stranger(61, 60));
+        let gossip = |r: &SignedRecord| Message::Gossip {
+            from: NodeId([1; 32]),
+            updates: vec![Update::Record(r.bytes().to_vec())],
+        };
+        net.inject(0, "10.9.9.9:9".parse().unwrap(), &gossip(&ahead));
+        net.inject(0, "10.9.9.9:9".parse().unwrap(), &gossip(&fine));
+        net.run_for(Duration::from_secs(1));
+        assert_eq!(net.node(0).state_of(&ahead.node_id()), None);
+        assert_eq!(
+            net.node(0).state_of(&fine.node_id()),
+            Some(MemberState::Alive)
+        );
+        assert!(net.node(0).stats().records.ahead >= 1);
+        // Node 4's clock jumps two days ahead and it signs a new record by
+        // it: the others hold it back; node 4 learns the grid's time from
+        // their headers and signs again at it, which all take.
+        let id4 = net.id(4);
+        let now = net.now();
+        net.node_mut(4).set_wall_clock(now, 2 * DAY_MS);
+        let mut r = grapevine_crypto::LocationRecord::new(
+            &grapevine_crypto::Identity::generate_with(&mut grapevine_crypto::testing::rng(1004)),
+            vec![net.addr(4)],
+        );
+        assert_eq!(r.node_id, id4);
+        r.seq = 2;
+        r.issued_at = 2 * 86_400;
+        let r = r
+            .sign(&grapevine_crypto::Identity::generate_with(
+                &mut grapevine_crypto::testing::rng(1004),
+            ))
+            .unwrap();
+        net.node_mut(4).update_record(r, now);
+        assert!(net.run_until(Duration::from_secs(60), |n| {
+            (0..4).all(|i| {
+                n.node(i)
+                    .records()
+                    .get(&id4)
+                    .is_some_and(|r| r.seq() > 2 && r.record().issued_at < 86_400)
+            })
+        }));
+        assert!(net.node(4).stats().resigned >= 1);
+        assert!((0..4).any(|i| net.node(i).stats().records.ahead >= 1));
+        let off = net.node(4).stats().clock_offset_s.expect("measured");
+        assert!(
+            (-2 * 86_400 - 60..=-2 * 86_400 + 60).contains(&off),
+            "{off}"
+        );
     }
 }

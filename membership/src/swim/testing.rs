@@ -69,6 +69,8 @@ pub(crate) struct Net {
     now: Instant,
     queue: VecDeque<(Instant, usize, usize, Vec<u8>)>,
     log: Vec<Vec<(SocketAddr, Message)>>,
+    /// The size in bytes of each datagram in `log`.
+    sizes: Vec<Vec<usize>>,
     down: HashSet<usize>,
     cut: HashSet<(usize, usize)>,
     filter: Option<Filter>,
@@ -82,6 +84,11 @@ impl std::fmt::Debug for Net {
 
 impl Net {
     pub fn new(n: usize) -> Self {
+        Self::with_config(n, Config::new_lan())
+    }
+
+    /// As [`Net::new`], every node with `cfg`.
+    pub fn with_config(n: usize, cfg: Config) -> Self {
         let now = crate::testing::epoch();
         let mut net = Net {
             nodes: Vec::new(),
@@ -90,6 +97,7 @@ impl Net {
             now,
             queue: VecDeque::new(),
             log: Vec::new(),
+            sizes: Vec::new(),
             down: HashSet::new(),
             cut: HashSet::new(),
             filter: None,
@@ -109,12 +117,13 @@ impl Net {
                 net.ids[i].clone(),
                 rec,
                 seeds,
-                Config::new_lan(),
+                cfg.clone(),
                 SmallRng::seed_from_u64(i as u64),
                 now,
             );
             net.nodes.push(node);
             net.log.push(Vec::new());
+            net.sizes.push(Vec::new());
             net.drain(i);
         }
         net
@@ -187,9 +196,25 @@ impl Net {
 
     /// Hand node `i` a datagram from `from`, now.
     pub fn inject(&mut self, i: usize, from: SocketAddr, msg: &Message) {
+        self.inject_bytes(i, from, &msg.encode().expect("encodes"));
+    }
+
+    /// Hand node `i` the datagram `bytes` from `from`, now.
+    pub fn inject_bytes(&mut self, i: usize, from: SocketAddr, bytes: &[u8]) {
         let now = self.now;
-        self.nodes[i].handle_datagram(now, from, &msg.encode().expect("encodes"));
+        self.nodes[i].handle_datagram(now, from, bytes);
         self.drain(i);
+    }
+
+    /// Bytes node `i` sent to `to` in its datagrams after the first
+    /// `skip`, and how many datagrams.
+    pub fn bytes_to(&self, i: usize, to: SocketAddr, skip: usize) -> (usize, usize) {
+        self.log[i]
+            .iter()
+            .zip(&self.sizes[i])
+            .skip(skip)
+            .filter(|((a, _), _)| *a == to)
+            .fold((0, 0), |(b, n), (_, len)| (b + len, n + 1))
     }
 
     /// Every datagram node `i` sent, in order.
@@ -208,8 +233,11 @@ impl Net {
     fn drain(&mut self, i: usize) {
         while self.nodes[i].poll_event().is_some() {}
         while let Some((to, bytes)) = self.nodes[i].poll_transmit() {
-            let msg = Message::decode(&bytes).expect("the core sends valid datagrams");
+            let msg = crate::wire::Datagram::decode(&bytes)
+                .expect("the core sends valid datagrams")
+                .msg;
             self.log[i].push((to, msg.clone()));
+            self.sizes[i].push(bytes.len());
             let Some(j) = self.addrs.iter().position(|a| *a == to) else {
                 continue;
             };

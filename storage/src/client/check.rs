@@ -1,62 +1,41 @@
 //! Check: which servers hold which shares of a file, and with `verify`,
-//! whether every block of every share matches the capability.
-
-use std::collections::HashSet;
+//! whether every block of every share matches the capability; reported as
+//! [`CheckResults`] (Tahoe's check-result keys, see `health`). Corrupt
+//! shares are reported to their servers, which check them themselves.
 
 use grapevine_crypto::identity::NodeId;
 
 use crate::cap::Cap;
 use crate::chk::Decoder;
 use crate::client::conn::{Conn, ServerRef, MAX_IN_FLIGHT};
-use crate::client::download::open_source;
+use crate::client::download::{open_source, report_all};
+use crate::client::health::{CheckResults, CorruptReport, Found};
 use crate::client::locate::locate;
 use crate::client::pool::SessionPool;
 use crate::error::ClientError;
-use crate::protocol::Request;
+use crate::protocol::{ErrorCode, Request};
 use crate::types::StorageIndex;
-
-/// What `check` found.
-#[derive(Debug, Clone, Default)]
-pub struct CheckReport {
-    /// Shares found: (share number, server, verified: None if not asked).
-    pub shares: Vec<(u16, NodeId, Option<bool>)>,
-    /// Distinct good share numbers.
-    pub distinct_good: usize,
-    /// Shares needed to read.
-    pub k: u16,
-    /// Shares made.
-    pub n: u16,
-}
 
 /// Report which servers hold which shares; with `verify`, download and check
 /// every share against the capability.
 ///
 /// # Errors
-/// Only for literal capabilities (nothing to check is not an error: it
-/// reports zero shares).
+/// None today (a file with no shares anywhere is a report, not an error);
+/// the `Result` leaves room for failures of the check itself.
 pub async fn check(
     pool: &SessionPool,
     servers: &[ServerRef],
     cap: &Cap,
     verify: bool,
-) -> Result<CheckReport, ClientError> {
-    let Cap::Chk(cap) = cap else {
-        return Ok(CheckReport {
-            shares: vec![],
-            distinct_good: 0,
-            k: 0,
-            n: 0,
-        });
+) -> Result<CheckResults, ClientError> {
+    let cap = match cap {
+        Cap::Lit(d) => return Ok(CheckResults::literal(d.len())),
+        Cap::Chk(c) => c,
     };
     let si = cap.storage_index();
     let found = locate(pool, servers, si, cap.k, cap.n).await;
-    let mut report = CheckReport {
-        k: cap.k,
-        n: cap.n,
-        ..Default::default()
-    };
-    let mut good = HashSet::new();
-    for loc in found {
+    let mut shares: Vec<Found> = Vec::new();
+    for loc in found.shares {
         let ok = if verify {
             let mut dec = None;
             let r = async {
@@ -67,17 +46,40 @@ pub async fn check(
                 r
             }
             .await;
-            Some(r.is_ok())
+            match r {
+                Ok(()) => Some(true),
+                // Only a share that fails its hashes is corrupt; a server
+                // that cannot be reached or read proves nothing.
+                Err(
+                    ClientError::Codec(_)
+                    | ClientError::Server {
+                        code: ErrorCode::Corrupt,
+                        ..
+                    },
+                ) => Some(false),
+                Err(e) => {
+                    tracing::warn!(shnum = loc.shnum, server = %loc.server.id.short(), "share not verified: {e}");
+                    continue;
+                }
+            }
         } else {
             None
         };
-        if ok != Some(false) {
-            good.insert(loc.shnum);
-        }
-        report.shares.push((loc.shnum, loc.server.id, ok));
+        shares.push((loc.shnum, loc.server.id, ok));
     }
-    report.distinct_good = good.len();
-    Ok(report)
+    let mut results = CheckResults::of(&si, cap.k, cap.n, found.asked, &found.responding, &shares);
+    // Tell the servers of corrupt shares; each checks its share itself.
+    let corrupt: Vec<(u16, NodeId)> = shares
+        .iter()
+        .filter(|s| s.2 == Some(false))
+        .map(|s| (s.0, s.1))
+        .collect();
+    results.corrupt_share_reports = report_all(pool, servers, si, &corrupt)
+        .await
+        .into_iter()
+        .map(|(share, server, verdict)| CorruptReport::new(share, server, verdict))
+        .collect();
+    Ok(results)
 }
 
 /// Read every block of one share, pipelined, and check each against `d`.

@@ -1,7 +1,9 @@
 //! Download: find a file's shares, read `k` of them block by block
 //! (pipelined, [`READ_AHEAD`] segments ahead), check every block against
 //! the capability and decode, replacing shares that fail or turn out
-//! corrupt on the way.
+//! corrupt on the way. Each corrupt share found is reported to its server
+//! ([`report_corrupt`]), which checks it itself and quarantines it only if
+//! it really is bad.
 
 use grapevine_crypto::identity::NodeId;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -11,9 +13,10 @@ use crate::chk::{Decoder, Footer, FOOTER_LEN};
 use crate::client::conn::{Conn, ServerRef};
 use crate::client::locate::{locate, Located};
 use crate::client::pool::SessionPool;
+use crate::client::report::report_corrupt;
 use crate::error::{ClientError, CodecError};
 use crate::protocol::Request;
-use crate::types::StorageIndex;
+use crate::types::{ReportVerdict, StorageIndex};
 
 /// Segments a download keeps requested ahead of the one it is decoding.
 pub const READ_AHEAD: u64 = 4;
@@ -25,6 +28,37 @@ pub struct DownloadReport {
     pub bytes: u64,
     /// Shares skipped as corrupt.
     pub corrupt: Vec<(u16, NodeId)>,
+    /// What each corrupt share's server did when told (`None`: the report
+    /// did not reach it).
+    pub reported: Vec<(u16, NodeId, Option<ReportVerdict>)>,
+}
+
+/// Tell the servers of `corrupt` shares of `si` (looked up in `servers`)
+/// that they are corrupt; what each did.
+pub(crate) async fn report_all(
+    pool: &SessionPool,
+    servers: &[ServerRef],
+    si: StorageIndex,
+    corrupt: &[(u16, NodeId)],
+) -> Vec<(u16, NodeId, Option<ReportVerdict>)> {
+    let mut out = Vec::new();
+    for &(shnum, id) in corrupt {
+        let verdict = match servers.iter().find(|s| s.id == id) {
+            Some(&server) => match report_corrupt(pool, server, si, shnum).await {
+                Ok(v) => {
+                    tracing::info!(shnum, server = %id.short(), ?v, "reported a corrupt share");
+                    Some(v)
+                }
+                Err(e) => {
+                    tracing::warn!(shnum, server = %id.short(), "reporting a corrupt share: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
+        out.push((shnum, id, verdict));
+    }
+    out
 }
 
 /// The per-share read tasks of one segment, aborted when dropped: a
@@ -148,7 +182,8 @@ enum Decoded {
 }
 
 /// Download the file of `cap` into `out`, verifying everything. Survives the
-/// loss of up to n-k servers; corrupt shares are skipped and reported.
+/// loss of up to n-k servers; corrupt shares are skipped, listed in the
+/// report and reported to their servers (on success and on failure alike).
 ///
 /// # Errors
 /// [`CodecError::NotEnoughShares`] when fewer than k good shares are
@@ -165,34 +200,47 @@ pub async fn download<W: AsyncWrite + Unpin>(
             out.write_all(d).await?;
             return Ok(DownloadReport {
                 bytes: d.len() as u64,
-                corrupt: vec![],
+                ..DownloadReport::default()
             });
         }
         Cap::Chk(c) => c,
     };
+    let mut report = DownloadReport::default();
+    let r = download_chk(pool, servers, cap, out, progress, &mut report).await;
+    if !report.corrupt.is_empty() {
+        report.reported = report_all(pool, servers, cap.storage_index(), &report.corrupt).await;
+    }
+    r.map(|()| report)
+}
+
+async fn download_chk<W: AsyncWrite + Unpin>(
+    pool: &SessionPool,
+    servers: &[ServerRef],
+    cap: &ReadCap,
+    out: &mut W,
+    progress: &(dyn Fn(u64) + Sync),
+    report: &mut DownloadReport,
+) -> Result<(), ClientError> {
     let si = cap.storage_index();
     let k = cap.k as usize;
-    let mut candidates = locate(pool, servers, si, cap.k, cap.n).await;
+    let found = locate(pool, servers, si, cap.k, cap.n).await;
+    if found.shares.is_empty() {
+        return Err(ClientError::NoShares {
+            asked: found.asked,
+            responding: found.responding.len(),
+        });
+    }
+    let mut candidates = found.shares;
     // One server per share number, first servers first; primary shares
     // (numbers below k, the plaintext's own blocks) before the others, as
     // they need no erasure decoding.
     let mut seen = std::collections::HashSet::new();
     candidates.retain(|l| seen.insert(l.shnum));
     candidates.sort_by_key(|l| l.shnum >= cap.k);
-    let mut report = DownloadReport::default();
     let mut dec: Option<Decoder> = None;
     let mut sources: Vec<Source> = Vec::new();
     let mut pending = candidates.into_iter();
-    fill_sources(
-        pool,
-        cap,
-        k,
-        &mut pending,
-        &mut sources,
-        &mut dec,
-        &mut report,
-    )
-    .await;
+    fill_sources(pool, cap, k, &mut pending, &mut sources, &mut dec, report).await;
     let Some(decoder) = dec else {
         return Err(CodecError::NotEnoughShares { have: 0, need: k }.into());
     };
@@ -320,7 +368,7 @@ pub async fn download<W: AsyncWrite + Unpin>(
                 &mut pending,
                 &mut sources,
                 &mut decoder,
-                &mut report,
+                report,
             )
             .await;
             seg = redo.unwrap_or(seg);
@@ -344,5 +392,5 @@ pub async fn download<W: AsyncWrite + Unpin>(
     for s in sources {
         pool.put_back(s.conn);
     }
-    Ok(report)
+    Ok(())
 }

@@ -1,6 +1,8 @@
 //! Locate: which servers hold which shares of a storage index, asking as
 //! few servers as the permuted list allows.
 
+use grapevine_crypto::identity::NodeId;
+
 use crate::client::conn::ServerRef;
 use crate::client::place::permuted_servers;
 use crate::client::pool::SessionPool;
@@ -18,6 +20,17 @@ pub struct Located {
     pub server: ServerRef,
 }
 
+/// What [`locate`] found, and whom it asked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Findings {
+    /// Shares found.
+    pub shares: Vec<Located>,
+    /// Servers asked.
+    pub asked: usize,
+    /// Servers that answered (with shares or without).
+    pub responding: Vec<NodeId>,
+}
+
 /// Ask servers, in permuted order and `n` at a time, which shares of `si`
 /// they hold. Stops once all `n` share numbers are found, or once at least
 /// `k` are found and `2n` servers have been asked (shares live on the first
@@ -29,8 +42,9 @@ pub async fn locate(
     si: StorageIndex,
     k: u16,
     n: u16,
-) -> Vec<Located> {
+) -> Findings {
     let mut out: Vec<Located> = Vec::new();
+    let mut responding = Vec::new();
     let mut order = permuted_servers(&si, servers).into_iter();
     let mut asked = 0usize;
     let batch_size = (n as usize).max(1);
@@ -60,6 +74,7 @@ pub async fn locate(
         }))
         .await;
         for (s, v) in answers.into_iter().flatten() {
+            responding.push(s.id);
             out.extend(v.into_iter().map(|(shnum, size)| Located {
                 shnum,
                 size,
@@ -67,5 +82,9 @@ pub async fn locate(
             }));
         }
     }
-    out
+    Findings {
+        shares: out,
+        asked,
+        responding,
+    }
 }

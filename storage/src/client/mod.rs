@@ -12,6 +12,8 @@
 //! * `locate`: [`locate`], who holds which shares, asking few servers.
 //! * `download`: [`download`], reading, verifying and decoding `k` shares.
 //! * `check`: [`check`], which shares exist and (with `verify`) are intact.
+//! * `health`: [`CheckResults`], the check report in Tahoe's keys, one
+//!   schema for the CLI, the gateway and repair.
 //! * `report`: [`report_corrupt`], telling a server one of its shares is
 //!   corrupt (the server checks it itself before quarantining it).
 //!
@@ -25,6 +27,7 @@
 mod check;
 mod conn;
 mod download;
+mod health;
 mod locate;
 mod place;
 mod pool;
@@ -33,10 +36,11 @@ mod upload;
 
 pub use crate::error::ClientError;
 pub use crate::types::ReportVerdict;
-pub use check::{check, CheckReport};
+pub use check::check;
 pub use conn::{ClientIdentity, Conn, ServerRef, DEFAULT_REQUEST_TIMEOUT, MAX_IN_FLIGHT};
 pub use download::{download, DownloadReport, READ_AHEAD};
-pub use locate::{locate, Located};
+pub use health::{CheckCounts, CheckResults, CorruptReport, Found, Verdict};
+pub use locate::{locate, Findings, Located};
 pub use place::permuted_servers;
 pub use pool::{PoolConfig, SessionPool};
 pub use report::report_corrupt;

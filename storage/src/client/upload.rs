@@ -31,8 +31,12 @@ const UPLOAD_QUEUE: usize = 2;
 pub struct UploadReport {
     /// The capability to read the file.
     pub cap: Cap,
-    /// (share number, server) for each share placed.
+    /// (share number, server) for each share the file has on the grid now:
+    /// written by this upload or already held.
     pub placements: Vec<(u16, NodeId)>,
+    /// (share number, server) of the shares servers already held (a
+    /// convergent re-upload of a stored file writes none of these again).
+    pub already_held: Vec<(u16, NodeId)>,
     /// Distinct servers holding shares.
     pub servers: usize,
 }
@@ -101,6 +105,7 @@ where
         return Ok(UploadReport {
             cap: Cap::Lit(d),
             placements: vec![],
+            already_held: vec![],
             servers: 0,
         });
     }
@@ -150,6 +155,10 @@ where
         writers.push((ci, tx, tokio::spawn(write_shares(conn, si, shares, rx))));
     }
     let happy = params.happy as usize;
+    // Servers that already hold shares and have nothing to write count
+    // towards happiness without a writer (a re-upload of a stored file may
+    // have no writer at all).
+    let kept_servers = distinct_servers(&kept);
     let segments = enc.segments();
     let encode_next = |mut enc: Encoder, mut buf: Vec<u8>| {
         tokio::task::spawn_blocking(move || {
@@ -164,7 +173,7 @@ where
     let mut offset = 0u64;
     let mut done = 0u64;
     let mut enc_back = None;
-    let mut live = writers.len();
+    let mut live = writers.len() + kept_servers;
     for seg in 0..segments {
         let (e, blocks) = next
             .take()
@@ -180,7 +189,7 @@ where
             enc_back = Some(e);
         }
         let blen = blocks[0].len() as u64;
-        live = feed_writers(&writers, offset, Arc::new(blocks)).await;
+        live = feed_writers(&writers, offset, Arc::new(blocks)).await + kept_servers;
         if live < happy {
             break;
         }
@@ -237,12 +246,8 @@ async fn finish_upload(
     cap: Option<Cap>,
 ) -> Result<UploadReport, ClientError> {
     // Servers that already held shares and were given nothing to write.
-    let mut servers = {
-        let mut ids: Vec<NodeId> = kept.iter().map(|k| k.1).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids.len()
-    };
+    let mut servers = distinct_servers(&kept);
+    let mut already_held = kept.clone();
     let mut placements = kept;
     let mut first_err = None;
     for (ci, tx, task) in writers {
@@ -253,7 +258,9 @@ async fn finish_upload(
         match r {
             Ok(()) => {
                 let mut mine = shares_on(placement, ci);
-                mine.extend(shares_on(existing, ci));
+                let held = shares_on(existing, ci);
+                already_held.extend(held.iter().map(|&s| (s, conn.server().id)));
+                mine.extend(held);
                 servers += 1;
                 placements.extend(mine.into_iter().map(|s| (s, conn.server().id)));
             }
@@ -267,9 +274,11 @@ async fn finish_upload(
     match cap {
         Some(cap) if servers >= happy => {
             placements.sort_unstable_by_key(|p| p.0);
+            already_held.sort_unstable_by_key(|p| p.0);
             Ok(UploadReport {
                 cap,
                 placements,
+                already_held,
                 servers,
             })
         }
@@ -283,6 +292,14 @@ async fn finish_upload(
             })
         }
     }
+}
+
+/// Distinct servers among `shares`.
+fn distinct_servers(shares: &[(u16, NodeId)]) -> usize {
+    let mut ids: Vec<NodeId> = shares.iter().map(|k| k.1).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.len()
 }
 
 /// A server's upload task: write `shares`' blocks as they arrive, keeping

@@ -24,6 +24,15 @@
 //! * **Memory**: a message is at most the protocol's largest
 //!   ([`MAX_MESSAGE`]: a 1 MiB write and its header); anything larger ends
 //!   the session before it is buffered.
+//!
+//! A listener stops in two ways. Dropping (aborting) its task ends every
+//! session at once, as a crash would. [`DrainHandle::start`] drains it
+//! instead, as a node does on SIGTERM: the listener stops accepting,
+//! sessions with no share open for writing close after the request they
+//! are answering, sessions writing shares go on until those shares are
+//! closed, and after the grace period whatever remains is cut. Uploads in
+//! progress so finish (or lose this server cleanly) instead of meeting a
+//! connection reset.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -35,8 +44,10 @@ use grapevine_crypto::identity::Identity;
 use grapevine_crypto::noise::SessionConfig;
 use grapevine_crypto::record::SignedRecord;
 use grapevine_crypto::session::Session;
+
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::protocol::{peek_kind, MAX_MESSAGE};
 use crate::server::backoff::AcceptBackoff;
@@ -113,6 +124,54 @@ impl ServerStats {
     }
 }
 
+/// The listener's side of a drain request: whether one was made, and with
+/// what grace period. Made by [`DrainHandle::new`].
+#[derive(Debug, Clone)]
+pub struct Drain(watch::Receiver<Option<Duration>>);
+
+/// Starts a drain of the listener given its [`Drain`].
+#[derive(Debug)]
+pub struct DrainHandle(watch::Sender<Option<Duration>>);
+
+impl DrainHandle {
+    /// A handle and the [`Drain`] to give [`run_listener`].
+    pub fn new() -> (DrainHandle, Drain) {
+        let (tx, rx) = watch::channel(None);
+        (DrainHandle(tx), Drain(rx))
+    }
+
+    /// Start draining: stop accepting, close idle sessions, give sessions
+    /// writing shares at most `grace` to finish them.
+    pub fn start(&self, grace: Duration) {
+        self.0.send_replace(Some(grace));
+    }
+}
+
+impl Drain {
+    /// A drain that never starts (the listener runs until dropped).
+    pub fn never() -> Drain {
+        DrainHandle::new().1
+    }
+
+    /// Whether a drain has started.
+    pub fn is_started(&self) -> bool {
+        self.0.borrow().is_some()
+    }
+
+    /// Wait until a drain starts; its grace period.
+    async fn started(&mut self) -> Duration {
+        loop {
+            if let Some(grace) = *self.0.borrow_and_update() {
+                return grace;
+            }
+            if self.0.changed().await.is_err() {
+                // The handle is gone: no drain will ever start.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
 /// Counts a session as open until it is dropped, even by an abort.
 struct OpenSession<'a>(&'a ServerStats);
 
@@ -138,6 +197,8 @@ fn is_write_progress(kind: Option<u32>) -> bool {
 /// Serve storage requests on an established session until the peer closes
 /// it or a deadline of `limits` passes, counting into `stats`. Unfinished
 /// shares are discarded (their space released) when it ends.
+/// Once `drain` has started, the session ends as soon as it has no share
+/// open for writing (after answering the request in hand).
 ///
 /// Reads and writes (at most 1 MiB each, in the page cache as a rule) are
 /// done on the session's own task: handing each to the blocking pool cost
@@ -155,6 +216,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     store: ShareStore,
     stats: &ServerStats,
     limits: &ServerLimits,
+    mut drain: Drain,
 ) -> Result<(), SessionError> {
     let _open = OpenSession::new(stats);
     let mut server = Some(ShareServer::new(store));
@@ -167,8 +229,17 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let mut progress = tokio::time::Instant::now();
     loop {
+        let writing = server.as_ref().is_some_and(ShareServer::is_writing);
+        if drain.is_started() && !writing {
+            return Ok(());
+        }
         let deadline = progress + limits.idle_timeout;
-        let msg = match tokio::time::timeout_at(deadline, session.recv()).await {
+        let received = tokio::select! {
+            biased;
+            r = tokio::time::timeout_at(deadline, session.recv()) => r,
+            _ = drain.started(), if !writing => return Ok(()),
+        };
+        let msg = match received {
             Err(_) => return Err(timed_out("session idle, or a request stalled")),
             Ok(Ok(m)) => m,
             Ok(Err(SessionError::Closed)) => return Ok(()),
@@ -208,8 +279,10 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Accept sessions on `listener` and serve storage on each, within
-/// `limits`, until the listener fails for good; the sessions end with it.
-/// What the sessions do is counted in `stats`.
+/// `limits`, until the listener fails for good or `drain` has run its
+/// course; the sessions end with it. What the sessions do is counted in
+/// `stats`. On a drain, the listener is closed at once and the sessions get
+/// the drain's grace period to finish the shares they are writing.
 ///
 /// # Errors
 /// An accept error that says the listening socket is unusable (see
@@ -221,6 +294,7 @@ pub async fn run_listener(
     store: ShareStore,
     limits: ServerLimits,
     stats: Arc<ServerStats>,
+    mut drain: Drain,
 ) -> std::io::Result<()> {
     let limits = Arc::new(ServerLimits {
         session: SessionConfig {
@@ -239,12 +313,26 @@ pub async fn run_listener(
         while sessions.try_join_next().is_some() {}
         // A slot first, then accept: at the cap, connections wait in the
         // kernel's backlog rather than in this process.
-        let slot = slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(std::io::Error::other)?;
-        let (stream, from): (_, SocketAddr) = match listener.accept().await {
+        let (slot, accepted) = tokio::select! {
+            a = async {
+                let slot = slots.clone().acquire_owned().await.map_err(std::io::Error::other)?;
+                Ok::<_, std::io::Error>((slot, listener.accept().await))
+            } => a?,
+            grace = drain.started() => {
+                drop(listener);
+                tracing::info!(sessions = sessions.len(), ?grace, "storage draining");
+                let all_done = async { while sessions.join_next().await.is_some() {} };
+                if tokio::time::timeout(grace, all_done).await.is_err() {
+                    tracing::warn!(
+                        sessions = sessions.len(),
+                        "storage sessions still writing after {grace:?}: closing them"
+                    );
+                }
+                // Dropping the set aborts what is left.
+                return Ok(());
+            }
+        };
+        let (stream, from): (_, SocketAddr) = match accepted {
             Ok(c) => {
                 backoff.reset();
                 c
@@ -266,12 +354,13 @@ pub async fn run_listener(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (identity, record, store, limits, stats) = (
+        let (identity, record, store, limits, stats, drain) = (
             identity.clone(),
             record.clone(),
             store.clone(),
             limits.clone(),
             stats.clone(),
+            drain.clone(),
         );
         sessions.spawn(async move {
             let _slot = slot;
@@ -281,7 +370,7 @@ pub async fn run_listener(
             match accepted {
                 Ok((session, peer)) => {
                     tracing::debug!(peer = %peer.node_id().short(), "storage session");
-                    if let Err(e) = serve(session, store, &stats, &limits).await {
+                    if let Err(e) = serve(session, store, &stats, &limits, drain).await {
                         tracing::debug!(%from, "storage session ended: {e}");
                     }
                 }
@@ -298,13 +387,27 @@ mod tests {
     use grapevine_crypto::record::LocationRecord;
 
     async fn server(dir: &std::path::Path) -> (SocketAddr, SignedRecord, Arc<ServerStats>) {
+        let (a, r, s, _, _) = draining_server(dir).await;
+        (a, r, s)
+    }
+
+    type Listening = (
+        SocketAddr,
+        SignedRecord,
+        Arc<ServerStats>,
+        DrainHandle,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    );
+
+    async fn draining_server(dir: &std::path::Path) -> Listening {
         let id = Arc::new(Identity::generate());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let rec = LocationRecord::new(&id, vec![addr]).sign(&id).unwrap();
         let stats = Arc::new(ServerStats::default());
         let store = ShareStore::open(dir, 0).unwrap();
-        tokio::spawn(run_listener(
+        let (handle, drain) = DrainHandle::new();
+        let task = tokio::spawn(run_listener(
             listener,
             id,
             rec.clone(),
@@ -314,8 +417,115 @@ mod tests {
                 ..ServerLimits::default()
             },
             stats.clone(),
+            drain,
         ));
-        (addr, rec, stats)
+        (addr, rec, stats, handle, task)
+    }
+
+    async fn connect(addr: SocketAddr, rec: &SignedRecord) -> Session<tokio::net::TcpStream> {
+        let me = Identity::generate();
+        let my_rec = LocationRecord::new(&me, vec!["127.0.0.1:1".parse().unwrap()])
+            .sign(&me)
+            .unwrap();
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        Session::connect(
+            stream,
+            &me,
+            &my_rec,
+            rec.node_id(),
+            &SessionConfig::default(),
+        )
+        .await
+        .unwrap()
+        .0
+    }
+
+    async fn call(s: &mut Session<tokio::net::TcpStream>, id: u32, req: Request) -> Reply {
+        s.send(&encode(&RequestMsg::new(id, req))).await.unwrap();
+        let r: ResponseMsg = decode(&s.recv().await.unwrap()).unwrap();
+        r.reply
+    }
+
+    const SI: crate::types::StorageIndex = crate::types::StorageIndex([9; 16]);
+
+    /// A drain (SIGTERM on a node) closes the listener and idle sessions at
+    /// once, lets a session writing a share finish it, then closes that
+    /// session too and ends the listener: the upload is not reset.
+    #[tokio::test]
+    async fn a_drain_lets_shares_being_written_finish_and_closes_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (addr, rec, _stats, handle, task) = draining_server(dir.path()).await;
+        let mut writer = connect(addr, &rec).await;
+        let mut idle = connect(addr, &rec).await;
+        let alloc = Request::Allocate {
+            si: SI,
+            shnum: 0,
+            size: 10,
+        };
+        assert!(matches!(call(&mut writer, 1, alloc).await, Reply::Ok));
+        let write = |offset: u64| Request::Write {
+            si: SI,
+            shnum: 0,
+            offset,
+            data: vec![7u8; 5],
+        };
+        assert!(matches!(call(&mut writer, 2, write(0)).await, Reply::Ok));
+        assert!(matches!(
+            call(&mut idle, 1, Request::Version).await,
+            Reply::Version { .. }
+        ));
+        handle.start(Duration::from_secs(60));
+        // The idle session is closed by the server.
+        assert!(idle.recv().await.is_err(), "idle session closed");
+        // No new session is accepted.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(addr).await.is_ok() {
+            assert!(tokio::time::Instant::now() < deadline, "still accepting");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The writing session finishes its share, then is closed.
+        assert!(matches!(call(&mut writer, 3, write(5)).await, Reply::Ok));
+        let close = Request::Close { si: SI, shnum: 0 };
+        assert!(matches!(call(&mut writer, 4, close).await, Reply::Ok));
+        assert!(
+            writer.recv().await.is_err(),
+            "writing session closed once done"
+        );
+        tokio::time::timeout(Duration::from_secs(20), task)
+            .await
+            .expect("listener ends after the drain")
+            .unwrap()
+            .unwrap();
+        let store = ShareStore::open(dir.path(), 0).unwrap();
+        assert_eq!(store.read(&SI, 0, 0, 10).unwrap(), vec![7u8; 10]);
+    }
+
+    /// A drain is bounded: a session that never finishes its share is cut
+    /// after the grace period, and its partial share is not kept.
+    #[tokio::test]
+    async fn a_drain_cuts_a_stalled_writer_after_the_grace_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let (addr, rec, stats, handle, task) = draining_server(dir.path()).await;
+        let mut writer = connect(addr, &rec).await;
+        let alloc = Request::Allocate {
+            si: SI,
+            shnum: 1,
+            size: 10,
+        };
+        assert!(matches!(call(&mut writer, 1, alloc).await, Reply::Ok));
+        handle.start(Duration::from_millis(300));
+        tokio::time::timeout(Duration::from_secs(20), task)
+            .await
+            .expect("the drain is bounded")
+            .unwrap()
+            .unwrap();
+        assert!(writer.recv().await.is_err());
+        until("the session is counted closed", || {
+            stats.sessions_open() == 0
+        })
+        .await;
+        let store = ShareStore::open(dir.path(), 0).unwrap();
+        assert!(store.list(&SI).unwrap().is_empty());
     }
 
     /// Wait (up to a deadline) until `cond` holds.

@@ -56,6 +56,13 @@ impl ShareServer {
         }
     }
 
+    /// Whether this session has shares open for writing (allocated, not
+    /// yet closed or aborted). A draining server lets such a session finish
+    /// and closes the others at once.
+    pub fn is_writing(&self) -> bool {
+        !self.open.is_empty()
+    }
+
     /// Shares this session has open for writing (each holding a
     /// reservation).
     pub fn open_shares(&self) -> usize {

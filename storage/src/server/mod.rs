@@ -12,6 +12,6 @@ mod handler;
 mod scrub;
 
 pub use backoff::AcceptBackoff;
-pub use driver::{run_listener, serve, ServerLimits, ServerStats};
+pub use driver::{run_listener, serve, Drain, DrainHandle, ServerLimits, ServerStats};
 pub use handler::{Answer, ShareServer, MAX_OPEN_PER_SESSION};
 pub use scrub::{run_scrub, ScrubConfig};

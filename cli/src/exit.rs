@@ -1,0 +1,93 @@
+//! Exit codes and error sentences.
+//!
+//! | code | meaning |
+//! | --- | --- |
+//! | 0 | success (`check`: the file is healthy) |
+//! | 1 | an error, printed as one sentence on standard error |
+//! | 2 | bad usage (unknown command or option) |
+//! | 3 | `check`: not healthy (fewer than N good shares), still readable |
+//! | 4 | `check`: corrupt shares found, still readable |
+//! | 5 | `check`: unrecoverable (fewer than k good shares, or none at all) |
+
+use grapevine_storage::client::Verdict;
+
+/// An error.
+pub const ERROR: u8 = 1;
+/// `check`: not healthy.
+pub const UNHEALTHY: u8 = 3;
+/// `check`: corrupt shares.
+pub const CORRUPT: u8 = 4;
+/// `check`: unrecoverable.
+pub const UNRECOVERABLE: u8 = 5;
+
+/// The exit codes, for `--help`.
+pub const HELP: &str = "Exit codes: 0 success (check: healthy), 1 error, 2 bad usage; \
+check also exits 3 (not healthy: fewer than N good shares), 4 (corrupt shares found) \
+or 5 (unrecoverable: fewer than k good shares).";
+
+/// The exit code for a check's verdict.
+pub fn of_verdict(v: Verdict) -> u8 {
+    match v {
+        Verdict::Healthy => 0,
+        Verdict::Unhealthy => UNHEALTHY,
+        Verdict::Corrupt => CORRUPT,
+        Verdict::Unrecoverable => UNRECOVERABLE,
+    }
+}
+
+/// Write one line to standard output.
+///
+/// # Errors
+/// Standard output is closed (a pipe's reader left) or failing.
+pub fn out(line: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    o.write_fmt(line)
+        .and_then(|_| o.write_all(b"\n"))
+        .and_then(|_| o.flush())
+        .map_err(|e| anyhow::anyhow!("writing to standard output: {e}"))
+}
+
+/// `e` and its causes as one sentence: each cause is added only if the
+/// message so far does not already say it (most of our errors print their
+/// source themselves).
+pub fn sentence(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_are_added_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(io).context("reading /x/config.toml");
+        assert_eq!(sentence(&e), "reading /x/config.toml: no such file");
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(io).context("reading /x: no such file");
+        assert_eq!(sentence(&e), "reading /x: no such file");
+    }
+
+    #[test]
+    fn verdicts_map_to_distinct_codes() {
+        let codes: Vec<u8> = [
+            Verdict::Healthy,
+            Verdict::Unhealthy,
+            Verdict::Corrupt,
+            Verdict::Unrecoverable,
+        ]
+        .into_iter()
+        .map(of_verdict)
+        .collect();
+        assert_eq!(codes, vec![0, 3, 4, 5]);
+    }
+}

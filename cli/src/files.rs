@@ -1,0 +1,363 @@
+//! `grapevine put`, `get` and `check`: files on the grid, through a running
+//! node's view of it.
+//!
+//! Standard output carries what a script wants (the capability, the file's
+//! bytes, JSON); what a person wants to know (what was stored where, what
+//! was written, progress) goes to standard error, with a progress bar
+//! whenever standard error is a terminal.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use grapevine_node::output::Target;
+use grapevine_node::{Client, NodeDir, OpError, PutOptions};
+use grapevine_storage::client::{ClientError, ReportVerdict, UploadReport};
+use grapevine_storage::{Cap, Params};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::exit;
+use crate::info::{plural, rt, NodeArg};
+
+/// A progress bar on standard error if it is a terminal (whatever standard
+/// output is), else none.
+fn bar(len: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    b.set_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    b
+}
+
+/// Arguments of `put`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+FILE may be a regular file, read where it lies, or anything else that can be read: \
+`-` or no FILE reads standard input, and pipes, /dev/stdin and <(...) work too. Input \
+that is not a regular file is spooled to a private temporary file first (in TMPDIR, \
+removed afterwards), with --random-key too: a share's size is announced to its server \
+before any of it is sent, and a convergent key hashes the whole content first.
+
+Without --k/--n/--happy, the node's config.toml decides (shares_needed, shares_total, \
+shares_happy; 3, 10 and 7 by default).")]
+pub struct PutArgs {
+    /// File to store (`-` or none: standard input).
+    file: Option<PathBuf>,
+    #[command(flatten)]
+    node: NodeArg,
+    /// Shares needed to read (default: the node's `shares_needed`).
+    #[arg(long)]
+    k: Option<u16>,
+    /// Shares made (default: the node's `shares_total`).
+    #[arg(long)]
+    n: Option<u16>,
+    /// Distinct servers that must take shares (default: the node's
+    /// `shares_happy`).
+    #[arg(long)]
+    happy: Option<u16>,
+    /// Use a random key instead of the convergent one.
+    #[arg(long)]
+    random_key: bool,
+    /// JSON output.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What to change when the grid has fewer servers than `happy`, for a grid
+/// of `servers` storage servers.
+fn advice(p: Params, servers: usize, dir: &NodeDir) -> String {
+    let s = u16::try_from(servers.max(1)).unwrap_or(u16::MAX).min(256);
+    let k = (s / 2).max(1).min(p.k);
+    let happy = (k + 1).max(s.saturating_sub(1)).min(s);
+    format!(
+        "this node sees {}: ask for fewer, for example --k {k} --n {s} --happy {happy}, \
+         or set shares_needed, shares_total and shares_happy in {} for every put",
+        plural(servers, "storage server"),
+        dir.config_path().display()
+    )
+}
+
+/// `grapevine put [FILE]`.
+///
+/// # Errors
+/// No node running, unreadable input, too few servers (with what to
+/// change).
+pub fn put(a: &PutArgs) -> Result<()> {
+    let dir = a.node.dir();
+    let d = dir.load_config()?.params();
+    let params = Params {
+        k: a.k.unwrap_or(d.k),
+        n: a.n.unwrap_or(d.n),
+        happy: a.happy.unwrap_or(d.happy),
+    };
+    if params.validate().is_err() {
+        bail!("share parameters {params} cannot work: need 1 <= k <= n <= 256 and 1 <= happy <= n");
+    }
+    let stdin = a
+        .file
+        .as_deref()
+        .is_none_or(|f| f == std::path::Path::new("-"));
+    if let Some(f) = a.file.as_deref().filter(|_| !stdin) {
+        match std::fs::metadata(f) {
+            Ok(m) if m.is_dir() => bail!("{} is a directory: put stores one file", f.display()),
+            Ok(_) => {}
+            Err(e) => bail!("{}: {e}", f.display()),
+        }
+    }
+    rt()?.block_on(async {
+        let client = Client::for_dir(&dir).await?;
+        let servers = client.servers().await?.len();
+        if servers < usize::from(params.happy) {
+            bail!(
+                "happy = {} needs {} but {}",
+                params.happy,
+                plural(usize::from(params.happy), "storage server"),
+                advice(params, servers, &dir)
+            );
+        }
+        let opts = PutOptions {
+            params,
+            random_key: a.random_key,
+        };
+        let size = match &a.file {
+            Some(f) if !stdin => std::fs::metadata(f).map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        };
+        let b = bar(size);
+        let progress = |done| b.set_position(done);
+        let r = match &a.file {
+            Some(f) if !stdin => client.put_path(f, opts, &progress).await,
+            _ => client.put_reader(tokio::io::stdin(), opts, &progress).await,
+        };
+        b.finish_and_clear();
+        let up = match r {
+            Err(OpError::Storage(e @ ClientError::NotHappy { .. })) => {
+                bail!("{e}: {}", advice(params, servers, &dir))
+            }
+            r => r?,
+        };
+        let what = match &a.file {
+            Some(f) if !stdin => f.display().to_string(),
+            _ => "standard input".into(),
+        };
+        eprintln!("{}", put_summary(&what, &up, params));
+        if a.json {
+            let shares = |v: &[(u16, grapevine_crypto::NodeId)]| -> Vec<serde_json::Value> {
+                v.iter()
+                    .map(|(s, id)| serde_json::json!({"share": s, "server": id.to_string()}))
+                    .collect()
+            };
+            outln!(
+                "{}",
+                serde_json::json!({
+                    "cap": up.cap.to_string(),
+                    "servers": up.servers,
+                    "happy": params.happy,
+                    "placements": shares(&up.placements),
+                    "already_held": shares(&up.already_held),
+                })
+            );
+        } else {
+            outln!("{}", up.cap);
+        }
+        Ok(())
+    })
+}
+
+/// What a put did, in a sentence.
+fn put_summary(what: &str, up: &UploadReport, p: Params) -> String {
+    match &up.cap {
+        Cap::Lit(d) => format!(
+            "stored {what} ({}) in the capability itself: nothing was sent to servers",
+            plural(d.len(), "byte")
+        ),
+        Cap::Chk(c) => {
+            let held = if up.already_held.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} of them already on the grid before this put",
+                    up.already_held.len()
+                )
+            };
+            format!(
+                "stored {what} ({}) as {} ({} needed to read) on {}: happiness {} of {} required{held}",
+                plural(usize::try_from(c.size).unwrap_or(usize::MAX), "byte"),
+                plural(up.placements.len(), "share"),
+                c.k,
+                plural(up.servers, "server"),
+                up.servers,
+                p.happy,
+            )
+        }
+    }
+}
+
+/// Arguments of `get`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+-o FILE: a regular file or a new path is written through a temporary file beside it and \
+renamed into place only once every block has verified (a failure leaves the old file and \
+no partial one); a symlink is followed; a device or FIFO (-o /dev/null) is written into \
+directly; a directory is refused. Without -o, or with -o -, the file goes to standard \
+output: bytes already written there cannot be taken back, so a failure says the output is \
+incomplete and exits 1.")]
+pub struct GetArgs {
+    /// Read capability.
+    cap: String,
+    /// Where to write the file (`-` or none: standard output).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    node: NodeArg,
+    /// JSON report on standard output (only with -o FILE).
+    #[arg(long)]
+    json: bool,
+}
+
+/// `grapevine get CAP [-o FILE]`.
+///
+/// # Errors
+/// Bad capability or target, no node, not enough good shares, a failed
+/// write (saying how much of a stream was written).
+pub fn get(a: &GetArgs) -> Result<()> {
+    let cap: Cap = a.cap.parse()?;
+    let target = Target::for_path(a.output.as_deref().unwrap_or(std::path::Path::new("-")))?;
+    if a.json && target == Target::Stdout {
+        bail!("--json needs -o FILE: standard output carries the file");
+    }
+    rt()?.block_on(async {
+        let client = Client::for_dir(&a.node.dir()).await?;
+        let size = match &cap {
+            Cap::Chk(c) => c.size,
+            Cap::Lit(d) => d.len() as u64,
+        };
+        let b = bar(size);
+        let r = client
+            .get_to(&cap, &target, &|done| b.set_position(done))
+            .await;
+        b.finish_and_clear();
+        let rep = r?;
+        for (shnum, server, verdict) in &rep.reported {
+            eprintln!(
+                "warning: share {shnum} on server {} is corrupt and was skipped; {}",
+                server.short(),
+                told(*verdict)
+            );
+        }
+        eprintln!(
+            "wrote {} to {}{}",
+            plural(usize::try_from(rep.bytes).unwrap_or(usize::MAX), "byte"),
+            target.name(),
+            if target.is_stream() {
+                ""
+            } else {
+                " (verified)"
+            }
+        );
+        if a.json {
+            let corrupt: Vec<_> = rep
+                .reported
+                .iter()
+                .map(|(s, id, v)| {
+                    serde_json::json!({"share": s, "server": id.to_string(), "server_said": told(*v)})
+                })
+                .collect();
+            outln!(
+                "{}",
+                serde_json::json!({"bytes": rep.bytes, "to": target.name(), "corrupt": corrupt})
+            );
+        }
+        Ok(())
+    })
+}
+
+/// What a corrupt share's server did when told, in words.
+fn told(verdict: Option<ReportVerdict>) -> &'static str {
+    match verdict {
+        Some(ReportVerdict::Quarantined) => "its server checked it and quarantined it",
+        Some(ReportVerdict::Kept) => {
+            "its server checked it, found it intact and kept it (it does not match this capability)"
+        }
+        None => "the report to its server did not get through",
+    }
+}
+
+/// Arguments of `check`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Reports with Tahoe-LAFS's check-result keys (count-shares-good, count-shares-needed, \
+count-shares-expected, count-good-share-hosts, list-corrupt-shares, servers-responding, \
+healthy, sharemap). Exit codes: 0 healthy (all N shares good), 3 not healthy (fewer than \
+N good shares, still readable), 4 corrupt shares found (still readable), 5 unrecoverable \
+(fewer than k good shares, or none at all), 1 the check could not run.")]
+pub struct CheckArgs {
+    /// Read capability.
+    cap: String,
+    /// Download and verify every block of every share (else: count shares).
+    #[arg(long)]
+    verify: bool,
+    #[command(flatten)]
+    node: NodeArg,
+    /// JSON output (Tahoe's keys).
+    #[arg(long)]
+    json: bool,
+}
+
+/// A node id's first ten characters, as member tables show it.
+fn short(id: &str) -> &str {
+    id.get(..10).unwrap_or(id)
+}
+
+/// `grapevine check CAP [--verify]`: exit code from the verdict.
+///
+/// # Errors
+/// Bad capability, no node.
+pub fn check(a: &CheckArgs) -> Result<ExitCode> {
+    let cap: Cap = a.cap.parse()?;
+    rt()?.block_on(async {
+        let client = Client::for_dir(&a.node.dir()).await?;
+        let r = client.check(&cap, a.verify).await?;
+        if a.json {
+            outln!("{}", serde_json::to_string_pretty(&r)?);
+        } else {
+            let res = &r.results;
+            outln!("{}", r.summary);
+            if !r.storage_index.is_empty() {
+                outln!("storage index {}", r.storage_index);
+                for (share, servers) in &res.sharemap {
+                    let short: Vec<&str> = servers.iter().map(|s| short(s)).collect();
+                    outln!(
+                        "  share {share:>3} on {}{}",
+                        short.join(" "),
+                        if a.verify { "  verified" } else { "" }
+                    );
+                }
+                for (server, _, share) in &res.list_corrupt_shares {
+                    let said = r
+                        .corrupt_share_reports
+                        .iter()
+                        .find(|c| c.share == *share && &c.server == server)
+                        .map(|c| format!(" (reported to its server: {})", c.verdict))
+                        .unwrap_or_default();
+                    outln!("  share {share:>3} on {}  CORRUPT{said}", short(server));
+                }
+                outln!(
+                    "{} good of {} expected, {} needed; {}; happiness {}; {} responding",
+                    res.count_shares_good,
+                    res.count_shares_expected,
+                    res.count_shares_needed,
+                    plural(res.count_good_share_hosts, "good share host"),
+                    res.count_happiness,
+                    plural(res.servers_responding.len(), "server")
+                );
+            }
+        }
+        Ok(ExitCode::from(exit::of_verdict(r.verdict())))
+    })
+}

@@ -1,0 +1,424 @@
+//! What may be sent where: answer budgets, cookies, headers and address
+//! validation.
+//!
+//! A source address proves nothing by itself, so, as QUIC limits what it
+//! sends to an address that has not proven it receives (RFC 9000 section
+//! 8), everything this node sends in answer to a datagram, to the
+//! datagram's source, is at most [`ANSWER_FACTOR`] times the datagram's
+//! bytes, unless the datagram echoes a cookie this node issued to that
+//! address ([`crate::cookie`]). An answer that does not fit is not sent
+//! (or cut short: an ack piggybacks less) and counted (`answers_capped`).
+//! Members get cookies: a datagram from a member's recorded address that
+//! echoes none (or last period's) is answered with a [`Message::Cookie`]
+//! first, within the same budget, and the member echoes it from then on in
+//! the header of everything it sends here; digests that drew only a cookie
+//! are sent again with it at once (the cookie round trip).
+//!
+//! A member's address is sent nothing but bare pings (and accusations of
+//! it) until it has answered from there: an ack carrying the random
+//! sequence number of a ping sent there, or any datagram echoing a cookie
+//! issued to that address. A newly learned address gets a bare ping at
+//! once, [`VALIDATIONS_PER_ROUND`] every [`VALIDATE_EVERY`], while fewer than
+//! [`EAGER_READY`] alive members have answered (so a joining node soon has
+//! members to gossip and sync with); past that, the probe round reaches the
+//! rest. So a record naming someone else's address (anyone can sign one in
+//! an open grid) draws bare pings to it, never gossip, anti-entropy or
+//! relayed probes.
+//!
+//! Datagrams to a peer of release 0.3.0 or later start with a header: the
+//! cookie that peer issued (if held) and this node's wall clock. The clock
+//! of a header whose cookie proves the address of the member sending it is
+//! a sample of the grid's time ([`crate::clock`]).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use grapevine_crypto::{NodeId, UnverifiedRecord};
+
+use super::{Answer, Swim, TimerKey};
+use crate::cookie::Echo;
+use crate::wire::{reads_cookies, Cookie, Datagram, Message};
+
+/// Answers to a datagram that echoes no cookie are at most this many times
+/// its bytes.
+pub const ANSWER_FACTOR: usize = 3;
+/// Bare pings to new addresses per validation round.
+pub(super) const VALIDATIONS_PER_ROUND: usize = 4;
+/// Time between validation rounds.
+pub(super) const VALIDATE_EVERY: Duration = Duration::from_millis(200);
+/// New addresses are pinged eagerly while fewer alive members than this
+/// have answered.
+pub(super) const EAGER_READY: usize = 32;
+
+impl Swim {
+    /// Whether the peer at `addr` reads headers and cookies: the member
+    /// recorded there names such a release or, where no member's record is
+    /// held, it issued a cookie to this node. The record decides where
+    /// there is one: a node rolled back to an older release still has
+    /// cookies it issued before held here.
+    pub(super) fn reads_cookies_at(&self, addr: &SocketAddr) -> bool {
+        match self
+            .members
+            .at_addr(addr)
+            .and_then(|id| self.store.get(&id))
+        {
+            Some(r) => reads_cookies(&r.record().software),
+            None => self.held.get(addr).is_some(),
+        }
+    }
+
+    /// Start handling a datagram of `len` bytes from `from`: what its
+    /// cookie proves (the address of the member that sent it, and a sample
+    /// of its clock), the budget for answers, and a cookie for a member
+    /// that echoed none.
+    pub(super) fn begin_answer(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        len: usize,
+        dg: &Datagram,
+    ) {
+        let (cookie, time) = match dg.header {
+            Some((c, t)) => (c, Some(t)),
+            None => (None, None),
+        };
+        let echo = self.cookies.check(&from, cookie.as_ref(), now);
+        if echo.is_valid() {
+            let proven = dg
+                .msg
+                .sender()
+                .filter(|id| self.members.get(id).is_some_and(|m| m.addr == from));
+            if let Some(id) = proven {
+                self.members.validate(&id);
+                if let Some(t) = time {
+                    let ours = self.unix_secs(now);
+                    self.clock.sample(id, t, ours);
+                }
+            }
+        }
+        let left = if echo.is_valid() {
+            usize::MAX
+        } else {
+            len.saturating_mul(ANSWER_FACTOR)
+        };
+        self.answer = Some(Answer { to: from, left });
+        if echo != Echo::Current && self.issues_cookie_to(&from, &dg.msg) {
+            let cookie = self.cookies.issue(&from, now);
+            self.stats.cookies_issued += 1;
+            self.send(from, &Message::Cookie { cookie });
+        }
+    }
+
+    /// Whether a datagram from `from` carrying `msg` (and no current
+    /// cookie) gets a cookie: it comes from a member's recorded address, or
+    /// is a join, of a release that reads cookies; never in answer to a
+    /// cookie.
+    fn issues_cookie_to(&self, from: &SocketAddr, msg: &Message) -> bool {
+        match msg {
+            Message::Cookie { .. } | Message::Header { .. } => false,
+            Message::Join { record } => {
+                UnverifiedRecord::parse(record).is_ok_and(|r| reads_cookies(&r.record().software))
+            }
+            _ => {
+                self.members.is_member_addr(from)
+                    && self
+                        .members
+                        .at_addr(from)
+                        .and_then(|id| self.store.get(&id))
+                        .is_some_and(|r| reads_cookies(&r.record().software))
+            }
+        }
+    }
+
+    /// Done handling a datagram from `from`. A member held dead or
+    /// departed that speaks from its address is running again (a restart):
+    /// sync with it, so its newer record comes (at most once per
+    /// `sync_fast_interval`).
+    pub(super) fn end_answer(&mut self, now: Instant, from: SocketAddr, sender: Option<NodeId>) {
+        let gone = sender.filter(|id| {
+            self.members
+                .get(id)
+                .is_some_and(|m| !m.state.is_live() && m.addr == from)
+        });
+        let due = self
+            .last_discovery
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.cfg.sync_fast_interval);
+        if let (Some(id), true, false) = (gone, due, self.left) {
+            self.last_discovery = Some(now);
+            self.send_digests(from, Some(id), now);
+        }
+        self.answer = None;
+    }
+
+    /// Bytes that may still be sent to `to` in answer to the datagram
+    /// being handled (no limit if it is not its source, or between
+    /// datagrams).
+    pub(super) fn room(&self, to: &SocketAddr) -> usize {
+        self.answer
+            .as_ref()
+            .filter(|a| a.to == *to)
+            .map_or(usize::MAX, |a| a.left)
+    }
+
+    /// Queue `msg` for `to`, after a header if `to` reads one; an answer
+    /// over the budget is dropped and counted.
+    pub(super) fn send(&mut self, to: SocketAddr, msg: &Message) {
+        let header = self
+            .reads_cookies_at(&to)
+            .then(|| (self.held.get(&to), self.unix_secs(self.last_now)));
+        let bytes = match Datagram::encode(header, msg) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("not sending oversized message: {e}");
+                return;
+            }
+        };
+        if let Some(a) = self.answer.as_mut().filter(|a| a.to == to) {
+            if bytes.len() > a.left {
+                self.stats.answers_capped += 1;
+                return;
+            }
+            a.left -= bytes.len();
+        }
+        self.stats.datagrams_sent += 1;
+        self.stats.bytes_sent += bytes.len() as u64;
+        self.stats.max_datagram = self.stats.max_datagram.max(bytes.len());
+        self.out.push_back((to, bytes));
+    }
+
+    /// A peer issued this node a cookie: hold it (for members' and seeds'
+    /// addresses only), and if the digests just sent there drew only this
+    /// cookie, send them again with it.
+    pub(super) fn on_cookie(&mut self, now: Instant, from: SocketAddr, cookie: Cookie) {
+        let known = self.members.is_member_addr(&from)
+            || self.seeds.contains(&from)
+            || self.join_targets.contains(&from);
+        if !known {
+            return;
+        }
+        self.held.insert(from, cookie);
+        if let Some((to, at, used)) = self.last_digests {
+            let recent = now.saturating_duration_since(at) <= self.cfg.probe_interval;
+            if to == from && recent && used != Some(cookie) {
+                let peer = self.members.at_addr(&from);
+                self.send_digests(from, peer, now);
+            }
+        }
+    }
+
+    /// A new address for member `id`: ping it bare soon, while few members
+    /// have answered.
+    pub(super) fn queue_validation(&mut self, id: NodeId, now: Instant) {
+        if self.members.ready() >= EAGER_READY || self.left {
+            return;
+        }
+        self.to_validate.push_back(id);
+        if self.timers.deadline(&TimerKey::Validate).is_none() {
+            self.timers.set(TimerKey::Validate, now);
+        }
+    }
+
+    /// A validation round: bare pings to the next new addresses.
+    pub(super) fn on_validate(&mut self, now: Instant) {
+        let mut sent = 0;
+        while sent < VALIDATIONS_PER_ROUND && self.members.ready() < EAGER_READY {
+            let Some(id) = self.to_validate.pop_front() else {
+                break;
+            };
+            let Some(addr) = self
+                .members
+                .get(&id)
+                .filter(|m| !m.validated && m.state.is_live())
+                .map(|m| m.addr)
+            else {
+                continue;
+            };
+            let seq = self.take_seq();
+            self.ping(id, addr, seq);
+            self.stats.validations += 1;
+            sent += 1;
+        }
+        if self.members.ready() >= EAGER_READY {
+            self.to_validate.clear();
+        }
+        if !self.to_validate.is_empty() {
+            self.timers.set(TimerKey::Validate, now + VALIDATE_EVERY);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::swim::testing::{converged, Net};
+    use crate::wire::{BucketEntries, Update};
+    use grapevine_crypto::{Identity, LocationRecord};
+
+    fn stranger_record(addr: &str, seed: u64) -> Vec<u8> {
+        let id = Identity::generate_with(&mut grapevine_crypto::testing::rng(seed));
+        LocationRecord::new(&id, vec![addr.parse().unwrap()])
+            .sign(&id)
+            .unwrap()
+            .bytes()
+            .to_vec()
+    }
+
+    #[test]
+    fn answers_to_an_address_that_echoed_no_cookie_are_at_most_three_times_the_request() {
+        let mut net = Net::new(4);
+        converged(&mut net);
+        net.run_for(Duration::from_secs(2));
+        // Something to piggyback, a fact to sync: node 0's record is new.
+        let rec = net.record(0, 7_000_000);
+        let now = net.now();
+        net.node_mut(0).update_record(rec, now);
+        let s: SocketAddr = "10.77.0.1:7946".parse().unwrap();
+        let who = NodeId([0x42; 32]);
+        let p0 = crate::wire::prefix(&net.id(1));
+        let requests = [
+            Message::SyncDigest {
+                from: who,
+                root: 0,
+                count: 0,
+            },
+            Message::SyncDigests {
+                from: who,
+                root: 0,
+                count: 0,
+                fact_root: 1,
+            },
+            Message::SyncHave {
+                from: who,
+                buckets: (0..=255u8)
+                    .map(|bucket| BucketEntries {
+                        bucket,
+                        entries: vec![],
+                    })
+                    .collect(),
+            },
+            Message::SyncWant {
+                from: who,
+                prefixes: vec![p0],
+            },
+            Message::Ping {
+                seq: 1,
+                from: who,
+                updates: vec![],
+            },
+            Message::Join {
+                record: stranger_record("10.77.0.1:7946", 77),
+            },
+            Message::Gossip {
+                from: who,
+                updates: vec![Update::Suspect {
+                    id: net.id(0),
+                    incarnation: net.node(0).incarnation(),
+                }],
+            },
+        ];
+        let capped = net.node(0).stats().answers_capped;
+        for (k, req) in requests.iter().enumerate() {
+            // Each from its own port: a fresh address, no cookie.
+            let from = SocketAddr::new(s.ip(), 8000 + k as u16);
+            let bytes = req.encode().unwrap();
+            let mark = net.sent_by(0).count();
+            net.inject_bytes(0, from, &bytes);
+            let (sent, _) = net.bytes_to(0, from, mark);
+            assert!(
+                sent <= ANSWER_FACTOR * bytes.len(),
+                "{req:?}: {sent} bytes in answer to {}",
+                bytes.len()
+            );
+        }
+        // Several would have been far larger: bucket hashes (1.3 KB),
+        // records, an ack with a record on it.
+        assert!(net.node(0).stats().answers_capped >= capped + 4);
+    }
+
+    #[test]
+    fn a_member_gets_a_cookie_and_echoing_it_gets_full_answers() {
+        let mut net = Net::new(3);
+        converged(&mut net);
+        net.run_for(Duration::from_secs(5));
+        // Members hold each other's cookies by now, and echo them.
+        let (a0, a1) = (net.addr(0), net.addr(1));
+        let cookie = net
+            .node(1)
+            .held
+            .get(&a0)
+            .expect("node 1 holds node 0's cookie");
+        assert!(net.node(0).held.get(&a1).is_some());
+        assert!(net.node(0).stats().cookies_issued >= 2);
+        let digest = Message::SyncDigest {
+            from: net.id(1),
+            root: 0,
+            count: 0,
+        };
+        // Without the cookie: a fresh cookie (within three times), no
+        // bucket hashes.
+        let mark = net.sent_by(0).count();
+        net.inject(0, a1, &digest);
+        let out: Vec<_> = net.sent_by(0).skip(mark).map(|(_, m)| m.clone()).collect();
+        assert!(
+            matches!(out.as_slice(), [Message::Cookie { .. }]),
+            "{out:?}"
+        );
+        // Echoing it: the full answer.
+        let mark = net.sent_by(0).count();
+        let bytes = Datagram::encode(Some((Some(cookie), 0)), &digest).unwrap();
+        net.inject_bytes(0, a1, &bytes);
+        let out: Vec<_> = net.sent_by(0).skip(mark).map(|(_, m)| m.clone()).collect();
+        assert!(
+            matches!(out.as_slice(), [Message::SyncBuckets { .. }]),
+            "{out:?}"
+        );
+        // A cookie proves only the address it was issued to.
+        let mark = net.sent_by(0).count();
+        net.inject_bytes(0, "10.1.0.99:7946".parse().unwrap(), &bytes);
+        let out: Vec<_> = net.sent_by(0).skip(mark).map(|(_, m)| m.clone()).collect();
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn a_record_naming_someone_elses_address_draws_only_bare_pings() {
+        let mut net = Net::new(4);
+        converged(&mut net);
+        net.run_for(Duration::from_secs(2));
+        // Anyone can sign a record naming a victim's address; the grid
+        // stores it (it is validly signed) but must not flood the victim.
+        let victim: SocketAddr = "10.66.6.6:53".parse().unwrap();
+        let rec = stranger_record("10.66.6.6:53", 66);
+        let marks: Vec<usize> = (0..4).map(|i| net.sent_by(i).count()).collect();
+        net.inject(
+            0,
+            "10.9.9.9:9".parse().unwrap(),
+            &Message::Gossip {
+                from: NodeId([9; 32]),
+                updates: vec![Update::Record(rec)],
+            },
+        );
+        // A minute: it spreads, is probed (bare), suspected, declared dead,
+        // pinged again as dead.
+        net.run_for(Duration::from_secs(60));
+        let mut to_victim = Vec::new();
+        for (i, &mark) in marks.iter().enumerate() {
+            to_victim.extend(
+                net.sent_by(i)
+                    .skip(mark)
+                    .filter(|(to, _)| *to == victim)
+                    .map(|(_, m)| m.clone()),
+            );
+        }
+        assert!(!to_victim.is_empty(), "the address is tried");
+        for m in &to_victim {
+            let bare = matches!(m, Message::Ping { updates, .. }
+                if updates.iter().all(|u| matches!(u, Update::Suspect { .. } | Update::Dead { .. })));
+            let accusation = matches!(m, Message::Gossip { updates, .. }
+                if updates.len() == 1 && matches!(updates[0], Update::Suspect { .. } | Update::Dead { .. }));
+            assert!(bare || accusation, "{m:?}");
+        }
+        let bytes: usize = (0..4).map(|i| net.bytes_to(i, victim, marks[i]).0).sum();
+        // A few small datagrams a node: nothing like gossip or sync.
+        assert!(bytes <= 4 * 12 * 130, "{bytes} bytes to the victim");
+    }
+}
