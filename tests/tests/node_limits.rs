@@ -110,7 +110,7 @@ async fn a_node_withdraws_storage_when_its_share_listener_stops_for_good() {
 
     // A peer learns the record without the role: a member, not a server.
     let (db, mut cfg_b) = node_dir(root.path(), "b");
-    cfg_b.seeds = vec![a.local_addr()];
+    cfg_b.seeds = vec![a.local_addr().into()];
     let b = Node::start(cfg_b, &db, Options::in_process())
         .await
         .unwrap();
