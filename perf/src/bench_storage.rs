@@ -1,6 +1,10 @@
 //! `grapevine-perf bench storage`: put and get throughput on a local grid of
 //! share servers (each its own identity, TCP listener and on-disk store in
-//! a temporary directory), with the default 3-of-10 encoding.
+//! a temporary directory), with the default 3-of-10 encoding. Then each
+//! server verifies every share it holds against its checksum (`Verify`,
+//! one share at a time), and the bench reports the peak heap above what was
+//! live before: the servers stream the check, so it stays a few buffers
+//! however large the share (issue 18.3).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,12 +12,15 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use grapevine_crypto::{Identity, LocationRecord, SessionConfig};
 use grapevine_storage::client::{self, ClientIdentity, KeyMode, ServerRef};
+use grapevine_storage::protocol::{Reply, Request};
 use grapevine_storage::Params;
-use grapevine_storage::{PoolConfig, SessionPool};
+use grapevine_storage::{PoolConfig, SessionPool, StorageIndex};
 use serde::Serialize;
 use tokio::io::AsyncWrite;
 
 use grapevine_node::procfs;
+
+use crate::alloc;
 
 /// Arguments of `bench storage`.
 #[derive(Debug, clap::Args)]
@@ -53,6 +60,13 @@ pub struct StorageReport {
     pub put_cores: f64,
     /// CPU core-seconds per second during get.
     pub get_cores: f64,
+    /// The largest share verified, bytes.
+    pub verify_share_bytes: u64,
+    /// Shares verified.
+    pub verify_shares: usize,
+    /// Peak heap bytes (allocator-counted, the whole process) above those
+    /// live before, while the servers verified every share.
+    pub verify_peak_heap_bytes: i64,
 }
 
 /// Parse "1GiB", "256MiB", "1000".
@@ -211,6 +225,12 @@ pub fn run(args: &StorageArgs) -> Result<()> {
             "  get  {:8.1} MB/s  ({:.2} cores)",
             report.get_mb_s, report.get_cores
         );
+        println!(
+            "  verify {} shares of up to {:.1} MiB: peak heap +{:.1} KiB",
+            report.verify_shares,
+            report.verify_share_bytes as f64 / f64::from(1u32 << 20),
+            report.verify_peak_heap_bytes as f64 / 1024.0
+        );
     }
     Ok(())
 }
@@ -279,6 +299,11 @@ async fn bench(
     if rep.bytes != size || sink.pos != size || sink.mismatch {
         bail!("downloaded file does not match what was uploaded");
     }
+    let grapevine_storage::Cap::Chk(rc) = &up.cap else {
+        bail!("a {size}-byte file was inlined, not stored: nothing to verify");
+    };
+    let (verify_shares, verify_share_bytes, verify_peak_heap_bytes) =
+        verify_all(&pool, &servers, &rc.storage_index()).await?;
     drop(dirs);
     Ok(StorageReport {
         bytes: size,
@@ -289,7 +314,60 @@ async fn bench(
         get_mb_s: size as f64 / 1e6 / get_s,
         put_cores: put_cpu / put_s,
         get_cores: get_cpu / get_s,
+        verify_shares,
+        verify_share_bytes,
+        verify_peak_heap_bytes,
     })
+}
+
+/// Ask every server to verify each share of `si` it holds, one at a time:
+/// (shares verified, the largest one's size, peak heap above the level
+/// before the first).
+async fn verify_all(
+    pool: &SessionPool,
+    servers: &[ServerRef],
+    si: &StorageIndex,
+) -> Result<(usize, u64, i64)> {
+    let mut held = Vec::new();
+    for s in servers {
+        let mut conn = pool.get(*s).await.context("verify: session")?;
+        match pool.call(&mut conn, Request::List { si: *si }).await? {
+            Reply::Shares(shares) => held.extend(shares.into_iter().map(|sh| (conn.server(), sh))),
+            other => bail!("verify: list answered {other:?}"),
+        }
+        pool.put_back(conn);
+    }
+    let mut conns = Vec::new();
+    for s in servers {
+        conns.push(pool.get(*s).await.context("verify: session")?);
+    }
+    let base = alloc::live_bytes();
+    alloc::reset_peak();
+    let mut largest = 0;
+    for (server, (shnum, size)) in &held {
+        let conn = conns
+            .iter_mut()
+            .find(|c| c.server() == *server)
+            .context("verify: no session")?;
+        match pool
+            .call(
+                conn,
+                Request::Verify {
+                    si: *si,
+                    shnum: *shnum,
+                },
+            )
+            .await?
+        {
+            Reply::Ok => largest = largest.max(*size),
+            other => bail!("verify: share {shnum} answered {other:?}"),
+        }
+    }
+    let peak = alloc::peak_bytes() - base;
+    for c in conns {
+        pool.put_back(c);
+    }
+    Ok((held.len(), largest, peak))
 }
 
 #[cfg(test)]
