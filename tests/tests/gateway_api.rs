@@ -391,7 +391,7 @@ async fn every_error_is_a_clear_4xx() {
             vec![],
             b"x".to_vec(),
             400,
-            "invalid parameters",
+            "invalid share parameters",
         ),
         (
             "PUT",

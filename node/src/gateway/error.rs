@@ -89,6 +89,7 @@ impl From<OpError> for GatewayError {
             OpError::Storage(ClientError::Codec(c @ CodecError::NotEnoughShares { .. })) => {
                 GatewayError::Gone(c.to_string())
             }
+            OpError::Storage(e @ ClientError::NoShares { .. }) => GatewayError::Gone(e.to_string()),
             OpError::Storage(e @ ClientError::NotHappy { .. }) => {
                 GatewayError::Unhappy(e.to_string())
             }
