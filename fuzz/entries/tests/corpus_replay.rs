@@ -2,7 +2,10 @@
 //! calls: a known input that panics again fails CI, on stable Rust.
 //!
 //! A corpus directory that is missing or empty fails the test (a replay of
-//! nothing would pass whatever the code does).
+//! nothing would pass whatever the code does). Each replay calls the
+//! target's entry function itself, the one its `fuzz_targets/*.rs` file is
+//! checked to call (not a dispatch by name, which could be unhooked
+//! unnoticed), and every target must have its replay test in this file.
 
 use std::path::PathBuf;
 
@@ -27,10 +30,10 @@ fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     files
 }
 
-fn replay(target: &str) {
+fn replay(target: &str, entry: fn(&[u8])) {
     let files = corpus(target);
     for (path, bytes) in &files {
-        let r = std::panic::catch_unwind(|| grapevine_fuzz_entries::run(target, bytes));
+        let r = std::panic::catch_unwind(|| entry(bytes));
         assert!(
             r.is_ok(),
             "fuzz target {target} panicked on {} (replay: fuzz/run.sh, or cargo +nightly fuzz run {target} {})",
@@ -64,40 +67,47 @@ fn every_target_has_a_corpus_and_a_test() {
             src.contains(&format!("grapevine_fuzz_entries::{t}(")),
             "fuzz/fuzz_targets/{t}.rs does not call grapevine_fuzz_entries::{t}"
         );
+        assert!(
+            THIS_FILE.contains(&format!("replay(\"{t}\", grapevine_fuzz_entries::{t});")),
+            "no replay test for fuzz target {t} in this file"
+        );
     }
 }
 
+/// This file's own text: every target needs its replay line below.
+const THIS_FILE: &str = include_str!("corpus_replay.rs");
+
 #[test]
 fn record_corpus() {
-    replay("record");
+    replay("record", grapevine_fuzz_entries::record);
 }
 
 #[test]
 fn gossip_corpus() {
-    replay("gossip");
+    replay("gossip", grapevine_fuzz_entries::gossip);
 }
 
 #[test]
 fn frames_corpus() {
-    replay("frames");
+    replay("frames", grapevine_fuzz_entries::frames);
 }
 
 #[test]
 fn handshake_corpus() {
-    replay("handshake");
+    replay("handshake", grapevine_fuzz_entries::handshake);
 }
 
 #[test]
 fn storage_request_corpus() {
-    replay("storage_request");
+    replay("storage_request", grapevine_fuzz_entries::storage_request);
 }
 
 #[test]
 fn share_file_corpus() {
-    replay("share_file");
+    replay("share_file", grapevine_fuzz_entries::share_file);
 }
 
 #[test]
 fn capability_corpus() {
-    replay("capability");
+    replay("capability", grapevine_fuzz_entries::capability);
 }
