@@ -56,17 +56,31 @@ pub struct Sockets {
 impl Sockets {
     /// Bind UDP at `addr` (port 0 picks one), then TCP at the same address.
     ///
+    /// With port 0 the kernel picks UDP's port, and that port may be some
+    /// TCP connection's local port at that moment (both draw on the same
+    /// ephemeral range): then another pair is tried, a bounded number of
+    /// times.
+    ///
     /// # Errors
     /// [`NodeError::Bind`] naming the address.
     pub async fn bind(addr: SocketAddr) -> Result<Sockets, NodeError> {
-        let udp = UdpSocket::bind(addr)
-            .await
-            .map_err(NodeError::bind("UDP", addr))?;
-        let local = udp.local_addr().map_err(NodeError::bind("UDP", addr))?;
-        let tcp = TcpListener::bind(local)
-            .await
-            .map_err(NodeError::bind("TCP", local))?;
-        Ok(Sockets { udp, tcp })
+        const TRIES_ON_ANY_PORT: usize = 50;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let udp = UdpSocket::bind(addr)
+                .await
+                .map_err(NodeError::bind("UDP", addr))?;
+            let local = udp.local_addr().map_err(NodeError::bind("UDP", addr))?;
+            match TcpListener::bind(local).await {
+                Ok(tcp) => return Ok(Sockets { udp, tcp }),
+                Err(e)
+                    if addr.port() == 0
+                        && e.kind() == std::io::ErrorKind::AddrInUse
+                        && tries < TRIES_ON_ANY_PORT => {}
+                Err(e) => return Err(NodeError::bind("TCP", local)(e)),
+            }
+        }
     }
 }
 
