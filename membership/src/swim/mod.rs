@@ -159,6 +159,10 @@ struct Probe {
     target: NodeId,
     seq: u32,
     period_end: Instant,
+    /// The target's address: a direct ack comes from there.
+    addr: SocketAddr,
+    /// The members asked to relay: a relayed ack comes from one of them.
+    helpers: Vec<SocketAddr>,
 }
 
 /// A probe this node makes for another member (see `probe`).
@@ -166,6 +170,10 @@ struct Probe {
 struct Relay {
     requester: SocketAddr,
     requester_seq: u32,
+    /// The member pinged, at the address pinged: only an ack naming it,
+    /// from there, is passed on.
+    target: NodeId,
+    addr: SocketAddr,
 }
 
 /// The datagram being handled: its source, and the bytes that may still be
@@ -174,6 +182,13 @@ struct Relay {
 struct Answer {
     to: SocketAddr,
     left: usize,
+    /// Bytes kept back for a cookie, if the source may be issued one
+    /// should an answer not fit (see `address`).
+    cookie: Option<usize>,
+    /// Whether an answer did not fit.
+    capped: bool,
+    /// The wall clock in its header, if any.
+    time: Option<u64>,
 }
 
 /// Time between expiry sweeps (see `expire`).
@@ -500,8 +515,10 @@ impl Swim {
     }
 
     fn dispatch(&mut self, now: Instant, from: SocketAddr, msg: Message) {
+        // Heard from directly: the claimed sender, only from its recorded
+        // address (anyone can name any id).
         if let Some(id) = msg.sender() {
-            self.members.heard(&id, now);
+            self.members.heard(&id, from, now);
         }
         match msg {
             Message::Ping {

@@ -37,6 +37,10 @@ pub struct Stats {
     /// Relayed probes refused: the target is not a live member whose
     /// address has answered.
     pub relays_refused: u64,
+    /// Acks refused: their sequence number was of a probe or relay of
+    /// this node, but they named another member or came from an address
+    /// the ping did not go to (forged).
+    pub acks_refused: u64,
     /// Probes this node started (one per probe period with a member to
     /// probe).
     pub probes: u64,
