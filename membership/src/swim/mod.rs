@@ -59,6 +59,7 @@ mod join;
 mod members;
 mod probe;
 mod records;
+mod rtt;
 mod stats;
 mod sync;
 #[cfg(test)]
@@ -163,6 +164,8 @@ struct Probe {
     addr: SocketAddr,
     /// The members asked to relay: a relayed ack comes from one of them.
     helpers: Vec<SocketAddr>,
+    /// When its ping was sent (round trips, see `rtt`).
+    sent: Instant,
 }
 
 /// A probe this node makes for another member (see `probe`).
@@ -226,6 +229,11 @@ pub struct Swim {
     members: Members,
     timers: Timers<TimerKey, FixedState>,
     probe: Option<Probe>,
+    /// The probe of the period before, whose ack may still come (late:
+    /// a round trip to measure, nothing more).
+    late_probe: Option<Probe>,
+    /// Round trips of probes (see `rtt`).
+    rtt: rtt::RoundTrips,
     relays: HashMap<u32, Relay>,
     local_health: u32,
     broadcasts: Broadcasts,
@@ -321,6 +329,8 @@ impl Swim {
             hasher: hs,
             timers: Timers::with_hasher(hs),
             probe: None,
+            late_probe: None,
+            rtt: rtt::RoundTrips::default(),
             relays: HashMap::with_hasher(hs),
             local_health: 0,
             broadcasts: Broadcasts::default(),
@@ -377,6 +387,7 @@ impl Swim {
         let mut s = self.stats;
         s.records = self.store.stats();
         s.local_health = self.local_health;
+        s.probe_timeout_ms = u64::try_from(self.probe_timeout().as_millis()).unwrap_or(u64::MAX);
         s.clock_offset_s = self.clock.offset();
         s.clock_peers = self.clock.peers();
         s

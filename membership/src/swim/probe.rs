@@ -55,14 +55,42 @@ impl Swim {
         self.local_health = self.local_health.saturating_sub(1);
     }
 
+    /// The largest stretch of a configured timeout.
+    fn max_scale(&self) -> u32 {
+        1 + self.cfg.max_local_health
+    }
+
+    /// The direct probe's timeout: the configured one stretched by local
+    /// health, at least the measured round-trip timeout (see `rtt`), at
+    /// most `1 + max_local_health` times the configured one.
+    pub(super) fn probe_timeout(&self) -> Duration {
+        (self.cfg.probe_timeout * self.health_scale())
+            .max(self.rtt.timeout())
+            .min(self.cfg.probe_timeout * self.max_scale())
+    }
+
+    /// The probe period: the configured one stretched by local health, at
+    /// least twice the round-trip timeout, at most `1 + max_local_health`
+    /// times the configured one.
+    pub(super) fn probe_period(&self) -> Duration {
+        (self.cfg.probe_interval * self.health_scale())
+            .max(self.rtt.timeout().saturating_mul(2))
+            .min(self.cfg.probe_interval * self.max_scale())
+    }
+
     /// Suspicion timeout, stretched by local health (Lifeguard): a node
-    /// that is itself struggling waits longer before declaring others dead.
+    /// that is itself struggling waits longer before declaring others dead;
+    /// and as much as measured round trips stretch the probe timeout (see
+    /// `rtt`): where acks are slow, so are refutations.
     pub(super) fn suspicion_timeout(&self) -> Duration {
         let n = (self.live_n() as f64).max(10.0);
+        let by_rtt = self.rtt.timeout().as_secs_f64() / self.cfg.probe_timeout.as_secs_f64();
+        let stretch = by_rtt
+            .max(f64::from(self.health_scale()))
+            .min(f64::from(self.max_scale()));
         self.cfg
             .probe_interval
-            .mul_f64(self.cfg.suspicion_mult * n.log10())
-            * self.health_scale()
+            .mul_f64(self.cfg.suspicion_mult * n.log10() * stretch)
     }
 
     /// Ping member `to` at `addr` with sequence number `seq`, piggybacking
@@ -106,6 +134,8 @@ impl Swim {
             if !late && !starved {
                 self.probe_failed(p.target, now);
             }
+            // Its ack may still come: a round trip to measure.
+            self.late_probe = Some(p);
         }
         // Recover local health one step per probe period handled on time,
         // so a node starved once (a join storm) does not stay slow to detect
@@ -113,7 +143,7 @@ impl Swim {
         if !starved {
             self.lower_health();
         }
-        let period_end = now + self.cfg.probe_interval * self.health_scale();
+        let period_end = now + self.probe_period();
         self.timers.set(TimerKey::Probe, period_end);
         // Give one suspect per period a fresh chance to hear its accusation
         // and refute (earlier notices may have been lost).
@@ -134,11 +164,10 @@ impl Swim {
                 period_end,
                 addr,
                 helpers: Vec::new(),
+                sent: now,
             });
-            self.timers.set(
-                TimerKey::Indirect,
-                now + self.cfg.probe_timeout * self.health_scale(),
-            );
+            self.timers
+                .set(TimerKey::Indirect, now + self.probe_timeout());
             self.stats.probes += 1;
             self.ping(target, addr, seq);
         }
@@ -198,6 +227,13 @@ impl Swim {
             return;
         };
         if m.state != MemberState::Suspect {
+            return;
+        }
+        // The timeout as measured now (round trips may have grown since
+        // the suspicion began): not yet, if it has not passed.
+        let until = m.since + self.suspicion_timeout();
+        if now < until {
+            self.timers.set(TimerKey::Suspect(id), until);
             return;
         }
         let inc = m.incarnation;
@@ -304,9 +340,47 @@ impl Swim {
                 self.stats.acks_refused += 1;
                 return;
             }
+            let sent = p.sent;
             self.probe = None;
             self.timers.cancel(&TimerKey::Indirect);
             self.lower_health();
+            self.rtt.sample(now.saturating_duration_since(sent));
+            self.answered_while_suspect(id, now);
+        } else if let Some(p) = self
+            .late_probe
+            .as_ref()
+            .filter(|p| p.seq == seq && p.target == id)
+        {
+            // The ack of the period before, late: measured, nothing more.
+            if from != p.addr && !p.helpers.contains(&from) {
+                self.stats.acks_refused += 1;
+                return;
+            }
+            let sent = p.sent;
+            self.late_probe = None;
+            self.rtt.sample(now.saturating_duration_since(sent));
+            self.answered_while_suspect(id, now);
+        }
+    }
+
+    /// A suspect acked a probe of this node's (from its address, with the
+    /// probe's random number): it is running, only slow. Its refutation
+    /// gets a full suspicion timeout from now, as this node now measures
+    /// it, before this node declares it dead.
+    fn answered_while_suspect(&mut self, id: NodeId, now: Instant) {
+        if self
+            .members
+            .get(&id)
+            .is_some_and(|m| m.state == MemberState::Suspect)
+        {
+            let until = now + self.suspicion_timeout();
+            if self
+                .timers
+                .deadline(&TimerKey::Suspect(id))
+                .is_some_and(|d| d < until)
+            {
+                self.timers.set(TimerKey::Suspect(id), until);
+            }
         }
     }
 
@@ -328,7 +402,7 @@ impl Swim {
             return;
         }
         let my_seq = self.take_seq();
-        let deadline = now + self.cfg.probe_interval * self.health_scale();
+        let deadline = now + self.probe_period();
         self.relays.insert(
             my_seq,
             Relay {

@@ -68,6 +68,9 @@ pub struct Stats {
     pub records: StoreStats,
     /// Current local health score.
     pub local_health: u32,
+    /// The direct probe's timeout now, milliseconds (the configured one,
+    /// stretched by local health and measured round trips).
+    pub probe_timeout_ms: u64,
     /// The grid's clock minus this node's, seconds, as measured from
     /// peers (none before any sample).
     pub clock_offset_s: Option<i64>,
