@@ -64,7 +64,7 @@ pub struct Step {
 /// One bound on throughput.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Bound {
-    /// "cpu (N cores)", "serial: <group>" or "device".
+    /// `cpu (N cores)`, `serial: GROUP` or `device`.
     pub what: String,
     /// The file bytes per second it allows.
     pub bytes_per_s: f64,
