@@ -40,11 +40,13 @@ pub use crate::error::ClientError;
 pub use crate::types::ReportVerdict;
 pub use check::check;
 pub use conn::{ClientIdentity, Conn, ServerRef, DEFAULT_REQUEST_TIMEOUT, MAX_IN_FLIGHT};
-pub use download::{download, DownloadReport, READ_AHEAD};
+pub use download::{download, DownloadReport, DownloadWaits, READ_AHEAD};
 pub use health::{CheckCounts, CheckResults, CorruptReport, Found, Verdict};
 pub use locate::{locate, Findings, Located};
 pub use place::permuted_servers;
 pub use pool::{Contact, PoolConfig, SessionPool};
 pub use range::download_range;
 pub use report::report_corrupt;
-pub use upload::{default_params, read_all, upload, KeyMode, UploadReport, UploadRequest};
+pub use upload::{
+    default_params, read_all, upload, KeyMode, UploadReport, UploadRequest, UploadWaits,
+};
