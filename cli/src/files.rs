@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use grapevine_node::output::Target;
 use grapevine_node::{Client, NodeDir, OpError, PutOptions};
-use grapevine_storage::client::{ClientError, ReportVerdict, UploadReport};
+use grapevine_storage::client::{CheckResults, ClientError, ReportVerdict, UploadReport};
 use grapevine_storage::{Cap, Params};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -297,11 +297,16 @@ healthy, sharemap). Exit codes: 0 healthy (all N shares good), 3 not healthy (fe
 N good shares, still readable), 4 corrupt shares found (still readable), 5 unrecoverable \
 (fewer than k good shares, or none at all), 1 the check could not run.")]
 pub struct CheckArgs {
-    /// Read capability.
+    /// Read capability (`gv:chk:...`) or verify capability
+    /// (`gv:chk-verify:...`, from `grapevine verify-cap`).
     cap: String,
     /// Download and verify every block of every share (else: count shares).
     #[arg(long)]
     verify: bool,
+    /// Regenerate missing and corrupt shares onto the next servers in
+    /// permuted order (Tahoe's repair keys; a verify capability is enough).
+    #[arg(long)]
+    repair: bool,
     #[command(flatten)]
     node: NodeArg,
     /// JSON output (Tahoe's keys).
@@ -310,54 +315,67 @@ pub struct CheckArgs {
 }
 
 /// A node id's first ten characters, as member tables show it.
-fn short(id: &str) -> &str {
+pub(crate) fn short(id: &str) -> &str {
     id.get(..10).unwrap_or(id)
 }
 
-/// `grapevine check CAP [--verify]`: exit code from the verdict.
+/// `grapevine check CAP [--verify] [--repair]`: exit code from the
+/// verdict (after repair, the post-repair verdict).
 ///
 /// # Errors
 /// Bad capability, no node.
 pub fn check(a: &CheckArgs) -> Result<ExitCode> {
-    let cap: Cap = a.cap.parse()?;
+    let cap = crate::repair::CheckCap::parse(&a.cap)?;
+    if a.repair {
+        return crate::repair::check_and_repair(&cap, a.verify, a.json, &a.node);
+    }
     rt()?.block_on(async {
         let client = Client::for_dir(&a.node.dir()).await?;
-        let r = client.check(&cap, a.verify).await?;
+        let r = cap.check(&client, a.verify).await?;
         if a.json {
             outln!("{}", serde_json::to_string_pretty(&r)?);
         } else {
-            let res = &r.results;
-            outln!("{}", r.summary);
-            if !r.storage_index.is_empty() {
-                outln!("storage index {}", r.storage_index);
-                for (share, servers) in &res.sharemap {
-                    let short: Vec<&str> = servers.iter().map(|s| short(s)).collect();
-                    outln!(
-                        "  share {share:>3} on {}{}",
-                        short.join(" "),
-                        if a.verify { "  verified" } else { "" }
-                    );
-                }
-                for (server, _, share) in &res.list_corrupt_shares {
-                    let said = r
-                        .corrupt_share_reports
-                        .iter()
-                        .find(|c| c.share == *share && &c.server == server)
-                        .map(|c| format!(" (reported to its server: {})", c.verdict))
-                        .unwrap_or_default();
-                    outln!("  share {share:>3} on {}  CORRUPT{said}", short(server));
-                }
-                outln!(
-                    "{} good of {} expected, {} needed; {}; happiness {}; {} responding",
-                    res.count_shares_good,
-                    res.count_shares_expected,
-                    res.count_shares_needed,
-                    plural(res.count_good_share_hosts, "good share host"),
-                    res.count_happiness,
-                    plural(res.servers_responding.len(), "server")
-                );
-            }
+            print_check(&r, a.verify)?;
         }
         Ok(ExitCode::from(exit::of_verdict(r.verdict())))
     })
+}
+
+/// A check's report for a person.
+///
+/// # Errors
+/// Standard output is closed.
+pub(crate) fn print_check(r: &CheckResults, verified: bool) -> Result<()> {
+    let res = &r.results;
+    outln!("{}", r.summary);
+    if !r.storage_index.is_empty() {
+        outln!("storage index {}", r.storage_index);
+        for (share, servers) in &res.sharemap {
+            let short: Vec<&str> = servers.iter().map(|s| short(s)).collect();
+            outln!(
+                "  share {share:>3} on {}{}",
+                short.join(" "),
+                if verified { "  verified" } else { "" }
+            );
+        }
+        for (server, _, share) in &res.list_corrupt_shares {
+            let said = r
+                .corrupt_share_reports
+                .iter()
+                .find(|c| c.share == *share && &c.server == server)
+                .map(|c| format!(" (reported to its server: {})", c.verdict))
+                .unwrap_or_default();
+            outln!("  share {share:>3} on {}  CORRUPT{said}", short(server));
+        }
+        outln!(
+            "{} good of {} expected, {} needed; {}; happiness {}; {} responding",
+            res.count_shares_good,
+            res.count_shares_expected,
+            res.count_shares_needed,
+            plural(res.count_good_share_hosts, "good share host"),
+            res.count_happiness,
+            plural(res.servers_responding.len(), "server")
+        );
+    }
+    Ok(())
 }

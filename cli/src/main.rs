@@ -22,6 +22,7 @@ mod exit;
 mod files;
 mod grid;
 mod info;
+mod repair;
 mod run;
 
 use std::io::IsTerminal;
@@ -56,7 +57,13 @@ enum Cmd {
     /// Fetch a file by its capability (to standard output unless -o).
     Get(files::GetArgs),
     /// Report a file's health (Tahoe's check-result keys); exit 0 if healthy.
+    /// With --repair, regenerate missing and corrupt shares.
     Check(files::CheckArgs),
+    /// The verify capability of a read capability: enough to check and
+    /// repair the file, not to read it.
+    VerifyCap(repair::VerifyCapArgs),
+    /// What a running node's automatic repair job has done.
+    Repair(repair::RepairArgs),
     /// Closed grids: make a grid key, admit nodes.
     #[command(subcommand)]
     Grid(grid::GridCmd),
@@ -82,6 +89,8 @@ fn main() -> ExitCode {
         Cmd::Put(a) => files::put(&a).map(|_| ExitCode::SUCCESS),
         Cmd::Get(a) => files::get(&a).map(|_| ExitCode::SUCCESS),
         Cmd::Check(a) => files::check(&a),
+        Cmd::VerifyCap(a) => repair::verify_cap(&a).map(|_| ExitCode::SUCCESS),
+        Cmd::Repair(a) => repair::report(&a).map(|_| ExitCode::SUCCESS),
         Cmd::Grid(c) => grid::run(&c).map(|_| ExitCode::SUCCESS),
     };
     match r {

@@ -31,6 +31,17 @@ pub struct Findings {
     pub responding: Vec<NodeId>,
 }
 
+/// What of a server's answer to `List` can be true of a file of `n`
+/// shares: share numbers below `n`, each once, so at most `n` entries. A
+/// lying server could otherwise inflate a check's counts (and a repair
+/// planner's), end a search early or cost a verifier thousands of reads.
+fn plausible(mut listed: Vec<(u16, u64)>, n: u16) -> Vec<(u16, u64)> {
+    listed.retain(|&(shnum, _)| shnum < n);
+    listed.sort_unstable_by_key(|l| l.0);
+    listed.dedup_by_key(|l| l.0);
+    listed
+}
+
 /// Ask servers, in permuted order and `n` at a time, which shares of `si`
 /// they hold. Stops once all `n` share numbers are found, or once at least
 /// `k` are found and `2n` servers have been asked (shares live on the first
@@ -75,7 +86,7 @@ pub async fn locate(
         .await;
         for (s, v) in answers.into_iter().flatten() {
             responding.push(s.id);
-            out.extend(v.into_iter().map(|(shnum, size)| Located {
+            out.extend(plausible(v, n).into_iter().map(|(shnum, size)| Located {
                 shnum,
                 size,
                 server: s,
@@ -86,5 +97,20 @@ pub async fn locate(
         shares: out,
         asked,
         responding,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server listing share numbers a file does not have, or one share
+    /// many times, is believed only for what can be true.
+    #[test]
+    fn a_servers_list_is_kept_to_what_the_file_can_have() {
+        let listed = vec![(3, 10), (3, 10), (9, 10), (10, 10), (u16::MAX, 1), (0, 5)];
+        assert_eq!(plausible(listed, 10), vec![(0, 5), (3, 10), (9, 10)]);
+        let many: Vec<(u16, u64)> = (0..5000).map(|i| ((i % 300) as u16, 1)).collect();
+        assert_eq!(plausible(many, 10).len(), 10);
     }
 }
