@@ -1,5 +1,5 @@
-//! `grapevine put`, `get` and `check`: files on the grid, through a running
-//! node's view of it.
+//! `grapevine put` and `get`: files on the grid, through a running node's
+//! view of it (`check` is in `check`).
 //!
 //! Standard output carries what a script wants (the capability, the file's
 //! bytes, JSON); what a person wants to know (what was stored where, what
@@ -8,16 +8,14 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use grapevine_node::output::Target;
 use grapevine_node::{Client, NodeDir, OpError, PutOptions};
-use grapevine_storage::client::{CheckResults, ClientError, ReportVerdict, UploadReport};
+use grapevine_storage::client::{ClientError, ReportVerdict, UploadReport};
 use grapevine_storage::{Cap, Params};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::exit;
 use crate::info::{plural, rt, NodeArg};
 
 /// A progress bar on standard error if it is a terminal (whatever standard
@@ -286,96 +284,4 @@ fn told(verdict: Option<ReportVerdict>) -> &'static str {
         }
         None => "the report to its server did not get through",
     }
-}
-
-/// Arguments of `check`.
-#[derive(Debug, clap::Args)]
-#[command(after_help = "\
-Reports with Tahoe-LAFS's check-result keys (count-shares-good, count-shares-needed, \
-count-shares-expected, count-good-share-hosts, list-corrupt-shares, servers-responding, \
-healthy, sharemap). Exit codes: 0 healthy (all N shares good), 3 not healthy (fewer than \
-N good shares, still readable), 4 corrupt shares found (still readable), 5 unrecoverable \
-(fewer than k good shares, or none at all), 1 the check could not run.")]
-pub struct CheckArgs {
-    /// Read capability (`gv:chk:...`) or verify capability
-    /// (`gv:chk-verify:...`, from `grapevine verify-cap`).
-    cap: String,
-    /// Download and verify every block of every share (else: count shares).
-    #[arg(long)]
-    verify: bool,
-    /// Regenerate missing and corrupt shares onto the next servers in
-    /// permuted order (Tahoe's repair keys; a verify capability is enough).
-    #[arg(long)]
-    repair: bool,
-    #[command(flatten)]
-    node: NodeArg,
-    /// JSON output (Tahoe's keys).
-    #[arg(long)]
-    json: bool,
-}
-
-/// A node id's first ten characters, as member tables show it.
-pub(crate) fn short(id: &str) -> &str {
-    id.get(..10).unwrap_or(id)
-}
-
-/// `grapevine check CAP [--verify] [--repair]`: exit code from the
-/// verdict (after repair, the post-repair verdict).
-///
-/// # Errors
-/// Bad capability, no node.
-pub fn check(a: &CheckArgs) -> Result<ExitCode> {
-    let cap = crate::repair::CheckCap::parse(&a.cap)?;
-    if a.repair {
-        return crate::repair::check_and_repair(&cap, a.verify, a.json, &a.node);
-    }
-    rt()?.block_on(async {
-        let client = Client::for_dir(&a.node.dir()).await?;
-        let r = cap.check(&client, a.verify).await?;
-        if a.json {
-            outln!("{}", serde_json::to_string_pretty(&r)?);
-        } else {
-            print_check(&r, a.verify)?;
-        }
-        Ok(ExitCode::from(exit::of_verdict(r.verdict())))
-    })
-}
-
-/// A check's report for a person.
-///
-/// # Errors
-/// Standard output is closed.
-pub(crate) fn print_check(r: &CheckResults, verified: bool) -> Result<()> {
-    let res = &r.results;
-    outln!("{}", r.summary);
-    if !r.storage_index.is_empty() {
-        outln!("storage index {}", r.storage_index);
-        for (share, servers) in &res.sharemap {
-            let short: Vec<&str> = servers.iter().map(|s| short(s)).collect();
-            outln!(
-                "  share {share:>3} on {}{}",
-                short.join(" "),
-                if verified { "  verified" } else { "" }
-            );
-        }
-        for (server, _, share) in &res.list_corrupt_shares {
-            let said = r
-                .corrupt_share_reports
-                .iter()
-                .find(|c| c.share == *share && &c.server == server)
-                .map(|c| format!(" (reported to its server: {})", c.verdict))
-                .unwrap_or_default();
-            outln!("  share {share:>3} on {}  CORRUPT{said}", short(server));
-        }
-        outln!(
-            "{} good of {} expected, {} needed; {}; happiness {}; {} responding",
-            res.count_shares_good,
-            res.count_shares_expected,
-            res.count_shares_needed,
-            plural(res.count_good_share_hosts, "good share host"),
-            res.count_happiness,
-            plural(res.servers_responding.len(), "server")
-        );
-    }
-    Ok(())
 }

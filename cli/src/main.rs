@@ -17,6 +17,7 @@ macro_rules! outln {
     };
 }
 
+mod check;
 mod demo;
 mod exit;
 mod files;
@@ -58,7 +59,7 @@ enum Cmd {
     Get(files::GetArgs),
     /// Report a file's health (Tahoe's check-result keys); exit 0 if healthy.
     /// With --repair, regenerate missing and corrupt shares.
-    Check(files::CheckArgs),
+    Check(check::CheckArgs),
     /// The verify capability of a read capability: enough to check and
     /// repair the file, not to read it.
     VerifyCap(repair::VerifyCapArgs),
@@ -88,7 +89,7 @@ fn main() -> ExitCode {
         Cmd::Whoami(a) => info::whoami(&a).map(|_| ExitCode::SUCCESS),
         Cmd::Put(a) => files::put(&a).map(|_| ExitCode::SUCCESS),
         Cmd::Get(a) => files::get(&a).map(|_| ExitCode::SUCCESS),
-        Cmd::Check(a) => files::check(&a),
+        Cmd::Check(a) => check::check(&a),
         Cmd::VerifyCap(a) => repair::verify_cap(&a).map(|_| ExitCode::SUCCESS),
         Cmd::Repair(a) => repair::report(&a).map(|_| ExitCode::SUCCESS),
         Cmd::Grid(c) => grid::run(&c).map(|_| ExitCode::SUCCESS),
