@@ -1,5 +1,12 @@
 //! Locate: which servers hold which shares of a storage index, asking as
 //! few servers as the permuted list allows.
+//!
+//! A server's answer is a claim, not a fact: only share numbers below the
+//! file's `n` are kept, each once per server, so a lying server can neither
+//! make a check count shares the file cannot have (nor stop the search
+//! early with them) nor fill the client's memory with a long list. What a
+//! server claims to hold is proven only when its blocks are read and
+//! checked against the capability (download, `check --verify`).
 
 use grapevine_crypto::identity::NodeId;
 
@@ -29,17 +36,6 @@ pub struct Findings {
     pub asked: usize,
     /// Servers that answered (with shares or without).
     pub responding: Vec<NodeId>,
-}
-
-/// What of a server's answer to `List` can be true of a file of `n`
-/// shares: share numbers below `n`, each once, so at most `n` entries. A
-/// lying server could otherwise inflate a check's counts (and a repair
-/// planner's), end a search early or cost a verifier thousands of reads.
-fn plausible(mut listed: Vec<(u16, u64)>, n: u16) -> Vec<(u16, u64)> {
-    listed.retain(|&(shnum, _)| shnum < n);
-    listed.sort_unstable_by_key(|l| l.0);
-    listed.dedup_by_key(|l| l.0);
-    listed
 }
 
 /// Ask servers, in permuted order and `n` at a time, which shares of `si`
@@ -86,7 +82,7 @@ pub async fn locate(
         .await;
         for (s, v) in answers.into_iter().flatten() {
             responding.push(s.id);
-            out.extend(plausible(v, n).into_iter().map(|(shnum, size)| Located {
+            out.extend(plausible(&v, n).map(|(shnum, size)| Located {
                 shnum,
                 size,
                 server: s,
@@ -100,17 +96,37 @@ pub async fn locate(
     }
 }
 
+/// The entries of one server's answer a file of `n` shares can have: share
+/// numbers below `n`, the first entry of each, in share order. Anything
+/// else is logged and dropped.
+fn plausible(answer: &[(u16, u64)], n: u16) -> impl Iterator<Item = (u16, u64)> {
+    let mut by_shnum = std::collections::BTreeMap::new();
+    for &(shnum, size) in answer {
+        if shnum < n {
+            by_shnum.entry(shnum).or_insert(size);
+        }
+    }
+    if by_shnum.len() != answer.len() {
+        tracing::warn!(
+            listed = answer.len(),
+            kept = by_shnum.len(),
+            n,
+            "a server listed share numbers this file cannot have, or one share twice"
+        );
+    }
+    by_shnum.into_iter()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::plausible;
 
-    /// A server listing share numbers a file does not have, or one share
-    /// many times, is believed only for what can be true.
     #[test]
-    fn a_servers_list_is_kept_to_what_the_file_can_have() {
-        let listed = vec![(3, 10), (3, 10), (9, 10), (10, 10), (u16::MAX, 1), (0, 5)];
-        assert_eq!(plausible(listed, 10), vec![(0, 5), (3, 10), (9, 10)]);
-        let many: Vec<(u16, u64)> = (0..5000).map(|i| ((i % 300) as u16, 1)).collect();
-        assert_eq!(plausible(many, 10).len(), 10);
+    fn only_share_numbers_below_n_are_kept_each_once() {
+        let answer = [(9, 10), (10, 10), (3, 7), (3, 8), (u16::MAX, 1), (0, 5)];
+        let kept: Vec<_> = plausible(&answer, 10).collect();
+        assert_eq!(kept, vec![(0, 5), (3, 7), (9, 10)]);
+        assert_eq!(plausible(&[(0, 1); 1000], 10).count(), 1);
+        assert_eq!(plausible(&[(5, 1)], 0).count(), 0);
     }
 }
