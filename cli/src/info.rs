@@ -216,6 +216,22 @@ pub fn status_text(s: &StatusReport) -> String {
             s.scrub_pass_bytes
         ),
     );
+    let r = &s.repair;
+    line(
+        "repair",
+        format!(
+            "{} file checks, {} below threshold ({} waiting); {} repairs started, {} healed, \
+             {} shares regenerated; {} bytes read, {} written",
+            r.repair_files_checked,
+            r.repair_below_threshold,
+            r.repair_queue,
+            r.repair_started,
+            r.repair_succeeded,
+            r.repair_shares_regenerated,
+            r.repair_bytes_read,
+            r.repair_bytes_written
+        ),
+    );
     out
 }
 
@@ -295,6 +311,14 @@ mod tests {
             "scrub_bytes_checked",
             "scrub_corrupt_found",
             "scrub_pass_bytes",
+            "repair_files_checked",
+            "repair_below_threshold",
+            "repair_queue",
+            "repair_started",
+            "repair_succeeded",
+            "repair_shares_regenerated",
+            "repair_bytes_read",
+            "repair_bytes_written",
         ];
         for (i, k) in keys.iter().enumerate() {
             v[*k] = serde_json::json!(1000 + i as u64);

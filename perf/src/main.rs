@@ -15,6 +15,7 @@ mod bench_sessions;
 mod bench_storage;
 mod ceiling;
 mod counters;
+mod churn;
 mod gossip_worker;
 mod grid;
 mod session_peer;
@@ -45,6 +46,9 @@ enum Cmd {
     /// Run N real nodes (storage, clients with a workload, churn) and
     /// measure the whole system.
     Grid(grid::GridArgs),
+    /// Issue 23's churn scenario: servers die for good while others join,
+    /// with repair on or off; files readable and healthy at the end.
+    Churn(churn::ChurnArgs),
     /// (internal) one worker process of `grid`.
     #[command(hide = true)]
     GridWorker(grid::worker::GridWorkerArgs),
@@ -88,6 +92,7 @@ fn main() -> Result<()> {
         Cmd::Bench(BenchCmd::Gateway(a)) => bench_gateway::run(&a),
         Cmd::Swarm(a) => swarm::run(&a),
         Cmd::Grid(a) => grid::harness::run(&a),
+        Cmd::Churn(a) => churn::run(&a),
         Cmd::GridWorker(a) => grid::worker::main(a),
         Cmd::SwarmWorker(a) => {
             let rt = worker::runtime(&a)?;
