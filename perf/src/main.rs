@@ -10,6 +10,7 @@
 mod alloc;
 mod baseline;
 mod bench_gateway;
+mod bench_members;
 mod bench_sessions;
 mod bench_storage;
 mod gossip_worker;
@@ -59,6 +60,8 @@ enum BenchCmd {
     /// The web gateway against `grapevine get`'s library call: throughput,
     /// memory, a ranged read, many small GETs at once.
     Gateway(bench_gateway::GatewayArgs),
+    /// What junk records cost an open grid's node, and the member cap.
+    Members(bench_members::MembersArgs),
     /// (internal) the accepting side of `bench sessions`.
     #[command(hide = true)]
     SessionPeer(session_peer::PeerArgs),
@@ -78,6 +81,7 @@ fn main() -> Result<()> {
         Cmd::Bench(BenchCmd::SessionPeer(a)) => session_peer::peer(&a),
         Cmd::Bench(BenchCmd::Storage(a)) => bench_storage::run(&a),
         Cmd::Bench(BenchCmd::Gateway(a)) => bench_gateway::run(&a),
+        Cmd::Bench(BenchCmd::Members(a)) => bench_members::run(&a),
         Cmd::Swarm(a) => swarm::run(&a),
         Cmd::Grid(a) => grid::harness::run(&a),
         Cmd::GridWorker(a) => grid::worker::main(a),

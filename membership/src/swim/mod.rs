@@ -75,6 +75,7 @@ use rand::rngs::SmallRng;
 use rand::Rng;
 
 pub use crate::config::Config;
+pub use join::REJOIN_TARGETS;
 pub use members::MemberState;
 
 use crate::broadcast::{Broadcasts, Key};
@@ -174,6 +175,8 @@ struct Relay {
 struct Answer {
     to: SocketAddr,
     left: usize,
+    /// The sender's wall clock from the datagram's header, if any.
+    clock: Option<u64>,
 }
 
 /// Time between expiry sweeps (see `expire`).
