@@ -91,8 +91,7 @@ pub struct RunOptions {
     pub clock_skew_ms: i64,
     /// Records of members known from a previous run (the peer cache), each
     /// verified by the caller: they become members, and the node joins
-    /// through up to [`crate::swim::REJOIN_TARGETS`] of them besides its
-    /// seeds ([`Swim::rejoin_via`]).
+    /// through up to eight of them besides its seeds ([`Swim::rejoin_via`]).
     pub known: Vec<SignedRecord>,
     /// Called (on the blocking pool) with each new highest number the core
     /// signs (a record signed again above a previous life's, a refutation)

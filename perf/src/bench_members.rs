@@ -46,7 +46,8 @@ pub struct MembersReport {
     pub cap: usize,
     /// Members held afterwards.
     pub members: usize,
-    /// Records refused at the cap.
+    /// Records that found the table full (each then took the place of a
+    /// member that never answered, or was refused: `over_cap - evicted`).
     pub over_cap: u64,
     /// Members forgotten to make room (never-answered ones).
     pub evicted: u64,
@@ -119,8 +120,13 @@ pub fn run(a: &MembersArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&rep)?);
     } else {
         println!(
-            "{} junk records offered (cap {}): {} members held, {} refused at the cap, {} evicted",
-            rep.offered, rep.cap, rep.members, rep.over_cap, rep.evicted
+            "{} junk records offered (cap {}): {} members held; {} found the table full, {} of them took a never-answered member's place, {} refused",
+            rep.offered,
+            rep.cap,
+            rep.members,
+            rep.over_cap,
+            rep.evicted,
+            rep.over_cap.saturating_sub(rep.evicted)
         );
         println!(
             "heap of the core: {:.1} KiB empty, {:.1} MiB after ({:.0} bytes a member); offered in {:.2} s",

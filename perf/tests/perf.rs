@@ -126,15 +126,10 @@ fn bench_members_holds_the_table_at_the_cap() {
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(r["offered"], 600);
     assert_eq!(r["members"], 400, "{r}");
-    let (over, evicted) = (
-        r["over_cap"].as_u64().unwrap(),
-        r["evicted"].as_u64().unwrap(),
-    );
-    assert_eq!(
-        over + evicted,
-        200,
-        "each past the cap is refused or replaces one: {r}"
-    );
+    // Each of the 200 past the cap found the table full and took the place
+    // of a member that never answered.
+    assert_eq!(r["over_cap"], 200, "{r}");
+    assert_eq!(r["evicted"], 200, "{r}");
     assert!(r["bytes_per_member"].as_f64().unwrap() > 100.0, "{r}");
 }
 

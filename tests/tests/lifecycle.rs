@@ -81,8 +81,8 @@ async fn grid(root: &std::path::Path, n: usize) -> (Vec<NodeDir>, Vec<Option<Nod
     for d in &dirs[1..] {
         nodes.push(Some(start(d, Some(seed), 0).await));
     }
-    for i in 0..n {
-        let h = nodes[i].as_ref().unwrap().state().membership().clone();
+    for node in nodes.iter().flatten() {
+        let h = node.state().membership().clone();
         wait_for("every node to see every other alive", 60, || {
             let h = h.clone();
             async move {

@@ -75,7 +75,6 @@ use rand::rngs::SmallRng;
 use rand::Rng;
 
 pub use crate::config::Config;
-pub use join::REJOIN_TARGETS;
 pub use members::MemberState;
 
 use crate::broadcast::{Broadcasts, Key};
