@@ -1,5 +1,5 @@
-//! `grapevine put`, `get` and `check`: files on the grid, through a running
-//! node's view of it.
+//! `grapevine put` and `get`: files on the grid, through a running node's
+//! view of it (`check` is in `check`).
 //!
 //! Standard output carries what a script wants (the capability, the file's
 //! bytes, JSON); what a person wants to know (what was stored where, what
@@ -8,7 +8,6 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use grapevine_node::output::Target;
@@ -17,7 +16,6 @@ use grapevine_storage::client::{ClientError, ReportVerdict, UploadReport};
 use grapevine_storage::{Cap, Params};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::exit;
 use crate::info::{plural, rt, NodeArg};
 
 /// A progress bar on standard error if it is a terminal (whatever standard
@@ -286,78 +284,4 @@ fn told(verdict: Option<ReportVerdict>) -> &'static str {
         }
         None => "the report to its server did not get through",
     }
-}
-
-/// Arguments of `check`.
-#[derive(Debug, clap::Args)]
-#[command(after_help = "\
-Reports with Tahoe-LAFS's check-result keys (count-shares-good, count-shares-needed, \
-count-shares-expected, count-good-share-hosts, list-corrupt-shares, servers-responding, \
-healthy, sharemap). Exit codes: 0 healthy (all N shares good), 3 not healthy (fewer than \
-N good shares, still readable), 4 corrupt shares found (still readable), 5 unrecoverable \
-(fewer than k good shares, or none at all), 1 the check could not run.")]
-pub struct CheckArgs {
-    /// Read capability.
-    cap: String,
-    /// Download and verify every block of every share (else: count shares).
-    #[arg(long)]
-    verify: bool,
-    #[command(flatten)]
-    node: NodeArg,
-    /// JSON output (Tahoe's keys).
-    #[arg(long)]
-    json: bool,
-}
-
-/// A node id's first ten characters, as member tables show it.
-fn short(id: &str) -> &str {
-    id.get(..10).unwrap_or(id)
-}
-
-/// `grapevine check CAP [--verify]`: exit code from the verdict.
-///
-/// # Errors
-/// Bad capability, no node.
-pub fn check(a: &CheckArgs) -> Result<ExitCode> {
-    let cap: Cap = a.cap.parse()?;
-    rt()?.block_on(async {
-        let client = Client::for_dir(&a.node.dir()).await?;
-        let r = client.check(&cap, a.verify).await?;
-        if a.json {
-            outln!("{}", serde_json::to_string_pretty(&r)?);
-        } else {
-            let res = &r.results;
-            outln!("{}", r.summary);
-            if !r.storage_index.is_empty() {
-                outln!("storage index {}", r.storage_index);
-                for (share, servers) in &res.sharemap {
-                    let short: Vec<&str> = servers.iter().map(|s| short(s)).collect();
-                    outln!(
-                        "  share {share:>3} on {}{}",
-                        short.join(" "),
-                        if a.verify { "  verified" } else { "" }
-                    );
-                }
-                for (server, _, share) in &res.list_corrupt_shares {
-                    let said = r
-                        .corrupt_share_reports
-                        .iter()
-                        .find(|c| c.share == *share && &c.server == server)
-                        .map(|c| format!(" (reported to its server: {})", c.verdict))
-                        .unwrap_or_default();
-                    outln!("  share {share:>3} on {}  CORRUPT{said}", short(server));
-                }
-                outln!(
-                    "{} good of {} expected, {} needed; {}; happiness {}; {} responding",
-                    res.count_shares_good,
-                    res.count_shares_expected,
-                    res.count_shares_needed,
-                    plural(res.count_good_share_hosts, "good share host"),
-                    res.count_happiness,
-                    plural(res.servers_responding.len(), "server")
-                );
-            }
-        }
-        Ok(ExitCode::from(exit::of_verdict(r.verdict())))
-    })
 }

@@ -217,6 +217,22 @@ pub fn status_text(s: &StatusReport) -> String {
         ),
     );
     line("clock", clock_text(s.clock_offset_s, s.clock_peers));
+    let r = &s.repair;
+    line(
+        "repair",
+        format!(
+            "{} file checks, {} below threshold ({} waiting); {} repairs started, {} healed, \
+             {} shares regenerated; {} bytes read, {} written",
+            r.repair_files_checked,
+            r.repair_below_threshold,
+            r.repair_queue,
+            r.repair_started,
+            r.repair_succeeded,
+            r.repair_shares_regenerated,
+            r.repair_bytes_read,
+            r.repair_bytes_written
+        ),
+    );
     out
 }
 
@@ -331,6 +347,14 @@ mod tests {
             "scrub_pass_bytes",
             "clock_offset_s",
             "clock_peers",
+            "repair_files_checked",
+            "repair_below_threshold",
+            "repair_queue",
+            "repair_started",
+            "repair_succeeded",
+            "repair_shares_regenerated",
+            "repair_bytes_read",
+            "repair_bytes_written",
         ];
         for (i, k) in keys.iter().enumerate() {
             v[*k] = serde_json::json!(1000 + i as u64);

@@ -17,11 +17,13 @@ macro_rules! outln {
     };
 }
 
+mod check;
 mod demo;
 mod exit;
 mod files;
 mod grid;
 mod info;
+mod repair;
 mod run;
 
 use std::io::IsTerminal;
@@ -56,7 +58,13 @@ enum Cmd {
     /// Fetch a file by its capability (to standard output unless -o).
     Get(files::GetArgs),
     /// Report a file's health (Tahoe's check-result keys); exit 0 if healthy.
-    Check(files::CheckArgs),
+    /// With --repair, regenerate missing and corrupt shares.
+    Check(check::CheckArgs),
+    /// The verify capability of a read capability: enough to check and
+    /// repair the file, not to read it.
+    VerifyCap(repair::VerifyCapArgs),
+    /// What a running node's automatic repair job has done.
+    Repair(repair::RepairArgs),
     /// Closed grids: make a grid key, admit nodes.
     #[command(subcommand)]
     Grid(grid::GridCmd),
@@ -81,7 +89,9 @@ fn main() -> ExitCode {
         Cmd::Whoami(a) => info::whoami(&a).map(|_| ExitCode::SUCCESS),
         Cmd::Put(a) => files::put(&a).map(|_| ExitCode::SUCCESS),
         Cmd::Get(a) => files::get(&a).map(|_| ExitCode::SUCCESS),
-        Cmd::Check(a) => files::check(&a),
+        Cmd::Check(a) => check::check(&a),
+        Cmd::VerifyCap(a) => repair::verify_cap(&a).map(|_| ExitCode::SUCCESS),
+        Cmd::Repair(a) => repair::report(&a).map(|_| ExitCode::SUCCESS),
         Cmd::Grid(c) => grid::run(&c).map(|_| ExitCode::SUCCESS),
     };
     match r {

@@ -53,6 +53,13 @@ fn demo_runs_end_to_end() {
         stdout.contains("not healthy: 3 of 8 shares good (3 needed to read) on 3 servers"),
         "{stdout}"
     );
+    // Repaired with the verify capability: every share back, on the three
+    // servers left.
+    assert!(
+        stdout.contains("repair successful: 5 shares regenerated")
+            && stdout.contains("now healthy: 8 of 8 shares good (3 needed to read) on 3 servers"),
+        "{stdout}"
+    );
     assert!(stdout.contains("saw the 5 crashed nodes dead"), "{stdout}");
     assert!(stdout.contains("left gracefully"), "{stdout}");
     let figures = stdout

@@ -30,10 +30,9 @@ pub struct Session<S> {
     max_message: usize,
 }
 
-async fn read_frame<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    max: usize,
-) -> Result<Vec<u8>, SessionError> {
+/// Read a frame's 2-byte length; [`SessionError::MalformedFrame`] unless
+/// it is 1 to `max`, [`SessionError::Closed`] at the end of the stream.
+async fn read_len<S: AsyncRead + Unpin>(stream: &mut S, max: usize) -> Result<usize, SessionError> {
     let mut len = [0u8; 2];
     match stream.read_exact(&mut len).await {
         Ok(_) => {}
@@ -46,16 +45,36 @@ async fn read_frame<S: AsyncRead + Unpin>(
     if len == 0 || len > max {
         return Err(SessionError::MalformedFrame);
     }
-    // Read into spare capacity: no zeroing of a buffer about to be filled.
-    let mut frame = Vec::with_capacity(len);
-    while frame.len() < len {
-        let want = len - frame.len();
-        match stream.read_buf(&mut (&mut frame).limit(want)).await {
+    Ok(len)
+}
+
+/// Append `len` bytes of `stream` to `buf`, read into its spare capacity
+/// (no zeroing of bytes about to be overwritten).
+async fn read_onto<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    len: usize,
+) -> Result<(), SessionError> {
+    let end = buf.len() + len;
+    buf.reserve(len);
+    while buf.len() < end {
+        let want = end - buf.len();
+        match stream.read_buf(&mut (&mut *buf).limit(want)).await {
             Ok(0) => return Err(SessionError::Closed),
             Ok(_) => {}
             Err(e) => return Err(e.into()),
         }
     }
+    Ok(())
+}
+
+async fn read_frame<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    max: usize,
+) -> Result<Vec<u8>, SessionError> {
+    let len = read_len(stream, max).await?;
+    let mut frame = Vec::with_capacity(len);
+    read_onto(stream, &mut frame, len).await?;
     Ok(frame)
 }
 
@@ -156,43 +175,44 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// Receive one whole message. A message of one frame is decrypted in
-    /// the buffer it was read into and returned as is.
+    /// the buffer it was read into and returned as is. A longer one is
+    /// assembled in one buffer: each further frame is read onto its end and
+    /// decrypted there, so only the first fragment is ever copied.
     ///
     /// # Errors
     /// [`SessionError::Closed`] when the peer closed cleanly between
     /// messages; [`SessionError::Decrypt`], [`SessionError::MalformedFrame`],
     /// [`SessionError::MessageTooLarge`] or I/O errors otherwise.
     pub async fn recv(&mut self) -> Result<Vec<u8>, SessionError> {
-        let mut msg: Option<Vec<u8>> = None;
+        let too_large = |size, max| SessionError::MessageTooLarge { size, max };
+        let mut msg = read_frame(&mut self.stream, MAX_FRAME_LEN).await?;
+        let size = msg.len().saturating_sub(TAG_LEN + 1);
+        if size > self.max_message {
+            return Err(too_large(size, self.max_message));
+        }
+        if self.transport.open_in_place(&mut msg)? {
+            return Ok(msg);
+        }
+        // The first of several fragments: room for a typical large message
+        // (a storage block) up front, so the rest are read into place
+        // without reallocating. Only pages written become resident, so a
+        // peer that stops mid-message costs what it sent, not the
+        // reservation.
+        msg.reserve(
+            MESSAGE_RESERVE
+                .min(self.max_message)
+                .saturating_sub(msg.len()),
+        );
         loop {
-            let mut frame = read_frame(&mut self.stream, MAX_FRAME_LEN).await?;
-            let have = msg.as_ref().map_or(0, Vec::len);
-            let size = have + frame.len().saturating_sub(TAG_LEN + 1);
+            let start = msg.len();
+            let len = read_len(&mut self.stream, MAX_FRAME_LEN).await?;
+            let size = start + len.saturating_sub(TAG_LEN + 1);
             if size > self.max_message {
-                return Err(SessionError::MessageTooLarge {
-                    size,
-                    max: self.max_message,
-                });
+                return Err(too_large(size, self.max_message));
             }
-            let last = self.transport.open_in_place(&mut frame)?;
-            match msg.as_mut() {
-                None if last => return Ok(frame),
-                None => {
-                    // The first of several fragments: room for a typical
-                    // large message (a storage block) up front, so the rest
-                    // are appended without reallocating. Only pages written
-                    // become resident, so a peer that stops mid-message
-                    // costs what it sent, not the reservation.
-                    let mut m = Vec::with_capacity(MESSAGE_RESERVE.min(self.max_message));
-                    m.extend_from_slice(&frame);
-                    msg = Some(m);
-                }
-                Some(m) => {
-                    m.extend_from_slice(&frame);
-                    if last {
-                        return Ok(msg.take().expect("message being assembled"));
-                    }
-                }
+            read_onto(&mut self.stream, &mut msg, len).await?;
+            if self.transport.open_tail(&mut msg, start)? {
+                return Ok(msg);
             }
         }
     }

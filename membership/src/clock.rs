@@ -5,9 +5,11 @@
 //! it says nothing about what time it is. What time it is, for the grid, is
 //! measured: each datagram from a peer of release 0.3.0 or later carries
 //! the peer's wall clock (Unix seconds) in its header, and a sample is
-//! taken only when the header also echoes a cookie this node issued to the
-//! datagram's source (the address is proven) and the sender is a member at
-//! that address. The offset of the grid from this node's clock is the
+//! taken only when the address is proven and the sender is a member at
+//! that address: the header also echoes a cookie this node issued to the
+//! datagram's source, or the datagram is an ack carrying the random
+//! sequence number of a ping this node sent there (every probe's ack, so no
+//! cookie has to be issued for the clock's sake). The offset of the grid from this node's clock is the
 //! median of the latest sample of up to [`GridClock::PEERS`] members, so a
 //! few members with wrong clocks (or lying) cannot move it. One-way latency
 //! is in every sample; on the scale this is used at (a clock hours off, an

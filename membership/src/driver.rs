@@ -75,6 +75,8 @@ pub struct Counters {
     pub max_datagram: AtomicU64,
     /// Datagrams that could not be sent.
     pub send_errors: AtomicU64,
+    /// Cookies issued (each a datagram of its own).
+    pub cookies_issued: AtomicU64,
 }
 
 /// Called with the highest sequence number or incarnation the core has
@@ -358,6 +360,7 @@ impl Driver {
         c.bytes_received.store(st.bytes_received, Ordering::Relaxed);
         c.max_datagram
             .store(st.max_datagram as u64, Ordering::Relaxed);
+        c.cookies_issued.store(st.cookies_issued, Ordering::Relaxed);
     }
 
     fn handle_timeout(&mut self) {

@@ -1,4 +1,5 @@
-//! Client operations through a node's view of the grid: put, get, check.
+//! Client operations through a node's view of the grid: put, get, check,
+//! repair.
 //!
 //! A [`Client`] knows who it is (the node's identity and record), which
 //! storage servers there are (asked afresh for every operation, from the
@@ -22,10 +23,10 @@ use std::sync::Arc;
 
 use grapevine_crypto::{Identity, SignedRecord};
 use grapevine_storage::client::{
-    self, CheckResults, ClientIdentity, DownloadReport, KeyMode, ServerRef, UploadReport,
-    UploadRequest,
+    self, CheckResults, ClientIdentity, DownloadReport, KeyMode, RepairOptions, RepairResults,
+    ServerRef, UploadReport, UploadRequest,
 };
-use grapevine_storage::{Cap, Params, SessionPool};
+use grapevine_storage::{Cap, Params, SessionPool, VerifyCap};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::control;
@@ -439,6 +440,35 @@ impl Client {
     pub async fn check(&self, cap: &Cap, verify: bool) -> Result<CheckResults, OpError> {
         let servers = self.servers().await?;
         Ok(client::check(&self.pool, &servers, cap, verify).await?)
+    }
+
+    /// [`Client::check`] with a verify capability (no key needed).
+    ///
+    /// # Errors
+    /// As [`Client::check`].
+    pub async fn check_verify_cap(
+        &self,
+        cap: &VerifyCap,
+        verify: bool,
+    ) -> Result<CheckResults, OpError> {
+        let servers = self.servers().await?;
+        Ok(client::check_verify_cap(&self.pool, &servers, cap, verify).await?)
+    }
+
+    /// Check the file `cap` names and regenerate its missing and corrupt
+    /// shares onto the next servers in permuted order; the report has
+    /// Tahoe's check-and-repair keys. A verify capability is enough: the
+    /// repairer never decrypts anything.
+    ///
+    /// # Errors
+    /// The node cannot be asked. A failed repair is a report, not an error.
+    pub async fn repair(
+        &self,
+        cap: &VerifyCap,
+        opts: &RepairOptions,
+    ) -> Result<RepairResults, OpError> {
+        let servers = self.servers().await?;
+        Ok(client::repair(&self.pool, &servers, cap, opts).await?)
     }
 }
 

@@ -125,6 +125,44 @@ pub struct Config {
     /// Hours between the end of one scrub pass and the start of the next.
     #[serde(default = "default_scrub_interval_hours")]
     pub scrub_interval_hours: u64,
+    /// Whether this node checks the files it holds shares of and repairs
+    /// them (see docs/durability.md).
+    #[serde(default = "default_repair")]
+    pub repair: bool,
+    /// Seconds between two checks of every held file.
+    #[serde(default = "default_repair_check_secs")]
+    pub repair_check_secs: u64,
+    /// Seconds a file must stay below its threshold before it is repaired
+    /// (a restart or a short partition starts no repair).
+    #[serde(default = "default_repair_grace_secs")]
+    pub repair_grace_secs: u64,
+    /// Extra seconds a holder waits per live holder ranked before it, so
+    /// the first repairs and the others take over only if it does not.
+    #[serde(default = "default_repair_takeover_secs")]
+    pub repair_takeover_secs: u64,
+    /// Distinct good shares below which a file is repaired, between k and
+    /// n (0: the file's `shares_happy`).
+    #[serde(default)]
+    pub repair_threshold: u16,
+    /// MiB per second repair reads and writes at most.
+    #[serde(default = "default_repair_mib_per_s")]
+    pub repair_mib_per_s: u32,
+}
+
+fn default_repair() -> bool {
+    true
+}
+fn default_repair_check_secs() -> u64 {
+    3600
+}
+fn default_repair_grace_secs() -> u64 {
+    4 * 3600
+}
+fn default_repair_takeover_secs() -> u64 {
+    3600
+}
+fn default_repair_mib_per_s() -> u32 {
+    4
 }
 
 fn default_needed() -> u16 {
@@ -211,6 +249,12 @@ impl Config {
             request_secs: default_request_secs(),
             scrub_mib_per_s: default_scrub_mib_per_s(),
             scrub_interval_hours: default_scrub_interval_hours(),
+            repair: default_repair(),
+            repair_check_secs: default_repair_check_secs(),
+            repair_grace_secs: default_repair_grace_secs(),
+            repair_takeover_secs: default_repair_takeover_secs(),
+            repair_threshold: 0,
+            repair_mib_per_s: default_repair_mib_per_s(),
         }
     }
 
@@ -287,6 +331,24 @@ impl Config {
         }
     }
 
+    /// The repair job's settings: the planner's backoff runs from one
+    /// check interval to a day.
+    pub fn repair_settings(&self) -> crate::repair_stats::RepairSettings {
+        let interval = Duration::from_secs(self.repair_check_secs.max(1));
+        crate::repair_stats::RepairSettings {
+            enabled: self.repair,
+            interval,
+            planner: grapevine_storage::repair::PlannerConfig {
+                grace: Duration::from_secs(self.repair_grace_secs),
+                threshold: (self.repair_threshold > 0).then_some(self.repair_threshold),
+                takeover: Duration::from_secs(self.repair_takeover_secs),
+                backoff_min: interval,
+                backoff_max: Duration::from_secs(86_400).max(interval),
+            },
+            bytes_per_s: (u64::from(self.repair_mib_per_s) << 20).max(1),
+        }
+    }
+
     /// Check what the schema cannot: addresses, the closed grid, the
     /// nickname. `path` names the file in messages.
     ///
@@ -322,6 +384,13 @@ impl Config {
         if self.client_sessions == 0 {
             return Err(invalid(
                 "`client_sessions` is 0: put, get and check could open no session; the default is 64".into(),
+            ));
+        }
+        if self.repair && (self.repair_check_secs == 0 || self.repair_mib_per_s == 0) {
+            return Err(invalid(
+                "`repair_check_secs` and `repair_mib_per_s` must be above 0 while `repair` is on; \
+                 the defaults are 3600 and 4, and `repair = false` turns repair off"
+                    .into(),
             ));
         }
         if self.max_handshakes == 0 {
@@ -439,6 +508,14 @@ mod tests {
         assert!(c.session_config().grid.is_none());
         assert!(c.gateway.is_none(), "the gateway is off unless configured");
         assert_eq!(c.gateway_max_upload_mib, 16384);
+        let r = c.repair_settings();
+        assert!(r.enabled);
+        assert_eq!(r.interval, Duration::from_secs(3600));
+        assert_eq!(r.planner.grace, Duration::from_secs(4 * 3600));
+        assert_eq!(r.planner.threshold, None, "the file's happy");
+        assert_eq!(r.bytes_per_s, 4 << 20);
+        let c = parse(p(), "listen = \"127.0.0.1:7946\"\nrepair_threshold = 5\n").unwrap();
+        assert_eq!(c.repair_settings().planner.threshold, Some(5));
     }
 
     #[test]
@@ -550,6 +627,10 @@ mod tests {
             (
                 "listen = \"127.0.0.1:7946\"\nstorage_idle_secs = 0\n",
                 "`storage_idle_secs` is 0",
+            ),
+            (
+                "listen = \"127.0.0.1:7946\"\nrepair_check_secs = 0\n",
+                "`repair_check_secs` and `repair_mib_per_s` must be above 0",
             ),
         ] {
             let e = parse(p(), text).unwrap_err().to_string();

@@ -3,8 +3,9 @@
 //!
 //! A Unix socket in the node directory (`control.sock`, mode 0600, so only
 //! the node's owner may ask). One JSON object per line each way: the
-//! request `{"cmd":"whoami"|"members"|"status"}`, the reply a
-//! [`Whoami`], a list of [`MemberRow`]s, a [`StatusReport`], or
+//! request `{"cmd":"whoami"|"members"|"status"|"repair"}`, the reply a
+//! [`Whoami`], a list of [`MemberRow`]s, a [`StatusReport`], a
+//! [`RepairStatus`](crate::repair_stats::RepairStatus), or
 //! `{"error":"..."}`. A connection may carry any number of requests.
 //! Request lines longer than [`MAX_REQUEST`] end the connection, so a client
 //! cannot make the node buffer without bound. The server only reads
@@ -35,6 +36,8 @@ pub enum Request {
     Members,
     /// This node's figures.
     Status,
+    /// What the repair job has done, with its last errors.
+    Repair,
 }
 
 /// Bind the control socket at `path`, mode 0600, replacing a stale one (a
@@ -148,6 +151,7 @@ pub async fn respond(state: &NodeState, req: Request) -> Result<String, ControlE
         Request::Whoami => serde_json::to_string(&state.whoami()),
         Request::Members => serde_json::to_string(&state.member_rows().await?),
         Request::Status => serde_json::to_string(&state.status().await?),
+        Request::Repair => serde_json::to_string(&state.repair_stats().status()),
     };
     Ok(json.unwrap_or_else(|e| error_line(&e.to_string())))
 }
@@ -202,6 +206,14 @@ pub async fn members(dir: &NodeDir) -> Result<Vec<MemberRow>, ControlError> {
 /// As [`ask`].
 pub async fn status(dir: &NodeDir) -> Result<StatusReport, ControlError> {
     ask_json(dir, Request::Status).await
+}
+
+/// What the repair job of the node in `dir` has done.
+///
+/// # Errors
+/// As [`ask`].
+pub async fn repair(dir: &NodeDir) -> Result<crate::repair_stats::RepairStatus, ControlError> {
+    ask_json(dir, Request::Repair).await
 }
 
 /// The id and record of the node in `dir`.

@@ -364,7 +364,19 @@ pub fn config_text(opts: &InitOptions) -> String {
          # The background scrub re-reads every share at this rate (0: off),\n\
          # and starts a new pass this many hours after the last one ended.\n\
          # scrub_mib_per_s = 8\n\
-         # scrub_interval_hours = 168\n",
+         # scrub_interval_hours = 168\n\
+         \n\
+         # Repair (docs/durability.md): every repair_check_secs the node checks\n\
+         # the files it holds shares of; one below repair_threshold distinct good\n\
+         # shares (0: shares_happy) for longer than repair_grace_secs is repaired\n\
+         # by its first live holder in permuted order (the next after\n\
+         # repair_takeover_secs more), at repair_mib_per_s.\n\
+         # repair = true\n\
+         # repair_check_secs = 3600\n\
+         # repair_grace_secs = 14400\n\
+         # repair_takeover_secs = 3600\n\
+         # repair_threshold = 0\n\
+         # repair_mib_per_s = 4\n",
         listen = opts.listen,
         cap = opts.capacity_mib,
     )

@@ -16,7 +16,9 @@
 //! | [`metrics`] | Prometheus metrics read from the state at each scrape |
 //! | [`http`] | the optional HTTP server of metrics |
 //! | [`gateway`] | the web gateway: Tahoe's web API and a page that shows the grid |
-//! | [`client`] | put, get and check through a node's view of the grid |
+//! | [`client`] | put, get, check and repair through a node's view of the grid |
+//! | [`repair`] | the automatic repair job |
+//! | [`repair_stats`] | what the repair job has done and its settings |
 //! | [`procfs`] | process figures from /proc |
 //!
 //! Dependencies point one way: `control`, `metrics`, `http`, `gateway` and
@@ -73,6 +75,8 @@ pub mod output;
 pub mod peers;
 pub mod procfs;
 pub mod record;
+pub mod repair;
+pub mod repair_stats;
 pub mod seq;
 pub mod state;
 pub mod storage;
@@ -82,5 +86,5 @@ pub use config::{Config, Role};
 pub use dir::NodeDir;
 pub use error::{ConfigError, ControlError, InitError, NodeError, OpError};
 pub use node::{run, Node, Options, Sockets};
-pub use state::{MemberRow, NodeState, StatusReport, Whoami};
+pub use state::{MemberRow, NodeState, RepairFigures, StatusReport, Whoami};
 pub use storage::StorageRuntime;

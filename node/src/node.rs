@@ -267,6 +267,7 @@ impl Node {
             store: store.clone(),
             storage_stats: storage_stats.clone(),
             scrub_stats: scrub_stats.clone(),
+            repair_stats: Arc::default(),
             storage_serving: AtomicBool::new(false),
             nickname: config.nickname.clone(),
             pool: Arc::new(SessionPool::new(me, config.pool_config())),
@@ -327,6 +328,13 @@ impl Node {
                 })));
             }
             node.storage = Some(server);
+            let repair = config.repair_settings();
+            if repair.enabled {
+                node.tasks.push(Task(tokio::spawn(crate::repair::run(
+                    state.clone(),
+                    repair,
+                ))));
+            }
         }
         if let (true, Some(addr)) = (opts.http, config.gateway) {
             let settings = gateway::GatewaySettings::from_config(&config, addr);

@@ -50,6 +50,8 @@ pub struct NodeState {
     pub(crate) store: ShareStore,
     pub(crate) storage_stats: Arc<ServerStats>,
     pub(crate) scrub_stats: Arc<ScrubStats>,
+    /// What the repair job has done.
+    pub(crate) repair_stats: Arc<crate::repair_stats::RepairStats>,
     /// Whether the share server's listener is alive: the record advertises
     /// the storage role only while it is (every re-signing of the record
     /// must drop the role when this is false).
@@ -140,6 +142,11 @@ impl NodeState {
     /// What the store's background scrub has done.
     pub fn scrub_stats(&self) -> &ScrubStats {
         &self.scrub_stats
+    }
+
+    /// What the repair job has done.
+    pub fn repair_stats(&self) -> &crate::repair_stats::RepairStats {
+        &self.repair_stats
     }
 
     /// Whether the node's share server is listening (false if the node
@@ -259,6 +266,7 @@ impl NodeState {
             scrub_pass_bytes: self.scrub_stats.pass_bytes(),
             clock_offset_s: st.clock_offset_s,
             clock_peers: st.clock_peers as u64,
+            repair: self.repair_stats.status().into(),
         })
     }
 }
@@ -504,6 +512,54 @@ pub struct StatusReport {
     /// Members whose clocks `clock_offset_s` is the median of.
     #[serde(default)]
     pub clock_peers: u64,
+    /// What the repair job has done (`repair_*` keys).
+    #[serde(flatten)]
+    pub repair: RepairFigures,
+}
+
+/// The repair job's figures in `status` (`grapevine repair` shows them with
+/// the last errors).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairFigures {
+    /// Files checked by the repair job.
+    #[serde(default)]
+    pub repair_files_checked: u64,
+    /// Files below their repair threshold at the last pass.
+    #[serde(default)]
+    pub repair_below_threshold: u64,
+    /// Files waiting (grace, another holder, backoff) at the last pass.
+    #[serde(default)]
+    pub repair_queue: u64,
+    /// Repairs started by this node.
+    #[serde(default)]
+    pub repair_started: u64,
+    /// Repairs that healed their file.
+    #[serde(default)]
+    pub repair_succeeded: u64,
+    /// Shares regenerated.
+    #[serde(default)]
+    pub repair_shares_regenerated: u64,
+    /// Bytes repair read.
+    #[serde(default)]
+    pub repair_bytes_read: u64,
+    /// Bytes repair wrote.
+    #[serde(default)]
+    pub repair_bytes_written: u64,
+}
+
+impl From<crate::repair_stats::RepairStatus> for RepairFigures {
+    fn from(s: crate::repair_stats::RepairStatus) -> Self {
+        RepairFigures {
+            repair_files_checked: s.files_checked,
+            repair_below_threshold: s.below_threshold,
+            repair_queue: s.queue,
+            repair_started: s.repairs_started,
+            repair_succeeded: s.repairs_succeeded,
+            repair_shares_regenerated: s.shares_regenerated,
+            repair_bytes_read: s.bytes_read,
+            repair_bytes_written: s.bytes_written,
+        }
+    }
 }
 
 /// A node's id and signed record (`grapevine whoami`).

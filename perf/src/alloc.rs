@@ -4,7 +4,7 @@
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
 
 /// Wraps the system allocator and counts live bytes.
 #[derive(Debug)]
@@ -12,6 +12,18 @@ pub struct CountingAlloc;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
 static PEAK: AtomicIsize = AtomicIsize::new(0);
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static LARGE: AtomicU64 = AtomicU64::new(0);
+/// Allocations of at least this many bytes count as large.
+pub const LARGE_ALLOC: usize = 64 << 10;
+
+/// Count one allocation of `size` bytes.
+fn counted(size: usize) {
+    ALLOCS.fetch_add(1, Ordering::Relaxed);
+    if size >= LARGE_ALLOC {
+        LARGE.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 /// Count `delta` more live bytes, raising the peak if it is passed.
 fn grow(delta: isize) {
@@ -26,6 +38,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
         let p = System.alloc(layout);
         if !p.is_null() {
             grow(layout.size() as isize);
+            counted(layout.size());
         }
         p
     }
@@ -33,6 +46,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
         let p = System.alloc_zeroed(layout);
         if !p.is_null() {
             grow(layout.size() as isize);
+            counted(layout.size());
         }
         p
     }
@@ -44,6 +58,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
         let p = System.realloc(ptr, layout, new_size);
         if !p.is_null() {
             grow(new_size as isize - layout.size() as isize);
+            counted(new_size);
         }
         p
     }
@@ -63,4 +78,14 @@ pub fn peak_bytes() -> i64 {
 /// Start a new high-water mark at the bytes live now.
 pub fn reset_peak() {
     PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
+/// Allocations (reallocations included) through [`CountingAlloc`] so far.
+pub fn allocs() -> u64 {
+    ALLOCS.load(Ordering::Relaxed)
+}
+
+/// Allocations of at least [`LARGE_ALLOC`] bytes so far.
+pub fn large_allocs() -> u64 {
+    LARGE.load(Ordering::Relaxed)
 }

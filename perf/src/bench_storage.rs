@@ -21,6 +21,9 @@ use tokio::io::AsyncWrite;
 use grapevine_node::procfs;
 
 use crate::alloc;
+use crate::bench_ceiling::{self, CeilingReport};
+use crate::ceiling::fraction;
+use crate::counters::{Delta, Snapshot};
 
 /// Arguments of `bench storage`.
 #[derive(Debug, clap::Args)]
@@ -36,14 +39,53 @@ pub struct StorageArgs {
     /// measure the pipeline without the disk.
     #[arg(long)]
     pub dir: Option<std::path::PathBuf>,
+    /// Put and get this many files, one after another (each with fresh
+    /// servers); the figures are the median run's, with every run listed.
+    #[arg(long, default_value_t = 1)]
+    pub runs: usize,
+    /// Do not measure the ceiling (`bench ceiling`) before, between and
+    /// after the runs.
+    #[arg(long)]
+    pub no_ceiling: bool,
+    /// Cores the ceiling assumes (default: this machine's).
+    #[arg(long)]
+    pub cores: Option<f64>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
 }
 
-/// The figures.
+/// The figures: the median run's put and get (each median apart), the
+/// ceiling measured around the runs, and every run.
 #[derive(Debug, Serialize)]
 pub struct StorageReport {
+    /// Put's ceiling, MB/s of file: the mean of all the measurements
+    /// before, between and after the runs (`None` with `--no-ceiling`).
+    /// The median run's own is `put_ceiling_mb_s`.
+    pub put_ceiling_mean_mb_s: Option<f64>,
+    /// Get's ceiling, MB/s: the mean of all the measurements.
+    pub get_ceiling_mean_mb_s: Option<f64>,
+    /// Median put as a fraction of its run's ceiling.
+    pub put_fraction: Option<f64>,
+    /// Median get as a fraction of its run's ceiling.
+    pub get_fraction: Option<f64>,
+    /// What bound put's ceiling (first measurement).
+    pub put_binding: Option<String>,
+    /// What bound get's ceiling (first measurement).
+    pub get_binding: Option<String>,
+    /// Every run.
+    pub runs: Vec<RunFigures>,
+    /// Every ceiling measurement, in order (one before each run, one after
+    /// the last).
+    pub ceilings: Vec<crate::bench_ceiling::CeilingReport>,
+    /// The median run's figures.
+    #[serde(flatten)]
+    pub median: RunFigures,
+}
+
+/// One run's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunFigures {
     /// File size in bytes.
     pub bytes: u64,
     /// Servers.
@@ -67,6 +109,31 @@ pub struct StorageReport {
     /// Peak heap bytes (allocator-counted, the whole process) above those
     /// live before, while the servers verified every share.
     pub verify_peak_heap_bytes: i64,
+    /// Put's ceiling for this run (the mean of the measurements just
+    /// before and just after it), MB/s.
+    pub put_ceiling_mb_s: Option<f64>,
+    /// Get's ceiling for this run, MB/s.
+    pub get_ceiling_mb_s: Option<f64>,
+    /// Process counters during the put.
+    pub put_counters: Delta,
+    /// Seconds the put's encoder spent encoding (one thread at a time).
+    pub put_encoding_s: f64,
+    /// Seconds the put's driver waited for the encoder.
+    pub put_wait_encoder_s: f64,
+    /// Seconds the put's driver waited for room in the writers' queues.
+    pub put_wait_writers_s: f64,
+    /// Seconds of the put in all.
+    pub put_s: f64,
+    /// Seconds the get's decoder spent checking and decoding.
+    pub get_decoding_s: f64,
+    /// Seconds the get's driver waited for blocks.
+    pub get_wait_blocks_s: f64,
+    /// Seconds the get's driver waited for the decoder.
+    pub get_wait_decoder_s: f64,
+    /// Seconds of the get in all.
+    pub get_s: f64,
+    /// Process counters during the get.
+    pub get_counters: Delta,
 }
 
 /// Parse "1GiB", "256MiB", "1000".
@@ -160,6 +227,28 @@ pub(crate) fn generated(size: u64) -> Generated {
     Generated { pos: 0, size }
 }
 
+/// Fill `buf` with the generated file's bytes from `pos` (what [`Generated`]
+/// does per read; `bench ceiling` times it).
+pub(crate) fn fill_generated(pos: u64, buf: &mut [u8]) {
+    let mut at = 0;
+    generated_at(pos, buf.len(), |s| {
+        buf[at..at + s.len()].copy_from_slice(s);
+        at += s.len();
+    });
+}
+
+/// Whether `buf` is the generated file's bytes from `pos` (what
+/// [`CheckSink`] does per write; `bench ceiling` times it).
+pub(crate) fn matches_generated(pos: u64, buf: &[u8]) -> bool {
+    let mut at = 0;
+    let mut same = true;
+    generated_at(pos, buf.len(), |s| {
+        same &= s == &buf[at..at + s.len()];
+        at += s.len();
+    });
+    same
+}
+
 /// Compares what is written with the generated file, to check the download
 /// without storing it.
 pub(crate) struct CheckSink {
@@ -174,11 +263,7 @@ impl AsyncWrite for CheckSink {
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
         let this = &mut *self;
-        let mut at = 0;
-        generated_at(this.pos, buf.len(), |s| {
-            this.mismatch |= s != &buf[at..at + s.len()];
-            at += s.len();
-        });
+        this.mismatch |= !matches_generated(this.pos, buf);
         this.pos += buf.len() as u64;
         std::task::Poll::Ready(Ok(buf.len()))
     }
@@ -202,44 +287,151 @@ impl AsyncWrite for CheckSink {
 /// Setup, upload or download failures, or a download that does not match.
 pub fn run(args: &StorageArgs) -> Result<()> {
     let size = parse_size(&args.size)?;
+    if args.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let report = rt.block_on(bench(size, args.servers, args.dir.as_deref()))?;
+    let cores = args.cores.unwrap_or_else(bench_ceiling::machine_cores);
+    let dir = args.dir.as_deref();
+    let ceiling = || -> Result<Option<CeilingReport>> {
+        if args.no_ceiling {
+            return Ok(None);
+        }
+        Ok(Some(bench_ceiling::measure(dir, Params::default(), cores)?))
+    };
+    let mut ceilings = Vec::new();
+    let mut runs = Vec::new();
+    let mut before = ceiling()?;
+    for _ in 0..args.runs {
+        let mut r = rt.block_on(bench(size, args.servers, dir))?;
+        let after = ceiling()?;
+        if let (Some(b), Some(a)) = (&before, &after) {
+            r.put_ceiling_mb_s = Some((b.put.bytes_per_s + a.put.bytes_per_s) / 2e6);
+            r.get_ceiling_mb_s = Some((b.get.bytes_per_s + a.get.bytes_per_s) / 2e6);
+        }
+        ceilings.extend(before.take());
+        before = after;
+        runs.push(r);
+    }
+    ceilings.extend(before);
+    let report = combine_runs(runs, ceilings);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!(
-            "grapevine bench storage: {} MiB, {}-of-{} over {} servers on loopback",
-            report.bytes >> 20,
-            report.k,
-            report.n,
-            report.servers
-        );
-        println!(
-            "  put  {:8.1} MB/s  ({:.2} cores)",
-            report.put_mb_s, report.put_cores
-        );
-        println!(
-            "  get  {:8.1} MB/s  ({:.2} cores)",
-            report.get_mb_s, report.get_cores
-        );
-        println!(
-            "  verify {} shares of up to {:.1} MiB: peak heap +{:.1} KiB",
-            report.verify_shares,
-            report.verify_share_bytes as f64 / f64::from(1u32 << 20),
-            report.verify_peak_heap_bytes as f64 / 1024.0
-        );
+        print_report(&report);
     }
     Ok(())
 }
 
-async fn bench(
-    size: u64,
-    n_servers: usize,
-    base: Option<&std::path::Path>,
-) -> Result<StorageReport> {
+/// The report of `runs` (at least one) and the ceilings measured around
+/// them: the median put and the median get (of different runs, perhaps),
+/// each as a fraction of its own run's ceiling.
+fn combine_runs(runs: Vec<RunFigures>, ceilings: Vec<CeilingReport>) -> StorageReport {
+    let pick = |key: fn(&RunFigures) -> f64| {
+        let mut order: Vec<usize> = (0..runs.len()).collect();
+        order.sort_by(|&a, &b| key(&runs[a]).total_cmp(&key(&runs[b])));
+        order[order.len() / 2]
+    };
+    let (p, g) = (pick(|r| r.put_mb_s), pick(|r| r.get_mb_s));
+    let mut median = runs[p].clone();
+    let got = &runs[g];
+    median.get_mb_s = got.get_mb_s;
+    median.get_cores = got.get_cores;
+    median.get_ceiling_mb_s = got.get_ceiling_mb_s;
+    median.get_counters = got.get_counters;
+    median.get_decoding_s = got.get_decoding_s;
+    median.get_wait_blocks_s = got.get_wait_blocks_s;
+    median.get_wait_decoder_s = got.get_wait_decoder_s;
+    median.get_s = got.get_s;
+    let mean = |f: fn(&CeilingReport) -> f64| {
+        (!ceilings.is_empty())
+            .then(|| ceilings.iter().map(f).sum::<f64>() / ceilings.len() as f64 / 1e6)
+    };
+    StorageReport {
+        put_ceiling_mean_mb_s: mean(|c| c.put.bytes_per_s),
+        get_ceiling_mean_mb_s: mean(|c| c.get.bytes_per_s),
+        put_fraction: median
+            .put_ceiling_mb_s
+            .map(|c| fraction(median.put_mb_s, c)),
+        get_fraction: median
+            .get_ceiling_mb_s
+            .map(|c| fraction(median.get_mb_s, c)),
+        put_binding: ceilings.first().map(|c| c.put.binding.clone()),
+        get_binding: ceilings.first().map(|c| c.get.binding.clone()),
+        runs,
+        ceilings,
+        median,
+    }
+}
+
+fn print_report(r: &StorageReport) {
+    let m = &r.median;
+    println!(
+        "grapevine bench storage: {} MiB, {}-of-{} over {} servers on loopback, {} run(s)",
+        m.bytes >> 20,
+        m.k,
+        m.n,
+        m.servers,
+        r.runs.len()
+    );
+    let of = |f: Option<f64>, c: Option<f64>| match (f, c) {
+        (Some(f), Some(c)) => format!("  = {:.0}% of the ceiling {c:.1}", f * 100.0),
+        _ => String::new(),
+    };
+    println!(
+        "  put  {:8.1} MB/s  ({:.2} cores){}",
+        m.put_mb_s,
+        m.put_cores,
+        of(r.put_fraction, m.put_ceiling_mb_s)
+    );
+    println!(
+        "  get  {:8.1} MB/s  ({:.2} cores){}",
+        m.get_mb_s,
+        m.get_cores,
+        of(r.get_fraction, m.get_ceiling_mb_s)
+    );
+    if let (Some(pb), Some(gb)) = (&r.put_binding, &r.get_binding) {
+        println!("  ceiling bound by: put {pb}; get {gb}");
+    }
+    if r.runs.len() > 1 {
+        let list = |f: fn(&RunFigures) -> f64| {
+            r.runs
+                .iter()
+                .map(|x| format!("{:.1}", f(x)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "  runs: put {}; get {}",
+            list(|x| x.put_mb_s),
+            list(|x| x.get_mb_s)
+        );
+    }
+    println!(
+        "  put pipeline: {:.2} s; encoder busy {:.2} s; driver waited {:.2} s for the encoder, {:.2} s for the writers",
+        m.put_s, m.put_encoding_s, m.put_wait_encoder_s, m.put_wait_writers_s
+    );
+    println!(
+        "  get pipeline: {:.2} s; decoder busy {:.2} s; driver waited {:.2} s for blocks, {:.2} s for the decoder",
+        m.get_s, m.get_decoding_s, m.get_wait_blocks_s, m.get_wait_decoder_s
+    );
+    let c = &m.put_counters;
+    println!(
+        "  put counters: user {:.2} s, system {:.2} s, {} minor faults, {} voluntary / {} involuntary switches, {} allocations ({} of 64 KiB or more)",
+        c.user_s, c.system_s, c.minor_faults, c.voluntary_switches, c.involuntary_switches, c.allocs, c.large_allocs
+    );
+    println!(
+        "  verify {} shares of up to {:.1} MiB: peak heap +{:.1} KiB",
+        m.verify_shares,
+        m.verify_share_bytes as f64 / f64::from(1u32 << 20),
+        m.verify_peak_heap_bytes as f64 / 1024.0
+    );
+}
+
+async fn bench(size: u64, n_servers: usize, base: Option<&std::path::Path>) -> Result<RunFigures> {
     let mut servers = Vec::new();
     let mut dirs = Vec::new();
     for i in 0..n_servers {
@@ -270,6 +462,7 @@ async fn bench(
     let pool = SessionPool::new(me, PoolConfig::default());
     let params = Params::default();
 
+    let c0 = Snapshot::now();
     let cpu0 = procfs::cpu_seconds();
     let t = Instant::now();
     let req = client::UploadRequest {
@@ -284,7 +477,9 @@ async fn bench(
         .context("upload")?;
     let put_s = t.elapsed().as_secs_f64();
     let put_cpu = procfs::cpu_seconds() - cpu0;
+    let put_counters = c0.delta(&Snapshot::now());
 
+    let c0 = Snapshot::now();
     let cpu0 = procfs::cpu_seconds();
     let t = Instant::now();
     let mut sink = CheckSink {
@@ -296,6 +491,7 @@ async fn bench(
         .context("download")?;
     let get_s = t.elapsed().as_secs_f64();
     let get_cpu = procfs::cpu_seconds() - cpu0;
+    let get_counters = c0.delta(&Snapshot::now());
     if rep.bytes != size || sink.pos != size || sink.mismatch {
         bail!("downloaded file does not match what was uploaded");
     }
@@ -305,7 +501,7 @@ async fn bench(
     let (verify_shares, verify_share_bytes, verify_peak_heap_bytes) =
         verify_all(&pool, &servers, &rc.storage_index()).await?;
     drop(dirs);
-    Ok(StorageReport {
+    Ok(RunFigures {
         bytes: size,
         servers: n_servers,
         k: params.k,
@@ -317,6 +513,18 @@ async fn bench(
         verify_shares,
         verify_share_bytes,
         verify_peak_heap_bytes,
+        put_ceiling_mb_s: None,
+        get_ceiling_mb_s: None,
+        put_counters,
+        get_counters,
+        put_encoding_s: up.waits.encoding.as_secs_f64(),
+        put_wait_encoder_s: up.waits.for_encoder.as_secs_f64(),
+        put_wait_writers_s: up.waits.for_writers.as_secs_f64(),
+        put_s,
+        get_decoding_s: rep.waits.decoding.as_secs_f64(),
+        get_wait_blocks_s: rep.waits.for_blocks.as_secs_f64(),
+        get_wait_decoder_s: rep.waits.for_decoder.as_secs_f64(),
+        get_s,
     })
 }
 
@@ -373,6 +581,61 @@ async fn verify_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn run(put: f64, get: f64, put_ceiling: f64, get_ceiling: f64) -> RunFigures {
+        RunFigures {
+            bytes: 1 << 20,
+            servers: 10,
+            k: 3,
+            n: 10,
+            put_mb_s: put,
+            get_mb_s: get,
+            put_cores: put / 100.0,
+            get_cores: get / 100.0,
+            verify_share_bytes: 0,
+            verify_shares: 0,
+            verify_peak_heap_bytes: 0,
+            put_ceiling_mb_s: Some(put_ceiling),
+            get_ceiling_mb_s: Some(get_ceiling),
+            put_counters: Delta::default(),
+            get_counters: Delta::default(),
+            put_encoding_s: 0.0,
+            put_wait_encoder_s: 0.0,
+            put_wait_writers_s: 0.0,
+            put_s: 1.0,
+            get_decoding_s: 0.0,
+            get_wait_blocks_s: 0.0,
+            get_wait_decoder_s: 0.0,
+            get_s: 1.0,
+        }
+    }
+
+    /// The report's put and get are the median runs' (each on its own),
+    /// each as a fraction of the ceiling measured around its own run.
+    #[test]
+    fn runs_combine_into_medians_against_their_own_ceilings() {
+        let runs = vec![
+            run(150.0, 500.0, 200.0, 600.0),
+            run(190.0, 400.0, 250.0, 500.0),
+            run(100.0, 450.0, 100.0, 900.0),
+        ];
+        let r = combine_runs(runs, Vec::new());
+        assert_eq!(r.median.put_mb_s, 150.0);
+        assert_eq!(r.median.put_ceiling_mb_s, Some(200.0));
+        assert_eq!(r.put_fraction, Some(0.75));
+        assert_eq!(r.median.get_mb_s, 450.0);
+        assert_eq!(r.median.get_cores, 4.5);
+        assert_eq!(r.median.get_ceiling_mb_s, Some(900.0));
+        assert_eq!(r.get_fraction, Some(0.5));
+        assert_eq!(r.runs.len(), 3);
+        // No ceiling measured: no fraction invented.
+        let mut one = run(150.0, 500.0, 0.0, 0.0);
+        one.put_ceiling_mb_s = None;
+        one.get_ceiling_mb_s = None;
+        let r = combine_runs(vec![one], Vec::new());
+        assert_eq!((r.put_fraction, r.get_fraction), (None, None));
+        assert_eq!(r.put_ceiling_mean_mb_s, None);
+    }
 
     #[test]
     fn generated_bytes_do_not_depend_on_how_they_are_read() {

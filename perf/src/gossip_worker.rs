@@ -77,7 +77,12 @@ pub async fn worker_main(args: &WorkerArgs) -> Result<()> {
                 if let Event::StateChanged { id, to, .. } = e {
                     match to {
                         MemberState::Dead if !killed.contains(&id) => status.false_dead += 1,
-                        MemberState::Suspect => status.suspects += 1,
+                        MemberState::Suspect => {
+                            status.suspects += 1;
+                            if !killed.contains(&id) {
+                                status.false_suspects += 1;
+                            }
+                        }
                         _ => {}
                     }
                 }
@@ -115,6 +120,7 @@ pub async fn worker_main(args: &WorkerArgs) -> Result<()> {
                 status.bytes_sent = sum(|h| h.counters().bytes_sent.load(Ordering::Relaxed));
                 status.dg_recv = sum(|h| h.counters().datagrams_received.load(Ordering::Relaxed));
                 status.bytes_recv = sum(|h| h.counters().bytes_received.load(Ordering::Relaxed));
+                status.cookies = sum(|h| h.counters().cookies_issued.load(Ordering::Relaxed));
                 status.max_dg = live
                     .iter()
                     .map(|h| h.counters().max_datagram.load(Ordering::Relaxed))

@@ -2,17 +2,21 @@
 //!
 //! The swarm (N membership nodes over P worker processes), the grid (N
 //! whole nodes with clients working and churn), the session, storage and
-//! gateway benchmarks, and the baselines they compare against (chitchat;
+//! gateway benchmarks, the data path's ceiling (`bench ceiling`), and the baselines they compare against (chitchat;
 //! TLS 1.3 through tokio-rustls), with a counting global allocator so the
 //! benchmarks can report live heap bytes. None of this is linked into the
 //! production `grapevine` binary, which uses the system allocator.
 
 mod alloc;
 mod baseline;
+mod bench_ceiling;
 mod bench_gateway;
 mod bench_members;
 mod bench_sessions;
 mod bench_storage;
+mod ceiling;
+mod churn;
+mod counters;
 mod gossip_worker;
 mod grid;
 mod session_peer;
@@ -43,6 +47,9 @@ enum Cmd {
     /// Run N real nodes (storage, clients with a workload, churn) and
     /// measure the whole system.
     Grid(grid::GridArgs),
+    /// Issue 23's churn scenario: servers die for good while others join,
+    /// with repair on or off; files readable and healthy at the end.
+    Churn(churn::ChurnArgs),
     /// (internal) one worker process of `grid`.
     #[command(hide = true)]
     GridWorker(grid::worker::GridWorkerArgs),
@@ -55,8 +62,12 @@ enum Cmd {
 enum BenchCmd {
     /// Idle-session memory, handshake rate and throughput: Noise vs TLS 1.3.
     Sessions(bench_sessions::SessionsArgs),
-    /// Put and get throughput on a local grid of share servers.
+    /// Put and get throughput on a local grid of share servers, as a
+    /// fraction of the ceiling measured around them.
     Storage(bench_storage::StorageArgs),
+    /// The ceiling of put and get on this machine now: every stage's
+    /// single-core throughput, combined for this many cores.
+    Ceiling(bench_ceiling::CeilingArgs),
     /// The web gateway against `grapevine get`'s library call: throughput,
     /// memory, a ranged read, many small GETs at once.
     Gateway(bench_gateway::GatewayArgs),
@@ -80,10 +91,12 @@ fn main() -> Result<()> {
         Cmd::Bench(BenchCmd::Sessions(a)) => bench_sessions::run(&a),
         Cmd::Bench(BenchCmd::SessionPeer(a)) => session_peer::peer(&a),
         Cmd::Bench(BenchCmd::Storage(a)) => bench_storage::run(&a),
+        Cmd::Bench(BenchCmd::Ceiling(a)) => bench_ceiling::run(&a),
         Cmd::Bench(BenchCmd::Gateway(a)) => bench_gateway::run(&a),
         Cmd::Bench(BenchCmd::Members(a)) => bench_members::run(&a),
         Cmd::Swarm(a) => swarm::run(&a),
         Cmd::Grid(a) => grid::harness::run(&a),
+        Cmd::Churn(a) => churn::run(&a),
         Cmd::GridWorker(a) => grid::worker::main(a),
         Cmd::SwarmWorker(a) => {
             let rt = worker::runtime(&a)?;

@@ -144,6 +144,11 @@ pub struct Report {
     pub steady_bytes_per_node_s: f64,
     /// Datagrams received per node per second in the steady window.
     pub steady_datagrams_received_per_node_s: f64,
+    /// Cookies issued per node per second in the steady window (each a
+    /// datagram of its own, counted in the datagrams above).
+    pub steady_cookies_per_node_s: f64,
+    /// Cookies issued over the whole run, per node.
+    pub cookies_per_node: f64,
     /// Largest datagram any node sent.
     pub max_datagram_bytes: u64,
     /// Nodes killed.
@@ -156,6 +161,11 @@ pub struct Report {
     pub false_dead_in_steady_window: u64,
     /// Suspect verdicts over the whole run (refuted ones included).
     pub suspect_verdicts: u64,
+    /// Suspect verdicts about nodes that were not killed (every observer
+    /// that held one suspect counts once), over the whole run.
+    pub false_suspect_verdicts: u64,
+    /// Suspect verdicts about live nodes within the steady window.
+    pub false_suspect_in_steady_window: u64,
 }
 
 /// Run the swarm and print the report.
@@ -242,13 +252,15 @@ pub fn run(args: &SwarmArgs) -> Result<()> {
 
     // 2. Steady window.
     pump(&mut workers, Duration::from_secs(2))?;
-    let snap = |workers: &Vec<Worker>| -> (f64, u64, u64, u64, u64) {
+    let snap = |workers: &Vec<Worker>| -> (f64, u64, u64, u64, u64, u64, u64) {
         (
             workers.iter().map(|w| w.latest.cpu).sum(),
             workers.iter().map(|w| w.latest.dg_sent).sum(),
             workers.iter().map(|w| w.latest.bytes_sent).sum(),
             workers.iter().map(|w| w.latest.dg_recv).sum(),
             workers.iter().map(|w| w.latest.false_dead).sum(),
+            workers.iter().map(|w| w.latest.cookies).sum(),
+            workers.iter().map(|w| w.latest.false_suspects).sum(),
         )
     };
     let s0 = snap(&workers);
@@ -326,12 +338,16 @@ pub fn run(args: &SwarmArgs) -> Result<()> {
         steady_datagrams_per_node_s: (s1.1 - s0.1) as f64 / dt / n,
         steady_bytes_per_node_s: (s1.2 - s0.2) as f64 / dt / n,
         steady_datagrams_received_per_node_s: (s1.3 - s0.3) as f64 / dt / n,
+        steady_cookies_per_node_s: (s1.5 - s0.5) as f64 / dt / n,
+        cookies_per_node: workers.iter().map(|w| w.latest.cookies).sum::<u64>() as f64 / n,
         max_datagram_bytes: max_dg,
         killed: kill_count,
         detect_s: detect,
         false_dead_verdicts: workers.iter().map(|w| w.latest.false_dead).sum(),
         false_dead_in_steady_window: s1.4.saturating_sub(s0.4),
         suspect_verdicts: workers.iter().map(|w| w.latest.suspects).sum(),
+        false_suspect_verdicts: workers.iter().map(|w| w.latest.false_suspects).sum(),
+        false_suspect_in_steady_window: s1.6.saturating_sub(s0.6),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -380,6 +396,10 @@ fn print_report(r: &Report) {
         r.steady_datagrams_received_per_node_s
     );
     println!(
+        "  cookies issued per node          {:.3} /s (whole run: {:.1} per node)",
+        r.steady_cookies_per_node_s, r.cookies_per_node
+    );
+    println!(
         "  largest datagram                 {} B",
         r.max_datagram_bytes
     );
@@ -393,4 +413,8 @@ fn print_report(r: &Report) {
         r.false_dead_verdicts, r.false_dead_in_steady_window
     );
     println!("  suspect verdicts (refuted incl.) {}", r.suspect_verdicts);
+    println!(
+        "  ... of nodes not killed          {} (steady window: {})",
+        r.false_suspect_verdicts, r.false_suspect_in_steady_window
+    );
 }

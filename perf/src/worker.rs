@@ -56,10 +56,16 @@ pub(crate) struct Status {
     pub(crate) dg_recv: u64,
     pub(crate) bytes_recv: u64,
     pub(crate) max_dg: u64,
+    /// Cookies issued (grapevine only).
+    #[serde(default)]
+    pub(crate) cookies: u64,
     /// Dead verdicts about nodes not killed by the harness.
     pub(crate) false_dead: u64,
     /// Suspect verdicts (any node).
     pub(crate) suspects: u64,
+    /// Suspect verdicts about nodes not killed by the harness.
+    #[serde(default)]
+    pub(crate) false_suspects: u64,
     /// Survivors here that see every killed node dead.
     pub(crate) killed_seen: usize,
     pub(crate) survivors: usize,

@@ -143,7 +143,7 @@ def main():
             except subprocess.TimeoutExpired:
                 p.kill()
 
-    gput, gget = [], []
+    gput, gget, gceil = [], [], []
     store = os.path.join(work, "grapevine-store")
     for r in range(a.runs):
         os.makedirs(store, exist_ok=True)
@@ -152,6 +152,10 @@ def main():
         j = json.loads(out)
         gput.append(j["put_mb_s"])
         gget.append(j["get_mb_s"])
+        # The ceiling measured around the run (`bench storage` of issue 22
+        # on; older builds report none).
+        gceil.append({k: j.get(k) for k in ("put_ceiling_mb_s", "get_ceiling_mb_s",
+                                            "put_fraction", "get_fraction")})
         shutil.rmtree(store, ignore_errors=True)
 
     res = {
@@ -162,6 +166,7 @@ def main():
         "tahoe_get_mb_s": tget,
         "grapevine_put_mb_s": gput,
         "grapevine_get_mb_s": gget,
+        "grapevine_ceilings": gceil,
         "put_ratio_median": statistics.median(gput) / statistics.median(tput),
         "get_ratio_median": statistics.median(gget) / statistics.median(tget),
     }
@@ -173,6 +178,12 @@ def main():
         print(f"  tahoe-lafs {TAHOE_VERSION}  put {f(tput)}   get {f(tget)}")
         print(f"  grapevine          put {f(gput)}   get {f(gget)}")
         print(f"  median ratio       put {res['put_ratio_median']:.1f}x   get {res['get_ratio_median']:.1f}x")
+        for what in ("put", "get"):
+            c = [x for x in gceil if x.get(f"{what}_ceiling_mb_s")]
+            if c:
+                print(f"  grapevine {what} ceiling (measured around each run) "
+                      + ", ".join(f"{x[f'{what}_ceiling_mb_s']:.1f} ({100 * x[f'{what}_fraction']:.0f}%)"
+                                  for x in c))
     if not a.keep:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -83,7 +83,9 @@ fn bench_sessions_reports_both_rows() {
 fn bench_storage_puts_and_gets_a_file_through_ten_servers() {
     let dir = tempfile::tempdir().unwrap();
     let out = perf()
-        .args(["bench", "storage", "--size", "8MiB", "--json", "--dir"])
+        .args([
+            "bench", "storage", "--size", "8MiB", "--runs", "2", "--cores", "2", "--json", "--dir",
+        ])
         .arg(dir.path())
         .output()
         .expect("run grapevine-perf bench storage");
@@ -98,6 +100,82 @@ fn bench_storage_puts_and_gets_a_file_through_ten_servers() {
     assert_eq!((r["k"].as_u64(), r["n"].as_u64()), (Some(3), Some(10)));
     for k in ["put_mb_s", "get_mb_s"] {
         assert!(r[k].as_f64().unwrap() > 0.0, "{r}");
+    }
+    // Two runs, a ceiling before, between and after them; the figures
+    // are a median run's, as a fraction of that run's own ceiling.
+    let runs = r["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{r}");
+    assert_eq!(r["ceilings"].as_array().unwrap().len(), 3, "{r}");
+    for (what, ceiling) in [("put", "put_ceiling_mb_s"), ("get", "get_ceiling_mb_s")] {
+        let mb = r[format!("{what}_mb_s")].as_f64().unwrap();
+        let c = r[ceiling].as_f64().unwrap();
+        assert!(c > 0.0, "{r}");
+        let f = r[format!("{what}_fraction")].as_f64().unwrap();
+        assert!((f - mb / c).abs() < 1e-9, "{what}: {f} against {mb} / {c}");
+        assert!(runs
+            .iter()
+            .any(|x| x[format!("{what}_mb_s")] == r[format!("{what}_mb_s")]));
+    }
+    assert!(r["put_binding"].as_str().is_some_and(|b| !b.is_empty()));
+    // The put's counters and where its time went.
+    assert!(r["put_counters"]["user_s"].as_f64().unwrap() >= 0.0, "{r}");
+    assert!(r["put_counters"]["allocs"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["put_encoding_s"].as_f64().unwrap() > 0.0, "{r}");
+}
+
+#[test]
+fn bench_ceiling_measures_every_stage_and_combines_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = perf()
+        .args(["bench", "ceiling", "--cores", "2", "--json", "--dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run grapevine-perf bench ceiling");
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(r["cores"], 2.0);
+    let stages = r["stages"].as_array().unwrap();
+    let names: Vec<&str> = stages
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    for want in [
+        "bench input",
+        "bench compare",
+        "file cipher (ChaCha20)",
+        "erasure encode",
+        "erasure decode",
+        "BLAKE3",
+        "session seal",
+        "session open",
+        "loopback TCP",
+        "store write",
+        "store fsync",
+        "store read",
+    ] {
+        assert!(names.contains(&want), "{want} not measured: {names:?}");
+    }
+    for s in stages {
+        // An fsync too quick to time is infinite, which JSON writes as null.
+        let ok = s["bytes_per_s"].as_f64().is_none_or(|v| v > 0.0);
+        assert!(ok, "{s}");
+    }
+    for what in ["put", "get"] {
+        let c = &r[what];
+        let bounds = c["bounds"].as_array().unwrap();
+        assert!(!bounds.is_empty());
+        let rates: Vec<f64> = bounds
+            .iter()
+            .map(|b| b["bytes_per_s"].as_f64().unwrap())
+            .collect();
+        assert!(rates.windows(2).all(|w| w[0] <= w[1]), "{c}");
+        assert_eq!(c["bytes_per_s"].as_f64().unwrap(), rates[0]);
+        assert_eq!(c["binding"], bounds[0]["what"]);
+        assert!(c["cpu_s_per_byte"].as_f64().unwrap() > 0.0);
     }
 }
 

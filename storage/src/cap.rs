@@ -5,6 +5,13 @@
 //! * `gv:lit:<data>`: files of at most [`LIT_MAX`] bytes live in the
 //!   capability itself (base32); nothing is stored on the grid.
 //!
+//! * `gv:chk-verify:<si>:<ueb-hash>:<k>:<n>:<size>`: a [`VerifyCap`], the
+//!   storage index instead of the key. Derived from a read capability
+//!   ([`ReadCap::verify_cap`]), it is enough to find, check, verify and
+//!   repair the file's shares (the extension block's hash authenticates
+//!   every block hash and so every block), and not enough to decrypt them:
+//!   the storage index is a one-way function of the key.
+//!
 //! The kind after `gv:` is the capability's format version: a new format
 //! gets a new kind, and a kind this release does not know is refused
 //! ([`CodecError::BadCap`]), never guessed at.
@@ -54,6 +61,92 @@ impl ReadCap {
     pub fn storage_index(&self) -> StorageIndex {
         storage_index(&self.key)
     }
+
+    /// The verify capability of the same file: everything but the key.
+    pub fn verify_cap(&self) -> VerifyCap {
+        VerifyCap {
+            si: self.storage_index(),
+            ueb_hash: self.ueb_hash,
+            k: self.k,
+            n: self.n,
+            size: self.size,
+        }
+    }
+}
+
+/// A capability to find, check, verify and repair a CHK file's shares, but
+/// not to read it: the read capability without its key, with the storage
+/// index (a one-way function of the key) in its place. A server holding a
+/// share derives it from the share's extension block
+/// ([`verify_cap_of`](crate::chk::verify_cap_of)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VerifyCap {
+    /// Where the shares are filed.
+    pub si: StorageIndex,
+    /// BLAKE3 of the UEB.
+    pub ueb_hash: [u8; 32],
+    /// Shares needed.
+    pub k: u16,
+    /// Shares made.
+    pub n: u16,
+    /// File size.
+    pub size: u64,
+}
+
+impl fmt::Display for VerifyCap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "gv:chk-verify:{}:{}:{}:{}:{}",
+            self.si,
+            b32(&self.ueb_hash),
+            self.k,
+            self.n,
+            self.size
+        )
+    }
+}
+
+impl FromStr for VerifyCap {
+    type Err = CodecError;
+
+    /// A `gv:chk-verify:...` capability; a read capability (`gv:chk:...`)
+    /// is accepted too and reduced to its verify capability.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = s.trim().split(':').collect();
+        match parts.as_slice() {
+            ["gv", "chk-verify", si, ueb, k, n, size] => {
+                let (k, n, size) = (num(k)?, num(n)?, num(size)?);
+                check_k_of_n(k, n)?;
+                Ok(VerifyCap {
+                    si: crate::types::StorageIndex(un_b32(si)?),
+                    ueb_hash: un_b32(ueb)?,
+                    k: k as u16,
+                    n: n as u16,
+                    size,
+                })
+            }
+            ["gv", "chk", ..] => match s.parse::<Cap>()? {
+                Cap::Chk(c) => Ok(c.verify_cap()),
+                Cap::Lit(_) => Err(CodecError::BadCap("not a CHK capability".into())),
+            },
+            _ => Err(CodecError::BadCap(
+                "expected gv:chk-verify:... or gv:chk:...".into(),
+            )),
+        }
+    }
+}
+
+fn num(v: &str) -> Result<u64, CodecError> {
+    v.parse::<u64>()
+        .map_err(|_| CodecError::BadCap(format!("bad number {v:?}")))
+}
+
+fn check_k_of_n(k: u64, n: u64) -> Result<(), CodecError> {
+    if k == 0 || k > n || n > 256 {
+        return Err(CodecError::BadCap(format!("bad k-of-n {k}-of-{n}")));
+    }
+    Ok(())
 }
 
 /// Any capability.
@@ -110,14 +203,8 @@ impl FromStr for Cap {
                 Ok(Cap::Lit(d))
             }
             ["gv", "chk", key, ueb, k, n, size] => {
-                let num = |v: &str| {
-                    v.parse::<u64>()
-                        .map_err(|_| CodecError::BadCap(format!("bad number {v:?}")))
-                };
                 let (k, n, size) = (num(k)?, num(n)?, num(size)?);
-                if k == 0 || k > n || n > 256 {
-                    return Err(CodecError::BadCap(format!("bad k-of-n {k}-of-{n}")));
-                }
+                check_k_of_n(k, n)?;
                 Ok(Cap::Chk(ReadCap {
                     key: un_b32(key)?,
                     ueb_hash: un_b32(ueb)?,
@@ -170,7 +257,50 @@ mod tests {
         );
     }
 
+    /// Issue 23.2: the verify capability carries no key, is derived from
+    /// the read capability and round-trips; a read capability cannot be
+    /// made from it, and a verify capability is no read capability.
+    #[test]
+    fn a_verify_cap_is_the_read_cap_without_its_key() {
+        let key = [7u8; 32];
+        let r = ReadCap {
+            key,
+            ueb_hash: [2; 32],
+            k: 3,
+            n: 10,
+            size: 12345,
+        };
+        let v = r.verify_cap();
+        assert_eq!(v.si, r.storage_index());
+        let s = v.to_string();
+        assert!(s.starts_with("gv:chk-verify:"), "{s}");
+        assert!(!s.contains(&b32(&key)), "the key is in {s}");
+        assert_eq!(s.parse::<VerifyCap>().unwrap(), v);
+        // A read capability reduces to its verify capability.
+        assert_eq!(
+            Cap::Chk(r.clone())
+                .to_string()
+                .parse::<VerifyCap>()
+                .unwrap(),
+            v
+        );
+        // Reading needs the key: a verify capability is not a read one.
+        assert!(s.parse::<Cap>().is_err());
+        for bad in [
+            "gv:chk-verify:aaaa:aaaa:3:10:1",
+            "gv:chk-verify:x:y",
+            "gv:lit:aaaa",
+        ] {
+            assert!(bad.parse::<VerifyCap>().is_err(), "{bad}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn prop_verify_caps_never_panic(s in ".{0,200}") {
+            let _ = s.parse::<VerifyCap>();
+        }
+
         #[test]
         fn prop_never_panics(s in ".{0,200}") {
             let _ = s.parse::<Cap>();

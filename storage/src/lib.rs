@@ -44,13 +44,14 @@ pub mod chk;
 pub mod client;
 pub mod error;
 pub mod protocol;
+pub mod repair;
 pub mod server;
 pub mod store;
 #[cfg(feature = "test-util")]
 pub mod testing;
 pub mod types;
 
-pub use cap::{Cap, ReadCap};
+pub use cap::{Cap, ReadCap, VerifyCap};
 pub use chk::{Decoder, Encoder};
 pub use client::{PoolConfig, SessionPool};
 pub use error::{ClientError, CodecError, StoreError};

@@ -349,3 +349,187 @@ async fn a_forged_record_sent_first_cannot_hide_the_genuine_one() {
     }
     assert!(nodes[0].stats().await.unwrap().records.rejected >= 1);
 }
+
+/// A member played by the test: a validly signed record naming a socket
+/// the test holds, which answers pings only while told to.
+struct Puppet {
+    id: NodeId,
+    sock: std::net::UdpSocket,
+}
+
+impl Puppet {
+    /// Bind on 127.`net`.6.6 and hand the record to `node` (by gossip, from
+    /// a stranger's address).
+    fn join(net: u8, node: SocketAddr) -> Puppet {
+        let sock = std::net::UdpSocket::bind(SocketAddr::from(([127, net, 6, 6], 0))).unwrap();
+        sock.set_nonblocking(true).unwrap();
+        let (identity, rec) = record_at(sock.local_addr().unwrap(), 1);
+        let gossip = Message::Gossip {
+            from: NodeId([0x61; 32]),
+            updates: vec![Update::Record(rec)],
+        }
+        .encode()
+        .unwrap();
+        stranger(net).send_to(&gossip, node).unwrap();
+        Puppet {
+            id: identity.node_id(),
+            sock,
+        }
+    }
+
+    /// The pings waiting, as (source, sequence number).
+    fn pings(&self) -> Vec<(SocketAddr, u32)> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = self.sock.recv_from(&mut buf) {
+            if let Ok(d) = grapevine_membership::wire::Datagram::decode(&buf[..n]) {
+                if let Message::Ping { seq, .. } = d.msg {
+                    out.push((from, seq));
+                }
+            }
+        }
+        out
+    }
+
+    /// An ack of `seq` naming this member, bytes.
+    fn ack(&self, seq: u32) -> Vec<u8> {
+        Message::Ack {
+            seq,
+            from: self.id,
+            updates: vec![],
+        }
+        .encode()
+        .unwrap()
+    }
+
+    /// Answer every waiting ping, from this member's own address; how many
+    /// came from `node`.
+    fn answer(&self, node: SocketAddr) -> usize {
+        let pings = self.pings();
+        for (from, seq) in &pings {
+            self.sock.send_to(&self.ack(*seq), from).unwrap();
+        }
+        pings.iter().filter(|(from, _)| *from == node).count()
+    }
+}
+
+/// Send `ping` (of sequence number `seq`) from `sock` to `to` until
+/// `count` acks of it have come back.
+async fn pings_answered(
+    sock: &std::net::UdpSocket,
+    to: SocketAddr,
+    ping: &[u8],
+    seq: u32,
+    count: usize,
+) {
+    let mut acked = 0;
+    wait_until("the pings answered", 20, || {
+        sock.send_to(ping, to).unwrap();
+        acked += acks_of(sock, seq);
+        let done = acked >= count;
+        async move { done }
+    })
+    .await;
+}
+
+/// Acks with sequence number `seq` waiting in `sock`.
+fn acks_of(sock: &std::net::UdpSocket, seq: u32) -> usize {
+    drain(sock)
+        .iter()
+        .filter_map(|d| grapevine_membership::wire::Datagram::decode(d).ok())
+        .filter(|d| matches!(d.msg, Message::Ack { seq: s, .. } if s == seq))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_ack_is_not_relayed_for_a_silent_member() {
+    let nodes = grid(24, 2).await;
+    let relay = &nodes[0];
+    let r_addr = relay.local_addr();
+    let puppet = Puppet::join(24, r_addr);
+    // The member answers until the relay has pinged it and had its ack
+    // (its address is then validated, so relayed probes go to it).
+    wait_until("a ping from the relay answered", 30, || async {
+        puppet.answer(r_addr) > 0
+    })
+    .await;
+    // Now it is silent. A requester asks the relay to probe it; a forger
+    // that knows the relayed ping's sequence number (it saw the ping on
+    // the way, or predicted it) acks every ping the relay sends it, naming
+    // the member, from its own address.
+    let requester = stranger(24);
+    let forger = std::net::UdpSocket::bind(SocketAddr::from(([127, 24, 9, 10], 0))).unwrap();
+    let req = |seq| {
+        Message::PingReq {
+            seq,
+            from: NodeId([0x62; 32]),
+            target: puppet.id,
+            target_addr: puppet.sock.local_addr().unwrap(),
+        }
+        .encode()
+        .unwrap()
+    };
+    let refused = relay.stats().await.unwrap().acks_refused;
+    requester.send_to(&req(77), r_addr).unwrap();
+    let mut relayed = 0;
+    wait_until("the forged acks handled", 20, || {
+        for (from, seq) in puppet.pings() {
+            if from == r_addr {
+                forger.send_to(&puppet.ack(seq), r_addr).unwrap();
+            }
+        }
+        relayed += acks_of(&requester, 77);
+        let done = relayed > 0;
+        async move { done || relay.stats().await.unwrap().acks_refused > refused }
+    })
+    .await;
+    relayed += acks_of(&requester, 77);
+    assert_eq!(relayed, 0, "a forged ack was relayed to the requester");
+    // The genuine ack, from the member's address, is relayed.
+    wait_until("a genuine ack relayed", 20, || {
+        requester.send_to(&req(78), r_addr).unwrap();
+        puppet.answer(r_addr);
+        let got = acks_of(&requester, 78) > 0;
+        async move { got }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_is_not_heard_from_through_datagrams_from_other_addresses() {
+    let nodes = grid(25, 2).await;
+    let node = &nodes[0];
+    let n_addr = node.local_addr();
+    let puppet = Puppet::join(25, n_addr);
+    wait_until("a ping answered", 30, || async {
+        puppet.answer(n_addr) > 0
+    })
+    .await;
+    // The member falls silent; what the node last heard from it stays.
+    let last_heard = || async {
+        node.members()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|m| m.id == puppet.id)
+            .expect("member")
+            .last_heard
+    };
+    // Pings naming it, from another address, each answered (so handled:
+    // the node reads its socket in order, so the member's own last ack was
+    // handled before the first is answered).
+    let forger = stranger(25);
+    let ping = |seq| {
+        Message::Ping {
+            seq,
+            from: puppet.id,
+            updates: vec![],
+        }
+        .encode()
+        .unwrap()
+    };
+    pings_answered(&forger, n_addr, &ping(5), 5, 1).await;
+    let before = last_heard().await;
+    pings_answered(&forger, n_addr, &ping(6), 6, 3).await;
+    assert_eq!(last_heard().await, before);
+}

@@ -242,8 +242,9 @@ fn the_control_socket_backs_off_when_accept_fails() {
         .map(|_| std::os::unix::net::UnixStream::connect(dir.control_path()).unwrap())
         .collect();
     writeln!(stdin, "flooded").unwrap();
+    // The child reports only after it has seen an accept fail, so the
+    // count is at least one: what tests the backoff is its upper bound.
     let failures: usize = next_line(&mut lines, "GV failures").parse().unwrap();
-    assert!(failures >= 1);
     // 10+20+...+640 ms + 1 s steps: at most 9 in two seconds, plus the
     // one that opened the window.
     assert!(

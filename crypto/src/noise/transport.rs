@@ -137,19 +137,33 @@ impl Transport {
     /// truncated frame; [`SessionError::MalformedFrame`] for a bad flag
     /// byte or a frame too short to hold one.
     pub fn open_in_place(&mut self, frame: &mut Vec<u8>) -> Result<bool, SessionError> {
-        if frame.len() < TAG_LEN + 1 {
+        self.open_tail(frame, 0)
+    }
+
+    /// Decrypt the frame body that `buf` holds from `start` on, where it
+    /// lies: afterwards `buf` is its bytes before `start` followed by the
+    /// fragment the frame carries. A receiver reads each frame of a message
+    /// onto the end of the message and opens it there, so no fragment is
+    /// copied. Returns whether the fragment ends its message.
+    ///
+    /// # Errors
+    /// As [`Transport::open_in_place`] (a `start` past the end is a frame
+    /// too short). On error the bytes from `start` on are unspecified; the
+    /// session cannot continue anyway.
+    pub fn open_tail(&mut self, buf: &mut Vec<u8>, start: usize) -> Result<bool, SessionError> {
+        if buf.len().saturating_sub(start) < TAG_LEN + 1 {
             return Err(SessionError::MalformedFrame);
         }
         let n = self
             .recv
-            .open_in_place(frame)
+            .open_in_place(&mut buf[start..])
             .ok_or(SessionError::Decrypt)?;
-        frame.truncate(n);
+        buf.truncate(start + n);
         self.received += 1;
         if self.received % self.rekey_after == 0 {
             self.recv.rekey();
         }
-        match frame.pop() {
+        match buf.pop() {
             Some(FLAG_FINAL) => Ok(true),
             Some(0) => Ok(false),
             _ => Err(SessionError::MalformedFrame),
@@ -278,6 +292,50 @@ mod tests {
         let mut short = vec![0u8; TAG_LEN];
         assert!(matches!(
             b.open_in_place(&mut short),
+            Err(SessionError::MalformedFrame)
+        ));
+    }
+
+    /// Frames opened at the end of the message they belong to: the
+    /// message is the fragments in order, nothing before `start` changes,
+    /// and a bad frame or a `start` past the end is refused.
+    #[test]
+    fn frames_open_at_the_tail_of_their_message() {
+        let (mut a, mut b) = pair(&SessionConfig::default());
+        let body: Vec<u8> = (0..3 * MAX_FRAGMENT + 11)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let mut wire = Vec::new();
+        a.seal_message(&body, 1 << 24, &mut wire).unwrap();
+        let mut dec = FrameDecoder::default();
+        dec.extend(&wire);
+        let mut msg = b"kept".to_vec();
+        let mut last = false;
+        while let Some(f) = dec.next_frame().unwrap() {
+            assert!(!last);
+            let start = msg.len();
+            msg.extend_from_slice(&f);
+            last = b.open_tail(&mut msg, start).unwrap();
+        }
+        assert!(last);
+        assert_eq!(&msg[..4], b"kept");
+        assert_eq!(msg[4..], body[..]);
+        let mut wire = Vec::new();
+        a.seal_message(b"x", 100, &mut wire).unwrap();
+        let mut buf = b"ab".to_vec();
+        buf.extend_from_slice(&wire[2..]);
+        buf[3] ^= 1;
+        assert!(matches!(
+            b.open_tail(&mut buf, 2),
+            Err(SessionError::Decrypt)
+        ));
+        let mut short = vec![0u8; TAG_LEN + 1];
+        assert!(matches!(
+            b.open_tail(&mut short, 1),
+            Err(SessionError::MalformedFrame)
+        ));
+        assert!(matches!(
+            b.open_tail(&mut short, 100),
             Err(SessionError::MalformedFrame)
         ));
     }

@@ -227,7 +227,7 @@ impl Swim {
             .answer
             .as_ref()
             .filter(|a| a.to == from)
-            .and_then(|a| a.clock);
+            .and_then(|a| a.time);
         if let (Some(id), Some(t), true, 0) = (seed, clock, asked, self.clock.peers()) {
             let ours = self.unix_secs(now);
             self.clock.sample(id, t, ours);

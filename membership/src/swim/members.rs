@@ -262,8 +262,10 @@ impl Members {
         }
     }
 
-    pub fn heard(&mut self, id: &NodeId, now: Instant) {
-        if let Some(m) = self.map.get_mut(id) {
+    /// A datagram naming `id` as its sender came from `from`: it counts as
+    /// heard from `id` only if `from` is its recorded address.
+    pub fn heard(&mut self, id: &NodeId, from: SocketAddr, now: Instant) {
+        if let Some(m) = self.map.get_mut(id).filter(|m| m.addr == from) {
             m.last_heard = now;
         }
     }

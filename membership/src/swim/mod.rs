@@ -59,6 +59,7 @@ mod join;
 mod members;
 mod probe;
 mod records;
+mod rtt;
 mod stats;
 mod sync;
 #[cfg(test)]
@@ -159,6 +160,12 @@ struct Probe {
     target: NodeId,
     seq: u32,
     period_end: Instant,
+    /// The target's address: a direct ack comes from there.
+    addr: SocketAddr,
+    /// The members asked to relay: a relayed ack comes from one of them.
+    helpers: Vec<SocketAddr>,
+    /// When its ping was sent (round trips, see `rtt`).
+    sent: Instant,
 }
 
 /// A probe this node makes for another member (see `probe`).
@@ -166,6 +173,10 @@ struct Probe {
 struct Relay {
     requester: SocketAddr,
     requester_seq: u32,
+    /// The member pinged, at the address pinged: only an ack naming it,
+    /// from there, is passed on.
+    target: NodeId,
+    addr: SocketAddr,
 }
 
 /// The datagram being handled: its source, and the bytes that may still be
@@ -174,8 +185,13 @@ struct Relay {
 struct Answer {
     to: SocketAddr,
     left: usize,
-    /// The sender's wall clock from the datagram's header, if any.
-    clock: Option<u64>,
+    /// Bytes kept back for a cookie, if the source may be issued one
+    /// should an answer not fit (see `address`).
+    cookie: Option<usize>,
+    /// Whether an answer did not fit.
+    capped: bool,
+    /// The wall clock in its header, if any.
+    time: Option<u64>,
 }
 
 /// Time between expiry sweeps (see `expire`).
@@ -213,6 +229,11 @@ pub struct Swim {
     members: Members,
     timers: Timers<TimerKey, FixedState>,
     probe: Option<Probe>,
+    /// The probe of the period before, whose ack may still come (late:
+    /// a round trip to measure, nothing more).
+    late_probe: Option<Probe>,
+    /// Round trips of probes (see `rtt`).
+    rtt: rtt::RoundTrips,
     relays: HashMap<u32, Relay>,
     local_health: u32,
     broadcasts: Broadcasts,
@@ -308,6 +329,8 @@ impl Swim {
             hasher: hs,
             timers: Timers::with_hasher(hs),
             probe: None,
+            late_probe: None,
+            rtt: rtt::RoundTrips::default(),
             relays: HashMap::with_hasher(hs),
             local_health: 0,
             broadcasts: Broadcasts::default(),
@@ -364,6 +387,7 @@ impl Swim {
         let mut s = self.stats;
         s.records = self.store.stats();
         s.local_health = self.local_health;
+        s.probe_timeout_ms = u64::try_from(self.probe_timeout().as_millis()).unwrap_or(u64::MAX);
         s.clock_offset_s = self.clock.offset();
         s.clock_peers = self.clock.peers();
         s
@@ -502,8 +526,10 @@ impl Swim {
     }
 
     fn dispatch(&mut self, now: Instant, from: SocketAddr, msg: Message) {
+        // Heard from directly: the claimed sender, only from its recorded
+        // address (anyone can name any id).
         if let Some(id) = msg.sender() {
-            self.members.heard(&id, now);
+            self.members.heard(&id, from, now);
         }
         match msg {
             Message::Ping {

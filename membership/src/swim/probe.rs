@@ -13,7 +13,14 @@
 //! wrongly declared dead (a healed partition) hears it and refutes, and one
 //! that came back is found. Ping sequence numbers are random: an ack that
 //! carries one proves its sender received the ping, which validates the
-//! member's address (see `address`).
+//! member's address (see `address`). A number is not a secret, though (a
+//! relay knows the one it was asked to relay, and this crate's RNG is not
+//! a cryptographic one), so an ack counts only from where its ping went: a
+//! probe is concluded by an ack naming its target from the target's
+//! address or from a member asked to relay, and a relay passes on only an
+//! ack naming the member it pinged, from the address it pinged; others are
+//! dropped and counted (`acks_refused`). So a forger cannot keep a dead
+//! member from being suspected.
 //!
 //! Local health (Lifeguard): a score from 0 to `max_local_health` multiplies
 //! this node's probe period, probe timeout and suspicion timeout by
@@ -48,14 +55,42 @@ impl Swim {
         self.local_health = self.local_health.saturating_sub(1);
     }
 
+    /// The largest stretch of a configured timeout.
+    fn max_scale(&self) -> u32 {
+        1 + self.cfg.max_local_health
+    }
+
+    /// The direct probe's timeout: the configured one stretched by local
+    /// health, at least the measured round-trip timeout (see `rtt`), at
+    /// most `1 + max_local_health` times the configured one.
+    pub(super) fn probe_timeout(&self) -> Duration {
+        (self.cfg.probe_timeout * self.health_scale())
+            .max(self.rtt.timeout())
+            .min(self.cfg.probe_timeout * self.max_scale())
+    }
+
+    /// The probe period: the configured one stretched by local health, at
+    /// least twice the round-trip timeout, at most `1 + max_local_health`
+    /// times the configured one.
+    pub(super) fn probe_period(&self) -> Duration {
+        (self.cfg.probe_interval * self.health_scale())
+            .max(self.rtt.timeout().saturating_mul(2))
+            .min(self.cfg.probe_interval * self.max_scale())
+    }
+
     /// Suspicion timeout, stretched by local health (Lifeguard): a node
-    /// that is itself struggling waits longer before declaring others dead.
+    /// that is itself struggling waits longer before declaring others dead;
+    /// and as much as measured round trips stretch the probe timeout (see
+    /// `rtt`): where acks are slow, so are refutations.
     pub(super) fn suspicion_timeout(&self) -> Duration {
         let n = (self.live_n() as f64).max(10.0);
+        let by_rtt = self.rtt.timeout().as_secs_f64() / self.cfg.probe_timeout.as_secs_f64();
+        let stretch = by_rtt
+            .max(f64::from(self.health_scale()))
+            .min(f64::from(self.max_scale()));
         self.cfg
             .probe_interval
-            .mul_f64(self.cfg.suspicion_mult * n.log10())
-            * self.health_scale()
+            .mul_f64(self.cfg.suspicion_mult * n.log10() * stretch)
     }
 
     /// Ping member `to` at `addr` with sequence number `seq`, piggybacking
@@ -99,6 +134,8 @@ impl Swim {
             if !late && !starved {
                 self.probe_failed(p.target, now);
             }
+            // Its ack may still come: a round trip to measure.
+            self.late_probe = Some(p);
         }
         // Recover local health one step per probe period handled on time,
         // so a node starved once (a join storm) does not stay slow to detect
@@ -106,7 +143,7 @@ impl Swim {
         if !starved {
             self.lower_health();
         }
-        let period_end = now + self.cfg.probe_interval * self.health_scale();
+        let period_end = now + self.probe_period();
         self.timers.set(TimerKey::Probe, period_end);
         // Give one suspect per period a fresh chance to hear its accusation
         // and refute (earlier notices may have been lost).
@@ -125,11 +162,12 @@ impl Swim {
                 target,
                 seq,
                 period_end,
+                addr,
+                helpers: Vec::new(),
+                sent: now,
             });
-            self.timers.set(
-                TimerKey::Indirect,
-                now + self.cfg.probe_timeout * self.health_scale(),
-            );
+            self.timers
+                .set(TimerKey::Indirect, now + self.probe_timeout());
             self.stats.probes += 1;
             self.ping(target, addr, seq);
         }
@@ -167,6 +205,9 @@ impl Swim {
         let helpers =
             self.members
                 .random_live(self.cfg.indirect_probes, Some(&target), &mut self.rng);
+        if let Some(p) = self.probe.as_mut() {
+            p.helpers = helpers.iter().map(|(_, h)| *h).collect();
+        }
         for (_, h) in helpers {
             self.send(
                 h,
@@ -186,6 +227,13 @@ impl Swim {
             return;
         };
         if m.state != MemberState::Suspect {
+            return;
+        }
+        // The timeout as measured now (round trips may have grown since
+        // the suspicion began): not yet, if it has not passed.
+        let until = m.since + self.suspicion_timeout();
+        if now < until {
+            self.timers.set(TimerKey::Suspect(id), until);
             return;
         }
         let inc = m.incarnation;
@@ -247,7 +295,9 @@ impl Swim {
         id: NodeId,
         updates: Vec<Update>,
     ) {
-        // The ack of a ping sent to the member's address: it answered.
+        // The ack of a ping sent to the member's address: it answered, and
+        // its header's clock is a sample of the grid's time (the random
+        // number proves the address, as a cookie would).
         if seq != 0
             && self
                 .members
@@ -255,9 +305,22 @@ impl Swim {
                 .is_some_and(|m| m.ping_seq == seq && m.addr == from)
         {
             self.members.validate(&id);
+            if let Some(t) = self.answer.as_ref().and_then(|a| a.time) {
+                let ours = self.unix_secs(now);
+                self.clock.sample(id, t, ours);
+            }
         }
         self.apply_updates_from(from, updates, now);
-        if let Some(relay) = self.relays.remove(&seq) {
+        // A sequence number proves little by itself (it is random, but a
+        // relay, or whoever sees the ping, knows it): an ack counts only
+        // from where the ping went. A relay passes on only the ack of the
+        // member it pinged, from the address it pinged.
+        if let Some(relay) = self.relays.get(&seq) {
+            if relay.target != id || relay.addr != from {
+                self.stats.acks_refused += 1;
+                return;
+            }
+            let relay = self.relays.remove(&seq).expect("just seen");
             self.timers.cancel(&TimerKey::Relay(seq));
             self.send(
                 relay.requester,
@@ -267,14 +330,57 @@ impl Swim {
                     updates: Vec::new(),
                 },
             );
-        } else if self
+        } else if let Some(p) = self
             .probe
             .as_ref()
-            .is_some_and(|p| p.seq == seq && p.target == id)
+            .filter(|p| p.seq == seq && p.target == id)
         {
+            // Directly from the target, or relayed by a member asked to.
+            if from != p.addr && !p.helpers.contains(&from) {
+                self.stats.acks_refused += 1;
+                return;
+            }
+            let sent = p.sent;
             self.probe = None;
             self.timers.cancel(&TimerKey::Indirect);
             self.lower_health();
+            self.rtt.sample(now.saturating_duration_since(sent));
+            self.answered_while_suspect(id, now);
+        } else if let Some(p) = self
+            .late_probe
+            .as_ref()
+            .filter(|p| p.seq == seq && p.target == id)
+        {
+            // The ack of the period before, late: measured, nothing more.
+            if from != p.addr && !p.helpers.contains(&from) {
+                self.stats.acks_refused += 1;
+                return;
+            }
+            let sent = p.sent;
+            self.late_probe = None;
+            self.rtt.sample(now.saturating_duration_since(sent));
+            self.answered_while_suspect(id, now);
+        }
+    }
+
+    /// A suspect acked a probe of this node's (from its address, with the
+    /// probe's random number): it is running, only slow. Its refutation
+    /// gets a full suspicion timeout from now, as this node now measures
+    /// it, before this node declares it dead.
+    fn answered_while_suspect(&mut self, id: NodeId, now: Instant) {
+        if self
+            .members
+            .get(&id)
+            .is_some_and(|m| m.state == MemberState::Suspect)
+        {
+            let until = now + self.suspicion_timeout();
+            if self
+                .timers
+                .deadline(&TimerKey::Suspect(id))
+                .is_some_and(|d| d < until)
+            {
+                self.timers.set(TimerKey::Suspect(id), until);
+            }
         }
     }
 
@@ -296,12 +402,14 @@ impl Swim {
             return;
         }
         let my_seq = self.take_seq();
-        let deadline = now + self.cfg.probe_interval * self.health_scale();
+        let deadline = now + self.probe_period();
         self.relays.insert(
             my_seq,
             Relay {
                 requester: from,
                 requester_seq: seq,
+                target,
+                addr,
             },
         );
         self.timers.set(TimerKey::Relay(my_seq), deadline);
@@ -313,7 +421,7 @@ impl Swim {
 mod tests {
     use super::*;
     use crate::swim::testing::{converged, node_alone, Net};
-    use crate::wire::Message;
+    use crate::wire::{Message, Update};
     use grapevine_crypto::NodeId;
     use std::time::Duration;
 
@@ -401,6 +509,144 @@ mod tests {
             "a relayed ping is bare"
         );
         assert_eq!(net.node(0).stats().relays_refused, 1);
+    }
+
+    /// The last ping node `i` sent to `to`, after the first `mark`
+    /// datagrams: its sequence number.
+    fn last_ping_seq(net: &Net, i: usize, to: SocketAddr, mark: usize) -> Option<u32> {
+        net.sent_by(i)
+            .skip(mark)
+            .filter(|(a, _)| *a == to)
+            .filter_map(|(_, m)| match m {
+                Message::Ping { seq, .. } => Some(*seq),
+                _ => None,
+            })
+            .last()
+    }
+
+    #[test]
+    fn a_relay_passes_on_only_the_ack_of_the_member_it_pinged_from_its_address() {
+        let mut net = Net::new(3);
+        converged(&mut net);
+        net.run_for(Duration::from_secs(2));
+        // Node 2 is dead; a requester asks node 1 to probe it.
+        net.down(2);
+        let requester: SocketAddr = "10.9.0.1:7946".parse().unwrap();
+        let forger: SocketAddr = "10.9.0.2:7946".parse().unwrap();
+        let (dead, a2) = (net.id(2), net.addr(2));
+        let mark = net.sent_by(1).count();
+        let req = |seq| Message::PingReq {
+            seq,
+            from: NodeId([9; 32]),
+            target: dead,
+            target_addr: a2,
+        };
+        net.inject(1, requester, &req(41));
+        let relay_seq = last_ping_seq(&net, 1, a2, mark).expect("relayed");
+        // The relay's sequence number is known (guessed, or seen on the
+        // way): an ack naming the dead node, from elsewhere, is not passed
+        // on, nor one from its address naming another member.
+        let acks_to_requester = |net: &Net, mark: usize| {
+            net.sent_by(1)
+                .skip(mark)
+                .filter(|(to, m)| *to == requester && matches!(m, Message::Ack { .. }))
+                .count()
+        };
+        let refused = net.node(1).stats().acks_refused;
+        let mark = net.sent_by(1).count();
+        for (from, id) in [(forger, dead), (a2, net.id(0))] {
+            net.inject(
+                1,
+                from,
+                &Message::Ack {
+                    seq: relay_seq,
+                    from: id,
+                    updates: vec![],
+                },
+            );
+        }
+        assert_eq!(acks_to_requester(&net, mark), 0, "a forged ack relayed");
+        assert_eq!(net.node(1).stats().acks_refused, refused + 2);
+        // The genuine ack, from the address pinged, still is.
+        net.inject(
+            1,
+            a2,
+            &Message::Ack {
+                seq: relay_seq,
+                from: dead,
+                updates: vec![],
+            },
+        );
+        let passed: Vec<_> = net
+            .sent_by(1)
+            .skip(mark)
+            .filter(|(to, _)| *to == requester)
+            .map(|(_, m)| m.clone())
+            .collect();
+        assert!(
+            matches!(passed.as_slice(), [Message::Ack { seq: 41, from, .. }] if *from == dead),
+            "{passed:?}"
+        );
+    }
+
+    #[test]
+    fn a_forged_ack_does_not_conclude_a_probe_of_a_dead_member() {
+        let mut net = Net::new(3);
+        converged(&mut net);
+        net.run_for(Duration::from_secs(2));
+        let dead = net.id(2);
+        net.down(2);
+        // Node 0 must conclude by itself: node 1's accusations of node 2
+        // do not reach it.
+        net.drop_if(|from, to, m| {
+            let accuses = |u: &[Update]| {
+                u.iter()
+                    .any(|u| matches!(u, Update::Suspect { .. } | Update::Dead { .. }))
+            };
+            from == 1
+                && to == 0
+                && match m {
+                    Message::Ping { updates, .. }
+                    | Message::Ack { updates, .. }
+                    | Message::Gossip { updates, .. } => accuses(updates),
+                    _ => false,
+                }
+        });
+        // Node 0 probes node 2 and, no ack coming, asks node 1 to relay:
+        // the probe's sequence number is now known to others.
+        let mark = net.sent_by(0).count();
+        assert!(net.run_until(Duration::from_secs(10), |n| {
+            n.sent_by(0)
+                .skip(mark)
+                .any(|(_, m)| matches!(m, Message::PingReq { target, .. } if *target == dead))
+        }));
+        let seq = net
+            .sent_by(0)
+            .skip(mark)
+            .filter_map(|(_, m)| match m {
+                Message::PingReq { seq, target, .. } if *target == dead => Some(*seq),
+                _ => None,
+            })
+            .last()
+            .expect("asked");
+        // An ack naming the dead node with that number, from an address
+        // that is neither the node's nor a relay's.
+        net.inject(
+            0,
+            "10.9.0.2:7946".parse().unwrap(),
+            &Message::Ack {
+                seq,
+                from: dead,
+                updates: vec![],
+            },
+        );
+        // The probe fails at the end of its period all the same.
+        let probes = net.node(0).stats().probes;
+        assert!(net.run_until(Duration::from_secs(10), |n| {
+            n.node(0).stats().probes > probes
+        }));
+        assert_eq!(net.node(0).state_of(&dead), Some(MemberState::Suspect));
+        assert_eq!(net.node(0).stats().acks_refused, 1);
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub struct Stats {
     /// Relayed probes refused: the target is not a live member whose
     /// address has answered.
     pub relays_refused: u64,
+    /// Acks refused: their sequence number was of a probe or relay of
+    /// this node, but they named another member or came from an address
+    /// the ping did not go to (forged).
+    pub acks_refused: u64,
     /// Probes this node started (one per probe period with a member to
     /// probe).
     pub probes: u64,
@@ -67,6 +71,9 @@ pub struct Stats {
     pub records: StoreStats,
     /// Current local health score.
     pub local_health: u32,
+    /// The direct probe's timeout now, milliseconds (the configured one,
+    /// stretched by local health and measured round trips).
+    pub probe_timeout_ms: u64,
     /// The grid's clock minus this node's, seconds, as measured from
     /// peers (none before any sample).
     pub clock_offset_s: Option<i64>,

@@ -11,12 +11,12 @@
 //! The gateway adds what Tahoe's web API has beside them: `recoverable` in
 //! `results`, and Tahoe's one-line `summary` ("Healthy", "Not Healthy: 2
 //! shares (enc 3-of-10)"). A literal capability has only `healthy` (stored
-//! nowhere, always whole). Repair does not exist yet: `repair=true` answers
-//! as Tahoe does when no repair was attempted (`repair-attempted` false,
-//! `repair-successful` false, post-repair results equal to the pre-repair
-//! ones).
+//! nowhere, always whole). With `repair=true` the file is repaired
+//! (`grapevine_storage::client::repair`) and the answer has Tahoe's
+//! `repair-attempted`, `repair-successful`, `pre-repair-results` and
+//! `post-repair-results`, each result in the check JSON above.
 
-use grapevine_storage::client::CheckResults;
+use grapevine_storage::client::{CheckResults, RepairResults};
 use grapevine_storage::Cap;
 use serde_json::{json, Value};
 
@@ -45,6 +45,19 @@ pub fn check_json(cap: &Cap, report: &CheckResults) -> Value {
             j
         }
     }
+}
+
+/// Tahoe's check-and-repair JSON for the repair `r` of `cap`, with what
+/// the repair did (`repair-report`, not one of Tahoe's keys).
+pub fn repair_json(cap: &Cap, r: &RepairResults) -> Value {
+    json!({
+        "storage-index": r.storage_index,
+        "repair-attempted": r.repair_attempted,
+        "repair-successful": r.repair_successful,
+        "pre-repair-results": check_json(cap, &r.pre_repair_results),
+        "post-repair-results": check_json(cap, &r.post_repair_results),
+        "repair-report": r.repair_report,
+    })
 }
 
 /// Tahoe's check-and-repair JSON for `report` on `cap`, no repair attempted.

@@ -211,13 +211,25 @@ pub async fn post_uri(
             )))
         }
     };
+    if json_out && repair {
+        let j = match &cap {
+            Cap::Chk(c) => {
+                let _slots = ctx.grid_slots(c.n).await?;
+                let op = ctx.ops.start(Kind::Check, c.storage_index().to_string(), 0);
+                let opts = grapevine_storage::client::RepairOptions { verify, rate: None };
+                let r = ctx.client.repair(&c.verify_cap(), &opts).await?;
+                op.succeeded();
+                check::repair_json(&cap, &r)
+            }
+            Cap::Lit(_) => check::check_and_repair_json(&cap, &CheckResults::literal(0)),
+        };
+        let mut body = serde_json::to_string_pretty(&j).unwrap_or_default();
+        body.push('\n');
+        return Ok(text(body));
+    }
     let report = run_check(&ctx, &cap, verify).await?;
     if json_out {
-        let j = if repair {
-            check::check_and_repair_json(&cap, &report)
-        } else {
-            check::check_json(&cap, &report)
-        };
+        let j = check::check_json(&cap, &report);
         let mut body = serde_json::to_string_pretty(&j).unwrap_or_default();
         body.push('\n');
         return Ok(text(body));

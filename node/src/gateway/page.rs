@@ -132,7 +132,11 @@ pub fn welcome(view: &GridView, status: &StatusReport, token_needed: bool) -> St
                 dt { "stored" } dd #st-stored { (human_bytes(status.storage_used)) }
                 dt { "available" } dd #st-available { (human_bytes(status.storage_free)) }
                 dt { "storage requests" } dd #st-requests { (status.storage_requests) }
-                dt { "repair" } dd #st-repair { "none: files are not repaired yet" }
+                dt { "repair" } dd #st-repair {
+                    (status.repair.repair_started) " started, "
+                    (status.repair.repair_succeeded) " healed, "
+                    (status.repair.repair_queue) " waiting"
+                }
             }
         }
         section #upload {

@@ -5,7 +5,7 @@
 use chacha20::cipher::KeyIvInit;
 use chacha20::ChaCha20;
 
-use crate::cap::ReadCap;
+use crate::cap::{ReadCap, VerifyCap};
 use crate::error::CodecError;
 use crate::types::{Params, MAX_SHARES, MAX_SHARE_SIZE};
 
@@ -200,6 +200,15 @@ impl Ueb {
     /// [`CodecError::UebMismatch`], [`CodecError::UnsupportedVersion`] or
     /// [`CodecError::Malformed`].
     pub fn decode_checked(bytes: &[u8], cap: &ReadCap) -> Result<Self, CodecError> {
+        Ueb::decode_verified(bytes, &cap.verify_cap())
+    }
+
+    /// As [`Ueb::decode_checked`], against a verify capability (which
+    /// names the same hash and parameters, without the key).
+    ///
+    /// # Errors
+    /// As [`Ueb::decode_checked`].
+    pub fn decode_verified(bytes: &[u8], cap: &VerifyCap) -> Result<Self, CodecError> {
         if blake3::hash(bytes).as_bytes() != &cap.ueb_hash {
             return Err(CodecError::UebMismatch);
         }

@@ -3,7 +3,9 @@
 //! the share and UEB layouts, `merkle` the hash tree, `encode` the
 //! [`Encoder`], `decode` the [`Decoder`], and `verify` the [`ShareCheck`]
 //! a server runs on a share it holds (no capability needed: the share is
-//! checked against its own extension block).
+//! checked against its own extension block), and `regen` the [`Verifier`]
+//! that checks shares and regenerates missing ones from a verify
+//! capability, without the key (repair).
 //!
 //! * The file is encrypted with ChaCha20 under a 32-byte key: random, or
 //!   *convergent* (keyed BLAKE3 of the content under the client's
@@ -36,6 +38,7 @@ mod decode;
 mod encode;
 mod format;
 mod merkle;
+mod regen;
 mod verify;
 
 pub use crate::types::{storage_index, Params};
@@ -46,6 +49,7 @@ pub use format::{
     MIN_SEGMENT_SIZE, SEGMENT_SIZE, SHARE_VERSION, UEB_VERSION,
 };
 pub use merkle::{merkle_root, MerkleStream};
+pub use regen::{verify_cap_of, NewShare, Verifier};
 pub use verify::ShareCheck;
 
 #[cfg(test)]

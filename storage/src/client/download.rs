@@ -5,6 +5,8 @@
 //! ([`report_corrupt`]), which checks it itself and quarantines it only if
 //! it really is bad.
 
+use std::time::{Duration, Instant};
+
 use grapevine_crypto::identity::NodeId;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
@@ -31,6 +33,23 @@ pub struct DownloadReport {
     /// What each corrupt share's server did when told (`None`: the report
     /// did not reach it).
     pub reported: Vec<(u16, NodeId, Option<ReportVerdict>)>,
+    /// Where the download's time went (for benchmarks and logs).
+    pub waits: DownloadWaits,
+}
+
+/// Where a download's time went: its driver receives each segment's
+/// blocks (one task per share) while the previous segment is checked and
+/// decoded on the blocking pool. A decoder busy all the time means decoding
+/// bounds the download; a driver waiting for blocks means the servers and
+/// sessions do.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DownloadWaits {
+    /// Time the decoder spent checking and decoding segments.
+    pub decoding: Duration,
+    /// Time the driver waited for a segment's blocks.
+    pub for_blocks: Duration,
+    /// Time the driver waited for a decoded segment.
+    pub for_decoder: Duration,
 }
 
 /// Tell the servers of `corrupt` shares of `si` (looked up in `servers`)
@@ -251,8 +270,8 @@ async fn download_chk<W: AsyncWrite + Unpin>(
     // progress (of segment `seg - 1`).
     let mut seg = 0u64;
     let mut asked = 0u64;
-    let mut decoding: Option<tokio::task::JoinHandle<(Decoder, Result<Decoded, CodecError>)>> =
-        None;
+    type Decoding = (Decoder, Result<Decoded, CodecError>, Duration);
+    let mut decoding: Option<tokio::task::JoinHandle<Decoding>> = None;
     loop {
         let mut failed: Vec<(u16, bool)> = Vec::new();
         let mut blocks = Vec::new();
@@ -260,7 +279,7 @@ async fn download_chk<W: AsyncWrite + Unpin>(
             if sources.len() < k {
                 if let Some(h) = decoding.take() {
                     // Finish what was decoded before giving up.
-                    let (_, r) = h.await.map_err(|e| std::io::Error::other(e.to_string()))?;
+                    let (_, r, _) = h.await.map_err(|e| std::io::Error::other(e.to_string()))?;
                     if let Decoded::Plain(p) = r? {
                         out.write_all(&p).await?;
                     }
@@ -305,6 +324,7 @@ async fn download_chk<W: AsyncWrite + Unpin>(
                         })
                         .collect(),
                 );
+                let t = Instant::now();
                 for h in reads.0.iter_mut() {
                     let (s, r) = h.await.map_err(|e| std::io::Error::other(e.to_string()))?;
                     match r {
@@ -316,12 +336,16 @@ async fn download_chk<W: AsyncWrite + Unpin>(
                     }
                     sources.push(s);
                 }
+                report.waits.for_blocks += t.elapsed();
             }
         }
         // Take the previous segment's result while this one was arriving.
         let mut redo = None;
         if let Some(h) = decoding.take() {
-            let (d, r) = h.await.map_err(|e| std::io::Error::other(e.to_string()))?;
+            let t = Instant::now();
+            let (d, r, took) = h.await.map_err(|e| std::io::Error::other(e.to_string()))?;
+            report.waits.for_decoder += t.elapsed();
+            report.waits.decoding += took;
             decoder = Some(d);
             match r? {
                 Decoded::Plain(p) => {
@@ -380,11 +404,12 @@ async fn download_chk<W: AsyncWrite + Unpin>(
         }
         let mut d = decoder.take().expect("decoder is home between segments");
         decoding = Some(tokio::task::spawn_blocking(move || {
+            let t = Instant::now();
             let r = d.decode_segment_or_name_corrupt(blocks).map(|r| match r {
                 Ok(plain) => Decoded::Plain(plain),
                 Err(bad) => Decoded::Corrupt(bad),
             });
-            (d, r)
+            (d, r, t.elapsed())
         }));
         seg += 1;
     }

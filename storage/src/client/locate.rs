@@ -1,5 +1,12 @@
 //! Locate: which servers hold which shares of a storage index, asking as
 //! few servers as the permuted list allows.
+//!
+//! A server's answer is a claim, not a fact: only share numbers below the
+//! file's `n` are kept, each once per server, so a lying server can neither
+//! make a check count shares the file cannot have (nor stop the search
+//! early with them) nor fill the client's memory with a long list. What a
+//! server claims to hold is proven only when its blocks are read and
+//! checked against the capability (download, `check --verify`).
 
 use grapevine_crypto::identity::NodeId;
 
@@ -75,7 +82,7 @@ pub async fn locate(
         .await;
         for (s, v) in answers.into_iter().flatten() {
             responding.push(s.id);
-            out.extend(v.into_iter().map(|(shnum, size)| Located {
+            out.extend(plausible(&v, n).map(|(shnum, size)| Located {
                 shnum,
                 size,
                 server: s,
@@ -86,5 +93,40 @@ pub async fn locate(
         shares: out,
         asked,
         responding,
+    }
+}
+
+/// The entries of one server's answer a file of `n` shares can have: share
+/// numbers below `n`, the first entry of each, in share order. Anything
+/// else is logged and dropped.
+fn plausible(answer: &[(u16, u64)], n: u16) -> impl Iterator<Item = (u16, u64)> {
+    let mut by_shnum = std::collections::BTreeMap::new();
+    for &(shnum, size) in answer {
+        if shnum < n {
+            by_shnum.entry(shnum).or_insert(size);
+        }
+    }
+    if by_shnum.len() != answer.len() {
+        tracing::warn!(
+            listed = answer.len(),
+            kept = by_shnum.len(),
+            n,
+            "a server listed share numbers this file cannot have, or one share twice"
+        );
+    }
+    by_shnum.into_iter()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plausible;
+
+    #[test]
+    fn only_share_numbers_below_n_are_kept_each_once() {
+        let answer = [(9, 10), (10, 10), (3, 7), (3, 8), (u16::MAX, 1), (0, 5)];
+        let kept: Vec<_> = plausible(&answer, 10).collect();
+        assert_eq!(kept, vec![(0, 5), (3, 7), (9, 10)]);
+        assert_eq!(plausible(&[(0, 1); 1000], 10).count(), 1);
+        assert_eq!(plausible(&[(5, 1)], 0).count(), 0);
     }
 }

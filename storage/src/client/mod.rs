@@ -17,6 +17,12 @@
 //!   schema for the CLI, the gateway and repair.
 //! * `report`: [`report_corrupt`], telling a server one of its shares is
 //!   corrupt (the server checks it itself before quarantining it).
+//! * `verified`: shares opened against a verify capability (no key), for
+//!   `check` and `repair`.
+//! * `repair`: [`repair`], regenerating missing and corrupt shares onto the
+//!   next servers in permuted order, reported in Tahoe's keys
+//!   ([`RepairResults`]). When to repair is the sans-IO planner's
+//!   business ([`crate::repair`]).
 //!
 //! Servers are given as [`ServerRef`]s (node id and address, from
 //! membership); the client orders them by the permuted list for the file's
@@ -33,18 +39,23 @@ mod locate;
 mod place;
 mod pool;
 mod range;
+mod repair;
 mod report;
 mod upload;
+mod verified;
 
 pub use crate::error::ClientError;
 pub use crate::types::ReportVerdict;
-pub use check::check;
+pub use check::{check, check_depth, check_verify_cap, Depth};
 pub use conn::{ClientIdentity, Conn, ServerRef, DEFAULT_REQUEST_TIMEOUT, MAX_IN_FLIGHT};
-pub use download::{download, DownloadReport, READ_AHEAD};
+pub use download::{download, DownloadReport, DownloadWaits, READ_AHEAD};
 pub use health::{CheckCounts, CheckResults, CorruptReport, Found, Verdict};
 pub use locate::{locate, Findings, Located};
 pub use place::permuted_servers;
 pub use pool::{Contact, PoolConfig, SessionPool};
 pub use range::download_range;
+pub use repair::{repair, RepairOptions, RepairReport, RepairResults};
 pub use report::report_corrupt;
-pub use upload::{default_params, read_all, upload, KeyMode, UploadReport, UploadRequest};
+pub use upload::{
+    default_params, read_all, upload, KeyMode, UploadReport, UploadRequest, UploadWaits,
+};

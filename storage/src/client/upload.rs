@@ -4,11 +4,13 @@
 //! Shares are placed first ([`crate::client`]'s placement: the permuted
 //! list, one share per server while there are enough, servers-of-happiness).
 //! Then one task per server writes its shares' blocks, fed with encoded
-//! segments through a bounded queue while the next segment is encoded on
-//! the blocking pool; a server lost mid-upload loses its shares, and the
-//! upload still succeeds if `happy` distinct servers hold shares at the end.
+//! segments through a bounded queue, while one blocking thread encodes the
+//! segments ahead of them (up to [`ENCODE_AHEAD`]); a server lost
+//! mid-upload loses its shares, and the upload still succeeds if `happy`
+//! distinct servers hold shares at the end.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use grapevine_crypto::identity::NodeId;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -25,6 +27,9 @@ use crate::types::{storage_index, Params, StorageIndex};
 
 /// Encoded segments queued for each server's upload task.
 const UPLOAD_QUEUE: usize = 2;
+/// Segments read and handed to the encoder ahead of the one being fed to
+/// the writers (each holds a segment's plaintext, then its blocks).
+const ENCODE_AHEAD: usize = 3;
 
 /// Where an upload put each share.
 #[derive(Debug, Clone)]
@@ -39,6 +44,23 @@ pub struct UploadReport {
     pub already_held: Vec<(u16, NodeId)>,
     /// Distinct servers holding shares.
     pub servers: usize,
+    /// Where the upload's time went (for benchmarks and logs).
+    pub waits: UploadWaits,
+}
+
+/// Where an upload's time went: its driver hands segments to the encoder
+/// (on the blocking pool) and encoded blocks to the servers' writers
+/// (through bounded queues). An encoder busy all the time with a driver
+/// waiting for it means encoding bounds the upload; a driver waiting on
+/// full queues means the writers and servers do.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct UploadWaits {
+    /// Time the encoder spent encoding segments.
+    pub encoding: Duration,
+    /// Time the driver waited for an encoded segment.
+    pub for_encoder: Duration,
+    /// Time the driver waited for room in the writers' queues.
+    pub for_writers: Duration,
 }
 
 /// How the file's key is chosen.
@@ -107,6 +129,7 @@ where
             placements: vec![],
             already_held: vec![],
             servers: 0,
+            waits: UploadWaits::default(),
         });
     }
     let key = match mode {
@@ -160,36 +183,60 @@ where
     // have no writer at all).
     let kept_servers = distinct_servers(&kept);
     let segments = enc.segments();
-    let encode_next = |mut enc: Encoder, mut buf: Vec<u8>| {
-        tokio::task::spawn_blocking(move || {
-            let blocks = enc.encode_segment(&mut buf);
-            (enc, blocks)
-        })
-    };
     let seg_len = |seg: u64| (size - seg * SEGMENT_SIZE).min(SEGMENT_SIZE) as usize;
-    let mut buf = vec![0u8; seg_len(0)];
-    read_full(&mut input, &mut buf).await?;
-    let mut next = Some(encode_next(enc, buf));
-    let mut offset = 0u64;
-    let mut done = 0u64;
-    let mut enc_back = None;
+    // The encoder runs on one blocking thread for the whole upload, fed
+    // segments through a bounded queue and handing their blocks back
+    // through another, so it works up to ENCODE_AHEAD segments ahead of the
+    // writers. (Handing it one segment at a time, lockstep with feeding the
+    // writers, left it idle while the driver waited for room in the
+    // writers' queues, and the writers idle while it encoded: measured, the
+    // driver waited about as long for each as the whole encoding took.)
+    // Segment buffers go round: read into, encoded in place, handed back.
+    let (plain_tx, mut plain_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(ENCODE_AHEAD);
+    let (coded_tx, mut coded_rx) = tokio::sync::mpsc::channel(ENCODE_AHEAD);
+    let encoder = tokio::task::spawn_blocking(move || {
+        let mut enc = enc;
+        let mut busy = Duration::ZERO;
+        while let Some(mut buf) = plain_rx.blocking_recv() {
+            let t = Instant::now();
+            let blocks = enc.encode_segment(&mut buf);
+            busy += t.elapsed();
+            let failed = blocks.is_err();
+            if coded_tx.blocking_send((blocks, buf)).is_err() || failed {
+                break;
+            }
+        }
+        (enc, busy)
+    });
+    let mut waits = UploadWaits::default();
+    let mut spare: Vec<Vec<u8>> = Vec::new();
+    let (mut offset, mut done, mut queued) = (0u64, 0u64, 0u64);
     let mut live = writers.len() + kept_servers;
     for seg in 0..segments {
-        let (e, blocks) = next
-            .take()
-            .expect("an encode is in flight")
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let blocks = blocks?;
-        if seg + 1 < segments {
-            let mut buf = vec![0u8; seg_len(seg + 1)];
+        // Keep the encoder's queue full: up to ENCODE_AHEAD segments read
+        // and not yet taken back encoded.
+        while queued < segments && queued - seg < ENCODE_AHEAD as u64 {
+            let mut buf = spare.pop().unwrap_or_default();
+            buf.resize(seg_len(queued), 0);
             read_full(&mut input, &mut buf).await?;
-            next = Some(encode_next(e, buf));
-        } else {
-            enc_back = Some(e);
+            if plain_tx.send(buf).await.is_err() {
+                break; // the encoder failed: its error is next in line
+            }
+            queued += 1;
         }
+        let t = Instant::now();
+        let coded = coded_rx.recv().await;
+        waits.for_encoder += t.elapsed();
+        let Some((blocks, buf)) = coded else {
+            let e = encoder.await.map(|_| "ended early").unwrap_or("panicked");
+            return Err(std::io::Error::other(format!("the encoder {e}")).into());
+        };
+        spare.push(buf);
+        let blocks = blocks?;
         let blen = blocks[0].len() as u64;
+        let t = Instant::now();
         live = feed_writers(&writers, offset, Arc::new(blocks)).await + kept_servers;
+        waits.for_writers += t.elapsed();
         if live < happy {
             break;
         }
@@ -197,8 +244,12 @@ where
         done += seg_len(seg) as u64;
         progress(done);
     }
+    drop(plain_tx);
     if live >= happy {
-        let enc = enc_back.expect("encoder returned after the last segment");
+        let (enc, busy) = encoder
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        waits.encoding = busy;
         let (trailers, cap) = enc.finish()?;
         feed_writers(&writers, offset, Arc::new(trailers)).await;
         return finish_upload(
@@ -210,7 +261,8 @@ where
             happy,
             Some(Cap::Chk(cap)),
         )
-        .await;
+        .await
+        .map(|r| UploadReport { waits, ..r });
     }
     finish_upload(pool, writers, &placement, &existing, kept, happy, None).await
 }
@@ -280,6 +332,7 @@ async fn finish_upload(
                 placements,
                 already_held,
                 servers,
+                waits: UploadWaits::default(),
             })
         }
         _ => {

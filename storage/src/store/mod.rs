@@ -59,6 +59,7 @@ mod check;
 mod delete;
 mod durable;
 mod hooks;
+mod index;
 mod scrub;
 mod slot;
 mod space;
