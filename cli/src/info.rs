@@ -216,6 +216,7 @@ pub fn status_text(s: &StatusReport) -> String {
             s.scrub_pass_bytes
         ),
     );
+    line("clock", clock_text(s.clock_offset_s, s.clock_peers));
     let r = &s.repair;
     line(
         "repair",
@@ -233,6 +234,24 @@ pub fn status_text(s: &StatusReport) -> String {
         ),
     );
     out
+}
+
+/// The node's clock against the grid's, with a warning past
+/// [`grapevine_node::state::CLOCK_WARN_SECS`].
+fn clock_text(offset: Option<i64>, peers: u64) -> String {
+    let Some(o) = offset else {
+        return "offset from the grid's clock not measured yet (no member's clock sampled)".into();
+    };
+    let mut t =
+        format!("the grid's clock is {o:+} s from this node's (median of {peers} members' clocks)");
+    if o.unsigned_abs() > grapevine_node::state::CLOCK_WARN_SECS {
+        let way = if o > 0 { "behind" } else { "ahead of" };
+        t.push_str(&format!(
+            "; WARNING: this node's clock is {} s {way} the grid's: set it right (NTP)",
+            o.unsigned_abs()
+        ));
+    }
+    t
 }
 
 /// `grapevine status`.
@@ -284,6 +303,21 @@ pub fn whoami(a: &StatusArgs) -> Result<()> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_clock_line_warns_only_past_the_threshold() {
+        let warn = grapevine_node::state::CLOCK_WARN_SECS as i64;
+        assert!(clock_text(None, 0).contains("not measured yet"));
+        let fine = clock_text(Some(-warn), 5);
+        assert!(
+            fine.contains("-30 s") && !fine.contains("WARNING"),
+            "{fine}"
+        );
+        let ahead = clock_text(Some(-86_400), 5);
+        assert!(ahead.contains("86400 s ahead of the grid's"), "{ahead}");
+        let behind = clock_text(Some(warn + 1), 5);
+        assert!(behind.contains("31 s behind the grid's"), "{behind}");
+    }
+
     /// The human status shows every figure its JSON has: each JSON value
     /// (set to a distinct number) appears in the text.
     #[test]
@@ -311,6 +345,8 @@ mod tests {
             "scrub_bytes_checked",
             "scrub_corrupt_found",
             "scrub_pass_bytes",
+            "clock_offset_s",
+            "clock_peers",
             "repair_files_checked",
             "repair_below_threshold",
             "repair_queue",
@@ -361,6 +397,10 @@ mod tests {
         }
         assert!(text.contains("2000 KiB"), "{text}");
         assert!(text.contains("serving shares"), "{text}");
+        assert!(
+            text.contains("WARNING: this node's clock is 1021 s behind"),
+            "{text}"
+        );
         let fields = v.as_object().unwrap().len();
         let round: serde_json::Value = serde_json::to_value(&s).unwrap();
         assert_eq!(

@@ -5,6 +5,13 @@
 //! cannot predict its probe order or hash keys), and the wall clock is
 //! passed in whenever timers run.
 //!
+//! A node that keeps the last number it signed on disk (so its next run
+//! signs above it whatever its clock says) gets each new one through
+//! [`RunOptions::on_signed`] before anything signed with it is sent; a
+//! restarting node hands in the records of the members it knew
+//! ([`RunOptions::known`], its peer cache) and rejoins through them as
+//! well as through its seeds.
+//!
 //! Datagrams are read before timers, so an ack that has arrived is handled
 //! before the timer that would count it missing; but at most
 //! [`TIMER_BATCH`] in a row while a timer is due, so an endless stream of
@@ -70,6 +77,42 @@ pub struct Counters {
     pub send_errors: AtomicU64,
     /// Cookies issued (each a datagram of its own).
     pub cookies_issued: AtomicU64,
+}
+
+/// Called with the highest sequence number or incarnation the core has
+/// just signed, before anything signed with it is sent (see
+/// [`RunOptions::on_signed`]).
+pub type SignedHook = Arc<dyn Fn(u64) -> std::io::Result<()> + Send + Sync>;
+
+/// How a node runs beyond what it is ([`NodeConfig`]): its clock, what it
+/// remembers from a previous run, and who keeps what it signs.
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    /// Added to the system's wall clock, milliseconds (0 in production; a
+    /// test runs a node whose clock is behind or ahead with it).
+    pub clock_skew_ms: i64,
+    /// Records of members known from a previous run (the peer cache), each
+    /// verified by the caller: they become members, and the node joins
+    /// through up to eight of them besides its seeds ([`Swim::rejoin_via`]).
+    pub known: Vec<SignedRecord>,
+    /// Called (on the blocking pool) with each new highest number the core
+    /// signs (a record signed again above a previous life's, a refutation)
+    /// and awaited before the datagrams that carry it are sent, so a node
+    /// can keep it durably. An error is logged; the datagrams go all the
+    /// same (the node would otherwise be declared dead), and a later run
+    /// that signs lower is made to sign above by the grid (its previous
+    /// record comes back to it).
+    pub on_signed: Option<SignedHook>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("clock_skew_ms", &self.clock_skew_ms)
+            .field("known", &self.known.len())
+            .field("on_signed", &self.on_signed.is_some())
+            .finish()
+    }
 }
 
 enum Command {
@@ -194,13 +237,18 @@ impl MembershipHandle {
 /// Datagrams handled in a row, at most, while a timer is due.
 pub const TIMER_BATCH: u32 = 64;
 
-/// The wall clock in milliseconds since the Unix epoch.
+/// The wall clock in milliseconds since the Unix epoch, `skew_ms` added
+/// (saturating at both ends).
 #[allow(clippy::disallowed_methods)] // the driver is where clocks are read
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
+pub fn unix_ms(skew_ms: i64) -> u64 {
+    let sys = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let t = i128::try_from(sys)
+        .unwrap_or(i128::MAX)
+        .saturating_add(i128::from(skew_ms));
+    u64::try_from(t.max(0)).unwrap_or(u64::MAX)
 }
 
 /// Start a node on `socket`, its core's RNG seeded from the OS; it runs
@@ -209,13 +257,29 @@ fn unix_ms() -> u64 {
 /// # Errors
 /// [`MembershipError::Io`] if the socket has no local address.
 pub fn spawn(socket: UdpSocket, cfg: NodeConfig) -> Result<MembershipHandle, MembershipError> {
+    spawn_with(socket, cfg, RunOptions::default())
+}
+
+/// [`spawn`], with a clock skew, a peer cache and a keeper of signed
+/// numbers ([`RunOptions`]).
+///
+/// # Errors
+/// [`MembershipError::Io`] if the socket has no local address.
+pub fn spawn_with(
+    socket: UdpSocket,
+    cfg: NodeConfig,
+    run: RunOptions,
+) -> Result<MembershipHandle, MembershipError> {
     let local_addr = socket.local_addr()?;
     let id = cfg.identity.node_id();
     let now = self::now();
     #[allow(clippy::disallowed_methods)] // the driver seeds the core from the OS
     let rng = SmallRng::from_entropy();
     let mut swim = Swim::new(cfg.identity, cfg.record, cfg.seeds, cfg.swim, rng, now);
-    swim.set_wall_clock(now, unix_ms());
+    swim.set_wall_clock(now, unix_ms(run.clock_skew_ms));
+    if !run.known.is_empty() {
+        swim.rejoin_via(run.known, now);
+    }
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let counters = Arc::new(Counters::default());
     let (events, _) = broadcast::channel(256);
@@ -233,6 +297,8 @@ pub fn spawn(socket: UdpSocket, cfg: NodeConfig) -> Result<MembershipHandle, Mem
         counters,
         events,
         sink: cfg.state_sink,
+        skew_ms: run.clock_skew_ms,
+        on_signed: run.on_signed,
     };
     tokio::spawn(driver.run());
     Ok(handle)
@@ -245,6 +311,8 @@ struct Driver {
     counters: Arc<Counters>,
     events: broadcast::Sender<Event>,
     sink: Option<mpsc::UnboundedSender<(NodeId, Event)>>,
+    skew_ms: i64,
+    on_signed: Option<SignedHook>,
 }
 
 fn now() -> Instant {
@@ -253,6 +321,16 @@ fn now() -> Instant {
 
 impl Driver {
     async fn flush(&mut self) {
+        // What was just signed is kept before anything carrying it goes.
+        if let (Some(n), Some(hook)) = (self.swim.poll_signed(), self.on_signed.clone()) {
+            match tokio::task::spawn_blocking(move || hook(n)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!("cannot keep the number just signed ({n}): {e}")
+                }
+                Err(e) => tracing::error!("keeping the number just signed ({n}): {e}"),
+            }
+        }
         while let Some((to, bytes)) = self.swim.poll_transmit() {
             if let Err(e) = self.socket.send_to(&bytes, to).await {
                 self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
@@ -287,7 +365,7 @@ impl Driver {
 
     fn handle_timeout(&mut self) {
         let now = now();
-        self.swim.set_wall_clock(now, unix_ms());
+        self.swim.set_wall_clock(now, unix_ms(self.skew_ms));
         self.swim.handle_timeout(now);
     }
 
@@ -363,7 +441,7 @@ pub async fn start_local(
     let socket = UdpSocket::bind(addr).await?;
     let local = socket.local_addr()?;
     let mut rec = grapevine_crypto::LocationRecord::new(&identity, vec![local]);
-    let unix_ms = unix_ms().max(1);
+    let unix_ms = unix_ms(0).max(1);
     rec.seq = unix_ms;
     rec.issued_at = unix_ms / 1000;
     rec.nickname = nickname;

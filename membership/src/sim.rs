@@ -244,6 +244,25 @@ impl SimNet {
         self.start_node(i, rec, seeds);
     }
 
+    /// Restart node `i` (stopped, or still running: it is replaced) with
+    /// the same identity, a newer record, `seeds` (maybe none) and a peer
+    /// cache holding the current records of the running nodes in `known`
+    /// ([`Swim::rejoin_via`]).
+    pub fn restart_with(&mut self, i: usize, seeds: &[usize], known: &[usize]) {
+        let rec = self.record(i, 1_000_000 + self.elapsed().as_millis() as u64);
+        let seeds = seeds.iter().map(|&s| self.addrs[s]).collect();
+        let cache: Vec<SignedRecord> = known
+            .iter()
+            .filter_map(|&k| self.nodes[k].as_ref()?.records().get(&self.id(k)).cloned())
+            .collect();
+        self.start_node(i, rec, seeds);
+        let now = self.now;
+        if let Some(n) = self.nodes[i].as_mut() {
+            n.rejoin_via(cache, now);
+        }
+        self.drain(i);
+    }
+
     /// Give node `i` new seeds (as the node's driver does when host names
     /// resolve).
     pub fn set_seeds(&mut self, i: usize, seeds: &[usize]) {
@@ -526,6 +545,107 @@ mod tests {
         assert!(
             ok,
             "restarted node's new record replaces the old everywhere"
+        );
+    }
+
+    /// Every running node sees every other running node alive.
+    fn all_alive(net: &SimNet) -> bool {
+        let ids: Vec<NodeId> = net.nodes.iter().flatten().map(|x| x.id()).collect();
+        ids.iter().all(|id| net.all_see(*id, MemberState::Alive))
+    }
+
+    /// Issue 16's split: the seedless first node restarts (gracefully),
+    /// then a node that seeds on it. Without a peer cache the two form an
+    /// island unless the others, which still ping members that left, offer
+    /// them their records when they answer (`rediscover`).
+    #[test]
+    fn a_restarted_seedless_node_and_its_joiner_are_found_again() {
+        let mut net = grid(10, 21);
+        let deadline = net.now() + Duration::from_secs(30);
+        assert!(net.run_until_or(deadline, |n| n.all_hold_records(10) && all_alive(n)));
+        net.leave(0);
+        net.kill(0);
+        net.run_for(Duration::from_secs(3));
+        net.restart_with(0, &[], &[]);
+        net.run_for(Duration::from_secs(3));
+        net.leave(1);
+        net.kill(1);
+        net.run_for(Duration::from_secs(3));
+        net.restart_with(1, &[0], &[]);
+        // Each node pings one member held dead or departed every 10 s.
+        let deadline = net.now() + Duration::from_secs(60);
+        assert!(
+            net.run_until_or(deadline, all_alive),
+            "the grid is one again within 60 s"
+        );
+        assert!(net.nodes.iter().flatten().all(|x| x.records().len() == 10));
+    }
+
+    /// The seedless first node crashes and is back at once, with no peer
+    /// cache, before anyone declared it dead: the others still hold it
+    /// alive and ping it, and it asks them to let it in.
+    #[test]
+    fn a_seedless_node_back_from_a_crash_before_anyone_noticed_rejoins() {
+        let mut net = grid(10, 23);
+        let deadline = net.now() + Duration::from_secs(30);
+        assert!(net.run_until_or(deadline, |n| n.all_hold_records(10) && all_alive(n)));
+        net.kill(0);
+        net.run_for(Duration::from_millis(300));
+        net.restart_with(0, &[], &[]);
+        let deadline = net.now() + Duration::from_secs(30);
+        let id0 = net.id(0);
+        assert!(
+            net.run_until_or(deadline, |n| {
+                all_alive(n)
+                    && n.all_hold_records(10)
+                    && n.nodes
+                        .iter()
+                        .flatten()
+                        .all(|x| x.records().get(&id0).is_some_and(|r| r.seq() > 1_000_000))
+            }),
+            "back in the grid, at its new record, within 30 s"
+        );
+    }
+
+    /// Finding F2 of the grid harness, small: three nodes crash and one
+    /// leaves at once, and all four are back (with seeds) 10 s later,
+    /// before every node has declared the crashed ones dead.
+    #[test]
+    fn nodes_back_before_everyone_declared_them_dead_are_alive_everywhere() {
+        let mut net = grid(30, 24);
+        let deadline = net.now() + Duration::from_secs(60);
+        assert!(net.run_until_or(deadline, |n| n.all_hold_records(30) && all_alive(n)));
+        for i in [5, 6, 7] {
+            net.kill(i);
+        }
+        net.leave(8);
+        net.kill(8);
+        net.run_for(Duration::from_secs(10));
+        for i in [5, 6, 7, 8] {
+            net.restart_with(i, &[0], &[]);
+        }
+        let deadline = net.now() + Duration::from_secs(30);
+        assert!(
+            net.run_until_or(deadline, all_alive),
+            "every node sees every other alive within 30 s"
+        );
+    }
+
+    /// With a peer cache a restarted node rejoins at once, seeds or none.
+    #[test]
+    fn a_restarted_node_rejoins_through_its_peer_cache() {
+        let mut net = grid(10, 22);
+        let deadline = net.now() + Duration::from_secs(30);
+        assert!(net.run_until_or(deadline, |n| n.all_hold_records(10) && all_alive(n)));
+        let others: Vec<usize> = (1..10).collect();
+        net.leave(0);
+        net.kill(0);
+        net.run_for(Duration::from_secs(3));
+        net.restart_with(0, &[], &others);
+        let deadline = net.now() + Duration::from_secs(5);
+        assert!(
+            net.run_until_or(deadline, |n| all_alive(n) && n.all_hold_records(10)),
+            "rejoined within 5 s"
         );
     }
 

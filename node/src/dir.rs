@@ -7,6 +7,8 @@
 //! DIR/api_auth_token      the gateway's API token, mode 0600
 //! DIR/storage/            the share store
 //! DIR/tmp/                uploads to the gateway, spooled (emptied at start)
+//! DIR/last_seq            the last sequence number signed (see `seq`)
+//! DIR/peers               the peer cache (see `peers`)
 //! DIR/control.sock        Unix control socket, mode 0600, while running
 //! ```
 //!
@@ -63,6 +65,16 @@ impl NodeDir {
     /// `api_auth_token`: the gateway's API token.
     pub fn api_token_path(&self) -> PathBuf {
         self.root.join("api_auth_token")
+    }
+
+    /// `last_seq`: the last sequence number this node signed.
+    pub fn seq_path(&self) -> PathBuf {
+        self.root.join("last_seq")
+    }
+
+    /// `peers`: the peer cache.
+    pub fn peers_path(&self) -> PathBuf {
+        self.root.join("peers")
     }
 
     /// `tmp/`: uploads to the gateway, spooled.

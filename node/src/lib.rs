@@ -9,6 +9,8 @@
 //! | [`node`] | the runtime: [`Node::start`], [`Node::leave`], [`run`] |
 //! | [`state`] | the running node's shared state ([`NodeState`]) and the reports made from it |
 //! | [`membership`] | the node's own record and its gossip task |
+//! | [`seq`] | sequence numbers that only go up (`DIR/last_seq`), the wall clock |
+//! | [`peers`] | the peer cache (`DIR/peers`) a restarted node rejoins through |
 //! | [`storage`] | the share server, on the runtime the embedder chooses |
 //! | [`control`] | the control socket protocol, server and client side |
 //! | [`metrics`] | Prometheus metrics read from the state at each scrape |
@@ -70,10 +72,12 @@ pub mod membership;
 pub mod metrics;
 pub mod node;
 pub mod output;
+pub mod peers;
 pub mod procfs;
 pub mod record;
 pub mod repair;
 pub mod repair_stats;
+pub mod seq;
 pub mod state;
 pub mod storage;
 

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use grapevine_crypto::record::{ROLE_CLIENT, ROLE_STORAGE};
 use grapevine_crypto::{Identity, LocationRecord, NodeId, SignedRecord};
-use grapevine_membership::driver::{spawn, MembershipHandle, NodeConfig};
+use grapevine_membership::driver::{spawn_with, MembershipHandle, NodeConfig, RunOptions};
 use grapevine_membership::Event;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -33,9 +33,9 @@ use crate::error::{ConfigError, NodeError};
 
 /// This node's record: `addrs` are the addresses it announces
 /// (`advertise` resolved, or the socket's own), `free_mib` the space it can
-/// still take (capped by the capacity offered), `unix_ms` the time (its
-/// sequence number, so a restarted node's record replaces the previous one,
-/// and its issue time in seconds).
+/// still take (capped by the capacity offered), `seq` its sequence number
+/// (above every number this node signed before, see [`crate::seq`]) and
+/// `unix_ms` the time it is signed (its issue time, in seconds).
 ///
 /// # Errors
 /// [`NodeError::NotAdmitted`] if a closed grid's certificate does not admit
@@ -45,13 +45,14 @@ pub fn own_record(
     cfg: &Config,
     addrs: Vec<SocketAddr>,
     free_mib: u32,
+    seq: u64,
     unix_ms: u64,
 ) -> Result<SignedRecord, NodeError> {
     let mut rec = LocationRecord::new(identity, addrs);
     rec.nickname = cfg.nickname.clone();
     rec.capacity_mib = cfg.capacity_mib;
     rec.free_mib = free_mib.min(cfg.capacity_mib);
-    rec.seq = unix_ms;
+    rec.seq = seq;
     rec.issued_at = unix_ms / 1000;
     rec.roles = cfg.roles.iter().fold(0, |r, role| {
         r | match role {
@@ -77,8 +78,10 @@ pub fn own_record(
 }
 
 /// Start gossip on `udp` with `record`, joining through `seeds` (the
-/// configured ones, resolved). `sink` receives (observer, event) for every
-/// state change, for harnesses that watch many nodes.
+/// configured ones, resolved) and the peer cache's records (`run.known`);
+/// `run` also carries the clock's skew and the keeper of the numbers the
+/// core signs. `sink` receives (observer, event) for every state change,
+/// for harnesses that watch many nodes.
 ///
 /// # Errors
 /// [`NodeError::Membership`] if the socket cannot be used.
@@ -89,13 +92,14 @@ pub fn start(
     seeds: Vec<SocketAddr>,
     cfg: &Config,
     sink: Option<mpsc::UnboundedSender<(NodeId, Event)>>,
+    run: RunOptions,
 ) -> Result<MembershipHandle, NodeError> {
     let swim = grapevine_membership::Config {
         grid: cfg.session_config().grid,
         ..grapevine_membership::Config::new_lan()
     };
     // The driver seeds the core's RNG from the OS.
-    Ok(spawn(
+    Ok(spawn_with(
         udp,
         NodeConfig {
             identity,
@@ -104,6 +108,7 @@ pub fn start(
             swim,
             state_sink: sink,
         },
+        run,
     )?)
 }
 
@@ -171,14 +176,14 @@ mod tests {
         c.capacity_mib = 100;
         c.roles = vec![Role::Storage];
         let local = "127.0.0.1:5000".parse().unwrap();
-        let r = own_record(&i, &c, vec![local], 500, 1_700_000_000_123).unwrap();
+        let r = own_record(&i, &c, vec![local], 500, 7, 1_700_000_000_123).unwrap();
         let rec = r.record();
         assert_eq!(rec.addrs, vec![local]);
         assert_eq!(rec.free_mib, 100, "free space is capped by capacity");
         assert_eq!(rec.roles, ROLE_STORAGE);
-        assert_eq!(rec.seq, 1_700_000_000_123);
+        assert_eq!(rec.seq, 7, "the number given, not the clock");
         assert_eq!(rec.issued_at, 1_700_000_000);
-        let r = own_record(&i, &c, vec![local], 7, 1).unwrap();
+        let r = own_record(&i, &c, vec![local], 7, 1, 1).unwrap();
         assert_eq!(r.record().free_mib, 7);
     }
 
@@ -190,11 +195,11 @@ mod tests {
         let mut c = cfg();
         c.grid = Some(grapevine_crypto::GridId::of(&grid_key).to_string());
         c.admission = Some(Admission::issue(&grid_key, &other.node_id(), 0).to_string());
-        let e = own_record(&me, &c, vec![c.listen], 0, 1_000_000).unwrap_err();
+        let e = own_record(&me, &c, vec![c.listen], 0, 1, 1_000_000).unwrap_err();
         assert!(e.to_string().contains("cannot join grid"), "{e}");
         assert!(e.to_string().contains("made for another node id"), "{e}");
         c.admission = Some(Admission::issue(&grid_key, &me.node_id(), 500).to_string());
-        let e = own_record(&me, &c, vec![c.listen], 0, 1_000_000)
+        let e = own_record(&me, &c, vec![c.listen], 0, 1, 1_000_000)
             .unwrap_err()
             .to_string();
         assert!(
@@ -202,7 +207,7 @@ mod tests {
             "{e}"
         );
         c.admission = Some(Admission::issue(&grid_key, &me.node_id(), 0).to_string());
-        let r = own_record(&me, &c, vec![c.listen], 0, 1_000_000).unwrap();
+        let r = own_record(&me, &c, vec![c.listen], 0, 1, 1_000_000).unwrap();
         assert!(r.record().admission.is_some());
     }
 }

@@ -12,6 +12,12 @@
 //! the socket of a node already running in the directory), and returns a
 //! [`Node`] holding them.
 //!
+//! The record's sequence number comes from `DIR/last_seq` ([`crate::seq`]:
+//! above every number the node signed, whatever its clock says), and
+//! membership rejoins through the peer cache `DIR/peers` ([`crate::peers`],
+//! kept current by its own task and saved once more on leaving) as well as
+//! through the seeds.
+//!
 //! [`Node::leave`] drains storage (no new sessions; uploads in progress
 //! get `drain_secs` to finish their shares), tells the grid and stops
 //! everything; dropping a [`Node`] stops everything with no goodbye, as a
@@ -27,6 +33,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use grapevine_crypto::NodeId;
+use grapevine_membership::driver::RunOptions;
 use grapevine_membership::Event;
 use grapevine_storage::client::ClientIdentity;
 use grapevine_storage::store::{ScrubStats, StoreConfig};
@@ -39,10 +46,11 @@ use crate::client::Client;
 use crate::config::{Config, Role};
 use crate::dir::NodeDir;
 use crate::error::{ConfigError, NodeError};
-use crate::record::{record_addrs, unix_ms};
+use crate::record::record_addrs;
+use crate::seq::{SeqFile, WallClock};
 use crate::state::{NodeState, StorageFigures};
 use crate::storage::{ServerParts, StorageRuntime, StorageServer};
-use crate::{control, gateway, http, membership, record};
+use crate::{control, gateway, http, membership, peers, record};
 
 /// A node's UDP (gossip) and TCP (sessions) sockets, bound to one address.
 #[derive(Debug)]
@@ -102,6 +110,8 @@ pub struct Options {
     /// start (a node that is its own process; a storage server holds a
     /// descriptor per session).
     pub raise_fd_limit: bool,
+    /// The wall clock the node reads (the system's unless a test skews it).
+    pub clock: WallClock,
 }
 
 impl Options {
@@ -148,6 +158,8 @@ pub struct Node {
     storage: Option<StorageServer>,
     tasks: Vec<Task>,
     drain: Duration,
+    /// The peer cache, saved once more on leaving.
+    peers_path: Option<PathBuf>,
 }
 
 impl Node {
@@ -200,9 +212,37 @@ impl Node {
                     message,
                 })?;
         let figures = StorageFigures::of(&store, config.capacity_mib);
-        let record =
-            membership::own_record(&identity, &config, addrs, figures.free_mib(), unix_ms())?;
+        let clock = opts.clock;
+        let seqs = Arc::new(SeqFile::open(dir.seq_path()).map_err(NodeError::io(format!(
+            "reading {}",
+            dir.seq_path().display()
+        )))?);
+        let seq = seqs.next(clock.unix_ms()).map_err(NodeError::io(format!(
+            "writing {}",
+            dir.seq_path().display()
+        )))?;
+        let record = membership::own_record(
+            &identity,
+            &config,
+            addrs,
+            figures.free_mib(),
+            seq,
+            clock.unix_ms(),
+        )?;
         let seeds = membership::seed_addrs(&config.seeds, local_addr).await;
+        let known = peers::load(&dir.peers_path(), &identity.node_id());
+        if !known.is_empty() {
+            tracing::info!(
+                peers = known.len(),
+                "rejoining through the peer cache as well as the seeds"
+            );
+        }
+        let keeper = seqs.clone();
+        let run = RunOptions {
+            clock_skew_ms: clock.skew_ms,
+            known,
+            on_signed: Some(Arc::new(move |n| keeper.note(n))),
+        };
         let gossip = membership::start(
             sockets.udp,
             identity.clone(),
@@ -210,6 +250,7 @@ impl Node {
             seeds.clone(),
             &config,
             opts.state_sink,
+            run,
         )?;
         let me = ClientIdentity {
             identity: identity.clone(),
@@ -233,6 +274,8 @@ impl Node {
             convergence,
             capacity_mib: config.capacity_mib,
             params: config.params(),
+            seqs,
+            clock,
         });
         let mut node = Node {
             state: state.clone(),
@@ -243,6 +286,7 @@ impl Node {
             storage: None,
             tasks: Vec::new(),
             drain: Duration::from_secs(config.drain_secs),
+            peers_path: None,
         };
         node.tasks.push(Task(tokio::spawn(membership::resolve_seeds(
             state.membership().clone(),
@@ -253,9 +297,13 @@ impl Node {
             .push(Task(tokio::spawn(close_idle_sessions(state.pool.clone()))));
         node.tasks.push(Task(tokio::spawn(record::keep(
             state.clone(),
-            identity.clone(),
             config.clone(),
             local_addr,
+        ))));
+        node.peers_path = Some(dir.peers_path());
+        node.tasks.push(Task(tokio::spawn(peers::keep(
+            state.clone(),
+            dir.peers_path(),
         ))));
         if config.has_role(Role::Storage) {
             let parts = ServerParts {
@@ -392,6 +440,11 @@ impl Node {
         if let Some(s) = self.storage.as_mut() {
             s.drain(self.drain).await;
         }
+        // The members seen last, for the next run to rejoin through.
+        if let Some(p) = self.peers_path.take() {
+            let _ = tokio::time::timeout(within, peers::save_current(&self.state, &p, Vec::new()))
+                .await;
+        }
         self.stop_serving();
         let r = tokio::time::timeout(within, self.state.membership().leave()).await;
         match r {
@@ -443,20 +496,11 @@ async fn close_idle_sessions(pool: Arc<SessionPool>) {
 async fn withdraw_storage_role(state: &NodeState, config: &Config, why: &str) {
     state.storage_serving.store(false, Ordering::Relaxed);
     tracing::error!("storage listener stopped ({why}); withdrawing the storage role");
-    let mut cfg = config.clone();
-    cfg.roles.retain(|r| *r != Role::Storage);
     let old = state.record();
     let addrs = old.record().addrs.clone();
-    let seq = unix_ms().max(old.record().seq.saturating_add(1));
     let free_mib = state.storage_figures().free_mib();
-    match membership::own_record(state.identity(), &cfg, addrs, free_mib, seq) {
-        Ok(rec) => {
-            *state.record.write().unwrap_or_else(|p| p.into_inner()) = rec.clone();
-            if let Err(e) = state.membership().update_record(rec).await {
-                tracing::warn!("could not publish the record without storage: {e}");
-            }
-        }
-        Err(e) => tracing::warn!("could not re-sign the record without storage: {e}"),
+    if let Err(e) = record::publish(state, config, addrs, free_mib).await {
+        tracing::warn!("could not publish the record without storage: {e}");
     }
 }
 

@@ -9,16 +9,20 @@
 //! larger), or its `advertise` host names now resolve to other addresses;
 //! and never more often than `record_refresh_secs` (a minute by default).
 //! [`keep`] is the thin task that looks every few seconds, re-signs when due
-//! and hands the record to membership and the node's shared state.
+//! ([`publish`]: the sequence number from `DIR/last_seq`, see
+//! [`crate::seq`]) and hands the record to membership and the node's shared
+//! state; it also warns in the log when the node's clock is found off the
+//! grid's.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use grapevine_crypto::Identity;
+use grapevine_crypto::SignedRecord;
 
 use crate::addr::resolve_all;
 use crate::config::Config;
+use crate::error::NodeError;
 use crate::membership::own_record;
 use crate::state::NodeState;
 
@@ -88,7 +92,7 @@ const LOOK_EVERY: Duration = Duration::from_secs(5);
 /// Keep the node's record current until the task is dropped: every few
 /// seconds, measure free space and resolve `advertise`; when
 /// [`republish_due`], sign a newer record and publish it.
-pub async fn keep(state: Arc<NodeState>, identity: Arc<Identity>, cfg: Config, local: SocketAddr) {
+pub async fn keep(state: Arc<NodeState>, cfg: Config, local: SocketAddr) {
     let rec = state.record();
     let mut published = Published {
         free_mib: rec.record().free_mib,
@@ -96,8 +100,10 @@ pub async fn keep(state: Arc<NodeState>, identity: Arc<Identity>, cfg: Config, l
         at: Instant::now(),
     };
     let min_interval = Duration::from_secs(cfg.record_refresh_secs);
+    let mut clock_warned = false;
     loop {
         tokio::time::sleep(LOOK_EVERY).await;
+        clock_warned = warn_of_clock(&state, clock_warned).await;
         let figures = state.storage_figures();
         let addrs = match record_addrs(&cfg, local).await {
             Ok(a) => a,
@@ -118,32 +124,15 @@ pub async fn keep(state: Arc<NodeState>, identity: Arc<Identity>, cfg: Config, l
         ) {
             continue;
         }
-        let seq = unix_ms().max(state.record().record().seq.saturating_add(1));
-        // A node whose share server stopped for good keeps the storage
-        // role out of its record.
-        let mut signed_cfg = cfg.clone();
-        if !state.storage_serving() {
-            signed_cfg
-                .roles
-                .retain(|r| *r != crate::config::Role::Storage);
-        }
-        match own_record(&identity, &signed_cfg, addrs.clone(), free_mib, seq) {
-            Ok(rec) => {
-                tracing::info!(
-                    free_mib,
-                    addrs = ?addrs,
-                    "publishing a re-signed record"
-                );
-                state.set_record(rec.clone());
-                if state.membership().update_record(rec).await.is_err() {
-                    return;
-                }
+        match publish(&state, &cfg, addrs.clone(), free_mib).await {
+            Ok(_) => {
                 published = Published {
                     free_mib,
                     addrs,
                     at: now,
                 };
             }
+            Err(NodeError::Membership(_)) => return,
             Err(e) => {
                 tracing::error!("cannot re-sign this node's record: {e}");
                 published.at = now;
@@ -152,12 +141,88 @@ pub async fn keep(state: Arc<NodeState>, identity: Arc<Identity>, cfg: Config, l
     }
 }
 
-/// Milliseconds since the Unix epoch (a record's sequence number).
-pub(crate) fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(1)
+/// Sign a newer record of this node (`cfg`'s settings, with `addrs` and
+/// `free_mib`; the storage role only while the share server serves), its
+/// sequence number above every number the node signed before
+/// ([`crate::seq`], kept on disk first), and hand it to membership and the
+/// node's shared state.
+///
+/// # Errors
+/// The sequence number cannot be kept, the record cannot be signed (a
+/// closed grid's admission expired), or membership has stopped
+/// ([`NodeError::Membership`]).
+pub async fn publish(
+    state: &NodeState,
+    cfg: &Config,
+    addrs: Vec<SocketAddr>,
+    free_mib: u32,
+) -> Result<SignedRecord, NodeError> {
+    // A node whose share server stopped for good keeps the storage role
+    // out of its record.
+    let mut signed_cfg = cfg.clone();
+    if !state.storage_serving() {
+        signed_cfg
+            .roles
+            .retain(|r| *r != crate::config::Role::Storage);
+    }
+    let seq = state.next_seq().await?;
+    let rec = own_record(
+        state.identity(),
+        &signed_cfg,
+        addrs.clone(),
+        free_mib,
+        seq,
+        issue_time_ms(state).await,
+    )?;
+    tracing::info!(seq, free_mib, addrs = ?addrs, "publishing a re-signed record");
+    state.set_record(rec.clone());
+    state.membership().update_record(rec.clone()).await?;
+    Ok(rec)
+}
+
+/// Log a warning when this node's clock is found further than
+/// [`crate::state::CLOCK_WARN_SECS`] from the grid's (once, until it is
+/// back within); whether it is off now.
+async fn warn_of_clock(state: &NodeState, warned: bool) -> bool {
+    let Some(o) = state
+        .membership()
+        .stats()
+        .await
+        .ok()
+        .and_then(|s| s.clock_offset_s)
+    else {
+        return warned;
+    };
+    let off = o.unsigned_abs() > crate::state::CLOCK_WARN_SECS;
+    if off && !warned {
+        let way = if o > 0 { "behind" } else { "ahead of" };
+        tracing::warn!(
+            "this node's clock is {} s {way} the grid's (measured from members' clocks): set it right (NTP)",
+            o.unsigned_abs()
+        );
+    }
+    off
+}
+
+/// The time to sign a record at: this node's clock, or the grid's if
+/// this node's is ahead of it by more than half the allowance (as the
+/// membership core signs again itself; members hold back records issued
+/// further ahead than the allowance).
+async fn issue_time_ms(state: &NodeState) -> u64 {
+    let own = state.clock().unix_ms();
+    let half = grapevine_crypto::admission::CLOCK_ALLOWANCE_SECS / 2;
+    match state
+        .membership()
+        .stats()
+        .await
+        .ok()
+        .and_then(|s| s.clock_offset_s)
+    {
+        Some(o) if o < 0 && o.unsigned_abs() > half => {
+            own.saturating_sub(o.unsigned_abs().saturating_mul(1000))
+        }
+        _ => own,
+    }
 }
 
 #[cfg(test)]

@@ -30,7 +30,15 @@ use grapevine_storage::store::ScrubStats;
 use grapevine_storage::{ServerStats, SessionPool, ShareStore};
 use serde::{Deserialize, Serialize};
 
+use crate::error::NodeError;
 use crate::procfs;
+use crate::seq::{SeqFile, WallClock};
+
+/// A node whose clock is further than this from the grid's (as measured
+/// from its peers' clocks) is warned: `status` says so, and the node logs
+/// it. Membership itself allows an hour
+/// ([`grapevine_crypto::admission::CLOCK_ALLOWANCE_SECS`]).
+pub const CLOCK_WARN_SECS: u64 = 30;
 
 /// What the parts of a running node share. Cheap to read; built by
 /// [`crate::Node::start`].
@@ -53,6 +61,10 @@ pub struct NodeState {
     pub(crate) convergence: [u8; 32],
     pub(crate) capacity_mib: u32,
     pub(crate) params: grapevine_storage::Params,
+    /// The last sequence number signed, on disk ([`crate::seq`]).
+    pub(crate) seqs: Arc<SeqFile>,
+    /// The wall clock (skewed only in tests).
+    pub(crate) clock: WallClock,
 }
 
 impl std::fmt::Debug for NodeState {
@@ -86,6 +98,28 @@ impl NodeState {
     /// Replace the node's record (after re-signing it).
     pub(crate) fn set_record(&self, rec: SignedRecord) {
         *self.record.write().unwrap_or_else(|p| p.into_inner()) = rec;
+    }
+
+    /// The wall clock this node reads.
+    pub fn clock(&self) -> WallClock {
+        self.clock
+    }
+
+    /// The sequence number for the node's next record: above every
+    /// number it signed before, the clock's time if that is higher; kept
+    /// on disk before it is returned ([`SeqFile::next`]).
+    ///
+    /// # Errors
+    /// [`NodeError::Io`] if it cannot be kept.
+    pub async fn next_seq(&self) -> Result<u64, NodeError> {
+        let (seqs, now) = (self.seqs.clone(), self.clock.unix_ms());
+        tokio::task::spawn_blocking(move || seqs.next(now))
+            .await
+            .map_err(|e| NodeError::Io {
+                what: "keeping the last sequence number".into(),
+                source: std::io::Error::other(e.to_string()),
+            })?
+            .map_err(NodeError::io("keeping the last sequence number"))
     }
 
     /// The node's space figures now (the store's running counters and one
@@ -230,6 +264,8 @@ impl NodeState {
             scrub_bytes_checked: self.scrub_stats.bytes_checked(),
             scrub_corrupt_found: self.scrub_stats.corrupt_found(),
             scrub_pass_bytes: self.scrub_stats.pass_bytes(),
+            clock_offset_s: st.clock_offset_s,
+            clock_peers: st.clock_peers as u64,
             repair: self.repair_stats.status().into(),
         })
     }
@@ -469,6 +505,13 @@ pub struct StatusReport {
     /// Bytes read in the scrub pass under way (of `storage_used`).
     #[serde(default)]
     pub scrub_pass_bytes: u64,
+    /// The grid's clock minus this node's, seconds, measured from the
+    /// clocks of up to 63 members (their median); none before any.
+    #[serde(default)]
+    pub clock_offset_s: Option<i64>,
+    /// Members whose clocks `clock_offset_s` is the median of.
+    #[serde(default)]
+    pub clock_peers: u64,
     /// What the repair job has done (`repair_*` keys).
     #[serde(flatten)]
     pub repair: RepairFigures,

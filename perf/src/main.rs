@@ -11,6 +11,7 @@ mod alloc;
 mod baseline;
 mod bench_ceiling;
 mod bench_gateway;
+mod bench_members;
 mod bench_sessions;
 mod bench_storage;
 mod ceiling;
@@ -70,6 +71,8 @@ enum BenchCmd {
     /// The web gateway against `grapevine get`'s library call: throughput,
     /// memory, a ranged read, many small GETs at once.
     Gateway(bench_gateway::GatewayArgs),
+    /// What junk records cost an open grid's node, and the member cap.
+    Members(bench_members::MembersArgs),
     /// (internal) the accepting side of `bench sessions`.
     #[command(hide = true)]
     SessionPeer(session_peer::PeerArgs),
@@ -90,6 +93,7 @@ fn main() -> Result<()> {
         Cmd::Bench(BenchCmd::Storage(a)) => bench_storage::run(&a),
         Cmd::Bench(BenchCmd::Ceiling(a)) => bench_ceiling::run(&a),
         Cmd::Bench(BenchCmd::Gateway(a)) => bench_gateway::run(&a),
+        Cmd::Bench(BenchCmd::Members(a)) => bench_members::run(&a),
         Cmd::Swarm(a) => swarm::run(&a),
         Cmd::Grid(a) => grid::harness::run(&a),
         Cmd::Churn(a) => churn::run(&a),

@@ -179,6 +179,38 @@ fn bench_ceiling_measures_every_stage_and_combines_them() {
     }
 }
 
+/// Issue 16.4: junk records cost bounded memory: past the cap each new one
+/// takes the place of a member that never answered (as none of these did)
+/// or is refused, so the table stays at the cap.
+#[test]
+fn bench_members_holds_the_table_at_the_cap() {
+    let out = perf()
+        .args([
+            "bench",
+            "members",
+            "--records",
+            "600",
+            "--cap",
+            "400",
+            "--json",
+        ])
+        .output()
+        .expect("run grapevine-perf bench members");
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(r["offered"], 600);
+    assert_eq!(r["members"], 400, "{r}");
+    // Each of the 200 past the cap found the table full and took the place
+    // of a member that never answered.
+    assert_eq!(r["over_cap"], 200, "{r}");
+    assert_eq!(r["evicted"], 200, "{r}");
+    assert!(r["bytes_per_member"].as_f64().unwrap() > 100.0, "{r}");
+}
+
 #[test]
 fn bad_arguments_are_clear_errors() {
     let out = perf().args(["swarm", "--nodes", "1"]).output().unwrap();

@@ -185,10 +185,19 @@ impl Swim {
     }
 
     /// Done handling a datagram from `from`. A member held dead or
-    /// departed that speaks from its address is running again (a restart):
-    /// sync with it, so its newer record comes (at most once per
-    /// `sync_fast_interval`).
+    /// departed that speaks from its address is running again (a restart,
+    /// a healed partition): it is offered this node's record and synced
+    /// with (`rediscover`, at most once per `sync_fast_interval`).
     pub(super) fn end_answer(&mut self, now: Instant, from: SocketAddr, sender: Option<NodeId>) {
+        // An answer did not fit: a cookie, in the bytes kept back for it,
+        // so the next request can echo it and have its answer in full.
+        if let Some(a) = self.answer.as_mut().filter(|a| a.capped) {
+            if let Some(reserve) = a.cookie.take() {
+                a.left = a.left.saturating_add(reserve);
+                self.issue_cookie(from, now);
+            }
+        }
+        self.answer = None;
         let gone = sender.filter(|id| {
             self.members
                 .get(id)
@@ -199,17 +208,17 @@ impl Swim {
             .is_none_or(|t| now.saturating_duration_since(t) >= self.cfg.sync_fast_interval);
         if let (Some(id), true, false) = (gone, due, self.left) {
             self.last_discovery = Some(now);
-            self.send_digests(from, Some(id), now);
+            self.rediscover(from, id, now);
+        } else if due
+            && !self.left
+            && self.store.len() <= 1
+            && sender.is_some_and(|id| id != self.me)
+        {
+            // This node knows no one (restarted with no seeds and no peer
+            // cache) and a member of some grid speaks to it.
+            self.last_discovery = Some(now);
+            self.join_stranger(from);
         }
-        // An answer did not fit: a cookie, in the bytes kept back for it,
-        // so the next request can echo it and have its answer in full.
-        if let Some(a) = self.answer.as_mut().filter(|a| a.capped) {
-            if let Some(reserve) = a.cookie.take() {
-                a.left = a.left.saturating_add(reserve);
-                self.issue_cookie(from, now);
-            }
-        }
-        self.answer = None;
     }
 
     /// Bytes that may still be sent to `to` in answer to the datagram
@@ -225,9 +234,14 @@ impl Swim {
     /// Queue `msg` for `to`, after a header if `to` reads one; an answer
     /// over the budget is dropped and counted.
     pub(super) fn send(&mut self, to: SocketAddr, msg: &Message) {
-        let header = self
-            .reads_cookies_at(&to)
-            .then(|| (self.held.get(&to), self.unix_secs(self.last_now)));
+        let headed = self.reads_cookies_at(&to);
+        self.send_as(to, msg, headed);
+    }
+
+    /// [`Swim::send`], with a header or without as `headed` says (a
+    /// joiner's record tells whether it reads one before it is a member).
+    pub(super) fn send_as(&mut self, to: SocketAddr, msg: &Message, headed: bool) {
+        let header = headed.then(|| (self.held.get(&to), self.unix_secs(self.last_now)));
         let bytes = match Datagram::encode(header, msg) {
             Ok(b) => b,
             Err(e) => {

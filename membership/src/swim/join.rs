@@ -12,6 +12,16 @@
 //! addresses get its `Join` beside the seeds, so a node with no seeds (the
 //! first of a grid) or whose seeds are down finds the grid again.
 //!
+//! And the grid finds a restarted node that knows no one (no seeds, no
+//! cache; or seeds that restarted with it, the two an island): members
+//! ping those held dead or departed now and then (see `probe`), and one
+//! that answers from its recorded address is offered the pinging node's
+//! record in a `Join` (`rediscover`), which it takes and answers with its
+//! newer record, so it comes back and learns the grid. A node that knows
+//! no one and is spoken to by a member (one that still holds it alive, as
+//! after a quick crash and restart) asks that member to let it in
+//! (`join_stranger`).
+//!
 //! A leaving node signs `Left` at its incarnation and sends it directly to
 //! up to 64 members; it spreads like any update, and, being a signed fact,
 //! anti-entropy delivers it to whoever gossip missed.
@@ -19,7 +29,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use grapevine_crypto::{SignedRecord, UnverifiedRecord};
+use grapevine_crypto::{NodeId, SignedRecord, UnverifiedRecord};
 use rand::seq::SliceRandom;
 use rand::Rng;
 
@@ -27,7 +37,7 @@ use super::{Swim, TimerKey};
 use crate::broadcast::Key;
 use crate::facts::Fact;
 use crate::store::Offer;
-use crate::wire::{liveness_message, Message, Update};
+use crate::wire::{liveness_message, reads_cookies, Message, Update};
 
 /// Cached members a restarting node sends its `Join` to, besides seeds.
 pub const REJOIN_TARGETS: usize = 8;
@@ -41,6 +51,10 @@ impl Swim {
     pub fn rejoin_via(&mut self, records: Vec<SignedRecord>, now: Instant) {
         let mut addrs = Vec::new();
         for r in records {
+            if r.node_id() == self.me {
+                // A previous life's own record is no member to join through.
+                continue;
+            }
             let addr = r.record().addrs[0];
             if self.add_verified_record(r, now) && !self.seeds.contains(&addr) {
                 addrs.push(addr);
@@ -55,6 +69,46 @@ impl Swim {
         self.joined = false;
         self.join_delay = self.cfg.join_retry_initial;
         self.send_joins(now);
+    }
+
+    /// A member held dead or departed (`id`) spoke from its recorded
+    /// address `to`: it runs again. If it restarted with no memory of the
+    /// grid (no seeds, no peer cache, or all of them gone) it knows no one,
+    /// so it could answer no sync from here (answers to strangers are kept
+    /// small) and would stay an island. So it is offered this node's record
+    /// in a `Join`, as a joiner offers its own: it learns this node and
+    /// answers with its current record (`JoinAck`), which, being newer,
+    /// brings it back here and spreads. A sync follows for a member that
+    /// never forgot this node (a healed partition). Not counted against the
+    /// answer budget of the datagram that set it off: it goes to a member's
+    /// recorded address only, at most once per `sync_fast_interval` (the
+    /// caller's rate limit), so it amplifies nothing worth having.
+    pub(super) fn rediscover(&mut self, to: SocketAddr, id: NodeId, now: Instant) {
+        let record = self
+            .store
+            .get(&self.me)
+            .expect("own record")
+            .bytes()
+            .to_vec();
+        self.stats.rediscoveries += 1;
+        self.send(to, &Message::Join { record });
+        self.send_digests(to, Some(id), now);
+    }
+
+    /// This node knows no other member (restarted with no seeds and no
+    /// peer cache, while the grid still holds it alive) and a node spoke to
+    /// it from `to`: ask to join through it, as through a seed. At most once
+    /// per `sync_fast_interval` (the caller's rate limit), and only while
+    /// this node knows no one.
+    pub(super) fn join_stranger(&mut self, to: SocketAddr) {
+        let record = self
+            .store
+            .get(&self.me)
+            .expect("own record")
+            .bytes()
+            .to_vec();
+        self.stats.rediscoveries += 1;
+        self.send(to, &Message::Join { record });
     }
 
     pub(super) fn send_joins(&mut self, now: Instant) {
@@ -150,14 +204,35 @@ impl Swim {
             .expect("own record")
             .bytes()
             .to_vec();
-        self.send(from, &Message::JoinAck { record: mine });
+        // With a header (this node's clock) for a joiner that reads one,
+        // member or not yet (its record may be held back: its clock ahead).
+        let headed = self.reads_cookies_at(&from)
+            || UnverifiedRecord::parse(record).is_ok_and(|r| reads_cookies(&r.record().software));
+        self.send_as(from, &Message::JoinAck { record: mine }, headed);
     }
 
-    /// A seed answered: sync with it at once.
+    /// A seed answered: sync with it at once. A node that has measured no
+    /// member's clock yet takes the clock in the answer's header as its
+    /// first sample of the grid's time, if it comes from a seed or a member
+    /// it asked (no cookie can prove the address yet: the seed may hold
+    /// this node's record back, its clock being far ahead, and so hold no
+    /// cookie from it); so a node whose clock is ahead learns it and signs
+    /// again at the grid's time, which the seed then takes.
     pub(super) fn on_join_ack(&mut self, now: Instant, from: SocketAddr, record: Vec<u8>) {
         let seed = UnverifiedRecord::parse(&record)
             .ok()
             .map(|r| r.record().node_id);
+        let asked = self.seeds.contains(&from) || self.join_targets.contains(&from);
+        let clock = self
+            .answer
+            .as_ref()
+            .filter(|a| a.to == from)
+            .and_then(|a| a.time);
+        if let (Some(id), Some(t), true, 0) = (seed, clock, asked, self.clock.peers()) {
+            let ours = self.unix_secs(now);
+            self.clock.sample(id, t, ours);
+            self.check_own_clock(now);
+        }
         self.queue_records(vec![record], true, false, now);
         self.verify_pending(now);
         if !self.joined && self.store.len() > 1 {

@@ -96,8 +96,17 @@ impl Swim {
             .saturating_sub(self.cfg.clock_allowance.as_secs())
     }
 
-    /// Records issued after this (Unix seconds) are held back.
+    /// Records issued after this (Unix seconds) are held back: the
+    /// allowance past the grid's time. Before any member's clock is
+    /// sampled the grid's time is unknown and nothing is held back: this
+    /// node cannot tell whose clock is wrong, and its own may be (a board
+    /// with no real-time clock before NTP answers would otherwise take its
+    /// seeds' records for records from the future, learn no member, and so
+    /// never measure the grid's time).
     fn max_issued_at(&self, now: Instant) -> u64 {
+        if self.clock.peers() == 0 {
+            return u64::MAX;
+        }
         self.clock
             .grid_time(self.unix_secs(now))
             .saturating_add(self.cfg.clock_allowance.as_secs())
@@ -423,6 +432,30 @@ mod tests {
         }));
         assert_eq!(net.node(1).stats().resigned, 1);
         assert_eq!(net.node(0).state_of(&id1), Some(MemberState::Alive));
+    }
+
+    #[test]
+    fn a_node_that_has_not_measured_the_grids_time_holds_nothing_back() {
+        // Its wall clock reads its record's issue time (0): a day behind a
+        // grid whose records it is offered (a board before NTP answers).
+        let (mut node, now) = node_alone(6);
+        let id = grapevine_crypto::Identity::generate_with(&mut grapevine_crypto::testing::rng(62));
+        let mut r = grapevine_crypto::LocationRecord::new(&id, vec!["10.8.8.9:1".parse().unwrap()]);
+        r.issued_at = 86_400;
+        let r = r.sign(&id).unwrap();
+        let gossip = Message::Gossip {
+            from: NodeId([1; 32]),
+            updates: vec![Update::Record(r.bytes().to_vec())],
+        };
+        node.handle_datagram(
+            now,
+            "10.9.9.9:9".parse().unwrap(),
+            &gossip.encode().unwrap(),
+        );
+        node.handle_timeout(now + VERIFY_DELAY);
+        assert_eq!(node.stats().clock_peers, 0);
+        assert_eq!(node.state_of(&r.node_id()), Some(MemberState::Alive));
+        assert_eq!(node.stats().records.ahead, 0);
     }
 
     #[test]

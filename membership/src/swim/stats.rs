@@ -53,6 +53,9 @@ pub struct Stats {
     /// Times this node signed its record again above a copy of a previous
     /// life's (or to correct its issue time to the grid's clock).
     pub resigned: u64,
+    /// Members held dead or departed that spoke again and were offered
+    /// this node's record (a `Join`) and a sync: a restart found.
+    pub rediscoveries: u64,
     /// Signed facts (alive, left) learned by anti-entropy rather than
     /// gossip.
     pub facts_synced: u64,
