@@ -5,6 +5,8 @@
 //! share anywhere was reported healthy, with 20 of 10 shares good), the
 //! honest servers' shares must still be found, and a download through the
 //! liar ends with an error instead of waiting on shares that are not there.
+//! A liar first in a file's permuted order that lists every share while
+//! holding none does not hide the real holders from a download.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +25,8 @@ enum Lie {
     OutOfRange,
     /// Share 0, 50,000 times.
     Repeated,
+    /// Every share of a 3-of-10 file, holding none.
+    All,
 }
 
 /// Start a server that answers `List` with `lie`, and every other request
@@ -55,6 +59,9 @@ async fn liar(lie: Lie) -> ServerRef {
                         }
                         (Request::List { .. }, Lie::Repeated) => {
                             Reply::Shares(vec![(0, 4096); 50_000])
+                        }
+                        (Request::List { .. }, Lie::All) => {
+                            Reply::Shares((0..10).map(|sh| (sh, 4096)).collect())
                         }
                         _ => Reply::Error {
                             code: grapevine_storage::protocol::ErrorCode::NotFound,
@@ -174,4 +181,42 @@ fn cap_si(cap: &grapevine_storage::Cap) -> grapevine_storage::StorageIndex {
         grapevine_storage::Cap::Chk(c) => c.storage_index(),
         grapevine_storage::Cap::Lit(_) => panic!("a 200 kB file is not literal"),
     }
+}
+
+/// A download through a grid whose first server (in the file's permuted
+/// order) lists all ten shares and holds none reads the file from the
+/// honest holders. Before, the client kept one server per share number,
+/// the first to list it, so the liar hid every real holder and the
+/// download failed with too few shares.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_listing_shares_it_lacks_does_not_hide_their_holders() {
+    let me = pool();
+    let (stored_on, _d) = honest(10).await;
+    let l = liar(Lie::All).await;
+    let mut grid = stored_on.clone();
+    grid.push(l);
+    // A file whose permuted list puts the liar first.
+    let mut found = None;
+    for _ in 0..300 {
+        let cap = store(&me, &stored_on).await;
+        if client::permuted_servers(&cap_si(&cap), &grid)[0].id == l.id {
+            found = Some(cap);
+            break;
+        }
+    }
+    let cap = found.expect("no file in 300 puts the liar first of 11 servers");
+    let mut out = Vec::new();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        client::download(&me, &grid, &cap, &mut out, &|_| {}),
+    )
+    .await
+    .expect("the download never ended")
+    .expect("the honest holders' shares were not read");
+    assert_eq!(out, vec![7u8; 200_000]);
+    let mut part = Vec::new();
+    client::download_range(&me, &grid, &cap, 1000, 5000, &mut part)
+        .await
+        .expect("a ranged read through the liar failed");
+    assert_eq!(part, vec![7u8; 5000]);
 }

@@ -170,7 +170,7 @@ async fn read_share_meta(
 
 /// Open shares from `pending` until `k` are usable; corrupt ones are
 /// reported, unreachable ones skipped.
-async fn fill_sources(
+pub(crate) async fn fill_sources(
     pool: &SessionPool,
     cap: &ReadCap,
     k: usize,
@@ -182,6 +182,9 @@ async fn fill_sources(
     let si = cap.storage_index();
     while sources.len() < k {
         let Some(loc) = pending.next() else { break };
+        if sources.iter().any(|s| s.shnum == loc.shnum) {
+            continue;
+        }
         match open_source(pool, &loc, si, dec, cap).await {
             Ok(s) => sources.push(s),
             Err(ClientError::Codec(CodecError::CorruptShare(n))) => {
@@ -250,11 +253,11 @@ async fn download_chk<W: AsyncWrite + Unpin>(
         });
     }
     let mut candidates = found.shares;
-    // One server per share number, first servers first; primary shares
-    // (numbers below k, the plaintext's own blocks) before the others, as
-    // they need no erasure decoding.
-    let mut seen = std::collections::HashSet::new();
-    candidates.retain(|l| seen.insert(l.shnum));
+    // First servers first; primary shares (numbers below k, the
+    // plaintext's own blocks) before the others, as they need no erasure
+    // decoding. Every server listing a share number stays a candidate for
+    // it: a server that lists shares it lacks must not hide their real
+    // holders (`fill_sources` takes one source per share number).
     candidates.sort_by_key(|l| l.shnum >= cap.k);
     let mut dec: Option<Decoder> = None;
     let mut sources: Vec<Source> = Vec::new();

@@ -18,8 +18,8 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use crate::cap::Cap;
 use crate::chk::Decoder;
 use crate::client::conn::ServerRef;
-use crate::client::download::{open_source, report_all, DownloadReport, Source, READ_AHEAD};
-use crate::client::locate::{locate, Located};
+use crate::client::download::{fill_sources, report_all, DownloadReport, Source, READ_AHEAD};
+use crate::client::locate::locate;
 use crate::client::pool::SessionPool;
 use crate::error::{ClientError, CodecError};
 use crate::protocol::Request;
@@ -60,13 +60,13 @@ pub async fn download_range<W: AsyncWrite + Unpin>(
     let si = cap.storage_index();
     let k = cap.k as usize;
     let mut candidates = locate(pool, servers, si, cap.k, cap.n).await.shares;
-    let mut seen = std::collections::HashSet::new();
-    candidates.retain(|l| seen.insert(l.shnum));
+    // As in `download`: every holder stays a candidate, one source per
+    // share number is taken.
     candidates.sort_by_key(|l| l.shnum >= cap.k);
     let mut pending = candidates.into_iter();
     let mut dec: Option<Decoder> = None;
     let mut sources: Vec<Source> = Vec::new();
-    fill(
+    fill_sources(
         pool,
         cap,
         k,
@@ -168,7 +168,7 @@ pub async fn download_range<W: AsyncWrite + Unpin>(
             }
         }
         sources = kept;
-        fill(
+        fill_sources(
             pool,
             cap,
             k,
@@ -194,28 +194,4 @@ pub async fn download_range<W: AsyncWrite + Unpin>(
         report.reported = report_all(pool, servers, si, &report.corrupt).await;
     }
     Ok(report)
-}
-
-/// Open shares from `pending` until `k` are usable; corrupt ones are
-/// reported, unreachable ones skipped.
-async fn fill(
-    pool: &SessionPool,
-    cap: &crate::cap::ReadCap,
-    k: usize,
-    pending: &mut std::vec::IntoIter<Located>,
-    sources: &mut Vec<Source>,
-    dec: &mut Option<Decoder>,
-    report: &mut DownloadReport,
-) {
-    let si = cap.storage_index();
-    while sources.len() < k {
-        let Some(loc) = pending.next() else { break };
-        match open_source(pool, &loc, si, dec, cap).await {
-            Ok(s) => sources.push(s),
-            Err(ClientError::Codec(CodecError::CorruptShare(n))) => {
-                report.corrupt.push((n, loc.server.id))
-            }
-            Err(e) => tracing::warn!(shnum = loc.shnum, "share unusable: {e}"),
-        }
-    }
 }
