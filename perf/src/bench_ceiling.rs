@@ -188,14 +188,14 @@ fn measure_stages(dir: Option<&Path>, params: Params, block: usize) -> Result<Ve
     put(
         stage::INPUT,
         rate(buf.len(), || {
-            crate::bench_storage::fill_generated(0, &mut dst);
+            crate::generated::fill_generated(0, &mut dst);
             Ok(())
         })?,
     );
     put(
         stage::COMPARE,
         rate(buf.len(), || {
-            std::hint::black_box(crate::bench_storage::matches_generated(0, &dst));
+            std::hint::black_box(crate::generated::matches_generated(0, &dst));
             Ok(())
         })?,
     );
@@ -265,7 +265,7 @@ fn measure_stages(dir: Option<&Path>, params: Params, block: usize) -> Result<Ve
 
 fn pseudo_random(len: usize) -> Vec<u8> {
     let mut v = vec![0u8; len];
-    crate::bench_storage::fill_generated(12345, &mut v);
+    crate::generated::fill_generated(12345, &mut v);
     v
 }
 

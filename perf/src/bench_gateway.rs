@@ -32,7 +32,8 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::alloc;
-use crate::bench_storage::{generated, parse_size, CheckSink, Generated};
+use crate::bench_storage::parse_size;
+use crate::generated::{generated, CheckSink, Generated};
 
 /// Arguments of `bench gateway`.
 #[derive(Debug, clap::Args)]

@@ -17,6 +17,7 @@ mod bench_storage;
 mod ceiling;
 mod churn;
 mod counters;
+mod generated;
 mod gossip_worker;
 mod grid;
 mod session_peer;

@@ -64,11 +64,14 @@ mod stats;
 mod sync;
 #[cfg(test)]
 pub(crate) mod testing;
+mod wall;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use wall::WallClock;
 
 use foldhash::fast::FixedState;
 use grapevine_crypto::{Identity, NodeId, SignedRecord};
@@ -196,23 +199,6 @@ struct Answer {
 
 /// Time between expiry sweeps (see `expire`).
 const EXPIRE_SWEEP: Duration = Duration::from_secs(30);
-
-/// The wall clock as the caller last told it, so that time in Unix
-/// seconds (admission certificates) is an input like the monotonic time.
-#[derive(Debug, Clone, Copy)]
-struct WallClock {
-    at: Instant,
-    unix_ms: u64,
-}
-
-impl WallClock {
-    fn unix_secs(&self, now: Instant) -> u64 {
-        let since = now.saturating_duration_since(self.at).as_millis();
-        self.unix_ms
-            .saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
-            / 1000
-    }
-}
 
 /// The membership state machine of one node.
 #[derive(Debug)]
