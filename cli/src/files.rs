@@ -10,10 +10,11 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
+use grapevine_node::config::budget_of_mib;
 use grapevine_node::output::Target;
 use grapevine_node::{Client, NodeDir, OpError, PutOptions};
 use grapevine_storage::client::{ClientError, ReportVerdict, UploadReport};
-use grapevine_storage::{Cap, Params};
+use grapevine_storage::{Cap, MemoryBudget, Params};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::info::{plural, rt, NodeArg};
@@ -30,6 +31,22 @@ fn bar(len: u64) -> ProgressBar {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     b
+}
+
+/// The memory budget option of `put` and `get`.
+#[derive(Debug, clap::Args)]
+struct MemoryArg {
+    /// MiB the transfer may hold in buffers (upload segments, read-ahead,
+    /// requests in flight); 0: no bound (default: the node's
+    /// `memory_budget_mib`, 8 unless set).
+    #[arg(long, value_name = "MIB")]
+    memory_budget: Option<u32>,
+}
+
+impl MemoryArg {
+    fn budget(&self) -> Option<MemoryBudget> {
+        self.memory_budget.map(budget_of_mib)
+    }
 }
 
 /// Arguments of `put`.
@@ -61,6 +78,8 @@ pub struct PutArgs {
     /// Use a random key instead of the convergent one.
     #[arg(long)]
     random_key: bool,
+    #[command(flatten)]
+    memory: MemoryArg,
     /// JSON output.
     #[arg(long)]
     json: bool,
@@ -108,7 +127,7 @@ pub fn put(a: &PutArgs) -> Result<()> {
         }
     }
     rt()?.block_on(async {
-        let client = Client::for_dir(&dir).await?;
+        let client = Client::for_dir_with_memory(&dir, a.memory.budget()).await?;
         let servers = client.servers().await?.len();
         if servers < usize::from(params.happy) {
             bail!(
@@ -213,6 +232,8 @@ pub struct GetArgs {
     output: Option<PathBuf>,
     #[command(flatten)]
     node: NodeArg,
+    #[command(flatten)]
+    memory: MemoryArg,
     /// JSON report on standard output (only with -o FILE).
     #[arg(long)]
     json: bool,
@@ -230,7 +251,7 @@ pub fn get(a: &GetArgs) -> Result<()> {
         bail!("--json needs -o FILE: standard output carries the file");
     }
     rt()?.block_on(async {
-        let client = Client::for_dir(&a.node.dir()).await?;
+        let client = Client::for_dir_with_memory(&a.node.dir(), a.memory.budget()).await?;
         let size = match &cap {
             Cap::Chk(c) => c.size,
             Cap::Lit(d) => d.len() as u64,

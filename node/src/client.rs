@@ -26,7 +26,7 @@ use grapevine_storage::client::{
     self, CheckResults, ClientIdentity, DownloadReport, KeyMode, RepairOptions, RepairResults,
     ServerRef, UploadReport, UploadRequest,
 };
-use grapevine_storage::{Cap, Params, SessionPool, VerifyCap};
+use grapevine_storage::{Cap, MemoryBudget, Params, SessionPool, VerifyCap};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::control;
@@ -97,6 +97,18 @@ impl Client {
     /// No node running there; an unreadable identity, secret or
     /// configuration.
     pub async fn for_dir(dir: &NodeDir) -> Result<Client, OpError> {
+        Client::for_dir_with_memory(dir, None).await
+    }
+
+    /// [`Client::for_dir`], its operations held to `memory` instead of the
+    /// node's `memory_budget_mib` if given (the CLI's `--memory-budget`).
+    ///
+    /// # Errors
+    /// As [`Client::for_dir`].
+    pub async fn for_dir_with_memory(
+        dir: &NodeDir,
+        memory: Option<MemoryBudget>,
+    ) -> Result<Client, OpError> {
         let identity = Arc::new(dir.load_identity()?);
         let convergence = dir.convergence_secret()?;
         let config = dir.load_config().map_err(crate::error::NodeError::from)?;
@@ -107,8 +119,12 @@ impl Client {
             record,
             session: config.session_config(),
         };
+        let mut pool = config.pool_config();
+        if let Some(m) = memory {
+            pool.memory = m;
+        }
         Ok(Client {
-            pool: Arc::new(SessionPool::new(me, config.pool_config())),
+            pool: Arc::new(SessionPool::new(me, pool)),
             view: View::Control(dir.clone()),
             convergence,
             params: config.params(),
@@ -186,6 +202,20 @@ impl Client {
         Ok(client::upload(&self.pool, &servers, req, progress).await?)
     }
 
+    /// Keep `f`'s own buffer (tokio copies every read and write through
+    /// one, 2 MiB at most by default) within the memory budget.
+    fn bound(&self, f: &mut tokio::fs::File) {
+        f.set_max_buf_size(self.pool.config().memory.write_chunk());
+    }
+
+    /// `file` written within the memory budget: writes of at most its
+    /// write size, and what was written synced and dropped from the page
+    /// cache every half budget.
+    fn bounded_file(&self, file: std::fs::File) -> BlockingFile {
+        let m = self.pool.config().memory;
+        BlockingFile::new(file).bounded(m.write_chunk(), m.bytes().map(|b| b / 2))
+    }
+
     /// Store `data`.
     ///
     /// # Errors
@@ -212,7 +242,7 @@ impl Client {
             path: path.to_path_buf(),
             source,
         };
-        let file = tokio::fs::File::open(path).await.map_err(file_err)?;
+        let mut file = tokio::fs::File::open(path).await.map_err(file_err)?;
         let meta = file.metadata().await.map_err(file_err)?;
         if meta.is_dir() {
             return Err(OpError::IsDirectory(path.to_path_buf()));
@@ -221,10 +251,13 @@ impl Client {
             return self.put_reader(file, opts, progress).await;
         }
         let size = meta.len();
+        self.bound(&mut file);
         let hash_input = if opts.random_key {
             None
         } else {
-            Some(tokio::fs::File::open(path).await.map_err(file_err)?)
+            let mut f = tokio::fs::File::open(path).await.map_err(file_err)?;
+            self.bound(&mut f);
+            Some(f)
         };
         self.put(file, hash_input, size, opts, progress).await
     }
@@ -255,19 +288,25 @@ impl Client {
             .tempfile()
             .map_err(spool_err)?;
         let size = {
-            let mut w = tokio::fs::File::from_std(spool.reopen().map_err(spool_err)?);
+            let mut w = self.bounded_file(spool.reopen().map_err(spool_err)?);
             let n = tokio::io::copy(&mut input, &mut w)
                 .await
                 .map_err(spool_err)?;
-            w.sync_data().await.map_err(spool_err)?;
+            let w = w
+                .into_file()
+                .ok_or_else(|| spool_err(std::io::Error::other("a write was lost")))?;
+            tokio::task::spawn_blocking(move || w.sync_data())
+                .await
+                .map_err(|e| spool_err(std::io::Error::other(e)))?
+                .map_err(spool_err)?;
             n
         };
         // Separate opens: separate offsets for the key's hash and the
         // content.
         let open = || -> Result<tokio::fs::File, OpError> {
-            Ok(tokio::fs::File::from_std(
-                spool.reopen().map_err(spool_err)?,
-            ))
+            let mut f = tokio::fs::File::from_std(spool.reopen().map_err(spool_err)?);
+            self.bound(&mut f);
+            Ok(f)
         };
         let hash_input = if opts.random_key { None } else { Some(open()?) };
         let input = open()?;
@@ -420,9 +459,15 @@ impl Client {
             let _ = std::fs::set_permissions(tmp.path(), m.permissions());
         }
         let std_file = tmp.as_file().try_clone().map_err(file_err(tmp.path()))?;
-        let mut f = tokio::fs::File::from_std(std_file);
+        let mut f = self.bounded_file(std_file);
         let rep = self.get(cap, &mut f, progress).await?;
-        f.sync_all().await.map_err(file_err(tmp.path()))?;
+        let f = f
+            .into_file()
+            .ok_or_else(|| OpError::Output(std::io::Error::other("a write was lost")))?;
+        tokio::task::spawn_blocking(move || f.sync_all())
+            .await
+            .map_err(|e| OpError::Output(std::io::Error::other(e)))?
+            .map_err(file_err(tmp.path()))?;
         tmp.persist(dest).map_err(|e| OpError::File {
             path: dest.to_path_buf(),
             source: e.error,

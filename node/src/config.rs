@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use grapevine_crypto::{Admission, GridId, SessionConfig};
 use grapevine_storage::server::{ScrubConfig, ServerLimits};
-use grapevine_storage::{Params, PoolConfig};
+use grapevine_storage::{MemoryBudget, Params, PoolConfig};
 use serde::{Deserialize, Serialize};
 
 pub use crate::addr::PeerAddr;
@@ -147,6 +147,22 @@ pub struct Config {
     /// MiB per second repair reads and writes at most.
     #[serde(default = "default_repair_mib_per_s")]
     pub repair_mib_per_s: u32,
+    /// MiB the data path may hold, on each side: the share server's
+    /// requests answered at once, and every put, get, check and repair
+    /// made through this node (the CLI's too, unless `--memory-budget`
+    /// says otherwise): segments in the upload pipeline, read-ahead,
+    /// requests in flight per session. 0: no bound. See
+    /// [`MemoryBudget`] and docs/operator.md ("Small boards").
+    #[serde(default = "default_memory_budget_mib")]
+    pub memory_budget_mib: u32,
+}
+
+/// The default [`Config::memory_budget_mib`]: sized for a small board
+/// running the node and the CLI together in 16 MiB.
+pub const DEFAULT_MEMORY_BUDGET_MIB: u32 = 8;
+
+fn default_memory_budget_mib() -> u32 {
+    DEFAULT_MEMORY_BUDGET_MIB
 }
 
 fn default_repair() -> bool {
@@ -255,7 +271,13 @@ impl Config {
             repair_takeover_secs: default_repair_takeover_secs(),
             repair_threshold: 0,
             repair_mib_per_s: default_repair_mib_per_s(),
+            memory_budget_mib: default_memory_budget_mib(),
         }
+    }
+
+    /// The data path's memory budget (`memory_budget_mib`; 0 is no bound).
+    pub fn memory_budget(&self) -> MemoryBudget {
+        budget_of_mib(self.memory_budget_mib)
     }
 
     /// The share parameters uploads use unless told otherwise.
@@ -308,6 +330,7 @@ impl Config {
             max_sessions: self.client_sessions,
             idle_timeout: Duration::from_secs(self.client_idle_secs),
             request_timeout: Duration::from_secs(self.request_secs),
+            memory: self.memory_budget(),
             ..PoolConfig::default()
         }
     }
@@ -320,6 +343,7 @@ impl Config {
             max_sessions: self.max_storage_sessions,
             idle_timeout: Duration::from_secs(self.storage_idle_secs),
             request_timeout: Duration::from_secs(self.request_secs),
+            max_requests: self.memory_budget().server_requests(),
         }
     }
 
@@ -445,6 +469,15 @@ impl Config {
     }
 }
 
+/// A memory budget of `mib` MiB, 0 meaning no bound (the configuration
+/// key's and the CLI option's reading).
+pub fn budget_of_mib(mib: u32) -> MemoryBudget {
+    match mib {
+        0 => MemoryBudget::UNBOUNDED,
+        m => MemoryBudget::mib(u64::from(m)),
+    }
+}
+
 /// Parse `text` as the contents of `path`; errors name the file, the line
 /// and (where the line has one) the key.
 ///
@@ -514,6 +547,12 @@ mod tests {
         assert_eq!(r.planner.grace, Duration::from_secs(4 * 3600));
         assert_eq!(r.planner.threshold, None, "the file's happy");
         assert_eq!(r.bytes_per_s, 4 << 20);
+        assert_eq!(c.memory_budget(), MemoryBudget::mib(8));
+        assert_eq!(c.pool_config().memory, MemoryBudget::mib(8));
+        assert_eq!(l.max_requests, 3);
+        let c = parse(p(), "listen = \"127.0.0.1:7946\"\nmemory_budget_mib = 0\n").unwrap();
+        assert_eq!(c.pool_config().memory, MemoryBudget::UNBOUNDED);
+        assert_eq!(c.server_limits().max_requests, usize::MAX);
         let c = parse(p(), "listen = \"127.0.0.1:7946\"\nrepair_threshold = 5\n").unwrap();
         assert_eq!(c.repair_settings().planner.threshold, Some(5));
     }

@@ -355,6 +355,12 @@ pub fn config_text(opts: &InitOptions) -> String {
          # Storage sessions served at once; more wait in the backlog.\n\
          # max_storage_sessions = 1024\n\
          \n\
+         # MiB the data path may hold on each side (docs/operator.md, \"Small\n\
+         # boards\"): requests the share server answers at once, and each put or\n\
+         # get (the CLI's too, unless --memory-budget): segments in the upload\n\
+         # pipeline, read-ahead, requests in flight per session. 0: no bound.\n\
+         # memory_budget_mib = 8\n\
+         \n\
          # A storage session idle this long (or holding shares open without\n\
          # writing them) is closed and its reserved space freed; a request's\n\
          # answer must come (or be taken) within request_secs.\n\

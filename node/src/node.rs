@@ -194,6 +194,7 @@ impl Node {
             StoreConfig {
                 reserve: config.reserve_mib << 20,
                 capacity: Some(u64::from(config.capacity_mib) << 20),
+                writeback: config.memory_budget().bytes().map(|b| (b / 2).max(1 << 20)),
             },
         )?;
         let sockets = match opts.sockets {

@@ -254,16 +254,24 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Sink<W> {
     }
 }
 
-/// One write in progress on the blocking pool.
-type WriteOp = tokio::task::JoinHandle<(std::fs::File, std::io::Result<usize>)>;
+/// One write in progress on the blocking pool: the file, what the write
+/// did, and how far the file is now clean (written back, out of the cache).
+type WriteOp = tokio::task::JoinHandle<(std::fs::File, std::io::Result<usize>, u64)>;
 
 /// A file (or standard output) written with one `write(2)` per
 /// `poll_write`, on the blocking pool: partial writes report their true
-/// count.
+/// count. With [`BlockingFile::bounded`], each write copies at most a set
+/// size, and what was written is synced and dropped from the page cache at
+/// intervals, so a large download never piles up dirty pages (which a
+/// memory cgroup is charged for and cannot reclaim until they are written).
 #[derive(Debug)]
 pub struct BlockingFile {
     file: Option<std::fs::File>,
     op: Option<WriteOp>,
+    max_write: usize,
+    writeback: Option<u64>,
+    written: u64,
+    clean: u64,
 }
 
 /// Largest write handed to the blocking pool at once.
@@ -275,7 +283,30 @@ impl BlockingFile {
         BlockingFile {
             file: Some(file),
             op: None,
+            max_write: MAX_WRITE,
+            writeback: None,
+            written: 0,
+            clean: 0,
         }
+    }
+
+    /// Copy at most `max_write` bytes per write, and (for a regular file)
+    /// write back and drop from the page cache what was written every
+    /// `writeback` bytes.
+    pub fn bounded(mut self, max_write: usize, writeback: Option<u64>) -> Self {
+        self.max_write = max_write.clamp(1, MAX_WRITE);
+        self.writeback = writeback.map(|w| w.max(1));
+        self
+    }
+
+    /// Bytes of the file already written back and dropped from the cache.
+    pub fn clean(&self) -> u64 {
+        self.clean
+    }
+
+    /// The file, once no write is in progress.
+    pub fn into_file(self) -> Option<std::fs::File> {
+        self.file
     }
 
     /// Write into this process's standard output.
@@ -286,6 +317,37 @@ impl BlockingFile {
         use std::os::fd::AsFd;
         let fd = std::io::stdout().as_fd().try_clone_to_owned()?;
         Ok(BlockingFile::new(std::fs::File::from(fd)))
+    }
+}
+
+/// Write `data` to `file`, then, if `writeback` bytes or more are not yet
+/// clean, sync them and drop them from the page cache: (what the write
+/// did, how far the file is clean now).
+fn write_and_clean(
+    file: &mut std::fs::File,
+    data: &[u8],
+    at: u64,
+    clean: u64,
+    writeback: Option<u64>,
+) -> (std::io::Result<usize>, u64) {
+    let r = file.write(data);
+    let Ok(n) = r else { return (r, clean) };
+    let end = at + n as u64;
+    match writeback {
+        Some(every) if end - clean >= every => {
+            if let Err(e) = file.sync_data() {
+                return (Err(e), clean);
+            }
+            // Advice only: a kernel that ignores it costs memory, not data.
+            let _ = rustix::fs::fadvise(
+                &*file,
+                clean,
+                std::num::NonZeroU64::new(end - clean),
+                rustix::fs::Advice::DontNeed,
+            );
+            (Ok(n), end)
+        }
+        _ => (Ok(n), clean),
     }
 }
 
@@ -301,10 +363,11 @@ impl AsyncWrite for BlockingFile {
             let Some(mut file) = self.file.take() else {
                 return Poll::Ready(Err(std::io::Error::other("an earlier write was lost")));
             };
-            let data = buf[..buf.len().min(MAX_WRITE)].to_vec();
+            let data = buf[..buf.len().min(self.max_write)].to_vec();
+            let (at, clean, writeback) = (self.written, self.clean, self.writeback);
             self.op = Some(tokio::task::spawn_blocking(move || {
-                let r = file.write(&data);
-                (file, r)
+                let (r, clean) = write_and_clean(&mut file, &data, at, clean, writeback);
+                (file, r, clean)
             }));
         }
         let op = self.op.as_mut().expect("a write in progress");
@@ -313,8 +376,12 @@ impl AsyncWrite for BlockingFile {
             Poll::Ready(done) => {
                 self.op = None;
                 match done {
-                    Ok((file, r)) => {
+                    Ok((file, r, clean)) => {
                         self.file = Some(file);
+                        self.clean = clean;
+                        if let Ok(n) = r {
+                            self.written += n as u64;
+                        }
                         Poll::Ready(r)
                     }
                     Err(e) => Poll::Ready(Err(std::io::Error::other(e))),
@@ -443,5 +510,32 @@ mod tests {
             s.write_error().map(|e| e.kind()),
             Some(std::io::ErrorKind::StorageFull)
         );
+    }
+
+    /// Issue 25: a bounded file copies at most its write size per write
+    /// and writes back (and drops from the page cache) what was written
+    /// whenever the interval is passed, so a download's dirty pages stay
+    /// below it; the file's bytes are the ones given.
+    #[tokio::test]
+    async fn a_bounded_file_writes_back_at_intervals() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("out");
+        let data: Vec<u8> = (0..3u32 << 20).map(|i| (i * 11) as u8).collect();
+        let mut f = BlockingFile::new(std::fs::File::create(&path).unwrap())
+            .bounded(256 << 10, Some(1 << 20));
+        let mut cleans = Vec::new();
+        for c in data.chunks(1 << 20) {
+            // One call: at most the write size is taken.
+            let n = f.write(c).await.unwrap();
+            assert_eq!(n, 256 << 10);
+            f.write_all(&c[n..]).await.unwrap();
+            cleans.push(f.clean());
+        }
+        assert_eq!(cleans, [1 << 20, 2 << 20, 3 << 20]);
+        drop(f);
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+        let mut plain = BlockingFile::new(std::fs::File::create(&path).unwrap());
+        plain.write_all(&data).await.unwrap();
+        assert_eq!(plain.clean(), 0, "unbounded: nothing written back");
     }
 }

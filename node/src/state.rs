@@ -592,6 +592,7 @@ mod tests {
             grapevine_storage::store::StoreConfig {
                 reserve: 0,
                 capacity: Some(100 << 20),
+                writeback: None,
             },
         )
         .unwrap();

@@ -20,6 +20,7 @@ mod counters;
 mod generated;
 mod gossip_worker;
 mod grid;
+mod lowmem;
 mod session_peer;
 mod swarm;
 mod worker;
@@ -51,6 +52,9 @@ enum Cmd {
     /// Issue 23's churn scenario: servers die for good while others join,
     /// with repair on or off; files readable and healthy at the end.
     Churn(churn::ChurnArgs),
+    /// Issue 25: one `grapevine run` node and the CLI in a memory cgroup,
+    /// a member of an N-node swarm, put and get a file at each limit.
+    Lowmem(lowmem::LowmemArgs),
     /// (internal) one worker process of `grid`.
     #[command(hide = true)]
     GridWorker(grid::worker::GridWorkerArgs),
@@ -98,6 +102,7 @@ fn main() -> Result<()> {
         Cmd::Swarm(a) => swarm::run(&a),
         Cmd::Grid(a) => grid::harness::run(&a),
         Cmd::Churn(a) => churn::run(&a),
+        Cmd::Lowmem(a) => lowmem::run(&a),
         Cmd::GridWorker(a) => grid::worker::main(a),
         Cmd::SwarmWorker(a) => {
             let rt = worker::runtime(&a)?;

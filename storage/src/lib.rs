@@ -39,6 +39,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod budget;
 pub mod cap;
 pub mod chk;
 pub mod client;
@@ -51,6 +52,7 @@ pub mod store;
 pub mod testing;
 pub mod types;
 
+pub use budget::MemoryBudget;
 pub use cap::{Cap, ReadCap, VerifyCap};
 pub use chk::{Decoder, Encoder};
 pub use client::{PoolConfig, SessionPool};

@@ -4,6 +4,7 @@ use chacha20::cipher::{StreamCipher, StreamCipherSeek};
 use chacha20::ChaCha20;
 
 use crate::cap::ReadCap;
+use crate::chk::encode::RS_SLICE;
 use crate::chk::format::{cipher, Ueb};
 use crate::chk::merkle::merkle_root;
 use crate::error::CodecError;
@@ -16,6 +17,72 @@ pub struct Decoder {
     cipher: ChaCha20,
     ciphertext: blake3::Hasher,
     next_segment: u64,
+    small_tables: bool,
+}
+
+/// Restore the missing originals from `originals` and `recovery` (index,
+/// block) with reed-solomon-simd's reference engine (384 KiB of tables
+/// against the fast engines' 8 MiB), [`RS_SLICE`] bytes of each block at a
+/// time (a work area of a few slices rather than a few blocks): the same
+/// blocks as one pass of the fast engine, for a small memory budget.
+fn restore_small(
+    k: usize,
+    m: usize,
+    originals: &[Option<std::borrow::Cow<'_, [u8]>>],
+    recovery: &[(usize, &[u8])],
+) -> Result<Vec<(usize, Vec<u8>)>, reed_solomon_simd::Error> {
+    use reed_solomon_simd::rate::{DefaultRateDecoder, RateDecoder};
+    let b = originals
+        .iter()
+        .flatten()
+        .map(|o| o.len())
+        .chain(recovery.iter().map(|r| r.1.len()))
+        .next()
+        .unwrap_or(0);
+    let missing: Vec<usize> = (0..k).filter(|&i| originals[i].is_none()).collect();
+    let mut out: Vec<(usize, Vec<u8>)> = missing
+        .iter()
+        .map(|&i| (i, Vec::with_capacity(b)))
+        .collect();
+    let mut dec: Option<DefaultRateDecoder<reed_solomon_simd::engine::Naive>> = None;
+    let mut at = 0;
+    while at < b {
+        let end = (at + RS_SLICE).min(b);
+        let d = match &mut dec {
+            Some(d) => {
+                d.reset(k, m, end - at)?;
+                d
+            }
+            slot => slot.insert(DefaultRateDecoder::new(
+                k,
+                m,
+                end - at,
+                reed_solomon_simd::engine::Naive::new(),
+                None,
+            )?),
+        };
+        for (i, o) in originals.iter().enumerate() {
+            if let Some(o) = o {
+                d.add_original_shard(i, &o[at..end])?;
+            }
+        }
+        for (i, r) in recovery {
+            d.add_recovery_shard(*i, &r[at..end])?;
+        }
+        let r = d.decode()?;
+        for (i, o) in out.iter_mut() {
+            let slice =
+                r.restored_original(*i)
+                    .ok_or(reed_solomon_simd::Error::NotEnoughShards {
+                        original_count: k,
+                        original_received_count: 0,
+                        recovery_received_count: 0,
+                    })?;
+            o.extend_from_slice(slice);
+        }
+        at = end;
+    }
+    Ok(out)
 }
 
 impl Decoder {
@@ -33,7 +100,18 @@ impl Decoder {
             hashes: vec![None; n],
             ciphertext: blake3::Hasher::new(),
             next_segment: 0,
+            small_tables: false,
         })
+    }
+
+    /// Restore missing blocks (a segment read from recovery shares) with the
+    /// erasure coder's reference engine and small work area, as
+    /// [`Encoder::with_small_tables`](crate::chk::Encoder::with_small_tables)
+    /// does for encoding: for a small memory budget. The plaintext is the
+    /// same either way.
+    pub fn with_small_tables(mut self, small: bool) -> Self {
+        self.small_tables = small;
+        self
     }
 
     /// The verified UEB.
@@ -192,15 +270,20 @@ impl Decoder {
                     need: k,
                 });
             }
-            let restored = reed_solomon_simd::decode(
-                k,
-                (self.ueb.n as usize) - k,
-                originals
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, o)| o.as_ref().map(|b| (i, b))),
-                recovery.iter().map(|(i, b)| (*i, b)),
-            )
+            let restored = if self.small_tables {
+                restore_small(k, self.ueb.n as usize - k, &originals, &recovery)
+            } else {
+                reed_solomon_simd::decode(
+                    k,
+                    (self.ueb.n as usize) - k,
+                    originals
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, o)| o.as_ref().map(|b| (i, b))),
+                    recovery.iter().map(|(i, b)| (*i, b)),
+                )
+                .map(|r| r.into_iter().collect())
+            }
             .map_err(|e| CodecError::Erasure(e.to_string()))?;
             for (i, b) in restored {
                 originals[i] = Some(std::borrow::Cow::Owned(b));

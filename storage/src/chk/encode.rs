@@ -4,11 +4,19 @@
 use chacha20::cipher::StreamCipher;
 use chacha20::ChaCha20;
 
+use reed_solomon_simd::engine::Naive;
+use reed_solomon_simd::rate::{DefaultRateEncoder, RateEncoder};
+use reed_solomon_simd::Error as RsError;
+
 use crate::cap::ReadCap;
 use crate::chk::format::{block_len, cipher, Ueb, FOOTER_LEN, MAGIC, SEGMENT_SIZE, UEB_VERSION};
 use crate::chk::merkle::merkle_root;
 use crate::error::CodecError;
 use crate::types::{storage_index, Params, StorageIndex};
+
+/// Bytes of each block the Reed-Solomon coder takes at a time (a multiple
+/// of 64, its column width).
+pub(crate) const RS_SLICE: usize = 64 << 10;
 
 /// Encodes a file segment by segment.
 pub struct Encoder {
@@ -19,7 +27,53 @@ pub struct Encoder {
     segment: u64,
     block_hashes: Vec<Vec<[u8; 32]>>,
     ciphertext: blake3::Hasher,
-    rs: Option<reed_solomon_simd::ReedSolomonEncoder>,
+    rs: Option<Coder>,
+    small_tables: bool,
+}
+
+/// The Reed-Solomon coder: reed-solomon-simd's fastest engine for this CPU
+/// (its multiplication tables take 8 MiB, built once per process), or its
+/// reference engine (384 KiB of tables, slower). Both compute the same
+/// blocks.
+enum Coder {
+    Fast(reed_solomon_simd::ReedSolomonEncoder),
+    Small(DefaultRateEncoder<Naive>),
+}
+
+impl Coder {
+    fn new(k: usize, m: usize, bytes: usize, small: bool) -> Result<Coder, RsError> {
+        Ok(if small {
+            Coder::Small(DefaultRateEncoder::new(k, m, bytes, Naive::new(), None)?)
+        } else {
+            Coder::Fast(reed_solomon_simd::ReedSolomonEncoder::new(k, m, bytes)?)
+        })
+    }
+
+    fn reset(&mut self, k: usize, m: usize, bytes: usize) -> Result<(), RsError> {
+        match self {
+            Coder::Fast(c) => c.reset(k, m, bytes),
+            Coder::Small(c) => c.reset(k, m, bytes),
+        }
+    }
+
+    fn add(&mut self, shard: &[u8]) -> Result<(), RsError> {
+        match self {
+            Coder::Fast(c) => c.add_original_shard(shard),
+            Coder::Small(c) => c.add_original_shard(shard),
+        }
+    }
+
+    /// Append each recovery shard to its block in `out`.
+    fn encode_onto(&mut self, out: &mut [Vec<u8>]) -> Result<(), RsError> {
+        let r = match self {
+            Coder::Fast(c) => c.encode()?,
+            Coder::Small(c) => c.encode()?,
+        };
+        for (o, shard) in out.iter_mut().zip(r.recovery_iter()) {
+            o.extend_from_slice(shard);
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for Encoder {
@@ -47,9 +101,21 @@ impl Encoder {
             block_hashes: vec![Vec::new(); params.n as usize],
             ciphertext: blake3::Hasher::new(),
             rs: None,
+            small_tables: false,
         };
         enc.ueb_template().validate()?;
         Ok(enc)
+    }
+
+    /// Use (`true`) the erasure coder's reference engine, whose tables take
+    /// 384 KiB instead of the fast engines' 8 MiB, at some cost in speed:
+    /// for a small memory budget
+    /// ([`MemoryBudget::small_tables`](crate::MemoryBudget::small_tables)).
+    /// The blocks are the same either way.
+    pub fn with_small_tables(mut self, small: bool) -> Self {
+        self.small_tables = small;
+        self.rs = None;
+        self
     }
 
     /// The file's storage index.
@@ -115,26 +181,7 @@ impl Encoder {
             blocks.push(blk);
         }
         if recovery_count > 0 {
-            let erasure = |e: reed_solomon_simd::Error| CodecError::Erasure(e.to_string());
-            let rs = match &mut self.rs {
-                Some(rs) => {
-                    rs.reset(k, recovery_count, b).map_err(erasure)?;
-                    rs
-                }
-                slot => slot.insert(
-                    reed_solomon_simd::ReedSolomonEncoder::new(k, recovery_count, b)
-                        .map_err(erasure)?,
-                ),
-            };
-            for blk in &blocks {
-                rs.add_original_shard(blk).map_err(erasure)?;
-            }
-            let recovery: Vec<Vec<u8>> = rs
-                .encode()
-                .map_err(erasure)?
-                .recovery_iter()
-                .map(<[u8]>::to_vec)
-                .collect();
+            let recovery = self.recovery_blocks(&blocks, b)?;
             blocks.extend(recovery);
         }
         for (i, blk) in blocks.iter().enumerate() {
@@ -142,6 +189,42 @@ impl Encoder {
         }
         self.segment += 1;
         Ok(blocks)
+    }
+
+    /// The recovery blocks of `primary` (`k` blocks of `b` bytes), computed
+    /// [`RS_SLICE`] bytes of each block at a time: Reed-Solomon works on
+    /// each 64-byte column of the blocks apart from the others, so the
+    /// blocks are the same as from one pass over whole blocks, while the
+    /// coder's work area (kept for the next segment) is a few slices rather
+    /// than a few blocks (512 KiB instead of 2.7 MiB at 3-of-10).
+    fn recovery_blocks(
+        &mut self,
+        primary: &[Vec<u8>],
+        b: usize,
+    ) -> Result<Vec<Vec<u8>>, CodecError> {
+        let k = self.params.k as usize;
+        let m = (self.params.n - self.params.k) as usize;
+        let erasure = |e: RsError| CodecError::Erasure(e.to_string());
+        let mut recovery: Vec<Vec<u8>> = (0..m).map(|_| Vec::with_capacity(b)).collect();
+        let mut at = 0;
+        while at < b {
+            // `b` is even and every slice but the last a multiple of 64.
+            let end = (at + RS_SLICE).min(b);
+            let small = self.small_tables;
+            let rs = match &mut self.rs {
+                Some(rs) => {
+                    rs.reset(k, m, end - at).map_err(erasure)?;
+                    rs
+                }
+                slot => slot.insert(Coder::new(k, m, end - at, small).map_err(erasure)?),
+            };
+            for blk in primary {
+                rs.add(&blk[at..end]).map_err(erasure)?;
+            }
+            rs.encode_onto(&mut recovery).map_err(erasure)?;
+            at = end;
+        }
+        Ok(recovery)
     }
 
     /// After the last segment: the per-share trailers (block hashes, UEB,
@@ -188,5 +271,39 @@ impl Encoder {
             size: self.size,
         };
         Ok((trailers, cap))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Recovery blocks made a slice at a time, by either engine, are the
+    /// ones a single pass over whole blocks makes with the fast engine (what
+    /// every reader's decoder expects): for blocks longer than a slice, not
+    /// a multiple of 64, and short ones.
+    #[test]
+    fn sliced_recovery_blocks_equal_whole_block_ones() {
+        let params = Params {
+            k: 3,
+            n: 10,
+            happy: 7,
+        };
+        let size = 2 * SEGMENT_SIZE + 1000;
+        for small in [false, true] {
+            let mut enc = Encoder::new([7; 32], params, size)
+                .unwrap()
+                .with_small_tables(small);
+            let mut x = blake3::Hasher::new().finalize_xof();
+            for len in [SEGMENT_SIZE, SEGMENT_SIZE, 1000] {
+                let mut seg = vec![0u8; len as usize];
+                x.fill(&mut seg);
+                let blocks = enc.encode_segment(&mut seg).unwrap();
+                let b = blocks[0].len();
+                assert!(len < SEGMENT_SIZE || (b > RS_SLICE && b % 64 != 0), "{b}");
+                let whole = reed_solomon_simd::encode(3, 7, &blocks[..3]).unwrap();
+                assert_eq!(blocks[3..], whole[..], "{len} bytes, small tables {small}");
+            }
+        }
     }
 }

@@ -12,7 +12,7 @@ use grapevine_crypto::identity::NodeId;
 
 use crate::cap::{Cap, VerifyCap};
 use crate::chk::Verifier;
-use crate::client::conn::{Conn, ServerRef, MAX_IN_FLIGHT};
+use crate::client::conn::{Conn, ServerRef};
 use crate::client::download::report_all;
 use crate::client::health::{CheckResults, CorruptReport, Found};
 use crate::client::locate::{locate, Located};
@@ -213,7 +213,7 @@ async fn verify_blocks(
     let segments = ueb.segments();
     let mut asked = 0;
     for seg in 0..segments {
-        while asked < segments && conn.in_flight() < MAX_IN_FLIGHT {
+        while asked < segments && conn.in_flight() < conn.max_in_flight() {
             conn.send(Request::Read {
                 si,
                 shnum,

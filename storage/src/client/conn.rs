@@ -31,8 +31,9 @@ use crate::protocol::{
 };
 use crate::types::StorageIndex;
 
-/// Requests a connection keeps outstanding before it waits for an answer.
-pub const MAX_IN_FLIGHT: usize = 8;
+/// Requests a connection keeps outstanding before it waits for an answer,
+/// unless the pool's memory budget says fewer ([`Conn::max_in_flight`]).
+pub use crate::budget::MAX_IN_FLIGHT;
 /// How long a request may take, from being sent to being answered, unless
 /// the pool's [`PoolConfig::request_timeout`](crate::PoolConfig) says
 /// otherwise.
@@ -73,6 +74,7 @@ pub struct Conn {
     /// Outstanding requests: id and the deadline of its answer.
     in_flight: VecDeque<(u32, Instant)>,
     request_timeout: Duration,
+    max_in_flight: usize,
     broken: bool,
     /// Handed out by the pool from its idle list, and nothing answered on
     /// it since: if it fails now, the server probably closed it while it
@@ -112,6 +114,7 @@ impl Conn {
             next_id: 1,
             in_flight: VecDeque::new(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_in_flight: MAX_IN_FLIGHT,
             broken: false,
             reused: false,
             _slot: None,
@@ -134,6 +137,19 @@ impl Conn {
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
+    }
+
+    /// Keep at most `n` requests outstanding (at least 1) where the
+    /// client pipelines them.
+    pub fn with_max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.max(1);
+        self
+    }
+
+    /// Requests the client keeps outstanding on this session at most
+    /// ([`MAX_IN_FLIGHT`] unless the pool's memory budget says fewer).
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight
     }
 
     /// The server this connection talks to.
@@ -335,7 +351,7 @@ impl Conn {
         let mut asked = 0u64;
         let mut chunks = VecDeque::new();
         while (out.len() as u64) < len {
-            while asked < len && self.in_flight.len() < MAX_IN_FLIGHT {
+            while asked < len && self.in_flight.len() < self.max_in_flight {
                 let chunk = (len - asked).min(MAX_READ as u64) as u32;
                 let at = offset.checked_add(asked).ok_or_else(|| {
                     ClientError::Protocol(self.server.id.short(), "read past 2^64".into())

@@ -20,8 +20,10 @@ use crate::error::{ClientError, CodecError};
 use crate::protocol::Request;
 use crate::types::{ReportVerdict, StorageIndex};
 
-/// Segments a download keeps requested ahead of the one it is decoding.
-pub const READ_AHEAD: u64 = 4;
+/// Segments a download keeps requested ahead of the one it is decoding,
+/// unless the pool's memory budget says fewer
+/// ([`MemoryBudget::read_ahead`](crate::MemoryBudget::read_ahead)).
+pub const READ_AHEAD: u64 = crate::budget::MAX_READ_AHEAD;
 
 /// What a download did.
 #[derive(Debug, Clone, Default)]
@@ -50,6 +52,9 @@ pub struct DownloadWaits {
     pub for_blocks: Duration,
     /// Time the driver waited for a decoded segment.
     pub for_decoder: Duration,
+    /// Most segments requested at once (at most the memory budget's
+    /// [`read_ahead`](crate::MemoryBudget::read_ahead)).
+    pub peak_ahead: u64,
 }
 
 /// Tell the servers of `corrupt` shares of `si` (looked up in `servers`)
@@ -266,8 +271,10 @@ async fn download_chk<W: AsyncWrite + Unpin>(
     let Some(decoder) = dec else {
         return Err(CodecError::NotEnoughShares { have: 0, need: k }.into());
     };
+    let decoder = decoder.with_small_tables(pool.config().memory.small_tables());
     let ueb = decoder.ueb().clone();
     let segments = ueb.segments();
+    let ahead = pool.config().memory.read_ahead();
     let mut decoder = Some(decoder);
     // Segment being received; next segment to request; the decode in
     // progress (of segment `seg - 1`).
@@ -293,7 +300,7 @@ async fn download_chk<W: AsyncWrite + Unpin>(
                 }
                 .into());
             }
-            while asked < segments && asked < seg + READ_AHEAD {
+            while asked < segments && asked < seg + ahead {
                 for s in sources.iter_mut() {
                     let (off, len) = (ueb.block_offset(asked), ueb.block_len(asked));
                     let r = s
@@ -312,6 +319,7 @@ async fn download_chk<W: AsyncWrite + Unpin>(
                 }
                 asked += 1;
             }
+            report.waits.peak_ahead = report.waits.peak_ahead.max(asked - seg);
             if failed.is_empty() {
                 // One task per share, so the shares' blocks are received and
                 // decrypted on all cores.

@@ -28,6 +28,7 @@ use grapevine_crypto::identity::NodeId;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::budget::MemoryBudget;
 use crate::client::conn::{ClientIdentity, Conn, ServerRef, DEFAULT_REQUEST_TIMEOUT};
 use crate::error::ClientError;
 use crate::protocol::{Reply, Request};
@@ -44,6 +45,9 @@ pub struct PoolConfig {
     /// How long a request on the pool's sessions may take, from being sent
     /// to being answered.
     pub request_timeout: Duration,
+    /// What the operations over the pool's sessions may hold in memory
+    /// (upload segments, read-ahead, requests in flight per session).
+    pub memory: MemoryBudget,
 }
 
 impl Default for PoolConfig {
@@ -53,6 +57,7 @@ impl Default for PoolConfig {
             idle_timeout: Duration::from_secs(30),
             wait: Duration::from_secs(10),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            memory: MemoryBudget::UNBOUNDED,
         }
     }
 }
@@ -202,7 +207,8 @@ impl SessionPool {
         let conn = Conn::open(&self.me, server)
             .await?
             .with_slot(permit)
-            .with_request_timeout(self.cfg.request_timeout);
+            .with_request_timeout(self.cfg.request_timeout)
+            .with_max_in_flight(self.cfg.memory.in_flight());
         self.opened.fetch_add(1, Ordering::Relaxed);
         Ok(conn)
     }

@@ -3,11 +3,13 @@
 //!
 //! The shares are found and opened as for a whole download (footer, UEB
 //! and hash list of `k` shares, each checked against the capability); then
-//! only the blocks of the segments the range touches are read, [`READ_AHEAD`]
-//! segments ahead, each checked against its share's hash list before
-//! decoding ([`Decoder::decode_segment_at`]), and the range's part of each
-//! decoded segment is written. A 1 MiB range costs about two segments' blocks
-//! per share (one if it is aligned) plus each share's metadata, whatever the
+//! only the blocks of the segments the range touches are read, up to
+//! [`READ_AHEAD`](crate::client::READ_AHEAD) segments ahead (fewer under the
+//! pool's memory budget),
+//! each checked against its share's hash list before decoding
+//! ([`Decoder::decode_segment_at`]), and the range's part of each decoded
+//! segment is written. A 1 MiB range costs about two segments' blocks per
+//! share (one if it is aligned) plus each share's metadata, whatever the
 //! file's size. The hash of the whole ciphertext is not checked (it needs
 //! every segment); every block is, so a server cannot change a byte of the
 //! range unnoticed. Shares that fail or turn out corrupt are replaced, as in
@@ -18,7 +20,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use crate::cap::Cap;
 use crate::chk::Decoder;
 use crate::client::conn::ServerRef;
-use crate::client::download::{fill_sources, report_all, DownloadReport, Source, READ_AHEAD};
+use crate::client::download::{fill_sources, report_all, DownloadReport, Source};
 use crate::client::locate::locate;
 use crate::client::pool::SessionPool;
 use crate::error::{ClientError, CodecError};
@@ -92,7 +94,7 @@ pub async fn download_range<W: AsyncWrite + Unpin>(
             .into());
         }
         let mut failed: Vec<(u16, bool)> = Vec::new();
-        while asked <= last_seg && asked < seg + READ_AHEAD {
+        while asked <= last_seg && asked < seg + pool.config().memory.read_ahead() {
             for s in sources.iter_mut() {
                 let r = s
                     .conn

@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use crate::cap::VerifyCap;
 use crate::chk::{NewShare, Verifier};
 use crate::client::check::{inspect, Depth};
-use crate::client::conn::{Conn, ServerRef, MAX_IN_FLIGHT};
+use crate::client::conn::{Conn, ServerRef};
 use crate::client::health::CheckResults;
 use crate::client::locate::Located;
 use crate::client::place::permuted_servers;
@@ -549,7 +549,7 @@ async fn write(
     data: &[u8],
 ) -> Result<(), ClientError> {
     for (i, chunk) in data.chunks(MAX_WRITE).enumerate() {
-        while conn.in_flight() >= MAX_IN_FLIGHT {
+        while conn.in_flight() >= conn.max_in_flight() {
             conn.recv_ok().await?;
         }
         let at = offset.saturating_add((i * MAX_WRITE) as u64);

@@ -8,16 +8,25 @@
 //! segments ahead of them (up to [`ENCODE_AHEAD`]); a server lost
 //! mid-upload loses its shares, and the upload still succeeds if `happy`
 //! distinct servers hold shares at the end.
+//!
+//! Memory: every segment takes a ticket from the pool's memory budget
+//! ([`MemoryBudget::upload_segments`](crate::MemoryBudget::upload_segments))
+//! when it is read and gives it back when the last writer has sent its
+//! blocks, so the plaintext and blocks held at once never exceed the
+//! budget's segments: with no ticket free, the driver stops reading ahead
+//! and waits for the writers (the upload slows down rather than grows).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use grapevine_crypto::identity::NodeId;
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::cap::{Cap, LIT_MAX};
 use crate::chk::{convergent_key, Encoder, SEGMENT_SIZE};
-use crate::client::conn::{Conn, ServerRef, MAX_IN_FLIGHT};
+use crate::client::conn::{Conn, ServerRef};
 use crate::client::place::{place_shares, shares_on, Placed};
 use crate::client::pool::SessionPool;
 
@@ -61,6 +70,50 @@ pub struct UploadWaits {
     pub for_encoder: Duration,
     /// Time the driver waited for room in the writers' queues.
     pub for_writers: Duration,
+    /// Most segments held at once (read and not yet sent by every
+    /// writer): at most the memory budget's
+    /// [`upload_segments`](crate::MemoryBudget::upload_segments).
+    pub peak_segments: usize,
+}
+
+/// Segments held now and at most, counted by their tickets.
+#[derive(Debug, Default)]
+struct Held {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+/// A segment's hold on the upload's memory budget, from its reading until
+/// every writer has sent its blocks (dropped with the last of them).
+#[derive(Debug)]
+struct Ticket {
+    _permit: OwnedSemaphorePermit,
+    held: Arc<Held>,
+}
+
+impl Ticket {
+    fn new(permit: OwnedSemaphorePermit, held: &Arc<Held>) -> Ticket {
+        let now = held.now.fetch_add(1, Ordering::Relaxed) + 1;
+        held.peak.fetch_max(now, Ordering::Relaxed);
+        Ticket {
+            _permit: permit,
+            held: held.clone(),
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.held.now.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One segment's blocks (or the trailers), shared by the writers; the
+/// segment's ticket goes back when the last writer drops them.
+#[derive(Debug)]
+struct Coded {
+    blocks: Vec<Vec<u8>>,
+    _ticket: Option<Ticket>,
 }
 
 /// How the file's key is chosen.
@@ -153,7 +206,8 @@ where
             convergent_key(&secret, &params, hasher.finalize().as_bytes())
         }
     };
-    let enc = Encoder::new(key, params, size)?;
+    let enc =
+        Encoder::new(key, params, size)?.with_small_tables(pool.config().memory.small_tables());
     let si = storage_index(&key);
     let Placed {
         conns,
@@ -175,7 +229,12 @@ where
             continue;
         }
         let (tx, rx) = tokio::sync::mpsc::channel(UPLOAD_QUEUE);
-        writers.push((ci, tx, tokio::spawn(write_shares(conn, si, shares, rx))));
+        let chunk = pool.config().memory.write_chunk();
+        writers.push((
+            ci,
+            tx,
+            tokio::spawn(write_shares(conn, si, shares, rx, chunk)),
+        ));
     }
     let happy = params.happy as usize;
     // Servers that already hold shares and have nothing to write count
@@ -192,34 +251,51 @@ where
     // writers' queues, and the writers idle while it encoded: measured, the
     // driver waited about as long for each as the whole encoding took.)
     // Segment buffers go round: read into, encoded in place, handed back.
-    let (plain_tx, mut plain_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(ENCODE_AHEAD);
+    let (plain_tx, mut plain_rx) = tokio::sync::mpsc::channel::<(Vec<u8>, Ticket)>(ENCODE_AHEAD);
     let (coded_tx, mut coded_rx) = tokio::sync::mpsc::channel(ENCODE_AHEAD);
     let encoder = tokio::task::spawn_blocking(move || {
         let mut enc = enc;
         let mut busy = Duration::ZERO;
-        while let Some(mut buf) = plain_rx.blocking_recv() {
+        while let Some((mut buf, ticket)) = plain_rx.blocking_recv() {
             let t = Instant::now();
             let blocks = enc.encode_segment(&mut buf);
             busy += t.elapsed();
             let failed = blocks.is_err();
-            if coded_tx.blocking_send((blocks, buf)).is_err() || failed {
+            if coded_tx.blocking_send((blocks, buf, ticket)).is_err() || failed {
                 break;
             }
         }
         (enc, busy)
     });
+    // The memory budget's segments, as tickets.
+    let tickets = Arc::new(Semaphore::new(pool.config().memory.upload_segments(params)));
+    let held = Arc::new(Held::default());
     let mut waits = UploadWaits::default();
     let mut spare: Vec<Vec<u8>> = Vec::new();
     let (mut offset, mut done, mut queued) = (0u64, 0u64, 0u64);
     let mut live = writers.len() + kept_servers;
     for seg in 0..segments {
         // Keep the encoder's queue full: up to ENCODE_AHEAD segments read
-        // and not yet taken back encoded.
+        // and not yet taken back encoded, each with a ticket. Ahead of the
+        // segment next in line, only while tickets are free; for that
+        // segment, wait for the writers to give one back.
         while queued < segments && queued - seg < ENCODE_AHEAD as u64 {
+            let permit = if queued > seg {
+                match tickets.clone().try_acquire_owned() {
+                    Ok(p) => p,
+                    Err(_) => break,
+                }
+            } else {
+                let t = Instant::now();
+                let p = tickets.clone().acquire_owned().await;
+                waits.for_writers += t.elapsed();
+                p.map_err(|e| std::io::Error::other(e.to_string()))?
+            };
+            let ticket = Ticket::new(permit, &held);
             let mut buf = spare.pop().unwrap_or_default();
             buf.resize(seg_len(queued), 0);
             read_full(&mut input, &mut buf).await?;
-            if plain_tx.send(buf).await.is_err() {
+            if plain_tx.send((buf, ticket)).await.is_err() {
                 break; // the encoder failed: its error is next in line
             }
             queued += 1;
@@ -227,15 +303,19 @@ where
         let t = Instant::now();
         let coded = coded_rx.recv().await;
         waits.for_encoder += t.elapsed();
-        let Some((blocks, buf)) = coded else {
+        let Some((blocks, buf, ticket)) = coded else {
             let e = encoder.await.map(|_| "ended early").unwrap_or("panicked");
             return Err(std::io::Error::other(format!("the encoder {e}")).into());
         };
         spare.push(buf);
         let blocks = blocks?;
         let blen = blocks[0].len() as u64;
+        let coded = Arc::new(Coded {
+            blocks,
+            _ticket: Some(ticket),
+        });
         let t = Instant::now();
-        live = feed_writers(&writers, offset, Arc::new(blocks)).await + kept_servers;
+        live = feed_writers(&writers, offset, coded).await + kept_servers;
         waits.for_writers += t.elapsed();
         if live < happy {
             break;
@@ -244,6 +324,7 @@ where
         done += seg_len(seg) as u64;
         progress(done);
     }
+    waits.peak_segments = held.peak.load(Ordering::Relaxed);
     drop(plain_tx);
     if live >= happy {
         let (enc, busy) = encoder
@@ -251,7 +332,11 @@ where
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         waits.encoding = busy;
         let (trailers, cap) = enc.finish()?;
-        feed_writers(&writers, offset, Arc::new(trailers)).await;
+        let trailers = Arc::new(Coded {
+            blocks: trailers,
+            _ticket: None,
+        });
+        feed_writers(&writers, offset, trailers).await;
         return finish_upload(
             pool,
             writers,
@@ -270,13 +355,13 @@ where
 /// A server's upload task: its session index, its queue and its handle.
 type Writer = (
     usize,
-    tokio::sync::mpsc::Sender<(u64, Arc<Vec<Vec<u8>>>)>,
+    tokio::sync::mpsc::Sender<(u64, Arc<Coded>)>,
     tokio::task::JoinHandle<(Conn, Result<(), ClientError>)>,
 );
 
 /// Give every live writer the blocks at `offset`; returns how many distinct
 /// servers are still writing.
-async fn feed_writers(writers: &[Writer], offset: u64, blocks: Arc<Vec<Vec<u8>>>) -> usize {
+async fn feed_writers(writers: &[Writer], offset: u64, blocks: Arc<Coded>) -> usize {
     let mut live = 0;
     for (_, tx, _) in writers {
         if tx.send((offset, blocks.clone())).await.is_ok() {
@@ -356,23 +441,27 @@ fn distinct_servers(shares: &[(u16, NodeId)]) -> usize {
 }
 
 /// A server's upload task: write `shares`' blocks as they arrive, keeping
-/// up to [`MAX_IN_FLIGHT`] writes outstanding, then close the shares.
+/// up to the session's [`Conn::max_in_flight`] writes outstanding, then
+/// close the shares. Each segment's blocks are dropped as soon as they are
+/// sent (their ticket goes back with the last writer's).
 async fn write_shares(
     mut conn: Conn,
     si: StorageIndex,
     shares: Vec<u16>,
-    mut rx: tokio::sync::mpsc::Receiver<(u64, Arc<Vec<Vec<u8>>>)>,
+    mut rx: tokio::sync::mpsc::Receiver<(u64, Arc<Coded>)>,
+    chunk: usize,
 ) -> (Conn, Result<(), ClientError>) {
+    let chunk = chunk.clamp(1, MAX_WRITE);
     let r = async {
         while let Some((offset, blocks)) = rx.recv().await {
             for &shnum in &shares {
-                let block = &blocks[shnum as usize];
-                for (i, chunk) in block.chunks(MAX_WRITE).enumerate() {
-                    while conn.in_flight() >= MAX_IN_FLIGHT {
+                let block = &blocks.blocks[shnum as usize];
+                for (i, data) in block.chunks(chunk).enumerate() {
+                    while conn.in_flight() >= conn.max_in_flight() {
                         conn.recv_ok().await?;
                     }
-                    let at = offset + (i * MAX_WRITE) as u64;
-                    conn.send_write(si, shnum, at, chunk).await?;
+                    let at = offset + (i * chunk) as u64;
+                    conn.send_write(si, shnum, at, data).await?;
                 }
             }
         }

@@ -23,7 +23,17 @@
 //!   [`ServerLimits::request_timeout`].
 //! * **Memory**: a message is at most the protocol's largest
 //!   ([`MAX_MESSAGE`]: a 1 MiB write and its header); anything larger ends
-//!   the session before it is buffered.
+//!   the session before it is buffered. At most
+//!   [`ServerLimits::max_requests`] requests are answered at once over all
+//!   sessions (from the node's memory budget,
+//!   [`MemoryBudget::server_requests`](crate::MemoryBudget::server_requests)):
+//!   a request beyond it waits, holding only its message, until one is
+//!   answered; meanwhile its session is not read, so TCP holds its peer
+//!   back. An answer (a read of up to 1 MiB) is made only once its request's
+//!   turn has come, and the turn is held until the answer is sent, so a
+//!   peer that does not take its answers holds a turn for up to
+//!   [`ServerLimits::request_timeout`]: with a small budget, a few such
+//!   peers slow the others down instead of running the node out of memory.
 //!
 //! A listener stops in two ways. Dropping (aborting) its task ends every
 //! session at once, as a crash would. [`DrainHandle::start`] drains it
@@ -47,7 +57,7 @@ use grapevine_crypto::session::Session;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use crate::protocol::{peek_kind, MAX_MESSAGE};
 use crate::server::backoff::AcceptBackoff;
@@ -69,6 +79,8 @@ pub struct ServerLimits {
     pub idle_timeout: Duration,
     /// An answer the peer does not take within this long ends the session.
     pub request_timeout: Duration,
+    /// Requests answered at once over all sessions (more wait their turn).
+    pub max_requests: usize,
 }
 
 impl Default for ServerLimits {
@@ -79,6 +91,7 @@ impl Default for ServerLimits {
             max_sessions: 1024,
             idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(30),
+            max_requests: usize::MAX,
         }
     }
 }
@@ -93,6 +106,8 @@ pub struct ServerStats {
     request_micros: AtomicU64,
     accept_errors: AtomicU64,
     sessions_timed_out: AtomicU64,
+    requests_waiting: AtomicU64,
+    requests_waited: AtomicU64,
 }
 
 impl ServerStats {
@@ -121,6 +136,17 @@ impl ServerStats {
     /// answer.
     pub fn sessions_timed_out(&self) -> u64 {
         self.sessions_timed_out.load(Relaxed)
+    }
+
+    /// Requests received and waiting now for their turn
+    /// ([`ServerLimits::max_requests`] are being answered).
+    pub fn requests_waiting(&self) -> u64 {
+        self.requests_waiting.load(Relaxed)
+    }
+
+    /// Requests that had to wait for their turn, over the server's life.
+    pub fn requests_waited(&self) -> u64 {
+        self.requests_waited.load(Relaxed)
     }
 }
 
@@ -212,11 +238,26 @@ fn is_write_progress(kind: Option<u32>) -> bool {
 /// Session errors other than a clean close; [`SessionError::Io`] of kind
 /// `TimedOut` when a deadline ends the session.
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    session: Session<S>,
+    store: ShareStore,
+    stats: &ServerStats,
+    limits: &ServerLimits,
+    drain: Drain,
+) -> Result<(), SessionError> {
+    let turns = Semaphore::new(limits.max_requests.clamp(1, Semaphore::MAX_PERMITS));
+    serve_in_turn(session, store, stats, limits, drain, &turns).await
+}
+
+/// [`serve`], taking a turn from `turns` (shared by the listener's
+/// sessions) for each request, from before it is handled until its answer
+/// is sent.
+async fn serve_in_turn<S: AsyncRead + AsyncWrite + Unpin>(
     mut session: Session<S>,
     store: ShareStore,
     stats: &ServerStats,
     limits: &ServerLimits,
     mut drain: Drain,
+    turns: &Semaphore,
 ) -> Result<(), SessionError> {
     let _open = OpenSession::new(stats);
     let mut server = Some(ShareServer::new(store));
@@ -253,6 +294,16 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         if srv.open_shares() == 0 || is_write_progress(peek_kind(&msg)) {
             progress = tokio::time::Instant::now();
         }
+        let turn = match turns.try_acquire() {
+            Ok(t) => t,
+            Err(_) => {
+                stats.requests_waiting.fetch_add(1, Relaxed);
+                stats.requests_waited.fetch_add(1, Relaxed);
+                let t = turns.acquire().await;
+                stats.requests_waiting.fetch_sub(1, Relaxed);
+                t.map_err(|e| SessionError::Io(std::io::Error::other(e)))?
+            }
+        };
         let started = Instant::now();
         let (srv, out) = if ShareServer::is_quick(&msg) {
             let out = srv.handle_bytes(&msg);
@@ -275,6 +326,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             Err(_) => return Err(timed_out("the peer did not take an answer")),
             Ok(r) => r?,
         }
+        drop((out, turn));
     }
 }
 
@@ -304,6 +356,9 @@ pub async fn run_listener(
         ..limits
     });
     let handshakes = Arc::new(tokio::sync::Semaphore::new(limits.max_handshakes.max(1)));
+    let turns = Arc::new(Semaphore::new(
+        limits.max_requests.clamp(1, Semaphore::MAX_PERMITS),
+    ));
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_sessions.max(1)));
     let mut backoff = AcceptBackoff::default();
     // Sessions live in this set: when the listener's task ends (or is
@@ -354,13 +409,14 @@ pub async fn run_listener(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (identity, record, store, limits, stats, drain) = (
+        let (identity, record, store, limits, stats, drain, turns) = (
             identity.clone(),
             record.clone(),
             store.clone(),
             limits.clone(),
             stats.clone(),
             drain.clone(),
+            turns.clone(),
         );
         sessions.spawn(async move {
             let _slot = slot;
@@ -370,7 +426,9 @@ pub async fn run_listener(
             match accepted {
                 Ok((session, peer)) => {
                     tracing::debug!(peer = %peer.node_id().short(), "storage session");
-                    if let Err(e) = serve(session, store, &stats, &limits, drain).await {
+                    let served =
+                        serve_in_turn(session, store, &stats, &limits, drain, &turns).await;
+                    if let Err(e) = served {
                         tracing::debug!(%from, "storage session ended: {e}");
                     }
                 }
@@ -526,6 +584,81 @@ mod tests {
         .await;
         let store = ShareStore::open(dir.path(), 0).unwrap();
         assert!(store.list(&SI).unwrap().is_empty());
+    }
+
+    /// Issue 25: at most `max_requests` requests are answered at once over
+    /// all sessions. A session whose answers are not taken holds its turn
+    /// (its answer waits in full socket buffers); another session's request
+    /// then waits, counted, and is answered once the first reads on.
+    #[tokio::test]
+    async fn requests_beyond_the_budget_wait_their_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ShareStore::open(dir.path(), 0).unwrap();
+        let mut w = store.allocate(&SI, 0, 1 << 20).unwrap();
+        w.write_at(0, &vec![5u8; 1 << 20]).unwrap();
+        w.close().unwrap();
+        let id = Arc::new(Identity::generate());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let rec = LocationRecord::new(&id, vec![addr]).sign(&id).unwrap();
+        let stats = Arc::new(ServerStats::default());
+        let limits = ServerLimits {
+            max_requests: 1,
+            ..ServerLimits::default()
+        };
+        let _task = tokio::spawn(run_listener(
+            listener,
+            id,
+            rec.clone(),
+            store,
+            limits,
+            stats.clone(),
+            Drain::never(),
+        ));
+        let mut hog = connect(addr, &rec).await;
+        let mut other = connect(addr, &rec).await;
+        // 64 MiB asked for and none of it taken: more than socket buffers
+        // hold, so the server's send stalls with the turn in hand.
+        const READS: u32 = 64;
+        for id in 1..=READS {
+            let read = Request::<Vec<u8>>::Read {
+                si: SI,
+                shnum: 0,
+                offset: 0,
+                len: 1 << 20,
+            };
+            hog.send(&encode(&RequestMsg::new(id, read))).await.unwrap();
+        }
+        // Until the hog's session stalls, the other's requests may find the
+        // turn free between two of its requests: ask until one waits.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        for id in 1.. {
+            assert!(tokio::time::Instant::now() < deadline, "no request waited");
+            let version = Request::<Vec<u8>>::Version;
+            other
+                .send(&encode(&RequestMsg::new(id, version)))
+                .await
+                .unwrap();
+            tokio::select! {
+                m = other.recv() => {
+                    let r: ResponseMsg = decode(&m.unwrap()).unwrap();
+                    assert!(matches!(r.reply, Reply::Version { .. }));
+                }
+                _ = until("a request waits its turn", || stats.requests_waiting() == 1) => break,
+            }
+        }
+        // The hog takes its answers: the other request gets its turn.
+        let reader = tokio::spawn(async move {
+            for _ in 0..READS {
+                let r: ResponseMsg = decode(&hog.recv().await.unwrap()).unwrap();
+                assert!(matches!(r.reply, Reply::Data(ref d) if d.len() == 1 << 20));
+            }
+        });
+        let r: ResponseMsg = decode(&other.recv().await.unwrap()).unwrap();
+        assert!(matches!(r.reply, Reply::Version { .. }));
+        reader.await.unwrap();
+        assert_eq!(stats.requests_waiting(), 0);
+        assert!(stats.requests_waited() >= 1);
     }
 
     /// Wait (up to a deadline) until `cond` holds.

@@ -38,6 +38,12 @@ pub struct StoreConfig {
     /// Bytes the node offers the grid: used plus reserved never exceed it
     /// (`None`: only the disk limits the store).
     pub capacity: Option<u64>,
+    /// Write a share's pages back to disk and drop them from the page cache
+    /// every this many bytes written (`None`: only at close). A small
+    /// board's memory cgroup is charged for dirty pages, which it cannot
+    /// reclaim until they are written; the node sets this from its memory
+    /// budget.
+    pub writeback: Option<u64>,
 }
 
 /// What a store shares between its clones and its writers.
@@ -124,6 +130,7 @@ impl ShareStore {
             StoreConfig {
                 reserve,
                 capacity: None,
+                writeback: None,
             },
         )
     }

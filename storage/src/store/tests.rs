@@ -193,6 +193,7 @@ fn capacity_is_enforced_and_reported() {
         StoreConfig {
             reserve: 0,
             capacity: Some(1000),
+            writeback: None,
         },
     )
     .unwrap();
@@ -415,4 +416,50 @@ fn scrub_finds_what_block_reads_miss() {
     // The next pass checks the four that are left.
     while !scrub.step(1 << 20).unwrap().pass_done {}
     assert_eq!((stats.passes(), stats.shares_checked()), (2, 9));
+}
+
+/// Issue 25: with a writeback interval, a share being written is synced
+/// and dropped from the page cache every interval, so its dirty pages
+/// never pile up past it; without one, only at close. The share is whole
+/// either way.
+#[test]
+fn shares_are_written_back_every_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = ShareStore::open_with(
+        dir.path(),
+        StoreConfig {
+            reserve: 0,
+            capacity: None,
+            writeback: Some(1 << 20),
+        },
+    )
+    .unwrap();
+    let data: Vec<u8> = (0..3 << 20).map(|i: u32| (i * 7) as u8).collect();
+    let mut w = s.allocate(&si(9), 0, data.len() as u64).unwrap();
+    let mut cleans = Vec::new();
+    for (i, c) in data.chunks(384 << 10).enumerate() {
+        w.write_at((i * (384 << 10)) as u64, c).unwrap();
+        cleans.push(w.clean);
+    }
+    // Written back whenever a MiB or more was not: at 1.125 and 2.25 MiB.
+    let kib = |k: u64| k << 10;
+    assert_eq!(
+        cleans,
+        [
+            0,
+            0,
+            kib(1152),
+            kib(1152),
+            kib(1152),
+            kib(2304),
+            kib(2304),
+            kib(2304)
+        ]
+    );
+    w.close().unwrap();
+    assert_eq!(s.read(&si(9), 0, 0, data.len() as u64).unwrap(), data);
+    let plain = ShareStore::open(&dir.path().join("plain"), 0).unwrap();
+    let mut w = plain.allocate(&si(9), 0, data.len() as u64).unwrap();
+    w.write_at(0, &data).unwrap();
+    assert_eq!(w.clean, 0, "no interval: nothing written back before close");
 }

@@ -31,6 +31,9 @@ pub struct ShareWriter {
     pub(crate) hasher: xxhash_rust::xxh3::Xxh3,
     pub(crate) inner: Arc<Inner>,
     pub(crate) done: bool,
+    /// Bytes from the start already written back and dropped from the
+    /// page cache ([`StoreConfig::writeback`](crate::store::StoreConfig)).
+    pub(crate) clean: u64,
 }
 
 impl std::fmt::Debug for ShareWriter {
@@ -98,6 +101,7 @@ impl ShareStore {
             hasher: xxhash_rust::xxh3::Xxh3::new(),
             inner: self.inner.clone(),
             done: false,
+            clean: 0,
         })
     }
 }
@@ -126,6 +130,22 @@ impl ShareWriter {
         self.hasher.update(data);
         self.written = end;
         self.inner.hooks.hit(Point::Written);
+        if let Some(every) = self.inner.cfg.writeback {
+            if end - self.clean >= every.max(1) {
+                self.write_back()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Write what was written so far to disk and drop it from the page
+    /// cache, so dirty pages never pile up past the writeback interval.
+    fn write_back(&mut self) -> Result<(), StoreError> {
+        self.file.sync_data().map_err(io_err(&self.tmp))?;
+        let len = std::num::NonZeroU64::new(self.written - self.clean);
+        // Advice only: a kernel that ignores it costs memory, not data.
+        let _ = rustix::fs::fadvise(&self.file, self.clean, len, rustix::fs::Advice::DontNeed);
+        self.clean = self.written;
         Ok(())
     }
 
