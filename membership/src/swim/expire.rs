@@ -95,6 +95,7 @@ impl Swim {
         }
         self.clock.forget(id);
         self.timers.cancel(&TimerKey::Suspect(*id));
+        self.timers.cancel(&TimerKey::SpreadSuspicion(*id));
     }
 
     /// Tombstones held (members forgotten recently).
