@@ -26,7 +26,7 @@
 //! * **Requests served at once** ([`MemoryBudget::server_requests`]): a
 //!   share server answers at most this many requests at a time, over all
 //!   its sessions; each holds a message of up to
-//!   [`MAX_MESSAGE`](crate::protocol::MAX_MESSAGE) and its answer (a read
+//!   [`MAX_MESSAGE`] and its answer (a read
 //!   of up to 1 MiB). Requests beyond it wait for their turn, so their
 //!   sessions stop being read and TCP holds their peers back.
 //!
