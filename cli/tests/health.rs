@@ -14,37 +14,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn check(cap: &str, dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = grapevine()
-        .arg("check")
-        .arg(cap)
-        .args(args)
-        .arg("--node")
-        .arg(dir)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn share_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.join("storage").join("shares")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            if e.path().is_dir() {
-                stack.push(e.path());
-            } else {
-                out.push(e.path());
-            }
-        }
-    }
-    out
-}
-
 /// Issue 15.1: `check` reports Tahoe's check-result keys in text and JSON
 /// and exits 0 healthy, 3 not healthy, 4 corrupt, 5 unrecoverable; a file
 /// with no shares anywhere says so.

@@ -11,25 +11,17 @@
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use grapevine_node::dir::{self, InitOptions};
 use grapevine_node::{control, Config, Node, NodeDir, Options, Sockets, StorageRuntime};
 
+#[path = "common/wait.rs"]
+mod wait;
+use wait::wait_for;
+
 /// Set (to the test's name) in a child process run for that test.
 const CHILD: &str = "GV_NODE_LIMITS_CHILD";
-
-async fn wait_for<F, Fut>(what: &str, secs: u64, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// A fresh node directory and configuration listening on loopback.
 fn node_dir(root: &std::path::Path, name: &str) -> (NodeDir, Config) {
