@@ -282,9 +282,10 @@ fn errors_are_sentences_without_backtraces() {
 }
 
 /// Issue 15.5: seeds and `advertise` take host names. Node 2 starts first,
-/// with `--seed localhost:39461` while nothing answers there; node 1 then
-/// starts at 127.0.0.1:39461 advertising `localhost:39461`; node 2 joins on
-/// a retry, and knows node 1 by the address the name resolved to.
+/// with `--seed localhost:39461` while nothing answers there, and retries;
+/// node 1 then starts at 127.0.0.1:39461 advertising `localhost:39461`;
+/// node 2 joins on a retry, and knows node 1 by the address the name
+/// resolved to.
 #[test]
 fn seeds_and_advertise_take_host_names() {
     let root = tempfile::tempdir().unwrap();
@@ -314,9 +315,11 @@ fn seeds_and_advertise_take_host_names() {
         config2.contains("seeds = [\"localhost:39461\"]"),
         "{config2}"
     );
-    let _n2 = run_nodes(std::slice::from_ref(&d2));
-    wait_for("node 2 running", 30, || members(&d2).is_some());
-    std::thread::sleep(Duration::from_secs(1));
+    // Node 2 asks its seed, and asks again with nobody answering: it says so.
+    let n2 = run_logged(&d2, &[("RUST_LOG", "warn")]);
+    wait_for("node 2 to retry a seed nobody answers at", 30, || {
+        n2.text().contains("no seed has answered yet; retrying")
+    });
     let _n1 = run_nodes(std::slice::from_ref(&d1));
     wait_for("node 2 joins node 1 through its host name", 60, || {
         peers(&d2).is_some_and(|m| {
