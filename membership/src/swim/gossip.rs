@@ -280,8 +280,8 @@ impl Swim {
     }
 
     /// Hold member `id` suspect (or `dead`) at `incarnation`, and queue the
-    /// accusation for gossip: what a failed probe, an expired suspicion
-    /// and an accusation heard from others all do.
+    /// accusation for gossip: what an expired suspicion and an accusation
+    /// heard from others both do.
     pub(super) fn accuse(&mut self, id: NodeId, dead: bool, incarnation: u64, now: Instant) {
         let (to, update) = if dead {
             (MemberState::Dead, Update::Dead { id, incarnation })
