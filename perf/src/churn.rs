@@ -463,8 +463,14 @@ async fn run_async(a: &ChurnArgs) -> Result<()> {
     let reader = g.nodes[0].as_ref().context("node 0")?.client();
     report.good_shares_histogram = vec![0; usize::from(a.n) + 1];
     for (cap, f) in &files {
-        let r = reader.check(cap, false).await?;
-        let good = r.results.count_shares_good;
+        // A check that fails counts the file as having no good share.
+        let good = match reader.check(cap, false).await {
+            Ok(r) => r.results.count_shares_good,
+            Err(e) => {
+                eprintln!("check of a file failed: {e}");
+                0
+            }
+        };
         if good >= usize::from(a.happy) {
             report.files_healthy += 1;
         }
