@@ -46,11 +46,13 @@ pub struct MembersReport {
     pub cap: usize,
     /// Members held afterwards.
     pub members: usize,
-    /// Records that found the table full (each then took the place of a
-    /// member that never answered, or was refused: `over_cap - evicted`).
+    /// Times a record found the table full (the core then frees a batch of
+    /// places: members that never answered, longest known first).
     pub over_cap: u64,
     /// Members forgotten to make room (never-answered ones).
     pub evicted: u64,
+    /// Records refused: neither held nor forgotten later.
+    pub refused: u64,
     /// Heap the core held before the records, bytes.
     pub heap_before: i64,
     /// Heap the core holds after, bytes.
@@ -110,6 +112,7 @@ pub fn run(a: &MembersArgs) -> Result<()> {
         members,
         over_cap: st.records.over_cap,
         evicted: st.evicted,
+        refused: (a.records as u64).saturating_sub(members as u64 + st.evicted),
         heap_before: after_new - before,
         heap_after: after - before,
         bytes_per_member: (after - after_new) as f64 / members.max(1) as f64,
@@ -120,13 +123,8 @@ pub fn run(a: &MembersArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&rep)?);
     } else {
         println!(
-            "{} junk records offered (cap {}): {} members held; {} found the table full, {} of them took a never-answered member's place, {} refused",
-            rep.offered,
-            rep.cap,
-            rep.members,
-            rep.over_cap,
-            rep.evicted,
-            rep.over_cap.saturating_sub(rep.evicted)
+            "{} junk records offered (cap {}): {} members held, {} forgotten to make room (never answered), {} refused; the table was found full {} times",
+            rep.offered, rep.cap, rep.members, rep.evicted, rep.refused, rep.over_cap
         );
         println!(
             "heap of the core: {:.1} KiB empty, {:.1} MiB after ({:.0} bytes a member); offered in {:.2} s",

@@ -139,6 +139,9 @@ enum TimerKey {
     Indirect,
     /// A suspect's time to refute is up.
     Suspect(NodeId),
+    /// Tell the grid of a suspicion this node raised, if the suspect has
+    /// not refuted to this node first (see `probe`).
+    SpreadSuspicion(NodeId),
     /// A relayed probe is forgotten.
     Relay(u32),
     /// Push gossip while updates are queued.
@@ -485,6 +488,7 @@ impl Swim {
                 TimerKey::Probe => self.on_probe_period(now, starved),
                 TimerKey::Indirect => self.on_direct_timeout(),
                 TimerKey::Suspect(id) => self.on_suspicion_timeout(id, now),
+                TimerKey::SpreadSuspicion(id) => self.spread_suspicion(id, now),
                 TimerKey::Relay(seq) => {
                     self.relays.remove(&seq);
                 }
@@ -581,6 +585,7 @@ impl Swim {
             self.timers.set(TimerKey::Suspect(id), now + timeout);
         } else if from == MemberState::Suspect {
             self.timers.cancel(&TimerKey::Suspect(id));
+            self.timers.cancel(&TimerKey::SpreadSuspicion(id));
         }
         if from != to {
             if to == MemberState::Dead {

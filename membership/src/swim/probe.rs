@@ -7,7 +7,12 @@
 //! at the address it holds (the requester's `target_addr` is ignored), with
 //! a bare ping: a request cannot point a node at an address of its choice. No ack by the end of the period: the target is suspect, and a
 //! `Suspect(id)` timer gives it the suspicion timeout to refute before it is
-//! declared dead. Every period, one suspect is pinged again (earlier notices
+//! declared dead. The suspect is told at once, and the grid a probe period
+//! later, only if it has not refuted to this node by then: a member that was
+//! only slow for a moment (its process starved in a join storm) is then
+//! suspected by one node, not by every node the gossip reaches (Lifeguard's
+//! aim: fewer false suspicions, not only fewer false deaths). Detection does
+//! not wait for it: the dead verdict is this node's, at its own timeout. Every period, one suspect is pinged again (earlier notices
 //! may have been lost), and every `reconnect_interval` one member believed
 //! dead (or that left less than `left_expiry` ago) is pinged, so a member
 //! wrongly declared dead (a healed partition) hears it and refutes, and one
@@ -173,7 +178,9 @@ impl Swim {
         }
     }
 
-    /// No ack, direct or relayed, by the end of the period: suspect it.
+    /// No ack, direct or relayed, by the end of the period: suspect it,
+    /// tell it at once, and tell the grid one probe period later unless it
+    /// has refuted by then (see the module docs).
     fn probe_failed(&mut self, target: NodeId, now: Instant) {
         self.raise_health();
         let Some(m) = self.members.get(&target) else {
@@ -182,16 +189,25 @@ impl Swim {
         if m.state == MemberState::Alive {
             let inc = m.incarnation;
             self.set_state(target, MemberState::Suspect, inc, now);
-            self.broadcasts.push(
-                Key::State(target),
-                Update::Suspect {
-                    id: target,
-                    incarnation: inc,
-                },
-            );
             self.notify_accused(&target);
-            self.schedule_gossip(now);
+            self.timers
+                .set(TimerKey::SpreadSuspicion(target), now + self.probe_period());
         }
+    }
+
+    /// The suspect has not refuted to this node within a probe period:
+    /// gossip the suspicion.
+    pub(super) fn spread_suspicion(&mut self, id: NodeId, now: Instant) {
+        let Some(m) = self.members.get(&id) else {
+            return;
+        };
+        if m.state != MemberState::Suspect {
+            return;
+        }
+        let incarnation = m.incarnation;
+        self.broadcasts
+            .push(Key::State(id), Update::Suspect { id, incarnation });
+        self.schedule_gossip(now);
     }
 
     /// No direct ack within the probe timeout: ask others to ping.

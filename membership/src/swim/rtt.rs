@@ -10,7 +10,9 @@
 //! timeout follows measured round trips (Jacobson and Karels, RFC 6298),
 //! this node keeps a smoothed round trip of its probes' acks and its mean
 //! deviation (from every ack of a probe, a late one that arrives in the
-//! next period too), and the direct probe's timeout is at least
+//! next period too; an ack quicker than the estimate shrinks the
+//! deviation instead of widening it, so timeouts come back down within a
+//! dozen acks once acks are quick again), and the direct probe's timeout is at least
 //! `srtt + 4 * rttvar`, the probe period at least twice that, and the
 //! suspicion timeout is stretched by as much as the probe timeout is
 //! (where acks are slow, so are refutations). A suspicion's timeout is
@@ -43,8 +45,19 @@ impl RoundTrips {
                 self.srtt = Some(rtt);
                 self.var = rtt / 2;
             }
+            Some(s) if rtt < s => {
+                // Quicker than the estimate: the deviation shrinks as if
+                // the ack had come as estimated, rather than growing by
+                // the drop as RFC 6298 says. By that rule the timeout
+                // stayed high for dozens of acks after a storm, while the
+                // stretched probe period it set spaced them out: after a
+                // join storm the swarm (N = 2000) kept its timeouts
+                // stretched for a minute and took 34 to 81 s to see deaths.
+                self.var = self.var * 3 / 4;
+                self.srtt = Some((s * 7 + rtt) / 8);
+            }
             Some(s) => {
-                let diff = s.abs_diff(rtt);
+                let diff = rtt - s;
                 self.var = (self.var * 3 + diff) / 4;
                 self.srtt = Some((s * 7 + rtt) / 8);
             }
@@ -80,11 +93,11 @@ mod tests {
         // Acks from a starved peer: at once well past the sample.
         r.sample(ms(1500));
         assert!(r.timeout() > ms(1500), "{:?}", r.timeout());
-        // Quick acks again: back below the configured 400 ms within a few
-        // dozen probes.
-        for _ in 0..40 {
+        // Quick acks again: back below the configured 400 ms within a dozen
+        // probes (RFC 6298's update took 21).
+        for _ in 0..12 {
             r.sample(ms(2));
         }
-        assert!(r.timeout() < ms(100), "{:?}", r.timeout());
+        assert!(r.timeout() < ms(400), "{:?}", r.timeout());
     }
 }

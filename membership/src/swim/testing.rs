@@ -46,7 +46,7 @@ pub(crate) fn closed_node_alone(seed: u64) -> (Swim, Instant) {
     )
 }
 
-fn node_with(seed: u64, cfg: Config) -> (Swim, Instant) {
+pub(crate) fn node_with(seed: u64, cfg: Config) -> (Swim, Instant) {
     let id = Arc::new(Identity::generate_with(
         &mut grapevine_crypto::testing::rng(seed),
     ));
