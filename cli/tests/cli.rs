@@ -425,24 +425,6 @@ fn signal(child: &std::process::Child, sig: &str) {
         .success());
 }
 
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            if e.path().is_dir() {
-                stack.push(e.path());
-            } else {
-                out.push(e.path());
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn init_gives_each_node_its_own_gateway_and_run_serves_it() {
     let root = tempfile::tempdir().unwrap();

@@ -14,37 +14,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn check(cap: &str, dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = grapevine()
-        .arg("check")
-        .arg(cap)
-        .args(args)
-        .arg("--node")
-        .arg(dir)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn share_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.join("storage").join("shares")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            if e.path().is_dir() {
-                stack.push(e.path());
-            } else {
-                out.push(e.path());
-            }
-        }
-    }
-    out
-}
-
 /// Issue 15.1: `check` reports Tahoe's check-result keys in text and JSON
 /// and exits 0 healthy, 3 not healthy, 4 corrupt, 5 unrecoverable; a file
 /// with no shares anywhere says so.
@@ -313,9 +282,10 @@ fn errors_are_sentences_without_backtraces() {
 }
 
 /// Issue 15.5: seeds and `advertise` take host names. Node 2 starts first,
-/// with `--seed localhost:39461` while nothing answers there; node 1 then
-/// starts at 127.0.0.1:39461 advertising `localhost:39461`; node 2 joins on
-/// a retry, and knows node 1 by the address the name resolved to.
+/// with `--seed localhost:39461` while nothing answers there, and retries;
+/// node 1 then starts at 127.0.0.1:39461 advertising `localhost:39461`;
+/// node 2 joins on a retry, and knows node 1 by the address the name
+/// resolved to.
 #[test]
 fn seeds_and_advertise_take_host_names() {
     let root = tempfile::tempdir().unwrap();
@@ -345,9 +315,11 @@ fn seeds_and_advertise_take_host_names() {
         config2.contains("seeds = [\"localhost:39461\"]"),
         "{config2}"
     );
-    let _n2 = run_nodes(std::slice::from_ref(&d2));
-    wait_for("node 2 running", 30, || members(&d2).is_some());
-    std::thread::sleep(Duration::from_secs(1));
+    // Node 2 asks its seed, and asks again with nobody answering: it says so.
+    let n2 = run_logged(&d2, &[("RUST_LOG", "warn")]);
+    wait_for("node 2 to retry a seed nobody answers at", 30, || {
+        n2.text().contains("no seed has answered yet; retrying")
+    });
     let _n1 = run_nodes(std::slice::from_ref(&d1));
     wait_for("node 2 joins node 1 through its host name", 60, || {
         peers(&d2).is_some_and(|m| {

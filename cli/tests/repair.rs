@@ -8,21 +8,6 @@ mod common;
 
 use common::*;
 
-fn share_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.join("storage").join("shares")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            if e.path().is_dir() {
-                stack.push(e.path());
-            } else {
-                out.push(e.path());
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn check_repair_regenerates_what_a_dead_server_took() {
     let mut g = grid("127.12.23", 5, |_, t| t);
@@ -55,31 +40,12 @@ fn check_repair_regenerates_what_a_dead_server_took() {
         .arg(&g.dirs[0]));
     assert!(!got, "a verify capability read the file");
     assert!(err.contains("gv:"), "{err}");
-    let out = grapevine()
-        .args(["check", &vcap, "--node"])
-        .arg(&g.dirs[0])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let (code, out, _) = check(&vcap, &g.dirs[0], &[]);
+    assert_eq!(code, 3, "{out}");
 
     // Repair with the verify capability: exit 0 (healthy after), Tahoe's keys.
-    let out = grapevine()
-        .args(["check", &vcap, "--repair", "--json", "--node"])
-        .arg(&g.dirs[0])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, text, err) = check(&vcap, &g.dirs[0], &["--repair", "--json"]);
+    assert_eq!(code, 0, "{text}{err}");
     let r: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(r["repair-attempted"], true, "{r}");
     assert_eq!(r["repair-successful"], true, "{r}");

@@ -17,6 +17,10 @@ use grapevine_membership::swim::Stats;
 use grapevine_membership::wire::{BucketEntries, Message, Update};
 use grapevine_membership::{Config, MemberState};
 
+#[path = "common/wait.rs"]
+mod wait;
+use wait::wait_for;
+
 fn addr(net: u8, i: usize) -> SocketAddr {
     SocketAddr::from(([127, net, 0, i as u8 + 1], 0))
 }
@@ -42,28 +46,13 @@ async fn grid(net: u8, n: usize) -> Vec<MembershipHandle> {
         .expect("node");
         nodes.push(h);
     }
-    wait_until("every record everywhere", 30, || async {
+    wait_for("every record everywhere", 30, || async {
         nodes
             .iter()
             .all(|h| h.counters().records.load(Ordering::Relaxed) as usize == n)
     })
     .await;
     nodes
-}
-
-async fn wait_until<F, Fut>(what: &str, secs: u64, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !cond().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn stats(nodes: &[MembershipHandle]) -> Vec<Stats> {
@@ -76,7 +65,7 @@ async fn stats(nodes: &[MembershipHandle]) -> Vec<Stats> {
 
 /// Wait until every node has started `more` probes since `before`.
 async fn probes_go_on(nodes: &[MembershipHandle], before: &[Stats], more: u64) {
-    wait_until("more probe periods", 60, || async {
+    wait_for("more probe periods", 60, || async {
         let now = stats(nodes).await;
         now.iter()
             .zip(before)
@@ -234,7 +223,7 @@ async fn answers_to_an_unproven_address_are_at_most_three_times_the_request() {
         let before = target.stats().await.unwrap().datagrams_received;
         sock.send_to(&bytes, target.local_addr()).unwrap();
         // Counters are updated after the answers are sent.
-        wait_until(what, 10, || async {
+        wait_for(what, 10, || async {
             target.stats().await.unwrap().datagrams_received > before
         })
         .await;
@@ -278,7 +267,7 @@ async fn a_record_naming_a_victim_and_relay_requests_draw_only_bare_pings_to_it(
             sock.send_to(&req, h.local_addr()).unwrap();
         }
     }
-    wait_until("the record everywhere", 30, || async {
+    wait_for("the record everywhere", 30, || async {
         nodes
             .iter()
             .all(|h| h.counters().records.load(Ordering::Relaxed) == 5)
@@ -336,7 +325,7 @@ async fn a_forged_record_sent_first_cannot_hide_the_genuine_one() {
     .encode()
     .unwrap();
     sock.send_to(&gossip, nodes[0].local_addr()).unwrap();
-    wait_until("the genuine record on every node", 30, || async {
+    wait_for("the genuine record on every node", 30, || async {
         nodes
             .iter()
             .all(|h| h.counters().records.load(Ordering::Relaxed) == 4)
@@ -423,7 +412,7 @@ async fn pings_answered(
     count: usize,
 ) {
     let mut acked = 0;
-    wait_until("the pings answered", 20, || {
+    wait_for("the pings answered", 20, || {
         sock.send_to(ping, to).unwrap();
         acked += acks_of(sock, seq);
         let done = acked >= count;
@@ -449,7 +438,7 @@ async fn a_forged_ack_is_not_relayed_for_a_silent_member() {
     let puppet = Puppet::join(24, r_addr);
     // The member answers until the relay has pinged it and had its ack
     // (its address is then validated, so relayed probes go to it).
-    wait_until("a ping from the relay answered", 30, || async {
+    wait_for("a ping from the relay answered", 30, || async {
         puppet.answer(r_addr) > 0
     })
     .await;
@@ -472,7 +461,7 @@ async fn a_forged_ack_is_not_relayed_for_a_silent_member() {
     let refused = relay.stats().await.unwrap().acks_refused;
     requester.send_to(&req(77), r_addr).unwrap();
     let mut relayed = 0;
-    wait_until("the forged acks handled", 20, || {
+    wait_for("the forged acks handled", 20, || {
         for (from, seq) in puppet.pings() {
             if from == r_addr {
                 forger.send_to(&puppet.ack(seq), r_addr).unwrap();
@@ -486,7 +475,7 @@ async fn a_forged_ack_is_not_relayed_for_a_silent_member() {
     relayed += acks_of(&requester, 77);
     assert_eq!(relayed, 0, "a forged ack was relayed to the requester");
     // The genuine ack, from the member's address, is relayed.
-    wait_until("a genuine ack relayed", 20, || {
+    wait_for("a genuine ack relayed", 20, || {
         requester.send_to(&req(78), r_addr).unwrap();
         puppet.answer(r_addr);
         let got = acks_of(&requester, 78) > 0;
@@ -501,7 +490,7 @@ async fn a_member_is_not_heard_from_through_datagrams_from_other_addresses() {
     let node = &nodes[0];
     let n_addr = node.local_addr();
     let puppet = Puppet::join(25, n_addr);
-    wait_until("a ping answered", 30, || async {
+    wait_for("a ping answered", 30, || async {
         puppet.answer(n_addr) > 0
     })
     .await;

@@ -20,19 +20,11 @@ use grapevine_node::dir::{self, InitOptions};
 use grapevine_node::seq::WallClock;
 use grapevine_node::{Config, Node, NodeDir, Options};
 
-const DAY_MS: i64 = 86_400_000;
+#[path = "common/wait.rs"]
+mod wait;
+use wait::wait_for;
 
-async fn wait_for<F, Fut>(what: &str, secs: u64, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+const DAY_MS: i64 = 86_400_000;
 
 fn init(root: &std::path::Path, i: usize) -> NodeDir {
     let d = NodeDir::new(root.join(format!("n{i}")));

@@ -359,30 +359,56 @@ async fn a_sustained_flood_from_many_addresses_does_not_starve_timers() {
     }
     while events.try_recv().is_ok() {}
     let target = &nodes[0];
-    let before = target.stats().await.unwrap();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flooder = flood(target, stop.clone());
-    // Six probe periods of flood.
-    let flood_for = Duration::from_secs(6);
-    tokio::time::sleep(flood_for).await;
-    let during = target.stats().await.unwrap();
+    // The window starts once the flood is under way (the greedy sources
+    // are over the per-source limit) and lasts six of the flooded node's
+    // probes, during which it must read at least 100,000 datagrams. A node
+    // whose socket starves its timers probes not at all, and the wait ends
+    // at its deadline (five times what six probe periods take on a busy
+    // machine).
+    let start = target.stats().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut under_way = None;
+    let (during, ended) = loop {
+        let now = target.stats().await.unwrap();
+        let t = tokio::time::Instant::now();
+        if under_way.is_none() && now.rate_limited - start.rate_limited >= 1_000 {
+            under_way = Some((now, t));
+        }
+        let done = under_way.is_some_and(|(b, _)| {
+            now.probes - b.probes >= 6 && now.datagrams_received - b.datagrams_received >= 100_000
+        });
+        if done || t >= deadline {
+            break (now, t);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     stop.store(true, Ordering::Relaxed);
     let report = tokio::task::spawn_blocking(move || flooder.join().expect("flooder"))
         .await
         .unwrap();
+    let Some((before, started)) = under_way else {
+        panic!(
+            "the flood never got under way: {report:?}, {} rate-limited",
+            during.rate_limited - start.rate_limited
+        );
+    };
+    let window = ended - started;
     let received = during.datagrams_received - before.datagrams_received;
     let limited = during.rate_limited - before.rate_limited;
     // The flood was sustained, within and beyond the per-source limit.
     assert!(
         report.polite >= 50_000 && received >= 100_000 && limited >= 1_000,
-        "not a sustained flood: {report:?}, {received} received, {limited} rate-limited"
+        "not a sustained flood: {report:?}, {received} received and {limited} \
+         rate-limited in {window:?}"
     );
-    // The flooded node's timers kept running: it probed every period or
-    // nearly (a starved driver probes not at all).
+    // The flooded node's timers kept running: it probed six times while
+    // flooded (a starved driver probes not at all).
     let probes = during.probes - before.probes;
     assert!(
-        probes >= 4,
-        "{probes} probes in {flood_for:?} of flood ({received} datagrams read): timers starved"
+        probes >= 6,
+        "{probes} probes in {window:?} of flood ({received} datagrams read): timers starved"
     );
     // And nobody was suspected, let alone declared dead, by anyone.
     let mut accusations = Vec::new();

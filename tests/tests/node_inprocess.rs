@@ -4,25 +4,17 @@
 //! crashes. One node serves its control socket and one its HTTP metrics, to
 //! show both are per node and optional; the others serve neither.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use grapevine_node::dir::{self, InitOptions};
 use grapevine_node::{control, metrics, Config, Node, NodeDir, Options, PutOptions};
 use grapevine_storage::Params;
 
-const NODES: usize = 5;
+#[path = "common/wait.rs"]
+mod wait;
+use wait::wait_for;
 
-async fn wait_for<F, Fut>(what: &str, secs: u64, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+const NODES: usize = 5;
 
 /// Child processes of this process (every thread's `children` list).
 fn child_processes() -> Vec<String> {

@@ -2,68 +2,26 @@
 //! identity, TCP listener and on-disk store; a client uploads, downloads,
 //! checks; servers die and shares rot on disk.
 
-use std::sync::Arc;
-
-use grapevine_crypto::{Identity, LocationRecord, SessionConfig};
 use grapevine_storage::client::{self, ClientIdentity, KeyMode, ServerRef};
 use grapevine_storage::{Cap, Params, PoolConfig, SessionPool};
-use tokio::task::JoinHandle;
 
-struct Server {
-    r: ServerRef,
-    dir: tempfile::TempDir,
-    task: JoinHandle<std::io::Result<()>>,
-}
-
-async fn start_server(i: u8) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let srv = grapevine_storage::testing::spawn_local(
-        [127, 5, 0, 1].into(),
-        dir.path(),
-        Some(format!("s{i}")),
-    )
-    .await
-    .unwrap();
-    Server {
-        r: ServerRef {
-            id: srv.id,
-            addr: srv.addr,
-        },
-        dir,
-        task: srv.task,
-    }
-}
+#[path = "common/servers.rs"]
+mod servers;
+use servers::{stop, walk, Server};
 
 /// Ten share servers, and how a client refers to them.
 async fn ten_servers() -> (Vec<Server>, Vec<ServerRef>) {
-    let mut servers = Vec::new();
-    for i in 0..10 {
-        servers.push(start_server(i).await);
-    }
-    let refs = servers.iter().map(|s| s.r).collect();
+    let servers = servers::servers([127, 5, 0, 1], "s", 10).await;
+    let refs = servers::refs(&servers);
     (servers, refs)
 }
 
-/// Take a server down and wait until its listener is gone.
-async fn stop(task: JoinHandle<std::io::Result<()>>) {
-    task.abort();
-    let _ = task.await;
+fn client_identity() -> ClientIdentity {
+    servers::client_identity("127.5.0.2:1")
 }
 
 fn client_pool() -> SessionPool {
-    SessionPool::new(client_identity(), PoolConfig::default())
-}
-
-fn client_identity() -> ClientIdentity {
-    let ident = Arc::new(Identity::generate());
-    let record = LocationRecord::new(&ident, vec!["127.5.0.2:1".parse().unwrap()])
-        .sign(&ident)
-        .unwrap();
-    ClientIdentity {
-        identity: ident,
-        record,
-        session: SessionConfig::default(),
-    }
+    servers::pool("127.5.0.2:1")
 }
 
 fn data(len: usize, seed: u8) -> Vec<u8> {
@@ -124,7 +82,7 @@ async fn upload_download_survive_losses_and_corruption() {
     // --verify flags it.
     let (victim_shnum, victim_id) = up.placements[0];
     let victim = servers.iter().find(|s| s.r.id == victim_id).unwrap();
-    let share_file = walk(victim.dir.path().join("shares"))
+    let share_file = walk(&victim.dir.path().join("shares"))
         .into_iter()
         .find(|p| p.file_name().unwrap() == victim_shnum.to_string().as_str())
         .expect("share file on disk");
@@ -161,9 +119,9 @@ async fn upload_download_survive_losses_and_corruption() {
     // Kill 7 servers, keeping the one with the corrupt share.
     let mut killed = 0;
     let mut kept = Vec::new();
-    for s in servers {
+    for mut s in servers {
         if killed < 7 && s.r.id != victim_id {
-            stop(s.task).await;
+            stop(&mut s).await;
             killed += 1;
         } else {
             kept.push(s);
@@ -184,8 +142,8 @@ async fn survives_losing_n_minus_k_servers() {
         .await
         .unwrap();
     let mut servers = servers.into_iter();
-    for s in servers.by_ref().take(7) {
-        stop(s.task).await;
+    for mut s in servers.by_ref().take(7) {
+        stop(&mut s).await;
     }
     let _kept: Vec<Server> = servers.collect();
     let (back, _) = get(&me, &refs, &up.cap)
@@ -209,7 +167,7 @@ async fn shares_whose_footers_lie_are_skipped_and_reported() {
     // Point every share's hash list at offset 0 (a server could claim
     // anything): the footer sits just before the store's 16-byte trailer.
     for s in &servers {
-        for p in walk(s.dir.path().join("shares")) {
+        for p in walk(&s.dir.path().join("shares")) {
             let mut b = std::fs::read(&p).unwrap();
             let footer = b.len() - 16 - 24;
             b[footer..footer + 8].copy_from_slice(&0u64.to_le_bytes());
@@ -235,22 +193,6 @@ async fn small_files_live_in_the_capability() {
     assert!(up.cap.to_string().starts_with("gv:lit:"));
     let (back, _) = get(&me, &[], &up.cap).await.unwrap();
     assert_eq!(back, b"hello");
-}
-
-fn walk(dir: std::path::PathBuf) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,7 +266,7 @@ async fn a_server_lost_mid_upload_costs_its_shares_not_the_upload() {
     // Take one server down once the upload has made progress.
     let victim = servers.remove(0);
     let victim_id = victim.r.id;
-    let kill = std::sync::Mutex::new(Some(victim.task));
+    let kill = std::sync::Mutex::new(victim.task);
     let req = client::UploadRequest {
         params: Params::default(),
         mode: KeyMode::Random,

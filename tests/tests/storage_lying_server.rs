@@ -13,10 +13,13 @@ use std::time::Duration;
 
 use grapevine_crypto::session::Session;
 use grapevine_crypto::{Identity, LocationRecord, SessionConfig};
-use grapevine_storage::client::{self, ClientIdentity, KeyMode, ServerRef, Verdict};
+use grapevine_storage::client::{self, KeyMode, ServerRef, Verdict};
 use grapevine_storage::protocol::{decode_request, encode, Reply, Request, ResponseMsg};
-use grapevine_storage::{Params, PoolConfig, SessionPool};
+use grapevine_storage::{Params, SessionPool};
 use tokio::net::TcpListener;
+
+#[path = "common/servers.rs"]
+mod servers;
 
 /// How the liar answers `List`.
 #[derive(Clone, Copy)]
@@ -80,38 +83,13 @@ async fn liar(lie: Lie) -> ServerRef {
 }
 
 fn pool() -> SessionPool {
-    let identity = Arc::new(Identity::generate());
-    let record = LocationRecord::new(&identity, vec!["127.0.0.1:1".parse().unwrap()])
-        .sign(&identity)
-        .unwrap();
-    SessionPool::new(
-        ClientIdentity {
-            identity,
-            record,
-            session: SessionConfig::default(),
-        },
-        PoolConfig::default(),
-    )
+    servers::pool("127.0.0.1:1")
 }
 
-async fn honest(n: usize) -> (Vec<ServerRef>, Vec<tempfile::TempDir>) {
-    let (mut refs, mut dirs) = (Vec::new(), Vec::new());
-    for i in 0..n {
-        let dir = tempfile::tempdir().unwrap();
-        let s = grapevine_storage::testing::spawn_local(
-            [127, 0, 0, 1].into(),
-            dir.path(),
-            Some(format!("h{i}")),
-        )
-        .await
-        .unwrap();
-        refs.push(ServerRef {
-            id: s.id,
-            addr: s.addr,
-        });
-        dirs.push(dir);
-    }
-    (refs, dirs)
+/// `n` honest share servers, and how a client refers to them.
+async fn honest(n: usize) -> (Vec<ServerRef>, Vec<servers::Server>) {
+    let s = servers::servers([127, 0, 0, 1], "h", n).await;
+    (servers::refs(&s), s)
 }
 
 /// A file of 3-of-10 shares stored on `servers`; its capability.

@@ -3,51 +3,18 @@
 //! caught and its share replaced, and a 1 MiB range from the middle of a
 //! large file asks the servers for about one segment per share, not the file.
 
-use std::sync::Arc;
+use grapevine_storage::client::{self, KeyMode, ServerRef};
+use grapevine_storage::{Cap, Params, SessionPool};
 
-use grapevine_crypto::{Identity, LocationRecord, SessionConfig};
-use grapevine_storage::client::{self, ClientIdentity, KeyMode, ServerRef};
-use grapevine_storage::testing::LocalServer;
-use grapevine_storage::{Cap, Params, PoolConfig, SessionPool};
+#[path = "common/servers.rs"]
+mod servers;
+use servers::{refs, walk};
 
 const MIB: u64 = 1 << 20;
-
-async fn servers(dirs: &[tempfile::TempDir]) -> (Vec<LocalServer>, Vec<ServerRef>) {
-    let mut out = Vec::new();
-    for (i, d) in dirs.iter().enumerate() {
-        out.push(
-            grapevine_storage::testing::spawn_local(
-                [127, 5, 1, 1].into(),
-                d.path(),
-                Some(format!("r{i}")),
-            )
-            .await
-            .unwrap(),
-        );
-    }
-    let refs = out
-        .iter()
-        .map(|s| ServerRef {
-            id: s.id,
-            addr: s.addr,
-        })
-        .collect();
-    (out, refs)
-}
+const IP: [u8; 4] = [127, 5, 1, 1];
 
 fn pool() -> SessionPool {
-    let ident = Arc::new(Identity::generate());
-    let record = LocationRecord::new(&ident, vec!["127.5.1.2:1".parse().unwrap()])
-        .sign(&ident)
-        .unwrap();
-    SessionPool::new(
-        ClientIdentity {
-            identity: ident,
-            record,
-            session: SessionConfig::default(),
-        },
-        PoolConfig::default(),
-    )
+    servers::pool("127.5.1.2:1")
 }
 
 fn data(len: usize) -> Vec<u8> {
@@ -79,23 +46,10 @@ async fn range(p: &SessionPool, refs: &[ServerRef], cap: &Cap, start: u64, len: 
     out
 }
 
-fn walk(dir: std::path::PathBuf) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_range_reads_back_exactly_the_files_bytes() {
-    let dirs: Vec<_> = (0..10).map(|_| tempfile::tempdir().unwrap()).collect();
-    let (_servers, refs) = servers(&dirs).await;
+    let grid = servers::servers(IP, "r", 10).await;
+    let refs = refs(&grid);
     let p = pool();
     let d = data(3 * MIB as usize + 777);
     let len = d.len() as u64;
@@ -126,7 +80,7 @@ async fn every_range_reads_back_exactly_the_files_bytes() {
     // replaced, the bytes still right.
     let (shnum, holder) = up.placements[0];
     let holder = refs.iter().position(|r| r.id == holder).unwrap();
-    let file = walk(dirs[holder].path().join("shares"))
+    let file = walk(&grid[holder].dir.path().join("shares"))
         .into_iter()
         .find(|f| f.file_name().unwrap() == shnum.to_string().as_str())
         .unwrap();
@@ -149,12 +103,12 @@ async fn every_range_reads_back_exactly_the_files_bytes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_range_from_the_middle_reads_about_one_segment_per_share() {
-    let dirs: Vec<_> = (0..10).map(|_| tempfile::tempdir().unwrap()).collect();
-    let (servers, refs) = servers(&dirs).await;
+    let grid = servers::servers(IP, "r", 10).await;
+    let refs = refs(&grid);
     let p = pool();
     let d = data(24 * MIB as usize);
     let up = put(&p, &refs, &d).await;
-    let requests = || servers.iter().map(|s| s.stats.requests()).sum::<u64>();
+    let requests = || grid.iter().map(|s| s.stats.requests()).sum::<u64>();
 
     let before = requests();
     let got = range(&p, &refs, &up.cap, 12 * MIB, MIB).await;
@@ -181,8 +135,8 @@ async fn a_range_from_the_middle_reads_about_one_segment_per_share() {
 /// that only already held shares were not counted while encoding).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storing_a_file_twice_convergently_gives_the_same_capability() {
-    let dirs: Vec<_> = (0..10).map(|_| tempfile::tempdir().unwrap()).collect();
-    let (servers, refs) = servers(&dirs).await;
+    let grid = servers::servers(IP, "r", 10).await;
+    let refs = refs(&grid);
     let p = pool();
     let d = data(2 * MIB as usize + 5);
     let put = || async {
@@ -196,7 +150,7 @@ async fn storing_a_file_twice_convergently_gives_the_same_capability() {
         client::upload(&p, &refs, req, &|_| {}).await
     };
     let first = put().await.unwrap();
-    let requests = || servers.iter().map(|s| s.stats.requests()).sum::<u64>();
+    let requests = || grid.iter().map(|s| s.stats.requests()).sum::<u64>();
     let before = requests();
     let second = put().await.expect("the second upload of the same file");
     assert_eq!(second.cap, first.cap);

@@ -14,68 +14,25 @@ use grapevine_crypto::session::Session;
 use grapevine_crypto::{Identity, LocationRecord, SessionConfig};
 use grapevine_storage::chk::convergent_key;
 use grapevine_storage::client::{
-    self, permuted_servers, ClientIdentity, KeyMode, RepairOptions, ServerRef, Verdict,
+    self, permuted_servers, KeyMode, RepairOptions, ServerRef, Verdict,
 };
 use grapevine_storage::protocol::{decode_request, encode, Reply, ResponseMsg, MAX_MESSAGE};
 use grapevine_storage::server::ShareServer;
 use grapevine_storage::types::storage_index;
-use grapevine_storage::{
-    Cap, Params, PoolConfig, SessionPool, ShareStore, StorageIndex, VerifyCap,
-};
-use tokio::task::JoinHandle;
+use grapevine_storage::{Cap, Params, SessionPool, ShareStore, StorageIndex, VerifyCap};
+
+#[path = "common/servers.rs"]
+mod servers;
+use servers::{refs, stop, walk, Server};
 
 const IP: [u8; 4] = [127, 6, 0, 1];
 
-struct Server {
-    r: ServerRef,
-    dir: tempfile::TempDir,
-    task: Option<JoinHandle<std::io::Result<()>>>,
-}
-
-async fn start_server(i: usize) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let srv = grapevine_storage::testing::spawn_local(IP.into(), dir.path(), Some(format!("s{i}")))
-        .await
-        .unwrap();
-    Server {
-        r: ServerRef {
-            id: srv.id,
-            addr: srv.addr,
-        },
-        dir,
-        task: Some(srv.task),
-    }
-}
-
 async fn servers(n: usize) -> Vec<Server> {
-    let mut v = Vec::new();
-    for i in 0..n {
-        v.push(start_server(i).await);
-    }
-    v
-}
-
-/// Take a server down for good.
-async fn stop(s: &mut Server) {
-    if let Some(t) = s.task.take() {
-        t.abort();
-        let _ = t.await;
-    }
+    servers::servers(IP, "s", n).await
 }
 
 fn pool() -> SessionPool {
-    let ident = Arc::new(Identity::generate());
-    let record = LocationRecord::new(&ident, vec!["127.6.0.2:1".parse().unwrap()])
-        .sign(&ident)
-        .unwrap();
-    SessionPool::new(
-        ClientIdentity {
-            identity: ident,
-            record,
-            session: SessionConfig::default(),
-        },
-        PoolConfig::default(),
-    )
+    servers::pool("127.6.0.2:1")
 }
 
 /// A file whose plaintext is easy to spot: the same 16 bytes over and over.
@@ -117,23 +74,6 @@ async fn get(me: &SessionPool, refs: &[ServerRef], cap: &Cap) -> Vec<u8> {
     out
 }
 
-/// Every file under `dir`, whole.
-fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(b) = std::fs::read(&p) {
-                out.push((p, b));
-            }
-        }
-    }
-    out
-}
-
 /// The path of share `shnum` of `si` in a store at `root`.
 fn share_file(root: &std::path::Path, si: &StorageIndex, shnum: u16) -> std::path::PathBuf {
     let s = si.to_string();
@@ -150,7 +90,7 @@ fn share_file(root: &std::path::Path, si: &StorageIndex, shnum: u16) -> std::pat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repair_regenerates_missing_and_corrupt_shares_onto_the_next_servers() {
     let mut grid = servers(12).await;
-    let refs: Vec<ServerRef> = grid.iter().map(|s| s.r).collect();
+    let refs = refs(&grid);
     let me = pool();
     let d = plain(3 * 1024 * 1024 + 4321);
     let up = put(&me, &refs, &d).await;
@@ -228,7 +168,7 @@ async fn repair_regenerates_missing_and_corrupt_shares_onto_the_next_servers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repairer_holding_only_the_verify_cap_never_sees_plaintext() {
     let mut grid = servers(10).await;
-    let refs: Vec<ServerRef> = grid.iter().map(|s| s.r).collect();
+    let refs = refs(&grid);
     let owner = pool();
     let d = plain(2 * 1024 * 1024 + 99);
     let up = put(&owner, &refs, &d).await;
@@ -266,7 +206,8 @@ async fn a_repairer_holding_only_the_verify_cap_never_sees_plaintext() {
     assert!(report.repair_report.bytes_read > 0);
     // All the repairer could read is on the servers: no plaintext there.
     for s in &grid {
-        for (p, b) in files_under(s.dir.path()) {
+        for p in walk(s.dir.path()) {
+            let b = std::fs::read(&p).unwrap();
             assert!(
                 !b.windows(16).any(|w| w == b"attack at dawn; "),
                 "plaintext in {}",
@@ -400,7 +341,7 @@ async fn lying_servers_cannot_make_repair_write_bad_data_or_loop() {
     let mut grid = servers(10).await;
     let d = plain(3 * 1024 * 1024 + 17);
     let si = si_of(&d);
-    let honest: Vec<ServerRef> = grid.iter().map(|s| s.r).collect();
+    let honest = refs(&grid);
     let corrupter = hostile(identity_at(&si, &honest, 0), Lie::CorruptBlocks).await;
     let mut with_c = honest.clone();
     with_c.push(corrupter.r);

@@ -122,6 +122,44 @@ pub fn run_nodes(dirs: &[std::path::PathBuf]) -> Vec<Running> {
         .collect()
 }
 
+/// `grapevine check CAP ARGS --node DIR`: (exit code, stdout, stderr).
+pub fn check(cap: &str, dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = grapevine()
+        .arg("check")
+        .arg(cap)
+        .args(args)
+        .arg("--node")
+        .arg(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Every file under `dir` (none if it does not exist).
+pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// The share files a node in `dir` stores.
+pub fn share_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    walk(&dir.join("storage").join("shares"))
+}
+
 pub fn status(dir: &std::path::Path) -> Option<serde_json::Value> {
     let out = grapevine()
         .args(["status", "--json", "--node"])

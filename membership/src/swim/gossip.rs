@@ -275,15 +275,22 @@ impl Swim {
                 (false, MemberState::Alive) | (true, MemberState::Alive | MemberState::Suspect)
             );
         if apply {
-            let (to, update) = if dead {
-                (MemberState::Dead, Update::Dead { id, incarnation })
-            } else {
-                (MemberState::Suspect, Update::Suspect { id, incarnation })
-            };
-            self.set_state(id, to, incarnation, now);
-            self.broadcasts.push(Key::State(id), update);
-            self.schedule_gossip(now);
+            self.accuse(id, dead, incarnation, now);
         }
+    }
+
+    /// Hold member `id` suspect (or `dead`) at `incarnation`, and queue the
+    /// accusation for gossip: what an expired suspicion and an accusation
+    /// heard from others both do.
+    pub(super) fn accuse(&mut self, id: NodeId, dead: bool, incarnation: u64, now: Instant) {
+        let (to, update) = if dead {
+            (MemberState::Dead, Update::Dead { id, incarnation })
+        } else {
+            (MemberState::Suspect, Update::Suspect { id, incarnation })
+        };
+        self.set_state(id, to, incarnation, now);
+        self.broadcasts.push(Key::State(id), update);
+        self.schedule_gossip(now);
     }
 
     /// Apply piggybacked updates from `sender`; if they accused this node,

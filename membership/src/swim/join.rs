@@ -84,14 +84,7 @@ impl Swim {
     /// recorded address only, at most once per `sync_fast_interval` (the
     /// caller's rate limit), so it amplifies nothing worth having.
     pub(super) fn rediscover(&mut self, to: SocketAddr, id: NodeId, now: Instant) {
-        let record = self
-            .store
-            .get(&self.me)
-            .expect("own record")
-            .bytes()
-            .to_vec();
-        self.stats.rediscoveries += 1;
-        self.send(to, &Message::Join { record });
+        self.offer_join(to);
         self.send_digests(to, Some(id), now);
     }
 
@@ -101,26 +94,32 @@ impl Swim {
     /// per `sync_fast_interval` (the caller's rate limit), and only while
     /// this node knows no one.
     pub(super) fn join_stranger(&mut self, to: SocketAddr) {
-        let record = self
-            .store
+        self.offer_join(to);
+    }
+
+    /// Send this node's record in a `Join` to `to`, a node that runs but
+    /// does not hold this one among its members, for it to take and answer
+    /// with its own ([`Swim::rediscover`], [`Swim::join_stranger`]).
+    fn offer_join(&mut self, to: SocketAddr) {
+        let record = self.own_record();
+        self.stats.rediscoveries += 1;
+        self.send(to, &Message::Join { record });
+    }
+
+    /// This node's signed record, as a `Join` or `JoinAck` carries it.
+    fn own_record(&self) -> Vec<u8> {
+        self.store
             .get(&self.me)
             .expect("own record")
             .bytes()
-            .to_vec();
-        self.stats.rediscoveries += 1;
-        self.send(to, &Message::Join { record });
+            .to_vec()
     }
 
     pub(super) fn send_joins(&mut self, now: Instant) {
         if self.join_delay > self.cfg.join_retry_initial {
             tracing::warn!(seeds = ?self.seeds, retry_in = ?self.join_delay, "no seed has answered yet; retrying");
         }
-        let record = self
-            .store
-            .get(&self.me)
-            .expect("own record")
-            .bytes()
-            .to_vec();
+        let record = self.own_record();
         let targets: Vec<SocketAddr> = self
             .seeds
             .iter()
@@ -198,12 +197,7 @@ impl Swim {
                 return;
             }
         }
-        let mine = self
-            .store
-            .get(&self.me)
-            .expect("own record")
-            .bytes()
-            .to_vec();
+        let mine = self.own_record();
         // With a header (this node's clock) for a joiner that reads one,
         // member or not yet (its record may be held back: its clock ahead).
         let headed = self.reads_cookies_at(&from)

@@ -47,6 +47,18 @@ use crate::wire::{Message, Update, HEADER_BUDGET};
 /// Indirect probes this node relays at once, at most.
 pub(super) const MAX_RELAYS: usize = 1024;
 
+impl Probe {
+    /// Whether an ack with sequence number `seq` naming `id`, from `from`,
+    /// is this probe's: `None` if it names another probe; `Some(true)` if
+    /// it counts, having come directly from the target's address or
+    /// relayed by a member asked to; `Some(false)` if it came from anywhere
+    /// else (refused: the number is no secret).
+    fn ack(&self, seq: u32, id: NodeId, from: SocketAddr) -> Option<bool> {
+        (self.seq == seq && self.target == id)
+            .then(|| from == self.addr || self.helpers.contains(&from))
+    }
+}
+
 impl Swim {
     pub(super) fn health_scale(&self) -> u32 {
         1 + self.local_health
@@ -253,16 +265,8 @@ impl Swim {
             return;
         }
         let inc = m.incarnation;
-        self.set_state(id, MemberState::Dead, inc, now);
-        self.broadcasts.push(
-            Key::State(id),
-            Update::Dead {
-                id,
-                incarnation: inc,
-            },
-        );
+        self.accuse(id, true, inc, now);
         self.notify_accused(&id);
-        self.schedule_gossip(now);
     }
 
     /// Ping one member believed dead, or that left a short while ago, bare;
@@ -346,34 +350,23 @@ impl Swim {
                     updates: Vec::new(),
                 },
             );
-        } else if let Some(p) = self
-            .probe
-            .as_ref()
-            .filter(|p| p.seq == seq && p.target == id)
-        {
-            // Directly from the target, or relayed by a member asked to.
-            if from != p.addr && !p.helpers.contains(&from) {
+        } else if let Some(counts) = self.probe.as_ref().and_then(|p| p.ack(seq, id, from)) {
+            if !counts {
                 self.stats.acks_refused += 1;
                 return;
             }
-            let sent = p.sent;
-            self.probe = None;
+            let sent = self.probe.take().expect("just seen").sent;
             self.timers.cancel(&TimerKey::Indirect);
             self.lower_health();
             self.rtt.sample(now.saturating_duration_since(sent));
             self.answered_while_suspect(id, now);
-        } else if let Some(p) = self
-            .late_probe
-            .as_ref()
-            .filter(|p| p.seq == seq && p.target == id)
-        {
+        } else if let Some(counts) = self.late_probe.as_ref().and_then(|p| p.ack(seq, id, from)) {
             // The ack of the period before, late: measured, nothing more.
-            if from != p.addr && !p.helpers.contains(&from) {
+            if !counts {
                 self.stats.acks_refused += 1;
                 return;
             }
-            let sent = p.sent;
-            self.late_probe = None;
+            let sent = self.late_probe.take().expect("just seen").sent;
             self.rtt.sample(now.saturating_duration_since(sent));
             self.answered_while_suspect(id, now);
         }

@@ -5,14 +5,13 @@ use chacha20::ChaCha20;
 
 use crate::cap::ReadCap;
 use crate::chk::format::{cipher, Ueb};
-use crate::chk::merkle::merkle_root;
+use crate::chk::hashes::ShareHashes;
 use crate::error::CodecError;
 
 /// Decodes a file from verified blocks, segment by segment.
 pub struct Decoder {
     cap: ReadCap,
-    ueb: Ueb,
-    hashes: Vec<Option<Vec<[u8; 32]>>>,
+    hashes: ShareHashes,
     cipher: ChaCha20,
     ciphertext: blake3::Hasher,
     next_segment: u64,
@@ -25,12 +24,10 @@ impl Decoder {
     /// [`CodecError::UebMismatch`] if the UEB is not the capability's.
     pub fn new(cap: ReadCap, ueb_bytes: &[u8]) -> Result<Self, CodecError> {
         let ueb = Ueb::decode_checked(ueb_bytes, &cap)?;
-        let n = ueb.n as usize;
         Ok(Decoder {
             cipher: cipher(&cap.key),
             cap,
-            ueb,
-            hashes: vec![None; n],
+            hashes: ShareHashes::new(ueb),
             ciphertext: blake3::Hasher::new(),
             next_segment: 0,
         })
@@ -38,7 +35,7 @@ impl Decoder {
 
     /// The verified UEB.
     pub fn ueb(&self) -> &Ueb {
-        &self.ueb
+        self.hashes.ueb()
     }
 
     /// Accept share `shnum`'s block hash list if its Merkle root matches.
@@ -46,19 +43,7 @@ impl Decoder {
     /// # Errors
     /// [`CodecError::CorruptShare`] if it does not.
     pub fn add_hashes(&mut self, shnum: u16, bytes: &[u8]) -> Result<(), CodecError> {
-        let s = shnum as usize;
-        if s >= self.hashes.len() || bytes.len() as u64 != self.ueb.hashes_len() {
-            return Err(CodecError::CorruptShare(shnum));
-        }
-        let list: Vec<[u8; 32]> = bytes
-            .chunks(32)
-            .map(|c| c.try_into().expect("32"))
-            .collect();
-        if merkle_root(&list) != self.ueb.share_roots[s] {
-            return Err(CodecError::CorruptShare(shnum));
-        }
-        self.hashes[s] = Some(list);
-        Ok(())
+        self.hashes.add(shnum, bytes)
     }
 
     /// Check one block of segment `seg` from share `shnum`.
@@ -67,20 +52,7 @@ impl Decoder {
     /// [`CodecError::CorruptShare`] if its hash is wrong or its hashes were
     /// not accepted.
     pub fn check_block(&self, shnum: u16, seg: u64, block: &[u8]) -> Result<(), CodecError> {
-        let hashes = self
-            .hashes
-            .get(shnum as usize)
-            .and_then(|h| h.as_ref())
-            .ok_or(CodecError::CorruptShare(shnum))?;
-        let ok = hashes
-            .get(seg as usize)
-            .is_some_and(|h| h == blake3::hash(block).as_bytes())
-            && block.len() as u64 == self.ueb.block_len(seg);
-        if ok {
-            Ok(())
-        } else {
-            Err(CodecError::CorruptShare(shnum))
-        }
+        self.hashes.check(shnum, seg, block)
     }
 
     /// Decode the next segment from at least k checked blocks
@@ -117,11 +89,11 @@ impl Decoder {
             Err(bad) => return Ok(Err(bad)),
         };
         self.ciphertext.update(&out);
-        self.cipher.seek(seg * self.ueb.segment_size);
+        self.cipher.seek(seg * self.ueb().segment_size);
         self.cipher.apply_keystream(&mut out);
         self.next_segment += 1;
-        if self.next_segment == self.ueb.segments()
-            && self.ciphertext.finalize().as_bytes() != &self.ueb.ciphertext_hash
+        if self.next_segment == self.ueb().segments()
+            && self.ciphertext.finalize().as_bytes() != &self.ueb().ciphertext_hash
         {
             return Err(CodecError::CiphertextMismatch);
         }
@@ -143,10 +115,10 @@ impl Decoder {
         seg: u64,
         blocks: Vec<(u16, B)>,
     ) -> Result<Result<Vec<u8>, Vec<u16>>, CodecError> {
-        if seg >= self.ueb.segments() {
+        if seg >= self.ueb().segments() {
             return Err(CodecError::Malformed(format!(
                 "segment {seg} of a file of {} segments",
-                self.ueb.segments()
+                self.ueb().segments()
             )));
         }
         let mut out = match self.ciphertext_of(seg, blocks)? {
@@ -154,7 +126,7 @@ impl Decoder {
             Err(bad) => return Ok(Err(bad)),
         };
         let mut c = cipher(&self.cap.key);
-        c.seek(seg * self.ueb.segment_size);
+        c.seek(seg * self.ueb().segment_size);
         c.apply_keystream(&mut out);
         Ok(Ok(out))
     }
@@ -166,52 +138,16 @@ impl Decoder {
         seg: u64,
         blocks: Vec<(u16, B)>,
     ) -> Result<Result<Vec<u8>, Vec<u16>>, CodecError> {
-        let k = self.ueb.k as usize;
-        let bad: Vec<u16> = blocks
-            .iter()
-            .filter(|(shnum, b)| self.check_block(*shnum, seg, b.as_ref()).is_err())
-            .map(|(shnum, _)| *shnum)
-            .collect();
+        let bad = self.hashes.corrupt(seg, &blocks);
         if !bad.is_empty() {
             return Ok(Err(bad));
         }
-        let mut originals: Vec<Option<std::borrow::Cow<'_, [u8]>>> = vec![None; k];
-        let mut recovery = Vec::new();
-        for (shnum, b) in &blocks {
-            if (*shnum as usize) < k {
-                originals[*shnum as usize] = Some(std::borrow::Cow::Borrowed(b.as_ref()));
-            } else {
-                recovery.push((*shnum as usize - k, b.as_ref()));
-            }
+        let originals = self.hashes.originals(&blocks)?;
+        let mut out = Vec::with_capacity(originals.len() * self.ueb().block_len(seg) as usize);
+        for o in &originals {
+            out.extend_from_slice(o);
         }
-        let have = originals.iter().filter(|o| o.is_some()).count();
-        if have < k {
-            if have + recovery.len() < k {
-                return Err(CodecError::NotEnoughShares {
-                    have: have + recovery.len(),
-                    need: k,
-                });
-            }
-            let restored = reed_solomon_simd::decode(
-                k,
-                (self.ueb.n as usize) - k,
-                originals
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, o)| o.as_ref().map(|b| (i, b))),
-                recovery.iter().map(|(i, b)| (*i, b)),
-            )
-            .map_err(|e| CodecError::Erasure(e.to_string()))?;
-            for (i, b) in restored {
-                originals[i] = Some(std::borrow::Cow::Owned(b));
-            }
-        }
-        let seg_len = self.ueb.segment_len(seg) as usize;
-        let mut out = Vec::with_capacity(originals.len() * self.ueb.block_len(seg) as usize);
-        for o in originals {
-            out.extend_from_slice(&o.ok_or(CodecError::NotEnoughShares { have, need: k })?);
-        }
-        out.truncate(seg_len);
+        out.truncate(self.ueb().segment_len(seg) as usize);
         Ok(Ok(out))
     }
 

@@ -5,7 +5,7 @@ use chacha20::cipher::StreamCipher;
 use chacha20::ChaCha20;
 
 use crate::cap::ReadCap;
-use crate::chk::format::{block_len, cipher, Ueb, FOOTER_LEN, MAGIC, SEGMENT_SIZE, UEB_VERSION};
+use crate::chk::format::{block_len, cipher, trailer, Ueb, FOOTER_LEN, SEGMENT_SIZE, UEB_VERSION};
 use crate::chk::merkle::merkle_root;
 use crate::error::CodecError;
 use crate::types::{storage_index, Params, StorageIndex};
@@ -164,21 +164,7 @@ impl Encoder {
         let trailers = self
             .block_hashes
             .iter()
-            .map(|hashes| {
-                let mut t =
-                    Vec::with_capacity(hashes.len() * 32 + ueb_bytes.len() + FOOTER_LEN as usize);
-                for h in hashes {
-                    t.extend_from_slice(h);
-                }
-                let hashes_offset = blocks_len;
-                let ueb_offset = blocks_len + 32 * hashes.len() as u64;
-                t.extend_from_slice(&ueb_bytes);
-                t.extend_from_slice(&hashes_offset.to_le_bytes());
-                t.extend_from_slice(&ueb_offset.to_le_bytes());
-                t.extend_from_slice(&(ueb_bytes.len() as u32).to_le_bytes());
-                t.extend_from_slice(MAGIC);
-                t
-            })
+            .map(|hashes| trailer(hashes, &ueb_bytes, blocks_len))
             .collect();
         let cap = ReadCap {
             key: self.key,

@@ -240,6 +240,23 @@ pub(crate) fn cipher(key: &[u8; 32]) -> ChaCha20 {
     ChaCha20::new(key.into(), &[0u8; 12].into())
 }
 
+/// A share's trailer, written after its blocks (which end at
+/// `blocks_len`): its block hash list, the extension block, and the footer
+/// that says where both are.
+pub(crate) fn trailer(hashes: &[[u8; 32]], ueb_bytes: &[u8], blocks_len: u64) -> Vec<u8> {
+    let mut t = Vec::with_capacity(hashes.len() * 32 + ueb_bytes.len() + FOOTER_LEN as usize);
+    for h in hashes {
+        t.extend_from_slice(h);
+    }
+    let ueb_offset = blocks_len + 32 * hashes.len() as u64;
+    t.extend_from_slice(ueb_bytes);
+    t.extend_from_slice(&blocks_len.to_le_bytes());
+    t.extend_from_slice(&ueb_offset.to_le_bytes());
+    t.extend_from_slice(&(ueb_bytes.len() as u32).to_le_bytes());
+    t.extend_from_slice(MAGIC);
+    t
+}
+
 /// Where a share's parts are, from its footer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Footer {

@@ -5,7 +5,9 @@
 //! a server runs on a share it holds (no capability needed: the share is
 //! checked against its own extension block), and `regen` the [`Verifier`]
 //! that checks shares and regenerates missing ones from a verify
-//! capability, without the key (repair).
+//! capability, without the key (repair). The decoder and the verifier
+//! check share hash lists and blocks, and restore a segment's original
+//! blocks, alike: `hashes` does it for both.
 //!
 //! * The file is encrypted with ChaCha20 under a 32-byte key: random, or
 //!   *convergent* (keyed BLAKE3 of the content under the client's
@@ -37,8 +39,11 @@
 mod decode;
 mod encode;
 mod format;
+mod hashes;
 mod merkle;
 mod regen;
+#[cfg(test)]
+mod testing;
 mod verify;
 
 pub use crate::types::{storage_index, Params};
@@ -60,42 +65,13 @@ mod tests {
 
     /// Encode `data` into n full share byte strings.
     fn encode_all(data: &[u8], params: Params) -> (Vec<Vec<u8>>, ReadCap) {
-        let mut enc = Encoder::new([9; 32], params, data.len() as u64).unwrap();
-        let mut shares = vec![Vec::new(); params.n as usize];
-        for seg in 0..enc.segments() {
-            let start = (seg * SEGMENT_SIZE) as usize;
-            let end = (start + SEGMENT_SIZE as usize).min(data.len());
-            let mut chunk = data[start..end].to_vec();
-            for (i, b) in enc
-                .encode_segment(&mut chunk)
-                .unwrap()
-                .into_iter()
-                .enumerate()
-            {
-                shares[i].extend_from_slice(&b);
-            }
-        }
-        let size = enc.share_size();
-        let (trailers, cap) = enc.finish().unwrap();
-        for (s, t) in shares.iter_mut().zip(trailers) {
-            s.extend_from_slice(&t);
-            assert_eq!(s.len() as u64, size);
-        }
-        (shares, cap)
+        testing::encode_all([9; 32], data, params)
     }
 
     fn decode_from(shares: &[(u16, &Vec<u8>)], cap: &ReadCap) -> Result<Vec<u8>, CodecError> {
-        let first = shares[0].1;
-        let footer = Footer::parse(
-            &first[first.len() - FOOTER_LEN as usize..],
-            first.len() as u64,
-        )?;
-        let ueb_bytes = &first
-            [footer.ueb_offset as usize..footer.ueb_offset as usize + footer.ueb_len as usize];
-        let mut dec = Decoder::new(cap.clone(), ueb_bytes)?;
+        let mut dec = Decoder::new(cap.clone(), testing::parts(shares[0].1).1)?;
         for (shnum, s) in shares {
-            let f = Footer::parse(&s[s.len() - 24..], s.len() as u64)?;
-            dec.add_hashes(*shnum, &s[f.hashes_offset as usize..f.ueb_offset as usize])?;
+            dec.add_hashes(*shnum, testing::parts(s).2)?;
         }
         let mut out = Vec::new();
         for seg in 0..dec.ueb().segments() {

@@ -21,7 +21,8 @@
 //! construction; the check makes sure of it before anything is closed.
 
 use crate::cap::VerifyCap;
-use crate::chk::format::{Ueb, FOOTER_LEN, MAGIC};
+use crate::chk::format::{trailer, Ueb, FOOTER_LEN};
+use crate::chk::hashes::{erasure, ShareHashes};
 use crate::chk::merkle::merkle_root;
 use crate::error::CodecError;
 use crate::types::StorageIndex;
@@ -51,9 +52,8 @@ pub fn verify_cap_of(si: StorageIndex, ueb_bytes: &[u8]) -> Result<VerifyCap, Co
 #[derive(Debug)]
 pub struct Verifier {
     cap: VerifyCap,
-    ueb: Ueb,
     ueb_bytes: Vec<u8>,
-    hashes: Vec<Option<Vec<[u8; 32]>>>,
+    hashes: ShareHashes,
 }
 
 impl Verifier {
@@ -65,18 +65,16 @@ impl Verifier {
     /// it is not one this release reads.
     pub fn new(cap: VerifyCap, ueb_bytes: &[u8]) -> Result<Self, CodecError> {
         let ueb = Ueb::decode_verified(ueb_bytes, &cap)?;
-        let n = ueb.n as usize;
         Ok(Verifier {
             cap,
-            ueb,
             ueb_bytes: ueb_bytes.to_vec(),
-            hashes: vec![None; n],
+            hashes: ShareHashes::new(ueb),
         })
     }
 
     /// The verified UEB.
     pub fn ueb(&self) -> &Ueb {
-        &self.ueb
+        self.hashes.ueb()
     }
 
     /// The capability checked against.
@@ -87,7 +85,7 @@ impl Verifier {
     /// Size of every share of the file.
     pub fn share_size(&self) -> u64 {
         // Validated UEB: within MAX_SHARE_SIZE, no overflow.
-        self.ueb.blocks_len() + self.ueb.hashes_len() + self.ueb_bytes.len() as u64 + FOOTER_LEN
+        self.ueb().blocks_len() + self.ueb().hashes_len() + self.ueb_bytes.len() as u64 + FOOTER_LEN
     }
 
     /// Accept share `shnum`'s block hash list if its Merkle root matches.
@@ -95,19 +93,7 @@ impl Verifier {
     /// # Errors
     /// [`CodecError::CorruptShare`] if it does not.
     pub fn add_hashes(&mut self, shnum: u16, bytes: &[u8]) -> Result<(), CodecError> {
-        let s = shnum as usize;
-        if s >= self.hashes.len() || bytes.len() as u64 != self.ueb.hashes_len() {
-            return Err(CodecError::CorruptShare(shnum));
-        }
-        let list: Vec<[u8; 32]> = bytes
-            .chunks(32)
-            .map(|c| c.try_into().expect("32"))
-            .collect();
-        if merkle_root(&list) != self.ueb.share_roots[s] {
-            return Err(CodecError::CorruptShare(shnum));
-        }
-        self.hashes[s] = Some(list);
-        Ok(())
+        self.hashes.add(shnum, bytes)
     }
 
     /// Check one block of segment `seg` from share `shnum` (whose hashes
@@ -116,18 +102,7 @@ impl Verifier {
     /// # Errors
     /// [`CodecError::CorruptShare`] if its hash or length is wrong.
     pub fn check_block(&self, shnum: u16, seg: u64, block: &[u8]) -> Result<(), CodecError> {
-        let ok = self
-            .hashes
-            .get(shnum as usize)
-            .and_then(|h| h.as_ref())
-            .and_then(|h| h.get(seg as usize))
-            .is_some_and(|h| h == blake3::hash(block).as_bytes())
-            && block.len() as u64 == self.ueb.block_len(seg);
-        if ok {
-            Ok(())
-        } else {
-            Err(CodecError::CorruptShare(shnum))
-        }
+        self.hashes.check(shnum, seg, block)
     }
 
     /// The blocks of shares `want` for segment `seg`, from at least `k`
@@ -144,61 +119,20 @@ impl Verifier {
         blocks: &[(u16, B)],
         want: &[u16],
     ) -> Result<Result<Vec<Vec<u8>>, Vec<u16>>, CodecError> {
-        let (k, n) = (self.ueb.k as usize, self.ueb.n as usize);
-        if seg >= self.ueb.segments() {
+        let (k, n) = (self.ueb().k as usize, self.ueb().n as usize);
+        if seg >= self.ueb().segments() {
             return Err(CodecError::Malformed(format!("no segment {seg}")));
         }
         if let Some(w) = want.iter().find(|&&w| w as usize >= n) {
             return Err(CodecError::Malformed(format!("no share {w}")));
         }
-        let bad: Vec<u16> = blocks
-            .iter()
-            .filter(|(s, b)| self.check_block(*s, seg, b.as_ref()).is_err())
-            .map(|(s, _)| *s)
-            .collect();
+        let bad = self.hashes.corrupt(seg, blocks);
         if !bad.is_empty() {
             return Ok(Err(bad));
         }
-        let len = self.ueb.block_len(seg) as usize;
-        let mut originals: Vec<Option<Vec<u8>>> = vec![None; k];
-        let mut recovery: Vec<(usize, &[u8])> = Vec::new();
-        for (s, b) in blocks {
-            let s = *s as usize;
-            if s < k {
-                originals[s] = Some(b.as_ref().to_vec());
-            } else if !recovery.iter().any(|r| r.0 == s - k) {
-                recovery.push((s - k, b.as_ref()));
-            }
-        }
-        let have = originals.iter().filter(|o| o.is_some()).count();
-        if have < k {
-            if have + recovery.len() < k {
-                return Err(CodecError::NotEnoughShares {
-                    have: have + recovery.len(),
-                    need: k,
-                });
-            }
-            let erasure = |e: reed_solomon_simd::Error| CodecError::Erasure(e.to_string());
-            let restored = reed_solomon_simd::decode(
-                k,
-                n - k,
-                originals
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, o)| o.as_ref().map(|b| (i, b))),
-                recovery.iter().copied(),
-            )
-            .map_err(erasure)?;
-            for (i, b) in restored {
-                originals[i] = Some(b);
-            }
-        }
-        let originals: Vec<Vec<u8>> = originals
-            .into_iter()
-            .map(Option::unwrap_or_default)
-            .collect();
+        let len = self.ueb().block_len(seg) as usize;
+        let originals = self.hashes.originals(blocks)?;
         let recovered: Vec<Vec<u8>> = if want.iter().any(|&w| w as usize >= k) && n > k {
-            let erasure = |e: reed_solomon_simd::Error| CodecError::Erasure(e.to_string());
             let mut rs =
                 reed_solomon_simd::ReedSolomonEncoder::new(k, n - k, len).map_err(erasure)?;
             for o in &originals {
@@ -219,7 +153,7 @@ impl Verifier {
             .map(|&w| {
                 let w = w as usize;
                 if w < k {
-                    originals[w].clone()
+                    originals[w].to_vec()
                 } else {
                     recovered[w - k].clone()
                 }
@@ -244,23 +178,16 @@ impl Verifier {
     /// is not the UEB's (it must not be written), or if blocks are missing.
     pub fn trailer(&self, share: &NewShare) -> Result<Vec<u8>, CodecError> {
         let s = share.shnum as usize;
-        if share.hashes.len() as u64 != self.ueb.segments()
-            || self.ueb.share_roots.get(s) != Some(&merkle_root(&share.hashes))
+        if share.hashes.len() as u64 != self.ueb().segments()
+            || self.ueb().share_roots.get(s) != Some(&merkle_root(&share.hashes))
         {
             return Err(CodecError::CorruptShare(share.shnum));
         }
-        let blocks_len = self.ueb.blocks_len();
-        let hashes_len = self.ueb.hashes_len();
-        let mut t = Vec::with_capacity(hashes_len as usize + self.ueb_bytes.len() + 24);
-        for h in &share.hashes {
-            t.extend_from_slice(h);
-        }
-        t.extend_from_slice(&self.ueb_bytes);
-        t.extend_from_slice(&blocks_len.to_le_bytes());
-        t.extend_from_slice(&(blocks_len + hashes_len).to_le_bytes());
-        t.extend_from_slice(&(self.ueb_bytes.len() as u32).to_le_bytes());
-        t.extend_from_slice(MAGIC);
-        Ok(t)
+        Ok(trailer(
+            &share.hashes,
+            &self.ueb_bytes,
+            self.ueb().blocks_len(),
+        ))
     }
 }
 
@@ -286,43 +213,20 @@ impl NewShare {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chk::{Encoder, Footer, SEGMENT_SIZE};
+    use crate::chk::testing::{encode_all, parts};
+    use crate::chk::SEGMENT_SIZE;
     use crate::types::Params;
 
     /// Shares of `data` (3-of-10) and the verify capability.
     fn shares_of(data: &[u8]) -> (Vec<Vec<u8>>, VerifyCap) {
-        let params = Params::default();
-        let mut enc = Encoder::new([5; 32], params, data.len() as u64).unwrap();
-        let mut shares = vec![Vec::new(); params.n as usize];
-        for seg in 0..enc.segments() {
-            let start = (seg * SEGMENT_SIZE) as usize;
-            let end = (start + SEGMENT_SIZE as usize).min(data.len());
-            let mut chunk = data[start..end].to_vec();
-            for (i, b) in enc
-                .encode_segment(&mut chunk)
-                .unwrap()
-                .into_iter()
-                .enumerate()
-            {
-                shares[i].extend_from_slice(&b);
-            }
-        }
-        let (trailers, cap) = enc.finish().unwrap();
-        for (s, t) in shares.iter_mut().zip(trailers) {
-            s.extend_from_slice(&t);
-        }
+        let (shares, cap) = encode_all([5; 32], data, Params::default());
         (shares, cap.verify_cap())
     }
 
     fn verifier(shares: &[Vec<u8>], cap: VerifyCap, from: &[u16]) -> Verifier {
-        let s = &shares[from[0] as usize];
-        let f = Footer::parse(&s[s.len() - 24..], s.len() as u64).unwrap();
-        let ueb = &s[f.ueb_offset as usize..(f.ueb_offset + f.ueb_len as u64) as usize];
-        let mut v = Verifier::new(cap, ueb).unwrap();
+        let mut v = Verifier::new(cap, parts(&shares[from[0] as usize]).1).unwrap();
         for &i in from {
-            let s = &shares[i as usize];
-            v.add_hashes(i, &s[f.hashes_offset as usize..f.ueb_offset as usize])
-                .unwrap();
+            v.add_hashes(i, parts(&shares[i as usize]).2).unwrap();
         }
         v
     }
@@ -399,9 +303,7 @@ mod tests {
             ueb_hash: [0; 32],
             ..cap
         };
-        let s = &shares[0];
-        let f = Footer::parse(&s[s.len() - 24..], s.len() as u64).unwrap();
-        let ueb = &s[f.ueb_offset as usize..(f.ueb_offset + f.ueb_len as u64) as usize];
+        let (_, ueb, _) = parts(&shares[0]);
         assert!(matches!(
             Verifier::new(other, ueb),
             Err(CodecError::UebMismatch)

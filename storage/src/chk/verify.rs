@@ -154,7 +154,8 @@ impl ShareCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chk::{Encoder, Params, SEGMENT_SIZE};
+    use crate::chk::testing::encode_all;
+    use crate::chk::{Params, SEGMENT_SIZE};
 
     /// The n shares of a file of `len` bytes.
     fn shares(len: usize) -> Vec<Vec<u8>> {
@@ -163,25 +164,8 @@ mod tests {
             n: 4,
             happy: 3,
         };
-        let mut enc = Encoder::new([4; 32], p, len as u64).unwrap();
-        let mut out = vec![Vec::new(); 4];
         let data: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
-        for chunk in data.chunks(SEGMENT_SIZE as usize) {
-            let mut c = chunk.to_vec();
-            for (s, b) in out.iter_mut().zip(enc.encode_segment(&mut c).unwrap()) {
-                s.extend_from_slice(&b);
-            }
-        }
-        if len == 0 {
-            for (s, b) in out.iter_mut().zip(enc.encode_segment(&mut []).unwrap()) {
-                s.extend_from_slice(&b);
-            }
-        }
-        let (trailers, _) = enc.finish().unwrap();
-        for (s, t) in out.iter_mut().zip(trailers) {
-            s.extend_from_slice(&t);
-        }
-        out
+        encode_all([4; 32], &data, p).0
     }
 
     fn check(shnum: u16, share: &[u8], piece: usize) -> Result<(), CodecError> {

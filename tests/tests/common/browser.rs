@@ -31,17 +31,15 @@ use fantoccini::wd::TimeoutConfiguration;
 use fantoccini::{Client, ClientBuilder};
 use tokio::sync::{Mutex, MutexGuard};
 
+#[path = "ci.rs"]
+mod ci;
+use ci::under_ci;
+
 /// How long chromedriver has to start and give a session.
 pub const START: Duration = Duration::from_secs(90);
 
 /// One browser at a time in this process.
 static TURN: Mutex<()> = Mutex::const_new(());
-
-/// Whether the tests run under CI (`CI=true`), where a missing browser is
-/// a failure, not a skip.
-pub fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
-}
 
 /// `env`'s path if set (None unless it is a file), else the first of
 /// `names` on `PATH`.

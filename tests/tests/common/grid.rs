@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use grapevine_node::dir::{self, InitOptions};
 use grapevine_node::gateway::{Gateway, GatewaySettings};
@@ -13,18 +13,9 @@ use grapevine_node::{Config, Node, NodeDir, Options, Sockets};
 use grapevine_storage::Params;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Wait until `cond` holds, failing the test after `secs`.
-pub async fn wait_for<F, Fut>(what: &str, secs: u64, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+#[path = "wait.rs"]
+mod wait;
+pub use wait::wait_for;
 
 /// Nodes of one grid; `dirs[i]` is node i's directory.
 pub struct Grid {

@@ -1,0 +1,237 @@
+//! What every reader of shares does alike, with a read capability
+//! ([`Decoder`](super::Decoder)) or only a verify capability
+//! ([`Verifier`](super::Verifier)): [`ShareHashes`] holds the file's
+//! extension block (already checked against the capability) and the block
+//! hash lists it accepted, one per share. A share's list is accepted only
+//! if its Merkle root is the one the extension block records for the
+//! share's number; a block is used only if it hashes to its entry in an
+//! accepted list and has its segment's block length. From any `k` checked
+//! blocks of a segment, Reed-Solomon decoding restores the `k` original
+//! blocks: the segment's ciphertext cut in `k`, which the decoder decrypts
+//! and the verifier encodes again into missing shares' blocks.
+
+use std::borrow::Cow;
+
+use crate::chk::format::Ueb;
+use crate::chk::merkle::merkle_root;
+use crate::error::CodecError;
+
+/// A file's verified extension block and the share hash lists accepted
+/// against it.
+#[derive(Debug, Clone)]
+pub(crate) struct ShareHashes {
+    ueb: Ueb,
+    lists: Vec<Option<Vec<[u8; 32]>>>,
+}
+
+impl ShareHashes {
+    /// No list accepted yet, for a file whose extension block `ueb` was
+    /// verified (decoded, validated, checked against a capability).
+    pub(crate) fn new(ueb: Ueb) -> Self {
+        let n = ueb.n as usize;
+        ShareHashes {
+            ueb,
+            lists: vec![None; n],
+        }
+    }
+
+    /// The verified extension block.
+    pub(crate) fn ueb(&self) -> &Ueb {
+        &self.ueb
+    }
+
+    /// Accept share `shnum`'s block hash list if its Merkle root matches.
+    ///
+    /// # Errors
+    /// [`CodecError::CorruptShare`] if it does not, if it is not one hash
+    /// per segment long, or if the file has no share `shnum` (nothing
+    /// changes).
+    pub(crate) fn add(&mut self, shnum: u16, bytes: &[u8]) -> Result<(), CodecError> {
+        let s = shnum as usize;
+        if s >= self.lists.len() || bytes.len() as u64 != self.ueb.hashes_len() {
+            return Err(CodecError::CorruptShare(shnum));
+        }
+        let list: Vec<[u8; 32]> = bytes
+            .chunks(32)
+            .map(|c| c.try_into().expect("32"))
+            .collect();
+        if merkle_root(&list) != self.ueb.share_roots[s] {
+            return Err(CodecError::CorruptShare(shnum));
+        }
+        self.lists[s] = Some(list);
+        Ok(())
+    }
+
+    /// Check one block of segment `seg` from share `shnum`.
+    ///
+    /// # Errors
+    /// [`CodecError::CorruptShare`] if its hash or length is wrong, or the
+    /// share's hash list was not accepted.
+    pub(crate) fn check(&self, shnum: u16, seg: u64, block: &[u8]) -> Result<(), CodecError> {
+        let ok = self
+            .lists
+            .get(shnum as usize)
+            .and_then(|h| h.as_ref())
+            .and_then(|h| h.get(seg as usize))
+            .is_some_and(|h| h == blake3::hash(block).as_bytes())
+            && block.len() as u64 == self.ueb.block_len(seg);
+        if ok {
+            Ok(())
+        } else {
+            Err(CodecError::CorruptShare(shnum))
+        }
+    }
+
+    /// The share numbers of `blocks` (`(shnum, block)` of segment `seg`)
+    /// whose block fails [`ShareHashes::check`]; each block is hashed once.
+    pub(crate) fn corrupt<B: AsRef<[u8]>>(&self, seg: u64, blocks: &[(u16, B)]) -> Vec<u16> {
+        blocks
+            .iter()
+            .filter(|(s, b)| self.check(*s, seg, b.as_ref()).is_err())
+            .map(|(s, _)| *s)
+            .collect()
+    }
+
+    /// The `k` original blocks of a segment from at least `k` distinct
+    /// checked blocks `(shnum, block)` of it (see
+    /// [`ShareHashes::corrupt`]): those given as they are, the others
+    /// restored by Reed-Solomon decoding. A share number given twice counts
+    /// once.
+    ///
+    /// # Errors
+    /// [`CodecError::NotEnoughShares`] with fewer than `k` distinct share
+    /// numbers; [`CodecError::Erasure`] if decoding fails (a share number
+    /// past `n`, blocks of unequal lengths).
+    pub(crate) fn originals<'a, B: AsRef<[u8]>>(
+        &self,
+        blocks: &'a [(u16, B)],
+    ) -> Result<Vec<Cow<'a, [u8]>>, CodecError> {
+        let (k, n) = (self.ueb.k as usize, self.ueb.n as usize);
+        let mut originals: Vec<Option<Cow<'a, [u8]>>> = vec![None; k];
+        let mut recovery: Vec<(usize, &[u8])> = Vec::new();
+        for (s, b) in blocks {
+            let s = *s as usize;
+            if s < k {
+                originals[s] = Some(Cow::Borrowed(b.as_ref()));
+            } else if !recovery.iter().any(|r| r.0 == s - k) {
+                recovery.push((s - k, b.as_ref()));
+            }
+        }
+        let have = originals.iter().filter(|o| o.is_some()).count();
+        let short = |have| CodecError::NotEnoughShares { have, need: k };
+        if have < k {
+            if have + recovery.len() < k {
+                return Err(short(have + recovery.len()));
+            }
+            let restored = reed_solomon_simd::decode(
+                k,
+                n - k,
+                originals
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, o)| o.as_ref().map(|b| (i, b))),
+                recovery.iter().copied(),
+            )
+            .map_err(erasure)?;
+            for (i, b) in restored {
+                originals[i] = Some(Cow::Owned(b));
+            }
+        }
+        originals
+            .into_iter()
+            .map(|o| o.ok_or_else(|| short(have)))
+            .collect()
+    }
+}
+
+/// A Reed-Solomon error as the codec reports it.
+pub(crate) fn erasure(e: reed_solomon_simd::Error) -> CodecError {
+    CodecError::Erasure(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chk::testing::{encode_all, parts};
+    use crate::types::Params;
+
+    /// Blocks of segment 0 of `shares`, and hash lists accepted for
+    /// shares `from`.
+    fn setup(from: &[u16]) -> (Vec<Vec<u8>>, ShareHashes) {
+        let params = Params {
+            k: 3,
+            n: 6,
+            happy: 4,
+        };
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 13 % 251) as u8).collect();
+        let (shares, _) = encode_all([2; 32], &data, params);
+        let (_, ueb, _) = parts(&shares[0]);
+        let mut h = ShareHashes::new(Ueb::decode_structural(ueb).unwrap());
+        for &s in from {
+            h.add(s, parts(&shares[s as usize]).2).unwrap();
+        }
+        let len = h.ueb().block_len(0) as usize;
+        let blocks = shares.iter().map(|s| s[..len].to_vec()).collect();
+        (blocks, h)
+    }
+
+    /// A hash list is accepted only for its own share number, whole;
+    /// a block only with an accepted list, its own hash and its length.
+    #[test]
+    fn lists_and_blocks_are_checked_against_the_extension_block() {
+        let (blocks, mut h) = setup(&[0, 4]);
+        assert!(h.check(0, 0, &blocks[0]).is_ok());
+        assert!(h.check(4, 0, &blocks[4]).is_ok());
+        assert!(matches!(
+            h.check(1, 0, &blocks[1]),
+            Err(CodecError::CorruptShare(1))
+        ));
+        assert!(h.check(0, 0, &blocks[4]).is_err(), "another share's block");
+        assert!(
+            h.check(0, 1, &blocks[0]).is_err(),
+            "a segment past the last"
+        );
+        let mut bad = blocks[0].clone();
+        bad[0] ^= 1;
+        assert!(h.check(0, 0, &bad).is_err());
+        assert_eq!(
+            h.corrupt(
+                0,
+                &[(0, &bad[..]), (4, &blocks[4][..]), (2, &blocks[2][..])]
+            ),
+            vec![0, 2]
+        );
+        let list = h.lists[0].clone().unwrap().concat();
+        assert!(h.add(1, &list).is_err(), "share 0's list as share 1's");
+        assert!(h.add(0, &list[..31]).is_err(), "cut short");
+        assert!(
+            h.add(0, &[&list[..], &[0; 32]].concat()).is_err(),
+            "too long"
+        );
+        assert!(h.add(6, &list).is_err(), "no share 6");
+    }
+
+    /// Any `k` distinct blocks give the originals; a share number given
+    /// twice is counted once.
+    #[test]
+    fn originals_come_from_any_k_distinct_blocks() {
+        let (blocks, h) = setup(&[]);
+        let want: Vec<&[u8]> = blocks[..3].iter().map(Vec::as_slice).collect();
+        for from in [[0u16, 1, 2], [3, 4, 5], [0, 4, 2], [5, 1, 3]] {
+            let given: Vec<(u16, &[u8])> =
+                from.iter().map(|&s| (s, &blocks[s as usize][..])).collect();
+            let got = h.originals(&given).unwrap();
+            assert_eq!(got.iter().map(|c| &c[..]).collect::<Vec<_>>(), want);
+        }
+        for twice in [[4u16, 4, 5], [0, 0, 5]] {
+            let given: Vec<(u16, &[u8])> = twice
+                .iter()
+                .map(|&s| (s, &blocks[s as usize][..]))
+                .collect();
+            assert!(matches!(
+                h.originals(&given),
+                Err(CodecError::NotEnoughShares { have: 2, need: 3 })
+            ));
+        }
+    }
+}
