@@ -77,6 +77,11 @@ impl NodeDir {
         self.root.join("peers")
     }
 
+    /// `repair_state`: the repair job's memory across restarts.
+    pub fn repair_state_path(&self) -> PathBuf {
+        self.root.join("repair_state")
+    }
+
     /// `tmp/`: uploads to the gateway, spooled.
     pub fn tmp_path(&self) -> PathBuf {
         self.root.join("tmp")

@@ -19,6 +19,7 @@
 //! | [`client`] | put, get, check and repair through a node's view of the grid |
 //! | [`repair`] | the automatic repair job |
 //! | [`repair_stats`] | what the repair job has done and its settings |
+//! | [`repair_state`] | the repair job's memory across restarts (`DIR/repair_state`) |
 //! | [`procfs`] | process figures from /proc |
 //!
 //! Dependencies point one way: `control`, `metrics`, `http`, `gateway` and
@@ -76,6 +77,7 @@ pub mod peers;
 pub mod procfs;
 pub mod record;
 pub mod repair;
+pub mod repair_state;
 pub mod repair_stats;
 pub mod seq;
 pub mod state;

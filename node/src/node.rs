@@ -334,6 +334,7 @@ impl Node {
                 node.tasks.push(Task(tokio::spawn(crate::repair::run(
                     state.clone(),
                     repair,
+                    Some(dir.repair_state_path()),
                 ))));
             }
         }

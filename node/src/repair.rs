@@ -15,8 +15,16 @@
 //!
 //! [`RepairStats`](crate::repair_stats::RepairStats) is what the job has
 //! done, read by `status`, the metrics and `grapevine repair`. One pass over
-//! the held files every interval; repairs run one at a time.
+//! the held files every interval; repairs run one at a time. After each
+//! pass the planner's state goes to `DIR/repair_state`
+//! ([`crate::repair_state`]), and comes back at the next start: a restart
+//! pauses each file's grace period rather than starting it over, and
+//! restored files wait [`SETTLE_INTERVALS`] check intervals before any
+//! repair, so the first checks after a start (the node's view of the grid
+//! still filling) start none.
 
+use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,13 +37,41 @@ use grapevine_storage::{StorageIndex, VerifyCap};
 use crate::repair_stats::{RepairSettings, LAST_ERRORS};
 use crate::state::NodeState;
 
+/// Check intervals after a start before a file restored from
+/// `DIR/repair_state` may be repaired.
+pub const SETTLE_INTERVALS: u32 = 2;
+
 /// Run the repair job of the node whose state is `state` until the task is
-/// dropped. The first pass starts one interval after the node.
-pub async fn run(state: Arc<NodeState>, settings: RepairSettings) {
-    let mut planner = Planner::new(settings.planner);
+/// dropped, keeping the planner's state in `state_path` (if any) across
+/// restarts. The first pass starts one interval after the node.
+pub async fn run(state: Arc<NodeState>, settings: RepairSettings, state_path: Option<PathBuf>) {
+    let saved = state_path
+        .as_deref()
+        .map(|p| crate::repair_state::load(p, state.clock.unix_ms(), settings.planner.grace))
+        .unwrap_or_default();
+    if !saved.is_empty() {
+        tracing::info!(files = saved.len(), "repair state restored");
+    }
+    let settle = settings.interval.saturating_mul(SETTLE_INTERVALS);
+    let mut planner = Planner::restore(settings.planner, saved, Instant::now(), settle);
+    // The first pass writes, replacing a file it did not restore.
+    let mut wrote_some = true;
     loop {
         tokio::time::sleep(settings.interval).await;
         pass(&state, &mut planner, &settings).await;
+        if let Some(p) = &state_path {
+            // Written while there is something to keep, and once more
+            // when there is nothing left.
+            let now = planner.save(Instant::now());
+            if !now.is_empty() || wrote_some {
+                if let Err(e) = crate::repair_state::save(p, state.clock.unix_ms(), &now) {
+                    state
+                        .repair_stats
+                        .error(format!("repair state not saved: {e}"));
+                }
+                wrote_some = !now.is_empty();
+            }
+        }
     }
 }
 
@@ -66,7 +102,10 @@ async fn pass(state: &Arc<NodeState>, planner: &mut Planner, settings: &RepairSe
     };
     let me = state.id();
     let (mut below, mut unrecoverable, mut waiting) = (0u64, 0u64, 0u64);
-    for si in state.store().storage_indexes() {
+    let held = state.store().storage_indexes();
+    let keep: HashSet<StorageIndex> = held.iter().copied().collect();
+    planner.retain(|si| keep.contains(si));
+    for si in held {
         let Some(cap) = own_verify_cap(state, &si) else {
             // No share of ours to learn the file from (gone, or not one
             // this release reads): nothing to plan.
@@ -145,6 +184,7 @@ async fn repair_one(
             let rep = &r.repair_report;
             stats.bytes_read.fetch_add(rep.bytes_read, Relaxed);
             stats.bytes_written.fetch_add(rep.bytes_written, Relaxed);
+            stats.minimum_read.fetch_add(rep.minimum_read, Relaxed);
             stats
                 .shares_regenerated
                 .fetch_add(rep.shares_regenerated.len() as u64, Relaxed);

@@ -39,6 +39,7 @@ pub struct RepairStats {
     pub(crate) shares_regenerated: AtomicU64,
     pub(crate) bytes_read: AtomicU64,
     pub(crate) bytes_written: AtomicU64,
+    pub(crate) minimum_read: AtomicU64,
     last_errors: Mutex<VecDeque<String>>,
 }
 
@@ -56,6 +57,7 @@ impl RepairStats {
             shares_regenerated: self.shares_regenerated.load(Relaxed),
             bytes_read: self.bytes_read.load(Relaxed),
             bytes_written: self.bytes_written.load(Relaxed),
+            minimum_read: self.minimum_read.load(Relaxed),
             last_errors: self
                 .last_errors
                 .lock()
@@ -100,6 +102,11 @@ pub struct RepairStatus {
     pub bytes_read: u64,
     /// Bytes repair wrote.
     pub bytes_written: u64,
+    /// The least its repairs that regenerated shares could have read (`k`
+    /// blocks per segment each): `bytes_read` over it is the read
+    /// amplification.
+    #[serde(default)]
+    pub minimum_read: u64,
     /// The last errors, oldest first.
     pub last_errors: Vec<String>,
 }

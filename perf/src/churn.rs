@@ -62,6 +62,14 @@ pub struct ChurnArgs {
     /// Repair pace per node, MiB/s.
     #[arg(long, default_value_t = 64)]
     mib_per_s: u32,
+    /// Seconds each restarted node stays down (default: two check
+    /// intervals, so other holders' checks miss it).
+    #[arg(long)]
+    restart_secs: Option<u64>,
+    /// Longest wait, after the last death, for every file to be healthy
+    /// again (seconds).
+    #[arg(long, default_value_t = 900)]
+    settle_secs: u64,
     /// Where the nodes' directories go (default: a temporary directory).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
@@ -80,32 +88,74 @@ struct Report {
     died: usize,
     joined: usize,
     restarted: usize,
+    /// Files below their threshold (summed over the nodes' last passes),
+    /// at most, while the restarts went on.
+    below_threshold_during_restarts: u64,
     repairs_during_restarts: u64,
     files_readable: usize,
     files_healthy: usize,
+    /// Files by distinct good shares at the end (index: shares).
+    good_shares_histogram: Vec<usize>,
     repairs_started: u64,
     repairs_succeeded: u64,
     shares_regenerated: u64,
     repair_bytes_read: u64,
     repair_bytes_written: u64,
+    /// The least those repairs could have read: `k` blocks per segment
+    /// of each file repaired.
+    repair_minimum_read: u64,
     /// Bytes read per byte written by repair.
     read_per_byte_regenerated: f64,
-    /// That figure over the minimum, k.
-    of_minimum: f64,
+    /// Bytes read over the minimum (target: at most 1.25).
+    read_over_minimum: f64,
     peak_repair_bytes_per_s_per_node: u64,
+    /// Repair passes over their files, all nodes.
+    repair_passes: u64,
+    /// File checks by the repair jobs, all nodes.
+    repair_file_checks: u64,
+    /// Seconds: nodes up, files stored, restarts, deaths, settling.
+    phase_seconds: Vec<f64>,
     seconds: f64,
 }
 
 struct Grid {
     root: std::path::PathBuf,
+    /// Each node's cap on the storage sessions its client opens (see
+    /// [`session_cap`]).
+    sessions: usize,
     nodes: Vec<Option<Node>>,
     seed: std::net::SocketAddr,
     /// The repair figures of nodes stopped (their counters go with them).
-    retired: [u64; 5],
+    retired: [u64; FIGURES],
 }
 
-fn config(a: &ChurnArgs, i: usize, seed: Option<std::net::SocketAddr>) -> Config {
+/// Descriptors a node holds besides its sessions (sockets, the store's
+/// files being read), and the process's own.
+const FDS_PER_NODE: u64 = 24;
+const FDS_PROCESS: u64 = 256;
+
+/// Each node's cap on the storage sessions its client opens, so that
+/// `nodes` nodes fit the process's open-file limit: every session between
+/// two nodes of this process holds two descriptors (the client's and the
+/// server's end), and the default cap (64) times 240 nodes would need
+/// 30,000. A client at its cap closes its longest-idle session to open
+/// another.
+fn session_cap(nodes: u64) -> Result<usize> {
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);
+    let spare = limit
+        .saturating_sub(FDS_PROCESS)
+        .saturating_sub(FDS_PER_NODE.saturating_mul(nodes));
+    let cap = spare / 2 / nodes.max(1);
+    anyhow::ensure!(
+        cap >= 16,
+        "open-file limit {limit} too low for {nodes} nodes (raise it with ulimit -n)"
+    );
+    Ok(usize::try_from(cap.min(64)).unwrap_or(64))
+}
+
+fn config(a: &ChurnArgs, i: usize, seed: Option<std::net::SocketAddr>, sessions: usize) -> Config {
     let mut cfg = Config::new("127.0.0.1:0".parse().expect("address"));
+    cfg.client_sessions = sessions;
     cfg.nickname = Some(format!("c{i}"));
     cfg.reserve_mib = 0;
     cfg.seeds = seed.into_iter().map(Into::into).collect();
@@ -141,7 +191,7 @@ impl Grid {
                 },
             )?;
         }
-        Ok(Node::start(config(a, i, seed), &d, Options::in_process()).await?)
+        Ok(Node::start(config(a, i, seed, self.sessions), &d, Options::in_process()).await?)
     }
 
     fn live(&self) -> impl Iterator<Item = &Node> {
@@ -158,9 +208,8 @@ impl Grid {
         }
     }
 
-    /// Repairs started and succeeded, shares regenerated, bytes read and
-    /// written, by every node that ever ran.
-    fn repair_sum(&self) -> [u64; 5] {
+    /// [`figures`] summed over every node that ever ran.
+    fn repair_sum(&self) -> [u64; FIGURES] {
         let mut out = self.retired;
         for n in self.live() {
             for (o, v) in out.iter_mut().zip(figures(n)) {
@@ -171,7 +220,11 @@ impl Grid {
     }
 }
 
-fn figures(n: &Node) -> [u64; 5] {
+const FIGURES: usize = 8;
+
+/// Repairs started and succeeded, shares regenerated, bytes read, written
+/// and the minimum read, passes and file checks.
+fn figures(n: &Node) -> [u64; FIGURES] {
     let r = n.state().repair_stats().status();
     [
         r.repairs_started,
@@ -179,7 +232,17 @@ fn figures(n: &Node) -> [u64; 5] {
         r.shares_regenerated,
         r.bytes_read,
         r.bytes_written,
+        r.minimum_read,
+        r.passes,
+        r.files_checked,
     ]
+}
+
+/// Files below their threshold at the nodes' last passes, summed.
+fn below_sum(g: &Grid) -> u64 {
+    g.live()
+        .map(|n| n.state().repair_stats().status().below_threshold)
+        .sum()
 }
 
 /// Wait until `node` sees `count` storage servers, at most `secs`.
@@ -249,11 +312,15 @@ async fn run_async(a: &ChurnArgs) -> Result<()> {
     let started = Instant::now();
     let tmp = tempfile::tempdir()?;
     let root = a.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let deaths = a.servers * a.die_pct / 100;
+    let sessions = session_cap((a.servers + deaths) as u64)?;
+    eprintln!("{sessions} storage sessions per node at most");
     let mut g = Grid {
         root,
+        sessions,
         nodes: Vec::new(),
         seed: "127.0.0.1:1".parse()?,
-        retired: [0; 5],
+        retired: [0; FIGURES],
     };
     let first = g.start_node(a, 0, None).await?;
     g.seed = first.local_addr();
@@ -264,11 +331,8 @@ async fn run_async(a: &ChurnArgs) -> Result<()> {
     }
     let n0 = g.nodes[0].as_ref().context("node 0")?;
     wait_servers(n0, a.servers, 300).await?;
-    eprintln!(
-        "{} nodes up in {:.1} s",
-        a.servers,
-        started.elapsed().as_secs_f64()
-    );
+    let up = started.elapsed();
+    eprintln!("{} nodes up in {:.1} s", a.servers, up.as_secs_f64());
 
     // Files, sizes log-uniform.
     let mut rng = rand::rngs::SmallRng::seed_from_u64(23);
@@ -298,30 +362,52 @@ async fn run_async(a: &ChurnArgs) -> Result<()> {
         let up = client.put_bytes(&data, opts).await?;
         report.bytes_stored += data.len() as u64;
         files.push((up.cap, f));
+        if (f + 1) % 100 == 0 {
+            eprintln!(
+                "{} files stored at {:.0} s",
+                f + 1,
+                started.elapsed().as_secs_f64()
+            );
+        }
     }
     eprintln!("{} files ({} bytes) stored", a.files, report.bytes_stored);
 
-    let step = Duration::from_secs(a.grace_secs + 3 * a.check_secs.max(1));
+    report.phase_seconds = vec![
+        up.as_secs_f64(),
+        started.elapsed().saturating_sub(up).as_secs_f64(),
+    ];
+    let mut phase = Instant::now();
+    let mut lap = |report: &mut Report| {
+        report.phase_seconds.push(phase.elapsed().as_secs_f64());
+        phase = Instant::now();
+    };
+    let check = a.check_secs.max(1);
+    let step = Duration::from_secs(a.grace_secs + 3 * check);
     let mut peak = 0u64;
-    // Restarts: each node down for a second, then back.
+    // Restarts: each node down for a while (less than the grace period),
+    // then back.
     let before = g.repair_sum()[0];
+    let down = Duration::from_secs(a.restart_secs.unwrap_or(2 * check));
     for r in 0..a.restarts.min(a.servers.saturating_sub(1)) {
         let i = 1 + r;
         g.kill(i);
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        sample(&g, down, &mut peak).await;
+        report.below_threshold_during_restarts =
+            report.below_threshold_during_restarts.max(below_sum(&g));
         let n = g.start_node(a, i, Some(g.seed)).await?;
         g.nodes[i] = Some(n);
         report.restarted += 1;
     }
-    sample(&g, step, &mut peak).await;
+    sample(&g, step + Duration::from_secs(a.takeover_secs), &mut peak).await;
     report.repairs_during_restarts = g.repair_sum()[0] - before;
     eprintln!(
-        "restarts done: {} repairs started",
-        report.repairs_during_restarts
+        "restarts done: {} repairs started, {} passes so far",
+        report.repairs_during_restarts,
+        g.repair_sum()[6]
     );
+    lap(&mut report);
 
     // Deaths for good, spaced longer than the grace period; as many join.
-    let deaths = a.servers * a.die_pct / 100;
     let mut victims: Vec<usize> = (1..a.servers).collect();
     for _ in 0..deaths {
         if victims.is_empty() {
@@ -335,36 +421,81 @@ async fn run_async(a: &ChurnArgs) -> Result<()> {
         g.nodes.push(Some(n));
         report.joined += 1;
         sample(&g, step, &mut peak).await;
-        let [started, _, regenerated, _, _] = g.repair_sum();
+        let [begun, _, regenerated, _, _, _, passes, checks] = g.repair_sum();
         eprintln!(
-            "death {} of {deaths}: {started} repairs started, {regenerated} shares regenerated",
-            report.died
+            "death {} of {deaths} at {:.0} s: {begun} repairs started, {regenerated} shares regenerated, {} files below threshold, {passes} passes, {checks} file checks",
+            report.died,
+            started.elapsed().as_secs_f64(),
+            below_sum(&g)
         );
     }
-    // Settle: another grace period and a takeover.
+    lap(&mut report);
+    // Settle: every live node has made two more passes, the last of them
+    // after a grace period and a takeover, and finds nothing below its
+    // threshold; or the deadline.
+    let settle_deadline = Instant::now() + Duration::from_secs(a.settle_secs);
     sample(&g, step + Duration::from_secs(a.takeover_secs), &mut peak).await;
+    if !a.no_repair {
+        let mark: Vec<u64> = g
+            .live()
+            .map(|n| n.state().repair_stats().status().passes)
+            .collect();
+        loop {
+            let passed = g
+                .live()
+                .zip(&mark)
+                .all(|(n, m)| n.state().repair_stats().status().passes >= m + 2);
+            if passed && below_sum(&g) == 0 {
+                break;
+            }
+            if Instant::now() >= settle_deadline {
+                eprintln!(
+                    "settling: deadline reached, {} files below threshold",
+                    below_sum(&g)
+                );
+                break;
+            }
+            sample(&g, Duration::from_secs(1), &mut peak).await;
+        }
+    }
+    lap(&mut report);
 
     let reader = g.nodes[0].as_ref().context("node 0")?.client();
+    report.good_shares_histogram = vec![0; usize::from(a.n) + 1];
     for (cap, f) in &files {
-        let r = reader.check(cap, false).await?;
-        if r.results.count_shares_good >= usize::from(a.happy) {
+        // A check that fails counts the file as having no good share.
+        let good = match reader.check(cap, false).await {
+            Ok(r) => r.results.count_shares_good,
+            Err(e) => {
+                eprintln!("check of a file failed: {e}");
+                0
+            }
+        };
+        if good >= usize::from(a.happy) {
             report.files_healthy += 1;
         }
+        let last = report.good_shares_histogram.len() - 1;
+        report.good_shares_histogram[good.min(last)] += 1;
         if let Ok(back) = reader.get_bytes(cap).await {
             if back == content(*f, back.len()) && Some(back.len() as u64) == size_of(cap) {
                 report.files_readable += 1;
             }
         }
     }
-    let [s, ok, regen, read, written] = g.repair_sum();
+    let [s, ok, regen, read, written, minimum, passes, checks] = g.repair_sum();
     report.repairs_started = s;
     report.repairs_succeeded = ok;
     report.shares_regenerated = regen;
     report.repair_bytes_read = read;
     report.repair_bytes_written = written;
+    report.repair_minimum_read = minimum;
+    report.repair_passes = passes;
+    report.repair_file_checks = checks;
     if written > 0 {
         report.read_per_byte_regenerated = read as f64 / written as f64;
-        report.of_minimum = report.read_per_byte_regenerated / f64::from(a.k);
+    }
+    if minimum > 0 {
+        report.read_over_minimum = read as f64 / minimum as f64;
     }
     report.peak_repair_bytes_per_s_per_node = peak;
     report.seconds = started.elapsed().as_secs_f64();

@@ -88,6 +88,11 @@ pub struct RepairReport {
     pub bytes_read: u64,
     /// Bytes of regenerated shares written.
     pub bytes_written: u64,
+    /// The least any repair of these shares reads: `k` blocks per segment
+    /// (the file's ciphertext, padded), when shares were regenerated.
+    /// `bytes-read` over it is the repair's read amplification.
+    #[serde(default)]
+    pub minimum_read: u64,
     /// What went wrong on the way (a source dropped, a server refusing).
     pub errors: Vec<String>,
 }
@@ -262,8 +267,12 @@ impl Job<'_> {
         .await;
         self.put_back(src.open.into_iter().map(|s| s.conn));
         let ver = src.v.as_ref().expect("verifier");
+        let closed = report.shares_regenerated.len();
         for t in targets {
             self.finish(t, ver, r.is_ok(), report).await;
+        }
+        if report.shares_regenerated.len() > closed {
+            report.minimum_read = ver.ueb().blocks_len().saturating_mul(k as u64);
         }
         report.shares_regenerated.sort();
         r

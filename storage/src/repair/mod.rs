@@ -14,4 +14,4 @@
 
 mod planner;
 
-pub use planner::{Decision, Observation, Planner, PlannerConfig};
+pub use planner::{Decision, Observation, Planner, PlannerConfig, Saved};

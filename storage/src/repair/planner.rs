@@ -25,6 +25,17 @@
 //!
 //! State is kept only for files below their threshold, so the planner's
 //! memory is bounded by the shares its server holds.
+//!
+//! **Restarts.** [`Planner::save`] gives that state as durations (how long
+//! each file has been seen below, how long until its next attempt), which
+//! the node keeps on disk; [`Planner::restore`] takes it back at the next
+//! start. The time the server was down counts for nothing (its clock for a
+//! file pauses): a responsible server that restarts often resumes its grace
+//! period instead of starting it over every time, and nothing becomes due
+//! merely because the server was away. Restored files are not repaired
+//! before a settling time after the start either, so the first checks,
+//! made while the server's view of the grid is still filling, start no
+//! storm of repairs.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -103,11 +114,27 @@ struct FileState {
     retry_at: Option<Instant>,
 }
 
+/// One file's planner state as kept across a restart: durations, since
+/// one process's clock means nothing to the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Saved {
+    /// The file.
+    pub si: StorageIndex,
+    /// How long this server has seen the file below its threshold.
+    pub below_for: Duration,
+    /// Repairs of it that did not heal it.
+    pub failures: u32,
+    /// Time left before the next attempt after a failed one.
+    pub retry_in: Option<Duration>,
+}
+
 /// Per-file repair decisions; see the module documentation.
 #[derive(Debug, Clone)]
 pub struct Planner {
     cfg: PlannerConfig,
     files: HashMap<StorageIndex, FileState>,
+    /// No repair before this (the settling time after a restore).
+    not_before: Option<Instant>,
 }
 
 impl Planner {
@@ -116,7 +143,56 @@ impl Planner {
         Planner {
             cfg,
             files: HashMap::new(),
+            not_before: None,
         }
+    }
+
+    /// A planner with `cfg` that resumes `saved` (from [`Planner::save`]
+    /// before a restart) at `now`: each file's time below its threshold
+    /// goes on from where it was (the time the server was down does not
+    /// count), and no file is repaired before `now + settle`.
+    pub fn restore(
+        cfg: PlannerConfig,
+        saved: impl IntoIterator<Item = Saved>,
+        now: Instant,
+        settle: Duration,
+    ) -> Self {
+        let mut p = Planner::new(cfg);
+        for s in saved {
+            let below_since = earlier(now, s.below_for);
+            p.files.insert(
+                s.si,
+                FileState {
+                    below_since,
+                    failures: s.failures,
+                    retry_at: s.retry_in.map(|d| later(now, d)),
+                },
+            );
+        }
+        p.not_before = Some(later(now, settle));
+        p
+    }
+
+    /// The state of the files below their threshold at `now`, to
+    /// [`Planner::restore`] after a restart.
+    pub fn save(&self, now: Instant) -> Vec<Saved> {
+        let mut out: Vec<Saved> = self
+            .files
+            .iter()
+            .map(|(si, st)| Saved {
+                si: *si,
+                below_for: now.saturating_duration_since(st.below_since),
+                failures: st.failures,
+                retry_in: st.retry_at.map(|r| r.saturating_duration_since(now)),
+            })
+            .collect();
+        out.sort_unstable_by_key(|s| s.si);
+        out
+    }
+
+    /// Keep only the files `keep` says this server still holds shares of.
+    pub fn retain(&mut self, mut keep: impl FnMut(&StorageIndex) -> bool) {
+        self.files.retain(|si, _| keep(si));
     }
 
     /// The threshold for a file of `k`, `n`, `happy`.
@@ -158,6 +234,9 @@ impl Planner {
         let mut due = later(st.below_since, wait);
         if let Some(r) = st.retry_at {
             due = due.max(r);
+        }
+        if let Some(nb) = self.not_before {
+            due = due.max(nb);
         }
         if now >= due {
             Decision::Repair
@@ -204,6 +283,20 @@ fn later(t: Instant, d: Duration) -> Instant {
     t.checked_add(d)
         .or_else(|| t.checked_add(Duration::from_secs(86_400 * 365)))
         .unwrap_or(t)
+}
+
+/// `d` before `t`, or as far back as the clock goes.
+fn earlier(t: Instant, d: Duration) -> Instant {
+    let mut d = d.min(FOREVER);
+    loop {
+        if let Some(e) = t.checked_sub(d) {
+            return e;
+        }
+        if d.is_zero() {
+            return t;
+        }
+        d /= 2;
+    }
 }
 
 #[cfg(test)]
@@ -385,6 +478,85 @@ mod tests {
         p.observe(at(200), SI, &o);
         p.forget(&SI);
         assert_eq!(p.below_threshold(), 0);
+    }
+
+    /// A restart neither starts the grace period over nor makes anything
+    /// due at boot: the time seen below goes on from where it was (the
+    /// time down does not count), backoffs are kept, and nothing is
+    /// repaired before the settling time.
+    #[test]
+    fn a_restart_resumes_the_grace_and_starts_no_storm() {
+        let t0 = Instant::now();
+        let at = |m: u32| t0 + MIN * m;
+        let other = StorageIndex([5; 16]);
+        let failing = StorageIndex([6; 16]);
+        let mut p = Planner::new(cfg());
+        // SI below since minute 0; `other` since minute 0 too but it is
+        // not this server's turn until minute 20 (third in line).
+        p.observe(at(0), SI, &obs(6, 0, &[0]));
+        p.observe(at(0), other, &obs(6, 9, &[2, 4, 9]));
+        p.observe(at(0), failing, &obs(5, 0, &[0]));
+        assert_eq!(
+            p.observe(at(10), failing, &obs(5, 0, &[0])),
+            Decision::Repair
+        );
+        p.repaired(at(10), failing, false);
+        p.observe(at(14), other, &obs(6, 9, &[2, 4, 9]));
+        let saved = p.save(at(14));
+        assert_eq!(saved.len(), 3);
+        // Down half an hour; back at minute 44, settling for one minute.
+        let mut q = Planner::restore(cfg(), saved.clone(), at(44), MIN);
+        assert_eq!(q.below_threshold(), 3);
+        assert_eq!(q.save(at(44)), saved, "the time down counts for nothing");
+        // SI had 14 minutes below (grace 10): due, but not before settling.
+        assert_eq!(
+            q.observe(at(44), SI, &obs(6, 0, &[0])),
+            Decision::Wait { until: at(45) }
+        );
+        assert_eq!(q.observe(at(45), SI, &obs(6, 0, &[0])), Decision::Repair);
+        // `other`: 14 of its 20 minutes seen; 6 more after the restart.
+        assert_eq!(
+            q.observe(at(44), other, &obs(6, 9, &[2, 4, 9])),
+            Decision::Wait { until: at(50) }
+        );
+        // The failed one keeps its backoff (2 minutes from minute 10, of
+        // which 4 had passed: retry due at once, after settling).
+        assert_eq!(
+            q.observe(at(44), failing, &obs(5, 0, &[0])),
+            Decision::Wait { until: at(45) }
+        );
+        q.repaired(at(45), failing, false);
+        assert_eq!(
+            q.observe(at(46), failing, &obs(5, 0, &[0])),
+            Decision::Wait { until: at(49) },
+            "second failure: 4 minutes"
+        );
+        // A fresh file after the restart gets the whole grace period.
+        let fresh = StorageIndex([7; 16]);
+        assert_eq!(
+            q.observe(at(44), fresh, &obs(6, 0, &[0])),
+            Decision::Wait { until: at(54) }
+        );
+        // Files no longer held are dropped.
+        q.retain(|si| *si != other);
+        assert_eq!(q.below_threshold(), 3);
+        // Durations from a damaged file cannot overflow the clock.
+        let mut r = Planner::restore(
+            cfg(),
+            [Saved {
+                si: SI,
+                below_for: Duration::MAX,
+                failures: u32::MAX,
+                retry_in: Some(Duration::MAX),
+            }],
+            at(0),
+            Duration::MAX,
+        );
+        assert!(matches!(
+            r.observe(at(1), SI, &obs(6, 0, &[0])),
+            Decision::Wait { .. }
+        ));
+        r.repaired(at(1), SI, false);
     }
 
     /// Values from peers cannot overflow the planner: huge ranks, a
