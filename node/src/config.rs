@@ -344,6 +344,7 @@ impl Config {
             idle_timeout: Duration::from_secs(self.storage_idle_secs),
             request_timeout: Duration::from_secs(self.request_secs),
             max_requests: self.memory_budget().server_requests(),
+            ..ServerLimits::default()
         }
     }
 

@@ -57,11 +57,12 @@ use grapevine_crypto::session::Session;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 use crate::protocol::{peek_kind, MAX_MESSAGE};
 use crate::server::backoff::AcceptBackoff;
 use crate::server::handler::ShareServer;
+use crate::server::turns::{Turns, Unsent};
 use crate::store::ShareStore;
 
 /// What bounds the server's peers (see the module docs).
@@ -81,6 +82,9 @@ pub struct ServerLimits {
     pub request_timeout: Duration,
     /// Requests answered at once over all sessions (more wait their turn).
     pub max_requests: usize,
+    /// An answer not taken within this long gives its turn back (see
+    /// [`crate::server`]'s turns).
+    pub turn_hold: Duration,
 }
 
 impl Default for ServerLimits {
@@ -92,6 +96,7 @@ impl Default for ServerLimits {
             idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(30),
             max_requests: usize::MAX,
+            turn_hold: Duration::from_secs(2),
         }
     }
 }
@@ -106,8 +111,9 @@ pub struct ServerStats {
     request_micros: AtomicU64,
     accept_errors: AtomicU64,
     sessions_timed_out: AtomicU64,
-    requests_waiting: AtomicU64,
-    requests_waited: AtomicU64,
+    pub(crate) requests_waiting: AtomicU64,
+    pub(crate) requests_waited: AtomicU64,
+    pub(crate) answers_stalled: AtomicU64,
 }
 
 impl ServerStats {
@@ -147,6 +153,12 @@ impl ServerStats {
     /// Requests that had to wait for their turn, over the server's life.
     pub fn requests_waited(&self) -> u64 {
         self.requests_waited.load(Relaxed)
+    }
+
+    /// Answers not taken within [`ServerLimits::turn_hold`], which gave
+    /// their turn back, over the server's life.
+    pub fn answers_stalled(&self) -> u64 {
+        self.answers_stalled.load(Relaxed)
     }
 }
 
@@ -244,7 +256,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     limits: &ServerLimits,
     drain: Drain,
 ) -> Result<(), SessionError> {
-    let turns = Semaphore::new(limits.max_requests.clamp(1, Semaphore::MAX_PERMITS));
+    let turns = Turns::new(limits);
     serve_in_turn(session, store, stats, limits, drain, &turns).await
 }
 
@@ -257,7 +269,7 @@ async fn serve_in_turn<S: AsyncRead + AsyncWrite + Unpin>(
     stats: &ServerStats,
     limits: &ServerLimits,
     mut drain: Drain,
-    turns: &Semaphore,
+    turns: &Turns,
 ) -> Result<(), SessionError> {
     let _open = OpenSession::new(stats);
     let mut server = Some(ShareServer::new(store));
@@ -294,16 +306,7 @@ async fn serve_in_turn<S: AsyncRead + AsyncWrite + Unpin>(
         if srv.open_shares() == 0 || is_write_progress(peek_kind(&msg)) {
             progress = tokio::time::Instant::now();
         }
-        let turn = match turns.try_acquire() {
-            Ok(t) => t,
-            Err(_) => {
-                stats.requests_waiting.fetch_add(1, Relaxed);
-                stats.requests_waited.fetch_add(1, Relaxed);
-                let t = turns.acquire().await;
-                stats.requests_waiting.fetch_sub(1, Relaxed);
-                t.map_err(|e| SessionError::Io(std::io::Error::other(e)))?
-            }
-        };
+        let turn = turns.take(stats).await;
         let started = Instant::now();
         let (srv, out) = if ShareServer::is_quick(&msg) {
             let out = srv.handle_bytes(&msg);
@@ -322,11 +325,20 @@ async fn serve_in_turn<S: AsyncRead + AsyncWrite + Unpin>(
             .request_micros
             .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
         let parts: [&[u8]; 2] = [&out.head, &out.data];
-        match tokio::time::timeout(limits.request_timeout, session.send_parts(&parts)).await {
-            Err(_) => return Err(timed_out("the peer did not take an answer")),
-            Ok(r) => r?,
+        match turns
+            .send(session.send_parts(&parts), turn, limits, stats)
+            .await
+        {
+            Ok(()) => {}
+            Err(Unsent::TimedOut) => return Err(timed_out("the peer did not take an answer")),
+            Err(Unsent::TooManyStalled) => {
+                return Err(timed_out(
+                    "the peer was slow to take an answer while others were too",
+                ))
+            }
+            Err(Unsent::Session(e)) => return Err(e),
         }
-        drop((out, turn));
+        drop(out);
     }
 }
 
@@ -356,9 +368,7 @@ pub async fn run_listener(
         ..limits
     });
     let handshakes = Arc::new(tokio::sync::Semaphore::new(limits.max_handshakes.max(1)));
-    let turns = Arc::new(Semaphore::new(
-        limits.max_requests.clamp(1, Semaphore::MAX_PERMITS),
-    ));
+    let turns = Arc::new(Turns::new(&limits));
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_sessions.max(1)));
     let mut backoff = AcceptBackoff::default();
     // Sessions live in this set: when the listener's task ends (or is
@@ -604,6 +614,7 @@ mod tests {
         let stats = Arc::new(ServerStats::default());
         let limits = ServerLimits {
             max_requests: 1,
+            turn_hold: Duration::from_secs(60),
             ..ServerLimits::default()
         };
         let _task = tokio::spawn(run_listener(
@@ -659,6 +670,85 @@ mod tests {
         reader.await.unwrap();
         assert_eq!(stats.requests_waiting(), 0);
         assert!(stats.requests_waited() >= 1);
+    }
+
+    /// Issue 25's turns against peers that ask and never read: with one
+    /// turn, a hog's stalled answer gives the turn back after `turn_hold`
+    /// (so another peer is answered while the hog still reads nothing),
+    /// and a second hog, slow while the first one's answer is stalled, is
+    /// cut off. (Before, the hog held the only turn for the request
+    /// timeout: 30 s by default, for every other peer.)
+    #[tokio::test]
+    async fn peers_that_do_not_read_their_answers_cannot_hold_the_turns() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ShareStore::open(dir.path(), 0).unwrap();
+        let mut w = store.allocate(&SI, 0, 1 << 20).unwrap();
+        w.write_at(0, &vec![5u8; 1 << 20]).unwrap();
+        w.close().unwrap();
+        let id = Arc::new(Identity::generate());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let rec = LocationRecord::new(&id, vec![addr]).sign(&id).unwrap();
+        let stats = Arc::new(ServerStats::default());
+        let limits = ServerLimits {
+            max_requests: 1,
+            turn_hold: Duration::from_millis(200),
+            request_timeout: Duration::from_secs(60),
+            ..ServerLimits::default()
+        };
+        let _task = tokio::spawn(run_listener(
+            listener,
+            id,
+            rec.clone(),
+            store,
+            limits,
+            stats.clone(),
+            Drain::never(),
+        ));
+        // 64 MiB asked for and none of it taken, by two hogs in turn.
+        let hog = |n: u32| {
+            let rec = rec.clone();
+            async move {
+                let mut s = connect(addr, &rec).await;
+                for id in 1..=n {
+                    let read = Request::<Vec<u8>>::Read {
+                        si: SI,
+                        shnum: 0,
+                        offset: 0,
+                        len: 1 << 20,
+                    };
+                    s.send(&encode(&RequestMsg::new(id, read))).await.unwrap();
+                }
+                s
+            }
+        };
+        let _first = hog(64).await;
+        until("the first hog's answer stalls", || {
+            stats.answers_stalled() >= 1
+        })
+        .await;
+        let mut second = hog(64).await;
+        until("the second hog is cut off", || {
+            stats.sessions_timed_out() >= 1
+        })
+        .await;
+        // Reading on, the second hog finds its session closed after the
+        // answers the kernel held.
+        let ended = tokio::time::timeout(Duration::from_secs(20), async {
+            while second.recv().await.is_ok() {}
+        })
+        .await;
+        assert!(ended.is_ok(), "the second hog's session was not closed");
+        // Another peer is answered though the first hog still reads nothing.
+        let mut other = connect(addr, &rec).await;
+        let version = Request::<Vec<u8>>::Version;
+        other
+            .send(&encode(&RequestMsg::new(1, version)))
+            .await
+            .unwrap();
+        let answered = tokio::time::timeout(Duration::from_secs(20), other.recv()).await;
+        let r: ResponseMsg = decode(&answered.expect("answered").unwrap()).unwrap();
+        assert!(matches!(r.reply, Reply::Version { .. }));
     }
 
     /// Wait (up to a deadline) until `cond` holds.
