@@ -203,11 +203,18 @@ fn bench_members_holds_the_table_at_the_cap() {
     );
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(r["offered"], 600);
-    assert_eq!(r["members"], 400, "{r}");
-    // Each of the 200 past the cap found the table full and took the place
-    // of a member that never answered.
-    assert_eq!(r["over_cap"], 200, "{r}");
-    assert_eq!(r["evicted"], 200, "{r}");
+    // The 200 past the cap took the places of members that never
+    // answered, freed six at a time (a 64th of the cap): the table was found
+    // full once per six records, and holds at most the cap, at least the
+    // cap less one batch.
+    let (members, evicted) = (
+        r["members"].as_u64().unwrap(),
+        r["evicted"].as_u64().unwrap(),
+    );
+    assert!((394..=400).contains(&members), "{r}");
+    assert_eq!(r["refused"], 0, "{r}");
+    assert_eq!(members + evicted, 600, "{r}");
+    assert!(r["over_cap"].as_u64().unwrap() <= 200 / 6 + 1, "{r}");
     assert!(r["bytes_per_member"].as_f64().unwrap() > 100.0, "{r}");
 }
 

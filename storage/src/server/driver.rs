@@ -603,29 +603,7 @@ mod tests {
     #[tokio::test]
     async fn requests_beyond_the_budget_wait_their_turn() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ShareStore::open(dir.path(), 0).unwrap();
-        let mut w = store.allocate(&SI, 0, 1 << 20).unwrap();
-        w.write_at(0, &vec![5u8; 1 << 20]).unwrap();
-        w.close().unwrap();
-        let id = Arc::new(Identity::generate());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let rec = LocationRecord::new(&id, vec![addr]).sign(&id).unwrap();
-        let stats = Arc::new(ServerStats::default());
-        let limits = ServerLimits {
-            max_requests: 1,
-            turn_hold: Duration::from_secs(60),
-            ..ServerLimits::default()
-        };
-        let _task = tokio::spawn(run_listener(
-            listener,
-            id,
-            rec.clone(),
-            store,
-            limits,
-            stats.clone(),
-            Drain::never(),
-        ));
+        let (addr, rec, stats) = one_turn_server(dir.path(), Duration::from_secs(60)).await;
         let mut hog = connect(addr, &rec).await;
         let mut other = connect(addr, &rec).await;
         // 64 MiB asked for and none of it taken: more than socket buffers
@@ -681,30 +659,7 @@ mod tests {
     #[tokio::test]
     async fn peers_that_do_not_read_their_answers_cannot_hold_the_turns() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ShareStore::open(dir.path(), 0).unwrap();
-        let mut w = store.allocate(&SI, 0, 1 << 20).unwrap();
-        w.write_at(0, &vec![5u8; 1 << 20]).unwrap();
-        w.close().unwrap();
-        let id = Arc::new(Identity::generate());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let rec = LocationRecord::new(&id, vec![addr]).sign(&id).unwrap();
-        let stats = Arc::new(ServerStats::default());
-        let limits = ServerLimits {
-            max_requests: 1,
-            turn_hold: Duration::from_millis(200),
-            request_timeout: Duration::from_secs(60),
-            ..ServerLimits::default()
-        };
-        let _task = tokio::spawn(run_listener(
-            listener,
-            id,
-            rec.clone(),
-            store,
-            limits,
-            stats.clone(),
-            Drain::never(),
-        ));
+        let (addr, rec, stats) = one_turn_server(dir.path(), Duration::from_millis(200)).await;
         // 64 MiB asked for and none of it taken, by two hogs in turn.
         let hog = |n: u32| {
             let rec = rec.clone();
@@ -749,6 +704,40 @@ mod tests {
         let answered = tokio::time::timeout(Duration::from_secs(20), other.recv()).await;
         let r: ResponseMsg = decode(&answered.expect("answered").unwrap()).unwrap();
         assert!(matches!(r.reply, Reply::Version { .. }));
+    }
+
+    /// A listener with one turn, `turn_hold` and a 60 s request deadline,
+    /// serving a 1 MiB share 0 of `SI` (the server task runs until the
+    /// test's runtime ends).
+    async fn one_turn_server(
+        dir: &std::path::Path,
+        turn_hold: Duration,
+    ) -> (SocketAddr, SignedRecord, Arc<ServerStats>) {
+        let store = ShareStore::open(dir, 0).unwrap();
+        let mut w = store.allocate(&SI, 0, 1 << 20).unwrap();
+        w.write_at(0, &vec![5u8; 1 << 20]).unwrap();
+        w.close().unwrap();
+        let id = Arc::new(Identity::generate());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let rec = LocationRecord::new(&id, vec![addr]).sign(&id).unwrap();
+        let stats = Arc::new(ServerStats::default());
+        let limits = ServerLimits {
+            max_requests: 1,
+            turn_hold,
+            request_timeout: Duration::from_secs(60),
+            ..ServerLimits::default()
+        };
+        tokio::spawn(run_listener(
+            listener,
+            id,
+            rec.clone(),
+            store,
+            limits,
+            stats.clone(),
+            Drain::never(),
+        ));
+        (addr, rec, stats)
     }
 
     /// Wait (up to a deadline) until `cond` holds.
