@@ -30,7 +30,7 @@
 //!   of up to 1 MiB). Requests beyond it wait for their turn, so their
 //!   sessions stop being read and TCP holds their peers back; an answer
 //!   its peer does not take within two seconds gives its turn back and
-//!   waits among at most as many stalled answers (`server::turns`).
+//!   waits among at most as many stalled answers (`server::driver`).
 //!
 //! * **The erasure coder's tables** ([`MemoryBudget::small_tables`]): below
 //!   32 MiB an upload encodes with reed-solomon-simd's reference engine

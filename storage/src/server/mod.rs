@@ -10,7 +10,6 @@ mod backoff;
 mod driver;
 mod handler;
 mod scrub;
-mod turns;
 
 pub use backoff::AcceptBackoff;
 pub use driver::{run_listener, serve, Drain, DrainHandle, ServerLimits, ServerStats};
