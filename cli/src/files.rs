@@ -106,7 +106,10 @@ fn advice(p: Params, servers: usize, dir: &NodeDir) -> String {
 /// change).
 pub fn put(a: &PutArgs) -> Result<()> {
     let dir = a.node.dir();
-    let d = dir.load_config()?.params();
+    let config = dir.load_config()?;
+    // Before the runtime's threads (see `malloc`).
+    crate::malloc::tune(a.memory.budget().unwrap_or(config.memory_budget()));
+    let d = config.params();
     let params = Params {
         k: a.k.unwrap_or(d.k),
         n: a.n.unwrap_or(d.n),
@@ -250,6 +253,13 @@ pub fn get(a: &GetArgs) -> Result<()> {
     if a.json && target == Target::Stdout {
         bail!("--json needs -o FILE: standard output carries the file");
     }
+    // Before the runtime's threads (see `malloc`); a directory without a
+    // configuration fails below, in `Client::for_dir_with_memory`.
+    let budget = a
+        .memory
+        .budget()
+        .or_else(|| a.node.dir().load_config().ok().map(|c| c.memory_budget()));
+    crate::malloc::tune(budget.unwrap_or(MemoryBudget::UNBOUNDED));
     rt()?.block_on(async {
         let client = Client::for_dir_with_memory(&a.node.dir(), a.memory.budget()).await?;
         let size = match &cap {

@@ -23,6 +23,7 @@ mod exit;
 mod files;
 mod grid;
 mod info;
+mod malloc;
 mod repair;
 mod run;
 

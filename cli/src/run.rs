@@ -82,13 +82,18 @@ pub struct RunArgs {
 /// # Errors
 /// Bad configuration, sockets that cannot be bound.
 pub fn run(a: &RunArgs) -> Result<()> {
+    let dir = NodeDir::new(&a.dir);
+    let cfg = dir.load_config();
+    // Before the runtimes' threads (see `malloc`).
+    if let Ok(c) = &cfg {
+        crate::malloc::tune(c.memory_budget());
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let dir = NodeDir::new(&a.dir);
-        let cfg = match dir.load_config() {
+        let cfg = match cfg {
             Ok(c) => c,
             Err(e) => {
                 control::remove_stale(&dir).await;

@@ -92,6 +92,10 @@ pub struct Phase {
     pub put_secs: f64,
     /// Seconds the get took.
     pub get_secs: f64,
+    /// MiB/s of the put alone.
+    pub put_mib_per_s: f64,
+    /// MiB/s of the get alone.
+    pub get_mib_per_s: f64,
     /// MiB/s of the put and the get together (twice the file over their
     /// time).
     pub mib_per_s: f64,
@@ -135,6 +139,10 @@ pub struct Report {
     pub phases: Vec<Phase>,
     /// The smallest limit's throughput over the unconstrained one's.
     pub smallest_vs_unconstrained: Option<f64>,
+    /// The smallest limit's put throughput over the unconstrained one's.
+    pub put_vs_unconstrained: Option<f64>,
+    /// The smallest limit's get throughput over the unconstrained one's.
+    pub get_vs_unconstrained: Option<f64>,
     /// Whether that is at least 80% (issue 25's target).
     pub reached_80pct: Option<bool>,
 }
@@ -290,11 +298,13 @@ fn print_text(r: &Report) {
             .map_or("the default".into(), |m| format!("{m} MiB"))
     );
     println!(
-        "{:>8} {:>4} {:>7} {:>7} {:>8} {:>9} {:>8} {:>8} {:>5} {:>20} {:>20} {:>20}",
+        "{:>8} {:>4} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>8} {:>8} {:>5} {:>20} {:>20} {:>20}",
         "limit",
         "ok",
         "put s",
         "get s",
+        "put/s",
+        "get/s",
         "MiB/s",
         "max use",
         "anon",
@@ -313,11 +323,13 @@ fn print_text(r: &Report) {
     };
     for p in &r.phases {
         println!(
-            "{:>8} {:>4} {:>7.2} {:>7.2} {:>8.1} {:>9} {:>8} {:>8} {:>5} {:>20} {:>20} {:>20}",
+            "{:>8} {:>4} {:>7.2} {:>7.2} {:>7.1} {:>7.1} {:>8.1} {:>9} {:>8} {:>8} {:>5} {:>20} {:>20} {:>20}",
             p.limit_mib.map_or("none".into(), |m| format!("{m} MiB")),
             if p.ok { "yes" } else { "NO" },
             p.put_secs,
             p.get_secs,
+            p.put_mib_per_s,
+            p.get_mib_per_s,
             p.mib_per_s,
             mib(p.max_usage_bytes),
             mib(p.peak_cgroup_anon_bytes),
@@ -333,8 +345,10 @@ fn print_text(r: &Report) {
     }
     if let (Some(x), Some(ok)) = (r.smallest_vs_unconstrained, r.reached_80pct) {
         println!(
-            "smallest limit: {:.0}% of the unconstrained throughput ({})",
+            "smallest limit: {:.0}% of the unconstrained throughput (put {:.0}%, get {:.0}%; {})",
             x * 100.0,
+            r.put_vs_unconstrained.unwrap_or(0.0) * 100.0,
+            r.get_vs_unconstrained.unwrap_or(0.0) * 100.0,
             if ok {
                 "target of 80% reached"
             } else {
@@ -530,6 +544,8 @@ async fn phases(
         p.oom_kills = cg.oom_kills().saturating_sub(ooms);
         if p.ok {
             p.mib_per_s = 2.0 * a.size_mib as f64 / (p.put_secs + p.get_secs);
+            p.put_mib_per_s = a.size_mib as f64 / p.put_secs;
+            p.get_mib_per_s = a.size_mib as f64 / p.get_secs;
         }
         if let Some(s) = node.try_wait()? {
             p.ok = false;
@@ -559,6 +575,14 @@ async fn phases(
     if let (Some(f), Some(s)) = (free, smallest) {
         let x = if s.ok { s.mib_per_s / f.mib_per_s } else { 0.0 };
         report.smallest_vs_unconstrained = Some(x);
+        // Same size both times: the time ratio inverted.
+        let (put, get) = if s.ok {
+            (f.put_secs / s.put_secs, f.get_secs / s.get_secs)
+        } else {
+            (0.0, 0.0)
+        };
+        report.put_vs_unconstrained = Some(put);
+        report.get_vs_unconstrained = Some(get);
         report.reached_80pct = Some(x >= 0.8);
     }
     Ok(report)

@@ -35,7 +35,7 @@ pub struct Encoder {
 /// (its multiplication tables take 8 MiB, built once per process), or its
 /// reference engine (384 KiB of tables, slower). Both compute the same
 /// blocks.
-enum Coder {
+pub(crate) enum Coder {
     Fast(reed_solomon_simd::ReedSolomonEncoder),
     Small(DefaultRateEncoder<Naive>),
 }
@@ -74,6 +74,42 @@ impl Coder {
         }
         Ok(())
     }
+}
+
+/// The `m` recovery blocks of `primary` (`k` blocks of `b` bytes, `b`
+/// even), computed [`RS_SLICE`] bytes of each block at a time with the
+/// coder in `rs` (made, with the small tables if `small`, if there is none
+/// yet; kept for the next call): Reed-Solomon works on each 64-byte column
+/// of the blocks apart from the others, so the blocks are the same as from
+/// one pass over whole blocks, while the coder's work area is a few slices
+/// rather than a few blocks (512 KiB instead of 2.7 MiB at 3-of-10).
+pub(crate) fn recovery_sliced<B: AsRef<[u8]>>(
+    rs: &mut Option<Coder>,
+    k: usize,
+    m: usize,
+    primary: &[B],
+    b: usize,
+    small: bool,
+) -> Result<Vec<Vec<u8>>, RsError> {
+    let mut recovery: Vec<Vec<u8>> = (0..m).map(|_| Vec::with_capacity(b)).collect();
+    let mut at = 0;
+    while at < b {
+        // `b` is even and every slice but the last a multiple of 64.
+        let end = (at + RS_SLICE).min(b);
+        let c = match &mut *rs {
+            Some(c) => {
+                c.reset(k, m, end - at)?;
+                c
+            }
+            slot => slot.insert(Coder::new(k, m, end - at, small)?),
+        };
+        for blk in primary {
+            c.add(&blk.as_ref()[at..end])?;
+        }
+        c.encode_onto(&mut recovery)?;
+        at = end;
+    }
+    Ok(recovery)
 }
 
 impl std::fmt::Debug for Encoder {
@@ -191,12 +227,9 @@ impl Encoder {
         Ok(blocks)
     }
 
-    /// The recovery blocks of `primary` (`k` blocks of `b` bytes), computed
-    /// [`RS_SLICE`] bytes of each block at a time: Reed-Solomon works on
-    /// each 64-byte column of the blocks apart from the others, so the
-    /// blocks are the same as from one pass over whole blocks, while the
-    /// coder's work area (kept for the next segment) is a few slices rather
-    /// than a few blocks (512 KiB instead of 2.7 MiB at 3-of-10).
+    /// The recovery blocks of `primary` (`k` blocks of `b` bytes), a
+    /// slice at a time ([`recovery_sliced`]), with the coder kept for the
+    /// next segment.
     fn recovery_blocks(
         &mut self,
         primary: &[Vec<u8>],
@@ -204,27 +237,8 @@ impl Encoder {
     ) -> Result<Vec<Vec<u8>>, CodecError> {
         let k = self.params.k as usize;
         let m = (self.params.n - self.params.k) as usize;
-        let erasure = |e: RsError| CodecError::Erasure(e.to_string());
-        let mut recovery: Vec<Vec<u8>> = (0..m).map(|_| Vec::with_capacity(b)).collect();
-        let mut at = 0;
-        while at < b {
-            // `b` is even and every slice but the last a multiple of 64.
-            let end = (at + RS_SLICE).min(b);
-            let small = self.small_tables;
-            let rs = match &mut self.rs {
-                Some(rs) => {
-                    rs.reset(k, m, end - at).map_err(erasure)?;
-                    rs
-                }
-                slot => slot.insert(Coder::new(k, m, end - at, small).map_err(erasure)?),
-            };
-            for blk in primary {
-                rs.add(&blk[at..end]).map_err(erasure)?;
-            }
-            rs.encode_onto(&mut recovery).map_err(erasure)?;
-            at = end;
-        }
-        Ok(recovery)
+        recovery_sliced(&mut self.rs, k, m, primary, b, self.small_tables)
+            .map_err(|e| CodecError::Erasure(e.to_string()))
     }
 
     /// After the last segment: the per-share trailers (block hashes, UEB,

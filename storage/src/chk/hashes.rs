@@ -103,6 +103,7 @@ impl ShareHashes {
     /// [`CodecError::NotEnoughShares`] with fewer than `k` distinct share
     /// numbers; [`CodecError::Erasure`] if decoding fails (a share number
     /// past `n`, blocks of unequal lengths).
+    #[cfg(test)]
     pub(crate) fn originals<'a, B: AsRef<[u8]>>(
         &self,
         blocks: &'a [(u16, B)],

@@ -21,6 +21,7 @@
 //! construction; the check makes sure of it before anything is closed.
 
 use crate::cap::VerifyCap;
+use crate::chk::encode::recovery_sliced;
 use crate::chk::format::{trailer, Ueb, FOOTER_LEN};
 use crate::chk::hashes::{erasure, ShareHashes};
 use crate::chk::merkle::merkle_root;
@@ -54,6 +55,7 @@ pub struct Verifier {
     cap: VerifyCap,
     ueb_bytes: Vec<u8>,
     hashes: ShareHashes,
+    small_tables: bool,
 }
 
 impl Verifier {
@@ -69,7 +71,18 @@ impl Verifier {
             cap,
             ueb_bytes: ueb_bytes.to_vec(),
             hashes: ShareHashes::new(ueb),
+            small_tables: false,
         })
+    }
+
+    /// Regenerate with the erasure coder's reference engine (`true`: its
+    /// tables take 384 KiB instead of the fast engines' 8 MiB, built once
+    /// per process): for a small memory budget
+    /// ([`MemoryBudget::small_tables`](crate::MemoryBudget::small_tables)),
+    /// as uploads and downloads do. The shares are the same either way.
+    pub fn with_small_tables(mut self, small: bool) -> Self {
+        self.small_tables = small;
+        self
     }
 
     /// The verified UEB.
@@ -131,20 +144,13 @@ impl Verifier {
             return Ok(Err(bad));
         }
         let len = self.ueb().block_len(seg) as usize;
-        let originals = self.hashes.originals(blocks)?;
+        // Decoding and encoding both go a slice of each block at a time,
+        // with the engine the budget asks for: a work area of a few
+        // slices, not a few blocks.
+        let originals = self.hashes.originals_with(blocks, self.small_tables)?;
         let recovered: Vec<Vec<u8>> = if want.iter().any(|&w| w as usize >= k) && n > k {
-            let mut rs =
-                reed_solomon_simd::ReedSolomonEncoder::new(k, n - k, len).map_err(erasure)?;
-            for o in &originals {
-                rs.add_original_shard(o).map_err(erasure)?;
-            }
-            let out: Vec<Vec<u8>> = rs
-                .encode()
+            recovery_sliced(&mut None, k, n - k, &originals, len, self.small_tables)
                 .map_err(erasure)?
-                .recovery_iter()
-                .map(<[u8]>::to_vec)
-                .collect();
-            out
         } else {
             Vec::new()
         };
@@ -233,9 +239,16 @@ mod tests {
 
     /// Issue 23.1/23.2: any k shares regenerate every other share byte
     /// for byte, with a verify capability only (no key anywhere), and
-    /// nothing the regeneration handles contains the plaintext.
+    /// nothing the regeneration handles contains the plaintext; with the
+    /// small tables of a small memory budget too (issue 25).
     #[test]
     fn any_k_shares_regenerate_the_others_exactly_without_the_key() {
+        for small in [false, true] {
+            regenerate_all(small);
+        }
+    }
+
+    fn regenerate_all(small: bool) {
         let plain: Vec<u8> = b"attack at dawn; "
             .iter()
             .copied()
@@ -244,7 +257,7 @@ mod tests {
             .collect();
         let (shares, cap) = shares_of(&plain);
         for from in [[0u16, 1, 2], [7, 8, 9], [1, 5, 9]] {
-            let v = verifier(&shares, cap, &from);
+            let v = verifier(&shares, cap, &from).with_small_tables(small);
             let want: Vec<u16> = (0..10).filter(|s| !from.contains(s)).collect();
             let mut made: Vec<NewShare> = want.iter().map(|&w| v.new_share(w)).collect();
             let mut bodies = vec![Vec::new(); want.len()];
@@ -269,7 +282,10 @@ mod tests {
             }
             for ((w, m), mut body) in want.iter().zip(&made).zip(bodies) {
                 body.extend(v.trailer(m).unwrap());
-                assert_eq!(body, shares[*w as usize], "share {w} from {from:?}");
+                assert_eq!(
+                    body, shares[*w as usize],
+                    "share {w} from {from:?}, small tables {small}"
+                );
             }
         }
     }

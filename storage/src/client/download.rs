@@ -110,13 +110,16 @@ pub(crate) async fn open_source(
     dec: &mut Option<Decoder>,
     cap: &ReadCap,
 ) -> Result<Source, ClientError> {
+    // The budget's engine for the shares' decoding, whatever reads them
+    // (a whole download, a range).
+    let small = pool.config().memory.small_tables();
     let mut conn = pool.get(loc.server).await?;
-    let mut r = read_share_meta(&mut conn, loc, si, dec, cap).await;
+    let mut r = read_share_meta(&mut conn, loc, si, dec, cap, small).await;
     if conn.reused && matches!(r, Err(ClientError::Session(..))) {
         // An idle session the server had closed: once more on a fresh one.
         pool.put_back(conn);
         conn = pool.get_fresh(loc.server).await?;
-        r = read_share_meta(&mut conn, loc, si, dec, cap).await;
+        r = read_share_meta(&mut conn, loc, si, dec, cap, small).await;
     }
     match r {
         Ok(()) => Ok(Source {
@@ -138,6 +141,7 @@ async fn read_share_meta(
     si: StorageIndex,
     dec: &mut Option<Decoder>,
     cap: &ReadCap,
+    small: bool,
 ) -> Result<(), ClientError> {
     if loc.size < FOOTER_LEN {
         return Err(CodecError::CorruptShare(loc.shnum).into());
@@ -151,7 +155,7 @@ async fn read_share_meta(
         let ueb = conn
             .read(si, loc.shnum, footer.ueb_offset, footer.ueb_len as u64)
             .await?;
-        *dec = Some(Decoder::new(cap.clone(), &ueb)?);
+        *dec = Some(Decoder::new(cap.clone(), &ueb)?.with_small_tables(small));
     }
     let d = dec.as_mut().expect("decoder set");
     // The verified UEB says how long the hash list must be: check the

@@ -30,13 +30,15 @@ pub(crate) async fn open_verified(
     v: &mut Option<Verifier>,
     read: &mut u64,
 ) -> Result<VerifiedSource, ClientError> {
+    // The budget's engine for regenerating (repair).
+    let small = pool.config().memory.small_tables();
     let mut conn = pool.get(loc.server).await?;
-    let mut r = read_meta(&mut conn, loc, cap, v, read).await;
+    let mut r = read_meta(&mut conn, loc, cap, v, read, small).await;
     if conn.reused && matches!(r, Err(ClientError::Session(..))) {
         // An idle session the server had closed: once more on a fresh one.
         pool.put_back(conn);
         conn = pool.get_fresh(loc.server).await?;
-        r = read_meta(&mut conn, loc, cap, v, read).await;
+        r = read_meta(&mut conn, loc, cap, v, read, small).await;
     }
     match r {
         Ok(()) => Ok(VerifiedSource {
@@ -56,6 +58,7 @@ async fn read_meta(
     cap: &VerifyCap,
     v: &mut Option<Verifier>,
     read: &mut u64,
+    small: bool,
 ) -> Result<(), ClientError> {
     let corrupt = || ClientError::Codec(CodecError::CorruptShare(loc.shnum));
     if loc.size < FOOTER_LEN || loc.shnum >= cap.n {
@@ -71,10 +74,14 @@ async fn read_meta(
             .read(cap.si, loc.shnum, footer.ueb_offset, footer.ueb_len as u64)
             .await?;
         *read = read.saturating_add(ueb.len() as u64);
-        *v = Some(Verifier::new(*cap, &ueb).map_err(|e| match e {
-            CodecError::UnsupportedVersion { .. } => ClientError::Codec(e),
-            _ => corrupt(),
-        })?);
+        *v = Some(
+            Verifier::new(*cap, &ueb)
+                .map_err(|e| match e {
+                    CodecError::UnsupportedVersion { .. } => ClientError::Codec(e),
+                    _ => corrupt(),
+                })?
+                .with_small_tables(small),
+        );
     }
     let ver = v.as_mut().expect("verifier set");
     // The verified UEB fixes the layout: a footer (or a size) that
