@@ -33,9 +33,16 @@
 //!   waits among at most as many stalled answers (`server::driver`).
 //!
 //! * **The erasure coder's tables** ([`MemoryBudget::small_tables`]): below
-//!   32 MiB an upload encodes with reed-solomon-simd's reference engine
-//!   (384 KiB of tables, built once per process) instead of its SIMD
-//!   engines (8 MiB); the blocks are the same.
+//!   32 MiB a put, a get, a ranged read and a repair code with
+//!   reed-solomon-simd's reference engine (384 KiB of tables, 512 KiB once
+//!   it has restored a block) instead of its SIMD engines (a multiplication
+//!   table of 8 MiB besides); the blocks are the same. The tables are
+//!   built once per process and kept, so they are taken off the budget
+//!   before the upload's segments ([`MemoryBudget::coder_tables`]).
+//!   Measured (docs/operator.md): at the default 8 MiB the SIMD engines
+//!   took a put from 6.8 to 14.9 MiB of anonymous memory and had it
+//!   OOM-killed in a 16 MiB cgroup, and at 16 MiB to 24 MiB, past its
+//!   budget, for no put speed the noise could show.
 //!
 //! The background scrub reads through one fixed 64 KiB buffer whatever the
 //! budget. [`MemoryBudget::UNBOUNDED`] keeps the depths that are fastest on
@@ -53,6 +60,13 @@ pub const MAX_READ_AHEAD: u64 = 4;
 /// Budgets below this use the erasure coder's small tables
 /// ([`MemoryBudget::small_tables`]).
 pub const SMALL_TABLES_BELOW: u64 = 32 << 20;
+/// Bytes of reed-solomon-simd's tables with its SIMD engines: the 8 MiB
+/// multiplication table (65,536 entries of 128 bytes), and the exponent,
+/// logarithm and skew tables it is built from (384 KiB).
+pub const FAST_TABLES: u64 = (8 << 20) + (384 << 10);
+/// Bytes of its reference engine's tables: exponent, logarithm and skew,
+/// and the Walsh transform of the logarithms once it has restored a block.
+pub const SMALL_TABLES: u64 = 512 << 10;
 /// Requests a session keeps outstanding at most.
 pub const MAX_IN_FLIGHT: usize = 8;
 
@@ -120,7 +134,9 @@ impl MemoryBudget {
             return MAX_UPLOAD_SEGMENTS;
         };
         let per = SEGMENT_SIZE + Self::segment_blocks(params);
-        let room = b.saturating_sub(Self::encoder_work(params));
+        let room = b
+            .saturating_sub(Self::encoder_work(params))
+            .saturating_sub(self.coder_tables());
         usize::try_from(room / per.max(1))
             .unwrap_or(usize::MAX)
             .clamp(1, MAX_UPLOAD_SEGMENTS)
@@ -168,6 +184,17 @@ impl MemoryBudget {
         self.bytes().is_some_and(|b| b < SMALL_TABLES_BELOW)
     }
 
+    /// Bytes of the erasure coder's tables under this budget
+    /// ([`FAST_TABLES`] or [`SMALL_TABLES`], as [`MemoryBudget::small_tables`]
+    /// says): built once per process and kept.
+    pub fn coder_tables(self) -> u64 {
+        if self.small_tables() {
+            SMALL_TABLES
+        } else {
+            FAST_TABLES
+        }
+    }
+
     /// Requests a share server answers at once over all its sessions (at
     /// least 1): each holds a message and its answer, up to
     /// [`MAX_MESSAGE`] each.
@@ -205,7 +232,24 @@ mod tests {
         // slices of 64 KiB.
         assert_eq!(MemoryBudget::segment_blocks(d), 10 * 349_526);
         assert_eq!(MemoryBudget::encoder_work(d), 8 * 65_536);
-        for (mib, segs) in [(0, 1), (4, 1), (8, 1), (12, 2), (16, 3), (1024, 8)] {
+        // The coder's tables come off the budget first: 8.4 MiB with the
+        // SIMD engines from 32 MiB on (five segments there, not seven),
+        // 512 KiB below.
+        assert_eq!(MemoryBudget::mib(16).coder_tables(), 512 << 10);
+        assert_eq!(
+            MemoryBudget::mib(32).coder_tables(),
+            (8 << 20) + (384 << 10)
+        );
+        for (mib, segs) in [
+            (0, 1),
+            (4, 1),
+            (8, 1),
+            (12, 2),
+            (16, 3),
+            (32, 5),
+            (48, 8),
+            (1024, 8),
+        ] {
             assert_eq!(MemoryBudget::mib(mib).upload_segments(d), segs, "{mib} MiB");
         }
         assert_eq!(MemoryBudget::UNBOUNDED.upload_segments(d), 8);
