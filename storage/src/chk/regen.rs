@@ -144,9 +144,9 @@ impl Verifier {
             return Ok(Err(bad));
         }
         let len = self.ueb().block_len(seg) as usize;
-        // Decoding and encoding both go a slice of each block at a time,
-        // with the engine the budget asks for: a work area of a few
-        // slices, not a few blocks.
+        // The engine the budget asks for; encoding goes a slice of each
+        // block at a time (a work area of a few slices, not a few
+        // blocks), and so does decoding with the small tables.
         let originals = self.hashes.originals_with(blocks, self.small_tables)?;
         let recovered: Vec<Vec<u8>> = if want.iter().any(|&w| w as usize >= k) && n > k {
             recovery_sliced(&mut None, k, n - k, &originals, len, self.small_tables)
