@@ -77,6 +77,9 @@ pub struct Counters {
     pub send_errors: AtomicU64,
     /// Cookies issued (each a datagram of its own).
     pub cookies_issued: AtomicU64,
+    /// Probes started (one per probe period with a member to probe: the
+    /// configured period unless stretched by local health or round trips).
+    pub probes: AtomicU64,
 }
 
 /// Called with the highest sequence number or incarnation the core has
@@ -361,6 +364,7 @@ impl Driver {
         c.max_datagram
             .store(st.max_datagram as u64, Ordering::Relaxed);
         c.cookies_issued.store(st.cookies_issued, Ordering::Relaxed);
+        c.probes.store(st.probes, Ordering::Relaxed);
     }
 
     fn handle_timeout(&mut self) {
