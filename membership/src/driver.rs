@@ -337,7 +337,8 @@ fn now() -> Instant {
 impl Driver {
     async fn flush(&mut self) {
         // What was just signed is kept before anything carrying it goes.
-        if let (Some(n), Some(hook)) = (self.swim.poll_signed(), self.on_signed.clone()) {
+        let signed = self.swim.poll_signed();
+        if let (Some(n), Some(hook)) = (signed, self.on_signed.clone()) {
             match tokio::task::spawn_blocking(move || hook(n)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
@@ -353,9 +354,11 @@ impl Driver {
             }
         }
         let me = self.swim.id();
-        if let Some(rec) = self.swim.records().get(&me) {
-            if rec.seq() != self.own.borrow().seq() {
-                self.own.send_replace(rec.clone());
+        if signed.is_some() {
+            if let Some(rec) = self.swim.records().get(&me) {
+                if rec.seq() != self.own.borrow().seq() {
+                    self.own.send_replace(rec.clone());
+                }
             }
         }
         while let Some(e) = self.swim.poll_event() {
