@@ -27,7 +27,7 @@ use grapevine_crypto::{Identity, NodeId, SignedRecord};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use tokio::net::UdpSocket;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::error::MembershipError;
 use crate::swim::{Config, Event, MemberState, MemberView, Stats, Swim};
@@ -137,6 +137,7 @@ pub struct MembershipHandle {
     cmds: mpsc::Sender<Command>,
     counters: Arc<Counters>,
     events: broadcast::Sender<Event>,
+    own: watch::Receiver<SignedRecord>,
 }
 
 impl std::fmt::Debug for Command {
@@ -154,6 +155,13 @@ impl MembershipHandle {
     /// The socket address the node listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The node's own record as the membership core holds it now: the one
+    /// it was started or updated with, or one the core signed itself (above
+    /// a copy of a previous life's record, or at the grid's time).
+    pub fn own_record(&self) -> SignedRecord {
+        self.own.borrow().clone()
     }
 
     /// Figures kept current by the node.
@@ -278,6 +286,7 @@ pub fn spawn_with(
     let now = self::now();
     #[allow(clippy::disallowed_methods)] // the driver seeds the core from the OS
     let rng = SmallRng::from_entropy();
+    let (own_tx, own) = watch::channel(cfg.record.clone());
     let mut swim = Swim::new(cfg.identity, cfg.record, cfg.seeds, cfg.swim, rng, now);
     swim.set_wall_clock(now, unix_ms(run.clock_skew_ms));
     if !run.known.is_empty() {
@@ -292,6 +301,7 @@ pub fn spawn_with(
         cmds: cmd_tx,
         counters: counters.clone(),
         events: events.clone(),
+        own,
     };
     let driver = Driver {
         socket,
@@ -302,6 +312,7 @@ pub fn spawn_with(
         sink: cfg.state_sink,
         skew_ms: run.clock_skew_ms,
         on_signed: run.on_signed,
+        own: own_tx,
     };
     tokio::spawn(driver.run());
     Ok(handle)
@@ -316,6 +327,7 @@ struct Driver {
     sink: Option<mpsc::UnboundedSender<(NodeId, Event)>>,
     skew_ms: i64,
     on_signed: Option<SignedHook>,
+    own: watch::Sender<SignedRecord>,
 }
 
 fn now() -> Instant {
@@ -325,7 +337,8 @@ fn now() -> Instant {
 impl Driver {
     async fn flush(&mut self) {
         // What was just signed is kept before anything carrying it goes.
-        if let (Some(n), Some(hook)) = (self.swim.poll_signed(), self.on_signed.clone()) {
+        let signed = self.swim.poll_signed();
+        if let (Some(n), Some(hook)) = (signed, self.on_signed.clone()) {
             match tokio::task::spawn_blocking(move || hook(n)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
@@ -341,6 +354,13 @@ impl Driver {
             }
         }
         let me = self.swim.id();
+        if signed.is_some() {
+            if let Some(rec) = self.swim.records().get(&me) {
+                if rec.seq() != self.own.borrow().seq() {
+                    self.own.send_replace(rec.clone());
+                }
+            }
+        }
         while let Some(e) = self.swim.poll_event() {
             if let (Some(sink), Event::StateChanged { .. }) = (&self.sink, &e) {
                 let _ = sink.send((me, e.clone()));
