@@ -15,7 +15,7 @@ use crate::chk::Verifier;
 use crate::client::conn::{Conn, ServerRef};
 use crate::client::download::report_all;
 use crate::client::health::{CheckResults, CorruptReport, Found};
-use crate::client::locate::{locate, Located};
+use crate::client::locate::{locate_in, Located, Search};
 use crate::client::place::permuted_servers;
 use crate::client::pool::SessionPool;
 use crate::client::verified::open_verified;
@@ -114,10 +114,25 @@ pub(crate) async fn inspect(
     let (mut asked, mut responding) = (0usize, Vec::new());
     // Servers are asked in permuted order, `n` at a time (`locate`). A
     // server listing shares it lacks can make `locate` stop early; when
-    // shares are checked, the search goes on past the servers asked while
-    // fewer than `n` distinct shares check out, up to 4n servers.
+    // shares are checked, the search goes on past the servers asked, by
+    // `locate`'s own rule counting only the shares that checked out, up to
+    // 4n servers. (Going on with a fresh search instead, which counted
+    // none of the shares already found, walked the whole rest of the grid
+    // for every file missing a single share.)
     loop {
-        let found = locate(pool, &order[asked..], si, cap.k, cap.n).await;
+        let known: Vec<u16> = usable.iter().map(|l| l.shnum).collect();
+        let search = Search {
+            k: cap.k,
+            n: cap.n,
+            known: &known,
+            asked_before: asked,
+            max_asked: if asked == 0 {
+                usize::MAX
+            } else {
+                4 * usize::from(cap.n)
+            },
+        };
+        let found = locate_in(pool, &order[asked..], si, search).await;
         asked += found.asked;
         responding.extend(found.responding.iter().copied());
         for loc in found.shares {
