@@ -15,11 +15,10 @@
 //!
 //! [`RepairStats`](crate::repair_stats::RepairStats) is what the job has
 //! done, read by `status`, the metrics and `grapevine repair`. One pass over
-//! the held files every interval, checking those the
-//! [`CheckSchedule`](grapevine_storage::repair::CheckSchedule) says are due
-//! (a healthy file at every pass only by its first live holder); repairs
-//! run one at a time. After each
-//! pass the planner's state goes to `DIR/repair_state`
+//! the held files every interval, checking those the [`CheckSchedule`]
+//! says are due (a healthy file at every pass only by its first live
+//! holder); repairs run one at a time. After each pass the planner's state
+//! goes to `DIR/repair_state`
 //! ([`crate::repair_state`]), and comes back at the next start: a restart
 //! pauses each file's grace period rather than starting it over, and
 //! restored files wait [`SETTLE_INTERVALS`] check intervals before any
