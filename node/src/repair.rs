@@ -129,13 +129,18 @@ async fn pass(
             planner.forget(&si);
             continue;
         };
-        let results = match client::check_depth(state.pool(), &servers, &cap, Depth::Light).await {
-            Ok(r) => r,
-            Err(e) => {
-                stats.error(format!("check of {si} failed: {e}"));
-                continue;
-            }
-        };
+        // Enough to tell whether the file is below its threshold; a file
+        // that is asks on (and finds every live holder's rank).
+        let threshold = planner.threshold(cap.k, cap.n, state.params.happy);
+        let results =
+            match client::check_enough(state.pool(), &servers, &cap, Depth::Light, threshold).await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    stats.error(format!("check of {si} failed: {e}"));
+                    continue;
+                }
+            };
         stats.files_checked.fetch_add(1, Relaxed);
         let order = permuted_servers(&si, &servers);
         let rank_of = |id: &str| order.iter().position(|s| s.id.to_string() == id);

@@ -167,7 +167,8 @@ async fn repair_regenerates_missing_and_corrupt_shares_onto_the_next_servers() {
 /// on with a search that counted none of the shares already found asked
 /// every server of the grid, for every degraded file, at every pass of
 /// every holder: the churn run's checks fell from 160 to 11 a second once
-/// servers began to die.)
+/// servers began to die.) A check that needs only `enough` shares (the
+/// repair job's: is the file below its threshold?) asks the first `n`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_check_of_a_file_missing_a_share_asks_2n_servers_not_the_grid() {
     let mut grid = servers(40).await;
@@ -196,6 +197,19 @@ async fn a_check_of_a_file_missing_a_share_asks_2n_servers_not_the_grid() {
         );
         assert_eq!(r.results.servers_responding.len(), 19, "{depth:?}");
     }
+    // The repair job needs only to know whether the file is below its
+    // threshold (7): the first n servers tell, and only they are asked.
+    me.record_contacts(true);
+    let r = client::check_enough(&me, &refs, &vcap, client::Depth::Light, 7)
+        .await
+        .unwrap();
+    let asked: BTreeSet<NodeId> = me.take_contacts().iter().map(|c| c.server).collect();
+    assert_eq!(r.results.count_shares_good, 9, "{}", r.summary);
+    assert_eq!(
+        asked,
+        order[..10].iter().map(|s| s.id).collect::<BTreeSet<_>>(),
+        "enough found among the first n"
+    );
 }
 
 /// Issue 23.2: a repairer holding only the verify capability (parsed from

@@ -65,7 +65,30 @@ pub async fn check_depth(
     cap: &VerifyCap,
     depth: Depth,
 ) -> Result<CheckResults, ClientError> {
-    Ok(inspect(pool, servers, cap, depth).await.results)
+    Ok(inspect_until(pool, servers, cap, depth, cap.n)
+        .await
+        .results)
+}
+
+/// [`check_depth`] that stops looking once `enough` distinct good shares
+/// are found (at most `n`): the report then counts at least `enough` good
+/// shares if the file has them, not necessarily all. For a caller that
+/// needs only to know whether a file is below a threshold: the repair job
+/// of a holder, whose checks of healthy files would otherwise ask the next
+/// `n` servers of the permuted list for every file missing a single share.
+///
+/// # Errors
+/// As [`check`].
+pub async fn check_enough(
+    pool: &SessionPool,
+    servers: &[ServerRef],
+    cap: &VerifyCap,
+    depth: Depth,
+    enough: u16,
+) -> Result<CheckResults, ClientError> {
+    Ok(inspect_until(pool, servers, cap, depth, enough)
+        .await
+        .results)
 }
 
 /// How closely a check looks at each share a server lists.
@@ -104,6 +127,19 @@ pub(crate) async fn inspect(
     cap: &VerifyCap,
     depth: Depth,
 ) -> Inspection {
+    inspect_until(pool, servers, cap, depth, cap.n).await
+}
+
+/// [`inspect`], looking no further once `enough` distinct good shares are
+/// found.
+async fn inspect_until(
+    pool: &SessionPool,
+    servers: &[ServerRef],
+    cap: &VerifyCap,
+    depth: Depth,
+    enough: u16,
+) -> Inspection {
+    let enough = enough.min(cap.n);
     let si = cap.si;
     let order = permuted_servers(&si, servers);
     let mut shares: Vec<Found> = Vec::new();
@@ -124,6 +160,7 @@ pub(crate) async fn inspect(
         let search = Search {
             k: cap.k,
             n: cap.n,
+            enough,
             known: &known,
             asked_before: asked,
             max_asked: if asked == 0 {
@@ -186,7 +223,7 @@ pub(crate) async fn inspect(
         let distinct: BTreeSet<u16> = usable.iter().map(|l| l.shnum).collect();
         if depth == Depth::List
             || found.asked == 0
-            || distinct.len() >= usize::from(cap.n)
+            || distinct.len() >= usize::from(enough)
             || asked >= order.len()
             || asked >= 4 * usize::from(cap.n)
         {

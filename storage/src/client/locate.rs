@@ -54,6 +54,7 @@ pub async fn locate(
     let search = Search {
         k,
         n,
+        enough: n,
         known: &[],
         asked_before: 0,
         max_asked: usize::MAX,
@@ -71,6 +72,9 @@ pub(crate) struct Search<'a> {
     pub(crate) k: u16,
     /// Shares made.
     pub(crate) n: u16,
+    /// Distinct shares that end the search (`n` unless the caller needs
+    /// to know only whether a file has that many, as the repair job does).
+    pub(crate) enough: u16,
     /// Share numbers already found (and believed) by the earlier search.
     pub(crate) known: &'a [u16],
     /// Servers the earlier search asked.
@@ -84,7 +88,8 @@ impl Search<'_> {
     /// known ones included) after asking `asked` servers in all stops.
     pub(crate) fn done(&self, distinct: usize, asked: usize) -> bool {
         let (k, n) = (usize::from(self.k), usize::from(self.n));
-        distinct >= n || (distinct >= k && asked >= 2 * n) || asked >= self.max_asked
+        let enough = usize::from(self.enough.min(self.n));
+        distinct >= enough || (distinct >= k && asked >= 2 * n) || asked >= self.max_asked
     }
 }
 
@@ -181,6 +186,7 @@ mod tests {
         let on = Search {
             k: 3,
             n: 10,
+            enough: 10,
             known: &known,
             asked_before: 20,
             max_asked: 40,
@@ -197,6 +203,14 @@ mod tests {
         };
         assert!(!fresh.done(2, 1000), "below k a fresh search goes on");
         assert!(fresh.done(3, 20));
+        let seven = Search { enough: 7, ..fresh };
+        assert!(seven.done(7, 10), "enough found: done");
+        assert!(!seven.done(6, 10));
+        let more = Search {
+            enough: 11,
+            ..fresh
+        };
+        assert!(more.done(10, 10), "never past n");
     }
 
     #[test]
