@@ -24,6 +24,10 @@ use grapevine_crypto::NodeId;
 pub struct GridClock {
     /// (peer, its clock minus ours, seconds), latest last; one per peer.
     samples: VecDeque<(NodeId, i64)>,
+    /// The median of `samples`, computed when they change: the driver
+    /// reads it with the node's counters after every datagram, and a sort
+    /// per datagram was a fifth of a quiet swarm's CPU increase.
+    median: Option<i64>,
 }
 
 impl GridClock {
@@ -40,11 +44,16 @@ impl GridClock {
             self.samples.pop_front();
         }
         self.samples.push_back((peer, offset));
+        self.median = self.median_now();
     }
 
     /// The grid's clock minus this node's, seconds: the median of the
     /// peers' offsets; `None` before any sample.
     pub fn offset(&self) -> Option<i64> {
+        self.median
+    }
+
+    fn median_now(&self) -> Option<i64> {
         let mut v: Vec<i64> = self.samples.iter().map(|(_, o)| *o).collect();
         if v.is_empty() {
             return None;
@@ -67,6 +76,7 @@ impl GridClock {
     /// Forget `peer`'s sample (it is no longer a member).
     pub fn forget(&mut self, peer: &NodeId) {
         self.samples.retain(|(p, _)| p != peer);
+        self.median = self.median_now();
     }
 
     /// The grid's time in Unix seconds, given this node's.
@@ -109,6 +119,17 @@ mod tests {
         assert_eq!(c.peers(), 11);
         c.forget(&id(100));
         assert_eq!(c.peers(), 10);
+        // Forgetting moves the median (kept, not computed per call).
+        let mut d = GridClock::default();
+        d.sample(id(1), 10, 0);
+        d.sample(id(2), 20, 0);
+        d.sample(id(3), 90, 0);
+        assert_eq!(d.offset(), Some(20));
+        d.forget(&id(2));
+        assert_eq!(d.offset(), Some(50));
+        d.forget(&id(1));
+        d.forget(&id(3));
+        assert_eq!(d.offset(), None);
         // Bounded: only the latest PEERS peers count.
         for i in 0..200u8 {
             c.sample(id(i), 5, 5);

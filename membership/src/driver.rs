@@ -27,7 +27,7 @@ use grapevine_crypto::{Identity, NodeId, SignedRecord};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use tokio::net::UdpSocket;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::error::MembershipError;
 use crate::swim::{Config, Event, MemberState, MemberView, Stats, Swim};
@@ -77,6 +77,9 @@ pub struct Counters {
     pub send_errors: AtomicU64,
     /// Cookies issued (each a datagram of its own).
     pub cookies_issued: AtomicU64,
+    /// Probes started (one per probe period with a member to probe: the
+    /// configured period unless stretched by local health or round trips).
+    pub probes: AtomicU64,
 }
 
 /// Called with the highest sequence number or incarnation the core has
@@ -134,6 +137,7 @@ pub struct MembershipHandle {
     cmds: mpsc::Sender<Command>,
     counters: Arc<Counters>,
     events: broadcast::Sender<Event>,
+    own: watch::Receiver<SignedRecord>,
 }
 
 impl std::fmt::Debug for Command {
@@ -151,6 +155,13 @@ impl MembershipHandle {
     /// The socket address the node listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The node's own record as the membership core holds it now: the one
+    /// it was started or updated with, or one the core signed itself (above
+    /// a copy of a previous life's record, or at the grid's time).
+    pub fn own_record(&self) -> SignedRecord {
+        self.own.borrow().clone()
     }
 
     /// Figures kept current by the node.
@@ -275,6 +286,7 @@ pub fn spawn_with(
     let now = self::now();
     #[allow(clippy::disallowed_methods)] // the driver seeds the core from the OS
     let rng = SmallRng::from_entropy();
+    let (own_tx, own) = watch::channel(cfg.record.clone());
     let mut swim = Swim::new(cfg.identity, cfg.record, cfg.seeds, cfg.swim, rng, now);
     swim.set_wall_clock(now, unix_ms(run.clock_skew_ms));
     if !run.known.is_empty() {
@@ -289,6 +301,7 @@ pub fn spawn_with(
         cmds: cmd_tx,
         counters: counters.clone(),
         events: events.clone(),
+        own,
     };
     let driver = Driver {
         socket,
@@ -299,6 +312,7 @@ pub fn spawn_with(
         sink: cfg.state_sink,
         skew_ms: run.clock_skew_ms,
         on_signed: run.on_signed,
+        own: own_tx,
     };
     tokio::spawn(driver.run());
     Ok(handle)
@@ -313,6 +327,7 @@ struct Driver {
     sink: Option<mpsc::UnboundedSender<(NodeId, Event)>>,
     skew_ms: i64,
     on_signed: Option<SignedHook>,
+    own: watch::Sender<SignedRecord>,
 }
 
 fn now() -> Instant {
@@ -322,7 +337,8 @@ fn now() -> Instant {
 impl Driver {
     async fn flush(&mut self) {
         // What was just signed is kept before anything carrying it goes.
-        if let (Some(n), Some(hook)) = (self.swim.poll_signed(), self.on_signed.clone()) {
+        let signed = self.swim.poll_signed();
+        if let (Some(n), Some(hook)) = (signed, self.on_signed.clone()) {
             match tokio::task::spawn_blocking(move || hook(n)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
@@ -338,6 +354,13 @@ impl Driver {
             }
         }
         let me = self.swim.id();
+        if signed.is_some() {
+            if let Some(rec) = self.swim.records().get(&me) {
+                if rec.seq() != self.own.borrow().seq() {
+                    self.own.send_replace(rec.clone());
+                }
+            }
+        }
         while let Some(e) = self.swim.poll_event() {
             if let (Some(sink), Event::StateChanged { .. }) = (&self.sink, &e) {
                 let _ = sink.send((me, e.clone()));
@@ -361,6 +384,7 @@ impl Driver {
         c.max_datagram
             .store(st.max_datagram as u64, Ordering::Relaxed);
         c.cookies_issued.store(st.cookies_issued, Ordering::Relaxed);
+        c.probes.store(st.probes, Ordering::Relaxed);
     }
 
     fn handle_timeout(&mut self) {

@@ -101,8 +101,9 @@ impl Limits<'_> {
 #[derive(Debug)]
 pub struct RecordStore {
     /// Ordered by id, so a bucket (first byte) is a range.
+    /// (A record is found by its id's first 8 bytes with a range of this
+    /// map: no index beside it, which cost 80 bytes a member at 1,000.)
     records: BTreeMap<NodeId, SignedRecord>,
-    by_prefix: HashMap<[u8; 8], NodeId>,
     buckets: Vec<u64>,
     root: u64,
     stats: StoreStats,
@@ -115,7 +116,6 @@ impl Default for RecordStore {
     fn default() -> Self {
         RecordStore {
             records: BTreeMap::new(),
-            by_prefix: HashMap::new(),
             buckets: vec![0; BUCKETS],
             root: 0,
             stats: StoreStats::default(),
@@ -167,9 +167,16 @@ impl RecordStore {
         self.records.get(id)
     }
 
-    /// The record whose id starts with `p`, if held.
+    /// The record whose id starts with `p`, if held (of several, the
+    /// lowest id: only ids ground to share 64 bits can collide).
     pub fn get_by_prefix(&self, p: &[u8; 8]) -> Option<&SignedRecord> {
-        self.by_prefix.get(p).and_then(|id| self.records.get(id))
+        let mut lo = [0u8; 32];
+        lo[..8].copy_from_slice(p);
+        self.records
+            .range(NodeId(lo)..)
+            .next()
+            .filter(|(id, _)| prefix(id) == *p)
+            .map(|(_, r)| r)
     }
 
     /// All records.
@@ -216,7 +223,6 @@ impl RecordStore {
             self.toggle(&id, old);
         }
         self.toggle(&id, rec.seq());
-        self.by_prefix.insert(prefix(&id), id);
         self.records.insert(id, rec);
     }
 
@@ -230,9 +236,6 @@ impl RecordStore {
     pub fn remove(&mut self, id: &NodeId) -> Option<SignedRecord> {
         let rec = self.records.remove(id)?;
         self.toggle(id, rec.seq());
-        if self.by_prefix.get(&prefix(id)) == Some(id) {
-            self.by_prefix.remove(&prefix(id));
-        }
         Some(rec)
     }
 
@@ -508,6 +511,38 @@ mod tests {
             a.get_by_prefix(&prefix(&ids[3].node_id())).unwrap().seq(),
             2
         );
+    }
+
+    /// Sync names records by their ids' first 8 bytes: each held record is
+    /// found by its prefix, a prefix between two held ids or past the last
+    /// finds nothing, and a removed record is no longer found.
+    #[test]
+    fn records_are_found_by_prefix_and_nothing_else_is() {
+        let ids: Vec<_> = (0..40)
+            .map(|i| Identity::generate_with(&mut rng(300 + i)))
+            .collect();
+        let mut s = RecordStore::default();
+        for id in &ids {
+            s.offer(signed(id, 7).bytes(), &Limits::at(0));
+        }
+        for id in &ids {
+            let got = s.get_by_prefix(&prefix(&id.node_id())).unwrap();
+            assert_eq!(got.node_id(), id.node_id());
+        }
+        let mut held: Vec<[u8; 8]> = ids.iter().map(|i| prefix(&i.node_id())).collect();
+        held.sort();
+        for p in &held {
+            // The prefix just above a held one (not held itself).
+            let next = (u64::from_be_bytes(*p) + 1).to_be_bytes();
+            if !held.contains(&next) {
+                assert!(s.get_by_prefix(&next).is_none());
+            }
+        }
+        assert!(s.get_by_prefix(&[0xff; 8]).is_none());
+        assert!(s.get_by_prefix(&[0; 8]).is_none());
+        s.remove(&ids[5].node_id());
+        assert!(s.get_by_prefix(&prefix(&ids[5].node_id())).is_none());
+        assert!(s.get_by_prefix(&prefix(&ids[6].node_id())).is_some());
     }
 
     #[test]

@@ -87,12 +87,22 @@ impl NodeState {
         &self.identity
     }
 
-    /// The node's current signed record.
+    /// The node's current signed record: the newer of the one this node
+    /// last signed and the one its membership core holds (which the core
+    /// signs again itself above a copy of a previous life's record, or at
+    /// the grid's time).
     pub fn record(&self) -> SignedRecord {
-        self.record
+        let ours = self
+            .record
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .clone();
+        let core = self.membership.own_record();
+        if core.seq() > ours.seq() {
+            core
+        } else {
+            ours
+        }
     }
 
     /// Replace the node's record (after re-signing it).

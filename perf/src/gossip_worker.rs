@@ -121,6 +121,7 @@ pub async fn worker_main(args: &WorkerArgs) -> Result<()> {
                 status.dg_recv = sum(|h| h.counters().datagrams_received.load(Ordering::Relaxed));
                 status.bytes_recv = sum(|h| h.counters().bytes_received.load(Ordering::Relaxed));
                 status.cookies = sum(|h| h.counters().cookies_issued.load(Ordering::Relaxed));
+                status.probes = sum(|h| h.counters().probes.load(Ordering::Relaxed));
                 status.max_dg = live
                     .iter()
                     .map(|h| h.counters().max_datagram.load(Ordering::Relaxed))

@@ -149,6 +149,10 @@ pub struct Report {
     pub steady_cookies_per_node_s: f64,
     /// Cookies issued over the whole run, per node.
     pub cookies_per_node: f64,
+    /// Probes started per node per second in the steady window (one per
+    /// probe period: 1 at the configured period, fewer where local health
+    /// or measured round trips stretch it; 0 for a baseline).
+    pub steady_probes_per_node_s: f64,
     /// Largest datagram any node sent.
     pub max_datagram_bytes: u64,
     /// Nodes killed.
@@ -252,7 +256,7 @@ pub fn run(args: &SwarmArgs) -> Result<()> {
 
     // 2. Steady window.
     pump(&mut workers, Duration::from_secs(2))?;
-    let snap = |workers: &Vec<Worker>| -> (f64, u64, u64, u64, u64, u64, u64) {
+    let snap = |workers: &Vec<Worker>| -> (f64, u64, u64, u64, u64, u64, u64, u64) {
         (
             workers.iter().map(|w| w.latest.cpu).sum(),
             workers.iter().map(|w| w.latest.dg_sent).sum(),
@@ -261,6 +265,7 @@ pub fn run(args: &SwarmArgs) -> Result<()> {
             workers.iter().map(|w| w.latest.false_dead).sum(),
             workers.iter().map(|w| w.latest.cookies).sum(),
             workers.iter().map(|w| w.latest.false_suspects).sum(),
+            workers.iter().map(|w| w.latest.probes).sum(),
         )
     };
     let s0 = snap(&workers);
@@ -339,6 +344,7 @@ pub fn run(args: &SwarmArgs) -> Result<()> {
         steady_bytes_per_node_s: (s1.2 - s0.2) as f64 / dt / n,
         steady_datagrams_received_per_node_s: (s1.3 - s0.3) as f64 / dt / n,
         steady_cookies_per_node_s: (s1.5 - s0.5) as f64 / dt / n,
+        steady_probes_per_node_s: (s1.7 - s0.7) as f64 / dt / n,
         cookies_per_node: workers.iter().map(|w| w.latest.cookies).sum::<u64>() as f64 / n,
         max_datagram_bytes: max_dg,
         killed: kill_count,
@@ -398,6 +404,10 @@ fn print_report(r: &Report) {
     println!(
         "  cookies issued per node          {:.3} /s (whole run: {:.1} per node)",
         r.steady_cookies_per_node_s, r.cookies_per_node
+    );
+    println!(
+        "  probes started per node          {:.2} /s",
+        r.steady_probes_per_node_s
     );
     println!(
         "  largest datagram                 {} B",

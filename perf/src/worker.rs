@@ -59,6 +59,9 @@ pub(crate) struct Status {
     /// Cookies issued (grapevine only).
     #[serde(default)]
     pub(crate) cookies: u64,
+    /// Probes started (grapevine only).
+    #[serde(default)]
+    pub(crate) probes: u64,
     /// Dead verdicts about nodes not killed by the harness.
     pub(crate) false_dead: u64,
     /// Suspect verdicts (any node).

@@ -7,7 +7,8 @@
 //!   last it signed: `DIR/last_seq`), and its status shows the offset;
 //! * a node started once a year ahead, then with the right time, can still
 //!   update its record (the number the core signed above the year-ahead
-//!   record reached `DIR/last_seq` through the driver's hook);
+//!   record reached `DIR/last_seq` through the driver's hook), and shows
+//!   the record its core signed (`whoami`, its own row in `members`);
 //! * a grid's first node (no seeds) restarted on a new address rejoins
 //!   through its peer cache (`DIR/peers`).
 
@@ -206,6 +207,26 @@ async fn a_node_started_once_a_year_ahead_then_on_time_can_still_update_its_reco
     )
     .await;
     let held = view(nodes[0].as_ref().unwrap(), id).await.unwrap().1.seq();
+    // The node itself shows the record its core signed (whoami and its own
+    // row in `members`), not the year-ahead one it started with.
+    let own = nodes[2].as_ref().unwrap().state().record();
+    assert!(
+        resigned(&own) && own.seq() >= held,
+        "the node shows seq {} issued at {}, the grid holds seq {held}",
+        own.seq(),
+        own.record().issued_at
+    );
+    let hex: String = own.bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let whoami = nodes[2].as_ref().unwrap().state().whoami();
+    assert_eq!(whoami.record.as_deref(), Some(hex.as_str()));
+    let rows = nodes[2]
+        .as_ref()
+        .unwrap()
+        .state()
+        .member_rows()
+        .await
+        .unwrap();
+    assert!(rows[0].this_node && rows[0].record == hex, "{:?}", rows[0]);
     assert!(
         last_seq(&dirs[2]) >= held,
         "the number the core signed is on disk: {} < {held}",

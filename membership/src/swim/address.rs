@@ -47,6 +47,9 @@
 //! an ack to a ping of this node's from the member's address (its random
 //! sequence number proves the address as well as a cookie would): every
 //! probe takes a sample, and no cookie is issued for the clock's sake.
+//! Other datagrams carry [`NO_TIME`] (0) instead, a byte rather than five
+//! (a 7-byte header was 19% of a converged grid's gossip bytes), and a
+//! header's 0 is never taken as a sample.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -56,6 +59,10 @@ use grapevine_crypto::{NodeId, UnverifiedRecord};
 use super::{Answer, Swim, TimerKey};
 use crate::cookie::Echo;
 use crate::wire::{reads_cookies, Cookie, Datagram, Message};
+
+/// A header's clock where the sender does not send it (the receiver
+/// would not take it as a sample): one byte on the wire.
+pub const NO_TIME: u64 = 0;
 
 /// Answers to a datagram that echoes no cookie are at most this many times
 /// its bytes.
@@ -104,7 +111,7 @@ impl Swim {
         dg: &Datagram,
     ) {
         let (cookie, time) = match dg.header {
-            Some((c, t)) => (c, Some(t)),
+            Some((c, t)) => (c, (t != NO_TIME).then_some(t)),
             None => (None, None),
         };
         let echo = self.cookies.check(&from, cookie.as_ref(), now);
@@ -241,7 +248,19 @@ impl Swim {
     /// [`Swim::send`], with a header or without as `headed` says (a
     /// joiner's record tells whether it reads one before it is a member).
     pub(super) fn send_as(&mut self, to: SocketAddr, msg: &Message, headed: bool) {
-        let header = headed.then(|| (self.held.get(&to), self.unix_secs(self.last_now)));
+        let header = headed.then(|| {
+            let cookie = self.held.get(&to);
+            // The clock only where the receiver takes it as a sample (see
+            // the module docs); 0 elsewhere: a byte instead of five.
+            let sampled =
+                cookie.is_some() || matches!(msg, Message::Ack { .. } | Message::JoinAck { .. });
+            let time = if sampled {
+                self.unix_secs(self.last_now)
+            } else {
+                NO_TIME
+            };
+            (cookie, time)
+        });
         let bytes = match Datagram::encode(header, msg) {
             Ok(b) => b,
             Err(e) => {
@@ -473,6 +492,71 @@ mod tests {
             "{out:?}"
         );
         assert!(net.bytes_to(0, other, mark).0 <= ANSWER_FACTOR * bytes.len());
+    }
+
+    /// A header carries the clock only where the receiver takes it as a
+    /// sample (acks, join acks, datagrams echoing a cookie), [`NO_TIME`]
+    /// elsewhere (a byte rather than five), and a header's `NO_TIME` is
+    /// never taken as a sample, cookie or not.
+    #[test]
+    fn the_clock_rides_only_where_it_is_a_sample_and_zero_is_none() {
+        let mut net = Net::new(4);
+        for i in 0..4 {
+            let now = net.now();
+            net.node_mut(i).set_wall_clock(now, 1_800_000_000_000);
+        }
+        converged(&mut net);
+        net.run_for(Duration::from_secs(20));
+        let (mut bare, mut timed) = (0, 0);
+        for ((_, m), head) in net.sent_with_headers(0) {
+            let Some((cookie, time)) = head else {
+                continue;
+            };
+            let sampled = cookie || matches!(m, Message::Ack { .. } | Message::JoinAck { .. });
+            assert_eq!(
+                time != NO_TIME,
+                sampled,
+                "{m:?} with cookie {cookie}: {time}"
+            );
+            if sampled {
+                timed += 1;
+            } else {
+                bare += 1;
+            }
+        }
+        assert!(
+            bare > 10 && timed > 10,
+            "{bare} without the clock, {timed} with"
+        );
+        // Members echoing node 0's cookie with no clock: no sample (two of
+        // node 0's three peers, so a sample of 0 would move the median).
+        let before = (net.node(0).clock.peers(), net.node(0).clock.offset());
+        assert!(before.0 == 3, "{before:?}");
+        let send = |net: &mut Net, time: u64| {
+            for k in [1, 2] {
+                let cookie = net.node(k).held.get(&net.addr(0)).expect("a held cookie");
+                let gossip = Message::Gossip {
+                    from: net.id(k),
+                    updates: vec![],
+                };
+                let bytes = Datagram::encode(Some((Some(cookie), time)), &gossip).unwrap();
+                let a = net.addr(k);
+                net.inject_bytes(0, a, &bytes);
+            }
+        };
+        send(&mut net, NO_TIME);
+        assert_eq!(
+            (net.node(0).clock.peers(), net.node(0).clock.offset()),
+            before
+        );
+        // The same with their clocks an hour ahead: samples (the test can
+        // fail).
+        let ahead = net.node(0).unix_secs(net.now()) + 3600;
+        send(&mut net, ahead);
+        assert_ne!(
+            (net.node(0).clock.peers(), net.node(0).clock.offset()),
+            before
+        );
     }
 
     #[test]

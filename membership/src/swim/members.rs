@@ -26,7 +26,6 @@ use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-type HashMap<K, V> = hashbrown::HashMap<K, V, FixedState>;
 type HashSet<K> = hashbrown::HashSet<K, FixedState>;
 use hashbrown::hash_table::{Entry, HashTable};
 use std::hash::BuildHasher;
@@ -87,32 +86,52 @@ pub(crate) struct Member {
 /// [`Member::ready_at`] of a member not in the ready list.
 const NOT_READY: u32 = u32::MAX;
 
+/// A member and its id, in [`Members::slots`].
+#[derive(Debug, Clone)]
+struct Slot {
+    id: NodeId,
+    m: Member,
+}
+
 /// Every other member, with counts and sampling indexes.
+///
+/// The members sit densely in `slots` (a removal moves the last one into
+/// the gap) and the indexes hold places in it, four bytes each, found by
+/// the hash of the id or of the address: at 1,000 members this is about
+/// 200 bytes a member less than a map from id to member beside an address
+/// index and a ready list of ids (issue 17's `swarm` figures).
 #[derive(Debug)]
 pub(crate) struct Members {
-    map: HashMap<NodeId, Member>,
+    slots: Vec<Slot>,
+    /// Places in `slots`, by the hash of the member's id.
+    by_id: HashTable<u32>,
     /// Members per state: alive, suspect, dead, left.
     counts: [usize; 4],
     live: usize,
     probe_list: Vec<NodeId>,
     probe_pos: usize,
     suspects: HashSet<NodeId>,
-    /// Alive members whose address is validated, for O(1) sampling, and
-    /// each one's place in it.
-    ready: Vec<NodeId>,
-    /// The member last recorded at each address: ids alone, found by the
-    /// hash of their member's address (`by_addr_hash`); half the bytes of a
-    /// map from address to id. Every id here is in `map`, under the address
-    /// it is found by, and no two share one.
-    by_addr: HashTable<NodeId>,
+    /// Places of the alive members whose address is validated, for O(1)
+    /// sampling; each member's place in this list is its `ready_at`.
+    ready: Vec<u32>,
+    /// The member last recorded at each address: places, found by the hash
+    /// of their member's address. Every place here is found under its
+    /// member's address, and no two members share one.
+    by_addr: HashTable<u32>,
     hasher: FixedState,
+}
+
+/// A place in `slots` as a `usize`.
+fn at(x: u32) -> usize {
+    x as usize
 }
 
 impl Members {
     /// An empty table.
     pub fn new(hasher: FixedState) -> Self {
         Members {
-            map: HashMap::with_hasher(hasher),
+            slots: Vec::new(),
+            by_id: HashTable::new(),
             counts: [0; 4],
             live: 0,
             probe_list: Vec::new(),
@@ -124,12 +143,27 @@ impl Members {
         }
     }
 
+    /// `id`'s place in `slots`.
+    fn place(&self, id: &NodeId) -> Option<u32> {
+        let slots = &self.slots;
+        self.by_id
+            .find(self.hasher.hash_one(id), |&x| {
+                slots.get(at(x)).is_some_and(|s| s.id == *id)
+            })
+            .copied()
+    }
+
+    fn get_mut(&mut self, id: &NodeId) -> Option<&mut Member> {
+        let x = self.place(id)?;
+        Some(&mut self.slots[at(x)].m)
+    }
+
     pub fn get(&self, id: &NodeId) -> Option<&Member> {
-        self.map.get(id)
+        self.place(id).map(|x| &self.slots[at(x)].m)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&NodeId, &Member)> {
-        self.map.iter()
+        self.slots.iter().map(|s| (&s.id, &s.m))
     }
 
     /// Members per state: alive, suspect, dead, left.
@@ -147,17 +181,19 @@ impl Members {
         self.ready.len()
     }
 
-    /// Keep `ready` in step with `id`'s state and validation.
-    fn sync_ready(&mut self, id: &NodeId) {
-        let Some(m) = self.map.get_mut(id) else {
+    /// Keep `ready` in step with the state and validation of the member
+    /// at place `x`.
+    fn sync_ready(&mut self, x: u32) {
+        let Some(s) = self.slots.get_mut(at(x)) else {
             return;
         };
+        let m = &mut s.m;
         let want = m.state == MemberState::Alive && m.validated;
         let have = m.ready_at != NOT_READY;
         if want && !have {
             // The table holds at most the member cap, far below u32::MAX.
             m.ready_at = u32::try_from(self.ready.len()).unwrap_or(NOT_READY - 1);
-            self.ready.push(*id);
+            self.ready.push(x);
         } else if !want && have {
             let pos = std::mem::replace(&mut m.ready_at, NOT_READY);
             self.unlist_ready(pos);
@@ -172,8 +208,8 @@ impl Members {
         }
         self.ready.swap_remove(pos);
         if let Some(moved) = self.ready.get(pos).copied() {
-            if let Some(m) = self.map.get_mut(&moved) {
-                m.ready_at = pos as u32;
+            if let Some(s) = self.slots.get_mut(at(moved)) {
+                s.m.ready_at = pos as u32;
             }
         }
     }
@@ -189,10 +225,14 @@ impl Members {
         now: Instant,
         rng: &mut SmallRng,
     ) {
-        debug_assert!(!self.map.contains_key(&id));
-        self.map.insert(
+        debug_assert!(self.place(&id).is_none());
+        // The table holds at most the member cap, far below u32::MAX.
+        let Ok(x) = u32::try_from(self.slots.len()) else {
+            return;
+        };
+        self.slots.push(Slot {
             id,
-            Member {
+            m: Member {
                 state: MemberState::Alive,
                 incarnation,
                 addr,
@@ -202,8 +242,12 @@ impl Members {
                 ping_seq: 0,
                 ready_at: NOT_READY,
             },
-        );
-        self.index_addr(id, addr);
+        });
+        let (slots, hasher) = (&self.slots, self.hasher);
+        self.by_id.insert_unique(hasher.hash_one(id), x, |&y| {
+            slots.get(at(y)).map_or(0, |s| hasher.hash_one(s.id))
+        });
+        self.index_addr(x, addr);
         self.live += 1;
         self.counts[MemberState::Alive as usize] += 1;
         let pos = if self.probe_list.is_empty() {
@@ -212,53 +256,89 @@ impl Members {
             rng.gen_range(0..=self.probe_list.len())
         };
         self.probe_list.insert(pos, id);
-        self.sync_ready(&id);
+        self.sync_ready(x);
+    }
+
+    /// Point the index entry of `table` that holds place `from` (found by
+    /// `hash`) at `to`; take it out if `to` is `None`. Whether it was there.
+    fn repoint(table: &mut HashTable<u32>, hash: u64, from: u32, to: Option<u32>) -> bool {
+        match table.find_entry(hash, |&y| y == from) {
+            Ok(mut o) => {
+                match to {
+                    Some(to) => *o.get_mut() = to,
+                    None => {
+                        o.remove();
+                    }
+                }
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// Forget a member (expired or evicted); its entries in the probe list
     /// are dropped at the end of the round. Its address, if no other member
     /// is recorded there now.
     pub fn remove(&mut self, id: &NodeId) -> Option<SocketAddr> {
-        let m = self.map.remove(id)?;
+        let x = self.place(id)?;
+        let h = self.hasher;
+        let m = self.slots.get(at(x))?.m.clone();
+        Self::repoint(&mut self.by_id, h.hash_one(id), x, None);
+        let freed = Self::repoint(&mut self.by_addr, h.hash_one(m.addr), x, None);
+        if m.ready_at != NOT_READY {
+            self.unlist_ready(m.ready_at);
+        }
         self.counts[m.state as usize] -= 1;
         if m.state.is_live() {
             self.live -= 1;
         }
         self.suspects.remove(id);
-        if m.ready_at != NOT_READY {
-            self.unlist_ready(m.ready_at);
+        // The last member moves into the gap: its index entries follow.
+        let last = u32::try_from(self.slots.len() - 1).unwrap_or(x);
+        self.slots.swap_remove(at(x));
+        if last != x {
+            let moved = &self.slots[at(x)];
+            let (mid, maddr, mready) = (moved.id, moved.m.addr, moved.m.ready_at);
+            Self::repoint(&mut self.by_id, h.hash_one(mid), last, Some(x));
+            Self::repoint(&mut self.by_addr, h.hash_one(maddr), last, Some(x));
+            if let Some(r) = self.ready.get_mut(mready as usize) {
+                *r = x;
+            }
         }
-        self.unindex_addr(id, &m.addr).then_some(m.addr)
+        freed.then_some(m.addr)
     }
 
     /// A member's address from a newer record: if it moved, it must be
     /// validated again (unless it is a seed's). The old address, if it
     /// moved and no other member is recorded there now.
     pub fn set_addr(&mut self, id: &NodeId, addr: SocketAddr, seed: bool) -> Option<SocketAddr> {
-        let old = self.map.get(id)?.addr;
+        let x = self.place(id)?;
+        let old = self.slots[at(x)].m.addr;
         if old == addr {
             return None;
         }
         // Out of the index under the old address before the address the
         // index hashes changes.
-        let freed = self.unindex_addr(id, &old).then_some(old);
-        let m = self.map.get_mut(id)?;
+        let freed =
+            Self::repoint(&mut self.by_addr, self.hasher.hash_one(old), x, None).then_some(old);
+        let m = &mut self.slots[at(x)].m;
         m.addr = addr;
         m.validated = seed;
         m.ping_seq = 0;
-        self.index_addr(*id, addr);
-        self.sync_ready(id);
+        self.index_addr(x, addr);
+        self.sync_ready(x);
         freed
     }
 
     /// The member recorded at `addr`, if any.
     pub fn at_addr(&self, addr: &SocketAddr) -> Option<NodeId> {
-        let map = &self.map;
+        let slots = &self.slots;
         self.by_addr
-            .find(self.hasher.hash_one(addr), |id| {
-                map.get(id).is_some_and(|m| m.addr == *addr)
+            .find(self.hasher.hash_one(addr), |&y| {
+                slots.get(at(y)).is_some_and(|s| s.m.addr == *addr)
             })
-            .copied()
+            .and_then(|&y| slots.get(at(y)))
+            .map(|s| s.id)
     }
 
     /// Whether `addr` is a member's recorded address.
@@ -266,50 +346,36 @@ impl Members {
         self.at_addr(addr).is_some()
     }
 
-    /// Record `id` (in `map`, at `addr`) as the member at `addr`, in place
-    /// of any other recorded there.
-    fn index_addr(&mut self, id: NodeId, addr: SocketAddr) {
-        let (map, hasher) = (&self.map, self.hasher);
+    /// Record the member at place `x` (now at `addr`) as the member at
+    /// `addr`, in place of any other recorded there.
+    fn index_addr(&mut self, x: u32, addr: SocketAddr) {
+        let (slots, hasher) = (&self.slots, self.hasher);
         let entry = self.by_addr.entry(
             hasher.hash_one(addr),
-            |x| *x == id || map.get(x).is_some_and(|m| m.addr == addr),
-            |x| map.get(x).map_or(0, |m| hasher.hash_one(m.addr)),
+            |&y| y == x || slots.get(at(y)).is_some_and(|s| s.m.addr == addr),
+            |&y| slots.get(at(y)).map_or(0, |s| hasher.hash_one(s.m.addr)),
         );
         match entry {
-            Entry::Occupied(mut o) => *o.get_mut() = id,
+            Entry::Occupied(mut o) => *o.get_mut() = x,
             Entry::Vacant(v) => {
-                v.insert(id);
+                v.insert(x);
             }
-        }
-    }
-
-    /// Take `id` out of the index if it is the member recorded at `addr`
-    /// (its address until now); whether it was.
-    fn unindex_addr(&mut self, id: &NodeId, addr: &SocketAddr) -> bool {
-        match self
-            .by_addr
-            .find_entry(self.hasher.hash_one(addr), |x| x == id)
-        {
-            Ok(o) => {
-                o.remove();
-                true
-            }
-            Err(_) => false,
         }
     }
 
     /// `id`'s address answered: it may be sent anything from now on.
     pub fn validate(&mut self, id: &NodeId) {
-        if let Some(m) = self.map.get_mut(id) {
+        if let Some(x) = self.place(id) {
+            let m = &mut self.slots[at(x)].m;
             m.validated = true;
             m.ping_seq = 0;
-            self.sync_ready(id);
+            self.sync_ready(x);
         }
     }
 
     /// Remember the sequence number of a ping sent to `id`.
     pub fn pinged(&mut self, id: &NodeId, seq: u32) {
-        if let Some(m) = self.map.get_mut(id) {
+        if let Some(m) = self.get_mut(id) {
             m.ping_seq = seq;
         }
     }
@@ -317,7 +383,7 @@ impl Members {
     /// A datagram naming `id` as its sender came from `from`: it counts as
     /// heard from `id` only if `from` is its recorded address.
     pub fn heard(&mut self, id: &NodeId, from: SocketAddr, now: Instant) {
-        if let Some(m) = self.map.get_mut(id).filter(|m| m.addr == from) {
+        if let Some(m) = self.get_mut(id).filter(|m| m.addr == from) {
             m.last_heard = now;
         }
     }
@@ -331,7 +397,8 @@ impl Members {
         incarnation: u64,
         now: Instant,
     ) -> Option<MemberState> {
-        let m = self.map.get_mut(&id)?;
+        let x = self.place(&id)?;
+        let m = &mut self.slots[at(x)].m;
         let from = m.state;
         m.incarnation = incarnation;
         m.state = to;
@@ -351,8 +418,13 @@ impl Members {
         } else {
             self.suspects.remove(&id);
         }
-        self.sync_ready(&id);
+        self.sync_ready(x);
         Some(from)
+    }
+
+    /// The id and address of the member at place `x`.
+    fn id_addr(&self, x: u32) -> Option<(NodeId, SocketAddr)> {
+        self.slots.get(at(x)).map(|s| (s.id, s.m.addr))
     }
 
     /// Up to `k` distinct alive members with validated addresses, other
@@ -370,25 +442,25 @@ impl Members {
         }
         if k >= n {
             // All of them, in random order.
-            let mut all: Vec<NodeId> = self.ready.clone();
+            let mut all: Vec<u32> = self.ready.clone();
             all.shuffle(rng);
             return all
                 .into_iter()
-                .filter(|id| Some(id) != exclude)
+                .filter_map(|x| self.id_addr(x))
+                .filter(|(id, _)| Some(id) != exclude)
                 .take(k)
-                .filter_map(|id| self.map.get(&id).map(|m| (id, m.addr)))
                 .collect();
         }
         let mut tries = 0;
         while out.len() < k && tries < k * 4 + 8 {
             tries += 1;
-            let id = self.ready[rng.gen_range(0..n)];
+            let Some((id, addr)) = self.id_addr(self.ready[rng.gen_range(0..n)]) else {
+                continue;
+            };
             if Some(&id) == exclude || out.iter().any(|(o, _)| *o == id) {
                 continue;
             }
-            if let Some(m) = self.map.get(&id) {
-                out.push((id, m.addr));
-            }
+            out.push((id, addr));
         }
         out
     }
@@ -399,12 +471,13 @@ impl Members {
         for _ in 0..self.probe_list.len().max(1) * 2 {
             if self.probe_pos >= self.probe_list.len() {
                 // Drop entries that are no longer live, then reshuffle.
-                let map = &self.map;
+                let mut list = std::mem::take(&mut self.probe_list);
                 let mut seen = HashSet::with_hasher(self.hasher);
-                self.probe_list.retain(|id| {
-                    map.get(id).is_some_and(|m| m.state.is_live()) && seen.insert(*id)
+                list.retain(|id| {
+                    self.get(id).is_some_and(|m| m.state.is_live()) && seen.insert(*id)
                 });
-                self.probe_list.shuffle(rng);
+                list.shuffle(rng);
+                self.probe_list = list;
                 self.probe_pos = 0;
                 if self.probe_list.is_empty() {
                     return None;
@@ -412,7 +485,7 @@ impl Members {
             }
             let id = self.probe_list[self.probe_pos];
             self.probe_pos += 1;
-            if self.map.get(&id).is_some_and(|m| m.state.is_live()) {
+            if self.get(&id).is_some_and(|m| m.state.is_live()) {
                 return Some(id);
             }
         }
@@ -437,7 +510,6 @@ impl Members {
         rng: &mut SmallRng,
     ) -> Option<NodeId> {
         let gone: Vec<NodeId> = self
-            .map
             .iter()
             .filter(|(_, m)| match m.state {
                 MemberState::Dead => true,
@@ -452,8 +524,7 @@ impl Members {
     /// Dead members declared more than `dead_after` ago and departed ones
     /// that left more than `left_after` ago.
     pub fn expired(&self, now: Instant, dead_after: Duration, left_after: Duration) -> Vec<NodeId> {
-        self.map
-            .iter()
+        self.iter()
             .filter(|(_, m)| {
                 let age = now.saturating_duration_since(m.since);
                 match m.state {
@@ -475,7 +546,6 @@ impl Members {
             return Vec::new();
         }
         let mut gone: Vec<(bool, Instant, NodeId)> = self
-            .map
             .iter()
             .filter(|(_, m)| !m.state.is_live() || !m.validated)
             .map(|(id, m)| (m.state.is_live(), m.since, *id))
@@ -529,10 +599,12 @@ mod tests {
         assert!(targets.len() >= 4, "round-robin reaches each: {targets:?}");
     }
 
-    /// The address index and the ready list against a plain model, through
-    /// random inserts, moves, state changes and removals: the member at an
-    /// address is the last one recorded there that still is, and `ready`
-    /// holds exactly the alive, validated members.
+    /// The id index, the address index and the ready list against a plain
+    /// model, through random inserts, moves, state changes and removals
+    /// (each removal moves the last member into the gap): every member is
+    /// found by its id, the member at an address is the last one recorded
+    /// there that still is, and `ready` holds exactly the alive, validated
+    /// members.
     #[test]
     fn the_address_index_and_ready_list_follow_a_model_through_random_changes() {
         use super::{Members, NOT_READY};
@@ -544,6 +616,7 @@ mod tests {
         let mut rng = SmallRng::seed_from_u64(7);
         let mut t = Members::new(FixedState::with_seed(3));
         let mut model: HashMap<SocketAddr, NodeId> = HashMap::new();
+        let mut present = std::collections::HashSet::new();
         let now = crate::testing::epoch();
         let addr = |i: u8| SocketAddr::from(([10, 0, 0, i % 6], 7000 + u16::from(i % 2)));
         for step in 0..4000u32 {
@@ -553,6 +626,7 @@ mod tests {
                 0 | 1 if t.get(&id).is_none() => {
                     t.insert(id, a, 1, rng.gen(), now, &mut rng);
                     model.insert(a, id);
+                    present.insert(id);
                 }
                 0 | 1 => {
                     let old = t.get(&id).map(|m| m.addr).expect("member");
@@ -570,6 +644,7 @@ mod tests {
                     if let Some(old) = t.get(&id).map(|m| m.addr) {
                         let was = model.get(&old) == Some(&id);
                         assert_eq!(t.remove(&id), was.then_some(old), "step {step}");
+                        present.remove(&id);
                         if was {
                             model.remove(&old);
                         }
@@ -581,12 +656,20 @@ mod tests {
                 }
                 _ => t.validate(&id),
             }
+            for i in 0..24u8 {
+                let id = NodeId([i; 32]);
+                assert_eq!(t.get(&id).is_some(), present.contains(&id), "step {step}");
+                if let Some(x) = t.place(&id) {
+                    assert_eq!(t.slots[x as usize].id, id, "step {step}");
+                }
+            }
+            assert_eq!(t.iter().count(), present.len(), "step {step}");
             for i in 0..12 {
                 let a = addr(i);
                 assert_eq!(t.at_addr(&a), model.get(&a).copied(), "step {step}");
             }
-            for (pos, id) in t.ready.iter().enumerate() {
-                let m = t.get(id).expect("ready member");
+            for (pos, x) in t.ready.iter().enumerate() {
+                let m = &t.slots[*x as usize].m;
                 assert_eq!(m.ready_at as usize, pos, "step {step}");
                 assert!(m.state == Alive && m.validated, "step {step}");
             }

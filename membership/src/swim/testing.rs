@@ -71,6 +71,9 @@ pub(crate) struct Net {
     log: Vec<Vec<(SocketAddr, Message)>>,
     /// The size in bytes of each datagram in `log`.
     sizes: Vec<Vec<usize>>,
+    /// Each datagram's header in `log`: whether it held a cookie, and its
+    /// clock.
+    heads: Vec<Vec<Option<(bool, u64)>>>,
     down: HashSet<usize>,
     cut: HashSet<(usize, usize)>,
     filter: Option<Filter>,
@@ -98,6 +101,7 @@ impl Net {
             queue: VecDeque::new(),
             log: Vec::new(),
             sizes: Vec::new(),
+            heads: Vec::new(),
             down: HashSet::new(),
             cut: HashSet::new(),
             filter: None,
@@ -124,6 +128,7 @@ impl Net {
             net.nodes.push(node);
             net.log.push(Vec::new());
             net.sizes.push(Vec::new());
+            net.heads.push(Vec::new());
             net.drain(i);
         }
         net
@@ -222,6 +227,15 @@ impl Net {
         self.log[i].iter()
     }
 
+    /// Every datagram node `i` sent, in order, with its header (whether
+    /// it held a cookie, and its clock).
+    pub fn sent_with_headers(
+        &self,
+        i: usize,
+    ) -> impl Iterator<Item = (&(SocketAddr, Message), Option<(bool, u64)>)> + '_ {
+        self.log[i].iter().zip(self.heads[i].iter().copied())
+    }
+
     /// The nodes node `i` pinged, in order.
     pub fn pings_from(&self, i: usize) -> Vec<SocketAddr> {
         self.sent_by(i)
@@ -233,9 +247,9 @@ impl Net {
     fn drain(&mut self, i: usize) {
         while self.nodes[i].poll_event().is_some() {}
         while let Some((to, bytes)) = self.nodes[i].poll_transmit() {
-            let msg = crate::wire::Datagram::decode(&bytes)
-                .expect("the core sends valid datagrams")
-                .msg;
+            let dg = crate::wire::Datagram::decode(&bytes).expect("the core sends valid datagrams");
+            let msg = dg.msg;
+            self.heads[i].push(dg.header.map(|(c, t)| (c.is_some(), t)));
             self.log[i].push((to, msg.clone()));
             self.sizes[i].push(bytes.len());
             let Some(j) = self.addrs.iter().position(|a| *a == to) else {

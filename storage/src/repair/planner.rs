@@ -165,7 +165,9 @@ impl Planner {
                 FileState {
                     below_since,
                     failures: s.failures,
-                    retry_at: s.retry_in.map(|d| later(now, d)),
+                    // A saved wait is never longer than the longest
+                    // backoff (a damaged file could say a century).
+                    retry_at: s.retry_in.map(|d| later(now, d.min(p.cfg.backoff_max))),
                 },
             );
         }
@@ -480,6 +482,29 @@ mod tests {
     /// due at boot: the time seen below goes on from where it was (the
     /// time down does not count), backoffs are kept, and nothing is
     /// repaired before the settling time.
+    #[test]
+    fn a_saved_wait_longer_than_the_longest_backoff_is_cut_to_it() {
+        let t0 = Instant::now();
+        let saved = Saved {
+            si: SI,
+            below_for: 60 * MIN,
+            failures: u32::MAX,
+            retry_in: Some(Duration::MAX),
+        };
+        let mut q = Planner::restore(cfg(), [saved], t0, MIN);
+        // Retried after the longest backoff (7 minutes), not a year on.
+        assert_eq!(
+            q.observe(t0 + MIN, SI, &obs(5, 0, &[0])),
+            Decision::Wait {
+                until: t0 + 7 * MIN
+            }
+        );
+        assert_eq!(
+            q.observe(t0 + 7 * MIN, SI, &obs(5, 0, &[0])),
+            Decision::Repair
+        );
+    }
+
     #[test]
     fn a_restart_resumes_the_grace_and_starts_no_storm() {
         let t0 = Instant::now();
