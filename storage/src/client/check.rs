@@ -71,7 +71,7 @@ pub async fn check_depth(
 }
 
 /// [`check_depth`] that stops looking once `enough` distinct good shares
-/// are found (at most `n`): the report then counts at least `enough` good
+/// are found (taken between `k` and `n`): the report then counts at least `enough` good
 /// shares if the file has them, not necessarily all. For a caller that
 /// needs only to know whether a file is below a threshold: the repair job
 /// of a holder, whose checks of healthy files would otherwise ask the next
@@ -139,7 +139,7 @@ async fn inspect_until(
     depth: Depth,
     enough: u16,
 ) -> Inspection {
-    let enough = enough.min(cap.n);
+    let enough = enough.max(cap.k).min(cap.n);
     let si = cap.si;
     let order = permuted_servers(&si, servers);
     let mut shares: Vec<Found> = Vec::new();
