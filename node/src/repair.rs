@@ -15,8 +15,10 @@
 //!
 //! [`RepairStats`](crate::repair_stats::RepairStats) is what the job has
 //! done, read by `status`, the metrics and `grapevine repair`. One pass over
-//! the held files every interval; repairs run one at a time. After each
-//! pass the planner's state goes to `DIR/repair_state`
+//! the held files every interval, checking those the [`CheckSchedule`]
+//! says are due (a healthy file at every pass only by its first live
+//! holder); repairs run one at a time. After each pass the planner's state
+//! goes to `DIR/repair_state`
 //! ([`crate::repair_state`]), and comes back at the next start: a restart
 //! pauses each file's grace period rather than starting it over, and
 //! restored files wait [`SETTLE_INTERVALS`] check intervals before any
@@ -31,7 +33,7 @@ use std::time::Instant;
 
 use grapevine_storage::chk::{verify_cap_of, Footer, FOOTER_LEN};
 use grapevine_storage::client::{self, permuted_servers, Depth, RepairOptions, ServerRef};
-use grapevine_storage::repair::{Decision, Observation, Planner};
+use grapevine_storage::repair::{place, CheckSchedule, Decision, Observation, Planner};
 use grapevine_storage::{StorageIndex, VerifyCap};
 
 use crate::repair_stats::{RepairSettings, LAST_ERRORS};
@@ -54,11 +56,12 @@ pub async fn run(state: Arc<NodeState>, settings: RepairSettings, state_path: Op
     }
     let settle = settings.interval.saturating_mul(SETTLE_INTERVALS);
     let mut planner = Planner::restore(settings.planner, saved, Instant::now(), settle);
+    let mut schedule = CheckSchedule::new();
     // The first pass writes, replacing a file it did not restore.
     let mut wrote_some = true;
-    loop {
+    for number in 0u64.. {
         tokio::time::sleep(settings.interval).await;
-        pass(&state, &mut planner, &settings).await;
+        pass(&state, &mut planner, &mut schedule, number, &settings).await;
         if let Some(p) = &state_path {
             // Written while there is something to keep, and once more
             // when there is nothing left.
@@ -90,8 +93,17 @@ fn own_verify_cap(state: &NodeState, si: &StorageIndex) -> Option<VerifyCap> {
     verify_cap_of(*si, &ueb).ok()
 }
 
-/// One pass: check every held file, repair those the planner says to.
-async fn pass(state: &Arc<NodeState>, planner: &mut Planner, settings: &RepairSettings) {
+/// Pass `number`: check the held files the schedule says are due (those
+/// below their threshold, and healthy ones by their first live holder,
+/// less often by the others: [`CheckSchedule`]), repair those the planner
+/// says to.
+async fn pass(
+    state: &Arc<NodeState>,
+    planner: &mut Planner,
+    schedule: &mut CheckSchedule,
+    number: u64,
+    settings: &RepairSettings,
+) {
     let stats = &state.repair_stats;
     let servers = match state.storage_servers().await {
         Ok(s) => s,
@@ -105,20 +117,30 @@ async fn pass(state: &Arc<NodeState>, planner: &mut Planner, settings: &RepairSe
     let held = state.store().storage_indexes();
     let keep: HashSet<StorageIndex> = held.iter().copied().collect();
     planner.retain(|si| keep.contains(si));
+    schedule.retain(|si| keep.contains(si));
     for si in held {
+        // A file not due was healthy at its last check: nothing to count.
+        if !schedule.due(&si, number) {
+            continue;
+        }
         let Some(cap) = own_verify_cap(state, &si) else {
             // No share of ours to learn the file from (gone, or not one
             // this release reads): nothing to plan.
             planner.forget(&si);
             continue;
         };
-        let results = match client::check_depth(state.pool(), &servers, &cap, Depth::Light).await {
-            Ok(r) => r,
-            Err(e) => {
-                stats.error(format!("check of {si} failed: {e}"));
-                continue;
-            }
-        };
+        // Enough to tell whether the file is below its threshold; a file
+        // that is asks on (and finds every live holder's rank).
+        let threshold = planner.threshold(cap.k, cap.n, state.params.happy);
+        let results =
+            match client::check_enough(state.pool(), &servers, &cap, Depth::Light, threshold).await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    stats.error(format!("check of {si} failed: {e}"));
+                    continue;
+                }
+            };
         stats.files_checked.fetch_add(1, Relaxed);
         let order = permuted_servers(&si, &servers);
         let rank_of = |id: &str| order.iter().position(|s| s.id.to_string() == id);
@@ -142,7 +164,10 @@ async fn pass(state: &Arc<NodeState>, planner: &mut Planner, settings: &RepairSe
             my_rank,
             holder_ranks,
         };
-        match planner.observe(Instant::now(), si, &obs) {
+        let decision = planner.observe(Instant::now(), si, &obs);
+        let below_now = decision != Decision::Healthy;
+        schedule.checked(si, number, below_now, place(my_rank, &obs.holder_ranks));
+        match decision {
             Decision::Healthy => {}
             Decision::Unrecoverable => {
                 below += 1;

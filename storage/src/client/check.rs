@@ -15,7 +15,7 @@ use crate::chk::Verifier;
 use crate::client::conn::{Conn, ServerRef};
 use crate::client::download::report_all;
 use crate::client::health::{CheckResults, CorruptReport, Found};
-use crate::client::locate::{locate, Located};
+use crate::client::locate::{locate_in, Located, Search};
 use crate::client::place::permuted_servers;
 use crate::client::pool::SessionPool;
 use crate::client::verified::open_verified;
@@ -65,7 +65,30 @@ pub async fn check_depth(
     cap: &VerifyCap,
     depth: Depth,
 ) -> Result<CheckResults, ClientError> {
-    Ok(inspect(pool, servers, cap, depth).await.results)
+    Ok(inspect_until(pool, servers, cap, depth, cap.n)
+        .await
+        .results)
+}
+
+/// [`check_depth`] that stops looking once `enough` distinct good shares
+/// are found (taken between `k` and `n`): the report then counts at least `enough` good
+/// shares if the file has them, not necessarily all. For a caller that
+/// needs only to know whether a file is below a threshold: the repair job
+/// of a holder, whose checks of healthy files would otherwise ask the next
+/// `n` servers of the permuted list for every file missing a single share.
+///
+/// # Errors
+/// As [`check`].
+pub async fn check_enough(
+    pool: &SessionPool,
+    servers: &[ServerRef],
+    cap: &VerifyCap,
+    depth: Depth,
+    enough: u16,
+) -> Result<CheckResults, ClientError> {
+    Ok(inspect_until(pool, servers, cap, depth, enough)
+        .await
+        .results)
 }
 
 /// How closely a check looks at each share a server lists.
@@ -104,6 +127,19 @@ pub(crate) async fn inspect(
     cap: &VerifyCap,
     depth: Depth,
 ) -> Inspection {
+    inspect_until(pool, servers, cap, depth, cap.n).await
+}
+
+/// [`inspect`], looking no further once `enough` distinct good shares are
+/// found.
+async fn inspect_until(
+    pool: &SessionPool,
+    servers: &[ServerRef],
+    cap: &VerifyCap,
+    depth: Depth,
+    enough: u16,
+) -> Inspection {
+    let enough = enough.max(cap.k).min(cap.n);
     let si = cap.si;
     let order = permuted_servers(&si, servers);
     let mut shares: Vec<Found> = Vec::new();
@@ -114,10 +150,26 @@ pub(crate) async fn inspect(
     let (mut asked, mut responding) = (0usize, Vec::new());
     // Servers are asked in permuted order, `n` at a time (`locate`). A
     // server listing shares it lacks can make `locate` stop early; when
-    // shares are checked, the search goes on past the servers asked while
-    // fewer than `n` distinct shares check out, up to 4n servers.
+    // shares are checked, the search goes on past the servers asked, by
+    // `locate`'s own rule counting only the shares that checked out, up to
+    // 4n servers. (Going on with a fresh search instead, which counted
+    // none of the shares already found, walked the whole rest of the grid
+    // for every file missing a single share.)
     loop {
-        let found = locate(pool, &order[asked..], si, cap.k, cap.n).await;
+        let known: Vec<u16> = usable.iter().map(|l| l.shnum).collect();
+        let search = Search {
+            k: cap.k,
+            n: cap.n,
+            enough,
+            known: &known,
+            asked_before: asked,
+            max_asked: if asked == 0 {
+                usize::MAX
+            } else {
+                4 * usize::from(cap.n)
+            },
+        };
+        let found = locate_in(pool, &order[asked..], si, search).await;
         asked += found.asked;
         responding.extend(found.responding.iter().copied());
         for loc in found.shares {
@@ -171,7 +223,7 @@ pub(crate) async fn inspect(
         let distinct: BTreeSet<u16> = usable.iter().map(|l| l.shnum).collect();
         if depth == Depth::List
             || found.asked == 0
-            || distinct.len() >= usize::from(cap.n)
+            || distinct.len() >= usize::from(enough)
             || asked >= order.len()
             || asked >= 4 * usize::from(cap.n)
         {

@@ -50,22 +50,77 @@ pub async fn locate(
     k: u16,
     n: u16,
 ) -> Findings {
+    let order = permuted_servers(&si, servers);
+    let search = Search {
+        k,
+        n,
+        enough: n,
+        known: &[],
+        asked_before: 0,
+        max_asked: usize::MAX,
+    };
+    locate_in(pool, &order, si, search).await
+}
+
+/// Where a search for shares stands before asking `order` (a tail of a
+/// file's permuted list): a search that goes on past an earlier one counts
+/// what that one found, so it stops by the same rule ([`Search::done`])
+/// rather than starting over and walking the rest of the grid.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Search<'a> {
+    /// Shares needed.
+    pub(crate) k: u16,
+    /// Shares made.
+    pub(crate) n: u16,
+    /// Distinct shares that end the search (`n` unless the caller needs
+    /// to know only whether a file has that many, as the repair job does).
+    pub(crate) enough: u16,
+    /// Share numbers already found (and believed) by the earlier search.
+    pub(crate) known: &'a [u16],
+    /// Servers the earlier search asked.
+    pub(crate) asked_before: usize,
+    /// Servers to ask at most, the earlier ones included.
+    pub(crate) max_asked: usize,
+}
+
+impl Search<'_> {
+    /// Whether a search that has found `distinct` share numbers (the
+    /// known ones included) after asking `asked` servers in all stops.
+    pub(crate) fn done(&self, distinct: usize, asked: usize) -> bool {
+        let (k, n) = (usize::from(self.k), usize::from(self.n));
+        let enough = usize::from(self.enough.min(self.n));
+        distinct >= enough || (distinct >= k && asked >= 2 * n) || asked >= self.max_asked
+    }
+}
+
+/// [`locate`] over `order` (already in permuted order), going on from
+/// `search`.
+pub(crate) async fn locate_in(
+    pool: &SessionPool,
+    order: &[ServerRef],
+    si: StorageIndex,
+    search: Search<'_>,
+) -> Findings {
+    let n = search.n;
     let mut out: Vec<Located> = Vec::new();
     let mut responding = Vec::new();
-    let mut order = permuted_servers(&si, servers).into_iter();
+    let mut order = order.iter().copied();
     let mut asked = 0usize;
-    let batch_size = (n as usize).max(1);
+    let batch_size = usize::from(n).max(1);
     loop {
         let distinct = {
             let mut v: Vec<u16> = out.iter().map(|l| l.shnum).collect();
+            v.extend_from_slice(search.known);
             v.sort_unstable();
             v.dedup();
             v.len()
         };
-        if distinct >= n as usize || (distinct >= k as usize && asked >= 2 * n as usize) {
+        let total = search.asked_before.saturating_add(asked);
+        if search.done(distinct, total) {
             break;
         }
-        let batch: Vec<ServerRef> = order.by_ref().take(batch_size).collect();
+        let room = search.max_asked.saturating_sub(total).min(batch_size);
+        let batch: Vec<ServerRef> = order.by_ref().take(room).collect();
         if batch.is_empty() {
             break;
         }
@@ -119,7 +174,44 @@ fn plausible(answer: &[(u16, u64)], n: u16) -> impl Iterator<Item = (u16, u64)> 
 
 #[cfg(test)]
 mod tests {
-    use super::plausible;
+    use super::{plausible, Search};
+
+    /// A search that goes on from an earlier one counts what that one
+    /// found: a file missing a share (9 of 10 found among the first 20
+    /// servers) stops there, rather than the second search finding none
+    /// of its own and asking the rest of the grid.
+    #[test]
+    fn a_search_that_goes_on_counts_what_was_found_before() {
+        let known: Vec<u16> = (0..9).collect();
+        let on = Search {
+            k: 3,
+            n: 10,
+            enough: 10,
+            known: &known,
+            asked_before: 20,
+            max_asked: 40,
+        };
+        assert!(on.done(9, 20), "k found, 2n asked: done");
+        assert!(!on.done(2, 19));
+        assert!(on.done(10, 10), "every share found");
+        assert!(on.done(0, 40), "the cap");
+        let fresh = Search {
+            known: &[],
+            asked_before: 0,
+            max_asked: usize::MAX,
+            ..on
+        };
+        assert!(!fresh.done(2, 1000), "below k a fresh search goes on");
+        assert!(fresh.done(3, 20));
+        let seven = Search { enough: 7, ..fresh };
+        assert!(seven.done(7, 10), "enough found: done");
+        assert!(!seven.done(6, 10));
+        let more = Search {
+            enough: 11,
+            ..fresh
+        };
+        assert!(more.done(10, 10), "never past n");
+    }
 
     #[test]
     fn only_share_numbers_below_n_are_kept_each_once() {

@@ -46,7 +46,7 @@ mod verified;
 
 pub use crate::error::ClientError;
 pub use crate::types::ReportVerdict;
-pub use check::{check, check_depth, check_verify_cap, Depth};
+pub use check::{check, check_depth, check_enough, check_verify_cap, Depth};
 pub use conn::{ClientIdentity, Conn, ServerRef, DEFAULT_REQUEST_TIMEOUT, MAX_IN_FLIGHT};
 pub use download::{download, DownloadReport, DownloadWaits, READ_AHEAD};
 pub use health::{CheckCounts, CheckResults, CorruptReport, Found, Verdict};

@@ -10,8 +10,12 @@
 //! failed repairs back off. The repair itself is
 //! [`client::repair`](crate::client::repair), from the verify capability
 //! the server's own share implies ([`verify_cap_of`](crate::chk::verify_cap_of)).
-//! See `docs/durability.md` for why this converges and what it costs.
+//! Which files a pass checks is the [`CheckSchedule`]'s business: a
+//! healthy file every pass only by its first live holder, less often by
+//! the others. See `docs/durability.md` for why this converges and what it costs.
 
 mod planner;
+mod schedule;
 
 pub use planner::{Decision, Observation, Planner, PlannerConfig, Saved};
+pub use schedule::{place, CheckSchedule, MAX_SPACING};

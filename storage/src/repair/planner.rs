@@ -223,11 +223,7 @@ impl Planner {
             retry_at: None,
         });
         // Live holders ranked before this server.
-        let place = obs
-            .holder_ranks
-            .iter()
-            .filter(|&&r| r < obs.my_rank)
-            .count();
+        let place = super::schedule::place(obs.my_rank, &obs.holder_ranks);
         let wait = self.cfg.grace.saturating_add(
             self.cfg
                 .takeover
