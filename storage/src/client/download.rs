@@ -512,3 +512,7 @@ fn drop_share(live: &mut Receivers, held: &mut BTreeMap<u64, Vec<Held>>, slot: u
         blocks.retain(|h| h.slot != slot);
     }
 }
+
+#[cfg(test)]
+#[path = "download_tests.rs"]
+mod tests;
