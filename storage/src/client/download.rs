@@ -4,6 +4,61 @@
 //! corrupt on the way. Each corrupt share found is reported to its server
 //! ([`report_corrupt`]), which checks it itself and quarantines it only if
 //! it really is bad.
+//!
+//! # The pipeline
+//!
+//! Three kinds of worker, each on its own and joined by queues:
+//!
+//! * a **receiver per share** (`receive`): it keeps its session busy with
+//!   block reads, up to the memory budget's
+//!   [`read_ahead`](crate::MemoryBudget::read_ahead) of its blocks held at
+//!   once (asked, queued or being decoded), and drains the session as
+//!   the answers come, so blocks never wait in socket buffers for the rest
+//!   of the download. The sessions' decryption runs on the runtime's
+//!   workers, one share beside another;
+//! * the **decoder** (`decoding`): one blocking thread for the whole
+//!   download, which checks each block against its share's hash list and
+//!   decodes the segments queued for it (up to `DECODE_AHEAD`) back to
+//!   back;
+//! * the **coordinator** (this module's loop): it files each block under
+//!   its segment as it arrives, queues a segment for the decoder as soon
+//!   as `k` of its blocks are in, writes the plaintext the decoder hands
+//!   back, and replaces shares.
+//!
+//! Why: the pipeline before this one received each segment's `k` blocks
+//! with one task per share and waited for all of them before asking for
+//! the next segment's; it decoded one segment at a time beside that, and
+//! handed each segment to the blocking pool and back through the
+//! coordinator. So the blocks of later segments waited in socket buffers
+//! while the driver waited for the decoder, the decoder waited for the
+//! driver to wake (on workers busy with the receivers and, in a
+//! one-process grid, the servers), and one slow share held up every other
+//! share's next block. On a loaded two-core machine a get used one core and
+//! a bit, most of its time waiting for blocks. Now the receivers, the
+//! decoder and the writer each wait only for what they need next.
+//!
+//! # What stays guaranteed
+//!
+//! * Every block is checked against the capability before its plaintext is
+//!   written (by the decoder, [`Decoder::decode_segment_or_name_corrupt`]),
+//!   and the whole ciphertext's hash after the last segment.
+//! * Memory follows the pool's budget: a receiver holds at most
+//!   `read_ahead` of its share's blocks (a permit per block, released when
+//!   the segment is decoded); the decoder's queue counts against it, and a
+//!   plaintext is held until it is written. `peak_ahead` in the report is
+//!   the most a receiver held.
+//! * A share that fails (a read error, a deadline) or whose block turns out
+//!   corrupt is dropped with its blocks and replaced by the next candidate,
+//!   read from the first segment not yet written; the other receivers go on
+//!   meanwhile. A corrupt block stops the decoder: the segments queued after
+//!   it come back unused, the decoder (which checks the replacements' hash
+//!   lists) comes home, and a new decoder thread starts at that segment.
+//!   Corrupt shares are reported to their servers ([`report_all`]), on
+//!   success and on failure alike.
+//! * Primary shares (numbers below `k`) are preferred: they need no erasure
+//!   decoding.
+//! * A download dropped mid-way aborts its receivers (`Receivers`); the
+//!   decoder thread ends when its queue closes.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,20 +99,23 @@ pub struct DownloadReport {
     pub waits: DownloadWaits,
 }
 
-/// Where a download's time went: its driver receives each segment's
-/// blocks (one task per share) while the previous segment is checked and
-/// decoded on the blocking pool. A decoder busy all the time means decoding
-/// bounds the download; a driver waiting for blocks means the servers and
-/// sessions do.
+/// Where a download's time went, seen from its decoder thread (see the
+/// module docs): a decoder busy all the time (`decoding` near the
+/// download's time) means decoding bounds the download; a decoder waiting
+/// for blocks means the servers, sessions and receivers do.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct DownloadWaits {
     /// Time the decoder spent checking and decoding segments.
     pub decoding: Duration,
-    /// Time the driver waited for a segment's blocks.
+    /// Time the decoder sat idle, waiting for a segment's blocks.
     pub for_blocks: Duration,
-    /// Time the driver waited for a decoded segment.
+    /// Time segments whose blocks were all in waited for the decoder,
+    /// summed over segments (with a segment queued behind the one being
+    /// decoded, this is about `decoding` when decoding bounds the
+    /// download).
     pub for_decoder: Duration,
-    /// Most segments requested at once (at most the memory budget's
+    /// Most blocks a share's receiver held at once, asked for, queued or
+    /// being decoded: segments read ahead (at most the memory budget's
     /// [`read_ahead`](crate::MemoryBudget::read_ahead)).
     pub peak_ahead: u64,
 }
