@@ -13,7 +13,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use crate::cap::{Cap, ReadCap};
 use crate::chk::{Decoder, Footer, FOOTER_LEN};
 use crate::client::conn::{Conn, ServerRef};
-use crate::client::locate::{locate, Located};
+use crate::client::locate::{Located, ShareFinder};
 use crate::client::pool::SessionPool;
 use crate::client::report::report_corrupt;
 use crate::error::{ClientError, CodecError};
@@ -177,20 +177,22 @@ async fn read_share_meta(
     Ok(())
 }
 
-/// Open shares from `pending` until `k` are usable; corrupt ones are
+/// Open shares `pending` finds until `k` are usable; corrupt ones are
 /// reported, unreachable ones skipped.
 pub(crate) async fn fill_sources(
     pool: &SessionPool,
     cap: &ReadCap,
     k: usize,
-    pending: &mut std::vec::IntoIter<Located>,
+    pending: &mut ShareFinder<'_>,
     sources: &mut Vec<Source>,
     dec: &mut Option<Decoder>,
     report: &mut DownloadReport,
 ) {
     let si = cap.storage_index();
     while sources.len() < k {
-        let Some(loc) = pending.next() else { break };
+        let Some(loc) = pending.next().await else {
+            break;
+        };
         if sources.iter().any(|s| s.shnum == loc.shnum) {
             continue;
         }
@@ -254,25 +256,20 @@ async fn download_chk<W: AsyncWrite + Unpin>(
 ) -> Result<(), ClientError> {
     let si = cap.storage_index();
     let k = cap.k as usize;
-    let found = locate(pool, servers, si, cap.k, cap.n).await;
-    if found.shares.is_empty() {
-        return Err(ClientError::NoShares {
-            asked: found.asked,
-            responding: found.responding.len(),
-        });
-    }
-    let mut candidates = found.shares;
-    // First servers first; primary shares (numbers below k, the
-    // plaintext's own blocks) before the others, as they need no erasure
-    // decoding. Every server listing a share number stays a candidate for
-    // it: a server that lists shares it lacks must not hide their real
-    // holders (`fill_sources` takes one source per share number).
-    candidates.sort_by_key(|l| l.shnum >= cap.k);
+    // The first k servers first (they hold the primary shares), more only
+    // when those run out.
+    let mut pending = ShareFinder::start(pool, servers, si, cap.k, cap.n).await;
     let mut dec: Option<Decoder> = None;
     let mut sources: Vec<Source> = Vec::new();
-    let mut pending = candidates.into_iter();
     fill_sources(pool, cap, k, &mut pending, &mut sources, &mut dec, report).await;
     let Some(decoder) = dec else {
+        let found = pending.findings();
+        if found.shares.is_empty() {
+            return Err(ClientError::NoShares {
+                asked: found.asked,
+                responding: found.responding.len(),
+            });
+        }
         return Err(CodecError::NotEnoughShares { have: 0, need: k }.into());
     };
     let decoder = decoder.with_small_tables(pool.config().memory.small_tables());
