@@ -49,10 +49,10 @@ fn a_hundred_node_grid_with_clients_and_one_churn_step_loses_nothing() {
     assert!(stored > 0, "nothing stored: {r}");
     assert_eq!(r["files_read_back"], stored, "{r}");
     assert_eq!(r["files_unreadable_at_end"], 0, "{r}");
-    // The churn happened, and nobody alive was declared dead. (How soon
-    // the crashes were seen, and whether every returned node was seen
-    // alive again by every node, are figures, not asserted here: see
-    // docs/performance.md.)
+    // The churn happened, nobody alive was declared dead, and every node
+    // came to see every returned node alive again (a restart must not
+    // split the grid). How soon is a figure, not asserted here: see
+    // docs/performance.md.
     assert_eq!(r["churn_steps"], 1, "{r}");
     assert!(r["nodes_crashed"].as_u64().unwrap() >= 1, "{r}");
     assert!(r["nodes_left"].as_u64().unwrap() >= 1, "{r}");
@@ -61,6 +61,10 @@ fn a_hundred_node_grid_with_clients_and_one_churn_step_loses_nothing() {
         "crashes never seen: {r}"
     );
     assert_eq!(r["false_dead_verdicts"], 0, "false deaths: {r}");
+    assert!(
+        r["all_alive_after_return_s"].is_number(),
+        "some node never saw every returned node alive (within --timeout-secs): {r}"
+    );
     // Every node's directory is left where it was asked for, and removed
     // at the end (no --keep).
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);

@@ -288,3 +288,36 @@ async fn a_server_lost_mid_upload_costs_its_shares_not_the_upload() {
     let (back, _) = get(&pool, &refs, &up.cap).await.unwrap();
     assert_eq!(back, d);
 }
+
+/// A read from a client that holds no sessions opens sessions to the first
+/// `k` servers of the file's permuted list only (they hold the primary
+/// shares), not to all `n` (each is a handshake); the others are asked
+/// only when those fail, as the corruption and loss tests above show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_by_a_client_without_sessions_opens_k_of_them() {
+    let (_servers, refs) = ten_servers().await;
+    let d = data(1024 * 1024 + 5, 9);
+    let up = put(&client_pool(), &refs, &d, KeyMode::Random)
+        .await
+        .expect("upload");
+    let cold = client_pool();
+    cold.record_contacts(true);
+    let (back, rep) = get(&cold, &refs, &up.cap).await.expect("download");
+    assert_eq!(back, d);
+    assert!(rep.corrupt.is_empty());
+    let contacts = cold.take_contacts();
+    let mut asked: Vec<_> = contacts.iter().map(|c| c.server).collect();
+    asked.sort_unstable();
+    asked.dedup();
+    let first_k: Vec<_> = up
+        .placements
+        .iter()
+        .filter(|(shnum, _)| *shnum < 3)
+        .map(|(_, id)| *id)
+        .collect();
+    assert_eq!(asked.len(), 3, "sessions opened: {contacts:?}");
+    assert!(
+        first_k.iter().all(|id| asked.contains(id)),
+        "the primary shares' servers: {first_k:?}, asked {asked:?}"
+    );
+}

@@ -55,8 +55,9 @@
 //!   lists) comes home, and a new decoder thread starts at that segment.
 //!   Corrupt shares are reported to their servers ([`report_all`]), on
 //!   success and on failure alike.
-//! * Primary shares (numbers below `k`) are preferred: they need no erasure
-//!   decoding.
+//! * Primary shares (numbers below `k`, on the first `k` servers of the
+//!   permuted list) are preferred: they need no erasure decoding, and the
+//!   share finder hands them out first (`ShareFinder`).
 //! * A download dropped mid-way aborts its receivers (`Receivers`); the
 //!   decoder thread ends when its queue closes.
 
@@ -73,7 +74,7 @@ use crate::cap::{Cap, ReadCap};
 use crate::chk::{Decoder, Footer, FOOTER_LEN};
 use crate::client::conn::{Conn, ServerRef};
 use crate::client::decoding::{self, Done, Held, Job, DECODE_AHEAD};
-use crate::client::locate::{locate, Located};
+use crate::client::locate::{Located, ShareFinder};
 use crate::client::pool::SessionPool;
 use crate::client::receive::{receive, Arrival, Plan};
 use crate::client::report::report_corrupt;
@@ -227,13 +228,13 @@ async fn read_share_meta(
     Ok(())
 }
 
-/// Open shares from `pending` until `k` are usable; corrupt ones are
+/// Open shares `pending` finds until `k` are usable; corrupt ones are
 /// reported, unreachable ones skipped.
 pub(crate) async fn fill_sources(
     pool: &SessionPool,
     cap: &ReadCap,
     k: usize,
-    pending: &mut std::vec::IntoIter<Located>,
+    pending: &mut ShareFinder<'_>,
     sources: &mut Vec<Source>,
     dec: &mut Option<Decoder>,
     report: &mut DownloadReport,
@@ -244,7 +245,7 @@ pub(crate) async fn fill_sources(
     sources.extend(opened);
 }
 
-/// Open shares from `pending` into `opened` until `in_use` and `opened`
+/// Open shares `pending` finds into `opened` until `in_use` and `opened`
 /// hold `k` share numbers between them, skipping numbers already held;
 /// corrupt ones are reported, unreachable ones skipped.
 #[allow(clippy::too_many_arguments)]
@@ -253,14 +254,16 @@ async fn open_more(
     cap: &ReadCap,
     k: usize,
     in_use: &[u16],
-    pending: &mut std::vec::IntoIter<Located>,
+    pending: &mut ShareFinder<'_>,
     opened: &mut Vec<Source>,
     dec: &mut Option<Decoder>,
     report: &mut DownloadReport,
 ) {
     let si = cap.storage_index();
     while in_use.len() + opened.len() < k {
-        let Some(loc) = pending.next() else { break };
+        let Some(loc) = pending.next().await else {
+            break;
+        };
         if in_use.contains(&loc.shnum) || opened.iter().any(|s| s.shnum == loc.shnum) {
             continue;
         }
@@ -337,23 +340,11 @@ async fn download_chk<W: AsyncWrite + Unpin>(
 ) -> Result<(), ClientError> {
     let si = cap.storage_index();
     let k = cap.k as usize;
-    let found = locate(pool, servers, si, cap.k, cap.n).await;
-    if found.shares.is_empty() {
-        return Err(ClientError::NoShares {
-            asked: found.asked,
-            responding: found.responding.len(),
-        });
-    }
-    let mut candidates = found.shares;
-    // First servers first; primary shares (numbers below k, the
-    // plaintext's own blocks) before the others, as they need no erasure
-    // decoding. Every server listing a share number stays a candidate for
-    // it: a server that lists shares it lacks must not hide their real
-    // holders (`open_more` takes one source per share number).
-    candidates.sort_by_key(|l| l.shnum >= cap.k);
+    // The first k servers first (they hold the primary shares), more only
+    // when those run out.
+    let mut pending = ShareFinder::start(pool, servers, si, cap.k, cap.n).await;
     let mut decoder: Option<Decoder> = None;
     let mut opened: Vec<Source> = Vec::new();
-    let mut pending = candidates.into_iter();
     open_more(
         pool,
         cap,
@@ -366,6 +357,13 @@ async fn download_chk<W: AsyncWrite + Unpin>(
     )
     .await;
     let Some(ueb) = decoder.as_ref().map(|d| d.ueb().clone()) else {
+        let found = pending.findings();
+        if found.shares.is_empty() {
+            return Err(ClientError::NoShares {
+                asked: found.asked,
+                responding: found.responding.len(),
+            });
+        }
         return Err(CodecError::NotEnoughShares { have: 0, need: k }.into());
     };
     let segments = ueb.segments();

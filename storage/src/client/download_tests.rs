@@ -34,23 +34,56 @@ struct Script {
 /// Reads the servers received, in order: (share, offset).
 type Log = Arc<Mutex<Vec<(u16, u64)>>>;
 
-/// A share server holding share `shnum` (`share`'s bytes), answering
-/// lists and reads as `script` says; every read is logged.
-async fn server(
-    shnum: u16,
-    share: Vec<u8>,
-    script: Script,
-    log: Log,
-    release: Arc<Notify>,
-) -> ServerRef {
+/// A listening share server, not serving yet.
+struct Bound {
+    id: Arc<Identity>,
+    listener: TcpListener,
+    me: ServerRef,
+}
+
+async fn bind() -> Bound {
     let id = Arc::new(Identity::generate());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let rec = LocationRecord::new(&id, vec![addr]).sign(&id).unwrap();
     let me = ServerRef {
         id: id.node_id(),
-        addr,
+        addr: listener.local_addr().unwrap(),
     };
+    Bound { id, listener, me }
+}
+
+/// Servers for `shares` of the file `si`, share `i` on the `i`-th server of
+/// the permuted list (where an upload puts it), each answering reads of
+/// its share as `script(i)` says; every read is logged.
+async fn grid(
+    si: crate::types::StorageIndex,
+    shares: Vec<Vec<u8>>,
+    script: impl Fn(u16) -> Script,
+    log: &Log,
+    release: &Arc<Notify>,
+) -> Vec<ServerRef> {
+    let mut bound = Vec::new();
+    for _ in 0..shares.len() {
+        bound.push(bind().await);
+    }
+    let refs: Vec<ServerRef> = bound.iter().map(|b| b.me).collect();
+    let order = crate::client::place::permuted_servers(&si, &refs);
+    for (shnum, share) in shares.into_iter().enumerate() {
+        let shnum = shnum as u16;
+        let pos = bound
+            .iter()
+            .position(|b| b.me == order[shnum as usize])
+            .unwrap();
+        let b = bound.remove(pos);
+        serve(b, shnum, share, script(shnum), log.clone(), release.clone());
+    }
+    refs
+}
+
+/// Serve share `shnum` (`share`'s bytes) on `b`, answering lists and reads
+/// as `script` says; every read is logged.
+fn serve(b: Bound, shnum: u16, share: Vec<u8>, script: Script, log: Log, release: Arc<Notify>) {
+    let Bound { id, listener, me } = b;
+    let rec = LocationRecord::new(&id, vec![me.addr]).sign(&id).unwrap();
     let share = Arc::new(share);
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
@@ -108,7 +141,6 @@ async fn server(
             });
         }
     });
-    me
 }
 
 const PARAMS: Params = Params {
@@ -143,21 +175,18 @@ async fn a_failed_share_is_replaced_while_another_is_slow() {
     let (data, shares, cap) = file();
     let log: Log = Arc::default();
     let release = Arc::new(Notify::new());
-    let mut servers = Vec::new();
-    for (shnum, share) in shares.into_iter().enumerate() {
-        let script = match shnum {
-            0 => Script {
-                hold: Some(block(1)),
-                ..Script::default()
-            },
-            1 => Script {
-                fail: Some(block(2)),
-                ..Script::default()
-            },
-            _ => Script::default(),
-        };
-        servers.push(server(shnum as u16, share, script, log.clone(), release.clone()).await);
-    }
+    let script = |shnum| match shnum {
+        0 => Script {
+            hold: Some(block(1)),
+            ..Script::default()
+        },
+        1 => Script {
+            fail: Some(block(2)),
+            ..Script::default()
+        },
+        _ => Script::default(),
+    };
+    let servers = grid(cap.storage_index(), shares, script, &log, &release).await;
     let pool = SessionPool::new(me(), PoolConfig::default());
     let cap = Cap::Chk(cap);
     let get = async {
@@ -210,14 +239,11 @@ async fn a_corrupt_block_mid_file_is_replaced_and_reported() {
     let (data, shares, cap) = file();
     let log: Log = Arc::default();
     let release = Arc::new(Notify::new());
-    let mut servers = Vec::new();
-    for (shnum, share) in shares.into_iter().enumerate() {
-        let script = Script {
-            corrupt: (shnum == 1).then_some(block(2)),
-            ..Script::default()
-        };
-        servers.push(server(shnum as u16, share, script, log.clone(), release.clone()).await);
-    }
+    let script = |shnum| Script {
+        corrupt: (shnum == 1).then_some(block(2)),
+        ..Script::default()
+    };
+    let servers = grid(cap.storage_index(), shares, script, &log, &release).await;
     let pool = SessionPool::new(me(), PoolConfig::default());
     let mut out = Vec::new();
     let report = download(&pool, &servers, &Cap::Chk(cap), &mut out, &|_| ())

@@ -1,12 +1,25 @@
 //! Locate: which servers hold which shares of a storage index, asking as
 //! few servers as the permuted list allows.
 //!
+//! A check needs every share counted, so [`locate`] asks the first `n`
+//! servers at once (and more while shares are missing). A read needs only
+//! `k` good shares, and an upload that found the first `n` servers up put
+//! share `i` on the `i`-th, so the primary shares (the plaintext's own
+//! blocks, which need no erasure decoding) sit on the first `k`: a
+//! [`ShareFinder`] asks those first and widens to [`locate`]'s search only
+//! when what they listed runs out (a server down or lying, a share
+//! corrupt). A read from a client holding no sessions then opens `k`
+//! sessions instead of `n`: each is a Noise handshake, about a millisecond
+//! of CPU on both sides, which on a fast network is most of a small read.
+//!
 //! A server's answer is a claim, not a fact: only share numbers below the
 //! file's `n` are kept, each once per server, so a lying server can neither
 //! make a check count shares the file cannot have (nor stop the search
 //! early with them) nor fill the client's memory with a long list. What a
 //! server claims to hold is proven only when its blocks are read and
 //! checked against the capability (download, `check --verify`).
+
+use std::collections::VecDeque;
 
 use grapevine_crypto::identity::NodeId;
 
@@ -148,6 +161,115 @@ pub(crate) async fn locate_in(
         shares: out,
         asked,
         responding,
+    }
+}
+
+/// A read's search for shares, widened only when needed: the first `k`
+/// servers in permuted order are asked when it starts; [`ShareFinder::next`]
+/// hands out what they listed (primary shares first) and, once that runs
+/// out, goes on with [`locate`]'s search from the next server, counting
+/// what was found already.
+pub(crate) struct ShareFinder<'p> {
+    pool: &'p SessionPool,
+    order: Vec<ServerRef>,
+    si: StorageIndex,
+    k: u16,
+    n: u16,
+    /// Everything found so far, and whom it asked.
+    found: Findings,
+    /// Candidates not yet handed out.
+    queue: VecDeque<Located>,
+    /// Whether the wide search has run.
+    widened: bool,
+}
+
+impl<'p> ShareFinder<'p> {
+    /// Ask the first `k` servers of `si`'s permuted list which shares
+    /// they hold.
+    pub(crate) async fn start(
+        pool: &'p SessionPool,
+        servers: &[ServerRef],
+        si: StorageIndex,
+        k: u16,
+        n: u16,
+    ) -> ShareFinder<'p> {
+        let mut f = ShareFinder {
+            pool,
+            order: permuted_servers(&si, servers),
+            si,
+            k,
+            n,
+            found: Findings::default(),
+            queue: VecDeque::new(),
+            widened: false,
+        };
+        let first = Search {
+            k,
+            n,
+            enough: k,
+            known: &[],
+            asked_before: 0,
+            max_asked: usize::from(k).max(1),
+        };
+        f.search(first).await;
+        f
+    }
+
+    /// Ask `search`'s servers from the top of the permuted list, queueing
+    /// every (server, share) not found before.
+    async fn search(&mut self, search: Search<'_>) {
+        let more = locate_in(self.pool, &self.order, self.si, search).await;
+        self.found.asked = self.found.asked.max(more.asked);
+        for id in more.responding {
+            if !self.found.responding.contains(&id) {
+                self.found.responding.push(id);
+            }
+        }
+        let mut new: Vec<Located> = more
+            .shares
+            .into_iter()
+            .filter(|l| !self.found.shares.contains(l))
+            .collect();
+        // First servers first, primary shares before the others. Every
+        // server listing a share number stays a candidate for it: a server
+        // that lists shares it lacks must not hide their real holders (the
+        // reader takes one source per share number).
+        let k = self.k;
+        new.sort_by_key(|l| l.shnum >= k);
+        self.found.shares.extend(new.iter().copied());
+        self.queue.extend(new);
+    }
+
+    /// The next share to try, searching further when the ones found so far
+    /// are used up; `None` when the search is over. The wider search is
+    /// [`locate`]'s, from the top of the list (the first `k` servers answer
+    /// again, on the sessions just opened): what the first servers listed
+    /// is not counted, as a server lying about its shares must not end the
+    /// search for their real holders.
+    pub(crate) async fn next(&mut self) -> Option<Located> {
+        loop {
+            if let Some(l) = self.queue.pop_front() {
+                return Some(l);
+            }
+            if self.widened {
+                return None;
+            }
+            self.widened = true;
+            let wide = Search {
+                k: self.k,
+                n: self.n,
+                enough: self.n,
+                known: &[],
+                asked_before: 0,
+                max_asked: usize::MAX,
+            };
+            self.search(wide).await;
+        }
+    }
+
+    /// What the search found and whom it asked, so far.
+    pub(crate) fn findings(&self) -> &Findings {
+        &self.found
     }
 }
 

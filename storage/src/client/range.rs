@@ -21,7 +21,7 @@ use crate::cap::Cap;
 use crate::chk::Decoder;
 use crate::client::conn::ServerRef;
 use crate::client::download::{fill_sources, report_all, DownloadReport, Source};
-use crate::client::locate::locate;
+use crate::client::locate::ShareFinder;
 use crate::client::pool::SessionPool;
 use crate::error::{ClientError, CodecError};
 use crate::protocol::Request;
@@ -61,11 +61,9 @@ pub async fn download_range<W: AsyncWrite + Unpin>(
     }
     let si = cap.storage_index();
     let k = cap.k as usize;
-    let mut candidates = locate(pool, servers, si, cap.k, cap.n).await.shares;
-    // As in `download`: every holder stays a candidate, one source per
-    // share number is taken.
-    candidates.sort_by_key(|l| l.shnum >= cap.k);
-    let mut pending = candidates.into_iter();
+    // As in `download`: the first k servers first, more when they run
+    // out; one source per share number is taken.
+    let mut pending = ShareFinder::start(pool, servers, si, cap.k, cap.n).await;
     let mut dec: Option<Decoder> = None;
     let mut sources: Vec<Source> = Vec::new();
     fill_sources(

@@ -698,15 +698,7 @@ mod tests {
         // 64 MiB asked for and none of it taken: more than socket buffers
         // hold, so the server's send stalls with the turn in hand.
         const READS: u32 = 64;
-        for id in 1..=READS {
-            let read = Request::<Vec<u8>>::Read {
-                si: SI,
-                shnum: 0,
-                offset: 0,
-                len: 1 << 20,
-            };
-            hog.send(&encode(&RequestMsg::new(id, read))).await.unwrap();
-        }
+        ask_for_reads(&mut hog, READS).await;
         // Until the hog's session stalls, the other's requests may find the
         // turn free between two of its requests: ask until one waits.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -754,15 +746,7 @@ mod tests {
             let rec = rec.clone();
             async move {
                 let mut s = connect(addr, &rec).await;
-                for id in 1..=n {
-                    let read = Request::<Vec<u8>>::Read {
-                        si: SI,
-                        shnum: 0,
-                        offset: 0,
-                        len: 1 << 20,
-                    };
-                    s.send(&encode(&RequestMsg::new(id, read))).await.unwrap();
-                }
+                ask_for_reads(&mut s, n).await;
                 s
             }
         };
@@ -798,6 +782,20 @@ mod tests {
     /// A listener with one turn, `turn_hold` and a 60 s request deadline,
     /// serving a 1 MiB share 0 of `SI` (the server task runs until the
     /// test's runtime ends).
+    /// Ask `n` reads of 1 MiB (numbered from 1) on `s` without taking
+    /// any answer.
+    async fn ask_for_reads(s: &mut Session<tokio::net::TcpStream>, n: u32) {
+        for id in 1..=n {
+            let read = Request::<Vec<u8>>::Read {
+                si: SI,
+                shnum: 0,
+                offset: 0,
+                len: 1 << 20,
+            };
+            s.send(&encode(&RequestMsg::new(id, read))).await.unwrap();
+        }
+    }
+
     async fn one_turn_server(
         dir: &std::path::Path,
         turn_hold: Duration,
