@@ -33,9 +33,20 @@
 //! while the driver waited for the decoder, the decoder waited for the
 //! driver to wake (on workers busy with the receivers and, in a
 //! one-process grid, the servers), and one slow share held up every other
-//! share's next block. On a loaded two-core machine a get used one core and
-//! a bit, most of its time waiting for blocks. Now the receivers, the
-//! decoder and the writer each wait only for what they need next.
+//! share's next block: its driver spent most of a get waiting for blocks.
+//! Now the receivers, the decoder and the writer each wait only for what
+//! they need next, and the decoder seldom waits for blocks
+//! ([`DownloadWaits::for_blocks`]).
+//!
+//! What bounds a get now (measured with `grapevine-perf bench storage` on
+//! two cores, ten servers in the same process): the decoder thread is
+//! busy most of the download, and the process uses about as many cores as
+//! with the old pipeline, close to all it has, so a get is bound by the
+//! CPU work itself (the servers' reads and seals, the sessions' opening,
+//! block hashes, erasure decoding, decryption, the whole ciphertext's hash
+//! and the copies between them) rather than by waits between stages. The
+//! next gains are in that work: checking blocks in the receivers (on all
+//! cores) instead of the decoder, and fewer copies of each segment.
 //!
 //! # What stays guaranteed
 //!
