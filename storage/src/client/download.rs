@@ -41,7 +41,7 @@
 //! What bounds a get now (measured with `grapevine-perf bench storage` on
 //! two cores, ten servers in the same process): the decoder thread is
 //! busy most of the download, and the process uses about as many cores as
-//! with the old pipeline, close to all it has, so a get is bound by the
+//! with the old pipeline (most of both), so a get is bound by the
 //! CPU work itself (the servers' reads and seals, the sessions' opening,
 //! block hashes, erasure decoding, decryption, the whole ciphertext's hash
 //! and the copies between them) rather than by waits between stages. The
