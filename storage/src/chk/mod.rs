@@ -43,7 +43,7 @@ mod hashes;
 mod merkle;
 mod regen;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 mod verify;
 
 pub use crate::types::{storage_index, Params};

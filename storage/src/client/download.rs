@@ -4,20 +4,92 @@
 //! corrupt on the way. Each corrupt share found is reported to its server
 //! ([`report_corrupt`]), which checks it itself and quarantines it only if
 //! it really is bad.
+//!
+//! # The pipeline
+//!
+//! Three kinds of worker, each on its own and joined by queues:
+//!
+//! * a **receiver per share** (`receive`): it keeps its session busy with
+//!   block reads, up to the memory budget's
+//!   [`read_ahead`](crate::MemoryBudget::read_ahead) of its blocks held at
+//!   once (asked, queued or being decoded), and drains the session as
+//!   the answers come, so blocks never wait in socket buffers for the rest
+//!   of the download. The sessions' decryption runs on the runtime's
+//!   workers, one share beside another;
+//! * the **decoder** (`decoding`): one blocking thread for the whole
+//!   download, which checks each block against its share's hash list and
+//!   decodes the segments queued for it (up to `DECODE_AHEAD`) back to
+//!   back;
+//! * the **coordinator** (this module's loop): it files each block under
+//!   its segment as it arrives, queues a segment for the decoder as soon
+//!   as `k` of its blocks are in, writes the plaintext the decoder hands
+//!   back, and replaces shares.
+//!
+//! Why: the pipeline before this one received each segment's `k` blocks
+//! with one task per share and waited for all of them before asking for
+//! the next segment's; it decoded one segment at a time beside that, and
+//! handed each segment to the blocking pool and back through the
+//! coordinator. So the blocks of later segments waited in socket buffers
+//! while the driver waited for the decoder, the decoder waited for the
+//! driver to wake (on workers busy with the receivers and, in a
+//! one-process grid, the servers), and one slow share held up every other
+//! share's next block: its driver spent most of a get waiting for blocks.
+//! Now the receivers, the decoder and the writer each wait only for what
+//! they need next, and the decoder seldom waits for blocks
+//! ([`DownloadWaits::for_blocks`]).
+//!
+//! What bounds a get now (measured with `grapevine-perf bench storage` on
+//! two cores, ten servers in the same process): the decoder thread is
+//! busy most of the download, and the process uses about as many cores as
+//! with the old pipeline (most of both), so a get is bound by the
+//! CPU work itself (the servers' reads and seals, the sessions' opening,
+//! block hashes, erasure decoding, decryption, the whole ciphertext's hash
+//! and the copies between them) rather than by waits between stages. The
+//! next gains are in that work: checking blocks in the receivers (on all
+//! cores) instead of the decoder, and fewer copies of each segment.
+//!
+//! # What stays guaranteed
+//!
+//! * Every block is checked against the capability before its plaintext is
+//!   written (by the decoder, [`Decoder::decode_segment_or_name_corrupt`]),
+//!   and the whole ciphertext's hash after the last segment.
+//! * Memory follows the pool's budget: a receiver holds at most
+//!   `read_ahead` of its share's blocks (a permit per block, released when
+//!   the segment is decoded); the decoder's queue counts against it, and a
+//!   plaintext is held until it is written. `peak_ahead` in the report is
+//!   the most a receiver held.
+//! * A share that fails (a read error, a deadline) or whose block turns out
+//!   corrupt is dropped with its blocks and replaced by the next candidate,
+//!   read from the first segment not yet written; the other receivers go on
+//!   meanwhile. A corrupt block stops the decoder: the segments queued after
+//!   it come back unused, the decoder (which checks the replacements' hash
+//!   lists) comes home, and a new decoder thread starts at that segment.
+//!   Corrupt shares are reported to their servers ([`report_all`]), on
+//!   success and on failure alike.
+//! * Primary shares (numbers below `k`, on the first `k` servers of the
+//!   permuted list) are preferred: they need no erasure decoding, and the
+//!   share finder hands them out first (`ShareFinder`).
+//! * A download dropped mid-way aborts its receivers (`Receivers`); the
+//!   decoder thread ends when its queue closes.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use grapevine_crypto::identity::NodeId;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
 
 use crate::cap::{Cap, ReadCap};
 use crate::chk::{Decoder, Footer, FOOTER_LEN};
 use crate::client::conn::{Conn, ServerRef};
+use crate::client::decoding::{self, Done, Held, Job, DECODE_AHEAD};
 use crate::client::locate::{Located, ShareFinder};
 use crate::client::pool::SessionPool;
+use crate::client::receive::{receive, Arrival, Plan};
 use crate::client::report::report_corrupt;
 use crate::error::{ClientError, CodecError};
-use crate::protocol::Request;
 use crate::types::{ReportVerdict, StorageIndex};
 
 /// Segments a download keeps requested ahead of the one it is decoding,
@@ -39,20 +111,23 @@ pub struct DownloadReport {
     pub waits: DownloadWaits,
 }
 
-/// Where a download's time went: its driver receives each segment's
-/// blocks (one task per share) while the previous segment is checked and
-/// decoded on the blocking pool. A decoder busy all the time means decoding
-/// bounds the download; a driver waiting for blocks means the servers and
-/// sessions do.
+/// Where a download's time went, seen from its decoder thread (see the
+/// module docs): a decoder busy all the time (`decoding` near the
+/// download's time) means decoding bounds the download; a decoder waiting
+/// for blocks means the servers, sessions and receivers do.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct DownloadWaits {
     /// Time the decoder spent checking and decoding segments.
     pub decoding: Duration,
-    /// Time the driver waited for a segment's blocks.
+    /// Time the decoder sat idle, waiting for a segment's blocks.
     pub for_blocks: Duration,
-    /// Time the driver waited for a decoded segment.
+    /// Time segments whose blocks were all in waited for the decoder,
+    /// summed over segments (with a segment queued behind the one being
+    /// decoded, this is about `decoding` when decoding bounds the
+    /// download).
     pub for_decoder: Duration,
-    /// Most segments requested at once (at most the memory budget's
+    /// Most blocks a share's receiver held at once, asked for, queued or
+    /// being decoded: segments read ahead (at most the memory budget's
     /// [`read_ahead`](crate::MemoryBudget::read_ahead)).
     pub peak_ahead: u64,
 }
@@ -83,19 +158,6 @@ pub(crate) async fn report_all(
         out.push((shnum, id, verdict));
     }
     out
-}
-
-/// The per-share read tasks of one segment, aborted when dropped: a
-/// download cancelled (its future dropped) while it waits on them leaves
-/// none running, holding its session and pool slot until a deadline.
-struct AbortOnDrop<T>(Vec<tokio::task::JoinHandle<T>>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        for h in &self.0 {
-            h.abort();
-        }
-    }
 }
 
 pub(crate) struct Source {
@@ -188,30 +250,42 @@ pub(crate) async fn fill_sources(
     dec: &mut Option<Decoder>,
     report: &mut DownloadReport,
 ) {
+    let mut opened = Vec::new();
+    let in_use: Vec<u16> = sources.iter().map(|s| s.shnum).collect();
+    open_more(pool, cap, k, &in_use, pending, &mut opened, dec, report).await;
+    sources.extend(opened);
+}
+
+/// Open shares `pending` finds into `opened` until `in_use` and `opened`
+/// hold `k` share numbers between them, skipping numbers already held;
+/// corrupt ones are reported, unreachable ones skipped.
+#[allow(clippy::too_many_arguments)]
+async fn open_more(
+    pool: &SessionPool,
+    cap: &ReadCap,
+    k: usize,
+    in_use: &[u16],
+    pending: &mut ShareFinder<'_>,
+    opened: &mut Vec<Source>,
+    dec: &mut Option<Decoder>,
+    report: &mut DownloadReport,
+) {
     let si = cap.storage_index();
-    while sources.len() < k {
+    while in_use.len() + opened.len() < k {
         let Some(loc) = pending.next().await else {
             break;
         };
-        if sources.iter().any(|s| s.shnum == loc.shnum) {
+        if in_use.contains(&loc.shnum) || opened.iter().any(|s| s.shnum == loc.shnum) {
             continue;
         }
         match open_source(pool, &loc, si, dec, cap).await {
-            Ok(s) => sources.push(s),
+            Ok(s) => opened.push(s),
             Err(ClientError::Codec(CodecError::CorruptShare(n))) => {
                 report.corrupt.push((n, loc.server.id))
             }
             Err(e) => tracing::warn!(shnum = loc.shnum, "share unusable: {e}"),
         }
     }
-}
-
-/// The result of checking and decoding one segment on the blocking pool.
-enum Decoded {
-    /// The plaintext.
-    Plain(Vec<u8>),
-    /// Shares whose block failed its hash.
-    Corrupt(Vec<u16>),
 }
 
 /// Download the file of `cap` into `out`, verifying everything. Survives the
@@ -246,6 +320,27 @@ pub async fn download<W: AsyncWrite + Unpin>(
     r.map(|()| report)
 }
 
+/// A receiver the coordinator runs: which share, its task.
+struct Live {
+    slot: u64,
+    shnum: u16,
+    server: NodeId,
+    task: tokio::task::JoinHandle<Source>,
+}
+
+/// The download's receivers, aborted when dropped: a download cancelled
+/// (its future dropped) leaves none running, holding its session and pool
+/// slot until a deadline.
+struct Receivers(Vec<Live>);
+
+impl Drop for Receivers {
+    fn drop(&mut self) {
+        for l in &self.0 {
+            l.task.abort();
+        }
+    }
+}
+
 async fn download_chk<W: AsyncWrite + Unpin>(
     pool: &SessionPool,
     servers: &[ServerRef],
@@ -259,10 +354,20 @@ async fn download_chk<W: AsyncWrite + Unpin>(
     // The first k servers first (they hold the primary shares), more only
     // when those run out.
     let mut pending = ShareFinder::start(pool, servers, si, cap.k, cap.n).await;
-    let mut dec: Option<Decoder> = None;
-    let mut sources: Vec<Source> = Vec::new();
-    fill_sources(pool, cap, k, &mut pending, &mut sources, &mut dec, report).await;
-    let Some(decoder) = dec else {
+    let mut decoder: Option<Decoder> = None;
+    let mut opened: Vec<Source> = Vec::new();
+    open_more(
+        pool,
+        cap,
+        k,
+        &[],
+        &mut pending,
+        &mut opened,
+        &mut decoder,
+        report,
+    )
+    .await;
+    let Some(ueb) = decoder.as_ref().map(|d| d.ueb().clone()) else {
         let found = pending.findings();
         if found.shares.is_empty() {
             return Err(ClientError::NoShares {
@@ -272,162 +377,209 @@ async fn download_chk<W: AsyncWrite + Unpin>(
         }
         return Err(CodecError::NotEnoughShares { have: 0, need: k }.into());
     };
-    let decoder = decoder.with_small_tables(pool.config().memory.small_tables());
-    let ueb = decoder.ueb().clone();
     let segments = ueb.segments();
     let ahead = pool.config().memory.read_ahead();
-    let mut decoder = Some(decoder);
-    // Segment being received; next segment to request; the decode in
-    // progress (of segment `seg - 1`).
-    let mut seg = 0u64;
-    let mut asked = 0u64;
-    type Decoding = (Decoder, Result<Decoded, CodecError>, Duration);
-    let mut decoding: Option<tokio::task::JoinHandle<Decoding>> = None;
+    let peak = Arc::new(AtomicU64::new(0));
+    let (tx, mut rx) = mpsc::unbounded_channel::<Arrival>();
+    let mut live = Receivers(Vec::new());
+    let mut next_slot = 0u64;
+    // Blocks received and not yet queued for the decoder, by segment, from
+    // live receivers only.
+    let mut held: BTreeMap<u64, Vec<Held>> = BTreeMap::new();
+    // The next segment to write; the next to queue for the decoder; the
+    // decoder thread (`None` while its decoder is home).
+    let (mut next, mut queued) = (0u64, 0u64);
+    let mut thread: Option<decoding::Decoding> = None;
+    // Shares failed, or the decoder stopped at a corrupt segment: queue
+    // nothing more; once everything queued is answered, take the decoder
+    // home, open replacements and start again at `next`.
+    let mut stop = false;
+    // The decoder stopped itself at a corrupt segment.
+    let mut halted = false;
     loop {
-        let mut failed: Vec<(u16, bool)> = Vec::new();
-        let mut blocks = Vec::new();
-        if seg < segments {
-            if sources.len() < k {
-                if let Some(h) = decoding.take() {
-                    // Finish what was decoded before giving up.
-                    let (_, r, _) = h.await.map_err(|e| std::io::Error::other(e.to_string()))?;
-                    if let Decoded::Plain(p) = r? {
-                        out.write_all(&p).await?;
-                    }
-                }
-                return Err(CodecError::NotEnoughShares {
-                    have: sources.len(),
-                    need: k,
-                }
-                .into());
-            }
-            while asked < segments && asked < seg + ahead {
-                for s in sources.iter_mut() {
-                    let (off, len) = (ueb.block_offset(asked), ueb.block_len(asked));
-                    let r = s
-                        .conn
-                        .send(Request::Read {
-                            si,
-                            shnum: s.shnum,
-                            offset: off,
-                            len: len as u32,
-                        })
-                        .await;
-                    if let Err(e) = r {
-                        tracing::warn!(shnum = s.shnum, "read failed: {e}");
-                        failed.push((s.shnum, false));
-                    }
-                }
-                asked += 1;
-            }
-            report.waits.peak_ahead = report.waits.peak_ahead.max(asked - seg);
-            if failed.is_empty() {
-                // One task per share, so the shares' blocks are received and
-                // decrypted on all cores.
-                let len = ueb.block_len(seg);
-                let mut reads = AbortOnDrop(
-                    sources
-                        .drain(..)
-                        .map(|mut s| {
-                            tokio::spawn(async move {
-                                let r = s.conn.recv_data(len).await;
-                                (s, r)
-                            })
-                        })
-                        .collect(),
-                );
-                let t = Instant::now();
-                for h in reads.0.iter_mut() {
-                    let (s, r) = h.await.map_err(|e| std::io::Error::other(e.to_string()))?;
-                    match r {
-                        Ok(b) => blocks.push((s.shnum, b)),
-                        Err(e) => {
-                            tracing::warn!(shnum = s.shnum, "read failed: {e}");
-                            failed.push((s.shnum, false));
-                        }
-                    }
-                    sources.push(s);
-                }
-                report.waits.for_blocks += t.elapsed();
-            }
-        }
-        // Take the previous segment's result while this one was arriving.
-        let mut redo = None;
-        if let Some(h) = decoding.take() {
-            let t = Instant::now();
-            let (d, r, took) = h.await.map_err(|e| std::io::Error::other(e.to_string()))?;
-            report.waits.for_decoder += t.elapsed();
-            report.waits.decoding += took;
-            decoder = Some(d);
-            match r? {
-                Decoded::Plain(p) => {
-                    out.write_all(&p).await?;
-                    report.bytes += p.len() as u64;
-                    progress(report.bytes);
-                }
-                Decoded::Corrupt(bad) => {
-                    failed.extend(bad.into_iter().map(|b| (b, true)));
-                    redo = Some(seg - 1);
-                }
-            }
-        }
-        if !failed.is_empty() {
-            // Drop the failed shares, settle what is in flight on the
-            // others, open replacements and resume at the first segment
-            // not yet written.
-            for (shnum, corrupt) in failed {
-                if let Some(pos) = sources.iter().position(|s| s.shnum == shnum) {
-                    let s = sources.remove(pos);
-                    if corrupt {
-                        report.corrupt.push((shnum, s.conn.server().id));
-                    }
-                }
-            }
-            let mut kept = Vec::new();
-            for mut s in sources.drain(..) {
-                let mut ok = true;
-                while s.conn.in_flight() > 0 {
-                    if s.conn.recv().await.is_err() {
-                        ok = false;
-                        break;
-                    }
-                }
-                if ok {
-                    kept.push(s);
-                }
-            }
-            sources = kept;
-            fill_sources(
-                pool,
-                cap,
-                k,
-                &mut pending,
-                &mut sources,
-                &mut decoder,
-                report,
-            )
-            .await;
-            seg = redo.unwrap_or(seg);
-            asked = seg;
-            continue;
-        }
-        if seg >= segments {
+        if next >= segments {
             break;
         }
-        let mut d = decoder.take().expect("decoder is home between segments");
-        decoding = Some(tokio::task::spawn_blocking(move || {
-            let t = Instant::now();
-            let r = d.decode_segment_or_name_corrupt(blocks).map(|r| match r {
-                Ok(plain) => Decoded::Plain(plain),
-                Err(bad) => Decoded::Corrupt(bad),
+        if stop && (halted || queued == next) {
+            if let Some(t) = thread.take() {
+                let decoding::Decoding {
+                    jobs,
+                    mut done,
+                    thread: h,
+                } = t;
+                drop(jobs);
+                let (d, times) = h.await.map_err(|e| std::io::Error::other(e.to_string()))?;
+                add_times(report, times);
+                decoder = Some(d);
+                // Segments queued after a corrupt one come back unused.
+                while let Ok(d) = done.try_recv() {
+                    if let Done::Unused(seg, blocks) = d {
+                        keep_live(&live, &mut held, seg, blocks);
+                    }
+                }
+            }
+            (stop, halted, queued) = (false, false, next);
+        }
+        if thread.is_none() {
+            if live.0.len() + opened.len() < k {
+                // Replace failed shares; the decoder (home now) checks
+                // their hash lists. The others' receivers go on meanwhile.
+                let in_use: Vec<u16> = live.0.iter().map(|l| l.shnum).collect();
+                open_more(
+                    pool,
+                    cap,
+                    k,
+                    &in_use,
+                    &mut pending,
+                    &mut opened,
+                    &mut decoder,
+                    report,
+                )
+                .await;
+                if live.0.len() + opened.len() < k {
+                    return Err(CodecError::NotEnoughShares {
+                        have: live.0.len() + opened.len(),
+                        need: k,
+                    }
+                    .into());
+                }
+            }
+            let d = decoder.take().expect("the decoder is home");
+            thread = Some(decoding::start(d));
+        }
+        for src in opened.drain(..) {
+            let (shnum, server) = (src.shnum, src.conn.server().id);
+            let plan = Plan {
+                slot: next_slot,
+                si,
+                ueb: ueb.clone(),
+                from: next,
+                ahead,
+                tx: tx.clone(),
+                peak: peak.clone(),
+            };
+            live.0.push(Live {
+                slot: next_slot,
+                shnum,
+                server,
+                task: tokio::spawn(receive(src, plan)),
             });
-            (d, r, t.elapsed())
-        }));
-        seg += 1;
+            next_slot += 1;
+        }
+        let t = thread.as_mut().expect("a decoder runs");
+        // Queue every segment whose blocks are in, up to DECODE_AHEAD.
+        while !stop
+            && queued < segments
+            && queued - next < DECODE_AHEAD
+            && held.get(&queued).is_some_and(|b| b.len() >= k)
+        {
+            let blocks = held.remove(&queued).unwrap_or_default();
+            let job = Job {
+                seg: queued,
+                blocks,
+                queued: Instant::now(),
+            };
+            if t.jobs.send(job).is_err() {
+                return Err(std::io::Error::other("the decoder thread ended").into());
+            }
+            queued += 1;
+        }
+        tokio::select! {
+            biased;
+            d = t.done.recv() => {
+                match d.ok_or_else(|| std::io::Error::other("the decoder thread ended"))? {
+                    Done::Plain(p) => {
+                        out.write_all(&p).await?;
+                        report.bytes += p.len() as u64;
+                        progress(report.bytes);
+                        next += 1;
+                    }
+                    Done::Corrupt(bad, blocks) => {
+                        held.insert(next, blocks);
+                        halted = true;
+                        for shnum in bad {
+                            if let Some(l) = live.0.iter().find(|l| l.shnum == shnum) {
+                                report.corrupt.push((shnum, l.server));
+                                let slot = l.slot;
+                                drop_share(&mut live, &mut held, slot);
+                            }
+                        }
+                        stop = true;
+                    }
+                    Done::Unused(seg, blocks) => keep_live(&live, &mut held, seg, blocks),
+                    Done::Failed(e) => return Err(e.into()),
+                }
+            }
+            a = rx.recv() => {
+                let a = a.expect("the download keeps a sender");
+                let Some(l) = live.0.iter().find(|l| l.slot == a.slot) else {
+                    // From a share already dropped.
+                    continue;
+                };
+                match a.block {
+                    Ok(block) => held.entry(a.seg).or_default().push(Held {
+                        slot: a.slot,
+                        shnum: l.shnum,
+                        block,
+                        _permit: a.permit,
+                    }),
+                    Err(e) => {
+                        tracing::warn!(shnum = l.shnum, "read failed: {e}");
+                        drop_share(&mut live, &mut held, a.slot);
+                        stop = true;
+                    }
+                }
+            }
+        }
     }
-    out.flush().await?;
-    for s in sources {
+    if let Some(t) = thread.take() {
+        drop(t.jobs);
+        if let Ok((_, times)) = t.thread.await {
+            add_times(report, times);
+        }
+    }
+    for s in opened {
         pool.put_back(s.conn);
+    }
+    report.waits.peak_ahead = peak.load(Ordering::Relaxed);
+    out.flush().await?;
+    // Every block asked was received: the receivers end on their own and
+    // give their sessions back.
+    drop(tx);
+    for l in live.0.iter_mut() {
+        if let Ok(src) = (&mut l.task).await {
+            pool.put_back(src.conn);
+        }
     }
     Ok(())
 }
+
+fn add_times(report: &mut DownloadReport, t: decoding::Times) {
+    report.waits.decoding += t.decoding;
+    report.waits.for_blocks += t.for_blocks;
+    report.waits.for_decoder += t.queued;
+}
+
+/// Put segment `seg`'s `blocks` back among those waiting for the decoder,
+/// but those of live shares only.
+fn keep_live(live: &Receivers, held: &mut BTreeMap<u64, Vec<Held>>, seg: u64, blocks: Vec<Held>) {
+    let blocks = blocks
+        .into_iter()
+        .filter(|h| live.0.iter().any(|l| l.slot == h.slot));
+    held.entry(seg).or_default().extend(blocks);
+}
+
+/// Stop share `slot`'s receiver and forget its blocks not yet queued.
+fn drop_share(live: &mut Receivers, held: &mut BTreeMap<u64, Vec<Held>>, slot: u64) {
+    if let Some(pos) = live.0.iter().position(|l| l.slot == slot) {
+        let l = live.0.remove(pos);
+        l.task.abort();
+    }
+    for blocks in held.values_mut() {
+        blocks.retain(|h| h.slot != slot);
+    }
+}
+
+#[cfg(test)]
+#[path = "download_tests.rs"]
+mod tests;

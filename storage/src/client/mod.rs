@@ -11,6 +11,10 @@
 //! * `upload`: [`upload`], encoding and writing shares, one task per server.
 //! * `locate`: [`locate`], who holds which shares, asking few servers.
 //! * `download`: [`download`], reading, verifying and decoding `k` shares.
+//! * `decoding`: a download's decoder thread, checking and decoding the
+//!   segments queued for it back to back.
+//! * `receive`: a download's receiver for one share, draining its session
+//!   into the download's queue, a bounded number of blocks ahead.
 //! * `range`: [`download_range`], only the segments a byte range needs.
 //! * `check`: [`check`], which shares exist and (with `verify`) are intact.
 //! * `health`: [`CheckResults`], the check report in Tahoe's keys, one
@@ -33,12 +37,14 @@
 
 mod check;
 mod conn;
+mod decoding;
 mod download;
 mod health;
 mod locate;
 mod place;
 mod pool;
 mod range;
+mod receive;
 mod repair;
 mod report;
 mod upload;

@@ -1,0 +1,139 @@
+//! A download's receiver for one share: it keeps the share's session busy
+//! with pipelined block reads and hands each block, as soon as it is off
+//! the session, to the download's coordinator
+//! ([`download`](crate::client::download)).
+//!
+//! The receiver never holds more than `ahead` of its share's blocks at
+//! once: each read takes a permit from the share's own semaphore before it
+//! is sent, and the permit travels with the block through the queue and
+//! the decoder, released only when the segment it belongs to has been
+//! decoded (or given up). A share whose blocks the decoder cannot use yet
+//! (another share is slow) therefore stops asking after `ahead` blocks,
+//! whatever the others do, and memory stays within the budget's
+//! [`read_ahead`](crate::MemoryBudget::read_ahead) segments.
+//!
+//! The receiver stops at the file's last segment, at its share's first
+//! failure (reported as an [`Arrival`] carrying the error) or when the
+//! download is gone (the queue closed). It gives its [`Source`] back so a
+//! download that ends well can return the session to the pool.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+
+use crate::chk::Ueb;
+use crate::client::download::Source;
+use crate::error::ClientError;
+use crate::protocol::Request;
+use crate::types::StorageIndex;
+
+/// One block off a share's session (or the read's failure).
+pub(crate) struct Arrival {
+    /// Which receiver it came from (the coordinator's number for it).
+    pub(crate) slot: u64,
+    /// The segment.
+    pub(crate) seg: u64,
+    /// The block, of the segment's block length (not yet checked against
+    /// its hash), or why the share failed.
+    pub(crate) block: Result<Bytes, ClientError>,
+    /// The share's read-ahead permit, released with the block.
+    pub(crate) permit: Option<OwnedSemaphorePermit>,
+}
+
+/// What a receiver reads and where it sends it.
+pub(crate) struct Plan {
+    /// The coordinator's number for this receiver.
+    pub(crate) slot: u64,
+    /// The file.
+    pub(crate) si: StorageIndex,
+    /// The file's layout (block offsets and lengths).
+    pub(crate) ueb: Ueb,
+    /// First segment to read.
+    pub(crate) from: u64,
+    /// Blocks held at most (requested, queued or being decoded), at least 1.
+    pub(crate) ahead: u64,
+    /// Where the blocks go.
+    pub(crate) tx: mpsc::UnboundedSender<Arrival>,
+    /// The most blocks any receiver held at once (for the report).
+    pub(crate) peak: Arc<AtomicU64>,
+}
+
+/// Read blocks `plan.from..` of `src`'s share and send them to the
+/// coordinator, at most `plan.ahead` held at a time. Returns the source
+/// (its session reusable if everything asked was answered).
+pub(crate) async fn receive(mut src: Source, plan: Plan) -> Source {
+    let Plan {
+        slot,
+        si,
+        ueb,
+        from,
+        ahead,
+        tx,
+        peak,
+    } = plan;
+    let segments = ueb.segments();
+    let ahead_n = usize::try_from(ahead.max(1)).unwrap_or(usize::MAX);
+    let sem = Arc::new(Semaphore::new(ahead_n));
+    let mut next = from;
+    let mut in_flight: VecDeque<(u64, OwnedSemaphorePermit)> = VecDeque::new();
+    loop {
+        // Ask as far ahead as the permits allow without waiting.
+        while next < segments {
+            let permit = if in_flight.is_empty() {
+                // Nothing to receive: wait for the decoder to free a
+                // permit, or for the download to end.
+                tokio::select! {
+                    p = sem.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => return src,
+                    },
+                    _ = tx.closed() => return src,
+                }
+            } else {
+                match sem.clone().try_acquire_owned() {
+                    Ok(p) => p,
+                    Err(_) => break,
+                }
+            };
+            let r = src
+                .conn
+                .send(Request::Read {
+                    si,
+                    shnum: src.shnum,
+                    offset: ueb.block_offset(next),
+                    len: ueb.block_len(next) as u32,
+                })
+                .await;
+            if let Err(e) = r {
+                let _ = tx.send(Arrival {
+                    slot,
+                    seg: next,
+                    block: Err(e),
+                    permit: None,
+                });
+                return src;
+            }
+            in_flight.push_back((next, permit));
+            next += 1;
+            let held = (ahead_n - sem.available_permits()) as u64;
+            peak.fetch_max(held, Ordering::Relaxed);
+        }
+        let Some((seg, permit)) = in_flight.pop_front() else {
+            return src;
+        };
+        let block = src.conn.recv_data(ueb.block_len(seg)).await;
+        let failed = block.is_err();
+        let sent = tx.send(Arrival {
+            slot,
+            seg,
+            block,
+            permit: Some(permit),
+        });
+        if failed || sent.is_err() {
+            return src;
+        }
+    }
+}
