@@ -5,7 +5,7 @@ use chacha20::ChaCha20;
 
 use crate::cap::ReadCap;
 use crate::chk::format::{cipher, Ueb};
-use crate::chk::hashes::ShareHashes;
+use crate::chk::hashes::{BlockChecker, CheckedBlock, ShareHashes};
 use crate::error::CodecError;
 
 /// Decodes a file from verified blocks, segment by segment.
@@ -67,6 +67,37 @@ impl Decoder {
         self.hashes.check(shnum, seg, block)
     }
 
+    /// Share `shnum`'s block checker, once its hash list is accepted
+    /// ([`Decoder::add_hashes`]).
+    pub fn checker(&self, shnum: u16) -> Option<BlockChecker> {
+        self.hashes.checker(self.cap.storage_index(), shnum)
+    }
+
+    /// Decode the next segment from at least k blocks already checked by
+    /// this file's [`BlockChecker`]s (not hashed again); returns its
+    /// plaintext.
+    ///
+    /// # Errors
+    /// [`CodecError::Malformed`] for a block of another file or segment;
+    /// otherwise as [`Decoder::decode_segment`].
+    pub fn decode_checked_segment(
+        &mut self,
+        blocks: &[CheckedBlock],
+    ) -> Result<Vec<u8>, CodecError> {
+        let seg = self.next_segment;
+        let si = self.cap.storage_index();
+        if let Some(b) = blocks.iter().find(|b| b.seg != seg || b.si != si) {
+            return Err(CodecError::Malformed(format!(
+                "a block of segment {} given for segment {seg}",
+                b.seg
+            )));
+        }
+        let input: Vec<(u16, &[u8])> = blocks.iter().map(|b| (b.shnum, &b.block[..])).collect();
+        let mut out = self.assemble(seg, &input)?;
+        self.finish_segment(seg, &mut out)?;
+        Ok(out)
+    }
+
     /// Decode the next segment from at least k checked blocks
     /// `(shnum, block)`; returns its plaintext.
     ///
@@ -100,16 +131,24 @@ impl Decoder {
             Ok(c) => c,
             Err(bad) => return Ok(Err(bad)),
         };
-        self.ciphertext.update(&out);
+        self.finish_segment(seg, &mut out)?;
+        Ok(Ok(out))
+    }
+
+    /// Hash segment `seg`'s ciphertext `out` into the whole file's,
+    /// decrypt it in place and move on; after the last segment, check the
+    /// whole ciphertext's hash.
+    fn finish_segment(&mut self, seg: u64, out: &mut [u8]) -> Result<(), CodecError> {
+        self.ciphertext.update(out);
         self.cipher.seek(seg * self.ueb().segment_size);
-        self.cipher.apply_keystream(&mut out);
+        self.cipher.apply_keystream(out);
         self.next_segment += 1;
         if self.next_segment == self.ueb().segments()
             && self.ciphertext.finalize().as_bytes() != &self.ueb().ciphertext_hash
         {
             return Err(CodecError::CiphertextMismatch);
         }
-        Ok(Ok(out))
+        Ok(())
     }
 
     /// Decode segment `seg` on its own, for a ranged read: as
@@ -154,13 +193,22 @@ impl Decoder {
         if !bad.is_empty() {
             return Ok(Err(bad));
         }
-        let originals = self.hashes.originals_with(&blocks, self.small_tables)?;
+        self.assemble(seg, &blocks).map(Ok)
+    }
+
+    /// Segment `seg`'s ciphertext from at least k checked blocks.
+    fn assemble<B: AsRef<[u8]>>(
+        &self,
+        seg: u64,
+        blocks: &[(u16, B)],
+    ) -> Result<Vec<u8>, CodecError> {
+        let originals = self.hashes.originals_with(blocks, self.small_tables)?;
         let mut out = Vec::with_capacity(originals.len() * self.ueb().block_len(seg) as usize);
         for o in &originals {
             out.extend_from_slice(o);
         }
         out.truncate(self.ueb().segment_len(seg) as usize);
-        Ok(Ok(out))
+        Ok(out)
     }
 
     /// The capability being decoded.

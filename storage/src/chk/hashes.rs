@@ -11,18 +11,22 @@
 //! and the verifier encodes again into missing shares' blocks.
 
 use std::borrow::Cow;
+use std::sync::Arc;
+
+use bytes::Bytes;
 
 use crate::chk::encode::RS_SLICE;
 use crate::chk::format::Ueb;
 use crate::chk::merkle::merkle_root;
 use crate::error::CodecError;
+use crate::types::StorageIndex;
 
 /// A file's verified extension block and the share hash lists accepted
 /// against it.
 #[derive(Debug, Clone)]
 pub(crate) struct ShareHashes {
     ueb: Ueb,
-    lists: Vec<Option<Vec<[u8; 32]>>>,
+    lists: Vec<Option<Arc<[[u8; 32]]>>>,
 }
 
 impl ShareHashes {
@@ -59,7 +63,7 @@ impl ShareHashes {
         if merkle_root(&list) != self.ueb.share_roots[s] {
             return Err(CodecError::CorruptShare(shnum));
         }
-        self.lists[s] = Some(list);
+        self.lists[s] = Some(list.into());
         Ok(())
     }
 
@@ -81,6 +85,18 @@ impl ShareHashes {
         } else {
             Err(CodecError::CorruptShare(shnum))
         }
+    }
+
+    /// Share `shnum`'s accepted list as a [`BlockChecker`] of its own, for
+    /// `si`'s file; `None` if no list was accepted for it.
+    pub(crate) fn checker(&self, si: StorageIndex, shnum: u16) -> Option<BlockChecker> {
+        let list = self.lists.get(shnum as usize)?.clone()?;
+        Some(BlockChecker {
+            si,
+            shnum,
+            list,
+            ueb: Arc::new(self.ueb.clone()),
+        })
     }
 
     /// The share numbers of `blocks` (`(shnum, block)` of segment `seg`)
@@ -232,6 +248,70 @@ pub(crate) fn erasure(e: reed_solomon_simd::Error) -> CodecError {
     CodecError::Erasure(e.to_string())
 }
 
+/// One share's accepted block hash list, to check its blocks away from
+/// the decoder: a download's receivers check each block as it arrives, on
+/// whichever core runs them, and hand the decoder [`CheckedBlock`]s.
+#[derive(Debug, Clone)]
+pub struct BlockChecker {
+    si: StorageIndex,
+    shnum: u16,
+    list: Arc<[[u8; 32]]>,
+    ueb: Arc<Ueb>,
+}
+
+impl BlockChecker {
+    /// The share it checks.
+    pub fn shnum(&self) -> u16 {
+        self.shnum
+    }
+
+    /// `block` as segment `seg`'s block of this share, if it hashes to its
+    /// entry in the accepted list and has the segment's block length.
+    ///
+    /// # Errors
+    /// [`CodecError::CorruptShare`] otherwise.
+    pub fn check(&self, seg: u64, block: Bytes) -> Result<CheckedBlock, CodecError> {
+        let ok = block.len() as u64 == self.ueb.block_len(seg)
+            && self
+                .list
+                .get(usize::try_from(seg).unwrap_or(usize::MAX))
+                .is_some_and(|h| h == blake3::hash(&block).as_bytes());
+        if ok {
+            Ok(CheckedBlock {
+                si: self.si,
+                shnum: self.shnum,
+                seg,
+                block,
+            })
+        } else {
+            Err(CodecError::CorruptShare(self.shnum))
+        }
+    }
+}
+
+/// A block that passed its share's hash check ([`BlockChecker::check`],
+/// the only way to make one): the decoder takes it without hashing it
+/// again.
+#[derive(Debug, Clone)]
+pub struct CheckedBlock {
+    pub(crate) si: StorageIndex,
+    pub(crate) shnum: u16,
+    pub(crate) seg: u64,
+    pub(crate) block: Bytes,
+}
+
+impl CheckedBlock {
+    /// Its share.
+    pub fn shnum(&self) -> u16 {
+        self.shnum
+    }
+
+    /// Its segment.
+    pub fn seg(&self) -> u64 {
+        self.seg
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,6 +372,73 @@ mod tests {
             "too long"
         );
         assert!(h.add(6, &list).is_err(), "no share 6");
+    }
+
+    /// A share's checker passes its own blocks only (hash, length,
+    /// segment), and the decoder takes checked blocks of its own file and
+    /// next segment only.
+    #[test]
+    fn checked_blocks_are_the_shares_own_and_the_decoder_takes_only_its_next_segment() {
+        let params = Params {
+            k: 3,
+            n: 6,
+            happy: 4,
+        };
+        let data: Vec<u8> = (0..2_600_000u32).map(|i| (i * 7 % 253) as u8).collect();
+        let key = [5; 32];
+        let (shares, cap) = encode_all(key, &data, params);
+        let (_, ueb, _) = parts(&shares[0]);
+        let mut dec = crate::chk::Decoder::new(cap.clone(), ueb).unwrap();
+        for s in [1u16, 4, 5] {
+            dec.add_hashes(s, parts(&shares[s as usize]).2).unwrap();
+        }
+        assert!(dec.checker(0).is_none(), "no list accepted for share 0");
+        let u = dec.ueb().clone();
+        let checkers: Vec<BlockChecker> = [1u16, 4, 5]
+            .iter()
+            .map(|&s| dec.checker(s).unwrap())
+            .collect();
+        let block = |s: u16, seg: u64| {
+            let (off, len) = (u.block_offset(seg) as usize, u.block_len(seg) as usize);
+            Bytes::copy_from_slice(&shares[s as usize][off..off + len])
+        };
+        let c1 = &checkers[0];
+        assert!(c1.check(0, block(1, 0)).is_ok());
+        assert!(c1.check(0, block(4, 0)).is_err(), "another share's block");
+        assert!(c1.check(1, block(1, 0)).is_err(), "another segment's block");
+        let mut bad = block(1, 0).to_vec();
+        bad[7] ^= 1;
+        assert!(matches!(
+            c1.check(0, bad.into()),
+            Err(CodecError::CorruptShare(1))
+        ));
+        let checked = |seg: u64| -> Vec<CheckedBlock> {
+            checkers
+                .iter()
+                .map(|c| c.check(seg, block(c.shnum(), seg)).unwrap())
+                .collect()
+        };
+        let (seg0, seg1) = (checked(0), checked(1));
+        assert!(
+            dec.decode_checked_segment(&seg1).is_err(),
+            "segment 1 before segment 0"
+        );
+        let mut plain = dec.decode_checked_segment(&seg0).unwrap();
+        for seg in 1..u.segments() {
+            let blocks = if seg == 1 { seg1.clone() } else { checked(seg) };
+            plain.extend(dec.decode_checked_segment(&blocks).unwrap());
+        }
+        assert!(plain == data, "decoded from recovery shares, whole");
+        // A block checked for another file is refused.
+        let (other, other_cap) = encode_all([6; 32], &data, params);
+        let mut dec2 = crate::chk::Decoder::new(other_cap, parts(&other[0]).1).unwrap();
+        for s in [1u16, 4, 5] {
+            dec2.add_hashes(s, parts(&other[s as usize]).2).unwrap();
+        }
+        assert!(
+            dec2.decode_checked_segment(&seg0).is_err(),
+            "another file's blocks"
+        );
     }
 
     /// Any `k` distinct blocks give the originals; a share number given

@@ -54,6 +54,7 @@ pub use format::{
     convergent_key, Footer, Ueb, FOOTER_LEN, MAX_SEGMENTS, MAX_SEGMENT_SIZE, MAX_UEB_LEN,
     MIN_SEGMENT_SIZE, SEGMENT_SIZE, SHARE_VERSION, UEB_VERSION,
 };
+pub use hashes::{BlockChecker, CheckedBlock};
 pub use merkle::{merkle_root, MerkleStream};
 pub use regen::{verify_cap_of, NewShare, Verifier};
 pub use verify::ShareCheck;

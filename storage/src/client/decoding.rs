@@ -7,12 +7,12 @@
 //! decoder goes from one segment straight to the next without waiting for
 //! the coordinator (which shares the runtime's workers with the receivers
 //! and, in a one-process grid, with the servers) to wake and hand it work.
-//! Each block is checked against its share's hash list before decoding
-//! ([`Decoder::decode_segment_or_name_corrupt`]). A segment with corrupt
-//! blocks stops the thread: it answers every segment still queued with
-//! its blocks unused, and gives the decoder back when the queue is closed,
-//! so the coordinator can open replacement shares (their hash lists are
-//! checked by the decoder) and start a new thread at that segment.
+//! Every block was checked against its share's hash list by the receiver
+//! that read it ([`BlockChecker`](crate::chk::BlockChecker), on whichever
+//! core ran the receiver), so the thread only decodes
+//! ([`Decoder::decode_checked_segment`]): restores missing originals,
+//! hashes the ciphertext and decrypts. A segment that fails to decode
+//! (it cannot, with checked blocks, short of a bug) ends the download.
 //!
 //! The thread keeps each segment's blocks (and so its shares' read-ahead
 //! permits) until the segment is decoded, so what is queued counts against
@@ -20,10 +20,9 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
-use crate::chk::Decoder;
+use crate::chk::{CheckedBlock, Decoder};
 use crate::error::CodecError;
 
 /// Segments queued for the decoder at most, the one it decodes included.
@@ -34,10 +33,8 @@ pub(crate) const DECODE_AHEAD: u64 = 2;
 pub(crate) struct Held {
     /// The coordinator's number for the receiver it came from.
     pub(crate) slot: u64,
-    /// Its share.
-    pub(crate) shnum: u16,
-    /// The block (not yet checked).
-    pub(crate) block: Bytes,
+    /// The block, checked.
+    pub(crate) block: CheckedBlock,
     /// Released when the block is.
     pub(crate) _permit: Option<OwnedSemaphorePermit>,
 }
@@ -54,8 +51,6 @@ pub(crate) struct Job {
 pub(crate) enum Done {
     /// Its plaintext (the blocks are released).
     Plain(Vec<u8>),
-    /// These shares' blocks failed their hashes; the blocks given back.
-    Corrupt(Vec<u16>, Vec<Held>),
     /// Not decoded (an earlier segment failed); the blocks given back.
     Unused(u64, Vec<Held>),
     /// Decoding failed for good.
@@ -99,21 +94,14 @@ pub(crate) fn start(mut dec: Decoder) -> Decoding {
             }
             times.for_blocks += start.duration_since(idle);
             times.queued += start.saturating_duration_since(job.queued);
-            let input: Vec<(u16, Bytes)> = job
-                .blocks
-                .iter()
-                .map(|h| (h.shnum, h.block.clone()))
-                .collect();
-            let r = dec.decode_segment_or_name_corrupt(input);
+            let input: Vec<CheckedBlock> = job.blocks.iter().map(|h| h.block.clone()).collect();
+            let r = dec.decode_checked_segment(&input);
+            drop(input);
             times.decoding += start.elapsed();
             let out = match r {
-                Ok(Ok(plain)) => {
+                Ok(plain) => {
                     drop(job.blocks);
                     Done::Plain(plain)
-                }
-                Ok(Err(bad)) => {
-                    stopped = true;
-                    Done::Corrupt(bad, job.blocks)
                 }
                 Err(e) => {
                     stopped = true;

@@ -12,14 +12,15 @@
 //! * a **receiver per share** (`receive`): it keeps its session busy with
 //!   block reads, up to the memory budget's
 //!   [`read_ahead`](crate::MemoryBudget::read_ahead) of its blocks held at
-//!   once (asked, queued or being decoded), and drains the session as
-//!   the answers come, so blocks never wait in socket buffers for the rest
-//!   of the download. The sessions' decryption runs on the runtime's
-//!   workers, one share beside another;
+//!   once (asked, queued or being decoded), drains the session as the
+//!   answers come, so blocks never wait in socket buffers for the rest of
+//!   the download, and checks each block against its share's hash list
+//!   ([`BlockChecker`]) as it arrives. The sessions' decryption and the
+//!   block checks run on the runtime's workers, one share beside another;
 //! * the **decoder** (`decoding`): one blocking thread for the whole
-//!   download, which checks each block against its share's hash list and
-//!   decodes the segments queued for it (up to `DECODE_AHEAD`) back to
-//!   back;
+//!   download, which decodes the segments queued for it (up to
+//!   `DECODE_AHEAD`) back to back: restores missing originals, hashes the
+//!   ciphertext, decrypts;
 //! * the **coordinator** (this module's loop): it files each block under
 //!   its segment as it arrives, queues a segment for the decoder as soon
 //!   as `k` of its blocks are in, writes the plaintext the decoder hands
@@ -39,33 +40,33 @@
 //! ([`DownloadWaits::for_blocks`]).
 //!
 //! What bounds a get now (measured with `grapevine-perf bench storage` on
-//! two cores, ten servers in the same process): the decoder thread is
-//! busy most of the download, and the process uses about as many cores as
-//! with the old pipeline (most of both), so a get is bound by the
-//! CPU work itself (the servers' reads and seals, the sessions' opening,
-//! block hashes, erasure decoding, decryption, the whole ciphertext's hash
-//! and the copies between them) rather than by waits between stages. The
-//! next gains are in that work: checking blocks in the receivers (on all
-//! cores) instead of the decoder, and fewer copies of each segment.
+//! two cores, ten servers in the same process): neither the decoder
+//! thread (busy about half the download once the receivers check the
+//! blocks) nor waits between stages, but the CPU work itself: the servers'
+//! reads and seals, the sessions' opening, block hashes, erasure decoding,
+//! decryption, the whole ciphertext's hash and the copies between them,
+//! which vary from run to run on this virtual machine by a third (2.4 to
+//! 3.3 CPU seconds per GiB, the same build). Fewer copies of each segment
+//! are the next gain.
 //!
 //! # What stays guaranteed
 //!
-//! * Every block is checked against the capability before its plaintext is
-//!   written (by the decoder, [`Decoder::decode_segment_or_name_corrupt`]),
-//!   and the whole ciphertext's hash after the last segment.
+//! * Every block is checked against the capability before it is decoded
+//!   (by its receiver; the decoder takes only
+//!   [`CheckedBlock`](crate::chk::CheckedBlock)s, which
+//!   nothing else makes), and the whole ciphertext's hash after the last
+//!   segment.
 //! * Memory follows the pool's budget: a receiver holds at most
 //!   `read_ahead` of its share's blocks (a permit per block, released when
 //!   the segment is decoded); the decoder's queue counts against it, and a
 //!   plaintext is held until it is written. `peak_ahead` in the report is
 //!   the most a receiver held.
 //! * A share that fails (a read error, a deadline) or whose block turns out
-//!   corrupt is dropped with its blocks and replaced by the next candidate,
-//!   read from the first segment not yet written; the other receivers go on
-//!   meanwhile. A corrupt block stops the decoder: the segments queued after
-//!   it come back unused, the decoder (which checks the replacements' hash
-//!   lists) comes home, and a new decoder thread starts at that segment.
-//!   Corrupt shares are reported to their servers ([`report_all`]), on
-//!   success and on failure alike.
+//!   corrupt is dropped and replaced by the next candidate, read from the
+//!   first segment the dropped share did not deliver (the blocks it
+//!   delivered were checked, and stay); the other receivers go on
+//!   meanwhile. Corrupt shares are reported to their servers
+//!   ([`report_all`]), on success and on failure alike.
 //! * Primary shares (numbers below `k`, on the first `k` servers of the
 //!   permuted list) are preferred: they need no erasure decoding, and the
 //!   share finder hands them out first (`ShareFinder`).
@@ -82,7 +83,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::cap::{Cap, ReadCap};
-use crate::chk::{Decoder, Footer, FOOTER_LEN};
+use crate::chk::{BlockChecker, Decoder, Footer, FOOTER_LEN};
 use crate::client::conn::{Conn, ServerRef};
 use crate::client::decoding::{self, Done, Held, Job, DECODE_AHEAD};
 use crate::client::locate::{Located, ShareFinder};
@@ -163,6 +164,8 @@ pub(crate) async fn report_all(
 pub(crate) struct Source {
     pub(crate) conn: Conn,
     pub(crate) shnum: u16,
+    /// The share's block hashes, accepted when it was opened.
+    pub(crate) checker: BlockChecker,
 }
 
 pub(crate) async fn open_source(
@@ -184,10 +187,18 @@ pub(crate) async fn open_source(
         r = read_share_meta(&mut conn, loc, si, dec, cap, small).await;
     }
     match r {
-        Ok(()) => Ok(Source {
-            conn,
-            shnum: loc.shnum,
-        }),
+        Ok(()) => match dec.as_ref().and_then(|d| d.checker(loc.shnum)) {
+            Some(checker) => Ok(Source {
+                conn,
+                shnum: loc.shnum,
+                checker,
+            }),
+            // Not reached: the share's hash list was just accepted.
+            None => {
+                pool.put_back(conn);
+                Err(CodecError::CorruptShare(loc.shnum).into())
+            }
+        },
         Err(e) => {
             pool.put_back(conn);
             Err(e)
@@ -325,6 +336,9 @@ struct Live {
     slot: u64,
     shnum: u16,
     server: NodeId,
+    /// The next segment it is to deliver (every block before it arrived,
+    /// checked).
+    delivered: u64,
     task: tokio::task::JoinHandle<Source>,
 }
 
@@ -394,13 +408,13 @@ async fn download_chk<W: AsyncWrite + Unpin>(
     // nothing more; once everything queued is answered, take the decoder
     // home, open replacements and start again at `next`.
     let mut stop = false;
-    // The decoder stopped itself at a corrupt segment.
-    let mut halted = false;
+    // Where the replacements of failed shares are to start.
+    let mut resume: Option<u64> = None;
     loop {
         if next >= segments {
             break;
         }
-        if stop && (halted || queued == next) {
+        if stop && queued == next {
             if let Some(t) = thread.take() {
                 let decoding::Decoding {
                     jobs,
@@ -418,7 +432,7 @@ async fn download_chk<W: AsyncWrite + Unpin>(
                     }
                 }
             }
-            (stop, halted, queued) = (false, false, next);
+            (stop, queued) = (false, next);
         }
         if thread.is_none() {
             if live.0.len() + opened.len() < k {
@@ -447,21 +461,26 @@ async fn download_chk<W: AsyncWrite + Unpin>(
             let d = decoder.take().expect("the decoder is home");
             thread = Some(decoding::start(d));
         }
+        // Replacements start where the shares they replace stopped
+        // delivering: the blocks those delivered were checked, and stay.
+        let from = resume.take().map_or(next, |r| r.max(next));
         for src in opened.drain(..) {
             let (shnum, server) = (src.shnum, src.conn.server().id);
             let plan = Plan {
                 slot: next_slot,
                 si,
                 ueb: ueb.clone(),
-                from: next,
+                from,
                 ahead,
                 tx: tx.clone(),
                 peak: peak.clone(),
+                checker: src.checker.clone(),
             };
             live.0.push(Live {
                 slot: next_slot,
                 shnum,
                 server,
+                delivered: from,
                 task: tokio::spawn(receive(src, plan)),
             });
             next_slot += 1;
@@ -494,40 +513,41 @@ async fn download_chk<W: AsyncWrite + Unpin>(
                         progress(report.bytes);
                         next += 1;
                     }
-                    Done::Corrupt(bad, blocks) => {
-                        held.insert(next, blocks);
-                        halted = true;
-                        for shnum in bad {
-                            if let Some(l) = live.0.iter().find(|l| l.shnum == shnum) {
-                                report.corrupt.push((shnum, l.server));
-                                let slot = l.slot;
-                                drop_share(&mut live, &mut held, slot);
-                            }
-                        }
-                        stop = true;
-                    }
                     Done::Unused(seg, blocks) => keep_live(&live, &mut held, seg, blocks),
                     Done::Failed(e) => return Err(e.into()),
                 }
             }
             a = rx.recv() => {
                 let a = a.expect("the download keeps a sender");
-                let Some(l) = live.0.iter().find(|l| l.slot == a.slot) else {
+                let Some(l) = live.0.iter_mut().find(|l| l.slot == a.slot) else {
                     // From a share already dropped.
                     continue;
                 };
-                match a.block {
-                    Ok(block) => held.entry(a.seg).or_default().push(Held {
-                        slot: a.slot,
-                        shnum: l.shnum,
-                        block,
-                        _permit: a.permit,
-                    }),
+                let failed = match a.block {
+                    Ok(block) => {
+                        l.delivered = a.seg + 1;
+                        held.entry(a.seg).or_default().push(Held {
+                            slot: a.slot,
+                            block,
+                            _permit: a.permit,
+                        });
+                        false
+                    }
+                    Err(ClientError::Codec(CodecError::CorruptShare(_))) => {
+                        tracing::warn!(shnum = l.shnum, seg = a.seg, "corrupt block");
+                        report.corrupt.push((l.shnum, l.server));
+                        true
+                    }
                     Err(e) => {
                         tracing::warn!(shnum = l.shnum, "read failed: {e}");
-                        drop_share(&mut live, &mut held, a.slot);
-                        stop = true;
+                        true
                     }
+                };
+                if failed {
+                    if let Some(at) = drop_share(&mut live, a.slot) {
+                        resume = Some(resume.map_or(at, |r: u64| r.min(at)));
+                    }
+                    stop = true;
                 }
             }
         }
@@ -569,15 +589,13 @@ fn keep_live(live: &Receivers, held: &mut BTreeMap<u64, Vec<Held>>, seg: u64, bl
     held.entry(seg).or_default().extend(blocks);
 }
 
-/// Stop share `slot`'s receiver and forget its blocks not yet queued.
-fn drop_share(live: &mut Receivers, held: &mut BTreeMap<u64, Vec<Held>>, slot: u64) {
-    if let Some(pos) = live.0.iter().position(|l| l.slot == slot) {
-        let l = live.0.remove(pos);
-        l.task.abort();
-    }
-    for blocks in held.values_mut() {
-        blocks.retain(|h| h.slot != slot);
-    }
+/// Stop share `slot`'s receiver; returns the first segment it did not
+/// deliver. (Its blocks already delivered were checked and stay.)
+fn drop_share(live: &mut Receivers, slot: u64) -> Option<u64> {
+    let pos = live.0.iter().position(|l| l.slot == slot)?;
+    let l = live.0.remove(pos);
+    l.task.abort();
+    Some(l.delivered)
 }
 
 #[cfg(test)]

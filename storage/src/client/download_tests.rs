@@ -165,7 +165,8 @@ fn block(seg: u64) -> u64 {
 
 /// Share 0 is slow (its answer for segment 1 held) and share 1 fails at
 /// segment 2. The download replaces share 1 by share 3 and reads share 3's
-/// blocks while share 0's answer is still held: share 1's failure is seen
+/// blocks from segment 2 (share 1 delivered 0 and 1, checked) while share
+/// 0's answer is still held: share 1's failure is seen
 /// as it arrives, not when the slow share's block for an earlier segment
 /// comes. (The pipeline before this one waited for every share's block of
 /// a segment before taking the next, so it asked share 3 only once share
@@ -203,7 +204,7 @@ async fn a_failed_share_is_replaced_while_another_is_slow() {
                     .lock()
                     .unwrap()
                     .iter()
-                    .any(|&(s, off)| s == 3 && off == block(1))
+                    .any(|&(s, off)| s == 3 && off == block(2))
                 {
                     return;
                 }

@@ -21,10 +21,9 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
-use crate::chk::Ueb;
+use crate::chk::{BlockChecker, CheckedBlock, Ueb};
 use crate::client::download::Source;
 use crate::error::ClientError;
 use crate::protocol::Request;
@@ -36,9 +35,10 @@ pub(crate) struct Arrival {
     pub(crate) slot: u64,
     /// The segment.
     pub(crate) seg: u64,
-    /// The block, of the segment's block length (not yet checked against
-    /// its hash), or why the share failed.
-    pub(crate) block: Result<Bytes, ClientError>,
+    /// The block, checked against its share's hash list, or why the share
+    /// failed (a corrupt block:
+    /// [`CodecError::CorruptShare`](crate::error::CodecError::CorruptShare)).
+    pub(crate) block: Result<CheckedBlock, ClientError>,
     /// The share's read-ahead permit, released with the block.
     pub(crate) permit: Option<OwnedSemaphorePermit>,
 }
@@ -59,6 +59,10 @@ pub(crate) struct Plan {
     pub(crate) tx: mpsc::UnboundedSender<Arrival>,
     /// The most blocks any receiver held at once (for the report).
     pub(crate) peak: Arc<AtomicU64>,
+    /// The share's block hashes: every block is checked here, as it
+    /// arrives, so the checks of several shares run on several cores and
+    /// the decoder thread only decodes.
+    pub(crate) checker: BlockChecker,
 }
 
 /// Read blocks `plan.from..` of `src`'s share and send them to the
@@ -73,6 +77,7 @@ pub(crate) async fn receive(mut src: Source, plan: Plan) -> Source {
         ahead,
         tx,
         peak,
+        checker,
     } = plan;
     let segments = ueb.segments();
     let ahead_n = usize::try_from(ahead.max(1)).unwrap_or(usize::MAX);
@@ -124,7 +129,10 @@ pub(crate) async fn receive(mut src: Source, plan: Plan) -> Source {
         let Some((seg, permit)) = in_flight.pop_front() else {
             return src;
         };
-        let block = src.conn.recv_data(ueb.block_len(seg)).await;
+        let block = match src.conn.recv_data(ueb.block_len(seg)).await {
+            Ok(b) => checker.check(seg, b).map_err(ClientError::from),
+            Err(e) => Err(e),
+        };
         let failed = block.is_err();
         let sent = tx.send(Arrival {
             slot,
