@@ -69,3 +69,47 @@ fn a_hundred_node_grid_with_clients_and_one_churn_step_loses_nothing() {
     // at the end (no --keep).
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+/// `--plots` into a directory that does not exist yet: it is made before
+/// the run, and the report and both pictures come out. (Before, the run
+/// went to its end and then failed writing the first picture, losing the
+/// report.) A small grid on its own port, beside the test above.
+#[test]
+fn the_pictures_go_into_a_directory_made_for_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let plots = dir.path().join("not").join("yet");
+    let out = Command::new(env!("CARGO_BIN_EXE_grapevine-perf"))
+        .args(["grid", "--nodes", "12", "--procs", "1", "--clients", "1"])
+        .args([
+            "--steady-secs",
+            "4",
+            "--idle-secs",
+            "1",
+            "--settle-secs",
+            "1",
+        ])
+        .args([
+            "--timeout-secs",
+            "30",
+            "--port",
+            "7951",
+            "--rate",
+            "4",
+            "--json",
+        ])
+        .arg("--plots")
+        .arg(&plots)
+        .output()
+        .expect("run grapevine-perf grid");
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(r["nodes"], 12);
+    for png in ["grid-latency.png", "grid-members.png"] {
+        let bytes = std::fs::read(plots.join(png)).unwrap_or_default();
+        assert!(bytes.starts_with(b"\x89PNG"), "{png} missing or not a PNG");
+    }
+}

@@ -91,6 +91,10 @@ pub fn run(args: &GridArgs) -> Result<()> {
         bail!("at most {} nodes (addresses 127.10.x.y)", 250 * 256);
     }
     crate::grid::workload::Mix::parse(&args.ops, &args.sizes)?;
+    // The pictures' directory is made (or refused) now, not after the run.
+    if let Some(dir) = &args.plots {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     let tmp;
     let base: &Path = match &args.dir {
         Some(d) => {
@@ -146,14 +150,16 @@ pub fn run(args: &GridArgs) -> Result<()> {
     let files = h.files.len();
     h.m.files_stored = files;
     let r = report::build(h.m.clone(), &h.ops);
-    if let Some(dir) = &args.plots {
-        plots::latency(&dir.join("grid-latency.png"), &h.ops, &r)?;
-        plots::members(&dir.join("grid-members.png"), &samples, &marks, &r)?;
-    }
+    // The report first: a picture that cannot be written must not cost
+    // the run's figures.
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
         report::print(&r);
+    }
+    if let Some(dir) = &args.plots {
+        plots::latency(&dir.join("grid-latency.png"), &h.ops, &r)?;
+        plots::members(&dir.join("grid-members.png"), &samples, &marks, &r)?;
     }
     Ok(())
 }
