@@ -94,8 +94,9 @@ pub struct GridArgs {
     #[arg(long, default_value_t = 120)]
     pub op_timeout_secs: u64,
     /// Seconds to wait after the read-back before counting sessions still
-    /// open (the pools close sessions idle for 30 s).
-    #[arg(long, default_value_t = 40)]
+    /// open (a node's pool closes sessions idle for 30 s at its sweep every
+    /// 15 s, so within 45 s of their last use).
+    #[arg(long, default_value_t = 50)]
     pub settle_secs: u64,
     /// Milliseconds between node starts.
     #[arg(long, default_value_t = 5)]
