@@ -11,11 +11,23 @@
 
 use std::process::Command;
 
+/// Run `grid` (a `grapevine-perf grid ... --json` command) to its end and
+/// return its report; its stderr is shown if it fails.
+fn report_of(grid: &mut Command) -> serde_json::Value {
+    let out = grid.output().expect("run grapevine-perf grid");
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON report")
+}
+
 #[test]
 fn a_hundred_node_grid_with_clients_and_one_churn_step_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_grapevine-perf"))
-        .args(["grid", "--nodes", "100", "--procs", "2", "--clients", "4"])
+    let mut grid = Command::new(env!("CARGO_BIN_EXE_grapevine-perf"));
+    grid.args(["grid", "--nodes", "100", "--procs", "2", "--clients", "4"])
         // One churn step 10 s into a 15 s steady window: 3% crash (and one
         // node leaves); they return 20 s later (after the grid has had
         // time to see them gone), and the harness waits until every node
@@ -26,15 +38,8 @@ fn a_hundred_node_grid_with_clients_and_one_churn_step_loses_nothing() {
         // The default mix (puts, gets and checks of 4 KiB to 16 MiB).
         .args(["--timeout-secs", "45", "--op-timeout-secs", "60", "--json"])
         .arg("--dir")
-        .arg(dir.path())
-        .output()
-        .expect("run grapevine-perf grid");
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+        .arg(dir.path());
+    let r = report_of(&mut grid);
     assert_eq!(r["nodes"], 100);
     assert!(
         r["converge_after_last_start_s"].is_number(),
@@ -78,8 +83,8 @@ fn a_hundred_node_grid_with_clients_and_one_churn_step_loses_nothing() {
 fn the_pictures_go_into_a_directory_made_for_them() {
     let dir = tempfile::tempdir().unwrap();
     let plots = dir.path().join("not").join("yet");
-    let out = Command::new(env!("CARGO_BIN_EXE_grapevine-perf"))
-        .args(["grid", "--nodes", "12", "--procs", "1", "--clients", "1"])
+    let mut grid = Command::new(env!("CARGO_BIN_EXE_grapevine-perf"));
+    grid.args(["grid", "--nodes", "12", "--procs", "1", "--clients", "1"])
         .args([
             "--steady-secs",
             "4",
@@ -98,15 +103,8 @@ fn the_pictures_go_into_a_directory_made_for_them() {
             "--json",
         ])
         .arg("--plots")
-        .arg(&plots)
-        .output()
-        .expect("run grapevine-perf grid");
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+        .arg(&plots);
+    let r = report_of(&mut grid);
     assert_eq!(r["nodes"], 12);
     for png in ["grid-latency.png", "grid-members.png"] {
         let bytes = std::fs::read(plots.join(png)).unwrap_or_default();

@@ -83,11 +83,12 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::cap::{Cap, ReadCap};
-use crate::chk::{BlockChecker, Decoder, Footer, FOOTER_LEN};
+use crate::chk::{Decoder, Footer, FOOTER_LEN};
 use crate::client::conn::{Conn, ServerRef};
 use crate::client::decoding::{self, Done, Held, Job, DECODE_AHEAD};
 use crate::client::locate::{Located, ShareFinder};
 use crate::client::pool::SessionPool;
+pub(crate) use crate::client::receive::Source;
 use crate::client::receive::{receive, Arrival, Plan};
 use crate::client::report::report_corrupt;
 use crate::error::{ClientError, CodecError};
@@ -159,13 +160,6 @@ pub(crate) async fn report_all(
         out.push((shnum, id, verdict));
     }
     out
-}
-
-pub(crate) struct Source {
-    pub(crate) conn: Conn,
-    pub(crate) shnum: u16,
-    /// The share's block hashes, accepted when it was opened.
-    pub(crate) checker: BlockChecker,
 }
 
 pub(crate) async fn open_source(

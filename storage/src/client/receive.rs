@@ -24,10 +24,18 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::chk::{BlockChecker, CheckedBlock, Ueb};
-use crate::client::download::Source;
+use crate::client::conn::Conn;
 use crate::error::ClientError;
 use crate::protocol::Request;
 use crate::types::StorageIndex;
+
+/// A share opened for reading: its session, its number and its block
+/// hashes (accepted when it was opened).
+pub(crate) struct Source {
+    pub(crate) conn: Conn,
+    pub(crate) shnum: u16,
+    pub(crate) checker: BlockChecker,
+}
 
 /// One block off a share's session (or the read's failure).
 pub(crate) struct Arrival {
