@@ -520,11 +520,12 @@ async fn download_chk<W: AsyncWrite + Unpin>(
                 let failed = match a.block {
                     Ok(block) => {
                         l.delivered = a.seg + 1;
-                        held.entry(a.seg).or_default().push(Held {
+                        let held_block = Held {
                             slot: a.slot,
                             block,
                             _permit: a.permit,
-                        });
+                        };
+                        file_block(held.entry(a.seg).or_default(), held_block);
                         false
                     }
                     Err(ClientError::Codec(CodecError::CorruptShare(_))) => {
@@ -581,6 +582,20 @@ fn keep_live(live: &Receivers, held: &mut BTreeMap<u64, Vec<Held>>, seg: u64, bl
         .into_iter()
         .filter(|h| live.0.iter().any(|l| l.slot == h.slot));
     held.entry(seg).or_default().extend(blocks);
+}
+
+/// File a checked block among its segment's: once per share number (a
+/// replacement can be the same share from another server, and start
+/// before the segment where the one it replaces stopped, when two shares
+/// failed), so `k` blocks filed are always `k` distinct shares. A block of
+/// a share already filed is dropped (its permit with it).
+fn file_block(segment: &mut Vec<Held>, block: Held) {
+    if !segment
+        .iter()
+        .any(|h| h.block.shnum() == block.block.shnum())
+    {
+        segment.push(block);
+    }
 }
 
 /// Stop share `slot`'s receiver; returns the first segment it did not

@@ -266,3 +266,36 @@ async fn a_corrupt_block_mid_file_is_replaced_and_reported() {
         "segments already decoded are not read again"
     );
 }
+
+/// A segment's blocks are filed once per share number: the same share read
+/// again from another server (a replacement) does not make `k` blocks of
+/// fewer than `k` shares.
+#[test]
+fn a_segments_blocks_are_filed_once_per_share() {
+    let (_, shares, cap) = file();
+    let (_, ueb, _) = crate::chk::testing::parts(&shares[0]);
+    let mut dec = Decoder::new(cap, ueb).unwrap();
+    for (s, share) in shares.iter().enumerate() {
+        dec.add_hashes(s as u16, crate::chk::testing::parts(share).2)
+            .unwrap();
+    }
+    let len = dec.ueb().block_len(0) as usize;
+    let held = |s: usize, slot: u64| decoding::Held {
+        slot,
+        block: dec
+            .checker(s as u16)
+            .unwrap()
+            .check(0, bytes::Bytes::copy_from_slice(&shares[s][..len]))
+            .unwrap(),
+        _permit: None,
+    };
+    let mut segment = Vec::new();
+    file_block(&mut segment, held(1, 0));
+    file_block(&mut segment, held(0, 1));
+    file_block(&mut segment, held(1, 2));
+    assert_eq!(segment.len(), 2, "share 1 filed once");
+    file_block(&mut segment, held(3, 3));
+    let mut shnums: Vec<u16> = segment.iter().map(|h| h.block.shnum()).collect();
+    shnums.sort_unstable();
+    assert_eq!(shnums, vec![0, 1, 3]);
+}
