@@ -457,7 +457,14 @@ async fn download_chk<W: AsyncWrite + Unpin>(
         }
         // Replacements start where the shares they replace stopped
         // delivering: the blocks those delivered were checked, and stay.
-        let from = resume.take().map_or(next, |r| r.max(next));
+        // (Taken only when there are replacements to start: a share can
+        // fail while the decoder is away, and its replacement is opened a
+        // few turns of this loop later.)
+        let from = if opened.is_empty() {
+            next
+        } else {
+            resume.take().map_or(next, |r| r.max(next))
+        };
         for src in opened.drain(..) {
             let (shnum, server) = (src.shnum, src.conn.server().id);
             let plan = Plan {
