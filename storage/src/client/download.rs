@@ -15,7 +15,7 @@
 //!   once (asked, queued or being decoded), drains the session as the
 //!   answers come, so blocks never wait in socket buffers for the rest of
 //!   the download, and checks each block against its share's hash list
-//!   ([`BlockChecker`]) as it arrives. The sessions' decryption and the
+//!   ([`BlockChecker`](crate::chk::BlockChecker)) as it arrives. The sessions' decryption and the
 //!   block checks run on the runtime's workers, one share beside another;
 //! * the **decoder** (`decoding`): one blocking thread for the whole
 //!   download, which decodes the segments queued for it (up to
@@ -26,28 +26,14 @@
 //!   as `k` of its blocks are in, writes the plaintext the decoder hands
 //!   back, and replaces shares.
 //!
-//! Why: the pipeline before this one received each segment's `k` blocks
-//! with one task per share and waited for all of them before asking for
-//! the next segment's; it decoded one segment at a time beside that, and
-//! handed each segment to the blocking pool and back through the
-//! coordinator. So the blocks of later segments waited in socket buffers
-//! while the driver waited for the decoder, the decoder waited for the
-//! driver to wake (on workers busy with the receivers and, in a
-//! one-process grid, the servers), and one slow share held up every other
-//! share's next block: its driver spent most of a get waiting for blocks.
-//! Now the receivers, the decoder and the writer each wait only for what
-//! they need next, and the decoder seldom waits for blocks
+//! Why: the pipeline before this one waited for every share's block of a
+//! segment before asking for the next, so blocks waited in socket buffers
+//! while the driver waited for the decoder, and one slow share held up the
+//! others. Now each part waits only for what it needs next
 //! ([`DownloadWaits::for_blocks`]).
 //!
-//! What bounds a get now (measured with `grapevine-perf bench storage` on
-//! two cores, ten servers in the same process): neither the decoder
-//! thread (busy about half the download once the receivers check the
-//! blocks) nor waits between stages, but the CPU work itself: the servers'
-//! reads and seals, the sessions' opening, block hashes, erasure decoding,
-//! decryption, the whole ciphertext's hash and the copies between them,
-//! which vary from run to run on this virtual machine by a third (2.4 to
-//! 3.3 CPU seconds per GiB, the same build). Fewer copies of each segment
-//! are the next gain.
+//! What bounds a get now: the CPU work itself, not waits between stages
+//! (figures in docs/performance.md, "Put and get").
 //!
 //! # What stays guaranteed
 //!
@@ -457,9 +443,7 @@ async fn download_chk<W: AsyncWrite + Unpin>(
         }
         // Replacements start where the shares they replace stopped
         // delivering: the blocks those delivered were checked, and stay.
-        // (Taken only when there are replacements to start: a share can
-        // fail while the decoder is away, and its replacement is opened a
-        // few turns of this loop later.)
+        // (Taken only with replacements to start: they open turns later.)
         let from = if opened.is_empty() {
             next
         } else {
@@ -591,11 +575,9 @@ fn keep_live(live: &Receivers, held: &mut BTreeMap<u64, Vec<Held>>, seg: u64, bl
     held.entry(seg).or_default().extend(blocks);
 }
 
-/// File a checked block among its segment's: once per share number (a
-/// replacement can be the same share from another server, and start
-/// before the segment where the one it replaces stopped, when two shares
-/// failed), so `k` blocks filed are always `k` distinct shares. A block of
-/// a share already filed is dropped (its permit with it).
+/// File a checked block among its segment's, once per share number (a
+/// replacement may be the same share from another server), so `k` blocks
+/// filed are `k` distinct shares.
 fn file_block(segment: &mut Vec<Held>, block: Held) {
     if !segment
         .iter()
