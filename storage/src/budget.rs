@@ -56,7 +56,7 @@ use crate::types::Params;
 /// queued for the writers, being written).
 pub const MAX_UPLOAD_SEGMENTS: usize = 8;
 /// Segments an unbounded download requests ahead.
-pub const MAX_READ_AHEAD: u64 = 4;
+pub const MAX_READ_AHEAD: u64 = 8;
 /// Budgets below this use the erasure coder's small tables
 /// ([`MemoryBudget::small_tables`]).
 pub const SMALL_TABLES_BELOW: u64 = 32 << 20;
@@ -255,7 +255,9 @@ mod tests {
         assert_eq!(MemoryBudget::UNBOUNDED.upload_segments(d), 8);
         assert_eq!(MemoryBudget::mib(0).read_ahead(), 1);
         assert_eq!(MemoryBudget::mib(4).read_ahead(), 2);
-        assert_eq!(MemoryBudget::mib(64).read_ahead(), 4);
+        assert_eq!(MemoryBudget::mib(8).read_ahead(), 4);
+        assert_eq!(MemoryBudget::mib(64).read_ahead(), 8);
+        assert_eq!(MemoryBudget::UNBOUNDED.read_ahead(), 8);
         assert_eq!(MemoryBudget::mib(0).in_flight(), 2);
         assert_eq!(MemoryBudget::mib(8).in_flight(), 4);
         assert_eq!(MemoryBudget::UNBOUNDED.in_flight(), 8);

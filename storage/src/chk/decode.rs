@@ -1,5 +1,6 @@
 //! The decoder: verified blocks in, plaintext out, segment by segment.
 
+use bytes::{Bytes, BytesMut};
 use chacha20::cipher::{StreamCipher, StreamCipherSeek};
 use chacha20::ChaCha20;
 
@@ -75,15 +76,21 @@ impl Decoder {
 
     /// Decode the next segment from at least k blocks already checked by
     /// this file's [`BlockChecker`]s (not hashed again); returns its
-    /// plaintext.
+    /// plaintext in pieces, in order.
+    ///
+    /// With the `k` primary blocks among them (the download asks for
+    /// those first), the pieces are those blocks, hashed into the
+    /// ciphertext's hash and decrypted where they lie: no copy when the
+    /// decoder holds a block's only reference. Otherwise the missing
+    /// originals are restored and the plaintext is one piece.
     ///
     /// # Errors
     /// [`CodecError::Malformed`] for a block of another file or segment;
     /// otherwise as [`Decoder::decode_segment`].
     pub fn decode_checked_segment(
         &mut self,
-        blocks: &[CheckedBlock],
-    ) -> Result<Vec<u8>, CodecError> {
+        blocks: Vec<CheckedBlock>,
+    ) -> Result<Vec<Bytes>, CodecError> {
         let seg = self.next_segment;
         let si = self.cap.storage_index();
         if let Some(b) = blocks.iter().find(|b| b.seg != seg || b.si != si) {
@@ -92,10 +99,37 @@ impl Decoder {
                 b.seg
             )));
         }
-        let input: Vec<(u16, &[u8])> = blocks.iter().map(|b| (b.shnum, &b.block[..])).collect();
-        let mut out = self.assemble(seg, &input)?;
-        self.finish_segment(seg, &mut out)?;
-        Ok(out)
+        let k = usize::from(self.ueb().k);
+        let has_primaries = (0..k).all(|s| blocks.iter().any(|b| usize::from(b.shnum) == s));
+        if !has_primaries {
+            let input: Vec<(u16, &[u8])> = blocks.iter().map(|b| (b.shnum, &b.block[..])).collect();
+            let mut out = self.assemble(seg, &input)?;
+            self.finish_segment(seg, &mut out)?;
+            return Ok(vec![Bytes::from(out)]);
+        }
+        let mut primaries: Vec<Option<Bytes>> = vec![None; k];
+        for b in blocks {
+            let s = usize::from(b.shnum);
+            if s < k && primaries[s].is_none() {
+                primaries[s] = Some(b.block);
+            }
+        }
+        let mut left = self.ueb().segment_len(seg) as usize;
+        let mut offset = 0u64;
+        let mut pieces = Vec::with_capacity(k);
+        for mut block in primaries.into_iter().flatten() {
+            if left == 0 {
+                break;
+            }
+            block.truncate(left);
+            let mut piece = BytesMut::from(block);
+            self.crypt_piece(seg, offset, &mut piece);
+            left -= piece.len();
+            offset += piece.len() as u64;
+            pieces.push(piece.freeze());
+        }
+        self.end_segment()?;
+        Ok(pieces)
     }
 
     /// Decode the next segment from at least k checked blocks
@@ -139,9 +173,21 @@ impl Decoder {
     /// decrypt it in place and move on; after the last segment, check the
     /// whole ciphertext's hash.
     fn finish_segment(&mut self, seg: u64, out: &mut [u8]) -> Result<(), CodecError> {
-        self.ciphertext.update(out);
-        self.cipher.seek(seg * self.ueb().segment_size);
-        self.cipher.apply_keystream(out);
+        self.crypt_piece(seg, 0, out);
+        self.end_segment()
+    }
+
+    /// Hash `piece`, the ciphertext of segment `seg` from `offset` on, into
+    /// the whole file's, and decrypt it in place.
+    fn crypt_piece(&mut self, seg: u64, offset: u64, piece: &mut [u8]) {
+        self.ciphertext.update(piece);
+        self.cipher.seek(seg * self.ueb().segment_size + offset);
+        self.cipher.apply_keystream(piece);
+    }
+
+    /// Move on from a decrypted segment; after the last, check the whole
+    /// ciphertext's hash.
+    fn end_segment(&mut self) -> Result<(), CodecError> {
         self.next_segment += 1;
         if self.next_segment == self.ueb().segments()
             && self.ciphertext.finalize().as_bytes() != &self.ueb().ciphertext_hash

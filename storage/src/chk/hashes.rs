@@ -420,13 +420,13 @@ mod tests {
         };
         let (seg0, seg1) = (checked(0), checked(1));
         assert!(
-            dec.decode_checked_segment(&seg1).is_err(),
+            dec.decode_checked_segment(seg1.clone()).is_err(),
             "segment 1 before segment 0"
         );
-        let mut plain = dec.decode_checked_segment(&seg0).unwrap();
+        let mut plain = dec.decode_checked_segment(seg0.clone()).unwrap().concat();
         for seg in 1..u.segments() {
             let blocks = if seg == 1 { seg1.clone() } else { checked(seg) };
-            plain.extend(dec.decode_checked_segment(&blocks).unwrap());
+            plain.extend(dec.decode_checked_segment(blocks).unwrap().concat());
         }
         assert!(plain == data, "decoded from recovery shares, whole");
         // A block checked for another file is refused.
@@ -436,9 +436,59 @@ mod tests {
             dec2.add_hashes(s, parts(&other[s as usize]).2).unwrap();
         }
         assert!(
-            dec2.decode_checked_segment(&seg0).is_err(),
+            dec2.decode_checked_segment(seg0).is_err(),
             "another file's blocks"
         );
+    }
+
+    /// From the `k` primary blocks (and a recovery block beside them), the
+    /// plaintext comes back as those blocks decrypted where they lie: each
+    /// piece is its block's own memory (no copy), the last segment's
+    /// padding is cut, and the whole file comes back.
+    #[test]
+    fn primary_blocks_are_decrypted_where_they_lie() {
+        let params = Params {
+            k: 3,
+            n: 6,
+            happy: 4,
+        };
+        // 2.5 segments: the last one's blocks carry padding.
+        let data: Vec<u8> = (0..2_621_441u32).map(|i| (i * 11 % 241) as u8).collect();
+        let (shares, cap) = encode_all([9; 32], &data, params);
+        let mut dec = crate::chk::Decoder::new(cap, parts(&shares[0]).1).unwrap();
+        for s in 0..4u16 {
+            dec.add_hashes(s, parts(&shares[s as usize]).2).unwrap();
+        }
+        let u = dec.ueb().clone();
+        let mut plain = Vec::new();
+        for seg in 0..u.segments() {
+            let (off, len) = (u.block_offset(seg) as usize, u.block_len(seg) as usize);
+            let mut starts = Vec::new();
+            let blocks: Vec<CheckedBlock> = [3u16, 2, 0, 1]
+                .iter()
+                .map(|&s| {
+                    let b = Bytes::copy_from_slice(&shares[s as usize][off..off + len]);
+                    if s < 3 {
+                        starts.push((s, b.as_ptr()));
+                    }
+                    dec.checker(s).unwrap().check(seg, b).unwrap()
+                })
+                .collect();
+            starts.sort();
+            let pieces = dec.decode_checked_segment(blocks).unwrap();
+            assert!(
+                !pieces.is_empty() && pieces.len() <= 3,
+                "{} pieces",
+                pieces.len()
+            );
+            for (piece, (_, start)) in pieces.iter().zip(&starts) {
+                assert_eq!(piece.as_ptr(), *start, "segment {seg}: a piece was copied");
+            }
+            let got: usize = pieces.iter().map(|p| p.len()).sum();
+            assert_eq!(got as u64, u.segment_len(seg), "segment {seg}'s length");
+            plain.extend(pieces.concat());
+        }
+        assert!(plain == data, "the whole file, from its primary blocks");
     }
 
     /// Any `k` distinct blocks give the originals; a share number given

@@ -20,13 +20,14 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use crate::chk::{CheckedBlock, Decoder};
 use crate::error::CodecError;
 
 /// Segments queued for the decoder at most, the one it decodes included.
-pub(crate) const DECODE_AHEAD: u64 = 2;
+pub(crate) const DECODE_AHEAD: u64 = 3;
 
 /// A block received and waiting for its segment's decoding; its permit
 /// keeps its share's receiver from asking too far ahead.
@@ -49,8 +50,8 @@ pub(crate) struct Job {
 
 /// What the decoder did with a segment, in the order they were queued.
 pub(crate) enum Done {
-    /// Its plaintext (the blocks are released).
-    Plain(Vec<u8>),
+    /// Its plaintext, in pieces (the blocks are released).
+    Plain(Vec<Bytes>),
     /// Not decoded (an earlier segment failed); the blocks given back.
     Unused(u64, Vec<Held>),
     /// Decoding failed for good.
@@ -94,15 +95,15 @@ pub(crate) fn start(mut dec: Decoder) -> Decoding {
             }
             times.for_blocks += start.duration_since(idle);
             times.queued += start.saturating_duration_since(job.queued);
-            let input: Vec<CheckedBlock> = job.blocks.iter().map(|h| h.block.clone()).collect();
-            let r = dec.decode_checked_segment(&input);
-            drop(input);
+            // The blocks go to the decoder, which decrypts them where they
+            // lie; their permits are released once they are decoded.
+            let (input, permits): (Vec<CheckedBlock>, Vec<_>) =
+                job.blocks.into_iter().map(|h| (h.block, h._permit)).unzip();
+            let r = dec.decode_checked_segment(input);
+            drop(permits);
             times.decoding += start.elapsed();
             let out = match r {
-                Ok(plain) => {
-                    drop(job.blocks);
-                    Done::Plain(plain)
-                }
+                Ok(plain) => Done::Plain(plain),
                 Err(e) => {
                     stopped = true;
                     Done::Failed(e)

@@ -492,9 +492,11 @@ async fn download_chk<W: AsyncWrite + Unpin>(
             biased;
             d = t.done.recv() => {
                 match d.ok_or_else(|| std::io::Error::other("the decoder thread ended"))? {
-                    Done::Plain(p) => {
-                        out.write_all(&p).await?;
-                        report.bytes += p.len() as u64;
+                    Done::Plain(pieces) => {
+                        for p in pieces {
+                            out.write_all(&p).await?;
+                            report.bytes += p.len() as u64;
+                        }
                         progress(report.bytes);
                         next += 1;
                     }
