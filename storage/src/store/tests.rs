@@ -418,6 +418,49 @@ fn scrub_finds_what_block_reads_miss() {
     assert_eq!((stats.passes(), stats.shares_checked()), (2, 9));
 }
 
+/// Without a writeback interval, a share's write-out is started every
+/// `START_WRITEOUT_EVERY` bytes while it is written (not left whole to the
+/// fsync at close); with one, the interval's syncs do it instead.
+#[test]
+fn a_long_share_starts_its_write_out_as_it_goes() {
+    use crate::store::writer::START_WRITEOUT_EVERY;
+    let dir = tempfile::tempdir().unwrap();
+    let s = ShareStore::open(dir.path(), 0).unwrap();
+    let mib = 1u64 << 20;
+    let every = START_WRITEOUT_EVERY / mib;
+    let total = 2 * every + 3;
+    let data: Vec<u8> = (0..total * mib).map(|i| (i * 13 % 251) as u8).collect();
+    let mut w = s.allocate(&si(4), 1, data.len() as u64).unwrap();
+    let mut started = Vec::new();
+    for (i, c) in data.chunks(mib as usize).enumerate() {
+        w.write_at(i as u64 * mib, c).unwrap();
+        started.push(w.started / mib);
+    }
+    let want: Vec<u64> = (1..=total).map(|written| written / every * every).collect();
+    assert_eq!(
+        started, want,
+        "MiB whose write-out was started, after each MiB"
+    );
+    w.close().unwrap();
+    assert!(s.read(&si(4), 1, 0, data.len() as u64).unwrap() == data);
+    let synced = ShareStore::open_with(
+        &dir.path().join("synced"),
+        StoreConfig {
+            reserve: 0,
+            capacity: None,
+            writeback: Some(4 * mib),
+        },
+    )
+    .unwrap();
+    let mut w = synced.allocate(&si(4), 1, data.len() as u64).unwrap();
+    w.write_at(0, &data).unwrap();
+    assert_eq!(
+        (w.started, w.clean),
+        (0, data.len() as u64),
+        "the interval's sync instead"
+    );
+}
+
 /// Issue 25: with a writeback interval, a share being written is synced
 /// and dropped from the page cache every interval, so its dirty pages
 /// never pile up past it; without one, only at close. The share is whole

@@ -34,7 +34,23 @@ pub struct ShareWriter {
     /// Bytes from the start already written back and dropped from the
     /// page cache ([`StoreConfig::writeback`](crate::store::StoreConfig)).
     pub(crate) clean: u64,
+    /// Bytes from the start whose write-out was started
+    /// ([`START_WRITEOUT_EVERY`]).
+    pub(crate) started: u64,
 }
+
+/// Without a writeback interval, how many bytes of a share being written
+/// accumulate before their write-out to the disk is started: the disk
+/// writes while the rest of the share arrives, and the fsync at close
+/// finds little left to do (without it, a put's whole output waited in the
+/// page cache for the closes' fsyncs, then went to the disk at once).
+///
+/// Started, not waited for: `posix_fadvise(POSIX_FADV_DONTNEED)` on the
+/// range just written, which on Linux starts write-out of its dirty pages
+/// without waiting (`WB_SYNC_NONE`) and drops only pages already clean
+/// (none yet, just written). Advice only: a kernel that ignores it loses
+/// nothing, since close fsyncs the whole file.
+pub const START_WRITEOUT_EVERY: u64 = 8 << 20;
 
 impl std::fmt::Debug for ShareWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -102,6 +118,7 @@ impl ShareStore {
             inner: self.inner.clone(),
             done: false,
             clean: 0,
+            started: 0,
         })
     }
 }
@@ -134,8 +151,18 @@ impl ShareWriter {
             if end - self.clean >= every.max(1) {
                 self.write_back()?;
             }
+        } else if end - self.started >= START_WRITEOUT_EVERY {
+            self.start_writeout();
         }
         Ok(())
+    }
+
+    /// Start writing out what was written since the last start
+    /// ([`START_WRITEOUT_EVERY`]).
+    fn start_writeout(&mut self) {
+        let len = std::num::NonZeroU64::new(self.written - self.started);
+        let _ = rustix::fs::fadvise(&self.file, self.started, len, rustix::fs::Advice::DontNeed);
+        self.started = self.written;
     }
 
     /// Write what was written so far to disk and drop it from the page
