@@ -75,7 +75,7 @@ use crate::client::decoding::{self, Done, Held, Job, DECODE_AHEAD};
 use crate::client::locate::{Located, ShareFinder};
 use crate::client::pool::SessionPool;
 pub(crate) use crate::client::receive::Source;
-use crate::client::receive::{receive, Arrival, Plan};
+use crate::client::receive::{receive_or_report, Arrival, Plan};
 use crate::client::report::report_corrupt;
 use crate::error::{ClientError, CodecError};
 use crate::types::{ReportVerdict, StorageIndex};
@@ -319,7 +319,7 @@ struct Live {
     /// The next segment it is to deliver (every block before it arrived,
     /// checked).
     delivered: u64,
-    task: tokio::task::JoinHandle<Source>,
+    task: tokio::task::JoinHandle<Option<Source>>,
 }
 
 /// The download's receivers, aborted when dropped: a download cancelled
@@ -466,7 +466,7 @@ async fn download_chk<W: AsyncWrite + Unpin>(
                 shnum,
                 server,
                 delivered: from,
-                task: tokio::spawn(receive(src, plan)),
+                task: tokio::spawn(receive_or_report(src, plan)),
             });
             next_slot += 1;
         }
@@ -555,7 +555,7 @@ async fn download_chk<W: AsyncWrite + Unpin>(
     // give their sessions back.
     drop(tx);
     for l in live.0.iter_mut() {
-        if let Ok(src) = (&mut l.task).await {
+        if let Ok(Some(src)) = (&mut l.task).await {
             pool.put_back(src.conn);
         }
     }

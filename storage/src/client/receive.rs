@@ -18,9 +18,12 @@
 //! download that ends well can return the session to the pool.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use futures::FutureExt;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::chk::{BlockChecker, CheckedBlock, Ueb};
@@ -71,6 +74,39 @@ pub(crate) struct Plan {
     /// arrives, so the checks of several shares run on several cores and
     /// the decoder thread only decodes.
     pub(crate) checker: BlockChecker,
+}
+
+/// [`receive`], whose end the coordinator always hears of: a panic in it
+/// (a bug) is caught and reported as the share's failure, so the download
+/// replaces the share instead of waiting for blocks that never come.
+/// `None` then (the session goes with it).
+pub(crate) async fn receive_or_report(src: Source, plan: Plan) -> Option<Source> {
+    let (tx, slot) = (plan.tx.clone(), plan.slot);
+    reported(receive(src, plan), tx, slot).await
+}
+
+/// Run `work`; if it panics, tell the coordinator that receiver `slot`
+/// failed.
+async fn reported<F: Future>(
+    work: F,
+    tx: mpsc::UnboundedSender<Arrival>,
+    slot: u64,
+) -> Option<F::Output> {
+    match AssertUnwindSafe(work).catch_unwind().await {
+        Ok(v) => Some(v),
+        Err(_) => {
+            tracing::error!(slot, "a download's receiver panicked; its share is dropped");
+            let _ = tx.send(Arrival {
+                slot,
+                seg: 0,
+                block: Err(ClientError::Io(std::io::Error::other(
+                    "the share's receiver failed",
+                ))),
+                permit: None,
+            });
+            None
+        }
+    }
 }
 
 /// Read blocks `plan.from..` of `src`'s share and send them to the
@@ -151,5 +187,28 @@ pub(crate) async fn receive(mut src: Source, plan: Plan) -> Source {
         if failed || sent.is_err() {
             return src;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A receiver that panics is heard of as its share's failure; one that
+    /// ends well sends nothing more.
+    #[tokio::test]
+    async fn a_receiver_that_panics_is_reported_as_its_shares_failure() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let ok = reported(async { 5u8 }, tx.clone(), 3).await;
+        assert_eq!(ok, Some(5));
+        assert!(
+            rx.try_recv().is_err(),
+            "nothing sent for a receiver that ended"
+        );
+        let gone: Option<u8> = reported(async { panic!("a bug") }, tx, 7).await;
+        assert_eq!(gone, None);
+        let a = rx.try_recv().expect("the failure is reported");
+        assert_eq!(a.slot, 7);
+        assert!(matches!(a.block, Err(ClientError::Io(_))));
     }
 }
