@@ -65,7 +65,12 @@ def main():
                     help="command that takes `bench storage ...` (may include arguments)")
     ap.add_argument("--venv", default="target/tahoe-venv")
     ap.add_argument("--work", default=None)
-    ap.add_argument("--base-port", type=int, default=46100)
+    # Listening ports below Linux's ephemeral range (32768-60999 by default):
+    # from 46100 on, the nodes' own outgoing connections (each node connects
+    # to the introducer as soon as it starts) took a port a later node was to
+    # listen on, twice in a row on 2026-12-05, and that node never came up.
+    ap.add_argument("--base-port", type=int, default=30100,
+                    help="first of 12 consecutive listening ports (keep them out of the ephemeral range)")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
@@ -103,16 +108,24 @@ def main():
            f"--webport=tcp:{webport}:interface=127.0.0.1", client)
         run_node(client)
 
+        missing = ["all"]
+
         def connected():
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{webport}/?t=json", timeout=5) as r:
                     j = json.load(r)
             except Exception:
                 return None
-            n = sum(1 for s in j.get("servers", []) if s.get("connection_status", "").lower().startswith("connected"))
-            return n >= 10
+            servers = j.get("servers", [])
+            ok = [s for s in servers if s.get("connection_status", "").lower().startswith("connected")]
+            missing[:] = [s.get("nickname", "?") for s in servers if s not in ok] or ["some"]
+            return len(ok) >= 10
 
-        wait_for("the client to connect to all ten storage servers", 180, connected)
+        try:
+            wait_for("the client to connect to all ten storage servers", 180, connected)
+        except SystemExit as e:
+            raise SystemExit(f"{e} (not connected: {', '.join(missing)}; see {work}/*/run.log,"
+                             " kept with --keep)")
 
         src = os.path.join(work, "input.bin")
         with open(src, "wb") as f:
