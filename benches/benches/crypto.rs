@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the crypto crate: record signing and checking,
-//! handshakes, and transport seal/open throughput with 64 KiB messages.
+//! handshakes and the curve operations they are made of, and transport
+//! seal/open throughput with 64 KiB messages.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use grapevine_crypto::noise::{InitiatorHandshake, ResponderHandshake, MAX_FRAME_LEN};
@@ -100,6 +101,18 @@ fn records(c: &mut Criterion) {
 
 fn handshake(c: &mut Criterion) {
     c.bench_function("handshake/ik_full", |b| b.iter(pair));
+    // The curve arithmetic a handshake is made of: each side does four
+    // Diffie-Hellman operations (a Montgomery ladder each) and two
+    // fixed-base multiplications (its static public key, its ephemeral
+    // key), and verifies one record (`record/decode_verify`).
+    let secret = x25519_dalek::StaticSecret::from([7u8; 32]);
+    let peer = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from([9u8; 32]));
+    c.bench_function("handshake/x25519_dh", |b| {
+        b.iter(|| secret.diffie_hellman(std::hint::black_box(&peer)))
+    });
+    c.bench_function("handshake/x25519_public_key", |b| {
+        b.iter(|| x25519_dalek::PublicKey::from(std::hint::black_box(&secret)))
+    });
 }
 
 criterion_group!(benches, transport, records, handshake);
