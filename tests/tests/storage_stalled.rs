@@ -285,13 +285,6 @@ async fn a_stalled_server_costs_a_deadline_not_the_operation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_download_leaves_no_reads_running() {
     let g = grid().await;
-    let d = data(8 << 20, 7);
-    let up = bounded(
-        "the upload",
-        client::upload(&pool(), &g.refs, upload_req(&d), &|_| {}),
-    )
-    .await
-    .unwrap();
     // A 10-minute deadline: only the cancellation can free the sessions.
     let p = Arc::new(SessionPool::new(
         pool().identity().clone(),
@@ -301,6 +294,19 @@ async fn a_cancelled_download_leaves_no_reads_running() {
             ..PoolConfig::default()
         },
     ));
+    // More segments than the download can have asked for when the servers
+    // stall (after 2 segments written: the decoder at most 3 segments on,
+    // each share at most `read_ahead` beyond), so reads are still to be
+    // sent to the stalled servers. (With 8 segments and 8 ahead, every
+    // block could be in before the stall, and nothing left to hold.)
+    let ahead = usize::try_from(p.config().memory.read_ahead()).unwrap();
+    let d = data((2 + 3 + ahead + 4) << 20, 7);
+    let up = bounded(
+        "the upload",
+        client::upload(&pool(), &g.refs, upload_req(&d), &|_| {}),
+    )
+    .await
+    .unwrap();
     let stalled = Arc::new(tokio::sync::Notify::new());
     let download = {
         let (p, refs, cap, stalled) = (p.clone(), g.refs.clone(), up.cap.clone(), stalled.clone());
