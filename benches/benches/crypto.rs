@@ -7,12 +7,21 @@ use grapevine_crypto::noise::{InitiatorHandshake, ResponderHandshake, MAX_FRAME_
 use grapevine_crypto::testing::{record_for, rng};
 use grapevine_crypto::{Identity, SessionConfig, SignedRecord, Transport, UnverifiedRecord};
 
-fn pair() -> (Transport, Transport) {
+/// A handshake between two nodes whose records carry `issued_at`: a new
+/// value each time gives records no one verified before (each side then
+/// verifies the other's), the same value records remembered as verified
+/// (`grapevine_crypto::verified`).
+fn pair_issued(issued_at: u64) -> (Transport, Transport) {
     let cfg = SessionConfig::default();
     let a = Identity::generate_with(&mut rng(1));
     let b = Identity::generate_with(&mut rng(2));
-    let ra = record_for(&a, "127.0.0.1:1").sign(&a).unwrap();
-    let rb = record_for(&b, "127.0.0.1:2").sign(&b).unwrap();
+    let record = |id: &Identity, addr: &str| {
+        let mut r = record_for(id, addr);
+        r.issued_at = issued_at;
+        r.sign(id).unwrap()
+    };
+    let ra = record(&a, "127.0.0.1:1");
+    let rb = record(&b, "127.0.0.1:2");
     let (hs, m1) = InitiatorHandshake::start(&a, &ra, b.node_id(), &cfg).unwrap();
     let (tb, _, m2) = ResponderHandshake::respond(&b, &rb, &m1[2..], &cfg).unwrap();
     let (ta, _) = hs.finish(&m2[2..]).unwrap();
@@ -29,6 +38,12 @@ fn frames(wire: &[u8]) -> Vec<&[u8]> {
         i += 2 + len;
     }
     out
+}
+
+/// A handshake between two nodes with records no one verified before.
+fn pair() -> (Transport, Transport) {
+    static ISSUED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    pair_issued(ISSUED.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }
 
 fn transport(c: &mut Criterion) {
@@ -68,7 +83,22 @@ fn records(c: &mut Criterion) {
     g.bench_function("sign", |b| {
         b.iter(|| record_for(&id, "127.0.0.1:7000").sign(&id).unwrap())
     });
+    // A record never verified before each time (signed in the setup).
+    let mut issued = 0u64;
     g.bench_function("decode_verify", |b| {
+        b.iter_batched(
+            || {
+                issued += 1;
+                let mut r = record_for(&id, "127.0.0.1:7000");
+                r.issued_at = issued;
+                r.sign(&id).unwrap().bytes().to_vec()
+            },
+            |bytes| SignedRecord::decode(&bytes).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    // The same record again: its verification is remembered.
+    g.bench_function("decode_remembered", |b| {
         b.iter(|| SignedRecord::decode(signed.bytes()).unwrap())
     });
     g.bench_function("parse_only", |b| {
@@ -101,6 +131,9 @@ fn records(c: &mut Criterion) {
 
 fn handshake(c: &mut Criterion) {
     c.bench_function("handshake/ik_full", |b| b.iter(pair));
+    // Both records verified before (as when each side's membership holds
+    // the other's record): no Ed25519 verification in the handshake.
+    c.bench_function("handshake/ik_known_records", |b| b.iter(|| pair_issued(0)));
     // The curve arithmetic a handshake is made of: each side does four
     // Diffie-Hellman operations (a Montgomery ladder each) and two
     // fixed-base multiplications (its static public key, its ephemeral

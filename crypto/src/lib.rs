@@ -47,6 +47,7 @@ pub mod placement;
 pub mod record;
 pub mod session;
 pub mod testing;
+pub mod verified;
 
 pub use admission::{Admission, GridId};
 pub use error::{AdmissionError, IdentityError, RecordError, SessionError};

@@ -16,6 +16,7 @@ use bincode::config::{self, Configuration, Limit, LittleEndian, Varint};
 
 use crate::error::RecordError;
 use crate::identity::{Identity, NodeId};
+use crate::verified;
 
 pub use crate::limits::{
     MAX_ADDRS, MAX_NICKNAME_LEN, MAX_RECORD_LEN, MAX_SOFTWARE_LEN, RECORD_VERSION, SIGNATURE_LEN,
@@ -194,6 +195,14 @@ impl<'a> UnverifiedRecord<'a> {
     /// [`RecordError::InvalidNodeId`], [`RecordError::StaticKeyMismatch`] or
     /// [`RecordError::BadSignature`].
     pub fn verify(self) -> Result<SignedRecord, RecordError> {
+        // The same bytes verified before verify now (`verified`).
+        let remembered = verified::key(self.bytes);
+        if verified::seen(&remembered) {
+            return Ok(SignedRecord {
+                record: Arc::new(self.record),
+                bytes: self.bytes.into(),
+            });
+        }
         // One point decompression serves both the key-binding check and
         // the signature check.
         let key = self.checked_key()?;
@@ -204,6 +213,7 @@ impl<'a> UnverifiedRecord<'a> {
             &ed25519_dalek::Signature::from_bytes(&self.signature()),
         )
         .map_err(|_| RecordError::BadSignature)?;
+        verified::remember(remembered);
         Ok(SignedRecord {
             record: Arc::new(self.record),
             bytes: self.bytes.into(),
@@ -253,6 +263,7 @@ impl<'a> UnverifiedRecord<'a> {
                 return records
                     .into_iter()
                     .map(|r| {
+                        verified::remember(verified::key(r.bytes));
                         Ok(SignedRecord {
                             record: Arc::new(r.record),
                             bytes: r.bytes.into(),
@@ -308,6 +319,59 @@ mod tests {
     use super::*;
     use crate::testing::{record_for, rng};
     use proptest::prelude::*;
+
+    /// A record verified once is not verified again (the verification is
+    /// remembered by its bytes' hash); the same record with one bit changed
+    /// is verified, and refused, every time.
+    #[test]
+    fn a_record_verified_once_is_remembered_and_a_changed_one_is_not() {
+        // A fresh identity: bytes no other test verified.
+        let id = Identity::generate();
+        let signed = record_for(&id, "127.0.0.1:7000").sign(&id).unwrap();
+        let b = signed.bytes().to_vec();
+        let skipped = verified::skipped_on_this_thread;
+        let before = skipped();
+        assert_eq!(SignedRecord::decode(&b).unwrap(), signed);
+        assert_eq!(skipped(), before, "verified the first time");
+        assert_eq!(SignedRecord::decode(&b).unwrap(), signed);
+        assert_eq!(skipped(), before + 1, "remembered the second time");
+        let mut badsig = b.clone();
+        let n = badsig.len();
+        badsig[n - 1] ^= 0x40;
+        for _ in 0..2 {
+            assert_eq!(
+                SignedRecord::decode(&badsig),
+                Err(RecordError::BadSignature)
+            );
+        }
+        assert_eq!(
+            skipped(),
+            before + 1,
+            "a changed record is never taken from memory"
+        );
+        // Records verified as a batch are remembered too.
+        let others: Vec<Vec<u8>> = (0..3)
+            .map(|_| {
+                let id = Identity::generate();
+                record_for(&id, "127.0.0.1:7001")
+                    .sign(&id)
+                    .unwrap()
+                    .bytes()
+                    .to_vec()
+            })
+            .collect();
+        let batch = UnverifiedRecord::verify_batch(
+            others
+                .iter()
+                .map(|o| UnverifiedRecord::parse(o).unwrap())
+                .collect(),
+        );
+        assert!(batch.iter().all(Result::is_ok));
+        for o in &others {
+            SignedRecord::decode(o).unwrap();
+        }
+        assert_eq!(skipped(), before + 4);
+    }
 
     #[test]
     fn typical_record_with_one_ipv4_fits_200_bytes() {
