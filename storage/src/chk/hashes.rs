@@ -374,34 +374,46 @@ mod tests {
         assert!(h.add(6, &list).is_err(), "no share 6");
     }
 
-    /// A share's checker passes its own blocks only (hash, length,
-    /// segment), and the decoder takes checked blocks of its own file and
-    /// next segment only.
-    #[test]
-    fn checked_blocks_are_the_shares_own_and_the_decoder_takes_only_its_next_segment() {
+    /// A 3-of-6 file of `data` under `key`: its shares, and a decoder
+    /// that accepted the hash lists of shares `lists`.
+    fn decoder_with_lists(
+        key: [u8; 32],
+        data: &[u8],
+        lists: &[u16],
+    ) -> (Vec<Vec<u8>>, crate::chk::Decoder) {
         let params = Params {
             k: 3,
             n: 6,
             happy: 4,
         };
-        let data: Vec<u8> = (0..2_600_000u32).map(|i| (i * 7 % 253) as u8).collect();
-        let key = [5; 32];
-        let (shares, cap) = encode_all(key, &data, params);
-        let (_, ueb, _) = parts(&shares[0]);
-        let mut dec = crate::chk::Decoder::new(cap.clone(), ueb).unwrap();
-        for s in [1u16, 4, 5] {
+        let (shares, cap) = encode_all(key, data, params);
+        let mut dec = crate::chk::Decoder::new(cap, parts(&shares[0]).1).unwrap();
+        for &s in lists {
             dec.add_hashes(s, parts(&shares[s as usize]).2).unwrap();
         }
+        (shares, dec)
+    }
+
+    /// Share `s`'s block of segment `seg`, as read off a session.
+    fn block_of(shares: &[Vec<u8>], u: &Ueb, s: u16, seg: u64) -> Bytes {
+        let (off, len) = (u.block_offset(seg) as usize, u.block_len(seg) as usize);
+        Bytes::copy_from_slice(&shares[s as usize][off..off + len])
+    }
+
+    /// A share's checker passes its own blocks only (hash, length,
+    /// segment), and the decoder takes checked blocks of its own file and
+    /// next segment only.
+    #[test]
+    fn checked_blocks_are_the_shares_own_and_the_decoder_takes_only_its_next_segment() {
+        let data: Vec<u8> = (0..2_600_000u32).map(|i| (i * 7 % 253) as u8).collect();
+        let (shares, mut dec) = decoder_with_lists([5; 32], &data, &[1, 4, 5]);
         assert!(dec.checker(0).is_none(), "no list accepted for share 0");
         let u = dec.ueb().clone();
         let checkers: Vec<BlockChecker> = [1u16, 4, 5]
             .iter()
             .map(|&s| dec.checker(s).unwrap())
             .collect();
-        let block = |s: u16, seg: u64| {
-            let (off, len) = (u.block_offset(seg) as usize, u.block_len(seg) as usize);
-            Bytes::copy_from_slice(&shares[s as usize][off..off + len])
-        };
+        let block = |s: u16, seg: u64| block_of(&shares, &u, s, seg);
         let c1 = &checkers[0];
         assert!(c1.check(0, block(1, 0)).is_ok());
         assert!(c1.check(0, block(4, 0)).is_err(), "another share's block");
@@ -430,11 +442,7 @@ mod tests {
         }
         assert!(plain == data, "decoded from recovery shares, whole");
         // A block checked for another file is refused.
-        let (other, other_cap) = encode_all([6; 32], &data, params);
-        let mut dec2 = crate::chk::Decoder::new(other_cap, parts(&other[0]).1).unwrap();
-        for s in [1u16, 4, 5] {
-            dec2.add_hashes(s, parts(&other[s as usize]).2).unwrap();
-        }
+        let (_, mut dec2) = decoder_with_lists([6; 32], &data, &[1, 4, 5]);
         assert!(
             dec2.decode_checked_segment(seg0).is_err(),
             "another file's blocks"
@@ -447,27 +455,17 @@ mod tests {
     /// padding is cut, and the whole file comes back.
     #[test]
     fn primary_blocks_are_decrypted_where_they_lie() {
-        let params = Params {
-            k: 3,
-            n: 6,
-            happy: 4,
-        };
         // 2.5 segments: the last one's blocks carry padding.
         let data: Vec<u8> = (0..2_621_441u32).map(|i| (i * 11 % 241) as u8).collect();
-        let (shares, cap) = encode_all([9; 32], &data, params);
-        let mut dec = crate::chk::Decoder::new(cap, parts(&shares[0]).1).unwrap();
-        for s in 0..4u16 {
-            dec.add_hashes(s, parts(&shares[s as usize]).2).unwrap();
-        }
+        let (shares, mut dec) = decoder_with_lists([9; 32], &data, &[0, 1, 2, 3]);
         let u = dec.ueb().clone();
         let mut plain = Vec::new();
         for seg in 0..u.segments() {
-            let (off, len) = (u.block_offset(seg) as usize, u.block_len(seg) as usize);
             let mut starts = Vec::new();
             let blocks: Vec<CheckedBlock> = [3u16, 2, 0, 1]
                 .iter()
                 .map(|&s| {
-                    let b = Bytes::copy_from_slice(&shares[s as usize][off..off + len]);
+                    let b = block_of(&shares, &u, s, seg);
                     if s < 3 {
                         starts.push((s, b.as_ptr()));
                     }
