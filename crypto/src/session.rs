@@ -132,20 +132,59 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         cfg: &SessionConfig,
     ) -> Result<(Self, SignedRecord), SessionError> {
         with_deadline(cfg.handshake_timeout, async {
-            let first = read_frame(&mut stream, MAX_HANDSHAKE_LEN).await?;
-            let (transport, record, reply) =
-                ResponderHandshake::respond(local, local_record, &first, cfg)?;
-            drop(first);
-            stream.write_all(&reply).await?;
-            let session = Session {
-                stream,
-                transport,
-                peer: record.node_id(),
-                max_message: cfg.max_message,
-            };
-            Ok((session, record))
+            let len = read_len(&mut stream, MAX_HANDSHAKE_LEN).await?;
+            Self::respond(stream, len, local, local_record, cfg).await
         })
         .await
+    }
+
+    /// [`Session::accept`] for a driver that read the first handshake
+    /// message's 2-byte length itself (to tell a handshake from another
+    /// opening on the same port: storage's signed listings open with a
+    /// zero length, which no handshake message has).
+    ///
+    /// # Errors
+    /// As [`Session::accept`]; [`SessionError::MalformedFrame`] for a length
+    /// no handshake message has.
+    pub async fn accept_with_len(
+        stream: S,
+        len: u16,
+        local: &Identity,
+        local_record: &SignedRecord,
+        cfg: &SessionConfig,
+    ) -> Result<(Self, SignedRecord), SessionError> {
+        let len = usize::from(len);
+        if len == 0 || len > MAX_HANDSHAKE_LEN {
+            return Err(SessionError::MalformedFrame);
+        }
+        with_deadline(
+            cfg.handshake_timeout,
+            Self::respond(stream, len, local, local_record, cfg),
+        )
+        .await
+    }
+
+    /// The responder's handshake once the first message's length is read.
+    async fn respond(
+        mut stream: S,
+        len: usize,
+        local: &Identity,
+        local_record: &SignedRecord,
+        cfg: &SessionConfig,
+    ) -> Result<(Self, SignedRecord), SessionError> {
+        let mut first = Vec::with_capacity(len);
+        read_onto(&mut stream, &mut first, len).await?;
+        let (transport, record, reply) =
+            ResponderHandshake::respond(local, local_record, &first, cfg)?;
+        drop(first);
+        stream.write_all(&reply).await?;
+        let session = Session {
+            stream,
+            transport,
+            peer: record.node_id(),
+            max_message: cfg.max_message,
+        };
+        Ok((session, record))
     }
 
     /// The peer's node id, proven in the handshake.

@@ -44,6 +44,7 @@ pub mod cap;
 pub mod chk;
 pub mod client;
 pub mod error;
+pub mod listing;
 pub mod protocol;
 pub mod repair;
 pub mod server;

@@ -321,3 +321,121 @@ async fn a_read_by_a_client_without_sessions_opens_k_of_them() {
         "the primary shares' servers: {first_k:?}, asked {asked:?}"
     );
 }
+
+/// A check that only counts shares (`check` without `--verify`), by a
+/// client holding no sessions, opens none: each server answers a signed
+/// listing instead of a Noise handshake and a list request. A client
+/// holding sessions to some of the servers asks those over their sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_by_a_client_without_sessions_opens_none() {
+    let (servers, refs) = ten_servers().await;
+    let d = data(1024 * 1024 + 5, 10);
+    let up = put(&client_pool(), &refs, &d, KeyMode::Random)
+        .await
+        .expect("upload");
+    let cold = client_pool();
+    let c = client::check(&cold, &refs, &up.cap, false).await.unwrap();
+    assert!(c.results.healthy, "{c:?}");
+    assert_eq!(c.results.count_shares_good, 10);
+    assert_eq!(c.results.servers_responding.len(), 10);
+    assert_eq!(cold.sessions_opened(), 0, "no handshake");
+    assert_eq!(cold.listings_asked(), 10);
+    let listed: u64 = servers.iter().map(|s| s.stats.listings()).sum();
+    assert_eq!(listed, 10, "each server answered one listing");
+
+    // A read opens sessions to the first k servers; a check then asks
+    // those over their sessions and the other seven by listing.
+    let (back, _) = get(&cold, &refs, &up.cap).await.unwrap();
+    assert_eq!(back, d);
+    assert_eq!(cold.sessions_opened(), 3);
+    let c = client::check(&cold, &refs, &up.cap, false).await.unwrap();
+    assert_eq!(c.results.count_shares_good, 10);
+    assert_eq!(cold.sessions_opened(), 3, "the sessions held were used");
+    assert_eq!(cold.listings_asked(), 17);
+
+    // A verifying check reads the shares, so it asks over sessions.
+    let c = client::check(&cold, &refs, &up.cap, true).await.unwrap();
+    assert_eq!(c.results.count_shares_good, 10);
+    assert_eq!(cold.sessions_opened(), 10);
+    assert_eq!(cold.listings_asked(), 17);
+
+    // A client of a closed grid asks over sessions only: a listing does
+    // not say who asks, so a closed grid's servers answer none.
+    let mut me = client_identity();
+    me.session.grid = Some(grapevine_crypto::GridId::of(
+        &grapevine_crypto::Identity::generate(),
+    ));
+    let closed = SessionPool::new(me, PoolConfig::default());
+    let _ = client::check(&closed, &refs, &up.cap, false).await;
+    assert_eq!(closed.listings_asked(), 0);
+    let listed: u64 = servers.iter().map(|s| s.stats.listings()).sum();
+    assert_eq!(listed, 17);
+}
+
+/// A listing is believed only with the dialled server's signature over
+/// this query: an impostor at a server's address that answers with
+/// another key's signature, or replays an answer to an earlier query,
+/// counts as a server that did not answer, and its shares are not counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_not_signed_by_the_server_for_this_query_is_not_believed() {
+    use grapevine_storage::listing::{self, Query, QUERY_LEN, QUERY_MARK};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (_servers, mut refs) = ten_servers().await;
+    let d = data(200_000, 11);
+    let up = put(&client_pool(), &refs, &d, KeyMode::Random)
+        .await
+        .expect("upload");
+    // The impostors take the place of the servers holding shares 0 and 1:
+    // one signs with its own key, the other replays an answer the real
+    // server signed for another query.
+    let holder = |shnum: u16| {
+        up.placements
+            .iter()
+            .find(|(s, _)| *s == shnum)
+            .map(|(_, id)| *id)
+            .unwrap()
+    };
+    let Cap::Chk(chk) = &up.cap else {
+        panic!("a CHK file")
+    };
+    let si = chk.verify_cap().si;
+    let stranger = std::sync::Arc::new(grapevine_crypto::Identity::generate());
+    let real = grapevine_crypto::Identity::generate();
+    let old = Query::new(si);
+    let replayed = listing::answer(&real, &old, &[(1, 1), (5, 1)]);
+    for (shnum, replay) in [(0u16, false), (1, true)] {
+        let listener = tokio::net::TcpListener::bind("127.5.0.3:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stranger, replayed) = (stranger.clone(), replayed.clone());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut head = [0u8; 4 + QUERY_LEN];
+                if s.read_exact(&mut head).await.is_err() || head[..2] != QUERY_MARK {
+                    continue;
+                }
+                let q = Query::from_payload(&head[4..]).unwrap();
+                let out = if replay {
+                    replayed.clone()
+                } else {
+                    listing::answer(&stranger, &q, &[(shnum, 1), (7, 1)])
+                };
+                let _ = s.write_all(&out).await;
+            }
+        });
+        let victim = holder(shnum);
+        let r = refs.iter_mut().find(|r| r.id == victim).unwrap();
+        if replay {
+            // The replayed answer is the real key's: the impostor stands
+            // where that key's node would be.
+            r.id = real.node_id();
+        }
+        r.addr = addr;
+    }
+    let c = client::check(&client_pool(), &refs, &up.cap, false)
+        .await
+        .unwrap();
+    assert_eq!(c.results.servers_responding.len(), 8, "{c:?}");
+    assert_eq!(c.results.count_shares_good, 8, "{c:?}");
+    assert!(!c.results.healthy);
+}

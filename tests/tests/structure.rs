@@ -47,8 +47,15 @@ const CRATES: &[CrateRules] = &[
     },
     CrateRules {
         dir: "storage",
-        // The share server's driver and the scrub's driver (server::scrub).
-        tokio_allowed: Some(&["server::driver", "server::scrub", "client", "testing"]),
+        // The share server's drivers (server::driver, its openings in
+        // server::listing) and the scrub's driver (server::scrub).
+        tokio_allowed: Some(&[
+            "server::driver",
+            "server::listing",
+            "server::scrub",
+            "client",
+            "testing",
+        ]),
         check_lines: true,
     },
     // The SWIM core is sans-IO; only its driver uses tokio.

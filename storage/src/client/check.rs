@@ -15,7 +15,7 @@ use crate::chk::Verifier;
 use crate::client::conn::{Conn, ServerRef};
 use crate::client::download::report_all;
 use crate::client::health::{CheckResults, CorruptReport, Found};
-use crate::client::locate::{locate_in, Located, Search};
+use crate::client::locate::{locate_in, Asking, Located, Search};
 use crate::client::place::permuted_servers;
 use crate::client::pool::SessionPool;
 use crate::client::verified::open_verified;
@@ -169,7 +169,14 @@ async fn inspect_until(
                 4 * usize::from(cap.n)
             },
         };
-        let found = locate_in(pool, &order[asked..], si, search).await;
+        // A check that reads nothing from the servers asks them for
+        // signed listings where it holds no session (no handshake each).
+        let asking = if depth == Depth::List {
+            Asking::Listings
+        } else {
+            Asking::Sessions
+        };
+        let found = locate_in(pool, &order[asked..], si, search, asking).await;
         asked += found.asked;
         responding.extend(found.responding.iter().copied());
         for loc in found.shares {

@@ -26,7 +26,6 @@ use grapevine_crypto::identity::NodeId;
 use crate::client::conn::ServerRef;
 use crate::client::place::permuted_servers;
 use crate::client::pool::SessionPool;
-use crate::protocol::{Reply, Request};
 use crate::types::StorageIndex;
 
 /// A share found on a server.
@@ -72,7 +71,7 @@ pub async fn locate(
         asked_before: 0,
         max_asked: usize::MAX,
     };
-    locate_in(pool, &order, si, search).await
+    locate_in(pool, &order, si, search, Asking::Sessions).await
 }
 
 /// Where a search for shares stands before asking `order` (a tail of a
@@ -106,13 +105,26 @@ impl Search<'_> {
     }
 }
 
+/// How a search asks servers for their lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Asking {
+    /// Over sessions, opened where the pool holds none: for callers that
+    /// read from the servers next (downloads, verifying checks, repair).
+    Sessions,
+    /// Over idle sessions where the pool holds one, else in signed
+    /// listings ([`crate::listing`]), opening no session: for a check that
+    /// only counts shares.
+    Listings,
+}
+
 /// [`locate`] over `order` (already in permuted order), going on from
-/// `search`.
+/// `search`, asking as `asking` says.
 pub(crate) async fn locate_in(
     pool: &SessionPool,
     order: &[ServerRef],
     si: StorageIndex,
     search: Search<'_>,
+    asking: Asking,
 ) -> Findings {
     let n = search.n;
     let mut out: Vec<Located> = Vec::new();
@@ -138,13 +150,14 @@ pub(crate) async fn locate_in(
             break;
         }
         asked += batch.len();
+        let listing = asking == Asking::Listings;
         let answers = futures::future::join_all(batch.into_iter().map(|s| async move {
-            let mut c = pool.get(s).await.ok()?;
-            let r = pool.call(&mut c, Request::List { si }).await;
-            pool.put_back(c);
-            match r {
-                Ok(Reply::Shares(v)) => Some((s, v)),
-                _ => None,
+            match pool.list(s, si, listing).await {
+                Ok(v) => Some((s, v)),
+                Err(e) => {
+                    tracing::debug!(server = %s.id.short(), "no list: {e}");
+                    None
+                }
             }
         }))
         .await;
@@ -218,7 +231,7 @@ impl<'p> ShareFinder<'p> {
     /// Ask `search`'s servers from the top of the permuted list, queueing
     /// every (server, share) not found before.
     async fn search(&mut self, search: Search<'_>) {
-        let more = locate_in(self.pool, &self.order, self.si, search).await;
+        let more = locate_in(self.pool, &self.order, self.si, search, Asking::Sessions).await;
         self.found.asked = self.found.asked.max(more.asked);
         for id in more.responding {
             if !self.found.responding.contains(&id) {

@@ -10,6 +10,8 @@
 //!   placement (servers-of-happiness).
 //! * `upload`: [`upload`], encoding and writing shares, one task per server.
 //! * `locate`: [`locate`], who holds which shares, asking few servers.
+//! * `listing`: asking one server for a signed listing without a session
+//!   (what a check asks of servers the pool holds no session to).
 //! * `download`: [`download`], reading, verifying and decoding `k` shares.
 //! * `decoding`: a download's decoder thread, checking and decoding the
 //!   segments queued for it back to back.
@@ -40,6 +42,7 @@ mod conn;
 mod decoding;
 mod download;
 mod health;
+mod listing;
 mod locate;
 mod place;
 mod pool;

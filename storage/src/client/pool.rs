@@ -32,6 +32,7 @@ use crate::budget::MemoryBudget;
 use crate::client::conn::{ClientIdentity, Conn, ServerRef, DEFAULT_REQUEST_TIMEOUT};
 use crate::error::ClientError;
 use crate::protocol::{Reply, Request};
+use crate::types::StorageIndex;
 
 /// Limits of a [`SessionPool`].
 #[derive(Debug, Clone, Copy)]
@@ -74,6 +75,7 @@ pub struct SessionPool {
     idle: Mutex<Vec<(Conn, Instant)>>,
     returned: tokio::sync::Notify,
     opened: AtomicU64,
+    listings: AtomicU64,
     /// The contact log, while one is kept.
     contacts: Mutex<Option<Vec<Contact>>>,
 }
@@ -102,6 +104,7 @@ impl SessionPool {
             idle: Mutex::new(Vec::new()),
             returned: tokio::sync::Notify::new(),
             opened: AtomicU64::new(0),
+            listings: AtomicU64::new(0),
             contacts: Mutex::new(None),
         }
     }
@@ -213,6 +216,49 @@ impl SessionPool {
         Ok(conn)
     }
 
+    /// Which shares of `si` `server` holds, by its own account: over an
+    /// idle session if the pool holds one, else, where `listing` allows it
+    /// and the grid is open, in a signed listing without a session
+    /// ([`crate::listing`]), else over a new session. For callers that
+    /// need nothing else of the server (a check without reads); the
+    /// contact log counts a listing like a session opened.
+    ///
+    /// # Errors
+    /// As [`SessionPool::get`] and [`Conn::call`]; for a listing, a
+    /// server unreachable, past the handshake deadline or answering out of
+    /// protocol.
+    pub(crate) async fn list(
+        &self,
+        server: ServerRef,
+        si: StorageIndex,
+        listing: bool,
+    ) -> Result<Vec<(u16, u64)>, ClientError> {
+        let held = self
+            .idle_list()
+            .iter()
+            .any(|(c, _)| c.server().id == server.id);
+        if listing && !held && self.me.session.grid.is_none() {
+            self.log_contact(server, false);
+            self.listings.fetch_add(1, Ordering::Relaxed);
+            return crate::client::listing::ask(&self.me, server, si).await;
+        }
+        let mut c = self.get(server).await?;
+        let r = self.call(&mut c, Request::List { si }).await;
+        self.put_back(c);
+        match r? {
+            Reply::Shares(v) => Ok(v),
+            Reply::Error { code, message } => Err(ClientError::Server {
+                server: server.id.short(),
+                code,
+                message,
+            }),
+            _ => Err(ClientError::Protocol(
+                server.id.short(),
+                "answered a list with something else".into(),
+            )),
+        }
+    }
+
     /// Return a session for reuse. One that failed or has unanswered
     /// requests is closed instead.
     pub fn put_back(&self, conn: Conn) {
@@ -258,6 +304,12 @@ impl SessionPool {
     /// Sessions opened over the pool's life (reuse keeps this low).
     pub fn sessions_opened(&self) -> u64 {
         self.opened.load(Ordering::Relaxed)
+    }
+
+    /// Signed listings asked for instead of opening sessions, over the
+    /// pool's life.
+    pub fn listings_asked(&self) -> u64 {
+        self.listings.load(Ordering::Relaxed)
     }
 
     fn contact_log(&self) -> std::sync::MutexGuard<'_, Option<Vec<Contact>>> {

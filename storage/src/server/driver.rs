@@ -62,6 +62,7 @@ use tokio::sync::{watch, Semaphore, SemaphorePermit};
 use crate::protocol::{peek_kind, MAX_MESSAGE};
 use crate::server::backoff::AcceptBackoff;
 use crate::server::handler::ShareServer;
+use crate::server::listing::{self, Opening};
 use crate::store::ShareStore;
 
 /// What bounds the server's peers (see the module docs).
@@ -107,6 +108,7 @@ impl Default for ServerLimits {
 pub struct ServerStats {
     sessions_open: AtomicU64,
     requests: AtomicU64,
+    listings: AtomicU64,
     request_micros: AtomicU64,
     accept_errors: AtomicU64,
     sessions_timed_out: AtomicU64,
@@ -124,6 +126,12 @@ impl ServerStats {
     /// Requests answered.
     pub fn requests(&self) -> u64 {
         self.requests.load(Relaxed)
+    }
+
+    /// Signed listings answered without a session (counted in
+    /// [`ServerStats::requests`] too).
+    pub fn listings(&self) -> u64 {
+        self.listings.load(Relaxed)
     }
 
     /// Total time spent answering requests (decoding, the store's work,
@@ -429,11 +437,18 @@ pub async fn run_listener(
         );
         sessions.spawn(async move {
             let _slot = slot;
-            let accepted =
-                Box::pin(Session::accept(stream, &identity, &record, &limits.session)).await;
+            let started = Instant::now();
+            let opened = Box::pin(listing::open(
+                stream,
+                &identity,
+                &record,
+                &store,
+                &limits.session,
+            ))
+            .await;
             drop(permit);
-            match accepted {
-                Ok((session, peer)) => {
+            match opened {
+                Ok(Opening::Session(session, peer)) => {
                     tracing::debug!(peer = %peer.node_id().short(), "storage session");
                     let served =
                         serve_in_turn(session, store, &stats, &limits, drain, &turns).await;
@@ -441,7 +456,14 @@ pub async fn run_listener(
                         tracing::debug!(%from, "storage session ended: {e}");
                     }
                 }
-                Err(e) => tracing::debug!(%from, "handshake failed: {e}"),
+                Ok(Opening::Listed) => {
+                    stats.requests.fetch_add(1, Relaxed);
+                    stats.listings.fetch_add(1, Relaxed);
+                    stats
+                        .request_micros
+                        .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+                }
+                Err(e) => tracing::debug!(%from, "{e}"),
             }
         });
     }

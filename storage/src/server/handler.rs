@@ -17,6 +17,22 @@ use crate::types::{ReportVerdict, StorageIndex};
 /// Shares one session may have open for writing at once.
 pub const MAX_OPEN_PER_SESSION: usize = 64;
 
+/// The shares of `si` in `store`, with their sizes: what a server lists,
+/// over a session or in a signed listing.
+pub(crate) fn list_shares(
+    store: &ShareStore,
+    si: &StorageIndex,
+) -> Result<Vec<(u16, u64)>, StoreError> {
+    let shares = store.list(si)?;
+    let mut out = Vec::with_capacity(shares.len());
+    for n in shares {
+        if let Ok(size) = store.share_size(si, n) {
+            out.push((n, size));
+        }
+    }
+    Ok(out)
+}
+
 /// Per-session server state: the shares this session is writing. Dropping
 /// it (the session ended) discards unfinished shares.
 #[derive(Debug)]
@@ -141,19 +157,10 @@ impl ShareServer {
                 self.open.remove(&(si, shnum));
                 Reply::Ok
             }
-            Request::List { si } => {
-                let shares = match self.store.list(&si) {
-                    Ok(s) => s,
-                    Err(e) => return from_store(e),
-                };
-                let mut out = Vec::with_capacity(shares.len());
-                for n in shares {
-                    if let Ok(size) = self.store.share_size(&si, n) {
-                        out.push((n, size));
-                    }
-                }
-                Reply::Shares(out)
-            }
+            Request::List { si } => match list_shares(&self.store, &si) {
+                Ok(out) => Reply::Shares(out),
+                Err(e) => from_store(e),
+            },
             Request::Read {
                 si,
                 shnum,

@@ -1,0 +1,52 @@
+//! Asking a server for a signed listing, without a session
+//! ([`crate::listing`] has the format and why): one TCP connection, one
+//! query, one answer checked against the server's node id, under the
+//! session's handshake deadline.
+
+use grapevine_crypto::error::SessionError;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::client::conn::{ClientIdentity, ServerRef};
+use crate::error::ClientError;
+use crate::listing::{open_answer, Query, MAX_ANSWER_LEN};
+use crate::types::StorageIndex;
+
+/// Which shares of `si` `server` says it holds, in an answer it signed for
+/// this query.
+///
+/// # Errors
+/// [`ClientError::Session`] if the server cannot be reached or closes
+/// early, [`ClientError::Timeout`] past the handshake deadline,
+/// [`ClientError::Protocol`] for an answer malformed or not signed by
+/// `server` for this query.
+pub(crate) async fn ask(
+    me: &ClientIdentity,
+    server: ServerRef,
+    si: StorageIndex,
+) -> Result<Vec<(u16, u64)>, ClientError> {
+    let name = server.id.short();
+    let q = Query::new(si);
+    let io = |e: std::io::Error| ClientError::Session(name.clone(), SessionError::Io(e));
+    let run = async {
+        let mut s = TcpStream::connect(server.addr).await.map_err(io)?;
+        let _ = s.set_nodelay(true);
+        s.write_all(&q.to_wire()).await.map_err(io)?;
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).await.map_err(io)?;
+        let len = usize::from(u16::from_be_bytes(len));
+        if len > MAX_ANSWER_LEN {
+            return Err(ClientError::Protocol(
+                name.clone(),
+                format!("listing answer of {len} bytes"),
+            ));
+        }
+        let mut payload = vec![0u8; len];
+        s.read_exact(&mut payload).await.map_err(io)?;
+        open_answer(&server.id, &q, &payload)
+            .map_err(|e| ClientError::Protocol(name.clone(), e.to_string()))
+    };
+    tokio::time::timeout(me.session.handshake_timeout, run)
+        .await
+        .map_err(|_| ClientError::Timeout(name.clone()))?
+}
