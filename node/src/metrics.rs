@@ -125,6 +125,11 @@ impl Collector for NodeCollector {
                 s.storage_stats().sessions_timed_out(),
             ),
             (
+                "grapevine_storage_listings",
+                "Signed listings answered without a session",
+                s.storage_stats().listings(),
+            ),
+            (
                 "grapevine_scrub_passes",
                 "Scrub passes completed",
                 s.scrub_stats().passes(),

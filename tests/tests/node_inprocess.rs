@@ -115,8 +115,13 @@ async fn several_nodes_in_one_process_put_get_and_check_a_file() {
         )),
         "{body}"
     );
+    // A check that only counts shares, by a node holding no sessions, asks
+    // every server (itself included) for a signed listing: one each.
+    let check = at(&nodes, 2).client().check(&up.cap, false).await.unwrap();
+    assert_eq!(check.results.count_shares_good, 5, "{check:?}");
     let m2 = metrics::encode(&metrics::registry(at(&nodes, 2).state().clone()));
     assert!(m2.contains("grapevine_storage_stored_bytes "), "{m2}");
+    assert!(m2.contains("grapevine_storage_listings_total 1\n"), "{m2}");
 
     // Node 4 crashes (no goodbye): the others see it dead, and the file
     // still reads back from the four that are left.
