@@ -108,6 +108,10 @@ pub enum Event {
         from: MemberState,
         /// New state.
         to: MemberState,
+        /// The member's incarnation the new state is about (a verdict that
+        /// arrives late can be about a life that ended before the member
+        /// came back with a higher one).
+        incarnation: u64,
     },
     /// A member published a newer record.
     RecordUpdated(NodeId),
@@ -592,7 +596,12 @@ impl Swim {
                 self.stats.declared_dead += 1;
             }
             tracing::debug!(member = %id.short(), %from, %to, "member state");
-            self.events.push_back(Event::StateChanged { id, from, to });
+            self.events.push_back(Event::StateChanged {
+                id,
+                from,
+                to,
+                incarnation,
+            });
         }
     }
 }

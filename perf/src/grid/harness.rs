@@ -395,6 +395,7 @@ impl Harness<'_> {
             back: step.back,
             down,
             detect,
+            at_ms: crate::worker::unix_ms(),
         })
     }
 
@@ -571,6 +572,7 @@ impl Harness<'_> {
         // Verdicts, detection.
         self.m.false_dead_verdicts = self.sum(|s| s.false_dead);
         self.m.dead_verdicts = self.sum(|s| s.dead_verdicts);
+        self.m.dead_verdicts_on_ended_lives = self.sum(|s| s.dead_on_ended_lives);
         self.m.suspect_verdicts = self.sum(|s| s.suspects);
         self.m.start_failures = self.sum(|s| s.start_failures);
         self.m.false_dead_examples = self

@@ -32,6 +32,7 @@ pub mod harness;
 pub mod plots;
 pub mod proto;
 pub mod report;
+pub mod verdicts;
 pub mod worker;
 pub mod workload;
 

@@ -37,6 +37,9 @@ pub enum ToWorker {
         down: Vec<String>,
         /// What survivors should come to see, if this step took nodes down.
         detect: Option<Detect>,
+        /// The wall clock (Unix milliseconds) when the step was made, before
+        /// any node of it started (see [`crate::grid::verdicts`]).
+        at_ms: u64,
     },
     /// Start or stop the clients' workload.
     Workload {
@@ -149,8 +152,12 @@ pub struct WorkerStatus {
     pub pool_sessions_max: u64,
     /// Sessions the client pools have opened, ever.
     pub pool_opened: u64,
-    /// Dead verdicts about nodes that were up.
+    /// Dead verdicts about nodes that were up, in the life the verdict
+    /// named.
     pub false_dead: u64,
+    /// Dead verdicts about a life of a node that had ended, reached after
+    /// the node came back (see [`crate::grid::verdicts`]).
+    pub dead_on_ended_lives: u64,
     /// Dead verdicts, all.
     pub dead_verdicts: u64,
     /// Suspect verdicts (refuted ones included).
@@ -231,6 +238,7 @@ mod tests {
                     dead: vec!["ab".into()],
                     left: vec![],
                 }),
+                at_ms: 1_700_000_000_000,
             },
             ToWorker::Workload { on: true },
             ToWorker::Readback,

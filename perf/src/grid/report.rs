@@ -128,6 +128,9 @@ pub struct Measured {
     pub false_dead_verdicts: u64,
     /// Some of them: (observer index, subject id).
     pub false_dead_examples: Vec<(usize, String)>,
+    /// Dead verdicts about a life of a node that had ended, reached after
+    /// it came back (not false: see `grid::verdicts`).
+    pub dead_verdicts_on_ended_lives: u64,
     /// Dead verdicts, all.
     pub dead_verdicts: u64,
     /// Suspect verdicts.
@@ -233,6 +236,9 @@ pub struct Report {
     pub false_dead_verdicts: u64,
     /// Some of them: (observer index, subject id).
     pub false_dead_examples: Vec<(usize, String)>,
+    /// Dead verdicts about a life of a node that had ended, reached after
+    /// it came back (not false: see `grid::verdicts`).
+    pub dead_verdicts_on_ended_lives: u64,
     /// Dead verdicts, all.
     pub dead_verdicts: u64,
     /// Suspect verdicts (refuted ones included).
@@ -329,6 +335,7 @@ pub fn build(m: Measured, ops: &[OpRecord]) -> Report {
             .collect(),
         false_dead_verdicts: m.false_dead_verdicts,
         false_dead_examples: m.false_dead_examples,
+        dead_verdicts_on_ended_lives: m.dead_verdicts_on_ended_lives,
         dead_verdicts: m.dead_verdicts,
         suspect_verdicts: m.suspect_verdicts,
         churn_steps: m.churn_steps,
@@ -441,6 +448,10 @@ pub fn print(r: &Report) {
     for (obs, id) in &r.false_dead_examples {
         println!("    node {obs} declared {id} dead");
     }
+    println!(
+        "  dead verdicts on ended lives   {} (about a node's life before it came back)",
+        r.dead_verdicts_on_ended_lives
+    );
     if r.start_failures > 0 {
         println!("  node starts failed             {}", r.start_failures);
     }

@@ -36,6 +36,7 @@ use tokio::sync::{mpsc, watch};
 use crate::grid::clients::{from_record, ClientTask, Phase, Settings, Shared};
 use crate::grid::cpu;
 use crate::grid::proto::{send, Detect, FromWorker, ToWorker, WorkerStatus};
+use crate::grid::verdicts::{DeadVerdict, Returns};
 use crate::grid::workload::{Catalogue, Mix};
 use crate::worker::unix_ms;
 
@@ -144,6 +145,7 @@ struct Worker {
     detect_seen: HashSet<usize>,
     index_of: HashMap<NodeId, usize>,
     ids_sent: bool,
+    returns: Returns,
 }
 
 /// Run a worker until told to quit.
@@ -219,6 +221,7 @@ impl Worker {
             detect_ids: Vec::new(),
             detect_seen: HashSet::new(),
             index_of: HashMap::new(),
+            returns: Returns::default(),
             ids_sent: false,
             args,
         })
@@ -348,9 +351,14 @@ impl Worker {
                 back,
                 down,
                 detect,
+                at_ms,
             } => {
                 let down: HashSet<NodeId> = down.iter().filter_map(|d| d.parse().ok()).collect();
-                *self.shared.down.write().unwrap_or_else(|p| p.into_inner()) = down;
+                {
+                    let mut held = self.shared.down.write().unwrap_or_else(|p| p.into_inner());
+                    self.returns.step(&held, &down, at_ms);
+                    *held = down;
+                }
                 for i in crash {
                     self.take_down(i, false);
                 }
@@ -388,14 +396,24 @@ impl Worker {
     }
 
     fn verdict(&mut self, observer: NodeId, e: Event) {
-        let Event::StateChanged { id, to, .. } = e else {
+        let Event::StateChanged {
+            id,
+            to,
+            incarnation,
+            ..
+        } = e
+        else {
             return;
         };
         match to {
             MemberState::Dead => {
                 self.status.dead_verdicts += 1;
                 let down = self.shared.down.read().unwrap_or_else(|p| p.into_inner());
-                if !down.contains(&id) {
+                let verdict = self.returns.classify(&down, &id, incarnation);
+                if verdict == DeadVerdict::EndedLife {
+                    self.status.dead_on_ended_lives += 1;
+                }
+                if verdict == DeadVerdict::False {
                     self.status.false_dead += 1;
                     if self.status.false_dead_examples.len() < 10 {
                         let obs = self.index_of.get(&observer).copied().unwrap_or(usize::MAX);
