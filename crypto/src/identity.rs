@@ -70,6 +70,27 @@ impl NodeId {
     }
 }
 
+/// Verify many signatures at once, each `(node, message, signature)` by its
+/// node (ed25519 batch verification: about half the work of one by one for
+/// ten). `Ok` only if every one verifies; a failed batch does not say which
+/// failed, so a caller wanting each verdict checks them one by one then.
+///
+/// # Errors
+/// [`IdentityError::InvalidPublicKey`] if a node id is not a valid key,
+/// [`IdentityError::BadSignature`] if the batch does not verify.
+pub fn verify_batch(items: &[(NodeId, &[u8], [u8; 64])]) -> Result<(), IdentityError> {
+    let keys = items
+        .iter()
+        .map(|(id, _, _)| id.verifying_key())
+        .collect::<Result<Vec<_>, _>>()?;
+    let msgs: Vec<&[u8]> = items.iter().map(|(_, m, _)| *m).collect();
+    let sigs: Vec<Signature> = items
+        .iter()
+        .map(|(_, _, s)| Signature::from_bytes(s))
+        .collect();
+    ed25519_dalek::verify_batch(&msgs, &sigs, &keys).map_err(|_| IdentityError::BadSignature)
+}
+
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&BASE32_NOPAD.encode(&self.0).to_ascii_lowercase())

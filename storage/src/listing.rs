@@ -150,16 +150,55 @@ pub fn answer(me: &Identity, q: &Query, shares: &[(u16, u64)]) -> Vec<u8> {
     out
 }
 
-/// The entries of an answer frame's payload, if `server` signed it for `q`.
+/// An answer of the right shape whose signature is not verified yet
+/// ([`Unverified::verify`], or [`verify_all`] for many at once).
+#[derive(Debug, Clone)]
+pub struct Unverified {
+    server: NodeId,
+    signed: Vec<u8>,
+    sig: [u8; SIG_LEN],
+    entries: Vec<(u16, u64)>,
+}
+
+impl Unverified {
+    /// The entries, if the signature is `server`'s over this query.
+    ///
+    /// # Errors
+    /// [`ListingError::BadSignature`].
+    pub fn verify(self) -> Result<Vec<(u16, u64)>, ListingError> {
+        self.server
+            .verify(&self.signed, &self.sig)
+            .map_err(|_| ListingError::BadSignature)?;
+        Ok(self.entries)
+    }
+}
+
+/// Verify many answers (a check's, one per server) with one batch
+/// verification; if the batch fails, each is verified alone, so one bad
+/// answer costs only its own.
+pub fn verify_all(answers: Vec<Unverified>) -> Vec<Result<Vec<(u16, u64)>, ListingError>> {
+    if answers.len() > 1 {
+        let items: Vec<(NodeId, &[u8], [u8; SIG_LEN])> = answers
+            .iter()
+            .map(|a| (a.server, a.signed.as_slice(), a.sig))
+            .collect();
+        if grapevine_crypto::identity::verify_batch(&items).is_ok() {
+            return answers.into_iter().map(|a| Ok(a.entries)).collect();
+        }
+    }
+    answers.into_iter().map(Unverified::verify).collect()
+}
+
+/// An answer frame's payload, checked for shape, as `server`'s answer to
+/// `q`: its signature is checked by [`Unverified::verify`].
 ///
 /// # Errors
-/// [`ListingError::Malformed`] for a payload of the wrong shape,
-/// [`ListingError::BadSignature`] for one not signed by `server` for `q`.
-pub fn open_answer(
+/// [`ListingError::Malformed`] for a payload of the wrong shape.
+pub fn parse_answer(
     server: &NodeId,
     q: &Query,
     payload: &[u8],
-) -> Result<Vec<(u16, u64)>, ListingError> {
+) -> Result<Unverified, ListingError> {
     if payload.len() < 3 + SIG_LEN || payload.len() > MAX_ANSWER_LEN {
         return Err(ListingError::Malformed("answer length"));
     }
@@ -172,17 +211,33 @@ pub fn open_answer(
     }
     let (body, sig) = payload.split_at(payload.len() - SIG_LEN);
     let sig: [u8; SIG_LEN] = sig.try_into().expect("split at SIG_LEN");
-    server
-        .verify(&signed_bytes(server, q, body), &sig)
-        .map_err(|_| ListingError::BadSignature)?;
-    Ok(body[3..]
+    let entries = body[3..]
         .chunks_exact(ENTRY_LEN)
         .map(|e| {
             let shnum = u16::from_be_bytes([e[0], e[1]]);
             let size = u64::from_be_bytes(e[2..].try_into().expect("8 bytes"));
             (shnum, size)
         })
-        .collect())
+        .collect();
+    Ok(Unverified {
+        server: *server,
+        signed: signed_bytes(server, q, body),
+        sig,
+        entries,
+    })
+}
+
+/// The entries of an answer frame's payload, if `server` signed it for `q`.
+///
+/// # Errors
+/// [`ListingError::Malformed`] for a payload of the wrong shape,
+/// [`ListingError::BadSignature`] for one not signed by `server` for `q`.
+pub fn open_answer(
+    server: &NodeId,
+    q: &Query,
+    payload: &[u8],
+) -> Result<Vec<(u16, u64)>, ListingError> {
+    parse_answer(server, q, payload)?.verify()
 }
 
 #[cfg(test)]
@@ -258,6 +313,43 @@ mod tests {
             open_answer(&id, &q, &answer(&server, &q, &[])[2..]),
             Ok(vec![])
         );
+    }
+
+    /// Answers verified together come out as verified alone: a batch with
+    /// one bad answer among good ones refuses that one only.
+    #[test]
+    fn answers_verified_in_a_batch_get_each_its_own_verdict() {
+        let servers: Vec<Identity> = (0..4).map(|_| Identity::generate()).collect();
+        let q = q();
+        let parsed = |i: usize, signer: &Identity| {
+            let frame = answer(signer, &q, &[(i as u16, 9)]);
+            parse_answer(&servers[i].node_id(), &q, &frame[2..]).unwrap()
+        };
+        let good: Vec<Unverified> = (0..4).map(|i| parsed(i, &servers[i])).collect();
+        let out = verify_all(good);
+        assert_eq!(
+            out,
+            (0..4).map(|i| Ok(vec![(i as u16, 9)])).collect::<Vec<_>>()
+        );
+        let stranger = Identity::generate();
+        let mixed = vec![
+            parsed(0, &servers[0]),
+            parsed(1, &stranger),
+            parsed(2, &servers[2]),
+        ];
+        assert_eq!(
+            verify_all(mixed),
+            vec![
+                Ok(vec![(0, 9)]),
+                Err(ListingError::BadSignature),
+                Ok(vec![(2, 9)])
+            ]
+        );
+        assert_eq!(
+            verify_all(vec![parsed(3, &stranger)]),
+            vec![Err(ListingError::BadSignature)]
+        );
+        assert!(verify_all(Vec::new()).is_empty());
     }
 
     /// Whatever bytes arrive, opening an answer returns an error or the

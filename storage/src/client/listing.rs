@@ -9,22 +9,22 @@ use tokio::net::TcpStream;
 
 use crate::client::conn::{ClientIdentity, ServerRef};
 use crate::error::ClientError;
-use crate::listing::{open_answer, Query, MAX_ANSWER_LEN};
+use crate::listing::{parse_answer, Query, Unverified, MAX_ANSWER_LEN};
 use crate::types::StorageIndex;
 
-/// Which shares of `si` `server` says it holds, in an answer it signed for
-/// this query.
+/// Which shares of `si` `server` says it holds, in an answer of the right
+/// shape whose signature the caller verifies (for a check's ten servers,
+/// [`crate::listing::verify_all`] in one batch).
 ///
 /// # Errors
 /// [`ClientError::Session`] if the server cannot be reached or closes
 /// early, [`ClientError::Timeout`] past the handshake deadline,
-/// [`ClientError::Protocol`] for an answer malformed or not signed by
-/// `server` for this query.
+/// [`ClientError::Protocol`] for a malformed answer.
 pub(crate) async fn ask(
     me: &ClientIdentity,
     server: ServerRef,
     si: StorageIndex,
-) -> Result<Vec<(u16, u64)>, ClientError> {
+) -> Result<Unverified, ClientError> {
     let name = server.id.short();
     let q = Query::new(si);
     let io = |e: std::io::Error| ClientError::Session(name.clone(), SessionError::Io(e));
@@ -43,7 +43,7 @@ pub(crate) async fn ask(
         }
         let mut payload = vec![0u8; len];
         s.read_exact(&mut payload).await.map_err(io)?;
-        open_answer(&server.id, &q, &payload)
+        parse_answer(&server.id, &q, &payload)
             .map_err(|e| ClientError::Protocol(name.clone(), e.to_string()))
     };
     tokio::time::timeout(me.session.handshake_timeout, run)

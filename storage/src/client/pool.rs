@@ -34,6 +34,15 @@ use crate::error::ClientError;
 use crate::protocol::{Reply, Request};
 use crate::types::StorageIndex;
 
+/// A server's list of its shares, as [`SessionPool::list`] got it.
+#[derive(Debug)]
+pub(crate) enum Listed {
+    /// Over a session (which authenticated the server).
+    Shares(Vec<(u16, u64)>),
+    /// In a signed listing, its signature not verified yet.
+    Unverified(crate::listing::Unverified),
+}
+
 /// Limits of a [`SessionPool`].
 #[derive(Debug, Clone, Copy)]
 pub struct PoolConfig {
@@ -219,7 +228,8 @@ impl SessionPool {
     /// Which shares of `si` `server` holds, by its own account: over an
     /// idle session if the pool holds one, else, where `listing` allows it
     /// and the grid is open, in a signed listing without a session
-    /// ([`crate::listing`]), else over a new session. For callers that
+    /// ([`crate::listing`]; its signature for the caller to verify), else
+    /// over a new session. For callers that
     /// need nothing else of the server (a check without reads); the
     /// contact log counts a listing like a session opened.
     ///
@@ -232,7 +242,7 @@ impl SessionPool {
         server: ServerRef,
         si: StorageIndex,
         listing: bool,
-    ) -> Result<Vec<(u16, u64)>, ClientError> {
+    ) -> Result<Listed, ClientError> {
         let held = self
             .idle_list()
             .iter()
@@ -240,13 +250,15 @@ impl SessionPool {
         if listing && !held && self.me.session.grid.is_none() {
             self.log_contact(server, false);
             self.listings.fetch_add(1, Ordering::Relaxed);
-            return crate::client::listing::ask(&self.me, server, si).await;
+            return crate::client::listing::ask(&self.me, server, si)
+                .await
+                .map(Listed::Unverified);
         }
         let mut c = self.get(server).await?;
         let r = self.call(&mut c, Request::List { si }).await;
         self.put_back(c);
         match r? {
-            Reply::Shares(v) => Ok(v),
+            Reply::Shares(v) => Ok(Listed::Shares(v)),
             Reply::Error { code, message } => Err(ClientError::Server {
                 server: server.id.short(),
                 code,
