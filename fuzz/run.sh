@@ -10,7 +10,7 @@
 set -euo pipefail
 secs="${1:-60}"
 cd "$(dirname "$0")/.."
-for t in record gossip frames handshake storage_request share_file capability; do
+for t in record gossip frames handshake storage_request share_file capability listing; do
     mkdir -p "fuzz/corpus/$t"
     echo "== $t ($secs s)"
     cargo +nightly fuzz run "$t" "fuzz/corpus/$t" -- -max_total_time="$secs" -max_len=4096 2>&1 |

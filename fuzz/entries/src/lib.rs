@@ -21,7 +21,7 @@ use std::sync::{Arc, OnceLock};
 use grapevine_crypto::{Identity, LocationRecord, SessionConfig, SignedRecord};
 
 /// The names of the fuzz targets, which are also the corpus directories.
-pub const TARGETS: [&str; 7] = [
+pub const TARGETS: [&str; 8] = [
     "record",
     "gossip",
     "frames",
@@ -29,6 +29,7 @@ pub const TARGETS: [&str; 7] = [
     "storage_request",
     "share_file",
     "capability",
+    "listing",
 ];
 
 /// Run the target called `name` on `data`.
@@ -44,6 +45,7 @@ pub fn run(name: &str, data: &[u8]) {
         "storage_request" => storage_request(data),
         "share_file" => share_file(data),
         "capability" => capability(data),
+        "listing" => listing(data),
         other => panic!("no fuzz target {other:?}"),
     }
 }
@@ -168,5 +170,36 @@ pub fn capability(data: &[u8]) {
             assert_eq!(again, c, "a capability changed in a round trip");
         }
         let _ = s.parse::<grapevine_crypto::Admission>();
+    }
+}
+
+/// The server whose signed listings [`listing`] checks, and the query they
+/// answer (fixed, so that seeds signed by it reach the signature check).
+pub fn listing_fixture() -> (Identity, grapevine_storage::listing::Query) {
+    let q = grapevine_storage::listing::Query {
+        nonce: [1; 16],
+        si: grapevine_storage::StorageIndex([2; 16]),
+    };
+    (Identity::from_seed([7; 32]), q)
+}
+
+/// Signed listings: the bytes as a server reads a query and as a client
+/// reads an answer. An answer that parses and verifies lists at most 256
+/// shares and verifies the same alone and in a batch.
+pub fn listing(data: &[u8]) {
+    use grapevine_storage::listing::{parse_answer, verify_all, Query};
+    let _ = Query::from_payload(data);
+    static FIXTURE: OnceLock<(Identity, grapevine_storage::listing::Query)> = OnceLock::new();
+    let (server, q) = FIXTURE.get_or_init(listing_fixture);
+    if let Ok(u) = parse_answer(&server.node_id(), q, data) {
+        let alone = u.clone().verify();
+        let batch = verify_all(vec![u.clone(), u]);
+        if let Ok(entries) = &alone {
+            assert!(entries.len() <= 256, "a listing of {} shares", entries.len());
+        }
+        assert!(
+            batch.iter().all(|b| b == &alone),
+            "a batch verdict differs from the answer's own"
+        );
     }
 }

@@ -111,3 +111,8 @@ fn share_file_corpus() {
 fn capability_corpus() {
     replay("capability", grapevine_fuzz_entries::capability);
 }
+
+#[test]
+fn listing_corpus() {
+    replay("listing", grapevine_fuzz_entries::listing);
+}
