@@ -195,7 +195,11 @@ pub fn listing(data: &[u8]) {
         let alone = u.clone().verify();
         let batch = verify_all(vec![u.clone(), u]);
         if let Ok(entries) = &alone {
-            assert!(entries.len() <= 256, "a listing of {} shares", entries.len());
+            assert!(
+                entries.len() <= 256,
+                "a listing of {} shares",
+                entries.len()
+            );
         }
         assert!(
             batch.iter().all(|b| b == &alone),

@@ -297,7 +297,9 @@ impl Job<'_> {
                     continue;
                 };
                 share.push_block(&blocks[at]);
-                match write(&mut t.conn, self.cap, share.shnum(), offset, &blocks[at]).await {
+                let chunk = self.pool.config().memory.write_chunk();
+                let to = (share.shnum(), offset);
+                match write(&mut t.conn, self.cap, to, &blocks[at], chunk).await {
                     Ok(()) => written = written.saturating_add(blocks[at].len() as u64),
                     Err(e) => {
                         failed = Some(e);
@@ -343,7 +345,8 @@ impl Job<'_> {
             };
             let at = ver.ueb().blocks_len();
             let w = async {
-                write(&mut t.conn, self.cap, shnum, at, &trailer).await?;
+                let chunk = self.pool.config().memory.write_chunk();
+                write(&mut t.conn, self.cap, (shnum, at), &trailer, chunk).await?;
                 t.conn.send(Request::Close { si, shnum }).await?;
                 drain(&mut t.conn).await
             }
@@ -549,20 +552,24 @@ impl Job<'_> {
     }
 }
 
-/// Write `data` at `offset` of share `shnum`, pipelined.
+/// Write `data` at `offset` of share `shnum`, pipelined, in requests of at
+/// most `chunk` bytes (the memory budget's
+/// [`write_chunk`](crate::MemoryBudget::write_chunk), as an upload's: each
+/// request is sealed into a buffer of its own while it is sent).
 async fn write(
     conn: &mut Conn,
     cap: &VerifyCap,
-    shnum: u16,
-    offset: u64,
+    (shnum, offset): (u16, u64),
     data: &[u8],
+    chunk: usize,
 ) -> Result<(), ClientError> {
-    for (i, chunk) in data.chunks(MAX_WRITE).enumerate() {
+    let chunk = chunk.clamp(1, MAX_WRITE);
+    for (i, piece) in data.chunks(chunk).enumerate() {
         while conn.in_flight() >= conn.max_in_flight() {
             conn.recv_ok().await?;
         }
-        let at = offset.saturating_add((i * MAX_WRITE) as u64);
-        conn.send_write(cap.si, shnum, at, chunk).await?;
+        let at = offset.saturating_add((i * chunk) as u64);
+        conn.send_write(cap.si, shnum, at, piece).await?;
     }
     Ok(())
 }
