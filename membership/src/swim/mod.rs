@@ -40,6 +40,7 @@
 //!   (tombstones keep stale copies of their records out), and an open
 //!   grid's member table has a cap.
 //! * `stats`: the counters.
+//! * `event`: [`Event`], what changed in the view, for the driver to hand on.
 //!
 //! Incarnations only come from signatures: a member's incarnation is its
 //! record's sequence number or one it signed in an `Alive` or `Left`, and an
@@ -53,6 +54,7 @@
 
 mod address;
 mod admit;
+mod event;
 mod expire;
 mod gossip;
 mod join;
@@ -79,6 +81,7 @@ use rand::rngs::SmallRng;
 use rand::Rng;
 
 pub use crate::config::Config;
+pub use event::Event;
 pub use members::MemberState;
 
 use crate::broadcast::{Broadcasts, Key};
@@ -94,28 +97,6 @@ use members::Members;
 pub use stats::Stats;
 
 type HashMap<K, V> = hashbrown::HashMap<K, V, FixedState>;
-
-/// Something that changed in this node's view.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// A node became known (its record arrived).
-    Joined(NodeId),
-    /// A member's state changed.
-    StateChanged {
-        /// The member.
-        id: NodeId,
-        /// Previous state.
-        from: MemberState,
-        /// New state.
-        to: MemberState,
-        /// The member's incarnation the new state is about (a verdict that
-        /// arrives late can be about a life that ended before the member
-        /// came back with a higher one).
-        incarnation: u64,
-    },
-    /// A member published a newer record.
-    RecordUpdated(NodeId),
-}
 
 /// A member as seen from outside the core.
 #[derive(Debug, Clone)]
