@@ -439,3 +439,46 @@ async fn a_listing_not_signed_by_the_server_for_this_query_is_not_believed() {
     assert_eq!(c.results.count_shares_good, 8, "{c:?}");
     assert!(!c.results.healthy);
 }
+
+/// A server of the release before signed listings reads a listing's zero
+/// length as a broken handshake and closes the connection: a check then
+/// asks it over a session, and counts its shares (a rolling upgrade).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_answers_no_listings_is_asked_over_a_session() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (_servers, mut refs) = ten_servers().await;
+    let d = data(100_000, 12);
+    let up = put(&client_pool(), &refs, &d, KeyMode::Random)
+        .await
+        .expect("upload");
+    // Before every server, a front that acts as an older server: it closes
+    // a connection that opens with a zero length and relays any other.
+    for r in refs.iter_mut() {
+        let listener = tokio::net::TcpListener::bind("127.5.0.4:0").await.unwrap();
+        let (front, back) = (listener.local_addr().unwrap(), r.addr);
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut head = [0u8; 2];
+                    if s.read_exact(&mut head).await.is_err() || head == [0, 0] {
+                        return;
+                    }
+                    let Ok(mut b) = tokio::net::TcpStream::connect(back).await else {
+                        return;
+                    };
+                    if b.write_all(&head).await.is_ok() {
+                        let _ = tokio::io::copy_bidirectional(&mut s, &mut b).await;
+                    }
+                });
+            }
+        });
+        r.addr = front;
+    }
+    let cold = client_pool();
+    let c = client::check(&cold, &refs, &up.cap, false).await.unwrap();
+    assert_eq!(c.results.count_shares_good, 10, "{c:?}");
+    assert!(c.results.healthy);
+    assert_eq!(cold.listings_asked(), 10);
+    assert_eq!(cold.sessions_opened(), 10, "each asked over a session");
+}

@@ -1,7 +1,9 @@
 //! Asking a server for a signed listing, without a session
 //! ([`crate::listing`] has the format and why): one TCP connection, one
 //! query, one answer checked against the server's node id, under the
-//! session's handshake deadline.
+//! session's handshake deadline. A server that closes the connection
+//! unanswered ([`refused`]) is asked over a session instead, so a client
+//! works with servers of the release before listings.
 
 use grapevine_crypto::error::SessionError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -49,4 +51,15 @@ pub(crate) async fn ask(
     tokio::time::timeout(me.session.handshake_timeout, run)
         .await
         .map_err(|_| ClientError::Timeout(name.clone()))?
+}
+
+/// Whether `e`, from [`ask`], says the server took the connection and
+/// closed it without an answer: a server that answers no listings (one of
+/// a release before them, which reads the query's zero length as a broken
+/// handshake and closes), as opposed to one that cannot be reached, is too
+/// slow, or answers out of protocol.
+pub(crate) fn refused(e: &ClientError) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionReset, UnexpectedEof};
+    matches!(e, ClientError::Session(_, SessionError::Io(io))
+        if matches!(io.kind(), UnexpectedEof | ConnectionReset | BrokenPipe))
 }

@@ -250,9 +250,16 @@ impl SessionPool {
         if listing && !held && self.me.session.grid.is_none() {
             self.log_contact(server, false);
             self.listings.fetch_add(1, Ordering::Relaxed);
-            return crate::client::listing::ask(&self.me, server, si)
-                .await
-                .map(Listed::Unverified);
+            match crate::client::listing::ask(&self.me, server, si).await {
+                Ok(u) => return Ok(Listed::Unverified(u)),
+                // A server that took the connection and closed it
+                // unanswered answers no listings (a release before them,
+                // during a rolling upgrade): ask it over a session.
+                Err(e) if crate::client::listing::refused(&e) => {
+                    tracing::debug!(server = %server.id.short(), "no listing ({e}); asking over a session");
+                }
+                Err(e) => return Err(e),
+            }
         }
         let mut c = self.get(server).await?;
         let r = self.call(&mut c, Request::List { si }).await;
