@@ -10,6 +10,7 @@
 mod alloc;
 mod baseline;
 mod bench_ceiling;
+mod bench_check;
 mod bench_gateway;
 mod bench_members;
 mod bench_sessions;
@@ -73,6 +74,9 @@ enum BenchCmd {
     /// The ceiling of put and get on this machine now: every stage's
     /// single-core throughput, combined for this many cores.
     Ceiling(bench_ceiling::CeilingArgs),
+    /// A check's cost with sessions held and with none (signed listings),
+    /// and ten sessions opened, on local servers.
+    Check(bench_check::CheckArgs),
     /// The web gateway against `grapevine get`'s library call: throughput,
     /// memory, a ranged read, many small GETs at once.
     Gateway(bench_gateway::GatewayArgs),
@@ -98,6 +102,7 @@ fn main() -> Result<()> {
         Cmd::Bench(BenchCmd::Storage(a)) => bench_storage::run(&a),
         Cmd::Bench(BenchCmd::Ceiling(a)) => bench_ceiling::run(&a),
         Cmd::Bench(BenchCmd::Gateway(a)) => bench_gateway::run(&a),
+        Cmd::Bench(BenchCmd::Check(a)) => bench_check::run(&a),
         Cmd::Bench(BenchCmd::Members(a)) => bench_members::run(&a),
         Cmd::Swarm(a) => swarm::run(&a),
         Cmd::Grid(a) => grid::harness::run(&a),
