@@ -182,3 +182,38 @@ async fn bench(args: &CheckArgs) -> Result<CheckReport> {
         ten_sessions_ms: quantiles(s),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A short run puts the file, checks it healthy both ways (the cold
+    /// ones opening no session) and reports every kind.
+    #[test]
+    fn a_short_run_checks_both_ways_and_reports() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let args = CheckArgs {
+            checks: 3,
+            servers: 10,
+            json: true,
+        };
+        let r = rt.block_on(bench(&args)).unwrap();
+        assert_eq!(r.checks, 3);
+        for q in [&r.warm_ms, &r.cold_ms, &r.ten_sessions_ms] {
+            assert!(q.p50 > 0.0 && q.p95 >= q.p50, "{r:?}");
+        }
+        assert!(r.cold_over_warm > 0.0);
+    }
+
+    #[test]
+    fn quantiles_pick_the_nearest_rank() {
+        let q = quantiles((1..=100).map(f64::from).collect());
+        assert_eq!((q.p50, q.p95), (51.0, 95.0));
+        let one = quantiles(vec![7.0]);
+        assert_eq!((one.p50, one.p95), (7.0, 7.0));
+    }
+}
