@@ -108,13 +108,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             drop(first);
             let reply = read_frame(&mut stream, MAX_HANDSHAKE_LEN).await?;
             let (transport, record) = hs.finish(&reply)?;
-            let session = Session {
-                stream,
-                transport,
-                peer: record.node_id(),
-                max_message: cfg.max_message,
-            };
-            Ok((session, record))
+            Ok(Self::established(stream, transport, record, cfg))
         })
         .await
     }
@@ -178,13 +172,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             ResponderHandshake::respond(local, local_record, &first, cfg)?;
         drop(first);
         stream.write_all(&reply).await?;
+        Ok(Self::established(stream, transport, record, cfg))
+    }
+
+    /// A session over `stream` once either side's handshake is done, with
+    /// the peer's verified record.
+    fn established(
+        stream: S,
+        transport: Transport,
+        record: SignedRecord,
+        cfg: &SessionConfig,
+    ) -> (Self, SignedRecord) {
         let session = Session {
             stream,
             transport,
             peer: record.node_id(),
             max_message: cfg.max_message,
         };
-        Ok((session, record))
+        (session, record)
     }
 
     /// The peer's node id, proven in the handshake.

@@ -110,19 +110,8 @@ fn identity() -> Result<ClientIdentity> {
 }
 
 async fn bench(args: &CheckArgs) -> Result<CheckReport> {
-    let mut servers = Vec::new();
-    let mut dirs = Vec::new();
-    for i in 0..args.servers {
-        let dir = tempfile::tempdir()?;
-        let srv = grapevine_storage::testing::spawn_local([127, 6, 1, 1].into(), dir.path(), None)
-            .await
-            .map_err(|e| anyhow::anyhow!("starting server {i}: {e}"))?;
-        servers.push(ServerRef {
-            id: srv.id,
-            addr: srv.addr,
-        });
-        dirs.push(dir);
-    }
+    let (servers, _dirs) =
+        crate::bench_storage::local_servers(args.servers, [127, 6, 1, 1], None).await?;
     let me = identity()?;
     let warm = SessionPool::new(me.clone(), PoolConfig::default());
     let data = vec![7u8; 1 << 20];

@@ -309,16 +309,23 @@ fn print_report(r: &StorageReport) {
     );
 }
 
-async fn bench(size: u64, n_servers: usize, base: Option<&std::path::Path>) -> Result<RunFigures> {
+/// `n` share servers in this process on `ip`, each storing in a fresh
+/// directory (under `base`, else the temp dir): how a client reaches them,
+/// and their directories (removed when dropped).
+pub(crate) async fn local_servers(
+    n: usize,
+    ip: [u8; 4],
+    base: Option<&std::path::Path>,
+) -> Result<(Vec<ServerRef>, Vec<tempfile::TempDir>)> {
     let mut servers = Vec::new();
     let mut dirs = Vec::new();
-    for i in 0..n_servers {
+    for i in 0..n {
         let dir = match base {
             Some(b) => tempfile::tempdir_in(b)?,
             None => tempfile::tempdir()?,
         };
         let srv = grapevine_storage::testing::spawn_local(
-            [127, 6, 0, 1].into(),
+            ip.into(),
             dir.path(),
             Some(format!("bench-{i}")),
         )
@@ -330,6 +337,11 @@ async fn bench(size: u64, n_servers: usize, base: Option<&std::path::Path>) -> R
         });
         dirs.push(dir);
     }
+    Ok((servers, dirs))
+}
+
+async fn bench(size: u64, n_servers: usize, base: Option<&std::path::Path>) -> Result<RunFigures> {
+    let (servers, dirs) = local_servers(n_servers, [127, 6, 0, 1], base).await?;
     let ident = Arc::new(Identity::generate());
     let record = LocationRecord::new(&ident, vec!["127.6.0.2:1".parse()?]).sign(&ident)?;
     let me = ClientIdentity {
