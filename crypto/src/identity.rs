@@ -9,8 +9,10 @@
 use std::fmt;
 use std::fs;
 use std::io::Write;
+use std::num::NonZeroUsize;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use data_encoding::BASE32_NOPAD;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
@@ -70,27 +72,6 @@ impl NodeId {
     }
 }
 
-/// Verify many signatures at once, each `(node, message, signature)` by its
-/// node (ed25519 batch verification: about half the work of one by one for
-/// ten). `Ok` only if every one verifies; a failed batch does not say which
-/// failed, so a caller wanting each verdict checks them one by one then.
-///
-/// # Errors
-/// [`IdentityError::InvalidPublicKey`] if a node id is not a valid key,
-/// [`IdentityError::BadSignature`] if the batch does not verify.
-pub fn verify_batch(items: &[(NodeId, &[u8], [u8; 64])]) -> Result<(), IdentityError> {
-    let keys = items
-        .iter()
-        .map(|(id, _, _)| id.verifying_key())
-        .collect::<Result<Vec<_>, _>>()?;
-    let msgs: Vec<&[u8]> = items.iter().map(|(_, m, _)| *m).collect();
-    let sigs: Vec<Signature> = items
-        .iter()
-        .map(|(_, _, s)| Signature::from_bytes(s))
-        .collect();
-    ed25519_dalek::verify_batch(&msgs, &sigs, &keys).map_err(|_| IdentityError::BadSignature)
-}
-
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&BASE32_NOPAD.encode(&self.0).to_ascii_lowercase())
@@ -128,9 +109,15 @@ impl<'de> serde::Deserialize<'de> for NodeId {
     }
 }
 
-/// A node's secret identity: the ed25519 signing key.
+/// Pair keys an identity remembers ([`Identity::pair_key`]; least
+/// recently used dropped first).
+pub const PAIR_KEYS_KEPT: usize = 1024;
+
+/// A node's secret identity: the ed25519 signing key, and the pair keys
+/// derived from it lately ([`Identity::pair_key`]).
 pub struct Identity {
     signing: SigningKey,
+    pub(crate) pair_keys: Mutex<lru::LruCache<NodeId, [u8; 32]>>,
 }
 
 impl fmt::Debug for Identity {
@@ -156,6 +143,9 @@ impl Identity {
     pub fn from_seed(seed: [u8; 32]) -> Self {
         Identity {
             signing: SigningKey::from_bytes(&seed),
+            pair_keys: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(PAIR_KEYS_KEPT).expect("a non-zero capacity"),
+            )),
         }
     }
 

@@ -43,6 +43,7 @@ pub mod error;
 pub mod identity;
 pub mod limits;
 pub mod noise;
+pub mod pair_key;
 pub mod placement;
 pub mod record;
 pub mod session;

@@ -134,7 +134,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// [`Session::accept`] for a driver that read the first handshake
     /// message's 2-byte length itself (to tell a handshake from another
-    /// opening on the same port: storage's signed listings open with a
+    /// opening on the same port: storage's listings open with a
     /// zero length, which no handshake message has).
     ///
     /// # Errors

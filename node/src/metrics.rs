@@ -126,7 +126,7 @@ impl Collector for NodeCollector {
             ),
             (
                 "grapevine_storage_listings",
-                "Signed listings answered without a session",
+                "Listings answered without a session",
                 s.storage_stats().listings(),
             ),
             (

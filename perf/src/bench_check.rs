@@ -5,9 +5,12 @@
 //!
 //! One 1 MiB file is put on `--servers` local servers (3-of-10), then the
 //! benchmark alternates, `--checks` times: a check over the warm pool,
-//! a check by a fresh pool (signed listings, no handshake), and opening a
-//! session to each of the first ten servers from a fresh pool (what a
-//! cold check cost before listings). It reports the p50 and p95 of each.
+//! a check by a fresh pool of the same client (listings, no handshake;
+//! the pair keys of client and servers remembered), a check by a client
+//! never seen before (listings, and a pair key derived on each side: a
+//! first contact), and opening a session to each of the first ten servers
+//! from a fresh pool (what a cold check cost before listings). It reports
+//! the p50 and p95 of each.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -48,8 +51,10 @@ pub struct CheckReport {
     pub checks: usize,
     /// A check over sessions held to every server.
     pub warm_ms: Quantiles,
-    /// A check by a client holding no session (signed listings).
+    /// A check by a client holding no session (listings).
     pub cold_ms: Quantiles,
+    /// A check by a client no server has met (listings, pair keys derived).
+    pub first_contact_ms: Quantiles,
     /// Opening sessions to ten servers at once from a fresh pool.
     pub ten_sessions_ms: Quantiles,
     /// `cold_ms.p50 / warm_ms.p50`.
@@ -89,7 +94,8 @@ pub fn run(args: &CheckArgs) -> Result<()> {
         );
         for (what, q) in [
             ("warm (sessions held)", &r.warm_ms),
-            ("cold (signed listings)", &r.cold_ms),
+            ("cold (listings)", &r.cold_ms),
+            ("first contact", &r.first_contact_ms),
             ("ten sessions opened", &r.ten_sessions_ms),
         ] {
             println!("  {what:24} p50 {:6.3}  p95 {:6.3}", q.p50, q.p95);
@@ -136,7 +142,7 @@ async fn bench(args: &CheckArgs) -> Result<CheckReport> {
         .into_iter()
         .take(10)
         .collect();
-    let (mut w, mut c, mut s) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut w, mut c, mut f, mut s) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..args.checks {
         let t = Instant::now();
         let r = client::check(&warm, &servers, &up.cap, false).await?;
@@ -149,6 +155,12 @@ async fn bench(args: &CheckArgs) -> Result<CheckReport> {
         c.push(t.elapsed().as_secs_f64() * 1e3);
         anyhow::ensure!(r.results.healthy, "cold check: {}", r.summary);
         anyhow::ensure!(cold.sessions_opened() == 0, "a cold check opened sessions");
+
+        let stranger = SessionPool::new(identity()?, PoolConfig::default());
+        let t = Instant::now();
+        let r = client::check(&stranger, &servers, &up.cap, false).await?;
+        f.push(t.elapsed().as_secs_f64() * 1e3);
+        anyhow::ensure!(r.results.healthy, "first-contact check: {}", r.summary);
 
         let fresh = Arc::new(SessionPool::new(me.clone(), PoolConfig::default()));
         let t = Instant::now();
@@ -168,6 +180,7 @@ async fn bench(args: &CheckArgs) -> Result<CheckReport> {
         cold_over_warm: cold_ms.p50 / warm_ms.p50,
         warm_ms,
         cold_ms,
+        first_contact_ms: quantiles(f),
         ten_sessions_ms: quantiles(s),
     })
 }
@@ -192,7 +205,12 @@ mod tests {
         };
         let r = rt.block_on(bench(&args)).unwrap();
         assert_eq!(r.checks, 3);
-        for q in [&r.warm_ms, &r.cold_ms, &r.ten_sessions_ms] {
+        for q in [
+            &r.warm_ms,
+            &r.cold_ms,
+            &r.first_contact_ms,
+            &r.ten_sessions_ms,
+        ] {
             assert!(q.p50 > 0.0 && q.p95 >= q.p50, "{r:?}");
         }
         assert!(r.cold_over_warm > 0.0);

@@ -74,7 +74,7 @@ enum BenchCmd {
     /// The ceiling of put and get on this machine now: every stage's
     /// single-core throughput, combined for this many cores.
     Ceiling(bench_ceiling::CeilingArgs),
-    /// A check's cost with sessions held and with none (signed listings),
+    /// A check's cost with sessions held and with none (listings),
     /// and ten sessions opened, on local servers.
     Check(bench_check::CheckArgs),
     /// The web gateway against `grapevine get`'s library call: throughput,

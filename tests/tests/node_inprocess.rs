@@ -116,7 +116,7 @@ async fn several_nodes_in_one_process_put_get_and_check_a_file() {
         "{body}"
     );
     // A check that only counts shares, by a node holding no sessions, asks
-    // every server (itself included) for a signed listing: one each.
+    // every server (itself included) for a listing: one each.
     let check = at(&nodes, 2).client().check(&up.cap, false).await.unwrap();
     assert_eq!(check.results.count_shares_good, 5, "{check:?}");
     let m2 = metrics::encode(&metrics::registry(at(&nodes, 2).state().clone()));

@@ -340,6 +340,9 @@ async fn a_check_by_a_client_without_sessions_opens_none() {
     assert_eq!(c.results.servers_responding.len(), 10);
     assert_eq!(cold.sessions_opened(), 0, "no handshake");
     assert_eq!(cold.listings_asked(), 10);
+    // The client derived a pair key with each server, and keeps it for the
+    // next listing.
+    assert_eq!(cold.identity().identity.pair_keys_kept(), 10);
     // A server counts a listing once it has sent it and closed, which may
     // be just after the client has it.
     listings_reach(&servers, 10).await;
@@ -361,7 +364,7 @@ async fn a_check_by_a_client_without_sessions_opens_none() {
     assert_eq!(cold.listings_asked(), 17);
 
     // A client of a closed grid asks over sessions only: a listing does
-    // not say who asks, so a closed grid's servers answer none.
+    // not prove who asks, so a closed grid's servers answer none.
     let mut me = client_identity();
     me.session.grid = Some(grapevine_crypto::GridId::of(
         &grapevine_crypto::Identity::generate(),
@@ -383,23 +386,25 @@ async fn listings_reach(servers: &[Server], n: u64) {
     assert_eq!(total(), n, "listings answered");
 }
 
-/// A listing is believed only with the dialled server's signature over
-/// this query: an impostor at a server's address that answers with
-/// another key's signature, or replays an answer to an earlier query,
-/// counts as a server that did not answer, and its shares are not counted.
+/// A listing is believed only if the dialled server made it for this
+/// query: an impostor at a server's address that answers under its own
+/// key, or replays an answer the server made for this client's earlier
+/// query, counts as a server that did not answer, and its shares are not
+/// counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_listing_not_signed_by_the_server_for_this_query_is_not_believed() {
+async fn a_listing_not_made_by_the_server_for_this_query_is_not_believed() {
     use grapevine_storage::listing::{self, Query, QUERY_LEN, QUERY_MARK};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let (_servers, mut refs) = ten_servers().await;
     let d = data(200_000, 11);
-    let up = put(&client_pool(), &refs, &d, KeyMode::Random)
+    let pool = client_pool();
+    let up = put(&pool, &refs, &d, KeyMode::Random)
         .await
         .expect("upload");
     // The impostors take the place of the servers holding shares 0 and 1:
-    // one signs with its own key, the other replays an answer the real
-    // server signed for another query.
+    // one answers under its own key, the other replays an answer the real
+    // server made for an earlier query of this client.
     let holder = |shnum: u16| {
         up.placements
             .iter()
@@ -413,8 +418,8 @@ async fn a_listing_not_signed_by_the_server_for_this_query_is_not_believed() {
     let si = chk.verify_cap().si;
     let stranger = std::sync::Arc::new(grapevine_crypto::Identity::generate());
     let real = grapevine_crypto::Identity::generate();
-    let old = Query::new(si);
-    let replayed = listing::answer(&real, &old, &[(1, 1), (5, 1)]);
+    let old = Query::new(si, pool.identity().identity.node_id());
+    let replayed = listing::answer(&real, &old, &[(1, 1), (5, 1)]).unwrap();
     for (shnum, replay) in [(0u16, false), (1, true)] {
         let listener = tokio::net::TcpListener::bind("127.5.0.3:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -429,7 +434,7 @@ async fn a_listing_not_signed_by_the_server_for_this_query_is_not_believed() {
                 let out = if replay {
                     replayed.clone()
                 } else {
-                    listing::answer(&stranger, &q, &[(shnum, 1), (7, 1)])
+                    listing::answer(&stranger, &q, &[(shnum, 1), (7, 1)]).unwrap()
                 };
                 let _ = s.write_all(&out).await;
             }
@@ -443,15 +448,16 @@ async fn a_listing_not_signed_by_the_server_for_this_query_is_not_believed() {
         }
         r.addr = addr;
     }
-    let c = client::check(&client_pool(), &refs, &up.cap, false)
-        .await
-        .unwrap();
+    // A fresh pool (no sessions) of the same client: listings.
+    let fresh = SessionPool::new(pool.identity().clone(), PoolConfig::default());
+    let c = client::check(&fresh, &refs, &up.cap, false).await.unwrap();
+    assert_eq!(fresh.listings_asked(), 10);
     assert_eq!(c.results.servers_responding.len(), 8, "{c:?}");
     assert_eq!(c.results.count_shares_good, 8, "{c:?}");
     assert!(!c.results.healthy);
 }
 
-/// A server of the release before signed listings reads a listing's zero
+/// A server of the release before listings reads a listing's zero
 /// length as a broken handshake and closes the connection: a check then
 /// asks it over a session, and counts its shares (a rolling upgrade).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -324,10 +324,9 @@ fn main() {
     let mut extra = encode(&RequestMsg::new(4, Request::<Vec<u8>>::List { si }));
     extra.push(0);
     write("storage_request", "extra-field", &extra);
-    // Signed listings: a query's payload, and answers by the fixture's
-    // server to the fixture's query (none, some, all shares; another
-    // signer's).
-    let (server, q) = grapevine_fuzz_entries::listing_fixture();
+    // Listings: a query's payload, and answers by the fixture's server to
+    // the fixture's query (none, some, all shares; another server's).
+    let (server, _client, q) = grapevine_fuzz_entries::listing_fixture();
     write("listing", "query", &q.to_wire()[4..]);
     let answers: [(&str, Vec<(u16, u64)>); 3] = [
         ("answer-empty", vec![]),
@@ -335,10 +334,10 @@ fn main() {
         ("answer-all", (0..256).map(|s| (s, 1)).collect()),
     ];
     for (name, shares) in answers {
-        let frame = grapevine_storage::listing::answer(&server, &q, &shares);
+        let frame = grapevine_storage::listing::answer(&server, &q, &shares).unwrap();
         write("listing", name, &frame[2..]);
     }
-    let frame = grapevine_storage::listing::answer(&other, &q, &[(1, 5)]);
-    write("listing", "answer-other-signer", &frame[2..]);
+    let frame = grapevine_storage::listing::answer(&other, &q, &[(1, 5)]).unwrap();
+    write("listing", "answer-other-server", &frame[2..]);
     println!("seeds written under fuzz/corpus/");
 }

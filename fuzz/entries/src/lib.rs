@@ -173,37 +173,41 @@ pub fn capability(data: &[u8]) {
     }
 }
 
-/// The server whose signed listings [`listing`] checks, and the query they
-/// answer (fixed, so that seeds signed by it reach the signature check).
-pub fn listing_fixture() -> (Identity, grapevine_storage::listing::Query) {
+/// The server whose listings [`listing`] opens, the client that asked
+/// and its query (fixed, so that seeds made by the server reach the tag
+/// check).
+pub fn listing_fixture() -> (Identity, Identity, grapevine_storage::listing::Query) {
+    let client = Identity::from_seed([8; 32]);
     let q = grapevine_storage::listing::Query {
         nonce: [1; 16],
         si: grapevine_storage::StorageIndex([2; 16]),
+        client: client.node_id(),
     };
-    (Identity::from_seed([7; 32]), q)
+    (Identity::from_seed([7; 32]), client, q)
 }
 
-/// Signed listings: the bytes as a server reads a query and as a client
-/// reads an answer. An answer that parses and verifies lists at most 256
-/// shares and verifies the same alone and in a batch.
+/// Listings: the bytes as a server reads a query and as a client reads an
+/// answer. An answer that opens lists at most 256 shares, and an answer
+/// the server makes for the query read back opens to what it listed.
 pub fn listing(data: &[u8]) {
-    use grapevine_storage::listing::{parse_answer, verify_all, Query};
-    let _ = Query::from_payload(data);
-    static FIXTURE: OnceLock<(Identity, grapevine_storage::listing::Query)> = OnceLock::new();
-    let (server, q) = FIXTURE.get_or_init(listing_fixture);
-    if let Ok(u) = parse_answer(&server.node_id(), q, data) {
-        let alone = u.clone().verify();
-        let batch = verify_all(vec![u.clone(), u]);
-        if let Ok(entries) = &alone {
-            assert!(
-                entries.len() <= 256,
-                "a listing of {} shares",
-                entries.len()
-            );
-        }
+    use grapevine_storage::listing::{answer, open_answer, Query};
+    type Fixture = (Identity, Identity, Query);
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    let (server, client, q) = FIXTURE.get_or_init(listing_fixture);
+    if let Ok(asked) = Query::from_payload(data) {
+        assert_eq!(Query::from_payload(&asked.to_wire()[4..]), Ok(asked));
+    }
+    if let Ok(entries) = open_answer(client, &server.node_id(), q, data) {
         assert!(
-            batch.iter().all(|b| b == &alone),
-            "a batch verdict differs from the answer's own"
+            entries.len() <= 256,
+            "a listing of {} shares",
+            entries.len()
+        );
+        let again = answer(server, q, &entries).expect("the fixture's ids are keys");
+        assert_eq!(
+            open_answer(client, &server.node_id(), q, &again[2..]),
+            Ok(entries),
+            "an answer made again opens to the same entries"
         );
     }
 }

@@ -170,7 +170,7 @@ async fn inspect_until(
             },
         };
         // A check that reads nothing from the servers asks them for
-        // signed listings where it holds no session (no handshake each).
+        // listings where it holds no session (no handshake each).
         let asking = if depth == Depth::List {
             Asking::Listings
         } else {

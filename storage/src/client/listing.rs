@@ -1,7 +1,7 @@
-//! Asking a server for a signed listing, without a session
-//! ([`crate::listing`] has the format and why): one TCP connection, one
-//! query, one answer checked against the server's node id, under the
-//! session's handshake deadline. A server that closes the connection
+//! Asking a server for a listing, without a session ([`crate::listing`]
+//! has the format and why): one TCP connection, one query, one answer
+//! authenticated with the pair key of the client and the server's node id,
+//! under the session's handshake deadline. A server that closes the connection
 //! unanswered ([`refused`]) is asked over a session instead, so a client
 //! works with servers of the release before listings.
 
@@ -11,29 +11,32 @@ use tokio::net::TcpStream;
 
 use crate::client::conn::{ClientIdentity, ServerRef};
 use crate::error::ClientError;
-use crate::listing::{parse_answer, Query, Unverified, MAX_ANSWER_LEN};
+use crate::listing::{open_answer, Query, MAX_ANSWER_LEN};
 use crate::types::StorageIndex;
 
-/// Which shares of `si` `server` says it holds, in an answer of the right
-/// shape whose signature the caller verifies (for a check's ten servers,
-/// [`crate::listing::verify_all`] in one batch).
+/// Which shares of `si` `server` says it holds, in an answer it
+/// authenticated for this query.
 ///
 /// # Errors
 /// [`ClientError::Session`] if the server cannot be reached or closes
 /// early, [`ClientError::Timeout`] past the handshake deadline,
-/// [`ClientError::Protocol`] for a malformed answer.
+/// [`ClientError::Protocol`] for a malformed answer or one the server did
+/// not make for this query.
 pub(crate) async fn ask(
     me: &ClientIdentity,
     server: ServerRef,
     si: StorageIndex,
-) -> Result<Unverified, ClientError> {
+) -> Result<Vec<(u16, u64)>, ClientError> {
     let name = server.id.short();
-    let q = Query::new(si);
+    let q = Query::new(si, me.identity.node_id());
     let io = |e: std::io::Error| ClientError::Session(name.clone(), SessionError::Io(e));
     let run = async {
         let mut s = TcpStream::connect(server.addr).await.map_err(io)?;
         let _ = s.set_nodelay(true);
         s.write_all(&q.to_wire()).await.map_err(io)?;
+        // The pair key, derived (the first time only) while the server
+        // makes its answer; a server id that is no key fails below.
+        let _ = me.identity.pair_key(&server.id);
         let mut len = [0u8; 2];
         s.read_exact(&mut len).await.map_err(io)?;
         let len = usize::from(u16::from_be_bytes(len));
@@ -45,8 +48,10 @@ pub(crate) async fn ask(
         }
         let mut payload = vec![0u8; len];
         s.read_exact(&mut payload).await.map_err(io)?;
-        parse_answer(&server.id, &q, &payload)
-            .map_err(|e| ClientError::Protocol(name.clone(), e.to_string()))
+        open_answer(&me.identity, &server.id, &q, &payload).map_err(|e| {
+            tracing::warn!(server = %name, "listing refused: {e}");
+            ClientError::Protocol(name.clone(), e.to_string())
+        })
     };
     tokio::time::timeout(me.session.handshake_timeout, run)
         .await

@@ -25,8 +25,7 @@ use grapevine_crypto::identity::NodeId;
 
 use crate::client::conn::ServerRef;
 use crate::client::place::permuted_servers;
-use crate::client::pool::{Listed, SessionPool};
-use crate::listing;
+use crate::client::pool::SessionPool;
 use crate::types::StorageIndex;
 
 /// A share found on a server.
@@ -162,8 +161,7 @@ pub(crate) async fn locate_in(
             }
         }))
         .await;
-        let answers = verified(answers.into_iter().flatten().collect());
-        for (s, v) in answers {
+        for (s, v) in answers.into_iter().flatten() {
             responding.push(s.id);
             out.extend(plausible(&v, n).map(|(shnum, size)| Located {
                 shnum,
@@ -177,27 +175,6 @@ pub(crate) async fn locate_in(
         asked,
         responding,
     }
-}
-
-/// The servers' lists, with the signed listings among them verified in
-/// one batch; a listing whose signature fails counts as no answer.
-fn verified(answers: Vec<(ServerRef, Listed)>) -> Vec<(ServerRef, Vec<(u16, u64)>)> {
-    let mut out = Vec::with_capacity(answers.len());
-    let mut signed = Vec::new();
-    for (s, l) in answers {
-        match l {
-            Listed::Shares(v) => out.push((s, v)),
-            Listed::Unverified(u) => signed.push((s, u)),
-        }
-    }
-    let (servers, unverified): (Vec<ServerRef>, Vec<_>) = signed.into_iter().unzip();
-    for (s, r) in servers.into_iter().zip(listing::verify_all(unverified)) {
-        match r {
-            Ok(v) => out.push((s, v)),
-            Err(e) => tracing::warn!(server = %s.id.short(), "listing refused: {e}"),
-        }
-    }
-    out
 }
 
 /// A read's search for shares, widened only when needed: the first `k`

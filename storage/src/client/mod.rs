@@ -10,7 +10,7 @@
 //!   placement (servers-of-happiness).
 //! * `upload`: [`upload`], encoding and writing shares, one task per server.
 //! * `locate`: [`locate`], who holds which shares, asking few servers.
-//! * `listing`: asking one server for a signed listing without a session
+//! * `listing`: asking one server for a listing without a session
 //!   (what a check asks of servers the pool holds no session to).
 //! * `download`: [`download`], reading, verifying and decoding `k` shares.
 //! * `decoding`: a download's decoder thread, checking and decoding the

@@ -34,15 +34,6 @@ use crate::error::ClientError;
 use crate::protocol::{Reply, Request};
 use crate::types::StorageIndex;
 
-/// A server's list of its shares, as [`SessionPool::list`] got it.
-#[derive(Debug)]
-pub(crate) enum Listed {
-    /// Over a session (which authenticated the server).
-    Shares(Vec<(u16, u64)>),
-    /// In a signed listing, its signature not verified yet.
-    Unverified(crate::listing::Unverified),
-}
-
 /// Limits of a [`SessionPool`].
 #[derive(Debug, Clone, Copy)]
 pub struct PoolConfig {
@@ -227,9 +218,8 @@ impl SessionPool {
 
     /// Which shares of `si` `server` holds, by its own account: over an
     /// idle session if the pool holds one, else, where `listing` allows it
-    /// and the grid is open, in a signed listing without a session
-    /// ([`crate::listing`]; its signature for the caller to verify), else
-    /// over a new session. For callers that
+    /// and the grid is open, in a listing without a session
+    /// ([`crate::listing`]), else over a new session. For callers that
     /// need nothing else of the server (a check without reads); the
     /// contact log counts a listing like a session opened.
     ///
@@ -242,7 +232,7 @@ impl SessionPool {
         server: ServerRef,
         si: StorageIndex,
         listing: bool,
-    ) -> Result<Listed, ClientError> {
+    ) -> Result<Vec<(u16, u64)>, ClientError> {
         let held = self
             .idle_list()
             .iter()
@@ -251,7 +241,7 @@ impl SessionPool {
             self.log_contact(server, false);
             self.listings.fetch_add(1, Ordering::Relaxed);
             match crate::client::listing::ask(&self.me, server, si).await {
-                Ok(u) => return Ok(Listed::Unverified(u)),
+                Ok(v) => return Ok(v),
                 // A server that took the connection and closed it
                 // unanswered answers no listings (a release before them,
                 // during a rolling upgrade): ask it over a session.
@@ -265,7 +255,7 @@ impl SessionPool {
         let r = self.call(&mut c, Request::List { si }).await;
         self.put_back(c);
         match r? {
-            Reply::Shares(v) => Ok(Listed::Shares(v)),
+            Reply::Shares(v) => Ok(v),
             Reply::Error { code, message } => Err(ClientError::Server {
                 server: server.id.short(),
                 code,
@@ -325,7 +315,7 @@ impl SessionPool {
         self.opened.load(Ordering::Relaxed)
     }
 
-    /// Signed listings asked for instead of opening sessions, over the
+    /// Listings asked for instead of opening sessions, over the
     /// pool's life.
     pub fn listings_asked(&self) -> u64 {
         self.listings.load(Ordering::Relaxed)

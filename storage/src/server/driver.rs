@@ -128,7 +128,7 @@ impl ServerStats {
         self.requests.load(Relaxed)
     }
 
-    /// Signed listings answered without a session (counted in
+    /// Listings answered without a session (counted in
     /// [`ServerStats::requests`] too).
     pub fn listings(&self) -> u64 {
         self.listings.load(Relaxed)

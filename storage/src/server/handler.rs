@@ -18,7 +18,7 @@ use crate::types::{ReportVerdict, StorageIndex};
 pub const MAX_OPEN_PER_SESSION: usize = 64;
 
 /// The shares of `si` in `store`, with their sizes: what a server lists,
-/// over a session or in a signed listing.
+/// over a session or in a listing.
 pub(crate) fn list_shares(
     store: &ShareStore,
     si: &StorageIndex,

@@ -1,5 +1,5 @@
 //! How an accepted connection opens: a Noise handshake for a session, or a
-//! signed listing answered at once and closed ([`crate::listing`] has the
+//! listing answered at once and closed ([`crate::listing`] has the
 //! format and why). Both are bounded alike: the accept loop's handshake
 //! slot is held throughout, and the whole opening, listing included, must
 //! finish within the session's handshake deadline.
@@ -96,9 +96,8 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         .await
         .map_err(io::Error::other)?
         .map_err(io::Error::other)?;
-    stream
-        .write_all(&listing::answer(identity, &q, &shares))
-        .await?;
+    let out = listing::answer(identity, &q, &shares).map_err(io::Error::other)?;
+    stream.write_all(&out).await?;
     stream.shutdown().await
 }
 
@@ -154,9 +153,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_listing_is_answered_signed_and_closed() {
+    async fn a_listing_is_answered_authenticated_and_closed() {
         let s = server();
-        let q = Query::new(StorageIndex([3; 16]));
+        let client = Identity::generate();
+        let q = Query::new(StorageIndex([3; 16]), client.node_id());
         let (r, sent) = exchange(&s, &SessionConfig::default(), &q.to_wire()).await;
         r.unwrap();
         assert_eq!(
@@ -164,7 +164,7 @@ mod tests {
             sent.len() - 2
         );
         assert_eq!(
-            open_answer(&s.id.node_id(), &q, &sent[2..]),
+            open_answer(&client, &s.id.node_id(), &q, &sent[2..]),
             Ok(vec![(4, 5)])
         );
     }
@@ -177,7 +177,7 @@ mod tests {
             grid: Some(GridId::of(&Identity::generate())),
             ..SessionConfig::default()
         };
-        let q = Query::new(StorageIndex([3; 16]));
+        let q = Query::new(StorageIndex([3; 16]), Identity::generate().node_id());
         let (r, sent) = exchange(&s, &cfg, &q.to_wire()).await;
         assert!(matches!(r, Err(OpeningError::Listing(_))), "{r:?}");
         assert!(sent.is_empty(), "nothing answered");
@@ -192,13 +192,21 @@ mod tests {
             handshake_timeout: Duration::from_secs(5),
             ..SessionConfig::default()
         };
-        let good = Query::new(StorageIndex([3; 16])).to_wire();
+        let good = Query::new(StorageIndex([3; 16]), Identity::generate().node_id()).to_wire();
+        let mut weak = good.clone();
+        weak[4 + QUERY_LEN - 32..].copy_from_slice(&[0; 32]);
+        weak[4 + QUERY_LEN - 32] = 1;
         let mut long = good.clone();
         long[3] += 1;
         long.push(0);
         let mut version = good.clone();
         version[4] = 9;
-        for (what, input) in [("too long", long), ("other version", version)] {
+        let cases = [
+            ("too long", long),
+            ("other version", version),
+            ("a client id that is no key", weak),
+        ];
+        for (what, input) in cases {
             let (r, sent) = exchange(&s, &cfg, &input).await;
             assert!(matches!(r, Err(OpeningError::Listing(_))), "{what}: {r:?}");
             assert!(sent.is_empty(), "{what}");

@@ -4,7 +4,7 @@
 //! the thin tokio driver that runs it over authenticated sessions, within
 //! [`ServerLimits`], and counts what it does in a per-server
 //! [`ServerStats`]; [`AcceptBackoff`] is its accept loop's policy, sans-IO.
-//! `listing` tells a handshake from a signed listing on an accepted
+//! `listing` tells a handshake from a listing on an accepted
 //! connection and answers the listing.
 //! [`run_scrub`] drives the store's background scrub at a bounded rate.
 
