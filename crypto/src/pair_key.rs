@@ -19,8 +19,9 @@
 //! The X25519 multiplication costs about as much as an ed25519 signature's
 //! verification (35 us on the 2-core machine of docs/performance.md), so
 //! an [`Identity`] remembers the keys it derived lately, up to
-//! [`PAIR_KEYS_KEPT`] (about 120 bytes each, 120 KiB at most; nothing until used): a
-//! client checking files keeps its servers' keys, a server its clients'.
+//! [`PAIR_KEYS_KEPT`] (about 120 bytes each, 120 KiB at most; nothing
+//! until used): a client checking files keeps its servers' keys, a server
+//! its clients'.
 //! A peer whose id is a weak (small-order) key gets no pair key: anyone
 //! could compute it.
 
