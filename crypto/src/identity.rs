@@ -9,7 +9,6 @@
 use std::fmt;
 use std::fs;
 use std::io::Write;
-use std::num::NonZeroUsize;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Mutex;
@@ -110,7 +109,8 @@ impl<'de> serde::Deserialize<'de> for NodeId {
 }
 
 /// Pair keys an identity remembers ([`Identity::pair_key`]; least
-/// recently used dropped first).
+/// recently used dropped first, by `pair_key` itself: the cache is
+/// created unbounded so that it reserves nothing until used).
 pub const PAIR_KEYS_KEPT: usize = 1024;
 
 /// A node's secret identity: the ed25519 signing key, and the pair keys
@@ -143,9 +143,9 @@ impl Identity {
     pub fn from_seed(seed: [u8; 32]) -> Self {
         Identity {
             signing: SigningKey::from_bytes(&seed),
-            pair_keys: Mutex::new(lru::LruCache::new(
-                NonZeroUsize::new(PAIR_KEYS_KEPT).expect("a non-zero capacity"),
-            )),
+            // Grown as keys are derived, not reserved up front (a
+            // thousand-node test process holds a thousand identities).
+            pair_keys: Mutex::new(lru::LruCache::unbounded()),
         }
     }
 

@@ -49,7 +49,11 @@ impl Identity {
             return Ok(*k);
         }
         let key = derive(self, peer)?;
-        lock(self).put(*peer, key);
+        let mut keys = lock(self);
+        if keys.len() >= PAIR_KEYS_KEPT {
+            keys.pop_lru();
+        }
+        keys.put(*peer, key);
         Ok(key)
     }
 
