@@ -1,6 +1,6 @@
 //! Criterion benchmarks of the crypto crate: record signing and checking,
-//! handshakes and the curve operations they are made of, and transport
-//! seal/open throughput with 64 KiB messages.
+//! handshakes and the curve operations they are made of, listings' pair
+//! keys, and transport seal/open throughput with 64 KiB messages.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use grapevine_crypto::noise::{InitiatorHandshake, ResponderHandshake, MAX_FRAME_LEN};
@@ -148,5 +148,25 @@ fn handshake(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, transport, records, handshake);
+/// Listings' pair keys (`grapevine_crypto::pair_key`): a first derivation
+/// (one X25519 product, on the Edwards form) and one remembered.
+fn pair_keys(c: &mut Criterion) {
+    let peer = Identity::from_seed([9; 32]).node_id();
+    c.bench_function("pair_key/derive", |b| {
+        b.iter_batched(
+            || Identity::from_seed([7; 32]),
+            |me| me.pair_key(&peer).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    let me = Identity::from_seed([7; 32]);
+    c.bench_function("pair_key/remembered", |b| {
+        b.iter(|| me.pair_key(std::hint::black_box(&peer)).unwrap())
+    });
+    c.bench_function("record/sign_64_bytes", |b| {
+        b.iter(|| me.sign(std::hint::black_box(&[5u8; 64])))
+    });
+}
+
+criterion_group!(benches, transport, records, handshake, pair_keys);
 criterion_main!(benches);

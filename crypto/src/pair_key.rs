@@ -17,7 +17,7 @@
 //! asked for with a fresh nonce, whose worst misuse is a wrong count.
 //!
 //! The X25519 multiplication costs about as much as an ed25519 signature's
-//! verification (35 us on the 2-core machine of docs/performance.md), so
+//! verification (`pair_key/derive` in benches/benches/crypto.rs), so
 //! an [`Identity`] remembers the keys it derived lately, up to
 //! [`PAIR_KEYS_KEPT`] (about 120 bytes each, 120 KiB at most; nothing
 //! until used): a client checking files keeps its servers' keys, a server
@@ -69,9 +69,9 @@ fn derive(me: &Identity, peer: &NodeId) -> Result<[u8; 32], IdentityError> {
         return Err(IdentityError::InvalidPublicKey);
     }
     // X25519 of my secret and their key, computed on the Edwards form
-    // (curve25519-dalek's vectorised variable-base multiplication: about
-    // 35 us here against 56 us for x25519-dalek's ladder); the same bytes,
-    // as a test below checks.
+    // (curve25519-dalek's vectorised variable-base multiplication: 37 us
+    // against 52 us for x25519-dalek's ladder, `cargo bench --bench crypto`
+    // in benches/); the same bytes, as a test below checks.
     let shared = theirs
         .to_edwards()
         .mul_clamped(me.x25519_secret())
