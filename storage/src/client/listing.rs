@@ -1,9 +1,10 @@
 //! Asking a server for a listing, without a session ([`crate::listing`]
 //! has the format and why): one TCP connection, one query, one answer
 //! authenticated with the pair key of the client and the server's node id,
-//! under the session's handshake deadline. A server that closes the connection
-//! unanswered ([`refused`]) is asked over a session instead, so a client
-//! works with servers of the release before listings.
+//! under the session's handshake deadline. A server that closes the
+//! connection unanswered ([`refused`]) is asked over a session instead, so
+//! a client works with servers of the release before listings (or of
+//! listing format version 1).
 
 use grapevine_crypto::error::SessionError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
