@@ -89,6 +89,10 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     let mut payload = [0u8; QUERY_LEN];
     stream.read_exact(&mut payload).await?;
     let q = Query::from_payload(&payload).map_err(io::Error::other)?;
+    // A client id that is no key gets no answer: refused before any
+    // directory is read (the key, once derived, is remembered for the
+    // answer below).
+    identity.pair_key(&q.client).map_err(io::Error::other)?;
     // Listing reads a directory: the blocking pool's work, as over a
     // session.
     let store = store.clone();
