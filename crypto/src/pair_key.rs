@@ -57,6 +57,13 @@ impl Identity {
         Ok(key)
     }
 
+    /// Whether the pair key with `peer` is remembered (so
+    /// [`Identity::pair_key`] costs no public-key operation); does not
+    /// count as a use.
+    pub fn has_pair_key(&self, peer: &NodeId) -> bool {
+        lock(self).contains(peer)
+    }
+
     /// Pair keys remembered now (for tests and memory accounting).
     pub fn pair_keys_kept(&self) -> usize {
         lock(self).len()
@@ -104,7 +111,10 @@ mod tests {
             Identity::generate(),
             Identity::generate(),
         );
+        assert!(!a.has_pair_key(&b.node_id()));
         let ab = a.pair_key(&b.node_id()).unwrap();
+        assert!(a.has_pair_key(&b.node_id()));
+        assert!(!a.has_pair_key(&c.node_id()));
         assert_eq!(ab, b.pair_key(&a.node_id()).unwrap());
         assert_ne!(ab, a.pair_key(&c.node_id()).unwrap());
         assert_ne!(ab, c.pair_key(&b.node_id()).unwrap());

@@ -80,6 +80,10 @@ pub struct Counters {
     /// Probes started (one per probe period with a member to probe: the
     /// configured period unless stretched by local health or round trips).
     pub probes: AtomicU64,
+    /// Datagrams handed to the [`Passthrough`].
+    pub passed_through: AtomicU64,
+    /// Datagrams for the [`Passthrough`] dropped because it was full.
+    pub passthrough_dropped: AtomicU64,
 }
 
 /// Called with the highest sequence number or incarnation the core has
@@ -106,6 +110,25 @@ pub struct RunOptions {
     /// that signs lower is made to sign above by the grid (its previous
     /// record comes back to it).
     pub on_signed: Option<SignedHook>,
+    /// Where datagrams of another protocol sharing the node's socket go
+    /// (see [`Passthrough`]); without it they are handed to the core,
+    /// which drops them.
+    pub passthrough: Option<Passthrough>,
+}
+
+/// Datagrams of another protocol on the node's socket: those starting
+/// with `first_byte` (never a membership datagram's: those start with
+/// the wire version, [`crate::wire::WIRE_VERSION`]) are handed to `sink`
+/// with their source address, unread, instead of to the core. A full
+/// sink drops them (counted in [`Counters::passthrough_dropped`]): the
+/// driver never waits for another protocol. Answers go out through
+/// [`MembershipHandle::socket`].
+#[derive(Debug, Clone)]
+pub struct Passthrough {
+    /// The first byte of the other protocol's datagrams.
+    pub first_byte: u8,
+    /// Where they go.
+    pub sink: mpsc::Sender<(Vec<u8>, SocketAddr)>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -114,6 +137,7 @@ impl std::fmt::Debug for RunOptions {
             .field("clock_skew_ms", &self.clock_skew_ms)
             .field("known", &self.known.len())
             .field("on_signed", &self.on_signed.is_some())
+            .field("passthrough", &self.passthrough)
             .finish()
     }
 }
@@ -138,6 +162,7 @@ pub struct MembershipHandle {
     counters: Arc<Counters>,
     events: broadcast::Sender<Event>,
     own: watch::Receiver<SignedRecord>,
+    socket: Arc<UdpSocket>,
 }
 
 impl std::fmt::Debug for Command {
@@ -155,6 +180,12 @@ impl MembershipHandle {
     /// The socket address the node listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The node's socket, for a protocol sharing it ([`Passthrough`]) to
+    /// send its answers from the address its queries came to.
+    pub fn socket(&self) -> &Arc<UdpSocket> {
+        &self.socket
     }
 
     /// The node's own record as the membership core holds it now: the one
@@ -282,6 +313,7 @@ pub fn spawn_with(
     run: RunOptions,
 ) -> Result<MembershipHandle, MembershipError> {
     let local_addr = socket.local_addr()?;
+    let socket = Arc::new(socket);
     let id = cfg.identity.node_id();
     let now = self::now();
     #[allow(clippy::disallowed_methods)] // the driver seeds the core from the OS
@@ -302,6 +334,7 @@ pub fn spawn_with(
         counters: counters.clone(),
         events: events.clone(),
         own,
+        socket: socket.clone(),
     };
     let driver = Driver {
         socket,
@@ -313,13 +346,14 @@ pub fn spawn_with(
         skew_ms: run.clock_skew_ms,
         on_signed: run.on_signed,
         own: own_tx,
+        passthrough: run.passthrough,
     };
     tokio::spawn(driver.run());
     Ok(handle)
 }
 
 struct Driver {
-    socket: UdpSocket,
+    socket: Arc<UdpSocket>,
     swim: Swim,
     cmds: mpsc::Receiver<Command>,
     counters: Arc<Counters>,
@@ -328,6 +362,7 @@ struct Driver {
     skew_ms: i64,
     on_signed: Option<SignedHook>,
     own: watch::Sender<SignedRecord>,
+    passthrough: Option<Passthrough>,
 }
 
 fn now() -> Instant {
@@ -393,6 +428,22 @@ impl Driver {
         self.swim.handle_timeout(now);
     }
 
+    /// Hand a datagram to the [`Passthrough`] its first byte names, else
+    /// to the core.
+    fn handle_datagram(&mut self, from: SocketAddr, d: &[u8]) {
+        if let Some(p) = &self.passthrough {
+            if d.first() == Some(&p.first_byte) {
+                let counter = match p.sink.try_send((d.to_vec(), from)) {
+                    Ok(()) => &self.counters.passed_through,
+                    Err(_) => &self.counters.passthrough_dropped,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        self.swim.handle_datagram(now(), from, d);
+    }
+
     async fn run(mut self) {
         let mut buf = [0u8; MAX_DATAGRAM + 100];
         // Datagrams handled since timers last ran.
@@ -435,7 +486,7 @@ impl Driver {
                 r = self.socket.recv_from(&mut buf) => {
                     in_a_row = in_a_row.saturating_add(1);
                     match r {
-                        Ok((n, from)) => self.swim.handle_datagram(now(), from, &buf[..n]),
+                        Ok((n, from)) => self.handle_datagram(from, &buf[..n]),
                         Err(e) => tracing::debug!("recv failed: {e}"),
                     }
                 }

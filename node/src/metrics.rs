@@ -130,6 +130,16 @@ impl Collector for NodeCollector {
                 s.storage_stats().listings(),
             ),
             (
+                "grapevine_storage_datagram_listings",
+                "Listings answered in datagrams (of grapevine_storage_listings)",
+                s.storage_stats().datagram_listings(),
+            ),
+            (
+                "grapevine_storage_datagrams_refused",
+                "Listing datagrams not answered (malformed, unpadded, over bounds)",
+                s.storage_stats().datagrams_refused(),
+            ),
+            (
                 "grapevine_scrub_passes",
                 "Scrub passes completed",
                 s.scrub_stats().passes(),

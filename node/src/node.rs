@@ -33,9 +33,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use grapevine_crypto::NodeId;
-use grapevine_membership::driver::RunOptions;
+use grapevine_membership::driver::{Passthrough, RunOptions};
 use grapevine_membership::Event;
 use grapevine_storage::client::ClientIdentity;
+use grapevine_storage::listing_datagram;
 use grapevine_storage::store::{ScrubStats, StoreConfig};
 use grapevine_storage::{ServerStats, SessionPool, ShareStore};
 use tokio::net::{TcpListener, UdpSocket};
@@ -49,8 +50,13 @@ use crate::error::{ConfigError, NodeError};
 use crate::record::record_addrs;
 use crate::seq::{SeqFile, WallClock};
 use crate::state::{NodeState, StorageFigures};
-use crate::storage::{ServerParts, StorageRuntime, StorageServer};
+use crate::storage::{DatagramInbox, ServerParts, StorageRuntime, StorageServer};
 use crate::{control, gateway, http, membership, peers, record};
+
+/// Listing datagrams waiting for the share server, at most (more are
+/// dropped by the gossip driver, which never waits for them; their
+/// clients ask over TCP).
+const LISTING_QUEUE: usize = 256;
 
 /// A node's UDP (gossip) and TCP (sessions) sockets, bound to one address.
 #[derive(Debug)]
@@ -239,10 +245,25 @@ impl Node {
             );
         }
         let keeper = seqs.clone();
+        // Listings asked in datagrams come to the gossip socket: handed to
+        // the share server, if this node is one in an open grid (a closed
+        // grid's servers answer no listings).
+        let (passthrough, inbox) =
+            if config.has_role(Role::Storage) && config.session_config().grid.is_none() {
+                let (tx, rx) = mpsc::channel(LISTING_QUEUE);
+                let p = Passthrough {
+                    first_byte: listing_datagram::QUERY_BYTE,
+                    sink: tx,
+                };
+                (Some(p), Some(rx))
+            } else {
+                (None, None)
+            };
         let run = RunOptions {
             clock_skew_ms: clock.skew_ms,
             known,
             on_signed: Some(Arc::new(move |n| keeper.note(n))),
+            passthrough,
         };
         let gossip = membership::start(
             sockets.udp,
@@ -316,7 +337,12 @@ impl Node {
                 scrub: config.scrub_config(),
                 scrub_stats,
             };
-            let mut server = StorageServer::start(sockets.tcp, parts, &opts.storage_runtime)?;
+            let datagrams = inbox.map(|inbox| DatagramInbox {
+                inbox,
+                socket: state.membership().socket().clone(),
+            });
+            let mut server =
+                StorageServer::start(sockets.tcp, parts, datagrams, &opts.storage_runtime)?;
             state.storage_serving.store(true, Ordering::Relaxed);
             if let Some(stopped) = server.take_stopped() {
                 let (state, config) = (state.clone(), config.clone());

@@ -12,20 +12,27 @@
 //! one process shares one runtime among them instead (a runtime per node
 //! would be a thread pool per node).
 //!
+//! Listings asked in datagrams come to the node's gossip socket, which
+//! hands them over by their first byte ([`DatagramInbox`]); the server
+//! answers them from that socket, on the same runtime as its sessions.
+//!
 //! [`StorageServer::drain`] is how a node stops serving on SIGTERM: no new
 //! sessions, idle ones closed, uploads in progress given a grace period
 //! to finish their shares (see `grapevine_storage::server::DrainHandle`).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use grapevine_crypto::{Identity, SignedRecord};
-use grapevine_storage::server::{run_scrub, DrainHandle, ScrubConfig, ServerLimits};
+use grapevine_storage::server::{
+    answer_handed_over, run_scrub, DatagramAnswerer, DrainHandle, ScrubConfig, ServerLimits,
+};
 use grapevine_storage::store::ScrubStats;
 use grapevine_storage::{ServerStats, ShareStore};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::runtime::{Handle, Runtime};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::error::NodeError;
@@ -57,9 +64,20 @@ impl Default for StorageRuntime {
 pub struct StorageServer {
     task: JoinHandle<std::io::Result<()>>,
     scrub: JoinHandle<()>,
+    datagrams: Option<JoinHandle<()>>,
     runtime: Option<Runtime>,
     drain: DrainHandle,
     stopped: Option<oneshot::Receiver<String>>,
+}
+
+/// Listing queries the gossip socket hands over (the membership driver's
+/// `Passthrough`), and that socket, to answer from.
+#[derive(Debug)]
+pub struct DatagramInbox {
+    /// The queries, with their source addresses.
+    pub inbox: mpsc::Receiver<(Vec<u8>, SocketAddr)>,
+    /// The gossip socket.
+    pub socket: Arc<UdpSocket>,
 }
 
 /// What the share server serves with.
@@ -91,6 +109,7 @@ impl StorageServer {
     pub fn start(
         listener: TcpListener,
         parts: ServerParts,
+        datagrams: Option<DatagramInbox>,
         rt: &StorageRuntime,
     ) -> Result<StorageServer, NodeError> {
         let (handle, runtime) = match rt {
@@ -118,6 +137,15 @@ impl StorageServer {
             parts.scrub_stats,
             parts.scrub,
         ));
+        let datagrams = datagrams.map(|d| {
+            let answerer = DatagramAnswerer::new(
+                parts.identity.clone(),
+                parts.store.clone(),
+                parts.stats.clone(),
+                d.socket,
+            );
+            handle.spawn(answer_handed_over(answerer, d.inbox))
+        });
         let task = handle.spawn(async move {
             let listener = TcpListener::from_std(std_listener)?;
             let r = grapevine_storage::server::run_listener(
@@ -143,6 +171,7 @@ impl StorageServer {
         Ok(StorageServer {
             task,
             scrub,
+            datagrams,
             runtime,
             stopped: Some(stopped),
             drain,
@@ -175,6 +204,9 @@ impl StorageServer {
     pub fn stop(&mut self) {
         self.task.abort();
         self.scrub.abort();
+        if let Some(d) = &self.datagrams {
+            d.abort();
+        }
         if let Some(rt) = self.runtime.take() {
             // Never blocks: safe inside an async context.
             rt.shutdown_background();

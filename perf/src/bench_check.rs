@@ -6,8 +6,9 @@
 //! One 1 MiB file is put on `--servers` local servers (3-of-10), then the
 //! benchmark alternates, `--checks` times: a check over the warm pool,
 //! a check by a fresh pool of the same client (listings, no handshake;
-//! the pair keys of client and servers remembered), a check by a client
-//! never seen before (listings, and a pair key derived on each side: a
+//! the pair keys of client and servers remembered; asked in datagrams), the
+//! same over TCP listings only (what a cold check cost before datagram
+//! listings), a check by a client never seen before (listings, and a pair key derived on each side: a
 //! first contact), and opening a session to each of the first ten servers
 //! from a fresh pool (what a cold check cost before listings). It reports
 //! the p50 and p95 of each.
@@ -51,8 +52,10 @@ pub struct CheckReport {
     pub checks: usize,
     /// A check over sessions held to every server.
     pub warm_ms: Quantiles,
-    /// A check by a client holding no session (listings).
+    /// A check by a client holding no session (listings, in datagrams).
     pub cold_ms: Quantiles,
+    /// The same, with listings over TCP only.
+    pub cold_tcp_ms: Quantiles,
     /// A check by a client no server has met (listings, pair keys derived).
     pub first_contact_ms: Quantiles,
     /// Opening sessions to ten servers at once from a fresh pool.
@@ -95,6 +98,7 @@ pub fn run(args: &CheckArgs) -> Result<()> {
         for (what, q) in [
             ("warm (sessions held)", &r.warm_ms),
             ("cold (listings)", &r.cold_ms),
+            ("cold (TCP listings)", &r.cold_tcp_ms),
             ("first contact", &r.first_contact_ms),
             ("ten sessions opened", &r.ten_sessions_ms),
         ] {
@@ -143,6 +147,11 @@ async fn bench(args: &CheckArgs) -> Result<CheckReport> {
         .take(10)
         .collect();
     let (mut w, mut c, mut f, mut s) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut ct = Vec::new();
+    let tcp_only = PoolConfig {
+        datagram_listings: false,
+        ..PoolConfig::default()
+    };
     for _ in 0..args.checks {
         let t = Instant::now();
         let r = client::check(&warm, &servers, &up.cap, false).await?;
@@ -155,6 +164,19 @@ async fn bench(args: &CheckArgs) -> Result<CheckReport> {
         c.push(t.elapsed().as_secs_f64() * 1e3);
         anyhow::ensure!(r.results.healthy, "cold check: {}", r.summary);
         anyhow::ensure!(cold.sessions_opened() == 0, "a cold check opened sessions");
+        anyhow::ensure!(
+            cold.datagram_listings_answered() == cold.listings_asked(),
+            "of {} listings, {} answered in datagrams",
+            cold.listings_asked(),
+            cold.datagram_listings_answered()
+        );
+
+        let cold_tcp = SessionPool::new(me.clone(), tcp_only);
+        let t = Instant::now();
+        let r = client::check(&cold_tcp, &servers, &up.cap, false).await?;
+        ct.push(t.elapsed().as_secs_f64() * 1e3);
+        anyhow::ensure!(r.results.healthy, "cold TCP check: {}", r.summary);
+        anyhow::ensure!(cold_tcp.datagram_listings_answered() == 0);
 
         let stranger = SessionPool::new(identity()?, PoolConfig::default());
         let t = Instant::now();
@@ -180,6 +202,7 @@ async fn bench(args: &CheckArgs) -> Result<CheckReport> {
         cold_over_warm: cold_ms.p50 / warm_ms.p50,
         warm_ms,
         cold_ms,
+        cold_tcp_ms: quantiles(ct),
         first_contact_ms: quantiles(f),
         ten_sessions_ms: quantiles(s),
     })
@@ -208,6 +231,7 @@ mod tests {
         for q in [
             &r.warm_ms,
             &r.cold_ms,
+            &r.cold_tcp_ms,
             &r.first_contact_ms,
             &r.ten_sessions_ms,
         ] {

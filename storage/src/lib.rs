@@ -45,6 +45,7 @@ pub mod chk;
 pub mod client;
 pub mod error;
 pub mod listing;
+pub mod listing_datagram;
 pub mod protocol;
 pub mod repair;
 pub mod server;

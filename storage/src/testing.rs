@@ -1,5 +1,7 @@
 //! Test and benchmark hooks, compiled only with the `test-util` feature:
-//! a share server on a loopback address in one call.
+//! a share server on a loopback address in one call, answering listings
+//! in datagrams on a UDP socket at its address as a node's gossip socket
+//! does.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -9,7 +11,9 @@ use grapevine_crypto::identity::{Identity, NodeId};
 use grapevine_crypto::noise::SessionConfig;
 use grapevine_crypto::record::LocationRecord;
 
-use crate::server::{run_listener, Drain, ServerLimits, ServerStats};
+use crate::server::{
+    answer_on_socket, run_listener, DatagramAnswerer, Drain, ServerLimits, ServerStats,
+};
 use crate::store::ShareStore;
 
 /// A share server started by [`spawn_local`].
@@ -36,7 +40,7 @@ pub async fn spawn_local(
     nickname: Option<String>,
 ) -> Result<LocalServer, Box<dyn std::error::Error + Send + Sync>> {
     let ident = Arc::new(Identity::generate());
-    let listener = tokio::net::TcpListener::bind((ip, 0)).await?;
+    let (udp, listener) = bind_pair(ip).await?;
     let addr = listener.local_addr()?;
     let mut rec = LocationRecord::new(&ident, vec![addr]);
     rec.nickname = nickname;
@@ -44,7 +48,8 @@ pub async fn spawn_local(
     let store = ShareStore::open(store_dir, 0)?;
     let id = ident.node_id();
     let stats = Arc::new(ServerStats::default());
-    let task = tokio::spawn(run_listener(
+    let answerer = DatagramAnswerer::new(ident.clone(), store.clone(), stats.clone(), udp);
+    let listen = run_listener(
         listener,
         ident,
         rec,
@@ -56,11 +61,43 @@ pub async fn spawn_local(
         },
         stats.clone(),
         Drain::never(),
-    ));
+    );
+    let task = tokio::spawn(async move {
+        // The datagram answerer ends with the listener's task (aborted
+        // with it).
+        let datagrams = tokio::spawn(answer_on_socket(answerer));
+        let _stop = AbortOnDrop(datagrams);
+        listen.await
+    });
     Ok(LocalServer {
         id,
         addr,
         stats,
         task,
     })
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A UDP socket and a TCP listener on the same free port of `ip` (UDP's
+/// port, picked first, may be in use for TCP: then another is tried).
+async fn bind_pair(
+    ip: IpAddr,
+) -> std::io::Result<(Arc<tokio::net::UdpSocket>, tokio::net::TcpListener)> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let udp = tokio::net::UdpSocket::bind((ip, 0)).await?;
+        match tokio::net::TcpListener::bind(udp.local_addr()?).await {
+            Ok(tcp) => return Ok((Arc::new(udp), tcp)),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 50 => {}
+            Err(e) => return Err(e),
+        }
+    }
 }

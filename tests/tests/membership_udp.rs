@@ -513,3 +513,83 @@ async fn a_closed_grid_ignores_nodes_it_has_not_admitted() {
     assert_eq!(outsider.counters().records.load(Ordering::Relaxed), 1);
     assert_eq!(stranger.counters().records.load(Ordering::Relaxed), 1);
 }
+
+/// Datagrams of another protocol sharing a node's socket (listing queries
+/// for its share server) are handed over by their first byte, with their
+/// source, and never reach the membership core; a full sink drops them
+/// (counted) instead of holding the node up; answers go out from the
+/// node's own address; gossip goes on as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datagrams_of_another_protocol_are_handed_over_by_their_first_byte() {
+    use grapevine_membership::driver::{spawn_with, NodeConfig, Passthrough, RunOptions};
+
+    let (nodes, _events) = grid(4, 2).await;
+    let seed = nodes[0].as_ref().unwrap().local_addr();
+    let identity = Arc::new(Identity::generate());
+    let socket = tokio::net::UdpSocket::bind("127.4.9.1:0").await.unwrap();
+    let local = socket.local_addr().unwrap();
+    let record = grapevine_crypto::LocationRecord::new(&identity, vec![local])
+        .sign(&identity)
+        .unwrap();
+    let (tx, mut rx) = mpsc::channel(1);
+    let node = spawn_with(
+        socket,
+        NodeConfig {
+            identity,
+            record,
+            seeds: vec![seed],
+            swim: Config::new_lan(),
+            state_sink: None,
+        },
+        RunOptions {
+            passthrough: Some(Passthrough {
+                first_byte: 0xc1,
+                sink: tx,
+            }),
+            ..RunOptions::default()
+        },
+    )
+    .unwrap();
+    let other = tokio::net::UdpSocket::bind("127.4.9.2:0").await.unwrap();
+    other.send_to(&[0xc1, 1, 2, 3], local).await.unwrap();
+    let (d, from) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("handed over")
+        .unwrap();
+    assert_eq!(
+        (d, from),
+        (vec![0xc1, 1, 2, 3], other.local_addr().unwrap())
+    );
+    // The sink holds one: of three more, one waits and two are dropped.
+    for i in 0..3u8 {
+        other.send_to(&[0xc1, i], local).await.unwrap();
+    }
+    let c = node.counters().clone();
+    wait_for(
+        "3 more handed over or dropped",
+        Duration::from_secs(10),
+        || {
+            c.passed_through.load(Ordering::Relaxed) + c.passthrough_dropped.load(Ordering::Relaxed)
+                == 4
+        },
+    )
+    .await;
+    assert_eq!(c.passed_through.load(Ordering::Relaxed), 2);
+    assert_eq!(c.passthrough_dropped.load(Ordering::Relaxed), 2);
+    assert_eq!(rx.recv().await.unwrap().0, vec![0xc1, 0]);
+    // None of them reached the core (it would count them malformed).
+    assert_eq!(node.stats().await.unwrap().malformed, 0);
+    // An answer from the node's socket comes from the node's address.
+    node.socket().send_to(b"answer", from).await.unwrap();
+    let mut buf = [0u8; 16];
+    let (n, src) = tokio::time::timeout(Duration::from_secs(10), other.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((&buf[..n], src), (&b"answer"[..], local));
+    // Gossip is unaffected: the node joins the other two.
+    wait_for("3 records", Duration::from_secs(30), || {
+        c.records.load(Ordering::Relaxed) == 3
+    })
+    .await;
+}

@@ -122,6 +122,12 @@ async fn several_nodes_in_one_process_put_get_and_check_a_file() {
     let m2 = metrics::encode(&metrics::registry(at(&nodes, 2).state().clone()));
     assert!(m2.contains("grapevine_storage_stored_bytes "), "{m2}");
     assert!(m2.contains("grapevine_storage_listings_total 1\n"), "{m2}");
+    // Asked in a datagram to the node's gossip socket, which handed it to
+    // the share server.
+    assert!(
+        m2.contains("grapevine_storage_datagram_listings_total 1\n"),
+        "{m2}"
+    );
 
     // Node 4 crashes (no goodbye): the others see it dead, and the file
     // still reads back from the four that are left.

@@ -323,8 +323,8 @@ async fn a_read_by_a_client_without_sessions_opens_k_of_them() {
 }
 
 /// A check that only counts shares (`check` without `--verify`), by a
-/// client holding no sessions, opens none: each server answers a signed
-/// listing instead of a Noise handshake and a list request. A client
+/// client holding no sessions, opens none: each server answers a listing
+/// in a datagram instead of a Noise handshake and a list request. A client
 /// holding sessions to some of the servers asks those over their sessions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_check_by_a_client_without_sessions_opens_none() {
@@ -340,12 +340,18 @@ async fn a_check_by_a_client_without_sessions_opens_none() {
     assert_eq!(c.results.servers_responding.len(), 10);
     assert_eq!(cold.sessions_opened(), 0, "no handshake");
     assert_eq!(cold.listings_asked(), 10);
+    assert_eq!(cold.datagram_listings_answered(), 10, "no connection");
     // The client derived a pair key with each server, and keeps it for the
     // next listing.
     assert_eq!(cold.identity().identity.pair_keys_kept(), 10);
     // A server counts a listing once it has sent it and closed, which may
     // be just after the client has it.
     listings_reach(&servers, 10).await;
+    let in_datagrams = servers
+        .iter()
+        .map(|s| s.stats.datagram_listings())
+        .sum::<u64>();
+    assert_eq!(in_datagrams, 10);
 
     // A read opens sessions to the first k servers; a check then asks
     // those over their sessions and the other seven by listing.
@@ -373,6 +379,75 @@ async fn a_check_by_a_client_without_sessions_opens_none() {
     let _ = client::check(&closed, &refs, &up.cap, false).await;
     assert_eq!(closed.listings_asked(), 0);
     listings_reach(&servers, 17).await;
+}
+
+/// A server that answers no listing datagram (one of the release before
+/// them, or behind a firewall that drops UDP) is asked over TCP once the
+/// datagram's grace has passed, and then over TCP only for a while: its
+/// shares count all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_answers_no_datagrams_is_asked_over_tcp() {
+    let (servers, mut refs) = ten_servers().await;
+    let d = data(300_000, 13);
+    let up = put(&client_pool(), &refs, &d, KeyMode::Random)
+        .await
+        .expect("upload");
+    // Before three servers, a front that relays TCP to the server and
+    // takes UDP datagrams without answering them.
+    let mut silent = Vec::new();
+    for r in refs.iter_mut().take(3) {
+        let udp = tokio::net::UdpSocket::bind("127.5.0.6:0").await.unwrap();
+        let front = udp.local_addr().unwrap();
+        let Ok(listener) = tokio::net::TcpListener::bind(front).await else {
+            panic!("port {front} taken for TCP; rerun")
+        };
+        let heard = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let h = heard.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            while udp.recv_from(&mut buf).await.is_ok() {
+                h.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        let back = r.addr;
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    if let Ok(mut b) = tokio::net::TcpStream::connect(back).await {
+                        let _ = tokio::io::copy_bidirectional(&mut s, &mut b).await;
+                    }
+                });
+            }
+        });
+        r.addr = front;
+        silent.push(heard);
+    }
+    let heard = || {
+        silent
+            .iter()
+            .map(|h| h.load(std::sync::atomic::Ordering::Relaxed))
+            .collect::<Vec<_>>()
+    };
+    let cold = client_pool();
+    let c = client::check(&cold, &refs, &up.cap, false).await.unwrap();
+    assert!(c.results.healthy, "{c:?}");
+    assert_eq!(c.results.count_shares_good, 10, "{c:?}");
+    assert_eq!(cold.sessions_opened(), 0);
+    assert_eq!(cold.listings_asked(), 10);
+    assert_eq!(cold.datagram_listings_answered(), 7);
+    assert_eq!(heard(), vec![1, 1, 1], "each silent server was asked once");
+    // Again: the silent three are asked over TCP only (no datagram goes
+    // to them), the others in datagrams.
+    let c = client::check(&cold, &refs, &up.cap, false).await.unwrap();
+    assert_eq!(c.results.count_shares_good, 10, "{c:?}");
+    assert_eq!(cold.datagram_listings_answered(), 14);
+    assert_eq!(heard(), vec![1, 1, 1]);
+    listings_reach(&servers, 20).await;
+    let over_tcp: u64 = servers
+        .iter()
+        .map(|s| s.stats.listings() - s.stats.datagram_listings())
+        .sum();
+    assert_eq!(over_tcp, 6);
 }
 
 /// Wait until `servers` have answered `n` listings in all (5 s at most),

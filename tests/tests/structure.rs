@@ -48,9 +48,11 @@ const CRATES: &[CrateRules] = &[
     CrateRules {
         dir: "storage",
         // The share server's drivers (server::driver, its openings in
-        // server::listing) and the scrub's driver (server::scrub).
+        // server::listing, its listing datagrams in server::datagram) and
+        // the scrub's driver (server::scrub).
         tokio_allowed: Some(&[
             "server::driver",
+            "server::datagram",
             "server::listing",
             "server::scrub",
             "client",

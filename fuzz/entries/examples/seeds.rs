@@ -339,5 +339,24 @@ fn main() {
     }
     let frame = grapevine_storage::listing::answer(&other, &q, &[(1, 5)]).unwrap();
     write("listing", "answer-other-server", &frame[2..]);
+    // The same in datagrams: a padded query, answers to it.
+    write("listing", "query-datagram", &q.to_datagram());
+    for (name, shares) in [
+        ("datagram-answer-empty", vec![]),
+        (
+            "datagram-answer-three",
+            vec![(0, 1000), (4, 1000), (9, 1000)],
+        ),
+    ] {
+        let d = grapevine_storage::listing_datagram::answer_datagram(
+            &server,
+            &q,
+            grapevine_storage::listing_datagram::QUERY_DATAGRAM_LEN,
+            &shares,
+        )
+        .unwrap()
+        .unwrap();
+        write("listing", name, &d);
+    }
     println!("seeds written under fuzz/corpus/");
 }

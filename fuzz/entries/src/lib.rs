@@ -187,10 +187,13 @@ pub fn listing_fixture() -> (Identity, Identity, grapevine_storage::listing::Que
 }
 
 /// Listings: the bytes as a server reads a query and as a client reads an
-/// answer. An answer that opens lists at most 256 shares, and an answer
-/// the server makes for the query read back opens to what it listed.
+/// answer, over TCP and in datagrams. An answer that opens lists at most
+/// 256 shares, and an answer the server makes for the query read back
+/// opens to what it listed; a datagram answer is never longer than the
+/// query datagram it answers.
 pub fn listing(data: &[u8]) {
     use grapevine_storage::listing::{answer, open_answer, Query};
+    use grapevine_storage::listing_datagram::{answer_datagram, open_answer_datagram};
     type Fixture = (Identity, Identity, Query);
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     let (server, client, q) = FIXTURE.get_or_init(listing_fixture);
@@ -209,5 +212,18 @@ pub fn listing(data: &[u8]) {
             Ok(entries),
             "an answer made again opens to the same entries"
         );
+    }
+    if let Ok(asked) = Query::from_datagram(data) {
+        assert_eq!(Query::from_datagram(&asked.to_datagram()), Ok(asked));
+        if let Ok(Some(d)) = answer_datagram(server, &asked, data.len(), &[(0, 1), (9, 2)]) {
+            assert!(d.len() <= data.len(), "an answer longer than its query");
+        }
+    }
+    if let Ok(entries) = open_answer_datagram(client, &server.node_id(), q, data) {
+        assert!(entries.len() <= 256);
+        let again = answer_datagram(server, q, data.len(), &entries)
+            .expect("the fixture's ids are keys")
+            .expect("no longer than what it was made from");
+        assert_eq!(again, data, "a datagram answer is made one way only");
     }
 }

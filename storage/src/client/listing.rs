@@ -1,29 +1,76 @@
 //! Asking a server for a listing, without a session ([`crate::listing`]
-//! has the format and why): one TCP connection, one query, one answer
-//! authenticated with the pair key of the client and the server's node id,
-//! under the session's handshake deadline. A server that closes the
-//! connection unanswered ([`refused`]) is asked over a session instead, so
-//! a client works with servers of the release before listings (or of
-//! listing format version 1).
+//! has the format and why): in a datagram where the pool may
+//! (`client::datagram`), else, or when no answer comes within the
+//! datagram's grace, over one TCP connection (one query, one answer
+//! authenticated with the pair key of the client and the server's node
+//! id, under the session's handshake deadline), taking whichever answer
+//! comes first. A server that closes the connection unanswered
+//! ([`refused`]) is asked over a session instead, so a client works with
+//! servers of the release before listings (or of listing format version
+//! 1).
 
 use grapevine_crypto::error::SessionError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::client::conn::{ClientIdentity, ServerRef};
+use crate::client::datagram::DatagramListings;
 use crate::error::ClientError;
 use crate::listing::{open_answer, Query, MAX_ANSWER_LEN};
 use crate::types::StorageIndex;
 
 /// Which shares of `si` `server` says it holds, in an answer it
-/// authenticated for this query.
+/// authenticated for this query: in a datagram if `datagrams` is given
+/// and the answer comes within its grace, else over TCP (a datagram
+/// answer still taken if it comes first).
+///
+/// # Errors
+/// As [`ask_tcp`].
+pub(crate) async fn ask(
+    me: &ClientIdentity,
+    datagrams: Option<&DatagramListings>,
+    server: ServerRef,
+    si: StorageIndex,
+) -> Result<Vec<(u16, u64)>, ClientError> {
+    let Some(datagrams) = datagrams else {
+        return ask_tcp(me, server, si).await;
+    };
+    let Some(mut waiter) = datagrams.send(me, server, si).await else {
+        return ask_tcp(me, server, si).await;
+    };
+    // The pair key, derived (the first time only) while the server makes
+    // its answer; a server id that is no key gets nothing in either way.
+    if let Err(e) = me.identity.pair_key(&server.id) {
+        return Err(ClientError::Protocol(server.id.short(), e.to_string()));
+    }
+    if let Ok(v) = tokio::time::timeout(datagrams.grace(), waiter.answer(me)).await {
+        datagrams.note_answered(waiter.elapsed());
+        return Ok(v);
+    }
+    tracing::debug!(server = %server.id.short(), "no listing datagram in time; asking over TCP too");
+    tokio::select! {
+        v = waiter.answer(me) => {
+            datagrams.note_answered(waiter.elapsed());
+            Ok(v)
+        }
+        r = ask_tcp(me, server, si) => {
+            if r.is_ok() {
+                datagrams.mark_quiet(server.id);
+            }
+            r
+        }
+    }
+}
+
+/// Which shares of `si` `server` says it holds, asked over a TCP
+/// connection of its own.
 ///
 /// # Errors
 /// [`ClientError::Session`] if the server cannot be reached or closes
 /// early, [`ClientError::Timeout`] past the handshake deadline,
 /// [`ClientError::Protocol`] for a malformed answer or one the server did
 /// not make for this query.
-pub(crate) async fn ask(
+pub(crate) async fn ask_tcp(
     me: &ClientIdentity,
     server: ServerRef,
     si: StorageIndex,

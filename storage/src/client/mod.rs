@@ -10,6 +10,8 @@
 //!   placement (servers-of-happiness).
 //! * `upload`: [`upload`], encoding and writing shares, one task per server.
 //! * `locate`: [`locate`], who holds which shares, asking few servers.
+//! * `datagram`: a pool's socket for listings in datagrams, its queries
+//!   out and what it learned of servers' answers
 //! * `listing`: asking one server for a listing without a session
 //!   (what a check asks of servers the pool holds no session to).
 //! * `download`: [`download`], reading, verifying and decoding `k` shares.
@@ -39,6 +41,7 @@
 
 mod check;
 mod conn;
+mod datagram;
 mod decoding;
 mod download;
 mod health;

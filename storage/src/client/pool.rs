@@ -30,6 +30,7 @@ use tokio::time::Instant;
 
 use crate::budget::MemoryBudget;
 use crate::client::conn::{ClientIdentity, Conn, ServerRef, DEFAULT_REQUEST_TIMEOUT};
+use crate::client::datagram::DatagramListings;
 use crate::error::ClientError;
 use crate::protocol::{Reply, Request};
 use crate::types::StorageIndex;
@@ -49,6 +50,9 @@ pub struct PoolConfig {
     /// What the operations over the pool's sessions may hold in memory
     /// (upload segments, read-ahead, requests in flight per session).
     pub memory: MemoryBudget,
+    /// Ask for listings in datagrams first (`client::datagram`), else
+    /// over TCP only.
+    pub datagram_listings: bool,
 }
 
 impl Default for PoolConfig {
@@ -59,6 +63,7 @@ impl Default for PoolConfig {
             wait: Duration::from_secs(10),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             memory: MemoryBudget::UNBOUNDED,
+            datagram_listings: true,
         }
     }
 }
@@ -76,6 +81,7 @@ pub struct SessionPool {
     returned: tokio::sync::Notify,
     opened: AtomicU64,
     listings: AtomicU64,
+    datagrams: DatagramListings,
     /// The contact log, while one is kept.
     contacts: Mutex<Option<Vec<Contact>>>,
 }
@@ -105,6 +111,7 @@ impl SessionPool {
             returned: tokio::sync::Notify::new(),
             opened: AtomicU64::new(0),
             listings: AtomicU64::new(0),
+            datagrams: DatagramListings::default(),
             contacts: Mutex::new(None),
         }
     }
@@ -240,7 +247,8 @@ impl SessionPool {
         if listing && !held && self.me.session.grid.is_none() {
             self.log_contact(server, false);
             self.listings.fetch_add(1, Ordering::Relaxed);
-            match crate::client::listing::ask(&self.me, server, si).await {
+            let datagrams = self.cfg.datagram_listings.then_some(&self.datagrams);
+            match crate::client::listing::ask(&self.me, datagrams, server, si).await {
                 Ok(v) => return Ok(v),
                 // A server that took the connection and closed it
                 // unanswered answers no listings (a release before them,
@@ -319,6 +327,11 @@ impl SessionPool {
     /// pool's life.
     pub fn listings_asked(&self) -> u64 {
         self.listings.load(Ordering::Relaxed)
+    }
+
+    /// Listings answered in datagrams (of [`SessionPool::listings_asked`]).
+    pub fn datagram_listings_answered(&self) -> u64 {
+        self.datagrams.answered()
     }
 
     fn contact_log(&self) -> std::sync::MutexGuard<'_, Option<Vec<Contact>>> {

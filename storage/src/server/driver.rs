@@ -107,9 +107,11 @@ impl Default for ServerLimits {
 #[derive(Debug, Default)]
 pub struct ServerStats {
     sessions_open: AtomicU64,
-    requests: AtomicU64,
-    listings: AtomicU64,
-    request_micros: AtomicU64,
+    pub(crate) requests: AtomicU64,
+    pub(crate) listings: AtomicU64,
+    pub(crate) datagram_listings: AtomicU64,
+    pub(crate) datagrams_refused: AtomicU64,
+    pub(crate) request_micros: AtomicU64,
     accept_errors: AtomicU64,
     sessions_timed_out: AtomicU64,
     pub(crate) requests_waiting: AtomicU64,
@@ -129,9 +131,22 @@ impl ServerStats {
     }
 
     /// Listings answered without a session (counted in
-    /// [`ServerStats::requests`] too).
+    /// [`ServerStats::requests`] too), over TCP or in datagrams.
     pub fn listings(&self) -> u64 {
         self.listings.load(Relaxed)
+    }
+
+    /// Listings answered in datagrams (counted in
+    /// [`ServerStats::listings`] too).
+    pub fn datagram_listings(&self) -> u64 {
+        self.datagram_listings.load(Relaxed)
+    }
+
+    /// Datagrams handed to the server as listing queries and not answered:
+    /// malformed or unpadded, over the server's bounds, or with an answer
+    /// longer than the query ([`crate::server::DatagramAnswerer`]).
+    pub fn datagrams_refused(&self) -> u64 {
+        self.datagrams_refused.load(Relaxed)
     }
 
     /// Total time spent answering requests (decoding, the store's work,

@@ -6,15 +6,22 @@
 //! [`ServerStats`]; [`AcceptBackoff`] is its accept loop's policy, sans-IO.
 //! `listing` tells a handshake from a listing on an accepted
 //! connection and answers the listing.
+//! [`DatagramAnswerer`] (in `datagram`) answers listings asked in
+//! datagrams, within bounds against forged sources.
 //! [`run_scrub`] drives the store's background scrub at a bounded rate.
 
 mod backoff;
+mod datagram;
 mod driver;
 mod handler;
 mod listing;
 mod scrub;
 
 pub use backoff::AcceptBackoff;
+pub use datagram::{
+    answer_handed_over, answer_on_socket, DatagramAnswerer, IN_FLIGHT, NEW_KEYS_BURST,
+    NEW_KEYS_PER_SEC,
+};
 pub use driver::{run_listener, serve, Drain, DrainHandle, ServerLimits, ServerStats};
 pub use handler::{Answer, ShareServer, MAX_OPEN_PER_SESSION};
 pub use scrub::{run_scrub, ScrubConfig};

@@ -1,0 +1,275 @@
+//! Answering listings in datagrams ([`crate::listing_datagram`] has the
+//! format and why). A node's gossip socket hands query datagrams over by
+//! their first byte ([`answer_handed_over`]); a share server with a UDP
+//! socket of its own (tests, benchmarks) reads them itself
+//! ([`answer_on_socket`]). Either way each query is answered by
+//! [`DatagramAnswerer`], within bounds, because a datagram's source
+//! address is not proved and anyone can send them:
+//!
+//! * an answer is never longer than its query (no amplification);
+//! * at most [`IN_FLIGHT`] queries are being answered at once (each reads
+//!   a directory on the blocking pool); more are dropped, not queued;
+//! * a query from a client id this server holds no pair key with costs an
+//!   X25519 product: at most [`NEW_KEYS_PER_SEC`] of those a second (with
+//!   a burst of [`NEW_KEYS_BURST`]) are answered; more are dropped;
+//! * a closed grid's server answers none (a query does not prove who
+//!   asks).
+//!
+//! A dropped query costs its client the wait before it asks over TCP,
+//! which has its own bounds (the accept loop's); nothing is queued.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+use grapevine_crypto::identity::Identity;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::listing::Query;
+use crate::listing_datagram::{answer_datagram, MAX_QUERY_DATAGRAM_LEN};
+use crate::server::handler::list_shares;
+use crate::server::driver::ServerStats;
+use crate::store::ShareStore;
+
+/// Queries answered at once, at most.
+pub const IN_FLIGHT: usize = 64;
+/// New pair keys derived for datagram queries per second, at most.
+pub const NEW_KEYS_PER_SEC: u32 = 200;
+/// ... with this many at once.
+pub const NEW_KEYS_BURST: u32 = 1000;
+
+/// A token bucket for new pair keys (sans-IO: the caller says when).
+#[derive(Debug, Clone)]
+pub(crate) struct KeyBudget {
+    tokens: f64,
+    last: Instant,
+}
+
+impl KeyBudget {
+    pub(crate) fn new(now: Instant) -> Self {
+        KeyBudget {
+            tokens: f64::from(NEW_KEYS_BURST),
+            last: now,
+        }
+    }
+
+    /// Take one token if there is one at `now`.
+    pub(crate) fn take(&mut self, now: Instant) -> bool {
+        let gained =
+            now.saturating_duration_since(self.last).as_secs_f64() * f64::from(NEW_KEYS_PER_SEC);
+        self.tokens = (self.tokens + gained).min(f64::from(NEW_KEYS_BURST));
+        self.last = now.max(self.last);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Answers query datagrams for one share server (see the module docs).
+#[derive(Debug)]
+pub struct DatagramAnswerer {
+    identity: Arc<Identity>,
+    store: ShareStore,
+    stats: Arc<ServerStats>,
+    socket: Arc<UdpSocket>,
+    in_flight: Arc<Semaphore>,
+    new_keys: KeyBudget,
+    tasks: JoinSet<()>,
+}
+
+impl DatagramAnswerer {
+    /// Answer from `socket` as `identity`, from `store`, counting into
+    /// `stats`.
+    pub fn new(
+        identity: Arc<Identity>,
+        store: ShareStore,
+        stats: Arc<ServerStats>,
+        socket: Arc<UdpSocket>,
+    ) -> Self {
+        let now = Instant::now();
+        DatagramAnswerer {
+            identity,
+            store,
+            stats,
+            socket,
+            in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
+            new_keys: KeyBudget::new(now),
+            tasks: JoinSet::new(),
+        }
+    }
+
+    fn refuse(&self, from: SocketAddr, why: &str) {
+        self.stats.datagrams_refused.fetch_add(1, Relaxed);
+        tracing::debug!(%from, "listing datagram not answered: {why}");
+    }
+
+    /// Answer datagram `d` from `from`, if it is a query within bounds
+    /// (the answer is sent by a task of its own).
+    pub fn take(&mut self, d: &[u8], from: SocketAddr) {
+        while self.tasks.try_join_next().is_some() {}
+        let q = match Query::from_datagram(d) {
+            Ok(q) => q,
+            Err(e) => return self.refuse(from, &e.to_string()),
+        };
+        let now = Instant::now();
+        if !self.identity.has_pair_key(&q.client) && !self.new_keys.take(now) {
+            return self.refuse(from, "too many new clients");
+        }
+        // A client id that is no key gets no answer: refused before any
+        // directory is read (the key, once derived, is remembered).
+        if self.identity.pair_key(&q.client).is_err() {
+            return self.refuse(from, "the client id is no key");
+        }
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            return self.refuse(from, "too many queries at once");
+        };
+        let (identity, store, stats, socket) = (
+            self.identity.clone(),
+            self.store.clone(),
+            self.stats.clone(),
+            self.socket.clone(),
+        );
+        let query_len = d.len();
+        self.tasks.spawn(async move {
+            let _permit = permit;
+            let started = Instant::now();
+            // Listing reads a directory: the blocking pool's work.
+            let listed = tokio::task::spawn_blocking(move || list_shares(&store, &q.si)).await;
+            let shares = match listed {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return tracing::debug!("listing for a datagram failed: {e}"),
+                Err(e) => return tracing::debug!("listing for a datagram failed: {e}"),
+            };
+            let out = match answer_datagram(&identity, &q, query_len, &shares) {
+                Ok(Some(out)) => out,
+                Ok(None) => {
+                    stats.datagrams_refused.fetch_add(1, Relaxed);
+                    return tracing::debug!(%from, "listing answer longer than its query: not sent");
+                }
+                Err(e) => return tracing::debug!("listing for a datagram failed: {e}"),
+            };
+            match socket.send_to(&out, from).await {
+                Ok(_) => {
+                    stats.requests.fetch_add(1, Relaxed);
+                    stats.listings.fetch_add(1, Relaxed);
+                    stats.datagram_listings.fetch_add(1, Relaxed);
+                    stats
+                        .request_micros
+                        .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+                }
+                Err(e) => tracing::debug!(%from, "listing answer not sent: {e}"),
+            }
+        });
+    }
+}
+
+/// Answer the query datagrams a node's gossip socket hands over through
+/// `inbox` (the membership driver's `Passthrough`),
+/// until the inbox closes; answers in progress end with it.
+pub async fn answer_handed_over(
+    mut answerer: DatagramAnswerer,
+    mut inbox: mpsc::Receiver<(Vec<u8>, SocketAddr)>,
+) {
+    while let Some((d, from)) = inbox.recv().await {
+        answerer.take(&d, from);
+    }
+}
+
+/// Read query datagrams from the answerer's own socket and answer them,
+/// until the task is dropped (answers in progress end with it).
+pub async fn answer_on_socket(mut answerer: DatagramAnswerer) {
+    let socket = answerer.socket.clone();
+    let mut buf = vec![0u8; MAX_QUERY_DATAGRAM_LEN + 1];
+    loop {
+        match socket.recv_from(&mut buf).await {
+            Ok((n, from)) => answerer.take(&buf[..n], from),
+            Err(e) => tracing::debug!("listing socket: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::listing::QUERY_LEN;
+    use crate::listing_datagram::{answer_nonce, open_answer_datagram};
+    use crate::types::{StorageIndex, SI_LEN};
+    use grapevine_crypto::identity::NodeId;
+    use std::time::Duration;
+
+    /// Only a padded query from a client id that is a key is answered;
+    /// the others are counted and dropped, and the answer opens as the
+    /// server's.
+    #[tokio::test]
+    async fn only_padded_queries_from_real_keys_are_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ShareStore::open(dir.path(), 0).unwrap();
+        let server = Arc::new(Identity::generate());
+        let stats = Arc::new(ServerStats::default());
+        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let at = socket.local_addr().unwrap();
+        let task = tokio::spawn(answer_on_socket(DatagramAnswerer::new(
+            server.clone(),
+            store,
+            stats.clone(),
+            socket,
+        )));
+        let client = Identity::generate();
+        let me = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let si = StorageIndex([3; SI_LEN]);
+        let unpadded = Query::new(si, client.node_id()).to_datagram();
+        me.send_to(&unpadded[..1 + QUERY_LEN], at).await.unwrap();
+        // The identity point: a weak key, whose pair key anyone knows.
+        let mut weak = [0u8; 32];
+        weak[0] = 1;
+        let weak = Query::new(si, NodeId(weak)).to_datagram();
+        me.send_to(&weak, at).await.unwrap();
+        let good = Query::new(si, client.node_id());
+        me.send_to(&good.to_datagram(), at).await.unwrap();
+        let mut buf = [0u8; 2048];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(10), me.recv_from(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert_eq!(answer_nonce(&buf[..n]), Some(good.nonce));
+        assert!(n <= crate::listing_datagram::QUERY_DATAGRAM_LEN);
+        assert_eq!(
+            open_answer_datagram(&client, &server.node_id(), &good, &buf[..n]),
+            Ok(vec![])
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while stats.datagram_listings() < 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(stats.datagram_listings(), 1);
+        assert_eq!(stats.datagrams_refused(), 2, "the unpadded and the weak");
+        assert_eq!(server.pair_keys_kept(), 1, "no key kept for the weak id");
+        task.abort();
+    }
+
+    #[test]
+    fn new_keys_are_rate_limited() {
+        let t0 = Instant::now();
+        let mut b = KeyBudget::new(t0);
+        for _ in 0..NEW_KEYS_BURST {
+            assert!(b.take(t0));
+        }
+        assert!(!b.take(t0), "the burst is spent");
+        // 200 a second: one every 5 ms.
+        assert!(!b.take(t0 + Duration::from_millis(4)));
+        assert!(b.take(t0 + Duration::from_millis(6)));
+        assert!(!b.take(t0 + Duration::from_millis(6)));
+        // A long quiet refills to the burst, no more.
+        let later = t0 + Duration::from_secs(3600);
+        let taken = (0..NEW_KEYS_BURST + 10).filter(|_| b.take(later)).count();
+        assert_eq!(taken, NEW_KEYS_BURST as usize);
+        // A clock going back takes nothing and gives nothing.
+        assert!(!b.take(t0));
+    }
+}
