@@ -56,7 +56,7 @@ use crate::{control, gateway, http, membership, peers, record};
 /// Listing datagrams waiting for the share server, at most (more are
 /// dropped by the gossip driver, which never waits for them; their
 /// clients ask over TCP).
-const LISTING_QUEUE: usize = 256;
+const LISTING_QUEUE: usize = 64;
 
 /// A node's UDP (gossip) and TCP (sessions) sockets, bound to one address.
 #[derive(Debug)]

@@ -30,8 +30,8 @@ use tokio::task::JoinSet;
 
 use crate::listing::Query;
 use crate::listing_datagram::{answer_datagram, MAX_QUERY_DATAGRAM_LEN};
-use crate::server::handler::list_shares;
 use crate::server::driver::ServerStats;
+use crate::server::handler::list_shares;
 use crate::store::ShareStore;
 
 /// Queries answered at once, at most.
