@@ -235,6 +235,7 @@ impl ClientTask {
         let pool = self.client.pool();
         let _ = pool.take_contacts();
         let opened = pool.sessions_opened();
+        let (listed, in_datagrams) = (pool.listings_asked(), pool.datagram_listings_answered());
         let (op, size, file_id, beyond) = match &planned {
             Planned::Put { size } => {
                 *counter += 1;
@@ -279,6 +280,10 @@ impl ClientTask {
             ms,
             class: class.as_str().to_string(),
             handshakes: pool.sessions_opened().saturating_sub(opened),
+            listings: pool.listings_asked().saturating_sub(listed),
+            datagram_listings: pool
+                .datagram_listings_answered()
+                .saturating_sub(in_datagrams),
             servers,
             ok,
             beyond_repair: beyond,

@@ -280,6 +280,8 @@ mod tests {
                 ms: 1.0 + (i % 50) as f64,
                 class: "cold".into(),
                 handshakes: 1,
+                listings: 0,
+                datagram_listings: 0,
                 servers: 10,
                 ok: true,
                 beyond_repair: false,

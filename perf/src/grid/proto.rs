@@ -196,6 +196,12 @@ pub struct OpRecord {
     pub class: String,
     /// Sessions opened for it.
     pub handshakes: u64,
+    /// Listings asked for it (servers asked without a session).
+    #[serde(default)]
+    pub listings: u64,
+    /// Of which answered in datagrams.
+    #[serde(default)]
+    pub datagram_listings: u64,
     /// Distinct servers it asked for sessions.
     pub servers: usize,
     /// Whether it succeeded (a get returned exactly the file).

@@ -202,6 +202,11 @@ pub struct Report {
     pub client_sessions_open_after_idle: u64,
     /// Sessions opened per workload operation.
     pub handshakes_per_op_mean: f64,
+    /// Listings (servers asked without a session) per workload operation.
+    pub listings_per_op_mean: f64,
+    /// Of those listings, the share answered in datagrams (the rest over
+    /// TCP).
+    pub listings_in_datagrams: f64,
     /// Workload operations.
     pub ops: usize,
     /// Of which warm (a session held to every server used).
@@ -313,6 +318,10 @@ pub fn build(m: Measured, ops: &[OpRecord]) -> Report {
         client_sessions_open_after_idle: m.client_sessions_open_after_idle,
         handshakes_per_op_mean: work.iter().map(|o| o.handshakes).sum::<u64>() as f64
             / work.len().max(1) as f64,
+        listings_per_op_mean: work.iter().map(|o| o.listings).sum::<u64>() as f64
+            / work.len().max(1) as f64,
+        listings_in_datagrams: work.iter().map(|o| o.datagram_listings).sum::<u64>() as f64
+            / work.iter().map(|o| o.listings).sum::<u64>().max(1) as f64,
         ops: work.len(),
         ops_warm: count("warm"),
         ops_cold: count("cold"),
@@ -413,6 +422,11 @@ pub fn print(r: &Report) {
         "  operations                     {} ({} warm, {} cold, {} mixed), {:.2} handshakes each, start lag p99 {:.0} ms",
         r.ops, r.ops_warm, r.ops_cold, r.ops_mixed, r.handshakes_per_op_mean, r.start_lag_ms_p99
     );
+    println!(
+        "  listings                       {:.2} each, {:.1}% answered in datagrams",
+        r.listings_per_op_mean,
+        r.listings_in_datagrams * 100.0
+    );
     print_table("latency, all", &r.latency_ms);
     print_table("latency, cold", &r.cold_latency_ms);
     print_table("latency, warm", &r.warm_latency_ms);
@@ -472,6 +486,8 @@ mod tests {
             ms,
             class: class.into(),
             handshakes: if class == "cold" { 10 } else { 0 },
+            listings: if op == "check" { 10 } else { 0 },
+            datagram_listings: if op == "check" { 9 } else { 0 },
             servers: 10,
             ok,
             beyond_repair: false,
@@ -537,6 +553,9 @@ mod tests {
         assert_eq!(r.warm_latency_ms["get"]["4KiB"].p50, 30.0);
         assert!(!r.warm_latency_ms.contains_key("put"));
         assert!((r.handshakes_per_op_mean - 40.0 / 6.0).abs() < 1e-9);
+        // One check, ten listings, nine of them in datagrams.
+        assert!((r.listings_per_op_mean - 10.0 / 6.0).abs() < 1e-9);
+        assert!((r.listings_in_datagrams - 0.9).abs() < 1e-9);
         let json = serde_json::to_value(&r).unwrap();
         for key in [
             "converge_after_last_start_s",
@@ -546,6 +565,8 @@ mod tests {
             "sessions_open_per_node_max",
             "sessions_open_per_node_mean",
             "handshakes_per_op_mean",
+            "listings_per_op_mean",
+            "listings_in_datagrams",
             "latency_ms",
             "cold_latency_ms",
             "warm_latency_ms",
