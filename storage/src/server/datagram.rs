@@ -8,7 +8,8 @@
 //!
 //! * an answer is never longer than its query (no amplification);
 //! * at most [`IN_FLIGHT`] queries are being answered at once (each reads
-//!   a directory on the blocking pool); more are dropped, not queued;
+//!   a directory on the blocking pool), and at most [`ANSWERS_PER_SEC`] a
+//!   second (bursts of [`ANSWERS_BURST`]); more are dropped, not queued;
 //! * a query from a client id this server holds no pair key with costs an
 //!   X25519 product: at most [`NEW_KEYS_PER_SEC`] of those a second (with
 //!   a burst of [`NEW_KEYS_BURST`]) are answered; more are dropped;
@@ -40,18 +41,28 @@ pub const IN_FLIGHT: usize = 64;
 pub const NEW_KEYS_PER_SEC: u32 = 200;
 /// ... with this many at once.
 pub const NEW_KEYS_BURST: u32 = 1000;
+/// Queries answered per second, at most (a busy server's clients ask the
+/// rest over TCP) ...
+pub const ANSWERS_PER_SEC: u32 = 2000;
+/// ... with this many at once.
+pub const ANSWERS_BURST: u32 = 2000;
 
-/// A token bucket for new pair keys (sans-IO: the caller says when).
+/// A token bucket (sans-IO: the caller says when).
 #[derive(Debug, Clone)]
-pub(crate) struct KeyBudget {
+pub(crate) struct TokenBucket {
+    per_sec: u32,
+    burst: u32,
     tokens: f64,
     last: Instant,
 }
 
-impl KeyBudget {
-    pub(crate) fn new(now: Instant) -> Self {
-        KeyBudget {
-            tokens: f64::from(NEW_KEYS_BURST),
+impl TokenBucket {
+    /// Full at `now`: `burst` tokens, refilled at `per_sec`.
+    pub(crate) fn new(per_sec: u32, burst: u32, now: Instant) -> Self {
+        TokenBucket {
+            per_sec,
+            burst,
+            tokens: f64::from(burst),
             last: now,
         }
     }
@@ -59,8 +70,8 @@ impl KeyBudget {
     /// Take one token if there is one at `now`.
     pub(crate) fn take(&mut self, now: Instant) -> bool {
         let gained =
-            now.saturating_duration_since(self.last).as_secs_f64() * f64::from(NEW_KEYS_PER_SEC);
-        self.tokens = (self.tokens + gained).min(f64::from(NEW_KEYS_BURST));
+            now.saturating_duration_since(self.last).as_secs_f64() * f64::from(self.per_sec);
+        self.tokens = (self.tokens + gained).min(f64::from(self.burst));
         self.last = now.max(self.last);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -79,7 +90,8 @@ pub struct DatagramAnswerer {
     stats: Arc<ServerStats>,
     socket: Arc<UdpSocket>,
     in_flight: Arc<Semaphore>,
-    new_keys: KeyBudget,
+    answers: TokenBucket,
+    new_keys: TokenBucket,
     tasks: JoinSet<()>,
 }
 
@@ -99,7 +111,8 @@ impl DatagramAnswerer {
             stats,
             socket,
             in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
-            new_keys: KeyBudget::new(now),
+            answers: TokenBucket::new(ANSWERS_PER_SEC, ANSWERS_BURST, now),
+            new_keys: TokenBucket::new(NEW_KEYS_PER_SEC, NEW_KEYS_BURST, now),
             tasks: JoinSet::new(),
         }
     }
@@ -118,6 +131,9 @@ impl DatagramAnswerer {
             Err(e) => return self.refuse(from, &e.to_string()),
         };
         let now = Instant::now();
+        if !self.answers.take(now) {
+            return self.refuse(from, "too many queries a second");
+        }
         if !self.identity.has_pair_key(&q.client) && !self.new_keys.take(now) {
             return self.refuse(from, "too many new clients");
         }
@@ -254,9 +270,9 @@ mod tests {
     }
 
     #[test]
-    fn new_keys_are_rate_limited() {
+    fn a_bucket_gives_its_burst_then_its_rate() {
         let t0 = Instant::now();
-        let mut b = KeyBudget::new(t0);
+        let mut b = TokenBucket::new(NEW_KEYS_PER_SEC, NEW_KEYS_BURST, t0);
         for _ in 0..NEW_KEYS_BURST {
             assert!(b.take(t0));
         }
@@ -271,5 +287,10 @@ mod tests {
         assert_eq!(taken, NEW_KEYS_BURST as usize);
         // A clock going back takes nothing and gives nothing.
         assert!(!b.take(t0));
+        // Each bucket keeps its own figures.
+        let mut a = TokenBucket::new(ANSWERS_PER_SEC, ANSWERS_BURST, t0);
+        let taken = (0..ANSWERS_BURST + 5).filter(|_| a.take(t0)).count();
+        assert_eq!(taken, ANSWERS_BURST as usize);
+        assert!(a.take(t0 + Duration::from_millis(1)), "2,000 a second");
     }
 }

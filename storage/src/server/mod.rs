@@ -19,8 +19,8 @@ mod scrub;
 
 pub use backoff::AcceptBackoff;
 pub use datagram::{
-    answer_handed_over, answer_on_socket, DatagramAnswerer, IN_FLIGHT, NEW_KEYS_BURST,
-    NEW_KEYS_PER_SEC,
+    answer_handed_over, answer_on_socket, DatagramAnswerer, ANSWERS_BURST, ANSWERS_PER_SEC,
+    IN_FLIGHT, NEW_KEYS_BURST, NEW_KEYS_PER_SEC,
 };
 pub use driver::{run_listener, serve, Drain, DrainHandle, ServerLimits, ServerStats};
 pub use handler::{Answer, ShareServer, MAX_OPEN_PER_SESSION};
