@@ -206,6 +206,13 @@ pub fn status_text(s: &StatusReport) -> String {
         ),
     );
     line(
+        "listings",
+        format!(
+            "{} answered without a session, {} of them in datagrams; {} datagrams not answered",
+            s.storage_listings, s.storage_datagram_listings, s.storage_datagrams_refused
+        ),
+    );
+    line(
         "scrub",
         format!(
             "{} passes, {} shares and {} bytes checked, {} corrupt found; {} bytes into this pass",

@@ -269,6 +269,9 @@ impl NodeState {
             storage_serving: self.storage_serving(),
             storage_accept_errors: self.storage_stats.accept_errors(),
             storage_sessions_timed_out: self.storage_stats.sessions_timed_out(),
+            storage_listings: self.storage_stats.listings(),
+            storage_datagram_listings: self.storage_stats.datagram_listings(),
+            storage_datagrams_refused: self.storage_stats.datagrams_refused(),
             scrub_passes: self.scrub_stats.passes(),
             scrub_shares_checked: self.scrub_stats.shares_checked(),
             scrub_bytes_checked: self.scrub_stats.bytes_checked(),
@@ -500,6 +503,15 @@ pub struct StatusReport {
     /// Storage sessions closed by a deadline (idle, stalled, not reading).
     #[serde(default)]
     pub storage_sessions_timed_out: u64,
+    /// Listings answered without a session.
+    #[serde(default)]
+    pub storage_listings: u64,
+    /// Of which in datagrams.
+    #[serde(default)]
+    pub storage_datagram_listings: u64,
+    /// Listing datagrams not answered (malformed, over bounds).
+    #[serde(default)]
+    pub storage_datagrams_refused: u64,
     /// Scrub passes over the store completed.
     #[serde(default)]
     pub scrub_passes: u64,

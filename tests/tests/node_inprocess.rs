@@ -128,6 +128,12 @@ async fn several_nodes_in_one_process_put_get_and_check_a_file() {
         m2.contains("grapevine_storage_datagram_listings_total 1\n"),
         "{m2}"
     );
+    let st2 = at(&nodes, 2).state().status().await.unwrap();
+    assert_eq!(
+        (st2.storage_listings, st2.storage_datagram_listings),
+        (1, 1),
+        "the status says so too"
+    );
 
     // Node 4 crashes (no goodbye): the others see it dead, and the file
     // still reads back from the four that are left.
