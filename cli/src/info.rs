@@ -362,6 +362,9 @@ mod tests {
             "repair_shares_regenerated",
             "repair_bytes_read",
             "repair_bytes_written",
+            "storage_listings",
+            "storage_datagram_listings",
+            "storage_datagrams_refused",
         ];
         for (i, k) in keys.iter().enumerate() {
             v[*k] = serde_json::json!(1000 + i as u64);
