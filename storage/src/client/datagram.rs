@@ -260,22 +260,9 @@ impl DatagramListings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::conn::tests::me as client;
     use crate::listing_datagram::answer_datagram;
     use grapevine_crypto::identity::Identity;
-    use grapevine_crypto::noise::SessionConfig;
-    use grapevine_crypto::record::LocationRecord;
-
-    fn client() -> ClientIdentity {
-        let identity = Arc::new(Identity::generate());
-        let record = LocationRecord::new(&identity, vec!["127.0.0.1:1".parse().unwrap()])
-            .sign(&identity)
-            .unwrap();
-        ClientIdentity {
-            identity,
-            record,
-            session: SessionConfig::default(),
-        }
-    }
 
     /// An answer datagram naming the query but not made by the server
     /// (anyone who saw the query could send one) is dropped and the query

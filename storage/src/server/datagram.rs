@@ -171,14 +171,7 @@ impl DatagramAnswerer {
                 Err(e) => return tracing::debug!("listing for a datagram failed: {e}"),
             };
             match socket.send_to(&out, from).await {
-                Ok(_) => {
-                    stats.requests.fetch_add(1, Relaxed);
-                    stats.listings.fetch_add(1, Relaxed);
-                    stats.datagram_listings.fetch_add(1, Relaxed);
-                    stats
-                        .request_micros
-                        .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
-                }
+                Ok(_) => stats.count_listing(started, true),
                 Err(e) => tracing::debug!(%from, "listing answer not sent: {e}"),
             }
         });

@@ -136,6 +136,18 @@ impl ServerStats {
         self.listings.load(Relaxed)
     }
 
+    /// Count a listing answered (over TCP, or in a datagram) since
+    /// `started`: a request, a listing, and its time.
+    pub(crate) fn count_listing(&self, started: Instant, in_datagram: bool) {
+        self.requests.fetch_add(1, Relaxed);
+        self.listings.fetch_add(1, Relaxed);
+        if in_datagram {
+            self.datagram_listings.fetch_add(1, Relaxed);
+        }
+        self.request_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+    }
+
     /// Listings answered in datagrams (counted in
     /// [`ServerStats::listings`] too).
     pub fn datagram_listings(&self) -> u64 {
@@ -471,13 +483,7 @@ pub async fn run_listener(
                         tracing::debug!(%from, "storage session ended: {e}");
                     }
                 }
-                Ok(Opening::Listed) => {
-                    stats.requests.fetch_add(1, Relaxed);
-                    stats.listings.fetch_add(1, Relaxed);
-                    stats
-                        .request_micros
-                        .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
-                }
+                Ok(Opening::Listed) => stats.count_listing(started, false),
                 Err(e) => tracing::debug!(%from, "{e}"),
             }
         });
