@@ -119,7 +119,8 @@ pub struct RunOptions {
 /// Datagrams of another protocol on the node's socket: those starting
 /// with `first_byte` (never a membership datagram's: those start with
 /// the wire version, [`crate::wire::WIRE_VERSION`]) are handed to `sink`
-/// with their source address, unread, instead of to the core. A full
+/// with their source address and when they were read, unread, instead of
+/// to the core. A full
 /// sink drops them (counted in [`Counters::passthrough_dropped`]): the
 /// driver never waits for another protocol. Answers go out through
 /// [`MembershipHandle::socket`].
@@ -128,7 +129,7 @@ pub struct Passthrough {
     /// The first byte of the other protocol's datagrams.
     pub first_byte: u8,
     /// Where they go.
-    pub sink: mpsc::Sender<(Vec<u8>, SocketAddr)>,
+    pub sink: mpsc::Sender<(Vec<u8>, SocketAddr, std::time::Instant)>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -433,7 +434,8 @@ impl Driver {
     fn handle_datagram(&mut self, from: SocketAddr, d: &[u8]) {
         if let Some(p) = &self.passthrough {
             if d.first() == Some(&p.first_byte) {
-                let counter = match p.sink.try_send((d.to_vec(), from)) {
+                let read = now();
+                let counter = match p.sink.try_send((d.to_vec(), from, read)) {
                     Ok(()) => &self.counters.passed_through,
                     Err(_) => &self.counters.passthrough_dropped,
                 };

@@ -10,8 +10,9 @@
 
 use std::sync::Arc;
 
+use grapevine_storage::latency::Snapshot;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -35,6 +36,30 @@ fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt:
 fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
     let c = ConstCounter::new(v);
     c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+/// Upper bounds of the buckets a latency histogram is exported with:
+/// powers of two microseconds, 128 us to about 1 s (edges of
+/// [`Snapshot`]'s buckets, so each count is exact).
+const HISTOGRAM_BOUNDS_LOG2_MICROS: std::ops::RangeInclusive<u32> = 7..=20;
+
+fn histogram(mut e: MetricEncoder<'_>, times: &Snapshot) -> std::fmt::Result {
+    // The encoder adds the buckets up itself: each holds only what is
+    // above the bound before it.
+    let mut below = 0;
+    let mut buckets: Vec<(f64, u64)> = Vec::new();
+    for k in HISTOGRAM_BOUNDS_LOG2_MICROS {
+        let upto = times.at_most((1u64 << k) - 1);
+        buckets.push(((1u64 << k) as f64 / 1e6, upto - below));
+        below = upto;
+    }
+    buckets.push((f64::INFINITY, times.total() - below));
+    e.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+        times.sum_micros as f64 / 1e6,
+        times.total(),
+        &buckets,
+        None,
+    )
 }
 
 impl Collector for NodeCollector {
@@ -238,6 +263,29 @@ impl Collector for NodeCollector {
             requests,
             &[(f64::INFINITY, requests)],
             None,
+        )?;
+        let st = s.storage_stats();
+        let mut m = e.encode_descriptor(
+            "grapevine_storage_listing_seconds",
+            "Time to answer listings, by the way they were asked: in a datagram (from the node's socket reading it to the answer sent), over TCP (from the connection accepted) or on a session (from the request read)",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (path, times) in [
+            ("datagram", st.datagram_listing_times()),
+            ("tcp", st.tcp_listing_times()),
+            ("session", st.session_listing_times()),
+        ] {
+            histogram(m.encode_family(&[("path", path)])?, &times)?;
+        }
+        histogram(
+            e.encode_descriptor(
+                "grapevine_storage_datagram_handover_seconds",
+                "Of a datagram listing's time, the part before the share server took the query (the gossip task's hand-over)",
+                None,
+                MetricType::Histogram,
+            )?,
+            &st.datagram_handover_times(),
         )?;
         let up = ConstGauge::new(s.uptime_s().floor());
         up.encode(e.encode_descriptor(

@@ -74,8 +74,8 @@ pub struct StorageServer {
 /// `Passthrough`), and that socket, to answer from.
 #[derive(Debug)]
 pub struct DatagramInbox {
-    /// The queries, with their source addresses.
-    pub inbox: mpsc::Receiver<(Vec<u8>, SocketAddr)>,
+    /// The queries, with their source addresses and when they were read.
+    pub inbox: mpsc::Receiver<(Vec<u8>, SocketAddr, std::time::Instant)>,
     /// The gossip socket.
     pub socket: Arc<UdpSocket>,
 }

@@ -44,6 +44,7 @@ pub mod cap;
 pub mod chk;
 pub mod client;
 pub mod error;
+pub mod latency;
 pub mod listing;
 pub mod listing_datagram;
 pub mod protocol;

@@ -551,8 +551,9 @@ async fn datagrams_of_another_protocol_are_handed_over_by_their_first_byte() {
     )
     .unwrap();
     let other = tokio::net::UdpSocket::bind("127.4.9.2:0").await.unwrap();
+    let sent = std::time::Instant::now();
     other.send_to(&[0xc1, 1, 2, 3], local).await.unwrap();
-    let (d, from) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+    let (d, from, read) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
         .expect("handed over")
         .unwrap();
@@ -560,6 +561,8 @@ async fn datagrams_of_another_protocol_are_handed_over_by_their_first_byte() {
         (d, from),
         (vec![0xc1, 1, 2, 3], other.local_addr().unwrap())
     );
+    // Stamped when the driver read it: after it was sent, before now.
+    assert!(read >= sent && read <= std::time::Instant::now());
     // The sink holds one: of three more, one waits and two are dropped.
     for i in 0..3u8 {
         other.send_to(&[0xc1, i], local).await.unwrap();

@@ -128,6 +128,15 @@ async fn several_nodes_in_one_process_put_get_and_check_a_file() {
         m2.contains("grapevine_storage_datagram_listings_total 1\n"),
         "{m2}"
     );
+    // Timed (from the socket's read), and its hand-over too.
+    for line in [
+        "grapevine_storage_listing_seconds_count{path=\"datagram\"} 1\n",
+        "grapevine_storage_listing_seconds_bucket{path=\"datagram\",le=\"+Inf\"} 1\n",
+        "grapevine_storage_listing_seconds_count{path=\"tcp\"} 0\n",
+        "grapevine_storage_datagram_handover_seconds_count 1\n",
+    ] {
+        assert!(m2.contains(line), "{line} in {m2}");
+    }
     let st2 = at(&nodes, 2).state().status().await.unwrap();
     assert_eq!(
         (st2.storage_listings, st2.storage_datagram_listings),

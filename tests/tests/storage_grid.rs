@@ -448,6 +448,43 @@ async fn a_server_that_answers_no_datagrams_is_asked_over_tcp() {
         .map(|s| s.stats.listings() - s.stats.datagram_listings())
         .sum();
     assert_eq!(over_tcp, 6);
+    // Each listing timed by the way it was answered, on both sides.
+    let t = cold.listing_times();
+    let counts = (t.datagram.total(), t.tcp.total(), t.session.total());
+    assert_eq!(counts, (14, 6, 0));
+    let (mut by_datagram, mut by_tcp) = (0, 0);
+    for s in &servers {
+        by_datagram += s.stats.datagram_listing_times().total();
+        by_tcp += s.stats.tcp_listing_times().total();
+        assert_eq!(s.stats.session_listing_times().total(), 0);
+    }
+    assert_eq!((by_datagram, by_tcp), (14, 6));
+    // A client holding sessions lists on them: timed as such, on both
+    // sides (the servers it holds none to in a datagram or over TCP).
+    let warm = client_pool();
+    let _ = get(&warm, &refs, &up.cap).await.expect("download");
+    let held = warm.idle_sessions() as u64;
+    assert!(held >= 3, "a download holds sessions to at least k servers");
+    let before = warm.listing_times();
+    let on_sessions = || -> u64 {
+        servers
+            .iter()
+            .map(|s| s.stats.session_listing_times().total())
+            .sum()
+    };
+    let served_before = on_sessions();
+    let c = client::check(&warm, &refs, &up.cap, false).await.unwrap();
+    assert_eq!(c.results.count_shares_good, 10, "{c:?}");
+    let t = warm.listing_times().since(&before);
+    assert_eq!(t.session.total(), held, "{t:?}");
+    assert_eq!(t.datagram.total() + t.tcp.total(), 10 - held, "{t:?}");
+    // (A server times its answer once sent: it may count after the
+    // client has it.)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while on_sessions() < served_before + held && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(on_sessions(), served_before + held);
 }
 
 /// Wait until `servers` have answered `n` listings in all (5 s at most),

@@ -21,7 +21,9 @@ use anyhow::{bail, Context, Result};
 use crate::grid::churn::{ChurnConfig, ChurnPlanner, Step};
 use crate::grid::cpu::Snap;
 use crate::grid::plots::{self, Sample};
-use crate::grid::proto::{send, Detect, FileRecord, FromWorker, OpRecord, ToWorker, WorkerStatus};
+use crate::grid::proto::{
+    self, send, Detect, FileRecord, FromWorker, OpRecord, ToWorker, WorkerStatus,
+};
 use crate::grid::report::{self, Measured};
 use crate::grid::workload;
 use crate::grid::GridArgs;
@@ -149,6 +151,9 @@ pub fn run(args: &GridArgs) -> Result<()> {
     let marks = std::mem::take(&mut h.marks);
     let files = h.files.len();
     h.m.files_stored = files;
+    if let Some(path) = &args.ops_out {
+        proto::write_ops(path, &h.ops).with_context(|| format!("writing {}", path.display()))?;
+    }
     let r = report::build(h.m.clone(), &h.ops);
     // The report first: a picture that cannot be written must not cost
     // the run's figures.
@@ -485,6 +490,7 @@ impl Harness<'_> {
 
         // 3. Steady window: workload and churn.
         let opened0 = self.sum(|s| s.pool_opened);
+        let listed0 = proto::listing_times(self.workers.iter().map(|w| &w.latest));
         self.broadcast(&ToWorker::Workload { on: true })?;
         self.mark("workload");
         let t_steady = Instant::now();
@@ -524,6 +530,9 @@ impl Harness<'_> {
         })?
         .context("operations still running after the workload stopped")?;
         self.m.handshakes = self.sum(|s| s.pool_opened).saturating_sub(opened0);
+        let listed = proto::listing_times(self.workers.iter().map(|w| &w.latest));
+        self.m.client_listing_times = listed.0.since(&listed0.0);
+        self.m.server_listing_times = listed.1.since(&listed0.1);
 
         // 4. Every node back, and seen alive by every node.
         while !planner.all_up() {

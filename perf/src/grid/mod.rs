@@ -29,6 +29,7 @@ pub mod clients;
 pub mod content;
 pub mod cpu;
 pub mod harness;
+pub mod lives;
 pub mod plots;
 pub mod proto;
 pub mod report;
@@ -114,4 +115,7 @@ pub struct GridArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also write every operation to this file, one JSON object a line.
+    #[arg(long)]
+    pub ops_out: Option<PathBuf>,
 }

@@ -13,6 +13,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::Result;
+use grapevine_storage::client::ListingTimesSnapshot;
+use grapevine_storage::latency::Snapshot;
+use grapevine_storage::server::ServerStats;
 use serde::{Deserialize, Serialize};
 
 /// A command to a worker.
@@ -173,6 +176,58 @@ pub struct WorkerStatus {
     pub ops_in_flight: usize,
     /// Node starts (first or again) that failed.
     pub start_failures: u64,
+    /// How long this worker's share servers took to answer listings, by
+    /// the way they were asked (earlier lives of nodes included).
+    #[serde(default)]
+    pub server_listing_times: ServerListingTimes,
+    /// How long this worker's clients waited for listings, by the way
+    /// they were asked.
+    #[serde(default)]
+    pub client_listing_times: ListingTimesSnapshot,
+}
+
+/// Listing times share servers measured (see `ServerStats`), added up.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerListingTimes {
+    /// In datagrams: from the node's socket reading the query to the
+    /// answer sent.
+    pub datagram: Snapshot,
+    /// Of those, the part before the share server took the query.
+    pub handover: Snapshot,
+    /// On sessions: from the request read to the answer sent.
+    pub session: Snapshot,
+    /// Over TCP connections of their own: from the accept to the answer.
+    pub tcp: Snapshot,
+}
+
+impl ServerListingTimes {
+    /// One server's.
+    pub fn of(stats: &ServerStats) -> Self {
+        ServerListingTimes {
+            datagram: stats.datagram_listing_times(),
+            handover: stats.datagram_handover_times(),
+            session: stats.session_listing_times(),
+            tcp: stats.tcp_listing_times(),
+        }
+    }
+
+    /// Add `other`'s counts to these.
+    pub fn add(&mut self, other: &ServerListingTimes) {
+        self.datagram.add(&other.datagram);
+        self.handover.add(&other.handover);
+        self.session.add(&other.session);
+        self.tcp.add(&other.tcp);
+    }
+
+    /// What was counted since `earlier`.
+    pub fn since(&self, earlier: &ServerListingTimes) -> ServerListingTimes {
+        ServerListingTimes {
+            datagram: self.datagram.since(&earlier.datagram),
+            handover: self.handover.since(&earlier.handover),
+            session: self.session.since(&earlier.session),
+            tcp: self.tcp.since(&earlier.tcp),
+        }
+    }
 }
 
 /// One operation, as the client saw it.
@@ -223,6 +278,34 @@ pub struct OpRecord {
 pub fn send<T: Serialize>(out: &mut impl Write, msg: &T) -> Result<()> {
     serde_json::to_writer(&mut *out, msg)?;
     out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Listing times of all the workers whose statuses are given, added up.
+pub fn listing_times<'a>(
+    statuses: impl Iterator<Item = &'a WorkerStatus>,
+) -> (ListingTimesSnapshot, ServerListingTimes) {
+    let (mut client, mut server) = (
+        ListingTimesSnapshot::default(),
+        ServerListingTimes::default(),
+    );
+    for s in statuses {
+        client.add(&s.client_listing_times);
+        server.add(&s.server_listing_times);
+    }
+    (client, server)
+}
+
+/// Every operation, one JSON object a line (for analysis beyond the
+/// report).
+pub fn write_ops(path: &std::path::Path, ops: &[OpRecord]) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for o in ops {
+        serde_json::to_writer(&mut out, o)?;
+        out.write_all(b"\n")?;
+    }
     out.flush()?;
     Ok(())
 }

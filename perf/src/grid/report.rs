@@ -11,7 +11,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::grid::proto::OpRecord;
+use grapevine_storage::client::ListingTimesSnapshot;
+use grapevine_storage::latency::Snapshot;
+
+use crate::grid::proto::{OpRecord, ServerListingTimes};
 
 /// p50, p95 and p99 of a set of latencies, and how many there were.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
@@ -24,6 +27,57 @@ pub struct Pcts {
     pub p99: f64,
     /// Operations.
     pub n: usize,
+}
+
+impl Pcts {
+    /// From a histogram (each quantile good to its bucket's width).
+    pub fn of(times: &Snapshot) -> Pcts {
+        let ms = |q| times.quantile_micros(q).unwrap_or(0.0) / 1000.0;
+        Pcts {
+            p50: ms(0.5),
+            p95: ms(0.95),
+            p99: ms(0.99),
+            n: times.total() as usize,
+        }
+    }
+}
+
+/// Listing times over the steady window, ms, by where they were measured
+/// and how the listing was asked.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ListingLatency {
+    /// Clients, from asking to the answer opened: `datagram`, `tcp`,
+    /// `session`.
+    pub client: BTreeMap<String, Pcts>,
+    /// Servers: `datagram` (from the node's socket reading the query to
+    /// the answer sent), `handover` (of that, the part before the share
+    /// server took it), `session` (from the request read to the answer
+    /// sent), `tcp` (from the accept to the answer written).
+    pub server: BTreeMap<String, Pcts>,
+}
+
+impl ListingLatency {
+    /// From the histograms.
+    pub fn of(client: &ListingTimesSnapshot, server: &ServerListingTimes) -> Self {
+        let map = |v: &[(&str, &Snapshot)]| {
+            v.iter()
+                .map(|(k, s)| (k.to_string(), Pcts::of(s)))
+                .collect()
+        };
+        ListingLatency {
+            client: map(&[
+                ("datagram", &client.datagram),
+                ("tcp", &client.tcp),
+                ("session", &client.session),
+            ]),
+            server: map(&[
+                ("datagram", &server.datagram),
+                ("handover", &server.handover),
+                ("session", &server.session),
+                ("tcp", &server.tcp),
+            ]),
+        }
+    }
 }
 
 /// `{op: {size: percentiles}}`.
@@ -124,6 +178,10 @@ pub struct Measured {
     pub client_sessions_open_after_idle: u64,
     /// Sessions the client pools opened during the workload.
     pub handshakes: u64,
+    /// Listing times, clients', over the workload.
+    pub client_listing_times: ListingTimesSnapshot,
+    /// Listing times, servers', over the workload.
+    pub server_listing_times: ServerListingTimes,
     /// Dead verdicts about nodes that were up.
     pub false_dead_verdicts: u64,
     /// Some of them: (observer index, subject id).
@@ -207,6 +265,9 @@ pub struct Report {
     /// Of those listings, the share answered in datagrams (the rest over
     /// TCP).
     pub listings_in_datagrams: f64,
+    /// Listing times (of every operation, warm and cold), by where they
+    /// were measured and how they were asked.
+    pub listing_ms: ListingLatency,
     /// Workload operations.
     pub ops: usize,
     /// Of which warm (a session held to every server used).
@@ -322,6 +383,7 @@ pub fn build(m: Measured, ops: &[OpRecord]) -> Report {
             / work.len().max(1) as f64,
         listings_in_datagrams: work.iter().map(|o| o.datagram_listings).sum::<u64>() as f64
             / work.iter().map(|o| o.listings).sum::<u64>().max(1) as f64,
+        listing_ms: ListingLatency::of(&m.client_listing_times, &m.server_listing_times),
         ops: work.len(),
         ops_warm: count("warm"),
         ops_cold: count("cold"),
@@ -427,6 +489,24 @@ pub fn print(r: &Report) {
         r.listings_per_op_mean,
         r.listings_in_datagrams * 100.0
     );
+    for (side, times) in [
+        ("client", &r.listing_ms.client),
+        ("server", &r.listing_ms.server),
+    ] {
+        let line: Vec<String> = times
+            .iter()
+            .filter(|(_, p)| p.n > 0)
+            .map(|(k, p)| format!("{k} {:.2}/{:.2}/{:.2} ({})", p.p50, p.p95, p.p99, p.n))
+            .collect();
+        println!(
+            "  listing ms, {side:<6}           {}",
+            if line.is_empty() {
+                "none".to_string()
+            } else {
+                line.join(", ")
+            }
+        );
+    }
     print_table("latency, all", &r.latency_ms);
     print_table("latency, cold", &r.cold_latency_ms);
     print_table("latency, warm", &r.warm_latency_ms);
@@ -533,12 +613,28 @@ mod tests {
         back.ok = false;
         back.error = Some("content differs at byte 3".into());
         ops.push(back);
+        let datagram = grapevine_storage::latency::Latencies::default();
+        for us in [900, 1000, 1100, 20_000] {
+            datagram.record(std::time::Duration::from_micros(us));
+        }
+        let client_listing_times = ListingTimesSnapshot {
+            datagram: datagram.snapshot(),
+            ..ListingTimesSnapshot::default()
+        };
         let m = Measured {
             files_stored: 3,
             detect_s_per_step: vec![Some(3.0), Some(9.5)],
+            client_listing_times,
             ..Measured::default()
         };
         let r = build(m, &ops);
+        // Listing times from the histograms, to their buckets' width.
+        let d = r.listing_ms.client["datagram"];
+        assert_eq!(d.n, 4);
+        assert!((0.89..1.16).contains(&d.p50), "{d:?}");
+        assert!((19.0..24.0).contains(&d.p99), "{d:?}");
+        assert_eq!(r.listing_ms.client["session"].n, 0);
+        assert_eq!(r.listing_ms.server["handover"].n, 0);
         assert_eq!(r.ops, 6);
         assert_eq!((r.ops_warm, r.ops_cold, r.ops_mixed), (1, 4, 1));
         assert_eq!(r.failed_ops, 1);
@@ -567,6 +663,7 @@ mod tests {
             "handshakes_per_op_mean",
             "listings_per_op_mean",
             "listings_in_datagrams",
+            "listing_ms",
             "latency_ms",
             "cold_latency_ms",
             "warm_latency_ms",

@@ -30,11 +30,13 @@ use grapevine_crypto::NodeId;
 use grapevine_membership::{Event, MemberState};
 use grapevine_node::dir::{self, InitOptions};
 use grapevine_node::{procfs, Config, Node, NodeDir, Options, StorageRuntime};
+use grapevine_storage::client::ListingTimesSnapshot;
 use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, watch};
 
 use crate::grid::clients::{from_record, ClientTask, Phase, Settings, Shared};
 use crate::grid::cpu;
+use crate::grid::lives::Totals;
 use crate::grid::proto::{send, Detect, FromWorker, ToWorker, WorkerStatus};
 use crate::grid::verdicts::{DeadVerdict, Returns};
 use crate::grid::workload::{Catalogue, Mix};
@@ -106,14 +108,6 @@ fn runtime(name: &str) -> Result<Runtime> {
         .build()?)
 }
 
-/// Gossip counters of a node's earlier lives.
-#[derive(Debug, Default, Clone, Copy)]
-struct Traffic {
-    dg_sent: u64,
-    bytes_sent: u64,
-    dg_recv: u64,
-}
-
 #[derive(Debug)]
 struct Slot {
     idx: usize,
@@ -122,7 +116,8 @@ struct Slot {
     node: Option<Node>,
     client: Option<usize>,
     client_task: bool,
-    past: Traffic,
+    /// The node's earlier lives.
+    past: Totals,
 }
 
 struct Worker {
@@ -192,7 +187,7 @@ impl Worker {
                 node: None,
                 client: clients.get(&idx).copied(),
                 client_task: false,
-                past: Traffic::default(),
+                past: Totals::default(),
             })
             .collect();
         Ok(Worker {
@@ -317,11 +312,7 @@ impl Worker {
         let Some(node) = self.slots[s].node.take() else {
             return;
         };
-        let c = node.state().membership().counters();
-        let p = &mut self.slots[s].past;
-        p.dg_sent += c.datagrams_sent.load(Relaxed);
-        p.bytes_sent += c.bytes_sent.load(Relaxed);
-        p.dg_recv += c.datagrams_received.load(Relaxed);
+        self.slots[s].past.add_node(&node);
         if leave {
             self.gossip.spawn(async move {
                 if let Err(e) = node.leave(Duration::from_secs(5)).await {
@@ -440,18 +431,15 @@ impl Worker {
         let (mut full, mut all_alive, mut running) = (0, 0, 0);
         let (mut amin, mut amax, mut asum) = (u64::MAX, 0, 0);
         let mut short = Vec::new();
-        let mut t = Traffic::default();
+        let mut t = Totals::default();
         let (mut ss, mut ssmax, mut ps, mut psmax, mut popened) = (0, 0, 0, 0, 0);
+        let mut client_listings = ListingTimesSnapshot::default();
         for slot in &self.slots {
-            t.dg_sent += slot.past.dg_sent;
-            t.bytes_sent += slot.past.bytes_sent;
-            t.dg_recv += slot.past.dg_recv;
+            t.add(&slot.past);
             let Some(node) = &slot.node else { continue };
             running += 1;
+            t.add_node(node);
             let c = node.state().membership().counters();
-            t.dg_sent += c.datagrams_sent.load(Relaxed);
-            t.bytes_sent += c.bytes_sent.load(Relaxed);
-            t.dg_recv += c.datagrams_received.load(Relaxed);
             if c.records.load(Relaxed) as usize >= self.args.total {
                 full += 1;
             }
@@ -473,6 +461,7 @@ impl Worker {
                 ps += o;
                 psmax = psmax.max(o);
                 popened += pool.sessions_opened();
+                client_listings.add(&pool.listing_times());
             }
         }
         st.running = running;
@@ -490,6 +479,8 @@ impl Worker {
         st.pool_sessions = ps;
         st.pool_sessions_max = psmax;
         st.pool_opened = popened;
+        st.server_listing_times = t.listings;
+        st.client_listing_times = client_listings;
         st.ops_in_flight = self.shared.busy.load(Relaxed);
         st.rss = procfs::rss_bytes();
         st.cpu = procfs::cpu_seconds();

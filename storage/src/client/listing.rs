@@ -19,10 +19,19 @@ use crate::error::ClientError;
 use crate::listing::{open_answer, Query, MAX_ANSWER_LEN};
 use crate::types::StorageIndex;
 
+/// How a listing's answer came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answered {
+    /// In a datagram.
+    Datagram,
+    /// Over a TCP connection of its own.
+    Tcp,
+}
+
 /// Which shares of `si` `server` says it holds, in an answer it
-/// authenticated for this query: in a datagram if `datagrams` is given
-/// and the answer comes within its grace, else over TCP (a datagram
-/// answer still taken if it comes first).
+/// authenticated for this query, and how the answer came: in a datagram
+/// if `datagrams` is given and the answer comes within its grace, else
+/// over TCP (a datagram answer still taken if it comes first).
 ///
 /// # Errors
 /// As [`ask_tcp`].
@@ -31,12 +40,13 @@ pub(crate) async fn ask(
     datagrams: Option<&DatagramListings>,
     server: ServerRef,
     si: StorageIndex,
-) -> Result<Vec<(u16, u64)>, ClientError> {
+) -> Result<(Vec<(u16, u64)>, Answered), ClientError> {
+    let tcp = || async { Ok((ask_tcp(me, server, si).await?, Answered::Tcp)) };
     let Some(datagrams) = datagrams else {
-        return ask_tcp(me, server, si).await;
+        return tcp().await;
     };
     let Some(mut waiter) = datagrams.send(me, server, si).await else {
-        return ask_tcp(me, server, si).await;
+        return tcp().await;
     };
     // The pair key, derived (the first time only) while the server makes
     // its answer; a server id that is no key gets nothing in either way.
@@ -45,15 +55,15 @@ pub(crate) async fn ask(
     }
     if let Ok(v) = tokio::time::timeout(datagrams.grace(), waiter.answer(me)).await {
         datagrams.note_answered(waiter.elapsed());
-        return Ok(v);
+        return Ok((v, Answered::Datagram));
     }
     tracing::debug!(server = %server.id.short(), "no listing datagram in time; asking over TCP too");
     tokio::select! {
         v = waiter.answer(me) => {
             datagrams.note_answered(waiter.elapsed());
-            Ok(v)
+            Ok((v, Answered::Datagram))
         }
-        r = ask_tcp(me, server, si) => {
+        r = tcp() => {
             if r.is_ok() {
                 datagrams.mark_quiet(server.id);
             }

@@ -64,7 +64,7 @@ pub use download::{download, DownloadReport, DownloadWaits, READ_AHEAD};
 pub use health::{CheckCounts, CheckResults, CorruptReport, Found, Verdict};
 pub use locate::{locate, Findings, Located};
 pub use place::permuted_servers;
-pub use pool::{Contact, PoolConfig, SessionPool};
+pub use pool::{Contact, ListingTimesSnapshot, PoolConfig, SessionPool};
 pub use range::download_range;
 pub use repair::{repair, RepairOptions, RepairReport, RepairResults};
 pub use report::report_corrupt;

@@ -31,7 +31,9 @@ use tokio::time::Instant;
 use crate::budget::MemoryBudget;
 use crate::client::conn::{ClientIdentity, Conn, ServerRef, DEFAULT_REQUEST_TIMEOUT};
 use crate::client::datagram::DatagramListings;
+use crate::client::listing::Answered;
 use crate::error::ClientError;
+use crate::latency::{Latencies, Snapshot};
 use crate::protocol::{Reply, Request};
 use crate::types::StorageIndex;
 
@@ -82,8 +84,49 @@ pub struct SessionPool {
     opened: AtomicU64,
     listings: AtomicU64,
     datagrams: DatagramListings,
+    listing_times: ListingTimes,
     /// The contact log, while one is kept.
     contacts: Mutex<Option<Vec<Contact>>>,
+}
+
+/// Listing round trips by the way they were asked.
+#[derive(Debug, Default)]
+struct ListingTimes {
+    datagram: Latencies,
+    tcp: Latencies,
+    session: Latencies,
+}
+
+/// A pool's listing round trips (from asking to the answer opened), by
+/// the way they were asked: answered in a datagram, over a TCP connection
+/// of their own, or on a session (one held, or one opened for it: its
+/// handshake not counted).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ListingTimesSnapshot {
+    /// Answered in a datagram.
+    pub datagram: Snapshot,
+    /// Answered over a TCP connection of their own.
+    pub tcp: Snapshot,
+    /// Answered on a session.
+    pub session: Snapshot,
+}
+
+impl ListingTimesSnapshot {
+    /// Add `other`'s counts to these.
+    pub fn add(&mut self, other: &ListingTimesSnapshot) {
+        self.datagram.add(&other.datagram);
+        self.tcp.add(&other.tcp);
+        self.session.add(&other.session);
+    }
+
+    /// What was counted since `earlier`.
+    pub fn since(&self, earlier: &ListingTimesSnapshot) -> ListingTimesSnapshot {
+        ListingTimesSnapshot {
+            datagram: self.datagram.since(&earlier.datagram),
+            tcp: self.tcp.since(&earlier.tcp),
+            session: self.session.since(&earlier.session),
+        }
+    }
 }
 
 /// One request of the pool for a session, as the contact log keeps it.
@@ -112,6 +155,7 @@ impl SessionPool {
             opened: AtomicU64::new(0),
             listings: AtomicU64::new(0),
             datagrams: DatagramListings::default(),
+            listing_times: ListingTimes::default(),
             contacts: Mutex::new(None),
         }
     }
@@ -248,8 +292,16 @@ impl SessionPool {
             self.log_contact(server, false);
             self.listings.fetch_add(1, Ordering::Relaxed);
             let datagrams = self.cfg.datagram_listings.then_some(&self.datagrams);
+            let asked = Instant::now();
             match crate::client::listing::ask(&self.me, datagrams, server, si).await {
-                Ok(v) => return Ok(v),
+                Ok((v, how)) => {
+                    let times = match how {
+                        Answered::Datagram => &self.listing_times.datagram,
+                        Answered::Tcp => &self.listing_times.tcp,
+                    };
+                    times.record(asked.elapsed());
+                    return Ok(v);
+                }
                 // A server that took the connection and closed it
                 // unanswered answers no listings (a release before them,
                 // during a rolling upgrade): ask it over a session.
@@ -260,7 +312,11 @@ impl SessionPool {
             }
         }
         let mut c = self.get(server).await?;
+        let asked = Instant::now();
         let r = self.call(&mut c, Request::List { si }).await;
+        if r.is_ok() {
+            self.listing_times.session.record(asked.elapsed());
+        }
         self.put_back(c);
         match r? {
             Reply::Shares(v) => Ok(v),
@@ -332,6 +388,16 @@ impl SessionPool {
     /// Listings answered in datagrams (of [`SessionPool::listings_asked`]).
     pub fn datagram_listings_answered(&self) -> u64 {
         self.datagrams.answered()
+    }
+
+    /// How long the pool's listings took to answer, by the way they were
+    /// asked (see [`ListingTimesSnapshot`]).
+    pub fn listing_times(&self) -> ListingTimesSnapshot {
+        ListingTimesSnapshot {
+            datagram: self.listing_times.datagram.snapshot(),
+            tcp: self.listing_times.tcp.snapshot(),
+            session: self.listing_times.session.snapshot(),
+        }
     }
 
     fn contact_log(&self) -> std::sync::MutexGuard<'_, Option<Vec<Contact>>> {

@@ -31,8 +31,8 @@ use tokio::task::JoinSet;
 
 use crate::listing::Query;
 use crate::listing_datagram::{answer_datagram, MAX_QUERY_DATAGRAM_LEN};
-use crate::server::driver::ServerStats;
 use crate::server::handler::list_shares;
+use crate::server::stats::ServerStats;
 use crate::store::ShareStore;
 
 /// Queries answered at once, at most.
@@ -122,10 +122,14 @@ impl DatagramAnswerer {
         tracing::debug!(%from, "listing datagram not answered: {why}");
     }
 
-    /// Answer datagram `d` from `from`, if it is a query within bounds
-    /// (the answer is sent by a task of its own).
-    pub fn take(&mut self, d: &[u8], from: SocketAddr) {
+    /// Answer datagram `d` from `from`, read from the socket at
+    /// `received`, if it is a query within bounds (the answer is sent by a
+    /// task of its own).
+    pub fn take(&mut self, d: &[u8], from: SocketAddr, received: Instant) {
         while self.tasks.try_join_next().is_some() {}
+        self.stats
+            .datagram_handover_times
+            .record(received.elapsed());
         let q = match Query::from_datagram(d) {
             Ok(q) => q,
             Err(e) => return self.refuse(from, &e.to_string()),
@@ -171,7 +175,7 @@ impl DatagramAnswerer {
                 Err(e) => return tracing::debug!("listing for a datagram failed: {e}"),
             };
             match socket.send_to(&out, from).await {
-                Ok(_) => stats.count_listing(started, true),
+                Ok(_) => stats.count_listing(started, received, true),
                 Err(e) => tracing::debug!(%from, "listing answer not sent: {e}"),
             }
         });
@@ -179,14 +183,15 @@ impl DatagramAnswerer {
 }
 
 /// Answer the query datagrams a node's gossip socket hands over through
-/// `inbox` (the membership driver's `Passthrough`),
-/// until the inbox closes; answers in progress end with it.
+/// `inbox` (the membership driver's `Passthrough`: each with its source
+/// and when it was read), until the inbox closes; answers in progress end
+/// with it.
 pub async fn answer_handed_over(
     mut answerer: DatagramAnswerer,
-    mut inbox: mpsc::Receiver<(Vec<u8>, SocketAddr)>,
+    mut inbox: mpsc::Receiver<(Vec<u8>, SocketAddr, Instant)>,
 ) {
-    while let Some((d, from)) = inbox.recv().await {
-        answerer.take(&d, from);
+    while let Some((d, from, received)) = inbox.recv().await {
+        answerer.take(&d, from, received);
     }
 }
 
@@ -197,7 +202,7 @@ pub async fn answer_on_socket(mut answerer: DatagramAnswerer) {
     let mut buf = vec![0u8; MAX_QUERY_DATAGRAM_LEN + 1];
     loop {
         match socket.recv_from(&mut buf).await {
-            Ok((n, from)) => answerer.take(&buf[..n], from),
+            Ok((n, from)) => answerer.take(&buf[..n], from, Instant::now()),
             Err(e) => tracing::debug!("listing socket: {e}"),
         }
     }
@@ -259,6 +264,50 @@ mod tests {
         assert_eq!(stats.datagram_listings(), 1);
         assert_eq!(stats.datagrams_refused(), 2, "the unpadded and the weak");
         assert_eq!(server.pair_keys_kept(), 1, "no key kept for the weak id");
+        task.abort();
+    }
+
+    /// A handed-over query is timed from when the node's socket read it,
+    /// not from when the server took it: the wait in the hand-over is
+    /// counted, apart and in the whole.
+    #[tokio::test]
+    async fn a_handed_over_query_is_timed_from_its_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ShareStore::open(dir.path(), 0).unwrap();
+        let server = Arc::new(Identity::generate());
+        let stats = Arc::new(ServerStats::default());
+        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let (tx, rx) = mpsc::channel(4);
+        let task = tokio::spawn(answer_handed_over(
+            DatagramAnswerer::new(server.clone(), store, stats.clone(), socket),
+            rx,
+        ));
+        let client = Identity::generate();
+        let me = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let q = Query::new(StorageIndex([3; SI_LEN]), client.node_id());
+        let read = Instant::now() - Duration::from_millis(40);
+        tx.send((q.to_datagram(), me.local_addr().unwrap(), read))
+            .await
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        tokio::time::timeout(Duration::from_secs(10), me.recv_from(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while stats.datagram_listing_times().total() < 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let (whole, handover) = (
+            stats.datagram_listing_times(),
+            stats.datagram_handover_times(),
+        );
+        assert_eq!((whole.total(), handover.total()), (1, 1));
+        assert!(whole.sum_micros >= 40_000, "{}", whole.sum_micros);
+        assert!(handover.sum_micros >= 40_000, "{}", handover.sum_micros);
+        assert!(whole.sum_micros >= handover.sum_micros);
+        assert_eq!(stats.tcp_listing_times().total(), 0);
+        assert_eq!(stats.session_listing_times().total(), 0);
         task.abort();
     }
 

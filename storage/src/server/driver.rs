@@ -45,7 +45,7 @@
 //! connection reset.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,6 +63,7 @@ use crate::protocol::{peek_kind, MAX_MESSAGE};
 use crate::server::backoff::AcceptBackoff;
 use crate::server::handler::ShareServer;
 use crate::server::listing::{self, Opening};
+use crate::server::stats::ServerStats;
 use crate::store::ShareStore;
 
 /// What bounds the server's peers (see the module docs).
@@ -98,101 +99,6 @@ impl Default for ServerLimits {
             max_requests: usize::MAX,
             turn_hold: Duration::from_secs(2),
         }
-    }
-}
-
-/// What one storage server has done, for status and metrics: each server
-/// (each listener) has its own, shared (`Arc`) between the listener that
-/// counts and whoever reports.
-#[derive(Debug, Default)]
-pub struct ServerStats {
-    sessions_open: AtomicU64,
-    pub(crate) requests: AtomicU64,
-    pub(crate) listings: AtomicU64,
-    pub(crate) datagram_listings: AtomicU64,
-    pub(crate) datagrams_refused: AtomicU64,
-    pub(crate) request_micros: AtomicU64,
-    accept_errors: AtomicU64,
-    sessions_timed_out: AtomicU64,
-    pub(crate) requests_waiting: AtomicU64,
-    pub(crate) requests_waited: AtomicU64,
-    pub(crate) answers_stalled: AtomicU64,
-}
-
-impl ServerStats {
-    /// Storage sessions open now.
-    pub fn sessions_open(&self) -> u64 {
-        self.sessions_open.load(Relaxed)
-    }
-
-    /// Requests answered.
-    pub fn requests(&self) -> u64 {
-        self.requests.load(Relaxed)
-    }
-
-    /// Listings answered without a session (counted in
-    /// [`ServerStats::requests`] too), over TCP or in datagrams.
-    pub fn listings(&self) -> u64 {
-        self.listings.load(Relaxed)
-    }
-
-    /// Count a listing answered (over TCP, or in a datagram) since
-    /// `started`: a request, a listing, and its time.
-    pub(crate) fn count_listing(&self, started: Instant, in_datagram: bool) {
-        self.requests.fetch_add(1, Relaxed);
-        self.listings.fetch_add(1, Relaxed);
-        if in_datagram {
-            self.datagram_listings.fetch_add(1, Relaxed);
-        }
-        self.request_micros
-            .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
-    }
-
-    /// Listings answered in datagrams (counted in
-    /// [`ServerStats::listings`] too).
-    pub fn datagram_listings(&self) -> u64 {
-        self.datagram_listings.load(Relaxed)
-    }
-
-    /// Datagrams handed to the server as listing queries and not answered:
-    /// malformed or unpadded, over the server's bounds, or with an answer
-    /// longer than the query ([`crate::server::DatagramAnswerer`]).
-    pub fn datagrams_refused(&self) -> u64 {
-        self.datagrams_refused.load(Relaxed)
-    }
-
-    /// Total time spent answering requests (decoding, the store's work,
-    /// encoding; not sending), in microseconds.
-    pub fn request_micros(&self) -> u64 {
-        self.request_micros.load(Relaxed)
-    }
-
-    /// Accepts that failed (and were retried after a pause).
-    pub fn accept_errors(&self) -> u64 {
-        self.accept_errors.load(Relaxed)
-    }
-
-    /// Sessions closed for idling, stalling a message, or not taking an
-    /// answer.
-    pub fn sessions_timed_out(&self) -> u64 {
-        self.sessions_timed_out.load(Relaxed)
-    }
-
-    /// Requests received and waiting now for their turn
-    /// ([`ServerLimits::max_requests`] are being answered).
-    pub fn requests_waiting(&self) -> u64 {
-        self.requests_waiting.load(Relaxed)
-    }
-
-    /// Requests that had to wait for their turn, over the server's life.
-    pub fn requests_waited(&self) -> u64 {
-        self.requests_waited.load(Relaxed)
-    }
-
-    /// Answers not taken within [`ServerLimits::turn_hold`], which gave
-    /// their turn back, over the server's life.
-    pub fn answers_stalled(&self) -> u64 {
-        self.answers_stalled.load(Relaxed)
     }
 }
 
@@ -266,6 +172,9 @@ fn is_write_progress(kind: Option<u32>) -> bool {
     matches!(kind, Some(1..=4))
 }
 
+/// The kind of a list request (see [`crate::protocol::Request`]).
+const LIST: u32 = 5;
+
 /// Serve storage requests on an established session until the peer closes
 /// it or a deadline of `limits` passes, counting into `stats`. Unfinished
 /// shares are discarded (their space released) when it ends.
@@ -326,6 +235,7 @@ async fn serve_in_turn<S: AsyncRead + AsyncWrite + Unpin>(
             r = tokio::time::timeout_at(deadline, session.recv()) => r,
             _ = drain.started(), if !writing => return Ok(()),
         };
+        let read_at = Instant::now();
         let msg = match received {
             Err(_) => return Err(timed_out("session idle, or a request stalled")),
             Ok(Ok(m)) => m,
@@ -342,6 +252,7 @@ async fn serve_in_turn<S: AsyncRead + AsyncWrite + Unpin>(
         }
         let turn = turns.take(stats).await;
         let started = Instant::now();
+        let listing = peek_kind(&msg) == Some(LIST);
         let (srv, out) = if ShareServer::is_quick(&msg) {
             let out = srv.handle_bytes(&msg);
             (srv, out)
@@ -363,6 +274,7 @@ async fn serve_in_turn<S: AsyncRead + AsyncWrite + Unpin>(
             .send(session.send_parts(&parts), turn, limits, stats)
             .await
         {
+            Ok(()) if listing => stats.session_listing_times.record(read_at.elapsed()),
             Ok(()) => {}
             Err(Unsent::TimedOut) => return Err(timed_out("the peer did not take an answer")),
             Err(Unsent::TooManyStalled) => {
@@ -483,7 +395,7 @@ pub async fn run_listener(
                         tracing::debug!(%from, "storage session ended: {e}");
                     }
                 }
-                Ok(Opening::Listed) => stats.count_listing(started, false),
+                Ok(Opening::Listed) => stats.count_listing(started, started, false),
                 Err(e) => tracing::debug!(%from, "{e}"),
             }
         });
