@@ -4,6 +4,15 @@
 //! many cores. `bench storage` runs the same measurement before its put
 //! and after its get and reports put and get as a fraction of it.
 //!
+//! A put or a get keeps every core busy, so a core's rate is measured
+//! while the others work too: one thread per core (`--threads`, default
+//! the cores) times every stage at once, in lockstep
+//! ([`crate::lockstep`]), and a stage's rate is the mean of the threads'.
+//! What one core loses to another (shared caches and memory bandwidth, the
+//! kernel's locks on one filesystem or on loopback, a hypervisor's
+//! scheduling of its virtual cores) is then in the ceiling, as it is in
+//! the put; `--threads 1` measures each stage alone.
+//!
 //! Each stage runs on the calling thread over buffers the size of a
 //! storage block (a 1 MiB segment's k-th part), as the pipeline does,
 //! with the same crates and, where they are public, the same functions:
@@ -14,6 +23,7 @@
 //! median kept. What the ceiling leaves out is what the code adds: copies
 //! between buffers, allocation, thread hand-offs, waiting.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -28,6 +38,7 @@ use grapevine_storage::{Params, ShareStore, StorageIndex};
 use serde::Serialize;
 
 use crate::ceiling::{self, stage, Ceiling, Measured};
+use crate::lockstep::{self, Lockstep};
 
 /// Shortest time a stage is timed for, per repeat.
 pub const MIN_SECS: f64 = 0.15;
@@ -46,6 +57,9 @@ pub struct CeilingArgs {
     /// Cores the pipeline may use (default: this machine's).
     #[arg(long)]
     pub cores: Option<f64>,
+    /// Threads timing each stage at once (default: the cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -56,12 +70,17 @@ pub struct CeilingArgs {
 pub struct CeilingReport {
     /// Cores the ceiling assumes.
     pub cores: f64,
+    /// Threads that timed each stage at once.
+    pub threads: usize,
     /// Shares needed and total (the weights follow them).
     pub k: u16,
     /// Shares total.
     pub n: u16,
-    /// Each stage's single-core rate.
+    /// Each stage's single-core rate (the mean of the threads').
     pub stages: Vec<Measured>,
+    /// By stage, the slowest thread's rate over the fastest's (1.0 for
+    /// one thread).
+    pub thread_spread: BTreeMap<&'static str, f64>,
     /// Put's ceiling.
     pub put: Ceiling,
     /// Get's ceiling (from primary shares).
@@ -82,7 +101,8 @@ pub fn machine_cores() -> f64 {
 /// cannot be opened).
 pub fn run(args: &CeilingArgs) -> Result<()> {
     let cores = args.cores.unwrap_or_else(machine_cores);
-    let r = measure(args.dir.as_deref(), Params::default(), cores)?;
+    let threads = args.threads.unwrap_or_else(|| threads_for(cores));
+    let r = measure(args.dir.as_deref(), Params::default(), cores, threads)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
@@ -91,9 +111,19 @@ pub fn run(args: &CeilingArgs) -> Result<()> {
         "grapevine bench ceiling: {}-of-{}, {} cores, measured in {:.1} s",
         r.k, r.n, r.cores, r.secs
     );
-    println!("  single-core stage rates (MB/s):");
+    println!(
+        "  single-core stage rates (MB/s), {} thread{} at once:",
+        r.threads,
+        if r.threads == 1 { "" } else { "s" }
+    );
     for m in &r.stages {
-        println!("    {:<24} {:>9.0}", m.stage, m.bytes_per_s / 1e6);
+        let spread = r.thread_spread.get(m.stage).copied().unwrap_or(1.0);
+        println!(
+            "    {:<24} {:>9.0}   (slowest thread {:.0}% of the fastest)",
+            m.stage,
+            m.bytes_per_s / 1e6,
+            spread * 100.0
+        );
     }
     print_ceiling("put", &r.put);
     print_ceiling("get", &r.get);
@@ -116,25 +146,90 @@ fn print_ceiling(what: &str, c: &Ceiling) {
     }
 }
 
-/// Measure every stage and combine them for `params` on `cores` cores.
+/// Threads for `cores` cores: one each, at least one.
+pub fn threads_for(cores: f64) -> usize {
+    (cores.round() as usize).max(1)
+}
+
+/// Measure every stage on `threads` threads at once and combine them for
+/// `params` on `cores` cores.
 ///
 /// # Errors
 /// As [`run`].
-pub fn measure(dir: Option<&Path>, params: Params, cores: f64) -> Result<CeilingReport> {
+pub fn measure(
+    dir: Option<&Path>,
+    params: Params,
+    cores: f64,
+    threads: usize,
+) -> Result<CeilingReport> {
     let t = Instant::now();
     let block = block_len(params);
-    let stages = measure_stages(dir, params, block)?;
+    let threads = threads.max(1);
+    let group = Lockstep::new(threads);
+    let per_thread: Vec<Result<Vec<Measured>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let group = group.clone();
+                s.spawn(move || {
+                    let _member = group.join();
+                    measure_stages(dir, params, block)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a stage panicked")))
+            })
+            .collect()
+    });
+    let per_thread: Vec<Vec<Measured>> = per_thread.into_iter().collect::<Result<_>>()?;
+    let (stages, thread_spread) = mean_over_threads(&per_thread);
     let put = ceiling::combine(&stages, &ceiling::put_steps(params.k, params.n), cores)?;
     let get = ceiling::combine(&stages, &ceiling::get_steps(), cores)?;
     Ok(CeilingReport {
         cores,
+        threads,
         k: params.k,
         n: params.n,
         stages,
+        thread_spread,
         put,
         get,
         secs: t.elapsed().as_secs_f64(),
     })
+}
+
+/// Each stage's mean rate over the threads, and its slowest thread's
+/// rate over its fastest's.
+fn mean_over_threads(per_thread: &[Vec<Measured>]) -> (Vec<Measured>, BTreeMap<&'static str, f64>) {
+    let Some(first) = per_thread.first() else {
+        return (Vec::new(), BTreeMap::new());
+    };
+    let (mut mean, mut spread) = (Vec::new(), BTreeMap::new());
+    for (i, m) in first.iter().enumerate() {
+        let rates: Vec<f64> = per_thread
+            .iter()
+            .filter_map(|t| t.get(i).map(|x| x.bytes_per_s))
+            .collect();
+        let (lo, hi) = rates.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), r| {
+            (lo.min(*r), hi.max(*r))
+        });
+        mean.push(Measured {
+            stage: m.stage,
+            bytes_per_s: rates.iter().sum::<f64>() / rates.len() as f64,
+        });
+        spread.insert(
+            m.stage,
+            if hi > 0.0 && hi.is_finite() {
+                lo / hi
+            } else {
+                1.0
+            },
+        );
+    }
+    (mean, spread)
 }
 
 /// A full segment's block length, as the codec computes it.
@@ -156,6 +251,7 @@ fn block_len(params: Params) -> usize {
 fn rate(bytes: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     let mut rates = Vec::with_capacity(REPEATS);
     for _ in 0..REPEATS {
+        lockstep::step();
         let t = Instant::now();
         let mut done = 0u64;
         while t.elapsed().as_secs_f64() < MIN_SECS {
@@ -313,6 +409,7 @@ fn seal_open(block: &[u8]) -> Result<(f64, f64)> {
             }
         }
         let bytes: usize = frames.iter().map(|f| f.len() - TAG_LEN - 1).sum();
+        lockstep::step();
         let t = Instant::now();
         for f in &mut frames {
             b.open_in_place(f)?;
@@ -357,11 +454,13 @@ fn store(dir: Option<&Path>, block: &[u8]) -> Result<(f64, f64, f64)> {
     for i in 0..REPEATS {
         let si = StorageIndex([i as u8 + 1; 16]);
         let mut w = store.allocate(&si, 0, size)?;
+        lockstep::step();
         let t = Instant::now();
         for j in 0..per {
             w.write_at(j * block.len() as u64, block)?;
         }
         writes.push(size as f64 / t.elapsed().as_secs_f64());
+        lockstep::step();
         let t = Instant::now();
         w.close()?;
         // An fsync too quick to time (tmpfs) bounds nothing.
@@ -381,4 +480,28 @@ fn store(dir: Option<&Path>, block: &[u8]) -> Result<(f64, f64, f64)> {
         Ok(())
     })?;
     Ok((median(&mut writes), median(&mut syncs), read))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(stage: &'static str, bytes_per_s: f64) -> Measured {
+        Measured { stage, bytes_per_s }
+    }
+
+    #[test]
+    fn stages_are_averaged_over_the_threads() {
+        let per_thread = vec![
+            vec![m("seal", 100.0), m("open", 300.0)],
+            vec![m("seal", 50.0), m("open", 300.0)],
+        ];
+        let (mean, spread) = mean_over_threads(&per_thread);
+        assert_eq!(mean[0].stage, "seal");
+        assert_eq!(mean[0].bytes_per_s, 75.0);
+        assert_eq!(mean[1].bytes_per_s, 300.0);
+        assert_eq!(spread["seal"], 0.5);
+        assert_eq!(spread["open"], 1.0);
+        assert!(mean_over_threads(&[]).0.is_empty());
+    }
 }

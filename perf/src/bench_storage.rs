@@ -178,7 +178,12 @@ pub fn run(args: &StorageArgs) -> Result<()> {
         if args.no_ceiling {
             return Ok(None);
         }
-        Ok(Some(bench_ceiling::measure(dir, Params::default(), cores)?))
+        Ok(Some(bench_ceiling::measure(
+            dir,
+            Params::default(),
+            cores,
+            bench_ceiling::threads_for(cores),
+        )?))
     };
     let mut ceilings = Vec::new();
     let mut runs = Vec::new();

@@ -21,6 +21,7 @@ mod counters;
 mod generated;
 mod gossip_worker;
 mod grid;
+mod lockstep;
 mod lowmem;
 mod session_peer;
 mod swarm;

@@ -138,7 +138,14 @@ fn bench_ceiling_measures_every_stage_and_combines_them() {
     );
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(r["cores"], 2.0);
+    // Timed on a thread per core at once, each thread's rate of a stage
+    // within a factor of the others'.
+    assert_eq!(r["threads"], 2);
     let stages = r["stages"].as_array().unwrap();
+    for s in stages {
+        let spread = r["thread_spread"][s["stage"].as_str().unwrap()].as_f64();
+        assert!(spread.is_some_and(|v| v > 0.0 && v <= 1.0), "{s}: {r}");
+    }
     let names: Vec<&str> = stages
         .iter()
         .map(|s| s["stage"].as_str().unwrap())
