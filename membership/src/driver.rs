@@ -82,7 +82,7 @@ pub struct Counters {
     pub probes: AtomicU64,
     /// Datagrams handed to the [`Passthrough`].
     pub passed_through: AtomicU64,
-    /// Datagrams for the [`Passthrough`] dropped because it was full.
+    /// Datagrams for the [`Passthrough`] it did not take (too many at once).
     pub passthrough_dropped: AtomicU64,
 }
 
@@ -116,20 +116,33 @@ pub struct RunOptions {
     pub passthrough: Option<Passthrough>,
 }
 
+/// Takes a datagram of another protocol from the driver (see
+/// [`Passthrough`]): called on the driver's task with the datagram, its
+/// source and when it was read. It must not wait. Returns whether it took
+/// the datagram (false: dropped, and counted as such).
+pub type PassthroughSink = Arc<dyn Fn(&[u8], SocketAddr, std::time::Instant) -> bool + Send + Sync>;
+
 /// Datagrams of another protocol on the node's socket: those starting
 /// with `first_byte` (never a membership datagram's: those start with
-/// the wire version, [`crate::wire::WIRE_VERSION`]) are handed to `sink`
-/// with their source address and when they were read, unread, instead of
-/// to the core. A full
-/// sink drops them (counted in [`Counters::passthrough_dropped`]): the
-/// driver never waits for another protocol. Answers go out through
-/// [`MembershipHandle::socket`].
-#[derive(Debug, Clone)]
+/// the wire version, [`crate::wire::WIRE_VERSION`]) are given to `sink` as
+/// they are read, instead of to the core. The sink never makes the driver
+/// wait (it takes the datagram or drops it, counted in
+/// [`Counters::passed_through`] and [`Counters::passthrough_dropped`]).
+/// Answers go out through [`MembershipHandle::socket`].
+#[derive(Clone)]
 pub struct Passthrough {
     /// The first byte of the other protocol's datagrams.
     pub first_byte: u8,
-    /// Where they go.
-    pub sink: mpsc::Sender<(Vec<u8>, SocketAddr, std::time::Instant)>,
+    /// What takes them.
+    pub sink: PassthroughSink,
+}
+
+impl std::fmt::Debug for Passthrough {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Passthrough")
+            .field("first_byte", &self.first_byte)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -434,10 +447,10 @@ impl Driver {
     fn handle_datagram(&mut self, from: SocketAddr, d: &[u8]) {
         if let Some(p) = &self.passthrough {
             if d.first() == Some(&p.first_byte) {
-                let read = now();
-                let counter = match p.sink.try_send((d.to_vec(), from, read)) {
-                    Ok(()) => &self.counters.passed_through,
-                    Err(_) => &self.counters.passthrough_dropped,
+                let counter = if (p.sink)(d, from, now()) {
+                    &self.counters.passed_through
+                } else {
+                    &self.counters.passthrough_dropped
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
                 return;

@@ -50,13 +50,8 @@ use crate::error::{ConfigError, NodeError};
 use crate::record::record_addrs;
 use crate::seq::{SeqFile, WallClock};
 use crate::state::{NodeState, StorageFigures};
-use crate::storage::{DatagramInbox, ServerParts, StorageRuntime, StorageServer};
+use crate::storage::{DatagramInbox, ListingDoor, ServerParts, StorageRuntime, StorageServer};
 use crate::{control, gateway, http, membership, peers, record};
-
-/// Listing datagrams waiting for the share server, at most (more are
-/// dropped by the gossip driver, which never waits for them; their
-/// clients ask over TCP).
-const LISTING_QUEUE: usize = 64;
 
 /// A node's UDP (gossip) and TCP (sessions) sockets, bound to one address.
 #[derive(Debug)]
@@ -248,14 +243,15 @@ impl Node {
         // Listings asked in datagrams come to the gossip socket: handed to
         // the share server, if this node is one in an open grid (a closed
         // grid's servers answer no listings).
-        let (passthrough, inbox) =
+        let (passthrough, door) =
             if config.has_role(Role::Storage) && config.session_config().grid.is_none() {
-                let (tx, rx) = mpsc::channel(LISTING_QUEUE);
+                let door = ListingDoor::default();
+                let taker = door.clone();
                 let p = Passthrough {
                     first_byte: listing_datagram::QUERY_BYTE,
-                    sink: tx,
+                    sink: Arc::new(move |d, from, read| taker.take(d, from, read)),
                 };
-                (Some(p), Some(rx))
+                (Some(p), Some(door))
             } else {
                 (None, None)
             };
@@ -337,8 +333,8 @@ impl Node {
                 scrub: config.scrub_config(),
                 scrub_stats,
             };
-            let datagrams = inbox.map(|inbox| DatagramInbox {
-                inbox,
+            let datagrams = door.map(|door| DatagramInbox {
+                door,
                 socket: state.membership().socket().clone(),
             });
             let mut server =

@@ -12,27 +12,28 @@
 //! one process shares one runtime among them instead (a runtime per node
 //! would be a thread pool per node).
 //!
-//! Listings asked in datagrams come to the node's gossip socket, which
-//! hands them over by their first byte ([`DatagramInbox`]); the server
-//! answers them from that socket, on the same runtime as its sessions.
+//! Listings asked in datagrams come to the node's gossip socket, whose
+//! task hands them by their first byte to the server's answerer
+//! ([`ListingDoor`]) as it reads them; the answerer answers each from a
+//! blocking thread of the storage runtime, from that socket.
 //!
 //! [`StorageServer::drain`] is how a node stops serving on SIGTERM: no new
 //! sessions, idle ones closed, uploads in progress given a grace period
 //! to finish their shares (see `grapevine_storage::server::DrainHandle`).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use grapevine_crypto::{Identity, SignedRecord};
 use grapevine_storage::server::{
-    answer_handed_over, run_scrub, DatagramAnswerer, DrainHandle, ScrubConfig, ServerLimits,
+    run_scrub, DatagramAnswerer, DrainHandle, ScrubConfig, ServerLimits,
 };
 use grapevine_storage::store::ScrubStats;
 use grapevine_storage::{ServerStats, ShareStore};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::runtime::{Handle, Runtime};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::error::NodeError;
@@ -64,18 +65,45 @@ impl Default for StorageRuntime {
 pub struct StorageServer {
     task: JoinHandle<std::io::Result<()>>,
     scrub: JoinHandle<()>,
-    datagrams: Option<JoinHandle<()>>,
+    datagrams: Option<ListingDoor>,
     runtime: Option<Runtime>,
     drain: DrainHandle,
     stopped: Option<oneshot::Receiver<String>>,
 }
 
-/// Listing queries the gossip socket hands over (the membership driver's
-/// `Passthrough`), and that socket, to answer from.
+/// Where the gossip task hands listing queries (the membership driver's
+/// `Passthrough` calls [`ListingDoor::take`]): the share server's
+/// answerer once it has started, none before or after (queries then
+/// dropped: their clients ask over TCP).
+#[derive(Debug, Clone, Default)]
+pub struct ListingDoor(Arc<Mutex<Option<Arc<DatagramAnswerer>>>>);
+
+impl ListingDoor {
+    /// Hand a query over (never waits); false if it was dropped.
+    pub fn take(&self, d: &[u8], from: SocketAddr, read: std::time::Instant) -> bool {
+        let answerer = self.lock().clone();
+        answerer.is_some_and(|a| a.take(d, from, read))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<DatagramAnswerer>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn open(&self, a: DatagramAnswerer) {
+        *self.lock() = Some(Arc::new(a));
+    }
+
+    fn close(&self) {
+        *self.lock() = None;
+    }
+}
+
+/// Listing queries handed over by the gossip socket, and that socket, to
+/// answer from.
 #[derive(Debug)]
 pub struct DatagramInbox {
-    /// The queries, with their source addresses and when they were read.
-    pub inbox: mpsc::Receiver<(Vec<u8>, SocketAddr, std::time::Instant)>,
+    /// Where the gossip task hands them.
+    pub door: ListingDoor,
     /// The gossip socket.
     pub socket: Arc<UdpSocket>,
 }
@@ -138,13 +166,14 @@ impl StorageServer {
             parts.scrub,
         ));
         let datagrams = datagrams.map(|d| {
-            let answerer = DatagramAnswerer::new(
+            d.door.open(DatagramAnswerer::on(
                 parts.identity.clone(),
                 parts.store.clone(),
                 parts.stats.clone(),
                 d.socket,
-            );
-            handle.spawn(answer_handed_over(answerer, d.inbox))
+                handle.clone(),
+            ));
+            d.door
         });
         let task = handle.spawn(async move {
             let listener = TcpListener::from_std(std_listener)?;
@@ -205,7 +234,7 @@ impl StorageServer {
         self.task.abort();
         self.scrub.abort();
         if let Some(d) = &self.datagrams {
-            d.abort();
+            d.close();
         }
         if let Some(rt) = self.runtime.take() {
             // Never blocks: safe inside an async context.

@@ -531,7 +531,10 @@ async fn datagrams_of_another_protocol_are_handed_over_by_their_first_byte() {
     let record = grapevine_crypto::LocationRecord::new(&identity, vec![local])
         .sign(&identity)
         .unwrap();
+    // A sink that takes one datagram at a time (a channel of one) and
+    // drops what it cannot take, as a share server at its bound does.
     let (tx, mut rx) = mpsc::channel(1);
+    let sink = move |d: &[u8], from, read| tx.try_send((d.to_vec(), from, read)).is_ok();
     let node = spawn_with(
         socket,
         NodeConfig {
@@ -544,7 +547,7 @@ async fn datagrams_of_another_protocol_are_handed_over_by_their_first_byte() {
         RunOptions {
             passthrough: Some(Passthrough {
                 first_byte: 0xc1,
-                sink: tx,
+                sink: Arc::new(sink),
             }),
             ..RunOptions::default()
         },

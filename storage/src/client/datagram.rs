@@ -1,33 +1,35 @@
 //! A client's side of listings in datagrams
 //! ([`crate::listing_datagram`] has the format and why).
 //!
-//! A pool sends its queries from one UDP socket per address family, bound
-//! on first use to any port; a task reads the answers and hands each to
-//! the query its nonce names (a datagram naming no query out is dropped;
-//! one that names a query but does not open under the server's pair key
-//! is dropped by that query, which waits on). What [`DatagramListings`]
-//! keeps is bounded: a pending entry per query out (removed when its
-//! asker stops waiting, however it stops), and at most [`QUIET_KEPT`]
+//! Each query goes from a UDP socket of its own, bound to any port and
+//! connected to the server's address, and the asker reads its answer from
+//! it itself: no task stands between the socket and the asker (a task
+//! woken on the way is a wait in its runtime's queue), the kernel drops
+//! datagrams from any other address, and a server with no UDP socket at
+//! that port says so at once (the kernel's "port unreachable": the asker
+//! goes to TCP without waiting). Dropping the [`Waiter`] closes the
+//! socket, so what a pool keeps for queries is what its askers hold; of
+//! its own it keeps a smoothed round trip and at most [`QUIET_KEPT`]
 //! servers that left a query unanswered recently.
 //!
 //! A query can go unanswered (datagrams are lost; a server of a release
-//! before datagram listings, or behind a firewall that drops UDP, says
-//! nothing): `client::listing` asks over TCP once [`DatagramListings::grace`]
-//! has passed, taking whichever answer comes first, and a server whose
-//! TCP answer came first is asked over TCP only for [`QUIET_FOR`].
+//! before datagram listings, or behind a firewall that drops UDP, or one
+//! that answers from another address than the one dialled, says nothing):
+//! `client::listing` asks over TCP once [`DatagramListings::grace`] has
+//! passed, taking whichever answer comes first, and a server whose TCP
+//! answer came first is asked over TCP only for [`QUIET_FOR`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use grapevine_crypto::identity::NodeId;
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, OnceCell};
 
 use crate::client::conn::{ClientIdentity, ServerRef};
-use crate::listing::{Query, NONCE_LEN};
+use crate::listing::Query;
 use crate::listing_datagram::{answer_nonce, open_answer_datagram, QUERY_DATAGRAM_LEN};
 use crate::types::StorageIndex;
 
@@ -40,96 +42,42 @@ pub const QUIET_KEPT: usize = 1024;
 pub const MIN_GRACE: Duration = Duration::from_millis(20);
 /// ... and at most.
 pub const MAX_GRACE: Duration = Duration::from_secs(1);
-/// Answer datagrams waiting for one query, at most (more are dropped).
-const WAITING_PER_QUERY: usize = 4;
-
-type Pending = Arc<Mutex<HashMap<[u8; NONCE_LEN], mpsc::Sender<Vec<u8>>>>>;
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing kept under these locks has an invariant a panic could break.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// One socket and the queries out on it.
-#[derive(Debug)]
-struct Endpoint {
-    socket: Arc<UdpSocket>,
-    pending: Pending,
-    reader: tokio::task::AbortHandle,
-}
-
-impl Drop for Endpoint {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
-}
-
-impl Endpoint {
-    async fn bind(any: SocketAddr) -> Option<Endpoint> {
-        let socket = match UdpSocket::bind(any).await {
-            Ok(s) => Arc::new(s),
-            Err(e) => {
-                tracing::warn!(%any, "no socket for listings in datagrams ({e}): asking over TCP");
-                return None;
-            }
-        };
-        let pending: Pending = Arc::default();
-        let reader = tokio::spawn(read_answers(socket.clone(), pending.clone())).abort_handle();
-        Some(Endpoint {
-            socket,
-            pending,
-            reader,
-        })
-    }
-}
-
-/// Hand each answer datagram to the query it names.
-async fn read_answers(socket: Arc<UdpSocket>, pending: Pending) {
-    let mut buf = vec![0u8; QUERY_DATAGRAM_LEN + 1];
-    loop {
-        let n = match socket.recv_from(&mut buf).await {
-            Ok((n, _)) => n,
-            Err(e) => {
-                tracing::debug!("listing datagram socket: {e}");
-                continue;
-            }
-        };
-        let Some(nonce) = answer_nonce(&buf[..n]) else {
-            continue;
-        };
-        if let Some(tx) = lock(&pending).get(&nonce) {
-            let _ = tx.try_send(buf[..n].to_vec());
-        }
-    }
-}
-
-/// A query out: answers to it arrive here; dropping it forgets the query.
+/// A query out, on its own socket (see the module docs); dropping it
+/// closes the socket.
 #[derive(Debug)]
 pub(crate) struct Waiter {
-    nonce: [u8; NONCE_LEN],
+    socket: UdpSocket,
     query: Query,
     server: ServerRef,
-    pending: Pending,
-    answers: mpsc::Receiver<Vec<u8>>,
     sent: Instant,
-}
-
-impl Drop for Waiter {
-    fn drop(&mut self) {
-        lock(&self.pending).remove(&self.nonce);
-    }
 }
 
 impl Waiter {
     /// The first answer that opens as the server's for this query; waits
-    /// for ever if none comes (the caller bounds it).
-    pub(crate) async fn answer(&mut self, me: &ClientIdentity) -> Vec<(u16, u64)> {
+    /// for ever if none comes (the caller bounds it); `None` at once if
+    /// none can come (the server's host says no socket takes UDP at that
+    /// port, or the socket fails).
+    pub(crate) async fn answer(&mut self, me: &ClientIdentity) -> Option<Vec<(u16, u64)>> {
+        let mut buf = vec![0u8; QUERY_DATAGRAM_LEN + 1];
         loop {
-            let Some(d) = self.answers.recv().await else {
-                return std::future::pending().await;
+            let n = match self.socket.recv(&mut buf).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::debug!(server = %self.server.id.short(), "no listing datagram: {e}");
+                    return None;
+                }
             };
-            match open_answer_datagram(&me.identity, &self.server.id, &self.query, &d) {
-                Ok(v) => return v,
+            let d = &buf[..n];
+            if answer_nonce(d) != Some(self.query.nonce) {
+                continue;
+            }
+            match open_answer_datagram(&me.identity, &self.server.id, &self.query, d) {
+                Ok(v) => return Some(v),
                 Err(e) => {
                     tracing::warn!(server = %self.server.id.short(), "listing datagram refused: {e}")
                 }
@@ -146,8 +94,6 @@ impl Waiter {
 /// A pool's listings in datagrams (see the module docs).
 #[derive(Debug, Default)]
 pub(crate) struct DatagramListings {
-    v4: OnceCell<Option<Endpoint>>,
-    v6: OnceCell<Option<Endpoint>>,
     quiet: Mutex<HashMap<NodeId, Instant>>,
     /// Smoothed round trip of answered queries, microseconds (0: none yet).
     srtt_micros: AtomicU64,
@@ -155,15 +101,6 @@ pub(crate) struct DatagramListings {
 }
 
 impl DatagramListings {
-    async fn endpoint(&self, to: SocketAddr) -> Option<&Endpoint> {
-        let (cell, any): (_, SocketAddr) = if to.is_ipv4() {
-            (&self.v4, "0.0.0.0:0".parse().expect("an address"))
-        } else {
-            (&self.v6, "[::]:0".parse().expect("an address"))
-        };
-        cell.get_or_init(|| Endpoint::bind(any)).await.as_ref()
-    }
-
     fn is_quiet(&self, server: &NodeId) -> bool {
         let mut quiet = lock(&self.quiet);
         match quiet.get(server) {
@@ -188,8 +125,8 @@ impl DatagramListings {
         quiet.insert(server, Instant::now());
     }
 
-    /// Send `me`'s query about `si` to `server`, unless it is quiet or no
-    /// socket can be had; the waiter gets its answers.
+    /// Send `me`'s query about `si` to `server` from a socket of its own,
+    /// unless the server is quiet or no socket can be had.
     pub(crate) async fn send(
         &self,
         me: &ClientIdentity,
@@ -199,20 +136,32 @@ impl DatagramListings {
         if self.is_quiet(&server.id) {
             return None;
         }
-        let ep = self.endpoint(server.addr).await?;
-        let query = Query::new(si, me.identity.node_id());
-        let (tx, answers) = mpsc::channel(WAITING_PER_QUERY);
-        lock(&ep.pending).insert(query.nonce, tx);
-        let waiter = Waiter {
-            nonce: query.nonce,
-            query,
-            server,
-            pending: ep.pending.clone(),
-            answers,
-            sent: Instant::now(),
+        let any: SocketAddr = if server.addr.is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
         };
-        match ep.socket.send_to(&query.to_datagram(), server.addr).await {
-            Ok(_) => Some(waiter),
+        let opened = async {
+            let socket = UdpSocket::bind(any).await?;
+            socket.connect(server.addr).await?;
+            Ok::<_, std::io::Error>(socket)
+        };
+        let socket = match opened.await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(server = %server.id.short(), "no socket for a listing datagram ({e}): asking over TCP");
+                return None;
+            }
+        };
+        let query = Query::new(si, me.identity.node_id());
+        let sent = Instant::now();
+        match socket.send(&query.to_datagram()).await {
+            Ok(_) => Some(Waiter {
+                socket,
+                query,
+                server,
+                sent,
+            }),
             Err(e) => {
                 tracing::debug!(server = %server.id.short(), "listing datagram not sent: {e}");
                 None
@@ -245,16 +194,6 @@ impl DatagramListings {
     pub(crate) fn answered(&self) -> u64 {
         self.answered.load(Relaxed)
     }
-
-    /// Queries out now (for tests: bounded by the askers waiting).
-    #[cfg(test)]
-    pub(crate) fn pending(&self) -> usize {
-        [&self.v4, &self.v6]
-            .iter()
-            .filter_map(|c| c.get().and_then(Option::as_ref))
-            .map(|ep| lock(&ep.pending).len())
-            .sum()
-    }
 }
 
 #[cfg(test)]
@@ -265,9 +204,8 @@ mod tests {
     use grapevine_crypto::identity::Identity;
 
     /// An answer datagram naming the query but not made by the server
-    /// (anyone who saw the query could send one) is dropped and the query
-    /// waits on for the server's; a query no longer waited for is
-    /// forgotten.
+    /// (anyone who saw the query could send one, from the server's
+    /// address) is dropped and the query waits on for the server's.
     #[tokio::test]
     async fn a_forged_answer_does_not_end_the_wait() {
         let me = client();
@@ -281,7 +219,6 @@ mod tests {
         let d = DatagramListings::default();
         let si = StorageIndex([9; crate::types::SI_LEN]);
         let mut waiter = d.send(&me, to, si).await.expect("sent");
-        assert_eq!(d.pending(), 1);
         let mut buf = [0u8; 2048];
         let (n, from) = sock.recv_from(&mut buf).await.unwrap();
         let q = Query::from_datagram(&buf[..n]).unwrap();
@@ -293,9 +230,27 @@ mod tests {
         let got = tokio::time::timeout(Duration::from_secs(10), waiter.answer(&me))
             .await
             .expect("the real answer");
-        assert_eq!(got, shares.to_vec());
-        drop(waiter);
-        assert_eq!(d.pending(), 0);
+        assert_eq!(got, Some(shares.to_vec()));
+    }
+
+    /// A server whose host takes no UDP at its port answers no query: the
+    /// asker learns it at once, not after a grace.
+    #[tokio::test]
+    async fn no_socket_at_the_server_ends_the_wait_at_once() {
+        let me = client();
+        let gone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = ServerRef {
+            id: Identity::generate().node_id(),
+            addr: gone.local_addr().unwrap(),
+        };
+        drop(gone);
+        let d = DatagramListings::default();
+        let mut waiter = d
+            .send(&me, to, StorageIndex([9; crate::types::SI_LEN]))
+            .await
+            .expect("sent");
+        let got = tokio::time::timeout(Duration::from_secs(10), waiter.answer(&me)).await;
+        assert_eq!(got, Ok(None));
     }
 
     #[test]

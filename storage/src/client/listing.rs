@@ -53,13 +53,19 @@ pub(crate) async fn ask(
     if let Err(e) = me.identity.pair_key(&server.id) {
         return Err(ClientError::Protocol(server.id.short(), e.to_string()));
     }
-    if let Ok(v) = tokio::time::timeout(datagrams.grace(), waiter.answer(me)).await {
-        datagrams.note_answered(waiter.elapsed());
-        return Ok((v, Answered::Datagram));
+    let mut can_come = true;
+    match tokio::time::timeout(datagrams.grace(), waiter.answer(me)).await {
+        Ok(Some(v)) => {
+            datagrams.note_answered(waiter.elapsed());
+            return Ok((v, Answered::Datagram));
+        }
+        Ok(None) => can_come = false,
+        Err(_) => {
+            tracing::debug!(server = %server.id.short(), "no listing datagram in time; asking over TCP too")
+        }
     }
-    tracing::debug!(server = %server.id.short(), "no listing datagram in time; asking over TCP too");
     tokio::select! {
-        v = waiter.answer(me) => {
+        Some(v) = waiter.answer(me), if can_come => {
             datagrams.note_answered(waiter.elapsed());
             Ok((v, Answered::Datagram))
         }

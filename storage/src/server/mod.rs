@@ -20,8 +20,8 @@ mod stats;
 
 pub use backoff::AcceptBackoff;
 pub use datagram::{
-    answer_handed_over, answer_on_socket, DatagramAnswerer, ANSWERS_BURST, ANSWERS_PER_SEC,
-    IN_FLIGHT, NEW_KEYS_BURST, NEW_KEYS_PER_SEC,
+    answer_on_socket, DatagramAnswerer, ANSWERS_BURST, ANSWERS_PER_SEC, IN_FLIGHT, NEW_KEYS_BURST,
+    NEW_KEYS_PER_SEC,
 };
 pub use driver::{run_listener, serve, Drain, DrainHandle, ServerLimits};
 pub use handler::{Answer, ShareServer, MAX_OPEN_PER_SESSION};

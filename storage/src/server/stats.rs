@@ -118,8 +118,8 @@ impl ServerStats {
     }
 
     /// Of [`ServerStats::datagram_listing_times`], the part before the
-    /// server took the query: from the socket's read to the hand-over
-    /// (the gossip task's channel, then the server's task).
+    /// answer's work began: from the socket's read to a blocking thread
+    /// taking it up.
     pub fn datagram_handover_times(&self) -> Snapshot {
         self.datagram_handover_times.snapshot()
     }
