@@ -281,7 +281,7 @@ impl Collector for NodeCollector {
         histogram(
             e.encode_descriptor(
                 "grapevine_storage_datagram_handover_seconds",
-                "Of a datagram listing's time, the part before the share server took the query (the gossip task's hand-over)",
+                "Of a datagram listing's time, the part from the socket's read to a blocking thread taking its work up",
                 None,
                 MetricType::Histogram,
             )?,

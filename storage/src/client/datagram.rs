@@ -141,29 +141,28 @@ impl DatagramListings {
         } else {
             (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
         };
-        let opened = async {
-            let socket = UdpSocket::bind(any).await?;
-            socket.connect(server.addr).await?;
-            Ok::<_, std::io::Error>(socket)
-        };
-        let socket = match opened.await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::debug!(server = %server.id.short(), "no socket for a listing datagram ({e}): asking over TCP");
-                return None;
-            }
-        };
         let query = Query::new(si, me.identity.node_id());
         let sent = Instant::now();
-        match socket.send(&query.to_datagram()).await {
-            Ok(_) => Some(Waiter {
+        // Bound, connected and sent on the std socket, then handed to
+        // tokio for the answer: tokio sends on a new socket only once its
+        // event loop has seen the socket writable, a turn of that loop a
+        // fresh socket would wait for (under load, most of a round trip).
+        let opened = (|| {
+            let socket = std::net::UdpSocket::bind(any)?;
+            socket.connect(server.addr)?;
+            socket.set_nonblocking(true)?;
+            socket.send(&query.to_datagram())?;
+            UdpSocket::from_std(socket)
+        })();
+        match opened {
+            Ok(socket) => Some(Waiter {
                 socket,
                 query,
                 server,
                 sent,
             }),
             Err(e) => {
-                tracing::debug!(server = %server.id.short(), "listing datagram not sent: {e}");
+                tracing::debug!(server = %server.id.short(), "listing datagram not sent ({e}): asking over TCP");
                 None
             }
         }
