@@ -57,6 +57,9 @@ pub const ANSWERS_PER_SEC: u32 = 2000;
 /// ... with this many at once.
 pub const ANSWERS_BURST: u32 = 2000;
 
+/// How long an answer waits for room in a full socket buffer, at most.
+const SEND_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A token bucket (sans-IO: the caller says when).
 #[derive(Debug, Clone)]
 pub(crate) struct TokenBucket {
@@ -219,8 +222,12 @@ impl DatagramAnswerer {
             let sent = match socket.try_send_to(&out, from) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     // The socket's buffer is full: wait for room, on this
-                    // thread (which is the blocking pool's).
-                    runtime.block_on(socket.send_to(&out, from))
+                    // thread (which is the blocking pool's), for a while
+                    // (the client asks over TCP after its grace anyway).
+                    let send = tokio::time::timeout(SEND_WAIT, socket.send_to(&out, from));
+                    runtime
+                        .block_on(send)
+                        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
                 }
                 r => r,
             };
