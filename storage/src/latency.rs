@@ -38,9 +38,10 @@ fn bucket(micros: u64) -> usize {
     i.min(BUCKETS - 1)
 }
 
-/// The lowest time (microseconds) bucket `i` holds.
+/// The lowest time (microseconds) bucket `i` holds (a bucket past the
+/// last is taken as the last).
 pub fn bucket_floor(i: usize) -> u64 {
-    let i = i as u32;
+    let i = i.min(BUCKETS - 1) as u32;
     if i < SUB {
         return u64::from(i);
     }
@@ -94,9 +95,14 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Times counted.
+    /// Times counted (in the first [`BUCKETS`] counts: a snapshot read
+    /// from elsewhere may carry more, which count for nothing).
     pub fn total(&self) -> u64 {
-        self.counts.iter().sum()
+        self.buckets().fold(0u64, |a, c| a.saturating_add(*c))
+    }
+
+    fn buckets(&self) -> impl Iterator<Item = &u64> {
+        self.counts.iter().take(BUCKETS)
     }
 
     /// Add `other`'s counts to these. Counts past [`BUCKETS`] (from a
@@ -128,12 +134,10 @@ impl Snapshot {
     /// Times counted at or below `micros` (exact where `micros` is a
     /// bucket's upper edge, such as a power of two less one).
     pub fn at_most(&self, micros: u64) -> u64 {
-        self.counts
-            .iter()
+        self.buckets()
             .enumerate()
             .take_while(|(i, _)| bucket_floor(*i) <= micros)
-            .map(|(_, c)| *c)
-            .sum()
+            .fold(0u64, |a, (_, c)| a.saturating_add(*c))
     }
 
     /// The time (microseconds) below which a share `q` (0 to 1) of the
@@ -146,7 +150,7 @@ impl Snapshot {
         }
         let rank = q.clamp(0.0, 1.0) * total as f64;
         let mut below = 0u64;
-        for (i, &c) in self.counts.iter().enumerate() {
+        for (i, &c) in self.buckets().enumerate() {
             if c == 0 {
                 continue;
             }
@@ -233,5 +237,16 @@ mod tests {
         };
         odd.add(&a.snapshot());
         assert_eq!(odd.counts.len(), BUCKETS + 5);
+        // ... and its extra counts are not read: no bucket past the last
+        // (whose edge would overflow), nothing counted twice.
+        assert_eq!(odd.total(), BUCKETS as u64 + 1);
+        assert_eq!(odd.at_most(u64::MAX), BUCKETS as u64 + 1);
+        assert!(odd.quantile_micros(1.0).is_some());
+        let long = Snapshot {
+            counts: vec![1; 1000],
+            sum_micros: 0,
+        };
+        assert_eq!(long.total(), BUCKETS as u64);
+        assert_eq!(bucket_floor(999), bucket_floor(BUCKETS - 1));
     }
 }
