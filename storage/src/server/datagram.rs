@@ -264,23 +264,31 @@ mod tests {
     use grapevine_crypto::identity::NodeId;
     use std::time::Duration;
 
-    /// Only a padded query from a client id that is a key is answered;
-    /// the others are counted and dropped, and the answer opens as the
-    /// server's.
-    #[tokio::test]
-    async fn only_padded_queries_from_real_keys_are_answered() {
+    /// An answerer on a socket of its own at 127.0.0.1, over an empty
+    /// store (kept while the directory guard lives).
+    async fn answerer() -> (
+        DatagramAnswerer,
+        Arc<Identity>,
+        Arc<ServerStats>,
+        tempfile::TempDir,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let store = ShareStore::open(dir.path(), 0).unwrap();
         let server = Arc::new(Identity::generate());
         let stats = Arc::new(ServerStats::default());
         let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-        let at = socket.local_addr().unwrap();
-        let task = tokio::spawn(answer_on_socket(DatagramAnswerer::new(
-            server.clone(),
-            store,
-            stats.clone(),
-            socket,
-        )));
+        let a = DatagramAnswerer::new(server.clone(), store, stats.clone(), socket);
+        (a, server, stats, dir)
+    }
+
+    /// Only a padded query from a client id that is a key is answered;
+    /// the others are counted and dropped, and the answer opens as the
+    /// server's.
+    #[tokio::test]
+    async fn only_padded_queries_from_real_keys_are_answered() {
+        let (answerer, server, stats, _dir) = answerer().await;
+        let at = answerer.socket.local_addr().unwrap();
+        let task = tokio::spawn(answer_on_socket(answerer));
         let client = Identity::generate();
         let me = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let si = StorageIndex([3; SI_LEN]);
@@ -321,12 +329,7 @@ mod tests {
     /// counted, apart and in the whole.
     #[tokio::test]
     async fn a_handed_over_query_is_timed_from_its_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ShareStore::open(dir.path(), 0).unwrap();
-        let server = Arc::new(Identity::generate());
-        let stats = Arc::new(ServerStats::default());
-        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-        let answerer = DatagramAnswerer::new(server.clone(), store, stats.clone(), socket);
+        let (answerer, _server, stats, _dir) = answerer().await;
         let client = Identity::generate();
         let me = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let q = Query::new(StorageIndex([3; SI_LEN]), client.node_id());
