@@ -1,43 +1,122 @@
-//! A compact ChaCha20-Poly1305 for `snow`: the cipher state is the 32-byte
-//! key alone, and `ring`'s assembly implementation is bound to it per
-//! message.
+//! The session ciphers: a compact ChaCha20-Poly1305 for `snow`'s handshake,
+//! and the two AEADs a session's transport frames may be sealed with. A
+//! cipher state is the 32-byte key alone, and `ring`'s assembly
+//! implementation is bound to it per message.
 //!
 //! Why: `snow`'s own ring resolver keeps a prepared `ring` key per direction
-//! (about 500 bytes each, sized for the largest AEAD ring supports), and its
+//! (544 bytes each, sized for the largest AEAD ring supports), and its
 //! RustCrypto cipher is about 40% slower on 64 KiB messages. Binding the key
-//! per message costs a 32-byte copy; the AEAD itself is the same
-//! `ChaCha20-Poly1305` (RFC 8439) with Noise's nonce layout (32 zero bits,
-//! then the 64-bit counter little-endian).
+//! per message costs a 32-byte copy for ChaCha20-Poly1305 and a key
+//! schedule for AES-256-GCM (about 2 % of a 64 KiB frame's sealing).
+//!
+//! The handshake is always `ChaChaPoly` (RFC 8439 with Noise's nonce
+//! layout: 32 zero bits, then the 64-bit counter little-endian). The
+//! transport is [`TransportCipher::AesGcm`] (Noise's `AESGCM`: AES-256-GCM,
+//! 32 zero bits then the counter big-endian) when both ends' signed records
+//! offer it ([`crate::record::FEATURE_AES_GCM`], set where the CPU has AES
+//! and carry-less multiply instructions: 3.3 times ChaCha20-Poly1305's rate
+//! on the machines grapevine is measured on), and `ChaChaPoly` otherwise
+//! (ARM boards without the crypto extensions run it faster than a software
+//! AES). Both use the handshake's split keys and Noise's REKEY of that
+//! cipher, so either transport is exactly Noise's transport for a protocol
+//! name with that cipher; the published `AESGCM` vectors check it.
 
-use ring::aead::{self, LessSafeKey, UnboundKey, CHACHA20_POLY1305};
+use ring::aead::{self, Algorithm, LessSafeKey, UnboundKey, AES_256_GCM, CHACHA20_POLY1305};
 use snow::params::{CipherChoice, DHChoice, HashChoice};
 use snow::resolvers::{CryptoResolver, DefaultResolver, FallbackResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
 
 const TAG: usize = 16;
 
+const CHACHA: TransportCipher = TransportCipher::ChaChaPoly;
+
 #[derive(Default)]
 struct CompactChaChaPoly {
     key: [u8; 32],
 }
 
-fn bound(key: &[u8; 32]) -> LessSafeKey {
-    LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, key).expect("32-byte key"))
+/// The AEAD a session's transport frames are sealed with, agreed in the
+/// handshake from both ends' signed records (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransportCipher {
+    /// ChaCha20-Poly1305 (RFC 8439): fast in software everywhere.
+    ChaChaPoly,
+    /// AES-256-GCM: where both ends have AES in hardware.
+    AesGcm,
 }
 
-/// Noise's nonce: 32 zero bits, then the 64-bit counter little-endian.
-fn noise_nonce(n: u64) -> [u8; 12] {
-    let mut b = [0u8; 12];
-    b[4..].copy_from_slice(&n.to_le_bytes());
-    b
+impl TransportCipher {
+    /// Noise's name for the cipher (`ChaChaPoly`, `AESGCM`).
+    pub fn noise_name(self) -> &'static str {
+        match self {
+            TransportCipher::ChaChaPoly => "ChaChaPoly",
+            TransportCipher::AesGcm => "AESGCM",
+        }
+    }
+
+    fn algorithm(self) -> &'static Algorithm {
+        match self {
+            TransportCipher::ChaChaPoly => &CHACHA20_POLY1305,
+            TransportCipher::AesGcm => &AES_256_GCM,
+        }
+    }
+
+    /// Noise's nonce for counter `n`: 32 zero bits, then the 64-bit
+    /// counter, little-endian for `ChaChaPoly` and big-endian for `AESGCM`.
+    fn nonce(self, n: u64) -> [u8; 12] {
+        let mut b = [0u8; 12];
+        match self {
+            TransportCipher::ChaChaPoly => b[4..].copy_from_slice(&n.to_le_bytes()),
+            TransportCipher::AesGcm => b[4..].copy_from_slice(&n.to_be_bytes()),
+        }
+        b
+    }
 }
 
-/// RFC 8439 `AEAD_CHACHA20_POLY1305` encryption of `buf` in place under
-/// `key` and the 96-bit `nonce`; returns the tag. Every encryption of this
-/// crate (handshake fields through `snow`, transport frames, REKEY) is
-/// this function.
-fn seal(key: &[u8; 32], nonce: [u8; 12], aad: &[u8], buf: &mut [u8]) -> Option<[u8; TAG]> {
-    let tag = bound(key)
+impl std::fmt::Display for TransportCipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TransportCipher::ChaChaPoly => "ChaCha20-Poly1305",
+            TransportCipher::AesGcm => "AES-256-GCM",
+        })
+    }
+}
+
+/// Whether this CPU runs AES-256-GCM in hardware (AES and carry-less
+/// multiply instructions), where it is several times faster than
+/// ChaCha20-Poly1305; without them `ring`'s constant-time software AES is
+/// slower than ChaCha20-Poly1305.
+pub(crate) fn aes_gcm_in_hardware() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("aes") && std::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes")
+            && std::arch::is_aarch64_feature_detected!("pmull")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
+fn bound(alg: TransportCipher, key: &[u8; 32]) -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(alg.algorithm(), key).expect("32-byte key"))
+}
+
+/// AEAD encryption of `buf` in place under `alg`, `key` and the 96-bit
+/// `nonce`; returns the tag. Every encryption of this crate (handshake
+/// fields through `snow`, transport frames, REKEY) is this function.
+fn seal(
+    alg: TransportCipher,
+    key: &[u8; 32],
+    nonce: [u8; 12],
+    aad: &[u8],
+    buf: &mut [u8],
+) -> Option<[u8; TAG]> {
+    let tag = bound(alg, key)
         .seal_in_place_separate_tag(
             aead::Nonce::assume_unique_for_key(nonce),
             aead::Aad::from(aad),
@@ -51,8 +130,14 @@ fn seal(key: &[u8; 32], nonce: [u8; 12], aad: &[u8], buf: &mut [u8]) -> Option<[
 
 /// The inverse of [`seal`]: `buf` is ciphertext then tag; on success its
 /// first bytes are the plaintext, whose length is returned.
-fn open(key: &[u8; 32], nonce: [u8; 12], aad: &[u8], buf: &mut [u8]) -> Option<usize> {
-    bound(key)
+fn open(
+    alg: TransportCipher,
+    key: &[u8; 32],
+    nonce: [u8; 12],
+    aad: &[u8],
+    buf: &mut [u8],
+) -> Option<usize> {
+    bound(alg, key)
         .open_in_place(
             aead::Nonce::assume_unique_for_key(nonce),
             aead::Aad::from(aad),
@@ -74,8 +159,14 @@ impl Cipher for CompactChaChaPoly {
     fn encrypt(&self, n: u64, authtext: &[u8], plaintext: &[u8], out: &mut [u8]) -> usize {
         let len = plaintext.len();
         out[..len].copy_from_slice(plaintext);
-        let tag = seal(&self.key, noise_nonce(n), authtext, &mut out[..len])
-            .expect("in-range nonce and length");
+        let tag = seal(
+            CHACHA,
+            &self.key,
+            CHACHA.nonce(n),
+            authtext,
+            &mut out[..len],
+        )
+        .expect("in-range nonce and length");
         out[len..len + TAG].copy_from_slice(&tag);
         len + TAG
     }
@@ -94,13 +185,14 @@ impl Cipher for CompactChaChaPoly {
             // Fast path (transport frames): decrypt in the caller's buffer.
             let in_out = &mut out[..ciphertext.len()];
             in_out.copy_from_slice(ciphertext);
-            return open(&self.key, noise_nonce(n), authtext, in_out).ok_or(snow::Error::Decrypt);
+            return open(CHACHA, &self.key, CHACHA.nonce(n), authtext, in_out)
+                .ok_or(snow::Error::Decrypt);
         }
         // Handshake fields are decrypted into buffers of exactly their
         // plaintext size: use a small temporary.
         let mut tmp = ciphertext.to_vec();
-        let len =
-            open(&self.key, noise_nonce(n), authtext, &mut tmp).ok_or(snow::Error::Decrypt)?;
+        let len = open(CHACHA, &self.key, CHACHA.nonce(n), authtext, &mut tmp)
+            .ok_or(snow::Error::Decrypt)?;
         out[..len].copy_from_slice(&tmp[..len]);
         Ok(len)
     }
@@ -110,17 +202,27 @@ impl Cipher for CompactChaChaPoly {
 /// `snow`'s transport state) so frames are sealed and opened in place: the
 /// sender builds the frame in its output buffer and encrypts it there; the
 /// receiver decrypts the frame in the buffer it was read into. The AEAD,
-/// nonce layout and rekey are Noise's (the same as [`CompactChaChaPoly`]
-/// through `snow`; a test holds them equal).
+/// nonce layout and rekey are Noise's for the cipher (for `ChaChaPoly` the
+/// same as [`CompactChaChaPoly`] through `snow`; tests hold both ciphers
+/// equal to `snow`'s transport and to the published vectors).
 #[derive(Clone)]
 pub(crate) struct CipherKey {
     key: [u8; 32],
     nonce: u64,
+    cipher: TransportCipher,
 }
 
 impl CipherKey {
-    pub(crate) fn new(key: [u8; 32]) -> Self {
-        CipherKey { key, nonce: 0 }
+    pub(crate) fn new(key: [u8; 32], cipher: TransportCipher) -> Self {
+        CipherKey {
+            key,
+            nonce: 0,
+            cipher,
+        }
+    }
+
+    pub(crate) fn cipher(&self) -> TransportCipher {
+        self.cipher
     }
 
     fn next_nonce(&mut self) -> Option<[u8; 12]> {
@@ -128,7 +230,7 @@ impl CipherKey {
         if self.nonce == u64::MAX {
             return None;
         }
-        let n = noise_nonce(self.nonce);
+        let n = self.cipher.nonce(self.nonce);
         self.nonce += 1;
         Some(n)
     }
@@ -136,28 +238,34 @@ impl CipherKey {
     /// Encrypt `buf` in place and return its tag.
     pub(crate) fn seal_in_place(&mut self, buf: &mut [u8]) -> Option<[u8; TAG]> {
         let n = self.next_nonce()?;
-        seal(&self.key, n, &[], buf)
+        seal(self.cipher, &self.key, n, &[], buf)
     }
 
     /// Decrypt `buf` (ciphertext then tag) in place; returns the plaintext
     /// length, or `None` if it does not authenticate.
     pub(crate) fn open_in_place(&mut self, buf: &mut [u8]) -> Option<usize> {
         let n = self.next_nonce()?;
-        open(&self.key, n, &[], buf)
+        open(self.cipher, &self.key, n, &[], buf)
     }
 
     /// Noise's REKEY: the new key is the first 32 bytes of encrypting 32
     /// zero bytes under nonce 2^64 - 1. The nonce counter carries on.
     pub(crate) fn rekey(&mut self) {
         let mut zeros = [0u8; 32];
-        let _ = seal(&self.key, noise_nonce(u64::MAX), &[], &mut zeros);
+        let _ = seal(
+            self.cipher,
+            &self.key,
+            self.cipher.nonce(u64::MAX),
+            &[],
+            &mut zeros,
+        );
         self.key = zeros;
     }
 }
 
 impl std::fmt::Debug for CipherKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CipherKey(nonce {})", self.nonce)
+        write!(f, "CipherKey({}, nonce {})", self.cipher, self.nonce)
     }
 }
 
@@ -227,28 +335,31 @@ mod tests {
             0x06, 0x91,
         ];
         let mut buf = pt.to_vec();
-        assert_eq!(seal(&key, nonce, &aad, &mut buf), Some(tag));
+        assert_eq!(seal(CHACHA, &key, nonce, &aad, &mut buf), Some(tag));
         assert_eq!(buf, ct);
         buf.extend_from_slice(&tag);
-        assert_eq!(open(&key, nonce, &aad, &mut buf), Some(pt.len()));
+        assert_eq!(open(CHACHA, &key, nonce, &aad, &mut buf), Some(pt.len()));
         assert_eq!(&buf[..pt.len()], pt);
         // One bit anywhere (ciphertext, tag, AAD) and it does not open.
         for i in [0, ct.len() - 1, ct.len(), ct.len() + TAG - 1] {
             let mut bad = ct.to_vec();
             bad.extend_from_slice(&tag);
             bad[i] ^= 1;
-            assert_eq!(open(&key, nonce, &aad, &mut bad), None, "byte {i}");
+            assert_eq!(open(CHACHA, &key, nonce, &aad, &mut bad), None, "byte {i}");
         }
         let mut good = ct.to_vec();
         good.extend_from_slice(&tag);
-        assert_eq!(open(&key, nonce, &aad[1..], &mut good), None);
+        assert_eq!(open(CHACHA, &key, nonce, &aad[1..], &mut good), None);
     }
 
-    /// A finished `Noise_NN` handshake: `a` with our cipher, `b` with snow's
-    /// stock RustCrypto one.
-    fn nn_handshake() -> (snow::HandshakeState, snow::HandshakeState) {
+    /// A finished `Noise_NN` handshake with `cipher`: `a` with our
+    /// resolver (for `ChaChaPoly` our cipher), `b` with snow's stock
+    /// RustCrypto one.
+    fn nn_handshake(cipher: TransportCipher) -> (snow::HandshakeState, snow::HandshakeState) {
         let params: snow::params::NoiseParams =
-            "Noise_NN_25519_ChaChaPoly_BLAKE2s".parse().unwrap();
+            format!("Noise_NN_25519_{}_BLAKE2s", cipher.noise_name())
+                .parse()
+                .unwrap();
         let mut a = snow::Builder::with_resolver(params.clone(), resolver())
             .build_initiator()
             .unwrap();
@@ -263,15 +374,23 @@ mod tests {
     }
 
     /// Sealing and opening in place with the raw split keys gives exactly
-    /// what snow's transport state gives, before and after a rekey.
+    /// what snow's transport state gives, before and after a rekey, for
+    /// both transport ciphers (snow's `AESGCM` is RustCrypto's, so this
+    /// also holds ring's AES-256-GCM to an independent implementation).
     #[test]
     fn in_place_keys_match_snow_transport() {
-        let (mut a, b) = nn_handshake();
+        for cipher in [TransportCipher::ChaChaPoly, TransportCipher::AesGcm] {
+            in_place_keys_match_snow_transport_with(cipher);
+        }
+    }
+
+    fn in_place_keys_match_snow_transport_with(cipher: TransportCipher) {
+        let (mut a, b) = nn_handshake(cipher);
         let mut buf = [0u8; 1024];
         let mut pl = [0u8; 1024];
         let (k1, k2) = a.dangerously_get_raw_split();
-        let mut send = CipherKey::new(k1);
-        let mut recv = CipherKey::new(k2);
+        let mut send = CipherKey::new(k1, cipher);
+        let mut recv = CipherKey::new(k2, cipher);
         let mut a = a.into_transport_mode().unwrap();
         let mut b = b.into_transport_mode().unwrap();
         for round in 0..3 {
@@ -280,7 +399,7 @@ mod tests {
             let mut mine = msg.as_bytes().to_vec();
             let tag = send.seal_in_place(&mut mine).unwrap();
             mine.extend_from_slice(&tag);
-            assert_eq!(&buf[..n], &mine[..], "round {round}");
+            assert_eq!(&buf[..n], &mine[..], "{cipher}, round {round}");
             let n = b.write_message(b"reply", &mut buf).unwrap();
             let mut wire = buf[..n].to_vec();
             let len = recv.open_in_place(&mut wire).unwrap();
@@ -300,7 +419,7 @@ mod tests {
     /// RustCrypto cipher and with ours interoperates.
     #[test]
     fn interoperates_with_snow_default_cipher() {
-        let (a, b) = nn_handshake();
+        let (a, b) = nn_handshake(TransportCipher::ChaChaPoly);
         let mut buf = [0u8; 1024];
         let mut pl = [0u8; 1024];
         let mut a = a.into_transport_mode().unwrap();

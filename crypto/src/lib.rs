@@ -10,8 +10,9 @@
 //!   matter who relayed it; a higher `seq` replaces a lower one.
 //! * [`admission`]: closed grids; a grid key's certificate for a node id.
 //! * [`noise`]: the sans-IO handshake (`Noise_IK_25519_ChaChaPoly_BLAKE2s`)
-//!   and transport with framing, fragmentation and rekeying, checked against
-//!   the published Noise and RFC 8439 vectors; [`Session`] (in [`session`])
+//!   and transport (ChaCha20-Poly1305, or AES-256-GCM where both ends run
+//!   it in hardware) with framing, fragmentation and rekeying, checked
+//!   against the published Noise and RFC 8439 vectors; [`Session`] (in [`session`])
 //!   is its thin tokio driver, and the only module that uses tokio.
 //! * [`placement`]: the permuted list, the one order of servers for a
 //!   storage index that membership and storage share.
@@ -53,6 +54,6 @@ pub mod verified;
 pub use admission::{Admission, GridId};
 pub use error::{AdmissionError, IdentityError, RecordError, SessionError};
 pub use identity::{Identity, NodeId};
-pub use noise::{SessionConfig, Transport};
+pub use noise::{SessionConfig, Transport, TransportCipher};
 pub use record::{LocationRecord, SignedRecord, UnverifiedRecord};
 pub use session::Session;

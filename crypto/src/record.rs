@@ -28,6 +28,45 @@ const DOMAIN: &[u8] = b"grapevine/location-record\0";
 pub const ROLE_STORAGE: u8 = 1;
 /// Role bit: the node uploads and downloads (a client).
 pub const ROLE_CLIENT: u8 = 2;
+/// Feature bit, carried in the same byte as the roles: the node seals
+/// session frames with AES-256-GCM when the peer's record offers it too
+/// (set where the CPU runs AES-GCM in hardware; see [`local_features`]).
+/// A record without it, from a node that predates it or lacks the
+/// instructions, gets ChaCha20-Poly1305 sessions as before.
+pub const FEATURE_AES_GCM: u8 = 0x80;
+
+/// The environment variable that overrides the session cipher this
+/// process offers: `chacha` never offers AES-256-GCM, `aes-gcm` always
+/// does (even without the instructions: for tests), `auto` (the default)
+/// offers it where the CPU runs it in hardware.
+pub const SESSION_CIPHER_ENV: &str = "GRAPEVINE_SESSION_CIPHER";
+
+/// The feature bits this process puts in its records: [`FEATURE_AES_GCM`]
+/// where the CPU has AES and carry-less multiply instructions, unless
+/// [`SESSION_CIPHER_ENV`] says otherwise. Decided once per process.
+pub fn local_features() -> u8 {
+    static FEATURES: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+    *FEATURES.get_or_init(|| {
+        let choice = std::env::var(SESSION_CIPHER_ENV).ok();
+        let aes = match choice.as_deref().map(str::trim) {
+            Some("chacha") => false,
+            Some("aes-gcm") => true,
+            None | Some("" | "auto") => crate::cipher::aes_gcm_in_hardware(),
+            Some(other) => {
+                tracing::warn!(
+                    value = other,
+                    "{SESSION_CIPHER_ENV} is not one of auto, chacha, aes-gcm: using auto"
+                );
+                crate::cipher::aes_gcm_in_hardware()
+            }
+        };
+        if aes {
+            FEATURE_AES_GCM
+        } else {
+            0
+        }
+    })
+}
 
 type Cfg = Configuration<LittleEndian, Varint, Limit<MAX_RECORD_LEN>>;
 fn cfg() -> Cfg {
@@ -57,7 +96,9 @@ pub struct LocationRecord {
     pub issued_at: u64,
     /// Optional human-readable name.
     pub nickname: Option<String>,
-    /// Role bits ([`ROLE_STORAGE`], [`ROLE_CLIENT`]).
+    /// Role bits ([`ROLE_STORAGE`], [`ROLE_CLIENT`]) and feature bits
+    /// ([`FEATURE_AES_GCM`]); bits a reader does not know are kept and
+    /// ignored.
     pub roles: u8,
     /// Admission to a closed grid, signed by the grid key (see
     /// [`crate::admission`]); `None` in open grids. Boxed: every node holds
@@ -67,7 +108,8 @@ pub struct LocationRecord {
 
 impl LocationRecord {
     /// A record for `identity` with the given addresses and defaults elsewhere
-    /// (seq 1, storage role, this crate's version).
+    /// (seq 1, storage and client roles, this process's
+    /// [`local_features`], this crate's version).
     pub fn new(identity: &Identity, addrs: Vec<SocketAddr>) -> Self {
         LocationRecord {
             node_id: identity.node_id(),
@@ -79,7 +121,7 @@ impl LocationRecord {
             seq: 1,
             issued_at: 0,
             nickname: None,
-            roles: ROLE_STORAGE | ROLE_CLIENT,
+            roles: ROLE_STORAGE | ROLE_CLIENT | local_features(),
             admission: None,
         }
     }

@@ -197,6 +197,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.peer
     }
 
+    /// The AEAD this session's frames are sealed with, agreed in the
+    /// handshake ([`crate::noise::agreed_cipher`]).
+    pub fn cipher(&self) -> crate::noise::TransportCipher {
+        self.transport.cipher()
+    }
+
     /// Send one message (split into frames as needed).
     ///
     /// # Errors
@@ -283,34 +289,56 @@ mod tests {
         (id, rec)
     }
 
+    /// A node whose record offers the given feature bits.
+    fn node_with(seed: u64, features: u8) -> (Identity, SignedRecord) {
+        let id = Identity::generate_with(&mut rng(seed));
+        let mut rec = record_for(&id, "127.0.0.1:9");
+        rec.roles = crate::record::ROLE_STORAGE | crate::record::ROLE_CLIENT | features;
+        let rec = rec.sign(&id).unwrap();
+        (id, rec)
+    }
+
+    /// A round trip over TCP, for every pair of records' offers: the
+    /// session is sealed with AES-256-GCM exactly when both offer it, and
+    /// both ends agree (a disagreement could not open a single frame).
     #[tokio::test]
     async fn tcp_session_round_trip() {
-        let (ia, ra) = node(1);
-        let (ib, rb) = node(2);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let cfg = SessionConfig::default();
-        let b_id = rb.node_id();
-        let server = tokio::spawn({
-            let cfg = cfg.clone();
-            async move {
-                let (s, _) = listener.accept().await.unwrap();
-                let (mut sess, rec) = Session::accept(s, &ib, &rb, &cfg).await.unwrap();
-                let peer = sess.peer();
-                assert_eq!(rec.node_id(), peer);
-                let m = sess.recv().await.unwrap();
-                sess.send(&m).await.unwrap();
-                peer
-            }
-        });
-        let stream = TcpStream::connect(addr).await.unwrap();
-        let (mut sess, _) = Session::connect(stream, &ia, &ra, b_id, &cfg)
-            .await
-            .unwrap();
-        let big = vec![7u8; 300_000];
-        sess.send(&big).await.unwrap();
-        assert_eq!(sess.recv().await.unwrap(), big);
-        assert_eq!(server.await.unwrap(), ia.node_id());
+        use crate::noise::TransportCipher::{AesGcm, ChaChaPoly};
+        use crate::record::FEATURE_AES_GCM as AES;
+        for (fa, fb, want) in [
+            (AES, AES, AesGcm),
+            (AES, 0, ChaChaPoly),
+            (0, AES, ChaChaPoly),
+            (0, 0, ChaChaPoly),
+        ] {
+            let (ia, ra) = node_with(1, fa);
+            let (ib, rb) = node_with(2, fb);
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let cfg = SessionConfig::default();
+            let b_id = rb.node_id();
+            let server = tokio::spawn({
+                let cfg = cfg.clone();
+                async move {
+                    let (s, _) = listener.accept().await.unwrap();
+                    let (mut sess, rec) = Session::accept(s, &ib, &rb, &cfg).await.unwrap();
+                    let peer = sess.peer();
+                    assert_eq!(rec.node_id(), peer);
+                    let m = sess.recv().await.unwrap();
+                    sess.send(&m).await.unwrap();
+                    (peer, sess.cipher())
+                }
+            });
+            let stream = TcpStream::connect(addr).await.unwrap();
+            let (mut sess, _) = Session::connect(stream, &ia, &ra, b_id, &cfg)
+                .await
+                .unwrap();
+            assert_eq!(sess.cipher(), want, "offers {fa:#x} and {fb:#x}");
+            let big = vec![7u8; 300_000];
+            sess.send(&big).await.unwrap();
+            assert_eq!(sess.recv().await.unwrap(), big);
+            assert_eq!(server.await.unwrap(), (ia.node_id(), want));
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use grapevine_crypto::record::{ROLE_CLIENT, ROLE_STORAGE};
+use grapevine_crypto::record::{local_features, ROLE_CLIENT, ROLE_STORAGE};
 use grapevine_crypto::{Identity, LocationRecord, NodeId, SignedRecord};
 use grapevine_membership::driver::{spawn_with, MembershipHandle, NodeConfig, RunOptions};
 use grapevine_membership::Event;
@@ -54,7 +54,9 @@ pub fn own_record(
     rec.free_mib = free_mib.min(cfg.capacity_mib);
     rec.seq = seq;
     rec.issued_at = unix_ms / 1000;
-    rec.roles = cfg.roles.iter().fold(0, |r, role| {
+    // The roles the operator configured, and the features of this process
+    // (`local_features`, which `LocationRecord::new` put there).
+    rec.roles = cfg.roles.iter().fold(local_features(), |r, role| {
         r | match role {
             Role::Storage => ROLE_STORAGE,
             Role::Client => ROLE_CLIENT,
@@ -180,7 +182,7 @@ mod tests {
         let rec = r.record();
         assert_eq!(rec.addrs, vec![local]);
         assert_eq!(rec.free_mib, 100, "free space is capped by capacity");
-        assert_eq!(rec.roles, ROLE_STORAGE);
+        assert_eq!(rec.roles, ROLE_STORAGE | local_features());
         assert_eq!(rec.seq, 7, "the number given, not the clock");
         assert_eq!(rec.issued_at, 1_700_000_000);
         let r = own_record(&i, &c, vec![local], 7, 1, 1).unwrap();

@@ -31,7 +31,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use chacha20::cipher::{KeyIvInit, StreamCipher};
 use grapevine_crypto::noise::{InitiatorHandshake, ResponderHandshake, TAG_LEN};
-use grapevine_crypto::{Identity, LocationRecord, SessionConfig, Transport};
+use grapevine_crypto::record::{local_features, FEATURE_AES_GCM};
+use grapevine_crypto::{Identity, LocationRecord, SessionConfig, Transport, TransportCipher};
 use grapevine_storage::chk::{Ueb, SEGMENT_SIZE, UEB_VERSION};
 use grapevine_storage::protocol::{write_header, MAX_MESSAGE};
 use grapevine_storage::{Params, ShareStore, StorageIndex};
@@ -72,6 +73,10 @@ pub struct CeilingReport {
     pub cores: f64,
     /// Threads that timed each stage at once.
     pub threads: usize,
+    /// The AEAD the session stages sealed and opened with: what two nodes
+    /// of this process agree on (AES-256-GCM where the CPU runs it in
+    /// hardware, unless `GRAPEVINE_SESSION_CIPHER=chacha`).
+    pub session_cipher: String,
     /// Shares needed and total (the weights follow them).
     pub k: u16,
     /// Shares total.
@@ -112,9 +117,10 @@ pub fn run(args: &CeilingArgs) -> Result<()> {
         r.k, r.n, r.cores, r.secs
     );
     println!(
-        "  single-core stage rates (MB/s), {} thread{} at once:",
+        "  single-core stage rates (MB/s), {} thread{} at once, sessions sealed with {}:",
         r.threads,
-        if r.threads == 1 { "" } else { "s" }
+        if r.threads == 1 { "" } else { "s" },
+        r.session_cipher
     );
     for m in &r.stages {
         let spread = r.thread_spread.get(m.stage).copied().unwrap_or(1.0);
@@ -143,6 +149,16 @@ fn print_ceiling(what: &str, c: &Ceiling) {
             b.what,
             b.bytes_per_s / 1e6
         );
+    }
+}
+
+/// The transport cipher two nodes of this process agree on: the one the
+/// session stages here and `bench storage`'s sessions use.
+pub fn local_session_cipher() -> TransportCipher {
+    if local_features() & FEATURE_AES_GCM != 0 {
+        TransportCipher::AesGcm
+    } else {
+        TransportCipher::ChaChaPoly
     }
 }
 
@@ -191,6 +207,7 @@ pub fn measure(
     Ok(CeilingReport {
         cores,
         threads,
+        session_cipher: local_session_cipher().to_string(),
         k: params.k,
         n: params.n,
         stages,
@@ -384,6 +401,12 @@ fn seal_open(block: &[u8]) -> Result<(f64, f64)> {
     };
     let head = write_header(1, StorageIndex([1; 16]), 0, 0, block.len());
     let (mut a, _) = pair()?;
+    anyhow::ensure!(
+        a.cipher() == local_session_cipher(),
+        "the session stages sealed with {}, not {}",
+        a.cipher(),
+        local_session_cipher()
+    );
     let mut wire = Vec::with_capacity(block.len() + 4096);
     let seal = rate(block.len(), || {
         wire.clear();

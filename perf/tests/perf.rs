@@ -106,6 +106,16 @@ fn bench_storage_puts_and_gets_a_file_through_ten_servers() {
     let runs = r["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2, "{r}");
     assert_eq!(r["ceilings"].as_array().unwrap().len(), 3, "{r}");
+    // One untimed warm-up run first (the default), reported apart.
+    let warmup = r["warmup"].as_array().unwrap();
+    assert_eq!(warmup.len(), 1, "{r}");
+    assert!(warmup[0]["put_mb_s"].as_f64().unwrap() > 0.0, "{r}");
+    // The ceiling says which cipher its session stages sealed with.
+    let cipher = r["ceilings"][0]["session_cipher"].as_str().unwrap();
+    assert!(
+        ["AES-256-GCM", "ChaCha20-Poly1305"].contains(&cipher),
+        "{r}"
+    );
     for (what, ceiling) in [("put", "put_ceiling_mb_s"), ("get", "get_ceiling_mb_s")] {
         let mb = r[format!("{what}_mb_s")].as_f64().unwrap();
         let c = r[ceiling].as_f64().unwrap();

@@ -4,12 +4,12 @@
 use snow::HandshakeState;
 
 use crate::admission::{self, GridId};
-use crate::cipher;
+use crate::cipher::{self, TransportCipher};
 use crate::error::SessionError;
 use crate::identity::{Identity, NodeId};
 use crate::noise::config::{SessionConfig, MAX_HANDSHAKE_LEN, NOISE_PARAMS, PROLOGUE};
 use crate::noise::transport::Transport;
-use crate::record::{SignedRecord, UnverifiedRecord};
+use crate::record::{SignedRecord, UnverifiedRecord, FEATURE_AES_GCM};
 
 fn hs_err(_: snow::Error) -> SessionError {
     SessionError::HandshakeFailed
@@ -30,17 +30,37 @@ pub(crate) fn builder<'a>(
         .map_err(hs_err)
 }
 
-/// The transport of a finished handshake.
+/// The transport of a finished handshake, sealed with `cipher`.
 pub(crate) fn into_transport(
     mut hs: HandshakeState,
     initiator: bool,
     rekey_after: u64,
+    cipher: TransportCipher,
 ) -> Result<Transport, SessionError> {
     if !hs.is_handshake_finished() {
         return Err(SessionError::HandshakeFailed);
     }
     let (k1, k2) = hs.dangerously_get_raw_split();
-    Ok(Transport::from_split(k1, k2, initiator, rekey_after))
+    Ok(Transport::from_split(
+        k1,
+        k2,
+        initiator,
+        rekey_after,
+        cipher,
+    ))
+}
+
+/// The transport cipher of a session between the nodes of two records:
+/// AES-256-GCM if both offer it, ChaCha20-Poly1305 otherwise. Both ends
+/// decide from the same two records (the ones the handshake carried, each
+/// signed by its node and bound into the handshake's transcript), so they
+/// agree, and no one between them can change the choice.
+pub fn agreed_cipher(a: &SignedRecord, b: &SignedRecord) -> TransportCipher {
+    if a.record().roles & b.record().roles & FEATURE_AES_GCM != 0 {
+        TransportCipher::AesGcm
+    } else {
+        TransportCipher::ChaChaPoly
+    }
 }
 
 /// Prefix `body` with its 2-byte length into a fresh buffer.
@@ -55,6 +75,9 @@ fn framed(body: &[u8]) -> Vec<u8> {
 #[derive(Debug)]
 pub struct InitiatorHandshake {
     hs: HandshakeState,
+    /// The record this side sent: with the responder's, it decides the
+    /// transport cipher.
+    local_record: SignedRecord,
     expected: NodeId,
     rekey_after: u64,
     grid: Option<GridId>,
@@ -88,6 +111,7 @@ impl InitiatorHandshake {
         Ok((
             InitiatorHandshake {
                 hs,
+                local_record: local_record.clone(),
                 expected: remote,
                 rekey_after: cfg.rekey_after,
                 grid: cfg.grid,
@@ -119,7 +143,11 @@ impl InitiatorHandshake {
             return Err(SessionError::KeyMismatch);
         }
         admitted(self.grid.as_ref(), &record)?;
-        Ok((into_transport(self.hs, true, self.rekey_after)?, record))
+        let cipher = agreed_cipher(&self.local_record, &record);
+        Ok((
+            into_transport(self.hs, true, self.rekey_after, cipher)?,
+            record,
+        ))
     }
 }
 
@@ -171,7 +199,12 @@ impl ResponderHandshake {
             .write_message(local_record.bytes(), &mut buf)
             .map_err(hs_err)?;
         let reply = framed(&buf[..n]);
-        Ok((into_transport(hs, false, cfg.rekey_after)?, peer, reply))
+        let cipher = agreed_cipher(local_record, &peer);
+        Ok((
+            into_transport(hs, false, cfg.rekey_after, cipher)?,
+            peer,
+            reply,
+        ))
     }
 }
 
@@ -192,6 +225,53 @@ pub(crate) mod tests {
         let (a, peer_b) = init.finish(&m2[2..]).unwrap();
         assert_eq!(peer_b.node_id(), ib.node_id());
         (a, b)
+    }
+
+    /// Both ends agree on the transport cipher from the two records the
+    /// handshake carried: AES-256-GCM only when both offer it. A record
+    /// that offers it is what its node signed: the initiator's own record
+    /// decides as much as the responder's, and another record of the same
+    /// node (say, gossip's older one) plays no part.
+    #[test]
+    fn the_transport_cipher_is_aes_gcm_only_when_both_records_offer_it() {
+        use crate::record::{FEATURE_AES_GCM as AES, ROLE_STORAGE};
+        let cfg = SessionConfig::default();
+        let ia = Identity::generate_with(&mut rng(1));
+        let ib = Identity::generate_with(&mut rng(2));
+        let rec = |id: &Identity, addr: &str, features: u8| {
+            let mut r = record_for(id, addr);
+            r.roles = ROLE_STORAGE | features;
+            r.sign(id).unwrap()
+        };
+        for (fa, fb, want) in [
+            (AES, AES, TransportCipher::AesGcm),
+            (AES, 0, TransportCipher::ChaChaPoly),
+            (0, AES, TransportCipher::ChaChaPoly),
+            (0, 0, TransportCipher::ChaChaPoly),
+        ] {
+            let (ra, rb) = (rec(&ia, "127.0.0.1:1", fa), rec(&ib, "127.0.0.1:2", fb));
+            assert_eq!(agreed_cipher(&ra, &rb), want);
+            assert_eq!(agreed_cipher(&rb, &ra), want);
+            let (init, m1) = InitiatorHandshake::start(&ia, &ra, ib.node_id(), &cfg).unwrap();
+            let (mut b, _, m2) = ResponderHandshake::respond(&ib, &rb, &m1[2..], &cfg).unwrap();
+            let (mut a, _) = init.finish(&m2[2..]).unwrap();
+            assert_eq!((a.cipher(), b.cipher()), (want, want));
+            // And they talk: a frame sealed by one opens at the other.
+            let mut wire = Vec::new();
+            a.seal_message(b"agreed", 100, &mut wire).unwrap();
+            let mut frame = wire[2..].to_vec();
+            assert!(b.open_in_place(&mut frame).unwrap());
+            assert_eq!(frame, b"agreed");
+        }
+        // Frames sealed under one cipher do not open under the other, so a
+        // disagreement could not go unnoticed.
+        let (k1, k2) = ([3u8; 32], [4u8; 32]);
+        let mut aes = Transport::from_split(k1, k2, true, 100, TransportCipher::AesGcm);
+        let mut chacha = Transport::from_split(k1, k2, false, 100, TransportCipher::ChaChaPoly);
+        let mut wire = Vec::new();
+        aes.seal_message(b"x", 100, &mut wire).unwrap();
+        let mut frame = wire[2..].to_vec();
+        assert!(chacha.open_in_place(&mut frame).is_err());
     }
 
     #[test]

@@ -9,6 +9,12 @@
 //! id. The responder answers with its own record, which the initiator
 //! checks against the node it meant to reach.
 //!
+//! The transport's cipher is agreed from the two records
+//! ([`agreed_cipher`]): AES-256-GCM (Noise's `AESGCM`) when both nodes
+//! offer it ([`FEATURE_AES_GCM`](crate::record::FEATURE_AES_GCM): their
+//! CPUs run it in hardware), ChaCha20-Poly1305 otherwise. The handshake
+//! itself is always `ChaChaPoly`.
+//!
 //! * [`handshake`](InitiatorHandshake): the two sides of the handshake
 //!   (`snow` runs it, with the compact cipher of `crate::cipher`); each
 //!   ends in a [`Transport`].
@@ -27,7 +33,8 @@
 //!
 //! The published `Noise_IK_25519_ChaChaPoly_BLAKE2s` vectors (cacophony, as
 //! shipped with `snow`) are run against this handshake's configuration and
-//! the in-place transport (`crypto/tests/vectors/`).
+//! the in-place transport, and the `Noise_IK_25519_AESGCM_BLAKE2s` ones
+//! against the in-place `AESGCM` transport (`crypto/tests/vectors/`).
 
 mod config;
 mod frame;
@@ -36,7 +43,8 @@ mod transport;
 #[cfg(test)]
 mod vectors;
 
+pub use crate::cipher::TransportCipher;
 pub use config::{SessionConfig, MAX_HANDSHAKE_LEN, NOISE_PARAMS, PROLOGUE};
 pub use frame::FrameDecoder;
-pub use handshake::{InitiatorHandshake, ResponderHandshake};
+pub use handshake::{agreed_cipher, InitiatorHandshake, ResponderHandshake};
 pub use transport::{Transport, FLAG_FINAL, MAX_FRAGMENT, MAX_FRAME_LEN, TAG_LEN};

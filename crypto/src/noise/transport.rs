@@ -1,7 +1,7 @@
 //! An established session's cipher states: frames sealed and opened in
 //! place, with Noise's nonces and REKEY.
 
-use crate::cipher::CipherKey;
+use crate::cipher::{CipherKey, TransportCipher};
 use crate::error::SessionError;
 
 /// Largest frame on the wire (ciphertext, without the 2-byte length).
@@ -28,17 +28,19 @@ pub struct Transport {
 impl Transport {
     /// The transport of a finished handshake: its two split keys (the
     /// first for the initiator's sending direction, as Noise's `Split()`
-    /// returns them), each direction rekeyed every `rekey_after` frames.
+    /// returns them) under `cipher`, each direction rekeyed every
+    /// `rekey_after` frames.
     pub(crate) fn from_split(
         k1: [u8; 32],
         k2: [u8; 32],
         initiator: bool,
         rekey_after: u64,
+        cipher: TransportCipher,
     ) -> Self {
         let (send, recv) = if initiator { (k1, k2) } else { (k2, k1) };
         Transport {
-            send: CipherKey::new(send),
-            recv: CipherKey::new(recv),
+            send: CipherKey::new(send, cipher),
+            recv: CipherKey::new(recv, cipher),
             sent: 0,
             received: 0,
             rekey_after: rekey_after.max(1),
@@ -50,6 +52,11 @@ impl Transport {
     #[cfg(test)]
     pub(crate) fn keys_mut(&mut self) -> (&mut CipherKey, &mut CipherKey) {
         (&mut self.send, &mut self.recv)
+    }
+
+    /// The AEAD this session's frames are sealed with.
+    pub fn cipher(&self) -> TransportCipher {
+        self.send.cipher()
     }
 
     /// Frames sent so far.
@@ -367,14 +374,32 @@ mod tests {
     /// the never-rekeying sender's, and open under the old key).
     #[test]
     fn rekey_changes_the_key_in_step_on_both_sides() {
+        for cipher in [TransportCipher::ChaChaPoly, TransportCipher::AesGcm] {
+            rekey_in_step(cipher);
+        }
+        // The same across a real handshake, both ways.
+        let cfg = SessionConfig {
+            rekey_after: 3,
+            ..SessionConfig::default()
+        };
+        let (mut a, mut b) = pair(&cfg);
+        for i in 0..20u8 {
+            assert_eq!(deliver(&mut a, &mut b, &[i; 10]).unwrap(), vec![i; 10]);
+            assert_eq!(deliver(&mut b, &mut a, &[i; 7]).unwrap(), vec![i; 7]);
+        }
+    }
+
+    fn rekey_in_step(cipher: TransportCipher) {
         let (k1, k2) = ([1u8; 32], [2u8; 32]);
-        let mut sender = Transport::from_split(k1, k2, true, 3);
-        let mut stale_sender = Transport::from_split(k1, k2, true, u64::MAX);
+        let split =
+            |initiator, rekey_after| Transport::from_split(k1, k2, initiator, rekey_after, cipher);
+        let mut sender = split(true, 3);
+        let mut stale_sender = split(true, u64::MAX);
         // One receiver per opening path (the driver opens in place, tools
         // through `open_frame`), and one that never rekeys.
-        let mut in_place = Transport::from_split(k1, k2, false, 3);
-        let mut appending = Transport::from_split(k1, k2, false, 3);
-        let mut stale = Transport::from_split(k1, k2, false, u64::MAX);
+        let mut in_place = split(false, 3);
+        let mut appending = split(false, 3);
+        let mut stale = split(false, u64::MAX);
         for i in 0..10u8 {
             let msg = [i; 10];
             let (mut wire, mut stale_wire) = (Vec::new(), Vec::new());
@@ -401,18 +426,8 @@ mod tests {
                     "a receiver in nonce step that did not rekey cannot open frame 3"
                 );
             } else {
-                assert_ne!(wire, stale_wire, "frame {i}");
+                assert_ne!(wire, stale_wire, "{cipher}, frame {i}");
             }
-        }
-        // The same across a real handshake, both ways.
-        let cfg = SessionConfig {
-            rekey_after: 3,
-            ..SessionConfig::default()
-        };
-        let (mut a, mut b) = pair(&cfg);
-        for i in 0..20u8 {
-            assert_eq!(deliver(&mut a, &mut b, &[i; 10]).unwrap(), vec![i; 10]);
-            assert_eq!(deliver(&mut b, &mut a, &[i; 7]).unwrap(), vec![i; 7]);
         }
     }
 

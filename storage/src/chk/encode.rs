@@ -92,6 +92,21 @@ pub(crate) fn recovery_sliced<B: AsRef<[u8]>>(
     small: bool,
 ) -> Result<Vec<Vec<u8>>, RsError> {
     let mut recovery: Vec<Vec<u8>> = (0..m).map(|_| Vec::with_capacity(b)).collect();
+    recovery_sliced_onto(rs, k, m, primary, b, small, &mut recovery)?;
+    Ok(recovery)
+}
+
+/// [`recovery_sliced`] onto `recovery` (`m` empty blocks, reused buffers
+/// whose capacity is kept).
+fn recovery_sliced_onto<B: AsRef<[u8]>>(
+    rs: &mut Option<Coder>,
+    k: usize,
+    m: usize,
+    primary: &[B],
+    b: usize,
+    small: bool,
+    recovery: &mut [Vec<u8>],
+) -> Result<(), RsError> {
     let mut at = 0;
     while at < b {
         // `b` is even and every slice but the last a multiple of 64.
@@ -106,10 +121,10 @@ pub(crate) fn recovery_sliced<B: AsRef<[u8]>>(
         for blk in primary {
             c.add(&blk.as_ref()[at..end])?;
         }
-        c.encode_onto(&mut recovery)?;
+        c.encode_onto(recovery)?;
         at = end;
     }
-    Ok(recovery)
+    Ok(())
 }
 
 impl std::fmt::Debug for Encoder {
@@ -190,6 +205,25 @@ impl Encoder {
     /// # Errors
     /// [`CodecError::SegmentLength`] for a wrongly sized segment.
     pub fn encode_segment(&mut self, plaintext: &mut [u8]) -> Result<Vec<Vec<u8>>, CodecError> {
+        let mut blocks = Vec::new();
+        self.encode_segment_into(plaintext, &mut blocks)?;
+        Ok(blocks)
+    }
+
+    /// [`Encoder::encode_segment`] into `blocks`: its buffers (a previous
+    /// segment's, say) are cleared and written again, keeping their
+    /// capacity, so an upload that hands its blocks back encodes segment
+    /// after segment without allocating (a fresh 341 KiB block per share and
+    /// segment was mapped by the allocator and faulted in page by page: more
+    /// than half of a put's page faults, measured).
+    ///
+    /// # Errors
+    /// As [`Encoder::encode_segment`]; `blocks` is then unspecified.
+    pub fn encode_segment_into(
+        &mut self,
+        plaintext: &mut [u8],
+        blocks: &mut Vec<Vec<u8>>,
+    ) -> Result<(), CodecError> {
         let ueb = self.ueb_template();
         let expect = ueb.segment_len(self.segment);
         if self.segment >= self.segments() || plaintext.len() as u64 != expect {
@@ -201,44 +235,44 @@ impl Encoder {
         self.cipher.apply_keystream(plaintext);
         self.ciphertext.update(plaintext);
         let k = self.params.k as usize;
+        let n = self.params.n as usize;
         let b = block_len(expect, self.params.k) as usize;
-        let recovery_count = (self.params.n - self.params.k) as usize;
+        blocks.resize_with(n, Vec::new);
+        for blk in blocks.iter_mut() {
+            blk.clear();
+        }
         // The primary blocks are the ciphertext cut in k, the last padded
         // with zeros; the recovery blocks come from one reused encoder.
-        let mut blocks: Vec<Vec<u8>> = Vec::with_capacity(self.params.n as usize);
-        for i in 0..k {
+        for (i, blk) in blocks[..k].iter_mut().enumerate() {
             let (start, end) = (
                 (i * b).min(plaintext.len()),
                 ((i + 1) * b).min(plaintext.len()),
             );
-            let mut blk = Vec::with_capacity(b);
+            blk.reserve_exact(b);
             blk.extend_from_slice(&plaintext[start..end]);
             blk.resize(b, 0);
-            blocks.push(blk);
         }
-        if recovery_count > 0 {
-            let recovery = self.recovery_blocks(&blocks, b)?;
-            blocks.extend(recovery);
+        if n > k {
+            let (primary, recovery) = blocks.split_at_mut(k);
+            for blk in recovery.iter_mut() {
+                blk.reserve_exact(b);
+            }
+            recovery_sliced_onto(
+                &mut self.rs,
+                k,
+                n - k,
+                primary,
+                b,
+                self.small_tables,
+                recovery,
+            )
+            .map_err(|e| CodecError::Erasure(e.to_string()))?;
         }
         for (i, blk) in blocks.iter().enumerate() {
             self.block_hashes[i].push(*blake3::hash(blk).as_bytes());
         }
         self.segment += 1;
-        Ok(blocks)
-    }
-
-    /// The recovery blocks of `primary` (`k` blocks of `b` bytes), a
-    /// slice at a time ([`recovery_sliced`]), with the coder kept for the
-    /// next segment.
-    fn recovery_blocks(
-        &mut self,
-        primary: &[Vec<u8>],
-        b: usize,
-    ) -> Result<Vec<Vec<u8>>, CodecError> {
-        let k = self.params.k as usize;
-        let m = (self.params.n - self.params.k) as usize;
-        recovery_sliced(&mut self.rs, k, m, primary, b, self.small_tables)
-            .map_err(|e| CodecError::Erasure(e.to_string()))
+        Ok(())
     }
 
     /// After the last segment: the per-share trailers (block hashes, UEB,
@@ -277,6 +311,45 @@ impl Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Encoding into reused buffers gives exactly the blocks (and the
+    /// capability) of encoding into fresh ones, and after the first
+    /// segment allocates nothing: every block is written where the
+    /// previous segment's lay, the shorter last segment too.
+    #[test]
+    fn encoding_into_reused_blocks_gives_the_same_blocks_without_allocating() {
+        let params = Params {
+            k: 3,
+            n: 10,
+            happy: 7,
+        };
+        let size = 3 * SEGMENT_SIZE + 1000;
+        let mut fresh = Encoder::new([7; 32], params, size).unwrap();
+        let mut reused = Encoder::new([7; 32], params, size).unwrap();
+        let mut x = blake3::Hasher::new().finalize_xof();
+        let mut blocks = Vec::new();
+        let mut first: Vec<*const u8> = Vec::new();
+        for (i, len) in [SEGMENT_SIZE, SEGMENT_SIZE, SEGMENT_SIZE, 1000]
+            .into_iter()
+            .enumerate()
+        {
+            let mut seg = vec![0u8; len as usize];
+            x.fill(&mut seg);
+            let mut copy = seg.clone();
+            let want = fresh.encode_segment(&mut seg).unwrap();
+            reused.encode_segment_into(&mut copy, &mut blocks).unwrap();
+            assert_eq!(blocks, want, "segment {i}");
+            let at: Vec<*const u8> = blocks.iter().map(|b| b.as_ptr()).collect();
+            if i == 0 {
+                first = at;
+            } else {
+                assert_eq!(at, first, "segment {i} was written into new buffers");
+            }
+        }
+        let (t1, c1) = fresh.finish().unwrap();
+        let (t2, c2) = reused.finish().unwrap();
+        assert_eq!((t1, c1), (t2, c2));
+    }
 
     /// Recovery blocks made a slice at a time, by either engine, are the
     /// ones a single pass over whole blocks makes with the fast engine (what

@@ -109,11 +109,44 @@ impl Drop for Ticket {
 }
 
 /// One segment's blocks (or the trailers), shared by the writers; the
-/// segment's ticket goes back when the last writer drops them.
+/// segment's ticket goes back when the last writer drops them, and its
+/// blocks to the encoder's spares, to be filled with a later segment.
 #[derive(Debug)]
 struct Coded {
     blocks: Vec<Vec<u8>>,
     _ticket: Option<Ticket>,
+    spares: Option<Arc<Spares>>,
+}
+
+/// Block buffers the writers are done with, for the encoder to fill again
+/// (a fresh set per segment was mapped by the allocator and faulted in
+/// page by page: more than half of a put's page faults). There are never
+/// more sets than segments held at once, which the tickets bound, so the
+/// spares add nothing to the upload's memory bound.
+#[derive(Debug, Default)]
+struct Spares(std::sync::Mutex<Vec<Vec<Vec<u8>>>>);
+
+impl Spares {
+    fn take(&self) -> Vec<Vec<u8>> {
+        self.0
+            .lock()
+            .map(|mut v| v.pop().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    fn give(&self, blocks: Vec<Vec<u8>>) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(blocks);
+        }
+    }
+}
+
+impl Drop for Coded {
+    fn drop(&mut self) {
+        if let Some(spares) = &self.spares {
+            spares.give(std::mem::take(&mut self.blocks));
+        }
+    }
 }
 
 /// How the file's key is chosen.
@@ -253,12 +286,17 @@ where
     // Segment buffers go round: read into, encoded in place, handed back.
     let (plain_tx, mut plain_rx) = tokio::sync::mpsc::channel::<(Vec<u8>, Ticket)>(ENCODE_AHEAD);
     let (coded_tx, mut coded_rx) = tokio::sync::mpsc::channel(ENCODE_AHEAD);
+    let spares = Arc::new(Spares::default());
+    let encoder_spares = spares.clone();
     let encoder = tokio::task::spawn_blocking(move || {
         let mut enc = enc;
         let mut busy = Duration::ZERO;
         while let Some((mut buf, ticket)) = plain_rx.blocking_recv() {
             let t = Instant::now();
-            let blocks = enc.encode_segment(&mut buf);
+            let mut blocks = encoder_spares.take();
+            let blocks = enc
+                .encode_segment_into(&mut buf, &mut blocks)
+                .map(|()| blocks);
             busy += t.elapsed();
             let failed = blocks.is_err();
             if coded_tx.blocking_send((blocks, buf, ticket)).is_err() || failed {
@@ -313,6 +351,7 @@ where
         let coded = Arc::new(Coded {
             blocks,
             _ticket: Some(ticket),
+            spares: Some(spares.clone()),
         });
         let t = Instant::now();
         live = feed_writers(&writers, offset, coded).await + kept_servers;
@@ -335,6 +374,7 @@ where
         let trailers = Arc::new(Coded {
             blocks: trailers,
             _ticket: None,
+            spares: None,
         });
         feed_writers(&writers, offset, trailers).await;
         return finish_upload(
