@@ -169,8 +169,15 @@ pub fn status_text(s: &StatusReport) -> String {
     line(
         "sessions",
         format!(
-            "{} open; {} storage requests, mean {:.2} ms",
-            s.sessions_open, s.storage_requests, s.storage_request_mean_ms
+            "{} open; {} storage requests, mean {:.2} ms; {}",
+            s.sessions_open,
+            s.storage_requests,
+            s.storage_request_mean_ms,
+            if s.sessions_offer_aes_gcm {
+                "AES-256-GCM offered (used with peers that offer it too)"
+            } else {
+                "ChaCha20-Poly1305 only (AES-256-GCM not offered)"
+            }
         ),
     );
     line("memory", format!("{} KiB RSS", s.rss_bytes / 1024));
@@ -381,6 +388,7 @@ mod tests {
         }
         v["rss_bytes"] = serde_json::json!(2000u64 * 1024);
         v["storage_serving"] = true.into();
+        v["sessions_offer_aes_gcm"] = true.into();
         for (i, k) in [
             "storage_capacity",
             "storage_used",
@@ -407,6 +415,7 @@ mod tests {
         }
         assert!(text.contains("2000 KiB"), "{text}");
         assert!(text.contains("serving shares"), "{text}");
+        assert!(text.contains("AES-256-GCM offered"), "{text}");
         assert!(
             text.contains("WARNING: this node's clock is 1021 s behind"),
             "{text}"

@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use grapevine_crypto::record::{local_features, FEATURE_AES_GCM};
 use grapevine_crypto::NodeId;
 use grapevine_membership::driver::{Passthrough, RunOptions};
 use grapevine_membership::Event;
@@ -231,6 +232,14 @@ impl Node {
             seq,
             clock.unix_ms(),
         )?;
+        tracing::info!(
+            "session ciphers: {}",
+            if local_features() & FEATURE_AES_GCM != 0 {
+                "AES-256-GCM with peers that offer it too, ChaCha20-Poly1305 with the others"
+            } else {
+                "ChaCha20-Poly1305 (AES-256-GCM not offered)"
+            }
+        );
         let seeds = membership::seed_addrs(&config.seeds, local_addr).await;
         let known = peers::load(&dir.peers_path(), &identity.node_id());
         if !known.is_empty() {

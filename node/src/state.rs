@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use grapevine_crypto::record::ROLE_STORAGE;
+use grapevine_crypto::record::{FEATURE_AES_GCM, ROLE_STORAGE};
 use grapevine_crypto::{Identity, NodeId, SignedRecord};
 use grapevine_membership::driver::MembershipHandle;
 use grapevine_membership::{MemberState, MemberView, MembershipError};
@@ -267,6 +267,7 @@ impl NodeState {
             storage_free: space.free,
             published_free_mib: self.record().record().free_mib,
             storage_serving: self.storage_serving(),
+            sessions_offer_aes_gcm: self.record().record().roles & FEATURE_AES_GCM != 0,
             storage_accept_errors: self.storage_stats.accept_errors(),
             storage_sessions_timed_out: self.storage_stats.sessions_timed_out(),
             storage_listings: self.storage_stats.listings(),
@@ -497,6 +498,9 @@ pub struct StatusReport {
     /// storage role only then).
     #[serde(default)]
     pub storage_serving: bool,
+    /// Whether this node's record offers AES-256-GCM sessions.
+    #[serde(default)]
+    pub sessions_offer_aes_gcm: bool,
     /// Storage accepts that failed and were retried.
     #[serde(default)]
     pub storage_accept_errors: u64,

@@ -101,7 +101,13 @@ async fn a_node_withdraws_storage_when_its_share_listener_stops_for_good() {
     })
     .await;
     assert!(!a.state().storage_serving());
-    assert!(!a.state().status().await.unwrap().storage_serving);
+    let status = a.state().status().await.unwrap();
+    assert!(!status.storage_serving);
+    // The status says what the record offers for sessions.
+    assert_eq!(
+        status.sessions_offer_aes_gcm,
+        grapevine_crypto::record::local_features() & grapevine_crypto::record::FEATURE_AES_GCM != 0
+    );
 
     // A peer learns the record without the role: a member, not a server.
     let (db, mut cfg_b) = node_dir(root.path(), "b");
