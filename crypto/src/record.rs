@@ -512,6 +512,15 @@ mod tests {
             SignedRecord::decode(&forged),
             Err(RecordError::BadSignature)
         );
+        // The feature bits share that byte: no one who relays a record can
+        // offer or withdraw AES-256-GCM sessions for its node.
+        assert_eq!(b[n - SIGNATURE_LEN - 2], good.record().roles);
+        let mut feature = b.clone();
+        feature[n - SIGNATURE_LEN - 2] ^= FEATURE_AES_GCM;
+        assert_eq!(
+            SignedRecord::decode(&feature),
+            Err(RecordError::BadSignature)
+        );
         let mut badsig = b.clone();
         badsig[n - 1] ^= 0x40;
         assert_eq!(
