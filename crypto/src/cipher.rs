@@ -7,17 +7,19 @@
 //! (544 bytes each, sized for the largest AEAD ring supports), and its
 //! RustCrypto cipher is about 40% slower on 64 KiB messages. Binding the key
 //! per message costs a 32-byte copy for ChaCha20-Poly1305 and a key
-//! schedule for AES-256-GCM (about 2 % of a 64 KiB frame's sealing).
+//! schedule for AES-256-GCM (both included in the session stages of
+//! `grapevine-perf bench ceiling`).
 //!
 //! The handshake is always `ChaChaPoly` (RFC 8439 with Noise's nonce
 //! layout: 32 zero bits, then the 64-bit counter little-endian). The
 //! transport is [`TransportCipher::AesGcm`] (Noise's `AESGCM`: AES-256-GCM,
 //! 32 zero bits then the counter big-endian) when both ends' signed records
 //! offer it ([`crate::record::FEATURE_AES_GCM`], set where the CPU has AES
-//! and carry-less multiply instructions: 3.3 times ChaCha20-Poly1305's rate
-//! on the machines grapevine is measured on), and `ChaChaPoly` otherwise
-//! (ARM boards without the crypto extensions run it faster than a software
-//! AES). Both use the handshake's split keys and Noise's REKEY of that
+//! and carry-less multiply instructions: about three times
+//! ChaCha20-Poly1305's rate in `bench ceiling`'s session stages where
+//! grapevine is measured, docs/performance.md), and `ChaChaPoly` otherwise
+//! (on ARM boards without the crypto extensions it is expected to beat a
+//! software AES; not measured here). Both use the handshake's split keys and Noise's REKEY of that
 //! cipher, so either transport is exactly Noise's transport for a protocol
 //! name with that cipher; the published `AESGCM` vectors check it.
 
@@ -85,7 +87,8 @@ impl std::fmt::Display for TransportCipher {
 /// Whether this CPU runs AES-256-GCM in hardware (AES and carry-less
 /// multiply instructions), where it is several times faster than
 /// ChaCha20-Poly1305; without them `ring`'s constant-time software AES is
-/// slower than ChaCha20-Poly1305.
+/// expected to be slower than ChaCha20-Poly1305 (not measured: no such
+/// machine here).
 pub(crate) fn aes_gcm_in_hardware() -> bool {
     #[cfg(target_arch = "x86_64")]
     {

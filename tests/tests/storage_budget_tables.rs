@@ -14,51 +14,30 @@
 
 #![allow(unsafe_code)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use grapevine_storage::client::{self, ClientIdentity, KeyMode, RepairOptions, ServerRef};
 use grapevine_storage::{Cap, MemoryBudget, Params, PoolConfig, SessionPool};
 
+#[path = "common/noting_alloc.rs"]
+mod noting_alloc;
 #[path = "common/servers.rs"]
 mod servers;
+use noting_alloc::NotingAlloc;
 use servers::{refs, stop};
-
-/// Wraps the system allocator and records the largest allocation made
-/// while armed.
-struct LargestAlloc;
 
 static ARMED: AtomicBool = AtomicBool::new(false);
 static LARGEST: AtomicUsize = AtomicUsize::new(0);
 
+/// Records the largest allocation made while armed.
 fn note(size: usize) {
     if ARMED.load(Ordering::Relaxed) {
         LARGEST.fetch_max(size, Ordering::Relaxed);
     }
 }
 
-// SAFETY: every method forwards to `System` with the caller's arguments
-// unchanged; the record is bookkeeping only.
-unsafe impl GlobalAlloc for LargestAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        System.alloc(layout)
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        System.alloc_zeroed(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout);
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
 #[global_allocator]
-static ALLOC: LargestAlloc = LargestAlloc;
+static ALLOC: NotingAlloc = NotingAlloc(note);
 
 /// The largest allocation `f` makes (and anything running meanwhile).
 async fn largest_during<T>(f: impl std::future::Future<Output = T>) -> (T, usize) {

@@ -14,7 +14,6 @@
 
 #![allow(unsafe_code)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use grapevine_storage::budget::MAX_UPLOAD_SEGMENTS;
@@ -22,13 +21,12 @@ use grapevine_storage::chk::SEGMENT_SIZE;
 use grapevine_storage::client::{self, KeyMode};
 use grapevine_storage::{Params, PoolConfig, SessionPool};
 
+#[path = "common/noting_alloc.rs"]
+mod noting_alloc;
 #[path = "common/servers.rs"]
 mod servers;
+use noting_alloc::NotingAlloc;
 use servers::refs;
-
-/// Wraps the system allocator and counts allocations of [`BLOCK`] bytes
-/// made while armed.
-struct BlockAllocs;
 
 static ARMED: AtomicBool = AtomicBool::new(false);
 static COUNT: AtomicUsize = AtomicUsize::new(0);
@@ -37,34 +35,15 @@ static COUNT: AtomicUsize = AtomicUsize::new(0);
 /// to an even length.
 const BLOCK: usize = (SEGMENT_SIZE as usize).div_ceil(3).next_multiple_of(2);
 
+/// Counts the allocations of [`BLOCK`] bytes made while armed.
 fn note(size: usize) {
     if size == BLOCK && ARMED.load(Ordering::Relaxed) {
         COUNT.fetch_add(1, Ordering::Relaxed);
     }
 }
 
-// SAFETY: every method forwards to `System` with the caller's arguments
-// unchanged; the count is bookkeeping only.
-unsafe impl GlobalAlloc for BlockAllocs {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        System.alloc(layout)
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        System.alloc_zeroed(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout);
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
 #[global_allocator]
-static ALLOC: BlockAllocs = BlockAllocs;
+static ALLOC: NotingAlloc = NotingAlloc(note);
 
 const SEGMENTS: usize = 32;
 const PARAMS: Params = Params {

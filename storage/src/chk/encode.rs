@@ -316,16 +316,21 @@ mod tests {
     /// capability) of encoding into fresh ones, and after the first
     /// segment allocates nothing: every block is written where the
     /// previous segment's lay, the shorter last segment too.
-    #[test]
-    fn encoding_into_reused_blocks_gives_the_same_blocks_without_allocating() {
+    /// A 3-of-10 encoder of a `size`-byte file under a fixed key.
+    fn encoder(size: u64) -> Encoder {
         let params = Params {
             k: 3,
             n: 10,
             happy: 7,
         };
+        Encoder::new([7; 32], params, size).unwrap()
+    }
+
+    #[test]
+    fn encoding_into_reused_blocks_gives_the_same_blocks_without_allocating() {
         let size = 3 * SEGMENT_SIZE + 1000;
-        let mut fresh = Encoder::new([7; 32], params, size).unwrap();
-        let mut reused = Encoder::new([7; 32], params, size).unwrap();
+        let mut fresh = encoder(size);
+        let mut reused = encoder(size);
         let mut x = blake3::Hasher::new().finalize_xof();
         let mut blocks = Vec::new();
         let mut first: Vec<*const u8> = Vec::new();
@@ -357,16 +362,9 @@ mod tests {
     /// a multiple of 64, and short ones.
     #[test]
     fn sliced_recovery_blocks_equal_whole_block_ones() {
-        let params = Params {
-            k: 3,
-            n: 10,
-            happy: 7,
-        };
         let size = 2 * SEGMENT_SIZE + 1000;
         for small in [false, true] {
-            let mut enc = Encoder::new([7; 32], params, size)
-                .unwrap()
-                .with_small_tables(small);
+            let mut enc = encoder(size).with_small_tables(small);
             let mut x = blake3::Hasher::new().finalize_xof();
             for len in [SEGMENT_SIZE, SEGMENT_SIZE, 1000] {
                 let mut seg = vec![0u8; len as usize];
