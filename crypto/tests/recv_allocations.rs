@@ -1,8 +1,9 @@
 //! How a session receives a message of several frames, counted by the
 //! allocator (issue 22.2): every frame is read onto the end of the message
 //! and decrypted there, so receiving a storage block allocates its buffer
-//! once (and grows it once, past the first frame), not once per frame
-//! with a copy of each fragment into the message.
+//! once (and grows it once, past the first frame; not at all when its size
+//! is expected), not once per frame with a copy of each fragment into the
+//! message.
 //!
 //! A test binary of its own: the counting allocator sees this test alone.
 #![allow(unsafe_code)]
@@ -66,6 +67,7 @@ fn a_message_of_many_frames_is_assembled_in_one_buffer() {
         // A storage block of a 1 MiB segment, 3-of-10: six frames.
         let block: Vec<u8> = (0..349_526u32).map(|i| (i % 251) as u8).collect();
         client.send(&block).await.unwrap();
+        client.send(&block).await.unwrap();
 
         let (n0, b0) = (
             ALLOCS.load(Ordering::Relaxed),
@@ -80,10 +82,27 @@ fn a_message_of_many_frames_is_assembled_in_one_buffer() {
         // The first frame's buffer, grown once into the message's; a frame
         // per allocation (and per copy) was seven allocations and 1.4 MB.
         assert!(allocs <= 2, "{allocs} allocations to receive one message");
+        // (Each frame's buffer has room for the next frame's 2-byte
+        // length, read with it.)
         assert!(
-            bytes <= (1 << 20) + 4096 + 65_535,
+            bytes <= (1 << 20) + 4096 + 65_535 + 2,
             "{bytes} bytes allocated to receive {} bytes",
             block.len()
         );
+
+        // Expected at its size: one allocation, of the block and the
+        // framing of its last frame, and nothing reserved past it.
+        let (n0, b0) = (
+            ALLOCS.load(Ordering::Relaxed),
+            BYTES.load(Ordering::Relaxed),
+        );
+        let got = server.recv_expecting(block.len()).await.unwrap();
+        let (allocs, bytes) = (
+            ALLOCS.load(Ordering::Relaxed) - n0,
+            BYTES.load(Ordering::Relaxed) - b0,
+        );
+        assert_eq!(got, block);
+        assert_eq!(allocs, 1, "{allocs} allocations to receive one message");
+        assert!(bytes <= block.len() as u64 + 32, "{bytes} bytes allocated");
     });
 }

@@ -464,6 +464,11 @@ pub fn write_header(id: u32, si: StorageIndex, shnum: u16, offset: u64, len: usi
     ))
 }
 
+/// The most bytes [`data_header`] takes (a version byte, the id, the
+/// reply's kind and the length, as varints): a read's answer is its data
+/// plus at most this.
+pub const DATA_HEADER_MAX: usize = 24;
+
 /// The header of a [`Reply::Data`] of `len` bytes in protocol `version`:
 /// send it followed by the bytes themselves.
 pub fn data_header(version: u8, id: u32, len: usize) -> Vec<u8> {
@@ -620,6 +625,21 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// A read's answer is never more than its data and
+    /// [`DATA_HEADER_MAX`] bytes (what a client sizes its receive buffer
+    /// by), whatever the version, id and length.
+    #[test]
+    fn data_headers_fit_their_bound() {
+        for version in [0, PROTOCOL_VERSION, u8::MAX] {
+            for id in [0, 1 << 20, u32::MAX] {
+                for len in [0, MAX_READ as usize, usize::MAX] {
+                    let h = data_header(version, id, len);
+                    assert!(h.len() <= DATA_HEADER_MAX, "{} bytes", h.len());
+                }
+            }
+        }
     }
 
     proptest! {

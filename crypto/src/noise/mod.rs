@@ -47,4 +47,4 @@ pub use crate::cipher::TransportCipher;
 pub use config::{SessionConfig, MAX_HANDSHAKE_LEN, NOISE_PARAMS, PROLOGUE};
 pub use frame::FrameDecoder;
 pub use handshake::{agreed_cipher, InitiatorHandshake, ResponderHandshake};
-pub use transport::{Transport, FLAG_FINAL, MAX_FRAGMENT, MAX_FRAME_LEN, TAG_LEN};
+pub use transport::{sealed_len, Transport, FLAG_FINAL, MAX_FRAGMENT, MAX_FRAME_LEN, TAG_LEN};

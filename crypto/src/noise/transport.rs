@@ -10,6 +10,13 @@ pub const MAX_FRAME_LEN: usize = 65535;
 pub const TAG_LEN: usize = 16;
 /// Largest message fragment carried by one frame.
 pub const MAX_FRAGMENT: usize = MAX_FRAME_LEN - TAG_LEN - 1;
+
+/// Bytes on the wire of a message of `total` bytes: each frame's length,
+/// flag and tag besides the message.
+pub fn sealed_len(total: usize) -> usize {
+    let frames = total.div_ceil(MAX_FRAGMENT).max(1);
+    total + frames * (2 + 1 + TAG_LEN)
+}
 /// Flag: this fragment ends its message.
 pub const FLAG_FINAL: u8 = 1;
 
@@ -96,8 +103,7 @@ impl Transport {
                 max: max_message,
             });
         }
-        let frames = total.div_ceil(MAX_FRAGMENT).max(1);
-        out.reserve(total + frames * (2 + 1 + TAG_LEN));
+        out.reserve(sealed_len(total));
         let mut left = total;
         let (mut part, mut at) = (0usize, 0usize);
         loop {
@@ -273,6 +279,7 @@ mod tests {
             let mut wire = Vec::new();
             a.seal_parts(&[&head, &[], &body], 1 << 24, &mut wire)
                 .unwrap();
+            assert_eq!(wire.len(), sealed_len(head.len() + body_len));
             let mut dec = FrameDecoder::default();
             dec.extend(&wire);
             let mut msg = Vec::new();

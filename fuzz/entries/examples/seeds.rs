@@ -47,8 +47,8 @@ fn main() {
 
     // Capabilities and admission certificates as text.
     let mut enc = Encoder::new([7; 32], Params::default(), 5000).expect("encoder");
-    let mut seg = vec![9u8; 5000];
-    enc.encode_segment(&mut seg).expect("segment");
+    let seg = vec![9u8; 5000];
+    enc.encode_segment(&seg).expect("segment");
     let cap = enc.finish().expect("finish").1;
     write("capability", "chk", Cap::Chk(cap).to_string().as_bytes());
     write(

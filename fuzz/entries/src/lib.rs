@@ -153,8 +153,8 @@ pub fn share_file(data: &[u8]) {
     static CAP: OnceLock<ReadCap> = OnceLock::new();
     let cap = CAP.get_or_init(|| {
         let mut enc = Encoder::new([3; 32], Params::default(), 1000).expect("encoder");
-        let mut buf = vec![5u8; 1000];
-        enc.encode_segment(&mut buf).expect("segment");
+        let buf = vec![5u8; 1000];
+        enc.encode_segment(&buf).expect("segment");
         enc.finish().expect("finish").1
     });
     let _ = Footer::parse(data, data.len() as u64 + 1000);

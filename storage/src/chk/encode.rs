@@ -63,14 +63,14 @@ impl Coder {
         }
     }
 
-    /// Append each recovery shard to its block in `out`.
-    fn encode_onto(&mut self, out: &mut [Vec<u8>]) -> Result<(), RsError> {
+    /// Write each recovery shard over bytes `at..` of its block in `out`.
+    fn encode_onto(&mut self, out: &mut [Vec<u8>], at: usize) -> Result<(), RsError> {
         let r = match self {
             Coder::Fast(c) => c.encode()?,
             Coder::Small(c) => c.encode()?,
         };
         for (o, shard) in out.iter_mut().zip(r.recovery_iter()) {
-            o.extend_from_slice(shard);
+            o[at..at + shard.len()].copy_from_slice(shard);
         }
         Ok(())
     }
@@ -91,13 +91,13 @@ pub(crate) fn recovery_sliced<B: AsRef<[u8]>>(
     b: usize,
     small: bool,
 ) -> Result<Vec<Vec<u8>>, RsError> {
-    let mut recovery: Vec<Vec<u8>> = (0..m).map(|_| Vec::with_capacity(b)).collect();
+    let mut recovery: Vec<Vec<u8>> = (0..m).map(|_| vec![0; b]).collect();
     recovery_sliced_onto(rs, k, m, primary, b, small, &mut recovery)?;
     Ok(recovery)
 }
 
-/// [`recovery_sliced`] onto `recovery` (`m` empty blocks, reused buffers
-/// whose capacity is kept).
+/// [`recovery_sliced`] over `recovery` (`m` blocks of `b` bytes, reused
+/// buffers written over where they lie).
 fn recovery_sliced_onto<B: AsRef<[u8]>>(
     rs: &mut Option<Coder>,
     k: usize,
@@ -121,7 +121,7 @@ fn recovery_sliced_onto<B: AsRef<[u8]>>(
         for blk in primary {
             c.add(&blk.as_ref()[at..end])?;
         }
-        c.encode_onto(recovery)?;
+        c.encode_onto(recovery, at)?;
         at = end;
     }
     Ok(())
@@ -204,15 +204,14 @@ impl Encoder {
     ///
     /// # Errors
     /// [`CodecError::SegmentLength`] for a wrongly sized segment.
-    pub fn encode_segment(&mut self, plaintext: &mut [u8]) -> Result<Vec<Vec<u8>>, CodecError> {
+    pub fn encode_segment(&mut self, plaintext: &[u8]) -> Result<Vec<Vec<u8>>, CodecError> {
         let mut blocks = Vec::new();
         self.encode_segment_into(plaintext, &mut blocks)?;
         Ok(blocks)
     }
 
     /// [`Encoder::encode_segment`] into `blocks`: its buffers (a previous
-    /// segment's, say) are cleared and written again, keeping their
-    /// capacity, so an upload that hands its blocks back encodes segment
+    /// segment's, say) are written over where they lie, so an upload that hands its blocks back encodes segment
     /// after segment without allocating (a fresh 341 KiB block per share and
     /// segment was mapped by the allocator and faulted in page by page: more
     /// than half of a put's page faults, measured).
@@ -221,7 +220,7 @@ impl Encoder {
     /// As [`Encoder::encode_segment`]; `blocks` is then unspecified.
     pub fn encode_segment_into(
         &mut self,
-        plaintext: &mut [u8],
+        plaintext: &[u8],
         blocks: &mut Vec<Vec<u8>>,
     ) -> Result<(), CodecError> {
         let ueb = self.ueb_template();
@@ -232,31 +231,33 @@ impl Encoder {
                 got: plaintext.len() as u64,
             });
         }
-        self.cipher.apply_keystream(plaintext);
-        self.ciphertext.update(plaintext);
         let k = self.params.k as usize;
         let n = self.params.n as usize;
         let b = block_len(expect, self.params.k) as usize;
+        // Every block is `b` bytes. A reused buffer already is (zeroed
+        // only where it grows) and is written over where it lies.
         blocks.resize_with(n, Vec::new);
         for blk in blocks.iter_mut() {
-            blk.clear();
+            blk.resize(b, 0);
         }
         // The primary blocks are the ciphertext cut in k, the last padded
-        // with zeros; the recovery blocks come from one reused encoder.
+        // with zeros: the plaintext is encrypted straight into them (no
+        // ciphertext buffer to copy from), and hashed there.
         for (i, blk) in blocks[..k].iter_mut().enumerate() {
             let (start, end) = (
                 (i * b).min(plaintext.len()),
                 ((i + 1) * b).min(plaintext.len()),
             );
-            blk.reserve_exact(b);
-            blk.extend_from_slice(&plaintext[start..end]);
-            blk.resize(b, 0);
+            let (data, pad) = blk.split_at_mut(end - start);
+            self.cipher
+                .apply_keystream_b2b(&plaintext[start..end], data)
+                .map_err(|e| CodecError::Malformed(format!("file cipher: {e}")))?;
+            self.ciphertext.update(data);
+            pad.fill(0);
         }
+        // The recovery blocks come from one reused coder.
         if n > k {
             let (primary, recovery) = blocks.split_at_mut(k);
-            for blk in recovery.iter_mut() {
-                blk.reserve_exact(b);
-            }
             recovery_sliced_onto(
                 &mut self.rs,
                 k,
@@ -312,10 +313,6 @@ impl Encoder {
 mod tests {
     use super::*;
 
-    /// Encoding into reused buffers gives exactly the blocks (and the
-    /// capability) of encoding into fresh ones, and after the first
-    /// segment allocates nothing: every block is written where the
-    /// previous segment's lay, the shorter last segment too.
     /// A 3-of-10 encoder of a `size`-byte file under a fixed key.
     fn encoder(size: u64) -> Encoder {
         let params = Params {
@@ -326,6 +323,10 @@ mod tests {
         Encoder::new([7; 32], params, size).unwrap()
     }
 
+    /// Encoding into reused buffers gives exactly the blocks (and the
+    /// capability) of encoding into fresh ones, and after the first
+    /// segment allocates nothing: every block is written where the
+    /// previous segment's lay, the shorter last segment too.
     #[test]
     fn encoding_into_reused_blocks_gives_the_same_blocks_without_allocating() {
         let size = 3 * SEGMENT_SIZE + 1000;
@@ -340,9 +341,9 @@ mod tests {
         {
             let mut seg = vec![0u8; len as usize];
             x.fill(&mut seg);
-            let mut copy = seg.clone();
-            let want = fresh.encode_segment(&mut seg).unwrap();
-            reused.encode_segment_into(&mut copy, &mut blocks).unwrap();
+            let copy = seg.clone();
+            let want = fresh.encode_segment(&seg).unwrap();
+            reused.encode_segment_into(&copy, &mut blocks).unwrap();
             assert_eq!(blocks, want, "segment {i}");
             let at: Vec<*const u8> = blocks.iter().map(|b| b.as_ptr()).collect();
             if i == 0 {
@@ -369,12 +370,42 @@ mod tests {
             for len in [SEGMENT_SIZE, SEGMENT_SIZE, 1000] {
                 let mut seg = vec![0u8; len as usize];
                 x.fill(&mut seg);
-                let blocks = enc.encode_segment(&mut seg).unwrap();
+                let blocks = enc.encode_segment(&seg).unwrap();
                 let b = blocks[0].len();
                 assert!(len < SEGMENT_SIZE || (b > RS_SLICE && b % 64 != 0), "{b}");
                 let whole = reed_solomon_simd::encode(3, 7, &blocks[..3]).unwrap();
                 assert_eq!(blocks[3..], whole[..], "{len} bytes, small tables {small}");
             }
         }
+    }
+
+    /// The blocks, trailers and capability of a file are fixed by its key
+    /// and plaintext: files stored by an earlier release must decode, and
+    /// readers compare hashes with what the writer computed, so any change
+    /// to how the encoder encrypts, cuts or codes is a format change. The
+    /// digest was computed by the encoder of 2026-12-05 (which encrypted
+    /// the segment in place and copied it into the blocks).
+    #[test]
+    fn encoding_is_fixed_by_key_and_plaintext() {
+        let size = 2 * SEGMENT_SIZE + 1000;
+        let mut enc = encoder(size);
+        let mut x = blake3::Hasher::new_derive_key("grapevine chk golden").finalize_xof();
+        let mut all = blake3::Hasher::new();
+        for len in [SEGMENT_SIZE, SEGMENT_SIZE, 1000] {
+            let mut seg = vec![0u8; len as usize];
+            x.fill(&mut seg);
+            for b in enc.encode_segment(&seg).unwrap() {
+                all.update(&b);
+            }
+        }
+        let (trailers, cap) = enc.finish().unwrap();
+        for t in &trailers {
+            all.update(t);
+        }
+        all.update(crate::cap::Cap::Chk(cap).to_string().as_bytes());
+        assert_eq!(
+            all.finalize().to_hex().as_str(),
+            "5a9697450b815f1be071aae0e4cef22aafe1ffe62a943b89cec778c2584d2892"
+        );
     }
 }

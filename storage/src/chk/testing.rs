@@ -14,11 +14,8 @@ pub(crate) fn encode_all(key: [u8; 32], data: &[u8], params: Params) -> (Vec<Vec
     for seg in 0..enc.segments() {
         let start = (seg * SEGMENT_SIZE) as usize;
         let end = (start + SEGMENT_SIZE as usize).min(data.len());
-        let mut chunk = data[start..end].to_vec();
-        for (s, b) in shares
-            .iter_mut()
-            .zip(enc.encode_segment(&mut chunk).unwrap())
-        {
+        let chunk = data[start..end].to_vec();
+        for (s, b) in shares.iter_mut().zip(enc.encode_segment(&chunk).unwrap()) {
             s.extend_from_slice(&b);
         }
     }

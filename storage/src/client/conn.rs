@@ -26,8 +26,8 @@ use tokio::time::Instant;
 
 use crate::error::ClientError;
 use crate::protocol::{
-    decode_borrowed, encode, write_header, Reply, Request, RequestMsg, ResponseMsg, MAX_MESSAGE,
-    MAX_READ, PROTOCOL_VERSION,
+    decode_borrowed, encode, write_header, Reply, Request, RequestMsg, ResponseMsg,
+    DATA_HEADER_MAX, MAX_MESSAGE, MAX_READ, PROTOCOL_VERSION,
 };
 use crate::types::StorageIndex;
 
@@ -250,12 +250,20 @@ impl Conn {
     /// another request, in a newer protocol version, or of a kind this
     /// release does not know); [`ClientError::Server`] for an error reply.
     pub async fn recv(&mut self) -> Result<Reply<Bytes>, ClientError> {
+        self.recv_expecting(0).await
+    }
+
+    /// [`Conn::recv`] of an answer expected to be about `expect` bytes on
+    /// the wire (a hint for the receive buffer's size:
+    /// [`Session::recv_expecting`](grapevine_crypto::session::Session::recv_expecting)).
+    async fn recv_expecting(&mut self, expect: usize) -> Result<Reply<Bytes>, ClientError> {
         self.check_usable()?;
         let name = self.server.id.short();
         let Some(&(id, deadline)) = self.in_flight.front() else {
             return Err(ClientError::Protocol(name, "no request outstanding".into()));
         };
-        let bytes = match tokio::time::timeout_at(deadline, self.session.recv()).await {
+        let recv = self.session.recv_expecting(expect);
+        let bytes = match tokio::time::timeout_at(deadline, recv).await {
             Err(_) => return Err(self.timed_out()),
             Ok(Err(e)) => return Err(self.session_err(e)),
             Ok(Ok(b)) => b,
@@ -311,7 +319,10 @@ impl Conn {
 
     /// Receive the answer to an outstanding read of `len` bytes.
     pub(crate) async fn recv_data(&mut self, len: u64) -> Result<Bytes, ClientError> {
-        match self.recv().await? {
+        // The data and the reply's few bytes of framing (version, id, kind,
+        // length).
+        let expect = usize::try_from(len).map_or(0, |l| l.saturating_add(DATA_HEADER_MAX));
+        match self.recv_expecting(expect).await? {
             Reply::Data(d) if d.len() as u64 == len => Ok(d),
             other => {
                 self.broken = true;

@@ -283,7 +283,7 @@ where
     // writers, left it idle while the driver waited for room in the
     // writers' queues, and the writers idle while it encoded: measured, the
     // driver waited about as long for each as the whole encoding took.)
-    // Segment buffers go round: read into, encoded in place, handed back.
+    // Segment buffers go round: read into, encoded (into the blocks), handed back.
     let (plain_tx, mut plain_rx) = tokio::sync::mpsc::channel::<(Vec<u8>, Ticket)>(ENCODE_AHEAD);
     let (coded_tx, mut coded_rx) = tokio::sync::mpsc::channel(ENCODE_AHEAD);
     let spares = Arc::new(Spares::default());
@@ -291,12 +291,10 @@ where
     let encoder = tokio::task::spawn_blocking(move || {
         let mut enc = enc;
         let mut busy = Duration::ZERO;
-        while let Some((mut buf, ticket)) = plain_rx.blocking_recv() {
+        while let Some((buf, ticket)) = plain_rx.blocking_recv() {
             let t = Instant::now();
             let mut blocks = encoder_spares.take();
-            let blocks = enc
-                .encode_segment_into(&mut buf, &mut blocks)
-                .map(|()| blocks);
+            let blocks = enc.encode_segment_into(&buf, &mut blocks).map(|()| blocks);
             busy += t.elapsed();
             let failed = blocks.is_err();
             if coded_tx.blocking_send((blocks, buf, ticket)).is_err() || failed {

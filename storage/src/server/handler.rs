@@ -443,7 +443,7 @@ mod tests {
         };
         let mut enc = Encoder::new([1; 32], p, 5000).unwrap();
         let size = enc.share_size();
-        let blocks = enc.encode_segment(&mut [7u8; 5000]).unwrap();
+        let blocks = enc.encode_segment(&[7u8; 5000]).unwrap();
         let (trailers, _) = enc.finish().unwrap();
         for shnum in 0..2u16 {
             let mut share = blocks[shnum as usize].clone();
@@ -506,7 +506,7 @@ mod tests {
             happy: 1,
         };
         let mut enc = Encoder::new([2; 32], p, 3000).unwrap();
-        let mut share = enc.encode_segment(&mut [9u8; 3000]).unwrap().remove(0);
+        let mut share = enc.encode_segment(&[9u8; 3000]).unwrap().remove(0);
         share.extend_from_slice(&enc.finish().unwrap().0[0]);
         let size = share.len() as u64;
         let mut owner = ShareServer::new(store.clone());

@@ -46,8 +46,8 @@ fn chk_shares(len: usize) -> Vec<Vec<u8>> {
     let mut out = vec![Vec::new(); 4];
     let data: Vec<u8> = (0..len).map(|i| (i * 13) as u8).collect();
     for chunk in data.chunks(SEGMENT_SIZE as usize) {
-        let mut c = chunk.to_vec();
-        for (s, b) in out.iter_mut().zip(enc.encode_segment(&mut c).unwrap()) {
+        let c = chunk.to_vec();
+        for (s, b) in out.iter_mut().zip(enc.encode_segment(&c).unwrap()) {
             s.extend_from_slice(&b);
         }
     }
