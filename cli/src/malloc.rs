@@ -1,5 +1,5 @@
-//! glibc's allocator, told at start-up to give memory back under a small
-//! memory budget (issue 25).
+//! glibc's allocator (and the sessions' sealing buffers), told at start-up
+//! to give memory back under a small memory budget (issue 25).
 //!
 //! Two of glibc's defaults keep memory a download or an upload has freed:
 //! every thread that allocates gets an arena of its own (up to eight per
@@ -23,6 +23,10 @@
 //! the process starts a second thread: glibc fixes its arena limit when the
 //! first thread beyond the main one allocates.
 //!
+//! Under a bounded budget the sessions also keep no sealing buffer between
+//! the messages a thread sends (`grapevine_crypto::session`'s per-thread
+//! spare, up to 516 KiB a thread otherwise).
+//!
 //! The only unsafe code of the binary is here: two calls of glibc's
 //! `mallopt(3)`, which takes two integers and no pointer, made while the
 //! process has a single thread. Elsewhere than on glibc nothing is done.
@@ -40,23 +44,32 @@ pub const MMAP_THRESHOLD: i32 = 64 << 10;
 
 /// What [`tune`] tells the allocator: `M_ARENA_MAX` and `M_MMAP_THRESHOLD`
 /// values, each `None` to leave it be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
     /// Arenas at most.
     pub arena_max: Option<i32>,
     /// The mmap threshold, bytes.
     pub mmap_threshold: Option<i32>,
+    /// Whether threads keep a sealing buffer between the messages they
+    /// send ([`grapevine_crypto::session::keep_seal_buffers`]): not under
+    /// a bounded budget.
+    pub keep_seal_buffers: bool,
 }
 
 /// The settings for `budget`, leaving alone those whose environment
 /// variable is set (`is_set`: whether a variable is in the environment).
 pub fn settings(budget: MemoryBudget, is_set: impl Fn(&str) -> bool) -> Settings {
     if budget.bytes().is_none() {
-        return Settings::default();
+        return Settings {
+            arena_max: None,
+            mmap_threshold: None,
+            keep_seal_buffers: true,
+        };
     }
     Settings {
         arena_max: (!is_set("MALLOC_ARENA_MAX")).then_some(ARENA_MAX),
         mmap_threshold: (!is_set("MALLOC_MMAP_THRESHOLD_")).then_some(MMAP_THRESHOLD),
+        keep_seal_buffers: false,
     }
 }
 
@@ -65,6 +78,7 @@ pub fn settings(budget: MemoryBudget, is_set: impl Fn(&str) -> bool) -> Settings
 pub fn tune(budget: MemoryBudget) -> Settings {
     let s = settings(budget, |k| std::env::var_os(k).is_some());
     apply(s);
+    grapevine_crypto::session::keep_seal_buffers(s.keep_seal_buffers);
     tracing::debug!(?s, "allocator settings for a memory budget of {budget}");
     s
 }
@@ -100,8 +114,11 @@ mod tests {
         assert_eq!(s.arena_max, Some(1));
         assert_eq!(s.mmap_threshold, Some(64 << 10));
         assert_eq!(settings(MemoryBudget::mib(1024), none), s);
-        // No bound: glibc's defaults.
-        assert_eq!(settings(MemoryBudget::UNBOUNDED, none), Settings::default());
+        assert!(!s.keep_seal_buffers);
+        // No bound: glibc's defaults, and sealing buffers kept.
+        let s = settings(MemoryBudget::UNBOUNDED, none);
+        assert_eq!((s.arena_max, s.mmap_threshold), (None, None));
+        assert!(s.keep_seal_buffers);
         // The operator's variables win.
         let s = settings(MemoryBudget::mib(8), |k| k == "MALLOC_ARENA_MAX");
         assert_eq!((s.arena_max, s.mmap_threshold), (None, Some(64 << 10)));

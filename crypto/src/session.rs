@@ -11,7 +11,8 @@
 //! was mapped by the allocator and faulted in page by page more often than
 //! not (measured: most of a get's page faults were a server's replies
 //! being sealed). The memory this keeps grows with the threads that send
-//! (a runtime's workers), not with sessions or the grid.
+//! (a runtime's workers), not with sessions or the grid; a process under a
+//! small memory budget keeps none ([`keep_seal_buffers`]).
 
 use std::time::Duration;
 
@@ -40,9 +41,25 @@ thread_local! {
     static SEAL_SPARE: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
+/// Whether threads keep a sealing buffer between messages.
+static KEEP_SEAL_BUFFERS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Whether each thread keeps the buffer it sealed its last message into
+/// for its next one (the default: yes). A process under a small memory
+/// budget turns it off, to hold no buffer between messages at all; each
+/// message is then sealed into a buffer of its own, freed once sent.
+pub fn keep_seal_buffers(keep: bool) {
+    KEEP_SEAL_BUFFERS.store(keep, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// An empty buffer to seal a message of `sealed` bytes into: this
 /// thread's spare if it may keep the buffer afterwards, a new one if not.
 fn take_seal_buffer(sealed: usize) -> Vec<u8> {
+    if !KEEP_SEAL_BUFFERS.load(std::sync::atomic::Ordering::Relaxed) {
+        // One kept before it was turned off goes now.
+        drop(SEAL_SPARE.with(std::cell::Cell::take));
+        return Vec::new();
+    }
     if sealed > SEAL_SPARE_MAX {
         return Vec::new();
     }
@@ -54,7 +71,9 @@ fn take_seal_buffer(sealed: usize) -> Vec<u8> {
 /// Keep `out` as this thread's sealing buffer if it is not too large and
 /// larger than the one kept.
 fn keep_seal_buffer(out: Vec<u8>) {
-    if out.capacity() > SEAL_SPARE_MAX {
+    if out.capacity() > SEAL_SPARE_MAX
+        || !KEEP_SEAL_BUFFERS.load(std::sync::atomic::Ordering::Relaxed)
+    {
         return;
     }
     SEAL_SPARE.with(|spare| {
@@ -541,7 +560,7 @@ mod tests {
         };
         let reader = tokio::spawn(async move {
             let mut got = Vec::new();
-            for _ in 0..4 {
+            for _ in 0..5 {
                 got.push(server.recv().await.unwrap().len());
             }
             got
@@ -556,7 +575,15 @@ mod tests {
         assert_eq!(spare(), (first, cap));
         client.send(&[4u8; 10]).await.unwrap();
         assert_eq!(spare(), (first, cap));
-        assert_eq!(reader.await.unwrap(), [300_000, 200_000, 900_000, 10]);
+        // Told not to keep one, a thread keeps none.
+        keep_seal_buffers(false);
+        client.send(&[5u8; 100_000]).await.unwrap();
+        keep_seal_buffers(true);
+        assert_eq!(spare().1, 0, "a buffer was kept");
+        assert_eq!(
+            reader.await.unwrap(),
+            [300_000, 200_000, 900_000, 10, 100_000]
+        );
     }
 
     /// A stream that counts the reads that return data and returns at
