@@ -149,11 +149,16 @@ pub fn put(a: &PutArgs) -> Result<()> {
             _ => 0,
         };
         let b = bar(size);
-        let progress = |done| b.set_position(done);
-        let r = match &a.file {
-            Some(f) if !stdin => client.put_path(f, opts, &progress).await,
-            _ => client.put_reader(tokio::io::stdin(), opts, &progress).await,
-        };
+        let file = a.file.clone().filter(|_| !stdin);
+        let shown = b.clone();
+        let r = on_workers(async move {
+            let progress = |done| shown.set_position(done);
+            match file {
+                Some(f) => client.put_path(&f, opts, &progress).await,
+                None => client.put_reader(tokio::io::stdin(), opts, &progress).await,
+            }
+        })
+        .await?;
         b.finish_and_clear();
         let up = match r {
             Err(OpError::Storage(e @ ClientError::NotHappy { .. })) => {
@@ -187,6 +192,19 @@ pub fn put(a: &PutArgs) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// Run a transfer as a task on the runtime's workers, as a node's gateway
+/// does, rather than on the thread that waits for the command: there,
+/// every hand-off between the transfer's driver and the tasks and threads
+/// it feeds woke a third thread and took a core from them
+/// (`grapevine-perf bench storage`, measured: docs/performance.md).
+async fn on_workers<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| anyhow::anyhow!("the transfer's task failed: {e}"))
 }
 
 /// What a put did, in a sentence.
@@ -267,9 +285,13 @@ pub fn get(a: &GetArgs) -> Result<()> {
             Cap::Lit(d) => d.len() as u64,
         };
         let b = bar(size);
-        let r = client
-            .get_to(&cap, &target, &|done| b.set_position(done))
-            .await;
+        let (cap, to, shown) = (cap.clone(), target.clone(), b.clone());
+        let r = on_workers(async move {
+            client
+                .get_to(&cap, &to, &|done| shown.set_position(done))
+                .await
+        })
+        .await?;
         b.finish_and_clear();
         let rep = r?;
         for (shnum, server, verdict) in &rep.reported {
