@@ -370,7 +370,7 @@ pub(crate) async fn local_servers(
     Ok((servers, dirs))
 }
 
-/// One run of [`bench`] as a task of `rt`, so the upload's driver and the
+/// One run of [`bench()`] as a task of `rt`, so the upload's driver and the
 /// download's coordinator run on the runtime's workers, as in a node's
 /// gateway and in `grapevine put` and `get`, rather than on the thread
 /// that waits for the run. There, every hand-off between them and the
