@@ -211,10 +211,11 @@ impl Encoder {
     }
 
     /// [`Encoder::encode_segment`] into `blocks`: its buffers (a previous
-    /// segment's, say) are written over where they lie, so an upload that hands its blocks back encodes segment
-    /// after segment without allocating (a fresh 341 KiB block per share and
-    /// segment was mapped by the allocator and faulted in page by page: more
-    /// than half of a put's page faults, measured).
+    /// segment's, say) are written over where they lie, so an upload that
+    /// hands its blocks back encodes segment after segment without
+    /// allocating (a fresh 341 KiB block per share and segment was mapped by
+    /// the allocator and faulted in page by page: more than half of a put's
+    /// page faults, measured).
     ///
     /// # Errors
     /// As [`Encoder::encode_segment`]; `blocks` is then unspecified.
