@@ -14,6 +14,8 @@
 //! (a runtime's workers), not with sessions or the grid; a process under a
 //! small memory budget keeps none ([`keep_seal_buffers`]).
 
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::BufMut;
@@ -38,32 +40,32 @@ pub const SEAL_SPARE_MAX: usize = (1 << 19) + 4096;
 thread_local! {
     /// This thread's buffer for sealing its next message (empty until it
     /// sends one).
-    static SEAL_SPARE: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    static SEAL_SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 /// Whether threads keep a sealing buffer between messages.
-static KEEP_SEAL_BUFFERS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+static KEEP_SEAL_BUFFERS: AtomicBool = AtomicBool::new(true);
 
 /// Whether each thread keeps the buffer it sealed its last message into
 /// for its next one (the default: yes). A process under a small memory
 /// budget turns it off, to hold no buffer between messages at all; each
 /// message is then sealed into a buffer of its own, freed once sent.
 pub fn keep_seal_buffers(keep: bool) {
-    KEEP_SEAL_BUFFERS.store(keep, std::sync::atomic::Ordering::Relaxed);
+    KEEP_SEAL_BUFFERS.store(keep, Ordering::Relaxed);
 }
 
 /// An empty buffer to seal a message of `sealed` bytes into: this
 /// thread's spare if it may keep the buffer afterwards, a new one if not.
 fn take_seal_buffer(sealed: usize) -> Vec<u8> {
-    if !KEEP_SEAL_BUFFERS.load(std::sync::atomic::Ordering::Relaxed) {
+    if !KEEP_SEAL_BUFFERS.load(Ordering::Relaxed) {
         // One kept before it was turned off goes now.
-        drop(SEAL_SPARE.with(std::cell::Cell::take));
+        drop(SEAL_SPARE.with(Cell::take));
         return Vec::new();
     }
     if sealed > SEAL_SPARE_MAX {
         return Vec::new();
     }
-    let mut out = SEAL_SPARE.with(std::cell::Cell::take);
+    let mut out = SEAL_SPARE.with(Cell::take);
     out.clear();
     out
 }
@@ -71,9 +73,7 @@ fn take_seal_buffer(sealed: usize) -> Vec<u8> {
 /// Keep `out` as this thread's sealing buffer if it is not too large and
 /// larger than the one kept.
 fn keep_seal_buffer(out: Vec<u8>) {
-    if out.capacity() > SEAL_SPARE_MAX
-        || !KEEP_SEAL_BUFFERS.load(std::sync::atomic::Ordering::Relaxed)
-    {
+    if out.capacity() > SEAL_SPARE_MAX || !KEEP_SEAL_BUFFERS.load(Ordering::Relaxed) {
         return;
     }
     SEAL_SPARE.with(|spare| {
@@ -433,6 +433,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 mod tests {
     use super::*;
     use crate::testing::{record_for, rng};
+    use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
     use tokio::net::{TcpListener, TcpStream};
 
@@ -449,6 +450,25 @@ mod tests {
         rec.roles = crate::record::ROLE_STORAGE | crate::record::ROLE_CLIENT | features;
         let rec = rec.sign(&id).unwrap();
         (id, rec)
+    }
+
+    /// Nodes 1 and 2 with a session over `a` and `b` (the two ends of one
+    /// pipe): (node 1's end, node 2's end).
+    async fn connected<A, B>(a: A, b: B, cfg: &SessionConfig) -> (Session<A>, Session<B>)
+    where
+        A: AsyncRead + AsyncWrite + Unpin,
+        B: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (ia, ra) = node(1);
+        let (ib, rb) = node(2);
+        let b_id = rb.node_id();
+        let accept = tokio::spawn({
+            let cfg = cfg.clone();
+            async move { Session::accept(b, &ib, &rb, &cfg).await }
+        });
+        let (client, _) = Session::connect(a, &ia, &ra, b_id, cfg).await.unwrap();
+        let (server, _) = accept.await.unwrap().unwrap();
+        (client, server)
     }
 
     /// A round trip over TCP, for every pair of records' offers: the
@@ -495,22 +515,15 @@ mod tests {
     }
 
     /// A message received with its size expected lands in a buffer of
-    /// that size, with room for a tag and the next length (not the megabyte reserved for a message of unknown
-    /// size, nor a first fragment's buffer copied into a larger one); a
-    /// wrong or absurd hint still receives the message whole.
+    /// that size, with room for a tag and the next length (not the
+    /// megabyte reserved for a message of unknown size, nor a first
+    /// fragment's buffer copied into a larger one); a wrong or absurd hint
+    /// still receives the message whole.
     #[tokio::test]
     async fn an_expected_size_sizes_the_receive_buffer() {
-        let (ia, ra) = node(1);
-        let (ib, rb) = node(2);
-        let (a, b) = tokio::io::duplex(1 << 16);
         let cfg = SessionConfig::default();
-        let b_id = rb.node_id();
-        let accept = tokio::spawn({
-            let cfg = cfg.clone();
-            async move { Session::accept(b, &ib, &rb, &cfg).await }
-        });
-        let (mut client, _) = Session::connect(a, &ia, &ra, b_id, &cfg).await.unwrap();
-        let (mut server, _) = accept.await.unwrap().unwrap();
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let (mut client, mut server) = connected(a, b, &cfg).await;
         let msg: Vec<u8> = (0..349_211u32).map(|i| (i % 251) as u8).collect();
         let sender = tokio::spawn(async move {
             for _ in 0..4 {
@@ -539,17 +552,9 @@ mod tests {
     /// [`SEAL_SPARE_MAX`]; it keeps one buffer, never more.
     #[tokio::test(flavor = "current_thread")]
     async fn a_thread_reuses_its_sealing_buffer() {
-        let (ia, ra) = node(1);
-        let (ib, rb) = node(2);
-        let (a, b) = tokio::io::duplex(1 << 16);
         let cfg = SessionConfig::default();
-        let b_id = rb.node_id();
-        let accept = tokio::spawn({
-            let cfg = cfg.clone();
-            async move { Session::accept(b, &ib, &rb, &cfg).await }
-        });
-        let (mut client, _) = Session::connect(a, &ia, &ra, b_id, &cfg).await.unwrap();
-        let (mut server, _) = accept.await.unwrap().unwrap();
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let (mut client, mut server) = connected(a, b, &cfg).await;
         let spare = || {
             SEAL_SPARE.with(|s| {
                 let v = s.take();
@@ -591,7 +596,7 @@ mod tests {
     struct Trickle<S> {
         inner: S,
         max_read: usize,
-        reads: Arc<std::sync::atomic::AtomicUsize>,
+        reads: Arc<AtomicUsize>,
     }
 
     impl<S: AsyncRead + Unpin> AsyncRead for Trickle<S> {
@@ -605,8 +610,7 @@ mod tests {
             let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, &mut part);
             let n = part.filled().len();
             if n > 0 {
-                self.reads
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.reads.fetch_add(1, Ordering::Relaxed);
             }
             buf.advance(n);
             r
@@ -651,32 +655,23 @@ mod tests {
             .map(|m| m.len().div_ceil(crate::noise::MAX_FRAGMENT).max(1))
             .sum();
         for max_read in [usize::MAX, 1, 3, 65_536, 65_537] {
-            let (ia, ra) = node(1);
-            let (ib, rb) = node(2);
             let (a, b) = tokio::io::duplex(4 << 20);
-            let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let reads = Arc::new(AtomicUsize::new(0));
             let b = Trickle {
                 inner: b,
                 max_read: usize::MAX,
                 reads: reads.clone(),
             };
-            let cfg = SessionConfig::default();
-            let b_id = rb.node_id();
-            let accept = tokio::spawn({
-                let cfg = cfg.clone();
-                async move { Session::accept(b, &ib, &rb, &cfg).await }
-            });
-            let (mut client, _) = Session::connect(a, &ia, &ra, b_id, &cfg).await.unwrap();
-            let (mut server, _) = accept.await.unwrap().unwrap();
+            let (mut client, mut server) = connected(a, b, &SessionConfig::default()).await;
             server.stream.max_read = max_read;
             for m in &msgs {
                 client.send(m).await.unwrap();
             }
-            let before = reads.load(std::sync::atomic::Ordering::Relaxed);
+            let before = reads.load(Ordering::Relaxed);
             for m in &msgs {
                 assert!(&server.recv().await.unwrap() == m, "reads of {max_read}");
             }
-            let n = reads.load(std::sync::atomic::Ordering::Relaxed) - before;
+            let n = reads.load(Ordering::Relaxed) - before;
             if max_read == usize::MAX {
                 // Everything was there: the first length, then each frame
                 // with the next one's length.
@@ -698,20 +693,12 @@ mod tests {
 
     #[tokio::test]
     async fn oversized_and_garbage_frames_are_errors() {
-        let (ia, ra) = node(1);
-        let (ib, rb) = node(2);
-        let (a, b) = tokio::io::duplex(1 << 20);
         let cfg = SessionConfig {
             max_message: 1000,
             ..SessionConfig::default()
         };
-        let b_id = rb.node_id();
-        let accept = tokio::spawn({
-            let cfg = cfg.clone();
-            async move { Session::accept(b, &ib, &rb, &cfg).await }
-        });
-        let (mut client, _) = Session::connect(a, &ia, &ra, b_id, &cfg).await.unwrap();
-        let (mut server, _) = accept.await.unwrap().unwrap();
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let (mut client, mut server) = connected(a, b, &cfg).await;
         assert!(matches!(
             client.send(&[0u8; 1001]).await,
             Err(SessionError::MessageTooLarge { .. })
