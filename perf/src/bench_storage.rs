@@ -137,11 +137,13 @@ pub struct RunFigures {
     pub put_wait_writers_s: f64,
     /// Seconds of the put in all.
     pub put_s: f64,
-    /// Seconds the get's decoder spent checking and decoding.
+    /// Seconds the get spent decoding segments, summed over segments
+    /// (they decode side by side: up to the get's seconds times the cores).
     pub get_decoding_s: f64,
-    /// Seconds the get's driver waited for blocks.
+    /// Seconds the get had nothing decoding, waiting for blocks.
     pub get_wait_blocks_s: f64,
-    /// Seconds the get's driver waited for the decoder.
+    /// Seconds segments whose decoding had started waited for a worker,
+    /// summed over segments.
     pub get_wait_decoder_s: f64,
     /// Seconds of the get in all.
     pub get_s: f64,
@@ -323,7 +325,7 @@ fn print_report(r: &StorageReport) {
         m.put_s, m.put_encoding_s, m.put_wait_encoder_s, m.put_wait_writers_s
     );
     println!(
-        "  get pipeline: {:.2} s; decoder busy {:.2} s; driver waited {:.2} s for blocks, {:.2} s for the decoder",
+        "  get pipeline: {:.2} s; decoding {:.2} s (summed over segments); nothing decoding {:.2} s; decodings waited {:.2} s for a worker",
         m.get_s, m.get_decoding_s, m.get_wait_blocks_s, m.get_wait_decoder_s
     );
     let c = &m.put_counters;

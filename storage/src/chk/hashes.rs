@@ -134,48 +134,60 @@ impl ShareHashes {
         blocks: &'a [(u16, B)],
         small_tables: bool,
     ) -> Result<Vec<Cow<'a, [u8]>>, CodecError> {
-        let (k, n) = (self.ueb.k as usize, self.ueb.n as usize);
-        let mut originals: Vec<Option<Cow<'a, [u8]>>> = vec![None; k];
-        let mut recovery: Vec<(usize, &[u8])> = Vec::new();
-        for (s, b) in blocks {
-            let s = *s as usize;
-            if s < k {
-                originals[s] = Some(Cow::Borrowed(b.as_ref()));
-            } else if !recovery.iter().any(|r| r.0 == s - k) {
-                recovery.push((s - k, b.as_ref()));
-            }
-        }
-        let have = originals.iter().filter(|o| o.is_some()).count();
-        let short = |have| CodecError::NotEnoughShares { have, need: k };
-        if have < k {
-            if have + recovery.len() < k {
-                return Err(short(have + recovery.len()));
-            }
-            let restored: Vec<(usize, Vec<u8>)> = if small_tables {
-                restore_small(k, n - k, &originals, &recovery).map_err(erasure)?
-            } else {
-                reed_solomon_simd::decode(
-                    k,
-                    n - k,
-                    originals
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(i, o)| o.as_ref().map(|b| (i, b))),
-                    recovery.iter().copied(),
-                )
-                .map_err(erasure)?
-                .into_iter()
-                .collect()
-            };
-            for (i, b) in restored {
-                originals[i] = Some(Cow::Owned(b));
-            }
-        }
-        originals
-            .into_iter()
-            .map(|o| o.ok_or_else(|| short(have)))
-            .collect()
+        originals_with(&self.ueb, blocks, small_tables)
     }
+}
+
+/// The `k` original blocks of a segment of the file `ueb` describes, from
+/// at least `k` checked blocks (see [`ShareHashes::originals`]), restoring
+/// missing ones with the erasure coder's small tables if `small_tables`
+/// (see [`restore_small`]).
+pub(crate) fn originals_with<'a, B: AsRef<[u8]>>(
+    ueb: &Ueb,
+    blocks: &'a [(u16, B)],
+    small_tables: bool,
+) -> Result<Vec<Cow<'a, [u8]>>, CodecError> {
+    let (k, n) = (ueb.k as usize, ueb.n as usize);
+    let mut originals: Vec<Option<Cow<'a, [u8]>>> = vec![None; k];
+    let mut recovery: Vec<(usize, &[u8])> = Vec::new();
+    for (s, b) in blocks {
+        let s = *s as usize;
+        if s < k {
+            originals[s] = Some(Cow::Borrowed(b.as_ref()));
+        } else if !recovery.iter().any(|r| r.0 == s - k) {
+            recovery.push((s - k, b.as_ref()));
+        }
+    }
+    let have = originals.iter().filter(|o| o.is_some()).count();
+    let short = |have| CodecError::NotEnoughShares { have, need: k };
+    if have < k {
+        if have + recovery.len() < k {
+            return Err(short(have + recovery.len()));
+        }
+        let restored: Vec<(usize, Vec<u8>)> = if small_tables {
+            restore_small(k, n - k, &originals, &recovery).map_err(erasure)?
+        } else {
+            reed_solomon_simd::decode(
+                k,
+                n - k,
+                originals
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, o)| o.as_ref().map(|b| (i, b))),
+                recovery.iter().copied(),
+            )
+            .map_err(erasure)?
+            .into_iter()
+            .collect()
+        };
+        for (i, b) in restored {
+            originals[i] = Some(Cow::Owned(b));
+        }
+    }
+    originals
+        .into_iter()
+        .map(|o| o.ok_or_else(|| short(have)))
+        .collect()
 }
 
 /// A Reed-Solomon error as the codec reports it.

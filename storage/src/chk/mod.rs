@@ -42,12 +42,13 @@ mod format;
 mod hashes;
 mod merkle;
 mod regen;
+mod subtrees;
 #[cfg(test)]
 pub(crate) mod testing;
 mod verify;
 
 pub use crate::types::{storage_index, Params};
-pub use decode::Decoder;
+pub use decode::{DecodedSegment, Decoder, SegmentDecoder};
 pub use encode::Encoder;
 pub(crate) use encode::RS_SLICE;
 pub use format::{

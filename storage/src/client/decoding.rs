@@ -1,119 +1,140 @@
-//! A download's decoder: one blocking thread that checks and decodes the
-//! segments the coordinator ([`download`](crate::client::download)) hands
-//! it, in order, back to back.
+//! A download's decoding: each segment decoded as a task of its own, up
+//! to [`DECODE_AHEAD`] at once, and handed back in order.
 //!
-//! The coordinator queues a segment as soon as `k` of its blocks have
-//! arrived, up to [`DECODE_AHEAD`] segments before the decoder, so the
-//! decoder goes from one segment straight to the next without waiting for
-//! the coordinator (which shares the runtime's workers with the receivers
-//! and, in a one-process grid, with the servers) to wake and hand it work.
-//! Every block was checked against its share's hash list by the receiver
-//! that read it ([`BlockChecker`](crate::chk::BlockChecker), on whichever
-//! core ran the receiver), so the thread only decodes
-//! ([`Decoder::decode_checked_segment`]): restores missing originals,
-//! hashes the ciphertext and decrypts. A segment that fails to decode
-//! (it cannot, with checked blocks, short of a bug) ends the download.
+//! The coordinator ([`download`](crate::client::download)) starts a
+//! segment's decoding as soon as `k` of its blocks have arrived. Every
+//! block was checked against its share's hash list by the receiver that
+//! read it ([`BlockChecker`](crate::chk::BlockChecker)), so a task only
+//! decodes ([`SegmentDecoder::decode`]): restores missing originals,
+//! hashes the ciphertext (as a subtree of the whole file's hash) and
+//! decrypts. The coordinator takes the results in order and gives them to
+//! the [`Decoder`](crate::chk::Decoder), which merges the hashes and checks
+//! the whole after the last segment.
 //!
-//! The thread keeps each segment's blocks (and so its shares' read-ahead
-//! permits) until the segment is decoded, so what is queued counts against
-//! the memory budget's [`read_ahead`](crate::MemoryBudget::read_ahead).
+//! Why tasks and not one decoding thread: a thread of its own was a third
+//! thread on two cores, and the download's one serial stage. Profiles
+//! (`perf sched`, docs/performance.md) showed it sharing a core with a
+//! runtime worker while the other core idled, the decoder and the workers
+//! taking turns instead of overlapping. As tasks, segments decode on
+//! whichever worker is free, two at once on two cores, and nothing waits
+//! for a thread to be woken.
+//!
+//! A segment's blocks (and so its shares' read-ahead permits) are held
+//! until the segment is decoded, so what is decoding counts against the
+//! memory budget's [`read_ahead`](crate::MemoryBudget::read_ahead).
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::task::JoinHandle;
 
-use crate::chk::{CheckedBlock, Decoder};
-use crate::error::CodecError;
+use crate::chk::{CheckedBlock, DecodedSegment, SegmentDecoder};
+use crate::error::{ClientError, CodecError};
 
-/// Segments queued for the decoder at most, the one it decodes included.
+/// Segments started and not yet written at most: decoding, or decoded and
+/// waiting for an earlier one.
 pub(crate) const DECODE_AHEAD: u64 = 3;
 
 /// A block received and waiting for its segment's decoding; its permit
 /// keeps its share's receiver from asking too far ahead.
 pub(crate) struct Held {
-    /// The coordinator's number for the receiver it came from.
-    pub(crate) slot: u64,
     /// The block, checked.
     pub(crate) block: CheckedBlock,
     /// Released when the block is.
     pub(crate) _permit: Option<OwnedSemaphorePermit>,
 }
 
-/// A segment for the decoder: its number, at least `k` blocks, when it
-/// was queued.
-pub(crate) struct Job {
-    pub(crate) seg: u64,
-    pub(crate) blocks: Vec<Held>,
-    pub(crate) queued: Instant,
-}
-
-/// What the decoder did with a segment, in the order they were queued.
-pub(crate) enum Done {
-    /// Its plaintext, in pieces (the blocks are released).
-    Plain(Vec<Bytes>),
-    /// Not decoded (an earlier segment failed); the blocks given back.
-    Unused(u64, Vec<Held>),
-    /// Decoding failed for good.
-    Failed(CodecError),
-}
-
-/// Where the decoder's time went.
+/// Where the decoding's time went.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Times {
-    /// Checking and decoding.
+    /// Decoding, summed over segments (more than the download's time when
+    /// segments decode side by side).
     pub(crate) decoding: Duration,
-    /// Idle, waiting for a segment's blocks.
+    /// Nothing decoding: the coordinator waiting for a segment's blocks.
     pub(crate) for_blocks: Duration,
-    /// Summed over segments: how long each waited in the queue for the
-    /// decoder.
+    /// Summed over segments: how long each waited, started, for a worker.
     pub(crate) queued: Duration,
 }
 
-/// A running decoder thread.
-pub(crate) struct Decoding {
-    pub(crate) jobs: mpsc::UnboundedSender<Job>,
-    pub(crate) done: mpsc::UnboundedReceiver<Done>,
-    pub(crate) thread: tokio::task::JoinHandle<(Decoder, Times)>,
+/// A segment's decoding as its task ends it.
+struct Finished {
+    decoded: Result<DecodedSegment, CodecError>,
+    took: Duration,
+    waited: Duration,
 }
 
-/// Start a decoder thread on `dec`, which decodes the next segment it is
-/// given (segments must be queued in order, from the decoder's next).
-pub(crate) fn start(mut dec: Decoder) -> Decoding {
-    let (jobs, mut rx) = mpsc::unbounded_channel::<Job>();
-    let (tx, done) = mpsc::unbounded_channel();
-    let thread = tokio::task::spawn_blocking(move || {
-        let mut times = Times::default();
-        let mut stopped = false;
-        loop {
-            let idle = Instant::now();
-            let Some(job) = rx.blocking_recv() else { break };
+/// The segments being decoded, in order; their tasks are aborted if this
+/// is dropped (a download cancelled).
+pub(crate) struct Decoding {
+    decoder: SegmentDecoder,
+    tasks: VecDeque<JoinHandle<Finished>>,
+    pub(crate) times: Times,
+}
+
+impl Decoding {
+    /// Decode segments with `decoder`.
+    pub(crate) fn new(decoder: SegmentDecoder) -> Self {
+        Decoding {
+            decoder,
+            tasks: VecDeque::new(),
+            times: Times::default(),
+        }
+    }
+
+    /// Whether no segment is being decoded or waiting to be taken.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// Start decoding segment `seg` from `blocks` (at least `k`, checked),
+    /// after the segments already started.
+    pub(crate) fn start(&mut self, seg: u64, blocks: Vec<Held>) {
+        let decoder = self.decoder.clone();
+        let queued = Instant::now();
+        self.tasks.push_back(tokio::spawn(async move {
             let start = Instant::now();
-            if stopped {
-                let _ = tx.send(Done::Unused(job.seg, job.blocks));
-                continue;
-            }
-            times.for_blocks += start.duration_since(idle);
-            times.queued += start.saturating_duration_since(job.queued);
             // The blocks go to the decoder, which decrypts them where they
             // lie; their permits are released once they are decoded.
             let (input, permits): (Vec<CheckedBlock>, Vec<_>) =
-                job.blocks.into_iter().map(|h| (h.block, h._permit)).unzip();
-            let r = dec.decode_checked_segment(input);
+                blocks.into_iter().map(|h| (h.block, h._permit)).unzip();
+            let decoded = decoder.decode(seg, input);
             drop(permits);
-            times.decoding += start.elapsed();
-            let out = match r {
-                Ok(plain) => Done::Plain(plain),
-                Err(e) => {
-                    stopped = true;
-                    Done::Failed(e)
-                }
-            };
-            if tx.send(out).is_err() {
-                break;
+            Finished {
+                decoded,
+                took: start.elapsed(),
+                waited: start.duration_since(queued),
             }
+        }));
+    }
+
+    /// The first segment started, decoded (cancel-safe: the segment stays
+    /// first until this returns). Pending forever when nothing was
+    /// started.
+    pub(crate) async fn next(&mut self) -> Result<DecodedSegment, ClientError> {
+        let Some(task) = self.tasks.front_mut() else {
+            return std::future::pending().await;
+        };
+        let finished = task.await;
+        self.tasks.pop_front();
+        match finished {
+            Ok(f) => {
+                self.times.decoding += f.took;
+                self.times.queued += f.waited;
+                Ok(f.decoded?)
+            }
+            // A panic (a bug): the download fails rather than waits.
+            Err(e) => Err(ClientError::Io(std::io::Error::other(format!(
+                "a segment's decoding failed: {e}"
+            )))),
         }
-        (dec, times)
-    });
-    Decoding { jobs, done, thread }
+    }
+}
+
+impl Drop for Decoding {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
 }

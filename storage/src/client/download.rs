@@ -7,7 +7,7 @@
 //!
 //! # The pipeline
 //!
-//! Three kinds of worker, each on its own and joined by queues:
+//! Three kinds of work, each on its own and joined by queues:
 //!
 //! * a **receiver per share** (`receive`): it keeps its session busy with
 //!   block reads, up to the memory budget's
@@ -17,14 +17,15 @@
 //!   the download, and checks each block against its share's hash list
 //!   ([`BlockChecker`](crate::chk::BlockChecker)) as it arrives. The sessions' decryption and the
 //!   block checks run on the runtime's workers, one share beside another;
-//! * the **decoder** (`decoding`): one blocking thread for the whole
-//!   download, which decodes the segments queued for it (up to
-//!   `DECODE_AHEAD`) back to back: restores missing originals, hashes the
-//!   ciphertext, decrypts;
+//! * **decoding** (`decoding`): each segment decoded as a task of its own
+//!   as soon as `k` of its blocks are in, up to `DECODE_AHEAD` at once, on
+//!   whichever worker is free: restores missing originals, hashes the
+//!   ciphertext (a subtree of the whole file's hash), decrypts;
 //! * the **coordinator** (this module's loop): it files each block under
-//!   its segment as it arrives, queues a segment for the decoder as soon
-//!   as `k` of its blocks are in, writes the plaintext the decoder hands
-//!   back, and replaces shares.
+//!   its segment as it arrives, starts a segment's decoding when its
+//!   blocks are in, takes the decoded segments in order (the
+//!   [`Decoder`] merges their hashes and checks the whole after the last),
+//!   writes the plaintext, and replaces shares.
 //!
 //! Why: the pipeline before this one waited for every share's block of a
 //! segment before asking for the next, so blocks waited in socket buffers
@@ -44,8 +45,8 @@
 //!   segment.
 //! * Memory follows the pool's budget: a receiver holds at most
 //!   `read_ahead` of its share's blocks (a permit per block, released when
-//!   the segment is decoded); the decoder's queue counts against it, and a
-//!   plaintext is held until it is written. `peak_ahead` in the report is
+//!   the segment is decoded); the segments decoding count against it, and
+//!   a plaintext is held until it is written. `peak_ahead` in the report is
 //!   the most a receiver held.
 //! * A share that fails (a read error, a deadline) or whose block turns out
 //!   corrupt is dropped and replaced by the next candidate, read from the
@@ -56,8 +57,8 @@
 //! * Primary shares (numbers below `k`, on the first `k` servers of the
 //!   permuted list) are preferred: they need no erasure decoding, and the
 //!   share finder hands them out first (`ShareFinder`).
-//! * A download dropped mid-way aborts its receivers (`Receivers`); the
-//!   decoder thread ends when its queue closes.
+//! * A download dropped mid-way aborts its receivers (`Receivers`) and the
+//!   decodings not yet started.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,7 +72,7 @@ use tokio::sync::mpsc;
 use crate::cap::{Cap, ReadCap};
 use crate::chk::{Decoder, Footer, FOOTER_LEN};
 use crate::client::conn::{Conn, ServerRef};
-use crate::client::decoding::{self, Done, Held, Job, DECODE_AHEAD};
+use crate::client::decoding::{Decoding, Held, DECODE_AHEAD};
 use crate::client::locate::{Located, ShareFinder};
 use crate::client::pool::SessionPool;
 pub(crate) use crate::client::receive::Source;
@@ -99,20 +100,20 @@ pub struct DownloadReport {
     pub waits: DownloadWaits,
 }
 
-/// Where a download's time went, seen from its decoder thread (see the
-/// module docs): a decoder busy all the time (`decoding` near the
-/// download's time) means decoding bounds the download; a decoder waiting
-/// for blocks means the servers, sessions and receivers do.
+/// Where a download's time went (see the module docs): decoding summed
+/// over segments near twice the download's time on two cores means
+/// decoding bounds it; long waits for blocks mean the servers, sessions and
+/// receivers do.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct DownloadWaits {
-    /// Time the decoder spent checking and decoding segments.
+    /// Time spent decoding segments, summed over segments (they decode
+    /// side by side, so this may exceed the download's time).
     pub decoding: Duration,
-    /// Time the decoder sat idle, waiting for a segment's blocks.
+    /// Time nothing was decoding: the download waiting for a segment's
+    /// blocks.
     pub for_blocks: Duration,
-    /// Time segments whose blocks were all in waited for the decoder,
-    /// summed over segments (with a segment queued behind the one being
-    /// decoded, this is about `decoding` when decoding bounds the
-    /// download).
+    /// Time segments whose decoding had started waited for a worker to
+    /// run it, summed over segments.
     pub for_decoder: Duration,
     /// Most blocks a share's receiver held at once, asked for, queued or
     /// being decoded: segments read ahead (at most the memory budget's
@@ -377,69 +378,43 @@ async fn download_chk<W: AsyncWrite + Unpin>(
     let (tx, mut rx) = mpsc::unbounded_channel::<Arrival>();
     let mut live = Receivers(Vec::new());
     let mut next_slot = 0u64;
-    // Blocks received and not yet queued for the decoder, by segment, from
-    // live receivers only.
+    // Blocks received and not yet being decoded, by segment, each share's
+    // once (a dropped share's stay: they were checked).
     let mut held: BTreeMap<u64, Vec<Held>> = BTreeMap::new();
-    // The next segment to write; the next to queue for the decoder; the
-    // decoder thread (`None` while its decoder is home).
+    // The next segment to write; the next to start decoding.
     let (mut next, mut queued) = (0u64, 0u64);
-    let mut thread: Option<decoding::Decoding> = None;
-    // Shares failed, or the decoder stopped at a corrupt segment: queue
-    // nothing more; once everything queued is answered, take the decoder
-    // home, open replacements and start again at `next`.
-    let mut stop = false;
+    let mut decoding = Decoding::new(
+        decoder
+            .as_ref()
+            .map(Decoder::segment_decoder)
+            .ok_or(CodecError::NotEnoughShares { have: 0, need: k })?,
+    );
     // Where the replacements of failed shares are to start.
     let mut resume: Option<u64> = None;
-    loop {
-        if next >= segments {
-            break;
-        }
-        if stop && queued == next {
-            if let Some(t) = thread.take() {
-                let decoding::Decoding {
-                    jobs,
-                    mut done,
-                    thread: h,
-                } = t;
-                drop(jobs);
-                let (d, times) = h.await.map_err(|e| std::io::Error::other(e.to_string()))?;
-                add_times(report, times);
-                decoder = Some(d);
-                // Segments queued after a corrupt one come back unused.
-                while let Ok(d) = done.try_recv() {
-                    if let Done::Unused(seg, blocks) = d {
-                        keep_live(&live, &mut held, seg, blocks);
-                    }
-                }
-            }
-            (stop, queued) = (false, next);
-        }
-        if thread.is_none() {
+    while next < segments {
+        if live.0.len() + opened.len() < k {
+            // Replace failed shares (the decoder checks their hash lists);
+            // the others' receivers and the segments decoding go on
+            // meanwhile.
+            let in_use: Vec<u16> = live.0.iter().map(|l| l.shnum).collect();
+            open_more(
+                pool,
+                cap,
+                k,
+                &in_use,
+                &mut pending,
+                &mut opened,
+                &mut decoder,
+                report,
+            )
+            .await;
             if live.0.len() + opened.len() < k {
-                // Replace failed shares; the decoder (home now) checks
-                // their hash lists. The others' receivers go on meanwhile.
-                let in_use: Vec<u16> = live.0.iter().map(|l| l.shnum).collect();
-                open_more(
-                    pool,
-                    cap,
-                    k,
-                    &in_use,
-                    &mut pending,
-                    &mut opened,
-                    &mut decoder,
-                    report,
-                )
-                .await;
-                if live.0.len() + opened.len() < k {
-                    return Err(CodecError::NotEnoughShares {
-                        have: live.0.len() + opened.len(),
-                        need: k,
-                    }
-                    .into());
+                return Err(CodecError::NotEnoughShares {
+                    have: live.0.len() + opened.len(),
+                    need: k,
                 }
+                .into());
             }
-            let d = decoder.take().expect("the decoder is home");
-            thread = Some(decoding::start(d));
         }
         // Replacements start where the shares they replace stopped
         // delivering: the blocks those delivered were checked, and stay.
@@ -470,39 +445,26 @@ async fn download_chk<W: AsyncWrite + Unpin>(
             });
             next_slot += 1;
         }
-        let t = thread.as_mut().expect("a decoder runs");
-        // Queue every segment whose blocks are in, up to DECODE_AHEAD.
-        while !stop
-            && queued < segments
+        // Start every segment whose blocks are in, up to DECODE_AHEAD.
+        while queued < segments
             && queued - next < DECODE_AHEAD
             && held.get(&queued).is_some_and(|b| b.len() >= k)
         {
             let blocks = held.remove(&queued).unwrap_or_default();
-            let job = Job {
-                seg: queued,
-                blocks,
-                queued: Instant::now(),
-            };
-            if t.jobs.send(job).is_err() {
-                return Err(std::io::Error::other("the decoder thread ended").into());
-            }
+            decoding.start(queued, blocks);
             queued += 1;
         }
+        let idle = decoding.is_empty().then(Instant::now);
         tokio::select! {
             biased;
-            d = t.done.recv() => {
-                match d.ok_or_else(|| std::io::Error::other("the decoder thread ended"))? {
-                    Done::Plain(pieces) => {
-                        for p in pieces {
-                            out.write_all(&p).await?;
-                            report.bytes += p.len() as u64;
-                        }
-                        progress(report.bytes);
-                        next += 1;
-                    }
-                    Done::Unused(seg, blocks) => keep_live(&live, &mut held, seg, blocks),
-                    Done::Failed(e) => return Err(e.into()),
+            d = decoding.next(), if !decoding.is_empty() => {
+                let dec = decoder.as_mut().ok_or(CodecError::NotEnoughShares { have: 0, need: k })?;
+                for p in dec.accept(d?)? {
+                    out.write_all(&p).await?;
+                    report.bytes += p.len() as u64;
                 }
+                progress(report.bytes);
+                next += 1;
             }
             a = rx.recv() => {
                 let a = a.expect("the download keeps a sender");
@@ -514,7 +476,6 @@ async fn download_chk<W: AsyncWrite + Unpin>(
                     Ok(block) => {
                         l.delivered = a.seg + 1;
                         let held_block = Held {
-                            slot: a.slot,
                             block,
                             _permit: a.permit,
                         };
@@ -535,17 +496,17 @@ async fn download_chk<W: AsyncWrite + Unpin>(
                     if let Some(at) = drop_share(&mut live, a.slot) {
                         resume = Some(resume.map_or(at, |r: u64| r.min(at)));
                     }
-                    stop = true;
                 }
             }
         }
-    }
-    if let Some(t) = thread.take() {
-        drop(t.jobs);
-        if let Ok((_, times)) = t.thread.await {
-            add_times(report, times);
+        if let Some(t) = idle {
+            decoding.times.for_blocks += t.elapsed();
         }
     }
+    let t = decoding.times;
+    report.waits.decoding += t.decoding;
+    report.waits.for_blocks += t.for_blocks;
+    report.waits.for_decoder += t.queued;
     for s in opened {
         pool.put_back(s.conn);
     }
@@ -560,21 +521,6 @@ async fn download_chk<W: AsyncWrite + Unpin>(
         }
     }
     Ok(())
-}
-
-fn add_times(report: &mut DownloadReport, t: decoding::Times) {
-    report.waits.decoding += t.decoding;
-    report.waits.for_blocks += t.for_blocks;
-    report.waits.for_decoder += t.queued;
-}
-
-/// Put segment `seg`'s `blocks` back among those waiting for the decoder,
-/// but those of live shares only.
-fn keep_live(live: &Receivers, held: &mut BTreeMap<u64, Vec<Held>>, seg: u64, blocks: Vec<Held>) {
-    let blocks = blocks
-        .into_iter()
-        .filter(|h| live.0.iter().any(|l| l.slot == h.slot));
-    held.entry(seg).or_default().extend(blocks);
 }
 
 /// File a checked block among its segment's, once per share number (a

@@ -280,8 +280,7 @@ fn a_segments_blocks_are_filed_once_per_share() {
             .unwrap();
     }
     let len = dec.ueb().block_len(0) as usize;
-    let held = |s: usize, slot: u64| decoding::Held {
-        slot,
+    let held = |s: usize| Held {
         block: dec
             .checker(s as u16)
             .unwrap()
@@ -290,11 +289,11 @@ fn a_segments_blocks_are_filed_once_per_share() {
         _permit: None,
     };
     let mut segment = Vec::new();
-    file_block(&mut segment, held(1, 0));
-    file_block(&mut segment, held(0, 1));
-    file_block(&mut segment, held(1, 2));
+    file_block(&mut segment, held(1));
+    file_block(&mut segment, held(0));
+    file_block(&mut segment, held(1));
     assert_eq!(segment.len(), 2, "share 1 filed once");
-    file_block(&mut segment, held(3, 3));
+    file_block(&mut segment, held(3));
     let mut shnums: Vec<u16> = segment.iter().map(|h| h.block.shnum()).collect();
     shnums.sort_unstable();
     assert_eq!(shnums, vec![0, 1, 3]);

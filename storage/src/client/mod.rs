@@ -15,8 +15,8 @@
 //! * `listing`: asking one server for a listing without a session
 //!   (what a check asks of servers the pool holds no session to).
 //! * `download`: [`download`], reading, verifying and decoding `k` shares.
-//! * `decoding`: a download's decoder thread, checking and decoding the
-//!   segments queued for it back to back.
+//! * `decoding`: a download's segments decoded as tasks, side by side,
+//!   and taken back in order.
 //! * `receive`: a download's receiver for one share, draining its session
 //!   into the download's queue, a bounded number of blocks ahead.
 //! * `range`: [`download_range`], only the segments a byte range needs.

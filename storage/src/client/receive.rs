@@ -72,7 +72,7 @@ pub(crate) struct Plan {
     pub(crate) peak: Arc<AtomicU64>,
     /// The share's block hashes: every block is checked here, as it
     /// arrives, so the checks of several shares run on several cores and
-    /// the decoder thread only decodes.
+    /// a segment's decoding only decodes.
     pub(crate) checker: BlockChecker,
 }
 
