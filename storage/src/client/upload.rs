@@ -4,8 +4,8 @@
 //! Shares are placed first ([`crate::client`]'s placement: the permuted
 //! list, one share per server while there are enough, servers-of-happiness).
 //! Then one task per server writes its shares' blocks, fed with encoded
-//! segments through a bounded queue, while one blocking thread encodes the
-//! segments ahead of them (up to [`ENCODE_AHEAD`]); a server lost
+//! segments through a bounded queue, while one task encodes the segments
+//! ahead of them (up to [`ENCODE_AHEAD`]); a server lost
 //! mid-upload loses its shares, and the upload still succeeds if `happy`
 //! distinct servers hold shares at the end.
 //!
@@ -58,7 +58,7 @@ pub struct UploadReport {
 }
 
 /// Where an upload's time went: its driver hands segments to the encoder
-/// (on the blocking pool) and encoded blocks to the servers' writers
+/// (a task of its own) and encoded blocks to the servers' writers
 /// (through bounded queues). An encoder busy all the time with a driver
 /// waiting for it means encoding bounds the upload; a driver waiting on
 /// full queues means the writers and servers do.
@@ -250,7 +250,7 @@ where
 
     // One task per server writes its shares' blocks, pipelined; segments
     // reach the tasks through bounded queues while the next segment is
-    // encoded on the blocking pool.
+    // encoded by a task of its own.
     let mut writers = Vec::new();
     let mut kept = Vec::new();
     for (ci, conn) in conns.into_iter().enumerate() {
@@ -276,28 +276,34 @@ where
     let kept_servers = distinct_servers(&kept);
     let segments = enc.segments();
     let seg_len = |seg: u64| (size - seg * SEGMENT_SIZE).min(SEGMENT_SIZE) as usize;
-    // The encoder runs on one blocking thread for the whole upload, fed
-    // segments through a bounded queue and handing their blocks back
-    // through another, so it works up to ENCODE_AHEAD segments ahead of the
+    // The encoder runs as one task for the whole upload, fed segments
+    // through a bounded queue and handing their blocks back through
+    // another, so it works up to ENCODE_AHEAD segments ahead of the
     // writers. (Handing it one segment at a time, lockstep with feeding the
     // writers, left it idle while the driver waited for room in the
     // writers' queues, and the writers idle while it encoded: measured, the
-    // driver waited about as long for each as the whole encoding took.)
+    // driver waited about as long for each as the whole encoding took.) A
+    // task, not a blocking thread: a thread of its own was a third thread
+    // on two cores, woken and put to sleep for every segment, and the put
+    // kept 1.89-1.93 cores busy where as a task it keeps 1.97-1.99, with a
+    // fifth of the context switches (paired sets of `bench storage`,
+    // docs/performance.md). It holds a worker for one segment's encoding
+    // at a time (about 1.7 ms here) between awaits.
     // Segment buffers go round: read into, encoded (into the blocks), handed back.
     let (plain_tx, mut plain_rx) = tokio::sync::mpsc::channel::<(Vec<u8>, Ticket)>(ENCODE_AHEAD);
     let (coded_tx, mut coded_rx) = tokio::sync::mpsc::channel(ENCODE_AHEAD);
     let spares = Arc::new(Spares::default());
     let encoder_spares = spares.clone();
-    let encoder = tokio::task::spawn_blocking(move || {
+    let encoder = tokio::spawn(async move {
         let mut enc = enc;
         let mut busy = Duration::ZERO;
-        while let Some((buf, ticket)) = plain_rx.blocking_recv() {
+        while let Some((buf, ticket)) = plain_rx.recv().await {
             let t = Instant::now();
             let mut blocks = encoder_spares.take();
             let blocks = enc.encode_segment_into(&buf, &mut blocks).map(|()| blocks);
             busy += t.elapsed();
             let failed = blocks.is_err();
-            if coded_tx.blocking_send((blocks, buf, ticket)).is_err() || failed {
+            if coded_tx.send((blocks, buf, ticket)).await.is_err() || failed {
                 break;
             }
         }
