@@ -168,7 +168,7 @@ pub fn combine(rates: &[Measured], steps: &[Step], cores: f64) -> Result<Ceiling
     })
 }
 
-/// Group name of the upload's encoder thread.
+/// Group name of the upload's encoder (one task, a segment at a time).
 pub const ENCODER: &str = "encoder";
 
 /// Stage names (the keys `bench_ceiling` measures under).
@@ -199,7 +199,7 @@ pub mod stage {
     pub const STORE_READ: &str = "store read";
 }
 
-/// The steps of a put of a k-of-n file: the encoder's thread encrypts,
+/// The steps of a put of a k-of-n file: the encoder (one task) encrypts,
 /// codes and hashes; every share byte is sealed, crosses loopback, is
 /// opened and stored.
 pub fn put_steps(k: u16, n: u16) -> Vec<Step> {
