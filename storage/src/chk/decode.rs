@@ -47,6 +47,7 @@ pub struct SegmentDecoder {
 
 /// A segment decoded by a [`SegmentDecoder`], for [`Decoder::accept`].
 pub struct DecodedSegment {
+    si: StorageIndex,
     seg: u64,
     pieces: Vec<Bytes>,
     /// The ciphertext's chaining value, the pieces decrypted; or `None`:
@@ -144,6 +145,7 @@ impl SegmentDecoder {
             None
         };
         Ok(DecodedSegment {
+            si: self.si,
             seg,
             pieces: pieces.into_iter().map(BytesMut::freeze).collect(),
             hashed,
@@ -233,15 +235,23 @@ impl Decoder {
     /// the whole ciphertext's hash is checked.
     ///
     /// # Errors
-    /// [`CodecError::Malformed`] for a segment other than the next;
+    /// [`CodecError::Malformed`] for a segment other than the next, or one
+    /// of another file;
     /// [`CodecError::CiphertextMismatch`] after the last segment if the
     /// whole ciphertext does not hash as recorded.
     pub fn accept(&mut self, decoded: DecodedSegment) -> Result<Vec<Bytes>, CodecError> {
         let DecodedSegment {
+            si,
             seg,
             pieces,
             hashed,
         } = decoded;
+        if si != self.cap.storage_index() {
+            return Err(CodecError::Malformed(format!(
+                "a segment of {si} given to the decoder of {}",
+                self.cap.storage_index()
+            )));
+        }
         if seg != self.next_segment {
             return Err(CodecError::Malformed(format!(
                 "segment {seg} decoded where {} was next",
@@ -431,9 +441,14 @@ mod tests {
     /// A file of `segments` segments (the last short), its shares, and a
     /// decoder with every share's hash list.
     fn file(segments: u64) -> (Vec<u8>, Vec<Vec<u8>>, Decoder) {
+        file_with_key([4; 32], segments)
+    }
+
+    /// [`file`], encrypted under `key`.
+    fn file_with_key(key: [u8; 32], segments: u64) -> (Vec<u8>, Vec<Vec<u8>>, Decoder) {
         let len = (segments - 1) * SEGMENT_SIZE + 12_345;
         let data: Vec<u8> = (0..len).map(|i| (i * 13 % 251) as u8).collect();
-        let (shares, cap) = encode_all([4; 32], &data, PARAMS);
+        let (shares, cap) = encode_all(key, &data, PARAMS);
         let mut dec = Decoder::new(cap, parts(&shares[0]).1).unwrap();
         for (s, share) in shares.iter().enumerate() {
             dec.add_hashes(s as u16, parts(share).2).unwrap();
@@ -483,8 +498,9 @@ mod tests {
         assert_eq!(plain, data);
     }
 
-    /// A segment taken out of turn is refused, and a segment whose hash is
-    /// not its ciphertext's fails the whole file's check after the last.
+    /// A segment taken out of turn, or another file's, is refused, and a
+    /// segment whose hash is not its ciphertext's fails the whole file's
+    /// check after the last.
     #[test]
     fn segments_out_of_turn_or_with_a_wrong_hash_are_refused() {
         let (_, shares, mut dec) = file(3);
@@ -496,6 +512,15 @@ mod tests {
             "blocks of segment 1 given for 0"
         );
         assert!(sd.decode(3, Vec::new()).is_err(), "a segment past the last");
+        let (_, other_shares, other) = file_with_key([5; 32], 2);
+        let foreign = other
+            .segment_decoder()
+            .decode(0, blocks(&other, &other_shares, 0, &[0, 1, 2]))
+            .unwrap();
+        assert!(
+            matches!(dec.accept(foreign), Err(CodecError::Malformed(_))),
+            "another file's segment"
+        );
         for seg in 0..3 {
             let mut d = sd
                 .decode(seg, blocks(&dec, &shares, seg, &[0, 1, 2]))
