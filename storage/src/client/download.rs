@@ -49,10 +49,14 @@
 //!   a plaintext is held until it is written. `peak_ahead` in the report is
 //!   the most a receiver held.
 //! * A share that fails (a read error, a deadline) or whose block turns out
-//!   corrupt is dropped and replaced by the next candidate, read from the
-//!   first segment the dropped share did not deliver (the blocks it
-//!   delivered were checked, and stay); the other receivers go on
-//!   meanwhile. Corrupt shares are reported to their servers
+//!   corrupt is dropped (the blocks it delivered were checked, and stay);
+//!   the first segment that the blocks held and the live receivers can no
+//!   longer bring to `k` distinct shares (`starved`) gets the next
+//!   candidates whose share numbers it lacks, read from that segment on,
+//!   and so on for any later one; the other receivers go on meanwhile. No
+//!   segment is left waiting for a share number it already has (a second
+//!   copy of a failed share), and a download that runs out of candidates
+//!   fails rather than waits. Corrupt shares are reported to their servers
 //!   ([`report_all`]), on success and on failure alike.
 //! * Primary shares (numbers below `k`, on the first `k` servers of the
 //!   permuted list) are preferred: they need no erasure decoding, and the
@@ -389,41 +393,44 @@ async fn download_chk<W: AsyncWrite + Unpin>(
             .map(Decoder::segment_decoder)
             .ok_or(CodecError::NotEnoughShares { have: 0, need: k })?,
     );
-    // Where the replacements of failed shares are to start.
-    let mut resume: Option<u64> = None;
+    // Whether a share failed (or the download starts): look for a segment
+    // the shares at hand cannot complete.
+    let mut check = true;
     while next < segments {
-        if live.0.len() + opened.len() < k {
-            // Replace failed shares (the decoder checks their hash lists);
-            // the others' receivers and the segments decoding go on
-            // meanwhile.
-            let in_use: Vec<u16> = live.0.iter().map(|l| l.shnum).collect();
-            open_more(
-                pool,
-                cap,
-                k,
-                &in_use,
-                &mut pending,
-                &mut opened,
-                &mut decoder,
-                report,
-            )
-            .await;
-            if live.0.len() + opened.len() < k {
-                return Err(CodecError::NotEnoughShares {
-                    have: live.0.len() + opened.len(),
-                    need: k,
+        // Where the shares opened now start.
+        let mut from = next;
+        if check {
+            check = false;
+            if let Some((s, in_use)) = starved(&live.0, &held, queued, segments, k) {
+                // Replace failed shares (the decoder checks their hash
+                // lists) with shares whose numbers segment `s` lacks, read
+                // from `s` on: the blocks the failed ones delivered were
+                // checked, and stay. The others' receivers and the
+                // segments decoding go on meanwhile.
+                open_more(
+                    pool,
+                    cap,
+                    k,
+                    &in_use,
+                    &mut pending,
+                    &mut opened,
+                    &mut decoder,
+                    report,
+                )
+                .await;
+                if in_use.len() + opened.len() < k {
+                    return Err(CodecError::NotEnoughShares {
+                        have: in_use.len() + opened.len(),
+                        need: k,
+                    }
+                    .into());
                 }
-                .into());
+                from = s;
+                // A later segment may lack shares too: look again once
+                // these run.
+                check = true;
             }
         }
-        // Replacements start where the shares they replace stopped
-        // delivering: the blocks those delivered were checked, and stay.
-        // (Taken only with replacements to start: they open turns later.)
-        let from = if opened.is_empty() {
-            next
-        } else {
-            resume.take().map_or(next, |r| r.max(next))
-        };
         for src in opened.drain(..) {
             let (shnum, server) = (src.shnum, src.conn.server().id);
             let plan = Plan {
@@ -493,9 +500,8 @@ async fn download_chk<W: AsyncWrite + Unpin>(
                     }
                 };
                 if failed {
-                    if let Some(at) = drop_share(&mut live, a.slot) {
-                        resume = Some(resume.map_or(at, |r: u64| r.min(at)));
-                    }
+                    drop_share(&mut live, a.slot);
+                    check = true;
                 }
             }
         }
@@ -535,13 +541,54 @@ fn file_block(segment: &mut Vec<Held>, block: Held) {
     }
 }
 
-/// Stop share `slot`'s receiver; returns the first segment it did not
-/// deliver. (Its blocks already delivered were checked and stay.)
-fn drop_share(live: &mut Receivers, slot: u64) -> Option<u64> {
-    let pos = live.0.iter().position(|l| l.slot == slot)?;
-    let l = live.0.remove(pos);
-    l.task.abort();
-    Some(l.delivered)
+/// Stop share `slot`'s receiver. (Its blocks already delivered were
+/// checked and stay.)
+fn drop_share(live: &mut Receivers, slot: u64) {
+    if let Some(pos) = live.0.iter().position(|l| l.slot == slot) {
+        let l = live.0.remove(pos);
+        l.task.abort();
+    }
+}
+
+/// The first segment from `from` on (the first not yet decoding) that the
+/// blocks `held` and the `live` receivers cannot bring to `k` distinct
+/// shares, and the share numbers it will have. A receiver delivers every
+/// segment from its `delivered` on; the scan stops at the first segment
+/// past every receiver's `delivered` and every held block, which stands
+/// for all those after it. (Replacing a
+/// failed share by any share number not in use could pick one whose blocks
+/// for the segments in between were already delivered by another failed
+/// share: those segments would never complete, and the download would
+/// wait for ever.)
+fn starved(
+    live: &[Live],
+    held: &BTreeMap<u64, Vec<Held>>,
+    from: u64,
+    segments: u64,
+    k: usize,
+) -> Option<(u64, Vec<u16>)> {
+    // Past this, no block is held and every receiver delivers: the
+    // segment has what the live receivers' share numbers give.
+    let last = live
+        .iter()
+        .map(|l| l.delivered)
+        .chain(held.keys().next_back().map(|&s| s + 1))
+        .max()
+        .unwrap_or(from)
+        .max(from)
+        .min(segments.checked_sub(1)?);
+    (from..=last).find_map(|s| {
+        let mut have: Vec<u16> = held
+            .get(&s)
+            .map(|b| b.iter().map(|h| h.block.shnum()).collect())
+            .unwrap_or_default();
+        for l in live {
+            if l.delivered <= s && !have.contains(&l.shnum) {
+                have.push(l.shnum);
+            }
+        }
+        (have.len() < k).then_some((s, have))
+    })
 }
 
 #[cfg(test)]

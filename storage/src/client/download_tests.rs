@@ -61,20 +61,35 @@ async fn grid(
     log: &Log,
     release: &Arc<Notify>,
 ) -> Vec<ServerRef> {
+    let placed = shares
+        .into_iter()
+        .enumerate()
+        .map(|(i, share)| (i as u16, share))
+        .collect();
+    grid_of(si, placed, |pos| script(pos as u16), log, release).await
+}
+
+/// Servers for `placed` shares `(share number, bytes)` of the file `si`,
+/// the `i`-th on the `i`-th server of the permuted list (a share number
+/// may come twice: two servers holding the same share), each answering
+/// reads as `script(i)` says.
+async fn grid_of(
+    si: crate::types::StorageIndex,
+    placed: Vec<(u16, Vec<u8>)>,
+    script: impl Fn(usize) -> Script,
+    log: &Log,
+    release: &Arc<Notify>,
+) -> Vec<ServerRef> {
     let mut bound = Vec::new();
-    for _ in 0..shares.len() {
+    for _ in 0..placed.len() {
         bound.push(bind().await);
     }
     let refs: Vec<ServerRef> = bound.iter().map(|b| b.me).collect();
     let order = crate::client::place::permuted_servers(&si, &refs);
-    for (shnum, share) in shares.into_iter().enumerate() {
-        let shnum = shnum as u16;
-        let pos = bound
-            .iter()
-            .position(|b| b.me == order[shnum as usize])
-            .unwrap();
+    for (i, (shnum, share)) in placed.into_iter().enumerate() {
+        let pos = bound.iter().position(|b| b.me == order[i]).unwrap();
         let b = bound.remove(pos);
-        serve(b, shnum, share, script(shnum), log.clone(), release.clone());
+        serve(b, shnum, share, script(i), log.clone(), release.clone());
     }
     refs
 }
@@ -264,6 +279,93 @@ async fn a_corrupt_block_mid_file_is_replaced_and_reported() {
     assert!(
         !log.iter().any(|&(s, off)| s == 3 && off == block(1)),
         "segments already decoded are not read again"
+    );
+}
+
+/// Two failures, the second replaced by a share number a failed share had
+/// delivered blocks of. The first servers hold shares 0, 1 and 3; share 3
+/// fails at segment 5 and is replaced by share 4 from segment 5 on; share
+/// 1 (held at segment 2) fails there, and the next share found is a
+/// second copy of share 3. Its blocks for segments 2 to 4 would repeat
+/// the first copy's, so those segments would never have three shares and
+/// the download would wait for ever (it did); it now takes share 5 from
+/// segment 2 instead, and the file comes back whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_supplies_a_share_number_the_segments_lack() {
+    let params = Params {
+        k: 3,
+        n: 6,
+        happy: 3,
+    };
+    let data: Vec<u8> = (0..6 * SEGMENT_SIZE as usize - 100)
+        .map(|i| (i * 11 + i / 3001) as u8)
+        .collect();
+    let (shares, cap) = encode_all([8; 32], &data, params);
+    let placed: Vec<(u16, Vec<u8>)> = [0u16, 1, 3, 4, 3, 5]
+        .iter()
+        .map(|&s| (s, shares[s as usize].clone()))
+        .collect();
+    let log: Log = Arc::default();
+    let release = Arc::new(Notify::new());
+    let script = |pos| match pos {
+        2 => Script {
+            fail: Some(block(5)),
+            ..Script::default()
+        },
+        1 => Script {
+            hold: Some(block(2)),
+            fail: Some(block(2)),
+            ..Script::default()
+        },
+        _ => Script::default(),
+    };
+    let servers = grid_of(cap.storage_index(), placed, script, &log, &release).await;
+    let pool = SessionPool::new(me(), PoolConfig::default());
+    let cap = Cap::Chk(cap);
+    let get = async {
+        let mut out = Vec::new();
+        // Bounded: the bug this guards against waits for ever.
+        let r = tokio::time::timeout(
+            Duration::from_secs(60),
+            download(&pool, &servers, &cap, &mut out, &|_| ()),
+        )
+        .await;
+        (r, out)
+    };
+    let watch = async {
+        // Once share 4 replaces the first failure (asked for segment 5),
+        // let share 1 answer segment 2, with its failure.
+        let replaced = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if log
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|&(s, off)| s == 4 && off == block(5))
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .is_ok();
+        release.notify_one();
+        replaced
+    };
+    let ((r, out), replaced) = tokio::join!(get, watch);
+    assert!(
+        replaced,
+        "share 4 replaced share 3 at segment 5: {:?}",
+        log.lock().unwrap()
+    );
+    r.expect("the download ends")
+        .expect("the download succeeds");
+    assert!(out == data, "the file came back whole");
+    let log = log.lock().unwrap();
+    assert!(
+        log.iter().any(|&(s, off)| s == 5 && off == block(2)),
+        "share 5 was read from segment 2: {log:?}"
     );
 }
 
