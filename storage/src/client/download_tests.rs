@@ -173,6 +173,23 @@ fn file() -> (Vec<u8>, Vec<Vec<u8>>, crate::cap::ReadCap) {
     (data, shares, cap)
 }
 
+/// Whether a server logged a read of share `shnum` at `offset` within
+/// 30 s (checked every 10 ms).
+async fn asked(log: &Log, shnum: u16, offset: u64) -> bool {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|&(s, off)| s == shnum && off == offset)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .is_ok()
+}
+
 /// Where segment `seg`'s block starts in a share of [`file`].
 fn block(seg: u64) -> u64 {
     seg * SEGMENT_SIZE.div_ceil(3)
@@ -213,21 +230,7 @@ async fn a_failed_share_is_replaced_while_another_is_slow() {
     let watch = async {
         // Wait (bounded) for a block read of share 3, then let share 0
         // answer.
-        let asked_3 = tokio::time::timeout(Duration::from_secs(30), async {
-            loop {
-                if log
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .any(|&(s, off)| s == 3 && off == block(2))
-                {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .is_ok();
+        let asked_3 = asked(&log, 3, block(2)).await;
         release.notify_one();
         asked_3
     };
@@ -335,21 +338,7 @@ async fn a_replacement_supplies_a_share_number_the_segments_lack() {
     let watch = async {
         // Once share 4 replaces the first failure (asked for segment 5),
         // let share 1 answer segment 2, with its failure.
-        let replaced = tokio::time::timeout(Duration::from_secs(30), async {
-            loop {
-                if log
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .any(|&(s, off)| s == 4 && off == block(5))
-                {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .is_ok();
+        let replaced = asked(&log, 4, block(5)).await;
         release.notify_one();
         replaced
     };
