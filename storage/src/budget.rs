@@ -144,11 +144,20 @@ impl MemoryBudget {
 
     /// Segments a download requests ahead of the one it decodes (at least
     /// 1, at most [`MAX_READ_AHEAD`]): each costs its blocks and its
-    /// plaintext, two segments.
+    /// plaintext, two segments. For this client's segments
+    /// ([`SEGMENT_SIZE`]); a file's own size is
+    /// [`MemoryBudget::read_ahead_for`]'s.
     pub fn read_ahead(self) -> u64 {
+        self.read_ahead_for(SEGMENT_SIZE)
+    }
+
+    /// [`MemoryBudget::read_ahead`] for a file whose segments are
+    /// `segment_size` bytes: the UEB's, which another uploader may have
+    /// made up to 16 MiB, so a small budget reads fewer of them ahead.
+    pub fn read_ahead_for(self, segment_size: u64) -> u64 {
         match self.bytes() {
             None => MAX_READ_AHEAD,
-            Some(b) => (b / (2 * SEGMENT_SIZE)).clamp(1, MAX_READ_AHEAD),
+            Some(b) => (b / (2 * segment_size.max(1))).clamp(1, MAX_READ_AHEAD),
         }
     }
 
@@ -258,6 +267,11 @@ mod tests {
         assert_eq!(MemoryBudget::mib(8).read_ahead(), 4);
         assert_eq!(MemoryBudget::mib(64).read_ahead(), 8);
         assert_eq!(MemoryBudget::UNBOUNDED.read_ahead(), 8);
+        // A file of larger segments is read fewer segments ahead.
+        assert_eq!(MemoryBudget::mib(16).read_ahead_for(1 << 20), 8);
+        assert_eq!(MemoryBudget::mib(16).read_ahead_for(4 << 20), 2);
+        assert_eq!(MemoryBudget::mib(16).read_ahead_for(16 << 20), 1);
+        assert_eq!(MemoryBudget::UNBOUNDED.read_ahead_for(16 << 20), 8);
         assert_eq!(MemoryBudget::mib(0).in_flight(), 2);
         assert_eq!(MemoryBudget::mib(8).in_flight(), 4);
         assert_eq!(MemoryBudget::UNBOUNDED.in_flight(), 8);

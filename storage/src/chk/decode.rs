@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use chacha20::cipher::{StreamCipher, StreamCipherSeek};
 
 use crate::cap::ReadCap;
-use crate::chk::format::{cipher, Ueb};
+use crate::chk::format::{cipher, Ueb, SEGMENT_SIZE};
 use crate::chk::hashes::{originals_with, BlockChecker, CheckedBlock, ShareHashes};
 use crate::chk::subtrees::{segment_chaining_value, CiphertextHash};
 use crate::error::CodecError;
@@ -75,6 +75,18 @@ impl std::fmt::Debug for DecodedSegment {
 }
 
 impl SegmentDecoder {
+    /// Whether decoding a segment from blocks of shares `shnums` is long
+    /// work: the segment larger than this client's ([`SEGMENT_SIZE`]; a
+    /// foreign uploader's may be 16 MiB), or missing originals restored
+    /// with the erasure coder's small tables (its reference engine, several
+    /// times slower than the SIMD ones). A download runs such work apart
+    /// from the runtime's workers.
+    pub fn is_long(&self, shnums: impl IntoIterator<Item = u16>) -> bool {
+        let k = self.ueb.k;
+        let originals = shnums.into_iter().filter(|&s| s < k).count();
+        self.ueb.segment_size > SEGMENT_SIZE || (self.small_tables && originals < usize::from(k))
+    }
+
     /// Decode segment `seg` from at least k blocks already checked by this
     /// file's [`BlockChecker`]s (not hashed again).
     ///
@@ -346,7 +358,7 @@ impl Decoder {
         if self.next_segment == self.ueb().segments() {
             let fresh = CiphertextHash::for_file(self.ueb());
             let hash = std::mem::replace(&mut self.ciphertext, fresh);
-            if hash.finish() != self.ueb().ciphertext_hash {
+            if hash.finish() != Some(self.ueb().ciphertext_hash) {
                 return Err(CodecError::CiphertextMismatch);
             }
         }
@@ -428,7 +440,6 @@ impl std::fmt::Debug for Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chk::format::SEGMENT_SIZE;
     use crate::chk::testing::{encode_all, parts};
     use crate::types::Params;
 
@@ -469,6 +480,29 @@ mod tests {
                 dec.checker(s).unwrap().check(seg, b).unwrap()
             })
             .collect()
+    }
+
+    /// Decoding is long work (run apart from the runtime's workers) for
+    /// segments larger than this client's, and for a restore with the
+    /// small tables; not for this client's segments from the primary
+    /// blocks, nor for a restore with the SIMD engines.
+    #[test]
+    fn long_work_is_large_segments_or_a_restore_with_the_small_tables() {
+        let (_, _, dec) = file(2);
+        let fast = dec.segment_decoder();
+        assert!(!fast.is_long([0, 1, 2]));
+        assert!(!fast.is_long([0, 4, 2]));
+        let small = dec.with_small_tables(true).segment_decoder();
+        assert!(!small.is_long([2, 0, 1]));
+        assert!(small.is_long([0, 1, 3]));
+        assert!(small.is_long([5, 6, 7]));
+        let mut ueb = fast.ueb.as_ref().clone();
+        ueb.segment_size = 4 * SEGMENT_SIZE;
+        let large = SegmentDecoder {
+            ueb: Arc::new(ueb),
+            ..fast
+        };
+        assert!(large.is_long([0, 1, 2]));
     }
 
     /// Segments decoded on threads of their own, all at once and finished

@@ -144,14 +144,17 @@ impl CiphertextHash {
         }
     }
 
-    /// The whole ciphertext's hash, once every segment was added.
-    pub(crate) fn finish(self) -> [u8; 32] {
+    /// The whole ciphertext's hash, once every segment was added; `None`
+    /// when subtrees were added that cannot make a whole (fewer than two
+    /// segments), which the caller takes for a mismatch: a hash that
+    /// matches nothing, rather than a value a UEB could hold.
+    pub(crate) fn finish(self) -> Option<[u8; 32]> {
         match self {
-            CiphertextHash::Serial(h) => *h.finalize().as_bytes(),
-            CiphertextHash::Subtrees(mut s) => match s.stack.pop() {
-                Some(last) => s.finish(last).unwrap_or([0; 32]),
-                None => [0; 32],
-            },
+            CiphertextHash::Serial(h) => Some(*h.finalize().as_bytes()),
+            CiphertextHash::Subtrees(mut s) => {
+                let last = s.stack.pop()?;
+                s.finish(last)
+            }
         }
     }
 }
@@ -198,7 +201,7 @@ mod tests {
                     }
                     assert_eq!(
                         h.finish(),
-                        *blake3::hash(&d).as_bytes(),
+                        Some(*blake3::hash(&d).as_bytes()),
                         "{segments} segments of {segment_size}, the last {last}"
                     );
                 }
@@ -223,7 +226,7 @@ mod tests {
             for (seg, bytes) in d.chunks(segment_size as usize).enumerate() {
                 h.add_bytes(&u, seg as u64, &[bytes]);
             }
-            assert_eq!(h.finish(), *blake3::hash(&d).as_bytes());
+            assert_eq!(h.finish(), Some(*blake3::hash(&d).as_bytes()));
         }
         let u = ueb(3 * 4096 + 5, 4096);
         assert!(CiphertextHash::for_file(&u).takes_subtrees());
@@ -232,7 +235,7 @@ mod tests {
         for (seg, bytes) in d.chunks(4096).enumerate() {
             h.add_bytes(&u, seg as u64, &[bytes]);
         }
-        assert_eq!(h.finish(), *blake3::hash(&d).as_bytes());
+        assert_eq!(h.finish(), Some(*blake3::hash(&d).as_bytes()));
     }
 
     /// A segment missing from the merge, or two swapped, gives another
@@ -254,8 +257,21 @@ mod tests {
             }
             h.finish()
         };
-        assert_eq!(merged(&[0, 1, 2, 3]), whole);
-        assert_ne!(merged(&[1, 0, 2, 3]), whole);
-        assert_ne!(merged(&[0, 1, 3]), whole);
+        assert_eq!(merged(&[0, 1, 2, 3]), Some(whole));
+        assert_ne!(merged(&[1, 0, 2, 3]), Some(whole));
+        assert_ne!(merged(&[0, 1, 3]), Some(whole));
+    }
+
+    /// Subtrees that cannot make a whole (nothing added, or only the last
+    /// segment) give no hash at all, which the decoder takes for a
+    /// mismatch, rather than a made-up value a UEB could hold.
+    #[test]
+    fn too_few_subtrees_give_no_hash() {
+        let u = ueb(4 * 4096, 4096);
+        assert_eq!(CiphertextHash::for_file(&u).finish(), None);
+        let d = data(4096);
+        let mut h = CiphertextHash::for_file(&u);
+        h.add_segment(&u, 3, segment_chaining_value(4096, 3, &[&d]));
+        assert_eq!(h.finish(), None);
     }
 }

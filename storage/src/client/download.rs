@@ -12,7 +12,8 @@
 //! * a **receiver per share** (`receive`): it keeps its session busy with
 //!   block reads, up to the memory budget's
 //!   [`read_ahead`](crate::MemoryBudget::read_ahead) of its blocks held at
-//!   once (asked, queued or being decoded), drains the session as the
+//!   once (asked, queued, being decoded, or decoded and not yet written;
+//!   for the file's own segment size), drains the session as the
 //!   answers come, so blocks never wait in socket buffers for the rest of
 //!   the download, and checks each block against its share's hash list
 //!   ([`BlockChecker`](crate::chk::BlockChecker)) as it arrives. The sessions' decryption and the
@@ -45,8 +46,9 @@
 //!   segment.
 //! * Memory follows the pool's budget: a receiver holds at most
 //!   `read_ahead` of its share's blocks (a permit per block, released when
-//!   the segment is decoded); the segments decoding count against it, and
-//!   a plaintext is held until it is written. `peak_ahead` in the report is
+//!   the segment is written: its plaintext lies in its blocks' buffers),
+//!   so the segments decoding, and those decoded and waiting for an
+//!   earlier one, count against it. `peak_ahead` in the report is
 //!   the most a receiver held.
 //! * A share that fails (a read error, a deadline) or whose block turns out
 //!   corrupt is dropped (the blocks it delivered were checked, and stay);
@@ -76,7 +78,7 @@ use tokio::sync::mpsc;
 use crate::cap::{Cap, ReadCap};
 use crate::chk::{Decoder, Footer, FOOTER_LEN};
 use crate::client::conn::{Conn, ServerRef};
-use crate::client::decoding::{Decoding, Held, DECODE_AHEAD};
+use crate::client::decoding::{Decoding, Held, Ready, DECODE_AHEAD};
 use crate::client::locate::{Located, ShareFinder};
 use crate::client::pool::SessionPool;
 pub(crate) use crate::client::receive::Source;
@@ -377,7 +379,7 @@ async fn download_chk<W: AsyncWrite + Unpin>(
         return Err(CodecError::NotEnoughShares { have: 0, need: k }.into());
     };
     let segments = ueb.segments();
-    let ahead = pool.config().memory.read_ahead();
+    let ahead = pool.config().memory.read_ahead_for(ueb.segment_size);
     let peak = Arc::new(AtomicU64::new(0));
     let (tx, mut rx) = mpsc::unbounded_channel::<Arrival>();
     let mut live = Receivers(Vec::new());
@@ -466,10 +468,13 @@ async fn download_chk<W: AsyncWrite + Unpin>(
             biased;
             d = decoding.next(), if !decoding.is_empty() => {
                 let dec = decoder.as_mut().ok_or(CodecError::NotEnoughShares { have: 0, need: k })?;
-                for p in dec.accept(d?)? {
+                // The segment's permits go back once it is written.
+                let Ready { segment, _permits } = d?;
+                for p in dec.accept(segment)? {
                     out.write_all(&p).await?;
                     report.bytes += p.len() as u64;
                 }
+                drop(_permits);
                 progress(report.bytes);
                 next += 1;
             }

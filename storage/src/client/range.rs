@@ -81,6 +81,7 @@ pub async fn download_range<W: AsyncWrite + Unpin>(
     };
     let ueb = first.ueb().clone();
     let (first_seg, last_seg) = (start / ueb.segment_size, (end - 1) / ueb.segment_size);
+    let ahead = pool.config().memory.read_ahead_for(ueb.segment_size);
     let mut seg = first_seg;
     let mut asked = first_seg;
     while seg <= last_seg {
@@ -92,7 +93,7 @@ pub async fn download_range<W: AsyncWrite + Unpin>(
             .into());
         }
         let mut failed: Vec<(u16, bool)> = Vec::new();
-        while asked <= last_seg && asked < seg + pool.config().memory.read_ahead() {
+        while asked <= last_seg && asked < seg + ahead {
             for s in sources.iter_mut() {
                 let r = s
                     .conn

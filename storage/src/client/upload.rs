@@ -294,13 +294,39 @@ where
     let (coded_tx, mut coded_rx) = tokio::sync::mpsc::channel(ENCODE_AHEAD);
     let spares = Arc::new(Spares::default());
     let encoder_spares = spares.clone();
+    // With the small tables (a budget under 32 MiB: a small board) a
+    // segment's encoding takes several times longer, so each goes to a
+    // blocking thread rather than hold a worker that the node's gossip and
+    // share serving need.
+    let long = pool.config().memory.small_tables();
     let encoder = tokio::spawn(async move {
         let mut enc = enc;
         let mut busy = Duration::ZERO;
         while let Some((buf, ticket)) = plain_rx.recv().await {
             let t = Instant::now();
             let mut blocks = encoder_spares.take();
-            let blocks = enc.encode_segment_into(&buf, &mut blocks).map(|()| blocks);
+            let (blocks, buf) = if long {
+                let done = tokio::task::spawn_blocking(move || {
+                    let r = enc.encode_segment_into(&buf, &mut blocks);
+                    (enc, r.map(|()| blocks), buf)
+                })
+                .await;
+                match done {
+                    Ok((e, blocks, buf)) => {
+                        enc = e;
+                        (blocks, buf)
+                    }
+                    // A panic while encoding (a bug) ends this task as it
+                    // would have here: the upload fails.
+                    Err(e) => match e.try_into_panic() {
+                        Ok(panic) => std::panic::resume_unwind(panic),
+                        Err(e) => panic!("the encoding was cancelled: {e}"),
+                    },
+                }
+            } else {
+                let r = enc.encode_segment_into(&buf, &mut blocks);
+                (r.map(|()| blocks), buf)
+            };
             busy += t.elapsed();
             let failed = blocks.is_err();
             if coded_tx.send((blocks, buf, ticket)).await.is_err() || failed {
