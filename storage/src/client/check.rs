@@ -272,7 +272,7 @@ async fn verify_blocks(
     let segments = ueb.segments();
     let mut asked = 0;
     for seg in 0..segments {
-        while asked < segments && conn.in_flight() < conn.max_in_flight() {
+        while asked < segments && conn.in_flight() < conn.depth() {
             conn.send(Request::Read {
                 si,
                 shnum,

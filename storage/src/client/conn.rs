@@ -8,6 +8,21 @@
 //! must finish, and its answer must arrive, within that time of its being
 //! sent. A server that stalls costs the operation one deadline and its
 //! session (marked broken, never reused), never a hang.
+//!
+//! # How deep to pipeline
+//!
+//! How many requests a put's writer or a get's receiver keeps outstanding
+//! ([`Conn::depth`]) follows the link: each connection keeps the shortest
+//! round trip it has seen (its handshake, then every answer), and keeps
+//! [`SHORT_LINK_DEPTH`] requests outstanding on a link of under a
+//! millisecond, one more per millisecond beyond, up to the budget's
+//! [`Conn::max_in_flight`]. On a short link two are enough to keep a server
+//! busy (the next request is there before the current answer has left),
+//! and every request more only waits in socket buffers, where the bytes go
+//! cold: measured on loopback (docs/performance.md), eight outstanding
+//! instead of two cost a put about 0.5 s more kernel time per GiB. On a
+//! long link the requests in flight are what keeps the pipe full, so a
+//! 50 ms link gets the budget's eight.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -38,6 +53,22 @@ pub use crate::budget::MAX_IN_FLIGHT;
 /// the pool's [`PoolConfig::request_timeout`](crate::PoolConfig) says
 /// otherwise.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Requests kept outstanding on a link whose round trip is under a
+/// millisecond (see the module docs).
+pub const SHORT_LINK_DEPTH: usize = 2;
+
+/// Requests to keep outstanding on a link whose shortest round trip seen
+/// is `rtt`: [`SHORT_LINK_DEPTH`] under a millisecond, one more per
+/// millisecond beyond, at most `max` (and at least 1). Nothing measured
+/// yet: `max`.
+pub fn pipeline_depth(rtt: Option<Duration>, max: usize) -> usize {
+    let max = max.max(1);
+    let Some(rtt) = rtt else {
+        return max;
+    };
+    let extra = usize::try_from(rtt.as_millis()).unwrap_or(usize::MAX);
+    SHORT_LINK_DEPTH.saturating_add(extra).min(max)
+}
 
 /// A storage server as membership knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,10 +102,13 @@ pub struct Conn {
     server: ServerRef,
     session: Session<TcpStream>,
     next_id: u32,
-    /// Outstanding requests: id and the deadline of its answer.
-    in_flight: VecDeque<(u32, Instant)>,
+    /// Outstanding requests: id, when it was sent and the deadline of its
+    /// answer.
+    in_flight: VecDeque<(u32, Instant, Instant)>,
     request_timeout: Duration,
     max_in_flight: usize,
+    /// The shortest round trip seen: the handshake's, then each answer's.
+    round_trip: Option<Duration>,
     broken: bool,
     /// Handed out by the pool from its idle list, and nothing answered on
     /// it since: if it fails now, the server probably closed it while it
@@ -91,6 +125,7 @@ impl Conn {
     /// [`ClientError::Session`] if it cannot be reached or authenticated.
     pub async fn open(me: &ClientIdentity, server: ServerRef) -> Result<Self, ClientError> {
         let err = |e| ClientError::Session(server.id.short(), e);
+        let opening = Instant::now();
         let stream = tokio::time::timeout(
             me.session.handshake_timeout,
             TcpStream::connect(server.addr),
@@ -115,6 +150,8 @@ impl Conn {
             in_flight: VecDeque::new(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_in_flight: MAX_IN_FLIGHT,
+            // The connection and the handshake: at least a round trip.
+            round_trip: Some(opening.elapsed()),
             broken: false,
             reused: false,
             _slot: None,
@@ -150,6 +187,20 @@ impl Conn {
     /// ([`MAX_IN_FLIGHT`] unless the pool's memory budget says fewer).
     pub fn max_in_flight(&self) -> usize {
         self.max_in_flight
+    }
+
+    /// The shortest round trip seen on this session: its opening (the
+    /// connection and the handshake), then each answer's, from sending the
+    /// request to its answer.
+    pub fn round_trip(&self) -> Option<Duration> {
+        self.round_trip
+    }
+
+    /// Requests to keep outstanding where the client pipelines them: as
+    /// [`pipeline_depth`] says for this link, at most
+    /// [`Conn::max_in_flight`].
+    pub fn depth(&self) -> usize {
+        pipeline_depth(self.round_trip, self.max_in_flight)
     }
 
     /// The server this connection talks to.
@@ -196,13 +247,14 @@ impl Conn {
 
     async fn send_parts(&mut self, id: u32, parts: &[&[u8]]) -> Result<(), ClientError> {
         self.check_usable()?;
-        let deadline = Instant::now() + self.request_timeout;
+        let sent = Instant::now();
+        let deadline = sent + self.request_timeout;
         match tokio::time::timeout_at(deadline, self.session.send_parts(parts)).await {
             Err(_) => return Err(self.timed_out()),
             Ok(Err(e)) => return Err(self.session_err(e)),
             Ok(Ok(())) => {}
         }
-        self.in_flight.push_back((id, deadline));
+        self.in_flight.push_back((id, sent, deadline));
         Ok(())
     }
 
@@ -259,7 +311,7 @@ impl Conn {
     async fn recv_expecting(&mut self, expect: usize) -> Result<Reply<Bytes>, ClientError> {
         self.check_usable()?;
         let name = self.server.id.short();
-        let Some(&(id, deadline)) = self.in_flight.front() else {
+        let Some(&(id, sent, deadline)) = self.in_flight.front() else {
             return Err(ClientError::Protocol(name, "no request outstanding".into()));
         };
         let recv = self.session.recv_expecting(expect);
@@ -269,6 +321,8 @@ impl Conn {
             Ok(Ok(b)) => b,
         };
         self.in_flight.pop_front();
+        let took = sent.elapsed();
+        self.round_trip = Some(self.round_trip.map_or(took, |r| r.min(took)));
         // Read bytes stay where they arrived: the reply refers to them by
         // range, then shares the message buffer.
         let base = bytes.as_ptr() as usize;
@@ -362,7 +416,7 @@ impl Conn {
         let mut asked = 0u64;
         let mut chunks = VecDeque::new();
         while (out.len() as u64) < len {
-            while asked < len && self.in_flight.len() < self.max_in_flight {
+            while asked < len && self.in_flight.len() < self.depth() {
                 let chunk = (len - asked).min(MAX_READ as u64) as u32;
                 let at = offset.checked_add(asked).ok_or_else(|| {
                     ClientError::Protocol(self.server.id.short(), "read past 2^64".into())
@@ -418,6 +472,15 @@ pub(crate) mod tests {
     pub(crate) async fn scripted_server(
         answer: impl Fn(RequestMsg) -> Option<Vec<u8>> + Send + Sync + 'static,
     ) -> ServerRef {
+        scripted_server_behind(Duration::ZERO, answer).await
+    }
+
+    /// [`scripted_server`] at the far end of a link of `delay`: it waits
+    /// that long before its handshake answers and before each answer.
+    pub(crate) async fn scripted_server_behind(
+        delay: Duration,
+        answer: impl Fn(RequestMsg) -> Option<Vec<u8>> + Send + Sync + 'static,
+    ) -> ServerRef {
         let id = Arc::new(Identity::generate());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -435,11 +498,13 @@ pub(crate) mod tests {
                 let (id, rec, answer) = (id.clone(), rec.clone(), answer.clone());
                 tokio::spawn(async move {
                     let cfg = SessionConfig::default();
+                    tokio::time::sleep(delay).await;
                     let Ok((mut s, _)) = Session::accept(stream, &id, &rec, &cfg).await else {
                         return;
                     };
                     while let Ok(m) = s.recv().await {
                         let req: RequestMsg = decode(&m).expect("a request");
+                        tokio::time::sleep(delay).await;
                         if let Some(out) = answer(req) {
                             if s.send(&out).await.is_err() {
                                 return;
@@ -457,6 +522,58 @@ pub(crate) mod tests {
         tokio::time::timeout(Duration::from_secs(60), f)
             .await
             .expect("the client hung instead of failing")
+    }
+
+    /// Two requests outstanding on a link under a millisecond, one more per
+    /// millisecond of round trip, up to the budget's; the budget's before
+    /// anything was measured.
+    #[test]
+    fn the_depth_follows_the_round_trip() {
+        let ms = Duration::from_millis;
+        assert_eq!(pipeline_depth(Some(Duration::from_micros(80)), 8), 2);
+        assert_eq!(pipeline_depth(Some(Duration::from_micros(999)), 8), 2);
+        assert_eq!(pipeline_depth(Some(ms(1)), 8), 3);
+        assert_eq!(pipeline_depth(Some(ms(4)), 8), 6);
+        assert_eq!(pipeline_depth(Some(ms(50)), 8), 8);
+        assert_eq!(pipeline_depth(Some(Duration::MAX), 8), 8);
+        assert_eq!(pipeline_depth(None, 8), 8);
+        // A small budget's depth is its own, however long the link.
+        assert_eq!(pipeline_depth(Some(ms(50)), 2), 2);
+        assert_eq!(pipeline_depth(Some(Duration::ZERO), 1), 1);
+        assert_eq!(pipeline_depth(None, 0), 1);
+    }
+
+    /// A connection keeps the shortest round trip it has seen, from its
+    /// opening on: across a 20 ms link that is at least 20 ms and the
+    /// session pipelines as deep as the budget allows; a nearer server's
+    /// answers bring it down to what an answer took.
+    #[tokio::test]
+    async fn a_connection_measures_its_round_trip() {
+        let ok = |r: RequestMsg| Some(encode(&ResponseMsg::new(1, r.id, Reply::<Vec<u8>>::Ok)));
+        let far = scripted_server_behind(Duration::from_millis(20), ok).await;
+        let mut c = bounded(Conn::open(&me(), far)).await.unwrap();
+        assert!(c.round_trip().unwrap() >= Duration::from_millis(20));
+        assert!(matches!(
+            bounded(c.call(Request::Version)).await,
+            Ok(Reply::Ok)
+        ));
+        assert!(c.round_trip().unwrap() >= Duration::from_millis(20));
+        assert_eq!(c.depth(), MAX_IN_FLIGHT);
+        let c = c.with_max_in_flight(3);
+        assert_eq!(c.depth(), 3, "never deeper than the budget");
+
+        let near = scripted_server(ok).await;
+        let mut c = bounded(Conn::open(&me(), near)).await.unwrap();
+        let opened = c.round_trip().expect("measured when opened");
+        let start = Instant::now();
+        assert!(matches!(
+            bounded(c.call(Request::Version)).await,
+            Ok(Reply::Ok)
+        ));
+        let took = start.elapsed();
+        let now = c.round_trip().unwrap();
+        assert!(now <= opened && now <= took, "{now:?} {opened:?} {took:?}");
+        assert_eq!(c.depth(), pipeline_depth(Some(now), MAX_IN_FLIGHT));
     }
 
     /// A server that takes requests and never answers costs one deadline,

@@ -29,7 +29,16 @@ struct Script {
     fail: Option<u64>,
     /// Flip a byte of the answer to the read at this offset.
     corrupt: Option<u64>,
+    /// How far away the server is: it waits this long before its
+    /// handshake answers and before every answer, so a client's session
+    /// measures a round trip of at least this
+    /// ([`Conn::depth`](crate::client::Conn::depth) follows it).
+    link: Duration,
 }
+
+/// A link long enough that a download reads as far ahead as its budget
+/// allows (on a short one it keeps two blocks per share).
+const LONG_LINK: Duration = Duration::from_millis(10);
 
 /// Reads the servers received, in order: (share, offset).
 type Log = Arc<Mutex<Vec<(u16, u64)>>>;
@@ -111,11 +120,13 @@ fn serve(b: Bound, shnum: u16, share: Vec<u8>, script: Script, log: Log, release
             );
             tokio::spawn(async move {
                 let cfg = SessionConfig::default();
+                tokio::time::sleep(script.link).await;
                 let Ok((mut s, _)) = Session::accept(stream, &id, &rec, &cfg).await else {
                     return;
                 };
                 while let Ok(m) = s.recv().await {
                     let req: RequestMsg = decode(&m).expect("a request");
+                    tokio::time::sleep(script.link).await;
                     let reply = match req.req {
                         Request::List { .. } => Reply::Shares(vec![(shnum, share.len() as u64)]),
                         Request::Read { offset, len, .. } => {
@@ -292,7 +303,8 @@ async fn a_corrupt_block_mid_file_is_replaced_and_reported() {
 /// second copy of share 3. Its blocks for segments 2 to 4 would repeat
 /// the first copy's, so those segments would never have three shares and
 /// the download would wait for ever (it did); it now takes share 5 from
-/// segment 2 instead, and the file comes back whole.
+/// segment 2 instead, and the file comes back whole. (Over a long link:
+/// share 3 must read three segments past the held one.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replacement_supplies_a_share_number_the_segments_lack() {
     let params = Params {
@@ -313,14 +325,19 @@ async fn a_replacement_supplies_a_share_number_the_segments_lack() {
     let script = |pos| match pos {
         2 => Script {
             fail: Some(block(5)),
+            link: LONG_LINK,
             ..Script::default()
         },
         1 => Script {
             hold: Some(block(2)),
             fail: Some(block(2)),
+            link: LONG_LINK,
             ..Script::default()
         },
-        _ => Script::default(),
+        _ => Script {
+            link: LONG_LINK,
+            ..Script::default()
+        },
     };
     let servers = grid_of(cap.storage_index(), placed, script, &log, &release).await;
     let pool = SessionPool::new(me(), PoolConfig::default());

@@ -59,7 +59,10 @@ mod verified;
 pub use crate::error::ClientError;
 pub use crate::types::ReportVerdict;
 pub use check::{check, check_depth, check_enough, check_verify_cap, Depth};
-pub use conn::{ClientIdentity, Conn, ServerRef, DEFAULT_REQUEST_TIMEOUT, MAX_IN_FLIGHT};
+pub use conn::{
+    pipeline_depth, ClientIdentity, Conn, ServerRef, DEFAULT_REQUEST_TIMEOUT, MAX_IN_FLIGHT,
+    SHORT_LINK_DEPTH,
+};
 pub use download::{download, DownloadReport, DownloadWaits, READ_AHEAD};
 pub use health::{CheckCounts, CheckResults, CorruptReport, Found, Verdict};
 pub use locate::{locate, Findings, Located};

@@ -4,10 +4,12 @@
 //! ([`download`](crate::client::download)).
 //!
 //! The receiver never holds more than `ahead` of its share's blocks at
-//! once: each read takes a permit from the share's own semaphore before it
+//! once (the budget's read-ahead, or fewer where the link is short:
+//! [`Conn::depth`](crate::client::Conn::depth)): each read takes a permit from the share's own semaphore before it
 //! is sent, and the permit travels with the block through the queue and
 //! the decoder, released only when the segment it belongs to has been
-//! decoded (or given up). A share whose blocks the decoder cannot use yet
+//! decoded and written (its plaintext lies in the blocks' buffers), or
+//! given up. A share whose blocks the decoder cannot use yet
 //! (another share is slow) therefore stops asking after `ahead` blocks,
 //! whatever the others do, and memory stays within the budget's
 //! [`read_ahead`](crate::MemoryBudget::read_ahead) segments.
@@ -64,7 +66,7 @@ pub(crate) struct Plan {
     pub(crate) ueb: Ueb,
     /// First segment to read.
     pub(crate) from: u64,
-    /// Blocks held at most (requested, queued or being decoded), at least 1.
+    /// Blocks held at most (requested, queued, being decoded or waiting to be written), at least 1.
     pub(crate) ahead: u64,
     /// Where the blocks go.
     pub(crate) tx: mpsc::UnboundedSender<Arrival>,
@@ -124,6 +126,11 @@ pub(crate) async fn receive(mut src: Source, plan: Plan) -> Source {
         checker,
     } = plan;
     let segments = ueb.segments();
+    // No deeper than the link needs (`Conn::depth`: two blocks on a short
+    // link, whose bytes would otherwise wait in socket buffers and go
+    // cold; the budget's on a long one), measured by now: the session's
+    // opening and the share's first requests were round trips.
+    let ahead = ahead.min(src.conn.depth() as u64);
     let ahead_n = usize::try_from(ahead.max(1)).unwrap_or(usize::MAX);
     let sem = Arc::new(Semaphore::new(ahead_n));
     let mut next = from;

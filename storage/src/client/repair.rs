@@ -565,7 +565,7 @@ async fn write(
 ) -> Result<(), ClientError> {
     let chunk = chunk.clamp(1, MAX_WRITE);
     for (i, piece) in data.chunks(chunk).enumerate() {
-        while conn.in_flight() >= conn.max_in_flight() {
+        while conn.in_flight() >= conn.depth() {
             conn.recv_ok().await?;
         }
         let at = offset.saturating_add((i * chunk) as u64);

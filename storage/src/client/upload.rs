@@ -527,7 +527,7 @@ async fn write_shares(
             for &shnum in &shares {
                 let block = &blocks.blocks[shnum as usize];
                 for (i, data) in block.chunks(chunk).enumerate() {
-                    while conn.in_flight() >= conn.max_in_flight() {
+                    while conn.in_flight() >= conn.depth() {
                         conn.recv_ok().await?;
                     }
                     let at = offset + (i * chunk) as u64;
