@@ -11,8 +11,9 @@
 //!
 //! # How deep to pipeline
 //!
-//! How many requests a put's writer or a get's receiver keeps outstanding
-//! ([`Conn::depth`]) follows the link: each connection keeps the shortest
+//! How many writes a put's writer keeps outstanding, and how many blocks a
+//! get's receiver holds (requested, decoding or waiting to be written),
+//! follows the link ([`Conn::depth`]): each connection keeps the shortest
 //! round trip it has seen (its handshake, then every answer), and keeps
 //! [`SHORT_LINK_DEPTH`] requests outstanding on a link of under a
 //! millisecond, one more per millisecond beyond, up to the budget's

@@ -17,7 +17,10 @@
 //! runtime worker while the other core idled, the decoder and the workers
 //! taking turns instead of overlapping. As tasks, segments decode on
 //! whichever worker is free, two at once on two cores, and nothing waits
-//! for a thread to be woken.
+//! for a thread to be woken. Long work
+//! ([`SegmentDecoder::is_long`]: a foreign file's large segments, a
+//! restore with the small tables) goes to a blocking thread instead, so it
+//! does not hold a worker the node's other tasks need.
 //!
 //! A segment's blocks are decrypted where they lie, so its plaintext is
 //! its blocks' buffers: their read-ahead permits go with the decoded
@@ -26,7 +29,7 @@
 //! against the memory budget's
 //! [`read_ahead`](crate::MemoryBudget::read_ahead).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
@@ -46,6 +49,39 @@ pub(crate) struct Held {
     pub(crate) block: CheckedBlock,
     /// Released when the block is.
     pub(crate) _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// File a block that arrived for segment `seg`, unless that segment's
+/// decoding has started (it is below `queued`, the next to start): such a
+/// block (a second copy of a share, read by a replacement) is dropped at
+/// once with its read-ahead permit. Filed, it would wait for a decoding
+/// that never comes, holding the permit, and its receiver, out of permits,
+/// would wait for ever. Returns whether it was filed.
+pub(crate) fn file_arrival(
+    held: &mut BTreeMap<u64, Vec<Held>>,
+    queued: u64,
+    seg: u64,
+    block: Held,
+) -> bool {
+    if seg < queued {
+        return false;
+    }
+    file_block(held.entry(seg).or_default(), block)
+}
+
+/// File a checked block among its segment's, once per share number (a
+/// replacement may be the same share from another server), so `k` blocks
+/// filed are `k` distinct shares. Returns whether it was filed (a second
+/// block of a share number is dropped, with its permit).
+pub(crate) fn file_block(segment: &mut Vec<Held>, block: Held) -> bool {
+    if segment
+        .iter()
+        .any(|h| h.block.shnum() == block.block.shnum())
+    {
+        return false;
+    }
+    segment.push(block);
+    true
 }
 
 /// Where the decoding's time went.

@@ -78,7 +78,7 @@ use tokio::sync::mpsc;
 use crate::cap::{Cap, ReadCap};
 use crate::chk::{Decoder, Footer, FOOTER_LEN};
 use crate::client::conn::{Conn, ServerRef};
-use crate::client::decoding::{Decoding, Held, Ready, DECODE_AHEAD};
+use crate::client::decoding::{file_arrival, Decoding, Held, Ready, DECODE_AHEAD};
 use crate::client::locate::{Located, ShareFinder};
 use crate::client::pool::SessionPool;
 pub(crate) use crate::client::receive::Source;
@@ -121,9 +121,11 @@ pub struct DownloadWaits {
     /// Time segments whose decoding had started waited for a worker to
     /// run it, summed over segments.
     pub for_decoder: Duration,
-    /// Most blocks a share's receiver held at once, asked for, queued or
-    /// being decoded: segments read ahead (at most the memory budget's
-    /// [`read_ahead`](crate::MemoryBudget::read_ahead)).
+    /// Most blocks a share's receiver held at once, asked for, queued,
+    /// being decoded or waiting to be written: segments read ahead (at
+    /// most the memory budget's
+    /// [`read_ahead_for`](crate::MemoryBudget::read_ahead_for) the file's
+    /// segment size, and the session's [`Conn::depth`]).
     pub peak_ahead: u64,
 }
 
@@ -491,7 +493,7 @@ async fn download_chk<W: AsyncWrite + Unpin>(
                             block,
                             _permit: a.permit,
                         };
-                        file_block(held.entry(a.seg).or_default(), held_block);
+                        file_arrival(&mut held, queued, a.seg, held_block);
                         false
                     }
                     Err(ClientError::Codec(CodecError::CorruptShare(_))) => {
@@ -524,26 +526,16 @@ async fn download_chk<W: AsyncWrite + Unpin>(
     report.waits.peak_ahead = peak.load(Ordering::Relaxed);
     out.flush().await?;
     // Every block asked was received: the receivers end on their own and
-    // give their sessions back.
+    // give their sessions back. (A receiver still waiting for a permit,
+    // which no block will free now, sees the queue closed and ends too.)
     drop(tx);
+    drop(rx);
     for l in live.0.iter_mut() {
         if let Ok(Some(src)) = (&mut l.task).await {
             pool.put_back(src.conn);
         }
     }
     Ok(())
-}
-
-/// File a checked block among its segment's, once per share number (a
-/// replacement may be the same share from another server), so `k` blocks
-/// filed are `k` distinct shares.
-fn file_block(segment: &mut Vec<Held>, block: Held) {
-    if !segment
-        .iter()
-        .any(|h| h.block.shnum() == block.block.shnum())
-    {
-        segment.push(block);
-    }
 }
 
 /// Stop share `slot`'s receiver. (Its blocks already delivered were

@@ -16,6 +16,7 @@ use super::*;
 use crate::chk::testing::encode_all;
 use crate::chk::SEGMENT_SIZE;
 use crate::client::conn::tests::me;
+use crate::client::decoding::file_block;
 use crate::client::pool::PoolConfig;
 use crate::protocol::{decode, encode, ErrorCode, Reply, Request, RequestMsg, ResponseMsg};
 use crate::types::Params;
@@ -405,4 +406,48 @@ fn a_segments_blocks_are_filed_once_per_share() {
     let mut shnums: Vec<u16> = segment.iter().map(|h| h.block.shnum()).collect();
     shnums.sort_unstable();
     assert_eq!(shnums, vec![0, 1, 3]);
+}
+
+/// A block that arrives for a segment whose decoding has started (a second
+/// copy of a share, read by a replacement) is not filed: its read-ahead
+/// permit goes back at once. Filed, it waited for a decoding that never
+/// came, and its receiver, out of permits, waited for ever.
+#[test]
+fn a_block_for_a_segment_already_decoding_gives_its_permit_back() {
+    let (_, shares, cap) = file();
+    let (_, ueb, _) = crate::chk::testing::parts(&shares[0]);
+    let mut dec = Decoder::new(cap, ueb).unwrap();
+    for (s, share) in shares.iter().enumerate() {
+        dec.add_hashes(s as u16, crate::chk::testing::parts(share).2)
+            .unwrap();
+    }
+    let permits = Arc::new(tokio::sync::Semaphore::new(2));
+    let held = |seg: u64| {
+        let (off, len) = (
+            dec.ueb().block_offset(seg) as usize,
+            dec.ueb().block_len(seg) as usize,
+        );
+        Held {
+            block: dec
+                .checker(2)
+                .unwrap()
+                .check(
+                    seg,
+                    bytes::Bytes::copy_from_slice(&shares[2][off..off + len]),
+                )
+                .unwrap(),
+            _permit: Some(permits.clone().try_acquire_owned().unwrap()),
+        }
+    };
+    let mut filed = BTreeMap::new();
+    // Segments 0 and 1 are decoding (the next to start is 2).
+    assert!(!file_arrival(&mut filed, 2, 1, held(1)));
+    assert!(filed.is_empty());
+    assert_eq!(permits.available_permits(), 2, "the permit went back");
+    assert!(file_arrival(&mut filed, 2, 2, held(2)));
+    assert_eq!(
+        permits.available_permits(),
+        1,
+        "a filed block keeps its permit"
+    );
 }

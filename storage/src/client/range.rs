@@ -93,7 +93,14 @@ pub async fn download_range<W: AsyncWrite + Unpin>(
             .into());
         }
         let mut failed: Vec<(u16, bool)> = Vec::new();
-        while asked <= last_seg && asked < seg + ahead {
+        // The sources are read in step: as deep as the farthest one's link
+        // needs (`Conn::depth`), no deeper.
+        let depth = sources
+            .iter()
+            .map(|s| s.conn.depth() as u64)
+            .max()
+            .unwrap_or(1);
+        while asked <= last_seg && asked < seg + ahead.min(depth) {
             for s in sources.iter_mut() {
                 let r = s
                     .conn

@@ -288,7 +288,9 @@ where
     // kept 1.89-1.93 cores busy where as a task it keeps 1.97-1.99, with a
     // fifth of the context switches (paired sets of `bench storage`,
     // docs/performance.md). It holds a worker for one segment's encoding
-    // at a time (about 1.7 ms here) between awaits.
+    // at a time (about 1.5 ms here) between awaits; with the small tables
+    // (several times slower) each segment goes to a blocking thread
+    // instead (below).
     // Segment buffers go round: read into, encoded (into the blocks), handed back.
     let (plain_tx, mut plain_rx) = tokio::sync::mpsc::channel::<(Vec<u8>, Ticket)>(ENCODE_AHEAD);
     let (coded_tx, mut coded_rx) = tokio::sync::mpsc::channel(ENCODE_AHEAD);
@@ -511,7 +513,8 @@ fn distinct_servers(shares: &[(u16, NodeId)]) -> usize {
 }
 
 /// A server's upload task: write `shares`' blocks as they arrive, keeping
-/// up to the session's [`Conn::max_in_flight`] writes outstanding, then
+/// the session's [`Conn::depth`] writes outstanding (as many as its link
+/// needs, at most [`Conn::max_in_flight`]), then
 /// close the shares. Each segment's blocks are dropped as soon as they are
 /// sent (their ticket goes back with the last writer's).
 async fn write_shares(
