@@ -66,6 +66,12 @@ pub struct CeilingArgs {
     pub json: bool,
 }
 
+/// Bytes of shares a put of `file_size` bytes stores: n/k of it.
+pub fn share_volume(file_size: u64, params: Params) -> u64 {
+    let k = u64::from(params.k.max(1));
+    file_size.saturating_mul(u64::from(params.n)).div_ceil(k)
+}
+
 /// Measured stages and the ceilings of put and get.
 #[derive(Debug, Clone, Serialize)]
 pub struct CeilingReport {

@@ -53,6 +53,13 @@ pub struct StorageArgs {
     /// of the first timed run. Its figures are reported apart.
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
+    /// Do not prime the memory before each put: by default, right before
+    /// it, as many bytes of fresh memory as the put will store (10/3 of the
+    /// file) are touched and freed, untimed, so that on a virtual machine
+    /// whose host takes back freed memory the put writes into pages the
+    /// host still backs (`prime.rs`; the time it took is `prime_s`).
+    #[arg(long)]
+    pub no_prime: bool,
     /// Do not measure the ceiling (`bench ceiling`) before, between and
     /// after the runs.
     #[arg(long)]
@@ -137,6 +144,11 @@ pub struct RunFigures {
     pub put_wait_writers_s: f64,
     /// Seconds of the put in all.
     pub put_s: f64,
+    /// Bytes of memory touched and freed right before the put (its
+    /// shares' size; 0 with `--no-prime`).
+    pub primed_bytes: u64,
+    /// Seconds the priming took.
+    pub prime_s: f64,
     /// Seconds the get spent decoding segments, summed over segments
     /// (they decode side by side: up to the get's seconds times the cores).
     pub get_decoding_s: f64,
@@ -200,13 +212,13 @@ pub fn run(args: &StorageArgs) -> Result<()> {
         )?))
     };
     let warmup = (0..args.warmup)
-        .map(|_| on_workers(&rt, size, args.servers, dir))
+        .map(|_| on_workers(&rt, size, args.servers, dir, !args.no_prime))
         .collect::<Result<Vec<_>>>()?;
     let mut ceilings = Vec::new();
     let mut runs = Vec::new();
     let mut before = ceiling()?;
     for _ in 0..args.runs {
-        let mut r = on_workers(&rt, size, args.servers, dir)?;
+        let mut r = on_workers(&rt, size, args.servers, dir, !args.no_prime)?;
         let after = ceiling()?;
         if let (Some(b), Some(a)) = (&before, &after) {
             r.put_ceiling_mb_s = Some((b.put.bytes_per_s + a.put.bytes_per_s) / 2e6);
@@ -385,16 +397,22 @@ fn on_workers(
     size: u64,
     n_servers: usize,
     base: Option<&std::path::Path>,
+    prime: bool,
 ) -> Result<RunFigures> {
     let base = base.map(std::path::Path::to_path_buf);
     rt.block_on(async move {
-        tokio::spawn(async move { bench(size, n_servers, base.as_deref()).await })
+        tokio::spawn(async move { bench(size, n_servers, base.as_deref(), prime).await })
             .await
             .map_err(|e| anyhow::anyhow!("the run's task: {e}"))?
     })
 }
 
-async fn bench(size: u64, n_servers: usize, base: Option<&std::path::Path>) -> Result<RunFigures> {
+async fn bench(
+    size: u64,
+    n_servers: usize,
+    base: Option<&std::path::Path>,
+    prime: bool,
+) -> Result<RunFigures> {
     let (servers, dirs) = local_servers(n_servers, [127, 6, 0, 1], base).await?;
     let ident = Arc::new(Identity::generate());
     let record = LocationRecord::new(&ident, vec!["127.6.0.2:1".parse()?]).sign(&ident)?;
@@ -406,6 +424,14 @@ async fn bench(size: u64, n_servers: usize, base: Option<&std::path::Path>) -> R
     let pool = SessionPool::new(me, PoolConfig::default());
     let params = Params::default();
 
+    let primed_bytes = if prime {
+        crate::bench_ceiling::share_volume(size, params)
+    } else {
+        0
+    };
+    let prime_s = tokio::task::spawn_blocking(move || crate::prime::prime(primed_bytes))
+        .await?
+        .as_secs_f64();
     let c0 = Snapshot::now();
     let cpu0 = procfs::cpu_seconds();
     let t = Instant::now();
@@ -465,6 +491,8 @@ async fn bench(size: u64, n_servers: usize, base: Option<&std::path::Path>) -> R
         put_wait_encoder_s: up.waits.for_encoder.as_secs_f64(),
         put_wait_writers_s: up.waits.for_writers.as_secs_f64(),
         put_s,
+        primed_bytes,
+        prime_s,
         get_decoding_s: rep.waits.decoding.as_secs_f64(),
         get_wait_blocks_s: rep.waits.for_blocks.as_secs_f64(),
         get_wait_decoder_s: rep.waits.for_decoder.as_secs_f64(),
@@ -547,6 +575,8 @@ mod tests {
             put_wait_encoder_s: 0.0,
             put_wait_writers_s: 0.0,
             put_s: 1.0,
+            primed_bytes: 0,
+            prime_s: 0.0,
             get_decoding_s: 0.0,
             get_wait_blocks_s: 0.0,
             get_wait_decoder_s: 0.0,

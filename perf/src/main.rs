@@ -23,6 +23,7 @@ mod gossip_worker;
 mod grid;
 mod lockstep;
 mod lowmem;
+mod prime;
 mod session_peer;
 mod swarm;
 mod worker;

@@ -110,6 +110,12 @@ fn bench_storage_puts_and_gets_a_file_through_ten_servers() {
     let warmup = r["warmup"].as_array().unwrap();
     assert_eq!(warmup.len(), 1, "{r}");
     assert!(warmup[0]["put_mb_s"].as_f64().unwrap() > 0.0, "{r}");
+    // Before each put, as many bytes as it stores (10/3 of the file) were
+    // written into memory and freed, untimed.
+    for run in runs.iter().chain(warmup) {
+        assert_eq!(run["primed_bytes"], (10u64 << 23).div_ceil(3), "{run}");
+        assert!(run["prime_s"].as_f64().unwrap() > 0.0, "{run}");
+    }
     // The ceiling says which cipher its session stages sealed with.
     let cipher = r["ceilings"][0]["session_cipher"].as_str().unwrap();
     assert!(
@@ -131,6 +137,35 @@ fn bench_storage_puts_and_gets_a_file_through_ten_servers() {
     assert!(r["put_counters"]["user_s"].as_f64().unwrap() >= 0.0, "{r}");
     assert!(r["put_counters"]["allocs"].as_u64().unwrap() > 0, "{r}");
     assert!(r["put_encoding_s"].as_f64().unwrap() > 0.0, "{r}");
+}
+
+#[test]
+fn bench_storage_primes_nothing_when_told_not_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = perf()
+        .args([
+            "bench",
+            "storage",
+            "--size",
+            "1MiB",
+            "--warmup",
+            "0",
+            "--no-ceiling",
+            "--no-prime",
+            "--json",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .expect("run grapevine-perf bench storage");
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(r["primed_bytes"], 0, "{r}");
+    assert!(r["put_mb_s"].as_f64().unwrap() > 0.0, "{r}");
 }
 
 #[test]
