@@ -54,10 +54,11 @@ pub struct StorageArgs {
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
     /// Do not prime the memory before each put: by default, right before
-    /// it, as many bytes of fresh memory as the put will store (10/3 of the
-    /// file) are touched and freed, untimed, so that on a virtual machine
-    /// whose host takes back freed memory the put writes into pages the
-    /// host still backs (`prime.rs`; the time it took is `prime_s`).
+    /// it, as many bytes as the put will store (10/3 of the file, at most
+    /// half the memory available) are written into memory and freed,
+    /// untimed, so that on a virtual machine that makes memory free for a
+    /// while slow to use again the put writes into memory just used
+    /// (`prime.rs`; the time it took is `prime_s`).
     #[arg(long)]
     pub no_prime: bool,
     /// Do not measure the ceiling (`bench ceiling`) before, between and
@@ -144,8 +145,9 @@ pub struct RunFigures {
     pub put_wait_writers_s: f64,
     /// Seconds of the put in all.
     pub put_s: f64,
-    /// Bytes of memory touched and freed right before the put (its
-    /// shares' size; 0 with `--no-prime`).
+    /// Bytes of memory written and freed right before the put: its
+    /// shares' size, at most half the memory available (0 with
+    /// `--no-prime`).
     pub primed_bytes: u64,
     /// Seconds the priming took.
     pub prime_s: f64,
@@ -342,8 +344,8 @@ fn print_report(r: &StorageReport) {
     );
     let c = &m.put_counters;
     println!(
-        "  put counters: user {:.2} s, system {:.2} s, {} minor faults, {} voluntary / {} involuntary switches, {} allocations ({} of 64 KiB or more)",
-        c.user_s, c.system_s, c.minor_faults, c.voluntary_switches, c.involuntary_switches, c.allocs, c.large_allocs
+        "  put counters: user {:.2} s, system {:.2} s, {} minor faults, {} voluntary / {} involuntary switches, {} allocations ({} of 64 KiB or more), {:.2} s stolen by the host",
+        c.user_s, c.system_s, c.minor_faults, c.voluntary_switches, c.involuntary_switches, c.allocs, c.large_allocs, c.steal_s
     );
     println!(
         "  verify {} shares of up to {:.1} MiB: peak heap +{:.1} KiB",
@@ -425,7 +427,8 @@ async fn bench(
     let params = Params::default();
 
     let primed_bytes = if prime {
-        crate::bench_ceiling::share_volume(size, params)
+        let volume = crate::bench_ceiling::share_volume(size, params);
+        crate::prime::primable(volume, crate::prime::available_memory())
     } else {
         0
     };

@@ -21,6 +21,7 @@ pub struct Snapshot {
     threads: u64,
     allocs: u64,
     large_allocs: u64,
+    steal_s: f64,
 }
 
 /// What changed between two snapshots.
@@ -45,6 +46,10 @@ pub struct Delta {
     pub allocs: u64,
     /// Heap allocations of 64 KiB or more.
     pub large_allocs: u64,
+    /// Seconds the hypervisor ran something else while this machine's
+    /// virtual cores were ready to run (steal time, all cores, from
+    /// /proc/stat): a slow run with steal was slowed by the host.
+    pub steal_s: f64,
 }
 
 impl Snapshot {
@@ -63,6 +68,12 @@ impl Snapshot {
             s.user_s = n(11) as f64 / 100.0;
             s.system_s = n(12) as f64 / 100.0;
             s.threads = n(17);
+        }
+        if let Some(ticks) = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|t| steal_ticks(&t))
+        {
+            s.steal_s = ticks as f64 / 100.0;
         }
         if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
             for t in tasks.flatten() {
@@ -90,6 +101,7 @@ impl Snapshot {
             threads: later.threads,
             allocs: later.allocs.saturating_sub(self.allocs),
             large_allocs: later.large_allocs.saturating_sub(self.large_allocs),
+            steal_s: (later.steal_s - self.steal_s).max(0.0),
         }
     }
 }
@@ -100,6 +112,13 @@ fn stat_fields(stat: &str) -> Vec<&str> {
     stat.rfind(')')
         .map(|i| stat[i + 1..].split_whitespace().collect())
         .unwrap_or_default()
+}
+
+/// Steal ticks of all cores from /proc/stat (the `cpu` line's eighth
+/// number: user nice system idle iowait irq softirq steal).
+fn steal_ticks(proc_stat: &str) -> Option<u64> {
+    let line = proc_stat.lines().find(|l| l.starts_with("cpu "))?;
+    line.split_whitespace().nth(8)?.parse().ok()
 }
 
 /// (voluntary, involuntary) context switches from a task's status file.
@@ -138,6 +157,11 @@ mod tests {
         assert_eq!(f[17], "7"); // num_threads
         let status = "Name:\tx\nvoluntary_ctxt_switches:\t15\nnonvoluntary_ctxt_switches:\t4\n";
         assert_eq!(switches(status), (15, 4));
+        let proc_stat =
+            "cpu  573039 183 167363 344300 14158 0 6674 4227 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
+        assert_eq!(steal_ticks(proc_stat), Some(4227));
+        assert_eq!(steal_ticks("cpu0 1 2 3 4 5 6 7 8\n"), None);
+        assert_eq!(steal_ticks("cpu  1 2 3\n"), None);
         assert_eq!(switches("garbage"), (0, 0));
     }
 

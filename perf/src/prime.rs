@@ -19,7 +19,8 @@
 //! [`prime`] writes as many bytes as the put will store into a
 //! memory-backed file (a memfd: shared memory, as tmpfs shares are) and
 //! frees them, untimed, right before the put, so that the put's shares
-//! land in memory just used. The time it took is reported beside the run
+//! land in memory just used; never more than half the memory available,
+//! so a put to disk on a small board is not killed for it. The time it took is reported beside the run
 //! (`prime_s`): what that much new memory cost on the day.
 
 use std::time::{Duration, Instant};
@@ -30,13 +31,36 @@ const PAGE: usize = 4096;
 /// Write `bytes` into a memory-backed file (as a tmpfs store's shares
 /// are written: into the page cache's shared memory), then free it; how
 /// long the writing took. Where no such file can be made, fresh anonymous
-/// memory is touched page by page instead.
+/// memory is touched page by page instead. Never more than half the
+/// memory the system has available ([`primable`]): a put to disk on a
+/// small board must not be killed for the priming.
 pub fn prime(bytes: u64) -> Duration {
+    prime_at_most(bytes, available_memory())
+}
+
+/// [`prime`] with `available` bytes of memory free (`None`: unknown).
+fn prime_at_most(bytes: u64, available: Option<u64>) -> Duration {
+    let bytes = primable(bytes, available);
     let t = Instant::now();
     if bytes > 0 && write_memfd(bytes).is_err() {
         touch_anonymous(bytes);
     }
     t.elapsed()
+}
+
+/// How much of `bytes` may be primed with `available` bytes of memory
+/// free: at most half of it; nothing where that is unknown.
+pub fn primable(bytes: u64, available: Option<u64>) -> u64 {
+    available.map_or(0, |a| bytes.min(a / 2))
+}
+
+/// The memory the system has available (`MemAvailable` in
+/// `/proc/meminfo`), bytes.
+pub fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 /// Write `bytes` to a new memfd, a MiB at a time, and close it.
@@ -78,6 +102,17 @@ mod tests {
         // The memfd takes the bytes; a file that cannot hold them fails.
         write_memfd((8 << 20) + 123).expect("a memfd holds 8 MiB");
         assert!(prime(1 << 20) > Duration::ZERO);
+    }
+
+    #[test]
+    fn priming_takes_at_most_half_the_available_memory() {
+        assert_eq!(primable(10 << 30, Some(4 << 30)), 2 << 30);
+        assert_eq!(primable(1 << 20, Some(4 << 30)), 1 << 20);
+        assert_eq!(primable(1 << 20, None), 0);
+        assert_eq!(primable(1 << 20, Some(0)), 0);
+        // Nothing to prime takes no time worth the name.
+        assert!(prime_at_most(1 << 30, None) < Duration::from_millis(50));
+        assert!(available_memory().is_some_and(|a| a > 0));
     }
 
     #[test]
