@@ -8,10 +8,22 @@ fn perf() -> Command {
     Command::new(env!("CARGO_BIN_EXE_grapevine-perf"))
 }
 
+/// Run `cmd` (what it does: `what`), which must succeed, and parse the
+/// JSON report it prints.
+fn json_report(cmd: &mut Command, what: &str) -> serde_json::Value {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON report")
+}
+
 #[test]
 fn swarm_of_sixty_nodes_in_two_processes_converges_and_detects_a_kill() {
-    let out = perf()
-        .args([
+    let r = json_report(
+        perf().args([
             "swarm",
             "--nodes",
             "60",
@@ -22,15 +34,9 @@ fn swarm_of_sixty_nodes_in_two_processes_converges_and_detects_a_kill() {
             "--timeout-secs",
             "90",
             "--json",
-        ])
-        .output()
-        .expect("run grapevine-perf swarm");
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
+        ]),
+        "run grapevine-perf swarm",
     );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(r["nodes"], 60);
     assert_eq!(r["procs"], 2);
     assert!(
@@ -82,19 +88,15 @@ fn bench_sessions_reports_both_rows() {
 #[test]
 fn bench_storage_puts_and_gets_a_file_through_ten_servers() {
     let dir = tempfile::tempdir().unwrap();
-    let out = perf()
-        .args([
-            "bench", "storage", "--size", "8MiB", "--runs", "2", "--cores", "2", "--json", "--dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .expect("run grapevine-perf bench storage");
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let r = json_report(
+        perf()
+            .args([
+                "bench", "storage", "--size", "8MiB", "--runs", "2", "--cores", "2", "--json",
+                "--dir",
+            ])
+            .arg(dir.path()),
+        "run grapevine-perf bench storage",
     );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(r["bytes"], 8 << 20);
     assert_eq!(r["servers"], 10);
     assert_eq!((r["k"].as_u64(), r["n"].as_u64()), (Some(3), Some(10)));
@@ -142,28 +144,23 @@ fn bench_storage_puts_and_gets_a_file_through_ten_servers() {
 #[test]
 fn bench_storage_primes_nothing_when_told_not_to() {
     let dir = tempfile::tempdir().unwrap();
-    let out = perf()
-        .args([
-            "bench",
-            "storage",
-            "--size",
-            "1MiB",
-            "--warmup",
-            "0",
-            "--no-ceiling",
-            "--no-prime",
-            "--json",
-            "--dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .expect("run grapevine-perf bench storage");
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let r = json_report(
+        perf()
+            .args([
+                "bench",
+                "storage",
+                "--size",
+                "1MiB",
+                "--warmup",
+                "0",
+                "--no-ceiling",
+                "--no-prime",
+                "--json",
+                "--dir",
+            ])
+            .arg(dir.path()),
+        "run grapevine-perf bench storage",
     );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(r["primed_bytes"], 0, "{r}");
     assert!(r["put_mb_s"].as_f64().unwrap() > 0.0, "{r}");
 }
@@ -171,17 +168,12 @@ fn bench_storage_primes_nothing_when_told_not_to() {
 #[test]
 fn bench_ceiling_measures_every_stage_and_combines_them() {
     let dir = tempfile::tempdir().unwrap();
-    let out = perf()
-        .args(["bench", "ceiling", "--cores", "2", "--json", "--dir"])
-        .arg(dir.path())
-        .output()
-        .expect("run grapevine-perf bench ceiling");
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let r = json_report(
+        perf()
+            .args(["bench", "ceiling", "--cores", "2", "--json", "--dir"])
+            .arg(dir.path()),
+        "run grapevine-perf bench ceiling",
     );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(r["cores"], 2.0);
     // Timed on a thread per core at once, each thread's rate of a stage
     // within a factor of the others'.
@@ -236,8 +228,8 @@ fn bench_ceiling_measures_every_stage_and_combines_them() {
 /// or is refused, so the table stays at the cap.
 #[test]
 fn bench_members_holds_the_table_at_the_cap() {
-    let out = perf()
-        .args([
+    let r = json_report(
+        perf().args([
             "bench",
             "members",
             "--records",
@@ -245,15 +237,9 @@ fn bench_members_holds_the_table_at_the_cap() {
             "--cap",
             "400",
             "--json",
-        ])
-        .output()
-        .expect("run grapevine-perf bench members");
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
+        ]),
+        "run grapevine-perf bench members",
     );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(r["offered"], 600);
     // The 200 past the cap took the places of members that never
     // answered, freed six at a time (a 64th of the cap): the table was found
@@ -285,19 +271,13 @@ fn bad_arguments_are_clear_errors() {
 
 #[test]
 fn bench_gateway_reports_coherent_figures() {
-    let out = perf()
-        .args([
+    let r = json_report(
+        perf().args([
             "bench", "gateway", "--size", "8MiB", "--nodes", "5", "--rounds", "1", "--small", "30",
             "--json",
-        ])
-        .output()
-        .expect("run grapevine-perf bench gateway");
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
+        ]),
+        "run grapevine-perf bench gateway",
     );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(r["bytes"], 8 << 20);
     assert_eq!((r["k"].as_u64(), r["n"].as_u64()), (Some(3), Some(5)));
     assert!(r["get_mb_s"].as_f64().unwrap() > 0.0, "{r}");

@@ -376,18 +376,25 @@ async fn a_replacement_supplies_a_share_number_the_segments_lack() {
     );
 }
 
-/// A segment's blocks are filed once per share number: the same share read
-/// again from another server (a replacement) does not make `k` blocks of
-/// fewer than `k` shares.
-#[test]
-fn a_segments_blocks_are_filed_once_per_share() {
-    let (_, shares, cap) = file();
+/// A decoder of the file whose `shares` these are, given every share's
+/// hash list.
+fn decoder_with_every_hash_list(shares: &[Vec<u8>], cap: crate::cap::ReadCap) -> Decoder {
     let (_, ueb, _) = crate::chk::testing::parts(&shares[0]);
     let mut dec = Decoder::new(cap, ueb).unwrap();
     for (s, share) in shares.iter().enumerate() {
         dec.add_hashes(s as u16, crate::chk::testing::parts(share).2)
             .unwrap();
     }
+    dec
+}
+
+/// A segment's blocks are filed once per share number: the same share read
+/// again from another server (a replacement) does not make `k` blocks of
+/// fewer than `k` shares.
+#[test]
+fn a_segments_blocks_are_filed_once_per_share() {
+    let (_, shares, cap) = file();
+    let dec = decoder_with_every_hash_list(&shares, cap);
     let len = dec.ueb().block_len(0) as usize;
     let held = |s: usize| Held {
         block: dec
@@ -415,12 +422,7 @@ fn a_segments_blocks_are_filed_once_per_share() {
 #[test]
 fn a_block_for_a_segment_already_decoding_gives_its_permit_back() {
     let (_, shares, cap) = file();
-    let (_, ueb, _) = crate::chk::testing::parts(&shares[0]);
-    let mut dec = Decoder::new(cap, ueb).unwrap();
-    for (s, share) in shares.iter().enumerate() {
-        dec.add_hashes(s as u16, crate::chk::testing::parts(share).2)
-            .unwrap();
-    }
+    let dec = decoder_with_every_hash_list(&shares, cap);
     let permits = Arc::new(tokio::sync::Semaphore::new(2));
     let held = |seg: u64| {
         let (off, len) = (
