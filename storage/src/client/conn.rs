@@ -14,7 +14,9 @@
 //! How many writes a put's writer keeps outstanding, and how many blocks a
 //! get's receiver holds (requested, decoding or waiting to be written),
 //! follows the link ([`Conn::depth`]): each connection keeps the shortest
-//! round trip it has seen (its handshake, then every answer), and keeps
+//! round trip of the last half-minute to minute (its handshake, then every
+//! answer to a request sent while nothing else was outstanding: see
+//! `round_trip.rs` for why those and why a window), and keeps
 //! [`SHORT_LINK_DEPTH`] requests outstanding on a link of under a
 //! millisecond, one more per millisecond beyond, up to the budget's
 //! [`Conn::max_in_flight`]. On a short link two are enough to keep a server
@@ -40,6 +42,7 @@ use grapevine_crypto::session::Session;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::round_trip::RoundTrip;
 use crate::error::ClientError;
 use crate::protocol::{
     decode_borrowed, encode, write_header, Reply, Request, RequestMsg, ResponseMsg,
@@ -58,10 +61,9 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// millisecond (see the module docs).
 pub const SHORT_LINK_DEPTH: usize = 2;
 
-/// Requests to keep outstanding on a link whose shortest round trip seen
-/// is `rtt`: [`SHORT_LINK_DEPTH`] under a millisecond, one more per
-/// millisecond beyond, at most `max` (and at least 1). Nothing measured
-/// yet: `max`.
+/// Requests to keep outstanding on a link whose round trip is `rtt`:
+/// [`SHORT_LINK_DEPTH`] under a millisecond, one more per millisecond
+/// beyond, at most `max` (and at least 1). Nothing measured yet: `max`.
 pub fn pipeline_depth(rtt: Option<Duration>, max: usize) -> usize {
     let max = max.max(1);
     let Some(rtt) = rtt else {
@@ -103,19 +105,31 @@ pub struct Conn {
     server: ServerRef,
     session: Session<TcpStream>,
     next_id: u32,
-    /// Outstanding requests: id, when it was sent and the deadline of its
-    /// answer.
-    in_flight: VecDeque<(u32, Instant, Instant)>,
+    /// Outstanding requests, oldest first.
+    in_flight: VecDeque<Outstanding>,
     request_timeout: Duration,
     max_in_flight: usize,
-    /// The shortest round trip seen: the handshake's, then each answer's.
-    round_trip: Option<Duration>,
+    /// The round trip of late: the handshake's, then the answers' to
+    /// requests sent alone.
+    round_trip: RoundTrip,
     broken: bool,
     /// Handed out by the pool from its idle list, and nothing answered on
     /// it since: if it fails now, the server probably closed it while it
     /// was idle (see `SessionPool::call`).
     pub(crate) reused: bool,
     _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// A request sent and not yet answered.
+#[derive(Debug, Clone, Copy)]
+struct Outstanding {
+    id: u32,
+    sent: Instant,
+    /// When its answer must have arrived.
+    deadline: Instant,
+    /// Nothing else was outstanding when it was sent: its answer's time is
+    /// the link's round trip, not a wait behind other requests.
+    alone: bool,
 }
 
 impl Conn {
@@ -152,7 +166,7 @@ impl Conn {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_in_flight: MAX_IN_FLIGHT,
             // The connection and the handshake: at least a round trip.
-            round_trip: Some(opening.elapsed()),
+            round_trip: RoundTrip::new(opening.elapsed(), Instant::now()),
             broken: false,
             reused: false,
             _slot: None,
@@ -190,18 +204,27 @@ impl Conn {
         self.max_in_flight
     }
 
-    /// The shortest round trip seen on this session: its opening (the
-    /// connection and the handshake), then each answer's, from sending the
+    /// This session's round trip of late: the shortest of the last one to
+    /// two [`ROUND_TRIP_WINDOW`](super::ROUND_TRIP_WINDOW)s among its
+    /// opening (the connection and the handshake) and the answers to
+    /// requests sent while nothing else was outstanding, from sending the
     /// request to its answer.
-    pub fn round_trip(&self) -> Option<Duration> {
-        self.round_trip
+    pub fn round_trip(&self) -> Duration {
+        self.round_trip.estimate()
+    }
+
+    /// Windows of `window` for the round trip (tests).
+    #[cfg(test)]
+    pub(crate) fn with_round_trip_window(mut self, window: Duration) -> Self {
+        self.round_trip = self.round_trip.with_window(window);
+        self
     }
 
     /// Requests to keep outstanding where the client pipelines them: as
     /// [`pipeline_depth`] says for this link, at most
     /// [`Conn::max_in_flight`].
     pub fn depth(&self) -> usize {
-        pipeline_depth(self.round_trip, self.max_in_flight)
+        pipeline_depth(Some(self.round_trip()), self.max_in_flight)
     }
 
     /// The server this connection talks to.
@@ -255,7 +278,12 @@ impl Conn {
             Ok(Err(e)) => return Err(self.session_err(e)),
             Ok(Ok(())) => {}
         }
-        self.in_flight.push_back((id, sent, deadline));
+        self.in_flight.push_back(Outstanding {
+            id,
+            sent,
+            deadline,
+            alone: self.in_flight.is_empty(),
+        });
         Ok(())
     }
 
@@ -312,7 +340,13 @@ impl Conn {
     async fn recv_expecting(&mut self, expect: usize) -> Result<Reply<Bytes>, ClientError> {
         self.check_usable()?;
         let name = self.server.id.short();
-        let Some(&(id, sent, deadline)) = self.in_flight.front() else {
+        let Some(&Outstanding {
+            id,
+            sent,
+            deadline,
+            alone,
+        }) = self.in_flight.front()
+        else {
             return Err(ClientError::Protocol(name, "no request outstanding".into()));
         };
         let recv = self.session.recv_expecting(expect);
@@ -322,8 +356,10 @@ impl Conn {
             Ok(Ok(b)) => b,
         };
         self.in_flight.pop_front();
-        let took = sent.elapsed();
-        self.round_trip = Some(self.round_trip.map_or(took, |r| r.min(took)));
+        if alone {
+            let now = Instant::now();
+            self.round_trip.observe(now - sent, now);
+        }
         // Read bytes stay where they arrived: the reply refers to them by
         // range, then shares the message buffer.
         let base = bytes.as_ptr() as usize;
@@ -452,6 +488,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::protocol::{decode, ErrorCode};
     use grapevine_crypto::record::LocationRecord;
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
     use tokio::net::TcpListener;
 
     /// A client identity for tests.
@@ -482,6 +519,18 @@ pub(crate) mod tests {
         delay: Duration,
         answer: impl Fn(RequestMsg) -> Option<Vec<u8>> + Send + Sync + 'static,
     ) -> ServerRef {
+        let micros = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        scripted_server_delayed(Arc::new(AtomicU64::new(micros)), answer).await
+    }
+
+    /// [`scripted_server_behind`] a link whose delay, in microseconds, is
+    /// whatever `delay` holds when the handshake or a request arrives (a
+    /// test changes it: a link that slows).
+    pub(crate) async fn scripted_server_delayed(
+        delay: Arc<AtomicU64>,
+        answer: impl Fn(RequestMsg) -> Option<Vec<u8>> + Send + Sync + 'static,
+    ) -> ServerRef {
+        let delay_now = move || Duration::from_micros(delay.load(Relaxed));
         let id = Arc::new(Identity::generate());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -497,15 +546,16 @@ pub(crate) mod tests {
                     return;
                 };
                 let (id, rec, answer) = (id.clone(), rec.clone(), answer.clone());
+                let delay_now = delay_now.clone();
                 tokio::spawn(async move {
                     let cfg = SessionConfig::default();
-                    tokio::time::sleep(delay).await;
+                    tokio::time::sleep(delay_now()).await;
                     let Ok((mut s, _)) = Session::accept(stream, &id, &rec, &cfg).await else {
                         return;
                     };
                     while let Ok(m) = s.recv().await {
                         let req: RequestMsg = decode(&m).expect("a request");
-                        tokio::time::sleep(delay).await;
+                        tokio::time::sleep(delay_now()).await;
                         if let Some(out) = answer(req) {
                             if s.send(&out).await.is_err() {
                                 return;
@@ -544,37 +594,104 @@ pub(crate) mod tests {
         assert_eq!(pipeline_depth(None, 0), 1);
     }
 
-    /// A connection keeps the shortest round trip it has seen, from its
-    /// opening on: across a 20 ms link that is at least 20 ms and the
-    /// session pipelines as deep as the budget allows; a nearer server's
-    /// answers bring it down to what an answer took.
+    /// A connection's round trip starts at its opening: across a 20 ms
+    /// link that is at least 20 ms and the session pipelines as deep as
+    /// the budget allows; a nearer server's answers bring it down to what
+    /// an answer took.
     #[tokio::test]
     async fn a_connection_measures_its_round_trip() {
         let ok = |r: RequestMsg| Some(encode(&ResponseMsg::new(1, r.id, Reply::<Vec<u8>>::Ok)));
         let far = scripted_server_behind(Duration::from_millis(20), ok).await;
         let mut c = bounded(Conn::open(&me(), far)).await.unwrap();
-        assert!(c.round_trip().unwrap() >= Duration::from_millis(20));
+        assert!(c.round_trip() >= Duration::from_millis(20));
         assert!(matches!(
             bounded(c.call(Request::Version)).await,
             Ok(Reply::Ok)
         ));
-        assert!(c.round_trip().unwrap() >= Duration::from_millis(20));
+        assert!(c.round_trip() >= Duration::from_millis(20));
         assert_eq!(c.depth(), MAX_IN_FLIGHT);
         let c = c.with_max_in_flight(3);
         assert_eq!(c.depth(), 3, "never deeper than the budget");
 
         let near = scripted_server(ok).await;
         let mut c = bounded(Conn::open(&me(), near)).await.unwrap();
-        let opened = c.round_trip().expect("measured when opened");
+        let opened = c.round_trip();
         let start = Instant::now();
         assert!(matches!(
             bounded(c.call(Request::Version)).await,
             Ok(Reply::Ok)
         ));
         let took = start.elapsed();
-        let now = c.round_trip().unwrap();
+        let now = c.round_trip();
         assert!(now <= opened && now <= took, "{now:?} {opened:?} {took:?}");
         assert_eq!(c.depth(), pipeline_depth(Some(now), MAX_IN_FLIGHT));
+    }
+
+    fn answer_ok(r: RequestMsg) -> Option<Vec<u8>> {
+        Some(encode(&ResponseMsg::new(1, r.id, Reply::<Vec<u8>>::Ok)))
+    }
+
+    /// A pooled session whose link slows from loopback to 20 ms deepens
+    /// its pipeline within two windows of the round trip (50 ms here), not
+    /// never: the shortest round trip of its life would keep it as shallow
+    /// as the fast link wanted.
+    #[tokio::test]
+    async fn the_depth_follows_a_link_that_slows() {
+        let delay = Arc::new(AtomicU64::new(0));
+        let server = scripted_server_delayed(delay.clone(), answer_ok).await;
+        let c = bounded(Conn::open(&me(), server)).await.unwrap();
+        let mut c = c.with_round_trip_window(Duration::from_millis(50));
+        assert!(matches!(
+            bounded(c.call(Request::Version)).await,
+            Ok(Reply::Ok)
+        ));
+        let fast = c.round_trip();
+        delay.store(20_000, Relaxed);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while c.round_trip() < Duration::from_millis(20) && Instant::now() < deadline {
+            assert!(matches!(
+                bounded(c.call(Request::Version)).await,
+                Ok(Reply::Ok)
+            ));
+        }
+        let slow = c.round_trip();
+        assert!(slow >= Duration::from_millis(20), "{fast:?} then {slow:?}");
+        assert_eq!(c.depth(), pipeline_depth(Some(slow), MAX_IN_FLIGHT));
+        assert!(c.depth() > pipeline_depth(Some(fast), MAX_IN_FLIGHT));
+    }
+
+    /// Answers to pipelined requests are not round trips: they also waited
+    /// behind the requests before them. A stream that keeps four requests
+    /// outstanding through many windows, each answer 5 ms after the one
+    /// before (so 20 ms after it was sent), leaves the round trip where the
+    /// stream's first request (sent alone) put it; counting the others
+    /// would deepen the pipeline and lengthen the wait in turn.
+    #[tokio::test]
+    async fn answers_that_waited_behind_others_are_not_round_trips() {
+        let server = scripted_server_behind(Duration::from_millis(5), answer_ok).await;
+        let c = bounded(Conn::open(&me(), server)).await.unwrap();
+        let mut c = c.with_round_trip_window(Duration::from_millis(30));
+        for _ in 0..4 {
+            c.send(Request::Version).await.unwrap();
+        }
+        // The first was sent alone: its answer counts.
+        bounded(c.recv()).await.unwrap();
+        let alone = c.round_trip();
+        c.send(Request::Version).await.unwrap();
+        // 40 answers at 5 ms each: 200 ms, several windows.
+        for _ in 0..40 {
+            bounded(c.recv()).await.unwrap();
+            assert_eq!(
+                c.round_trip(),
+                alone,
+                "a queued answer became the round trip"
+            );
+            c.send(Request::Version).await.unwrap();
+        }
+        for _ in 0..4 {
+            bounded(c.recv()).await.unwrap();
+        }
+        assert_eq!(c.round_trip(), alone);
     }
 
     /// A server that takes requests and never answers costs one deadline,

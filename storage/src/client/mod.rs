@@ -3,6 +3,8 @@
 //!
 //! * `conn`: [`Conn`], one session to one server carrying pipelined
 //!   requests ([`MAX_IN_FLIGHT`] outstanding), each with a deadline.
+//! * `round_trip`: the round trip a connection's pipeline depth follows
+//!   (the shortest of a sliding window, of requests sent alone).
 //! * `pool`: [`SessionPool`], sessions opened on demand, reused, capped,
 //!   closed when idle.
 //! * `place`: the permuted list ([`permuted_servers`], the one order of
@@ -53,6 +55,7 @@ mod range;
 mod receive;
 mod repair;
 mod report;
+mod round_trip;
 mod upload;
 mod verified;
 
@@ -71,6 +74,7 @@ pub use pool::{Contact, ListingTimesSnapshot, PoolConfig, SessionPool};
 pub use range::download_range;
 pub use repair::{repair, RepairOptions, RepairReport, RepairResults};
 pub use report::report_corrupt;
+pub use round_trip::ROUND_TRIP_WINDOW;
 pub use upload::{
     default_params, read_all, upload, KeyMode, UploadReport, UploadRequest, UploadWaits,
 };
