@@ -55,7 +55,8 @@ pub struct StorageArgs {
     pub warmup: usize,
     /// Do not prime the memory before each put: by default, right before
     /// it, as many bytes as the put will store (10/3 of the file, at most
-    /// half the memory available) are written into memory and freed,
+    /// half the memory this process may still use: the system's available
+    /// memory or its memory cgroup's room) are written into memory and freed,
     /// untimed, so that on a virtual machine that makes memory free for a
     /// while slow to use again the put writes into memory just used
     /// (`prime.rs`; the time it took is `prime_s`).
@@ -146,7 +147,7 @@ pub struct RunFigures {
     /// Seconds of the put in all.
     pub put_s: f64,
     /// Bytes of memory written and freed right before the put: its
-    /// shares' size, at most half the memory available (0 with
+    /// shares' size, at most half the memory this process may use (0 with
     /// `--no-prime`).
     pub primed_bytes: u64,
     /// Seconds the priming took.
@@ -435,7 +436,7 @@ async fn bench(
 
     let primed_bytes = if prime {
         let volume = crate::bench_ceiling::share_volume(size, params);
-        crate::prime::primable(volume, crate::prime::available_memory())
+        crate::prime::primable(volume, crate::headroom::available_memory())
     } else {
         0
     };

@@ -21,6 +21,7 @@ mod counters;
 mod generated;
 mod gossip_worker;
 mod grid;
+mod headroom;
 mod lockstep;
 mod lowmem;
 mod prime;

@@ -19,11 +19,16 @@
 //! [`prime`] writes as many bytes as the put will store into a
 //! memory-backed file (a memfd: shared memory, as tmpfs shares are) and
 //! frees them, untimed, right before the put, so that the put's shares
-//! land in memory just used; never more than half the memory available,
-//! so a put to disk on a small board is not killed for it. The time it took is reported beside the run
-//! (`prime_s`): what that much new memory cost on the day.
+//! land in memory just used; never more than half the memory this process
+//! may still use (the system's available memory, or its memory cgroup's
+//! room if that is less: `headroom.rs`), so a put to disk on a small board
+//! or in a small container is not killed for it. The time it took is
+//! reported beside the run (`prime_s`): what that much new memory cost on
+//! the day.
 
 use std::time::{Duration, Instant};
+
+use crate::headroom::available_memory;
 
 /// Bytes of a page: one write per page faults it in.
 const PAGE: usize = 4096;
@@ -32,8 +37,9 @@ const PAGE: usize = 4096;
 /// are written: into the page cache's shared memory), then free it; how
 /// long the writing took. Where no such file can be made, fresh anonymous
 /// memory is touched page by page instead. Never more than half the
-/// memory the system has available ([`primable`]): a put to disk on a
-/// small board must not be killed for the priming.
+/// memory this process may still use ([`primable`],
+/// [`available_memory`]): a put to disk on a small board, or in a small
+/// container, must not be killed for the priming.
 pub fn prime(bytes: u64) -> Duration {
     prime_at_most(bytes, available_memory())
 }
@@ -52,15 +58,6 @@ fn prime_at_most(bytes: u64, available: Option<u64>) -> Duration {
 /// free: at most half of it; nothing where that is unknown.
 pub fn primable(bytes: u64, available: Option<u64>) -> u64 {
     available.map_or(0, |a| bytes.min(a / 2))
-}
-
-/// The memory the system has available (`MemAvailable` in
-/// `/proc/meminfo`), bytes.
-pub fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
 }
 
 /// Write `bytes` to a new memfd, a MiB at a time, and close it.
@@ -95,7 +92,17 @@ fn touch_anonymous(bytes: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::counters::Snapshot;
+
+    /// Minor page faults of the calling thread so far (field 10 of
+    /// `/proc/thread-self/stat`): other tests' threads fault pages too, so
+    /// the process's count would not say whether this thread touched any.
+    fn thread_minor_faults() -> u64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // Fields after the command name (which may hold spaces) start at
+        // field 3, the state.
+        let rest = &stat[stat.rfind(')').unwrap() + 1..];
+        rest.split_whitespace().nth(7).unwrap().parse().unwrap()
+    }
 
     #[test]
     fn priming_writes_every_byte_into_shared_memory() {
@@ -112,16 +119,15 @@ mod tests {
         assert_eq!(primable(1 << 20, Some(0)), 0);
         // Nothing to prime takes no time worth the name.
         assert!(prime_at_most(1 << 30, None) < Duration::from_millis(50));
-        assert!(available_memory().is_some_and(|a| a > 0));
     }
 
     #[test]
     fn touching_anonymous_memory_faults_its_pages_in() {
         // 64 MiB of new pages: at least one fault per 2 MiB huge page, and
         // with 4 KiB pages one per page.
-        let before = Snapshot::now();
+        let before = thread_minor_faults();
         touch_anonymous(64 << 20);
-        let faults = before.delta(&Snapshot::now()).minor_faults;
+        let faults = thread_minor_faults() - before;
         assert!(faults >= 32, "{faults} minor faults for 64 MiB");
     }
 }

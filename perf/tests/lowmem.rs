@@ -92,3 +92,50 @@ fn the_node_and_the_cli_put_and_get_100_mib_in_16_mib() {
     let cg = r["cgroup"].as_str().unwrap();
     assert!(!Path::new(cg).exists(), "{cg} was not removed");
 }
+
+/// `bench storage` in a 128 MiB memory cgroup, on a machine with gigabytes
+/// available: the memory it primes before the put (10/3 of the file, 160
+/// MiB here) is bounded by the group's room, not by the machine's
+/// `MemAvailable`, so the run is not killed by the group's OOM killer and
+/// still primes something.
+#[test]
+fn bench_storage_primes_no_more_than_its_memory_cgroup_has_room_for() {
+    if let Err(why) = cgroup_v1_writable() {
+        return cannot_run(&why);
+    }
+    const LIMIT: u64 = 128 << 20;
+    let group =
+        Path::new("/sys/fs/cgroup/memory").join(format!("grapevine-prime-{}", std::process::id()));
+    std::fs::create_dir(&group).unwrap();
+    std::fs::write(group.join("memory.limit_in_bytes"), LIMIT.to_string()).unwrap();
+    let shares = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
+    let perf = Path::new(env!("CARGO_BIN_EXE_grapevine-perf"));
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("echo $$ > \"$GV_CGROUP/cgroup.procs\" && exec \"$@\"")
+        .arg("sh")
+        .arg(perf)
+        .args(["bench", "storage", "--size", "48MiB", "--runs", "1"])
+        .args(["--warmup", "0", "--no-ceiling", "--json", "--dir"])
+        .arg(shares.path())
+        .env("GV_CGROUP", &group)
+        .output()
+        .expect("run grapevine-perf bench storage");
+    let oom = std::fs::read_to_string(group.join("memory.oom_control")).unwrap();
+    // The process has exited: the group is empty and can go.
+    let removed = std::fs::remove_dir(&group);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        oom.lines().any(|l| l == "oom_kill 0"),
+        "OOM-killed in a {LIMIT}-byte group:\n{oom}\n{stderr}"
+    );
+    assert!(out.status.success(), "bench storage failed:\n{stderr}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = &r["runs"][0];
+    let primed = run["primed_bytes"].as_u64().unwrap();
+    assert!(
+        primed > 0 && primed <= LIMIT / 2,
+        "primed {primed}: {run:#}"
+    );
+    removed.unwrap();
+}
