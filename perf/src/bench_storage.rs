@@ -56,10 +56,11 @@ pub struct StorageArgs {
     /// Do not prime the memory before each put: by default, right before
     /// it, as many bytes as the put will store (10/3 of the file, at most
     /// half the memory this process may still use: the system's available
-    /// memory or its memory cgroup's room) are written into memory and freed,
-    /// untimed, so that on a virtual machine that makes memory free for a
-    /// while slow to use again the put writes into memory just used
-    /// (`prime.rs`; the time it took is `prime_s`).
+    /// memory or its memory cgroup's room) are written into memory, untimed,
+    /// and held, then given back a lead ahead of the shares as the put
+    /// stores them, so that on a virtual machine that makes memory free
+    /// for a while slow to use again the put writes into memory freed a
+    /// moment before (`prime.rs`; the writing's time is `prime_s`).
     #[arg(long)]
     pub no_prime: bool,
     /// Do not measure the ceiling (`bench ceiling`) before, between and
@@ -146,11 +147,11 @@ pub struct RunFigures {
     pub put_wait_writers_s: f64,
     /// Seconds of the put in all.
     pub put_s: f64,
-    /// Bytes of memory written and freed right before the put: its
-    /// shares' size, at most half the memory this process may use (0 with
-    /// `--no-prime`).
+    /// Bytes of memory written right before the put and given back as it
+    /// stored its shares: their size, at most half the memory this
+    /// process may use (0 with `--no-prime`).
     pub primed_bytes: u64,
-    /// Seconds the priming took.
+    /// Seconds the priming's writing took (untimed: not in the put's).
     pub prime_s: f64,
     /// Seconds the get spent decoding segments, summed over segments
     /// (they decode side by side: up to the get's seconds times the cores).
@@ -337,7 +338,7 @@ fn print_report(r: &StorageReport) {
     }
     if m.primed_bytes > 0 {
         println!(
-            "  before the put, {:.0} MiB of memory written and freed in {:.2} s (untimed; --no-prime leaves it out)",
+            "  before the put, {:.0} MiB of memory written in {:.2} s (untimed) and given back as the put stored its shares (--no-prime leaves it out)",
             m.primed_bytes as f64 / f64::from(1u32 << 20),
             m.prime_s
         );
@@ -355,6 +356,12 @@ fn print_report(r: &StorageReport) {
         "  put counters: user {:.2} s, system {:.2} s, {} minor faults, {} voluntary / {} involuntary switches, {} allocations ({} of 64 KiB or more), {:.2} s stolen by the host",
         c.user_s, c.system_s, c.minor_faults, c.voluntary_switches, c.involuntary_switches, c.allocs, c.large_allocs, c.steal_s
     );
+    if let Some(kib) = c.reported_to_host_kib {
+        println!(
+            "  during the put the kernel handed {:.0} MiB of free memory back to the host (free page reporting)",
+            kib as f64 / 1024.0
+        );
+    }
     println!(
         "  verify {} shares of up to {:.1} MiB: peak heap +{:.1} KiB",
         m.verify_shares,
@@ -440,9 +447,18 @@ async fn bench(
     } else {
         0
     };
-    let prime_s = tokio::task::spawn_blocking(move || crate::prime::prime(primed_bytes))
-        .await?
-        .as_secs_f64();
+    // Held until the put stores its shares, given back a lead ahead of
+    // them (prime.rs).
+    let (ballast, prime_s) =
+        tokio::task::spawn_blocking(move || crate::prime::Ballast::hold(primed_bytes)).await?;
+    let prime_s = prime_s.as_secs_f64();
+    let ballast = std::sync::Mutex::new(ballast);
+    let give_back = |done: u64| {
+        let stored = crate::bench_ceiling::share_volume(done, params);
+        if let Ok(mut b) = ballast.lock() {
+            b.give_back_for(stored);
+        }
+    };
     let c0 = Snapshot::now();
     let cpu0 = procfs::cpu_seconds();
     let t = Instant::now();
@@ -453,9 +469,10 @@ async fn bench(
         input: generated(size),
         hash_input: None::<Generated>,
     };
-    let up = client::upload(&pool, &servers, req, &|_| {})
+    let up = client::upload(&pool, &servers, req, &give_back)
         .await
         .context("upload")?;
+    drop(ballast);
     let put_s = t.elapsed().as_secs_f64();
     let put_cpu = procfs::cpu_seconds() - cpu0;
     let put_counters = c0.delta(&Snapshot::now());
