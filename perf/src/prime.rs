@@ -21,8 +21,8 @@
 //! as tmpfs shares are) and freed them right before the put, so that the
 //! shares would land in memory just used. That halved the worst runs but
 //! left a spread: this machine's kernel hands free memory back to its host
-//! continuously (free page reporting, here with no minimum time free: 100
-//! to 140 MiB/s while the bench ran, counted by `reported_to_host_kib`),
+//! continuously (free page reporting, here with no minimum time free: 90
+//! to 140 MiB/s during the puts, counted by `reported_to_host_kib`),
 //! and whatever was handed back between the priming and the moment the
 //! put wrote there was slow again; the slow runs were those during which
 //! most was handed back (600 to 840 MiB against 280 to 340).
@@ -36,9 +36,9 @@
 //! this process may still use (the system's available memory, or its
 //! memory cgroup's room if that is less: `headroom.rs`), so a put to disk
 //! on a small board or in a small container is not killed for it
-//! ([`primable`], `headroom::available_memory`). The
-//! time the writing took is reported beside the run (`prime_s`): what that
-//! much new memory cost on the day.
+//! ([`primable`], `headroom::available_memory`). The time the writing
+//! took is reported beside the run (`prime_s`): what that much new memory
+//! cost on the day.
 
 use std::time::{Duration, Instant};
 
