@@ -12,6 +12,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn under_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
@@ -32,7 +33,14 @@ fn cgroup_v1_writable() -> Result<(), String> {
             root.display()
         ));
     }
-    let probe = root.join(format!("grapevine-probe-{}", std::process::id()));
+    // The tests of this file run side by side in one process: each probe
+    // has a name of its own.
+    static PROBES: AtomicUsize = AtomicUsize::new(0);
+    let probe = root.join(format!(
+        "grapevine-probe-{}-{}",
+        std::process::id(),
+        PROBES.fetch_add(1, Ordering::Relaxed)
+    ));
     std::fs::create_dir(&probe).map_err(|e| format!("cannot make a memory cgroup: {e}"))?;
     std::fs::remove_dir(&probe).map_err(|e| format!("cannot remove {}: {e}", probe.display()))
 }
