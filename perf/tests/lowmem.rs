@@ -101,6 +101,24 @@ fn the_node_and_the_cli_put_and_get_100_mib_in_16_mib() {
     assert!(!Path::new(cg).exists(), "{cg} was not removed");
 }
 
+/// A cgroup v1 memory group made for a test, removed when dropped even if
+/// the test fails half-way (a no-op if the test removed it already).
+struct MemoryGroup(std::path::PathBuf);
+
+impl MemoryGroup {
+    fn create(name: &str) -> MemoryGroup {
+        let path = Path::new("/sys/fs/cgroup/memory").join(name);
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        MemoryGroup(path)
+    }
+}
+
+impl Drop for MemoryGroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
 /// `bench storage` in a 128 MiB memory cgroup, on a machine with gigabytes
 /// available: the memory it primes before the put (10/3 of the file, 160
 /// MiB here) is bounded by the group's room, not by the machine's
@@ -112,9 +130,8 @@ fn bench_storage_primes_no_more_than_its_memory_cgroup_has_room_for() {
         return cannot_run(&why);
     }
     const LIMIT: u64 = 128 << 20;
-    let group =
-        Path::new("/sys/fs/cgroup/memory").join(format!("grapevine-prime-{}", std::process::id()));
-    std::fs::create_dir(&group).unwrap();
+    let made = MemoryGroup::create(&format!("grapevine-prime-{}", std::process::id()));
+    let group = made.0.as_path();
     std::fs::write(group.join("memory.limit_in_bytes"), LIMIT.to_string()).unwrap();
     let shares = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
     let perf = Path::new(env!("CARGO_BIN_EXE_grapevine-perf"));
@@ -126,12 +143,12 @@ fn bench_storage_primes_no_more_than_its_memory_cgroup_has_room_for() {
         .args(["bench", "storage", "--size", "48MiB", "--runs", "1"])
         .args(["--warmup", "0", "--no-ceiling", "--json", "--dir"])
         .arg(shares.path())
-        .env("GV_CGROUP", &group)
+        .env("GV_CGROUP", group)
         .output()
         .expect("run grapevine-perf bench storage");
     let oom = std::fs::read_to_string(group.join("memory.oom_control")).unwrap();
     // The process has exited: the group is empty and can go.
-    let removed = std::fs::remove_dir(&group);
+    let removed = std::fs::remove_dir(group);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         oom.lines().any(|l| l == "oom_kill 0"),
