@@ -153,6 +153,10 @@ pub struct RunFigures {
     pub primed_bytes: u64,
     /// Seconds the priming's writing took (untimed: not in the put's).
     pub prime_s: f64,
+    /// Bytes of the priming's memory in huge pages (given back at a
+    /// fraction of the cost of base pages: `anon_memory.rs`), where the
+    /// kernel says.
+    pub primed_huge_bytes: Option<u64>,
     /// Seconds the get spent decoding segments, summed over segments
     /// (they decode side by side: up to the get's seconds times the cores).
     pub get_decoding_s: f64,
@@ -337,9 +341,14 @@ fn print_report(r: &StorageReport) {
         );
     }
     if m.primed_bytes > 0 {
+        let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+        let huge = m
+            .primed_huge_bytes
+            .map(|h| format!(", {:.0} MiB of it in huge pages", mib(h)))
+            .unwrap_or_default();
         println!(
-            "  before the put, {:.0} MiB of memory written in {:.2} s (untimed) and given back as the put stored its shares (--no-prime leaves it out)",
-            m.primed_bytes as f64 / f64::from(1u32 << 20),
+            "  before the put, {:.0} MiB of memory written in {:.2} s (untimed{huge}) and given back as the put stored its shares (--no-prime leaves it out)",
+            mib(m.primed_bytes),
             m.prime_s
         );
     }
@@ -452,6 +461,7 @@ async fn bench(
     let (ballast, prime_s) =
         tokio::task::spawn_blocking(move || crate::prime::Ballast::hold(primed_bytes)).await?;
     let prime_s = prime_s.as_secs_f64();
+    let primed_huge_bytes = ballast.huge_bytes();
     let ballast = std::sync::Mutex::new(ballast);
     let give_back = |done: u64| {
         let stored = crate::bench_ceiling::share_volume(done, params);
@@ -521,6 +531,7 @@ async fn bench(
         put_s,
         primed_bytes,
         prime_s,
+        primed_huge_bytes,
         get_decoding_s: rep.waits.decoding.as_secs_f64(),
         get_wait_blocks_s: rep.waits.for_blocks.as_secs_f64(),
         get_wait_decoder_s: rep.waits.for_decoder.as_secs_f64(),
@@ -605,6 +616,7 @@ mod tests {
             put_s: 1.0,
             primed_bytes: 0,
             prime_s: 0.0,
+            primed_huge_bytes: None,
             get_decoding_s: 0.0,
             get_wait_blocks_s: 0.0,
             get_wait_decoder_s: 0.0,

@@ -8,6 +8,7 @@
 //! production `grapevine` binary, which uses the system allocator.
 
 mod alloc;
+mod anon_memory;
 mod baseline;
 mod bench_ceiling;
 mod bench_check;

@@ -31,34 +31,36 @@
 //! as the put stores its shares ([`Ballast::give_back_for`], called from
 //! the upload's progress), a fixed lead ahead of what the put has stored:
 //! the put's shares land in pages freed a moment before, not seconds. The
-//! giving back (truncating the memfd) happens inside the timed put, so
-//! what it costs counts against the put. Never more than half the memory
-//! this process may still use (the system's available memory, or its
-//! memory cgroup's room if that is less: `headroom.rs`), so a put to disk
-//! on a small board or in a small container is not killed for it
+//! giving back happens inside the timed put, so what it costs counts
+//! against the put. Until the eighteenth sitting the memory was a memfd,
+//! and truncating it cost 0.5 s of kernel time per 1 GiB put (6 % of the
+//! put's CPU); now it is anonymous memory in huge pages, given back by
+//! unmapping whole ones (0.01 s; `anon_memory.rs`). Never more than half
+//! the memory this process may still use (the system's available memory,
+//! or its memory cgroup's room if that is less: `headroom.rs`), so a put
+//! to disk on a small board or in a small container is not killed for it
 //! ([`primable`], `headroom::available_memory`). The time the writing
 //! took is reported beside the run (`prime_s`): what that much new memory
 //! cost on the day.
 
 use std::time::{Duration, Instant};
 
-/// Bytes of a page: one write per page faults it in.
-const PAGE: usize = 4096;
+use crate::anon_memory::AnonMemory;
 
 /// How far ahead of what the put has stored a [`Ballast`] gives its
 /// memory back: enough that the put never waits for pages, little enough
 /// that they are reused before the kernel hands them to the host.
 pub const LEAD: u64 = 256 << 20;
 
-/// The least a [`Ballast`] gives back at once (one truncation per 64 MiB:
+/// The least a [`Ballast`] gives back at once (one unmapping per 64 MiB:
 /// about 50 system calls for a 1 GiB put's 3.3 GiB).
 pub const STEP: u64 = 64 << 20;
 
-/// Memory written into a memfd and held, given back as the put stores
-/// its shares ([`Ballast::give_back_for`]); the rest is freed when dropped.
+/// Memory written and held, given back as the put stores its shares
+/// ([`Ballast::give_back_for`]); the rest is freed when dropped.
 #[derive(Debug)]
 pub struct Ballast {
-    file: Option<std::fs::File>,
+    memory: Option<AnonMemory>,
     /// Bytes held at first.
     held: u64,
     /// Bytes still held.
@@ -68,30 +70,34 @@ pub struct Ballast {
 }
 
 impl Ballast {
-    /// Write `bytes` (already bounded by [`primable`]) into a memfd and
-    /// hold them; how long the writing took. Where no memfd can be made,
-    /// fresh anonymous memory is touched and freed instead, and nothing
-    /// is held.
+    /// Write `bytes` (already bounded by [`primable`]) into new anonymous
+    /// memory and hold them; how long the writing took. Where the memory
+    /// cannot be mapped, nothing is held.
     pub fn hold(bytes: u64) -> (Ballast, Duration) {
         let t = Instant::now();
-        let file = if bytes == 0 {
-            None
-        } else {
-            let file = memfd_with(bytes).ok();
-            if file.is_none() {
-                touch_anonymous(bytes);
-            }
-            file
-        };
-        let len = if file.is_some() { bytes } else { 0 };
+        let memory = usize::try_from(bytes)
+            .ok()
+            .filter(|b| *b > 0)
+            .and_then(|b| AnonMemory::map(b).ok())
+            .map(|mut m| {
+                m.touch(0x5a);
+                m
+            });
+        let len = if memory.is_some() { bytes } else { 0 };
         let ballast = Ballast {
-            file,
+            memory,
             held: len,
             len,
             lead: LEAD,
             step: STEP,
         };
         (ballast, t.elapsed())
+    }
+
+    /// Bytes of the memory held in huge pages, where the kernel says.
+    pub fn huge_bytes(&self) -> Option<u64> {
+        let m = self.memory.as_ref()?;
+        crate::anon_memory::huge_bytes_at(m.address()).map(|h| h.min(self.len))
     }
 
     /// Give back what a put that has stored `stored` bytes will need next:
@@ -101,9 +107,10 @@ impl Ballast {
         let keep = self.held.saturating_sub(stored.saturating_add(self.lead));
         let over = self.len.saturating_sub(keep);
         if over >= self.step || (keep == 0 && over > 0) {
-            if let Some(f) = &self.file {
-                // Truncating frees the pages beyond `keep` at once.
-                let _ = f.set_len(keep);
+            if let Some(m) = &mut self.memory {
+                // Unmapping frees the pages beyond `keep` (rounded up to a
+                // huge page) at once.
+                let _ = m.keep_first(usize::try_from(keep).unwrap_or(usize::MAX));
             }
             self.len = keep;
         }
@@ -124,76 +131,34 @@ pub fn primable(bytes: u64, available: Option<u64>) -> u64 {
     available.map_or(0, |a| bytes.min(a / 2))
 }
 
-/// A new memfd holding `bytes` written a MiB at a time.
-fn memfd_with(bytes: u64) -> std::io::Result<std::fs::File> {
-    use std::io::Write;
-    let fd = rustix::fs::memfd_create("grapevine-prime", rustix::fs::MemfdFlags::CLOEXEC)?;
-    let mut file = std::fs::File::from(fd);
-    let chunk = vec![0x5a_u8; 1 << 20];
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(chunk.len() as u64) as usize;
-        file.write_all(&chunk[..n])?;
-        left -= n as u64;
-    }
-    Ok(file)
-}
-
-/// Touch `bytes` of fresh anonymous memory, a write per page, and free it.
-fn touch_anonymous(bytes: u64) {
-    let Ok(len) = usize::try_from(bytes) else {
-        return;
-    };
-    // Zeroed and untouched (the allocator maps it), so each write below
-    // is a page's first touch.
-    let mut mem = vec![0u8; len];
-    for i in (0..len).step_by(PAGE) {
-        mem[i] = 1;
-    }
-    std::hint::black_box(&mem);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Minor page faults of the calling thread so far (field 10 of
-    /// `/proc/thread-self/stat`): other tests' threads fault pages too, so
-    /// the process's count would not say whether this thread touched any.
-    fn thread_minor_faults() -> u64 {
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-        // Fields after the command name (which may hold spaces) start at
-        // field 3, the state.
-        let rest = &stat[stat.rfind(')').unwrap() + 1..];
-        rest.split_whitespace().nth(7).unwrap().parse().unwrap()
-    }
-
-    /// Bytes of memory a file really holds (its allocated blocks).
+    /// Bytes of memory the ballast really holds (resident pages).
     fn resident(b: &Ballast) -> u64 {
-        use std::os::unix::fs::MetadataExt;
-        b.file
-            .as_ref()
-            .map_or(0, |f| f.metadata().unwrap().blocks() * 512)
+        b.memory.as_ref().map_or(0, |m| m.resident_bytes() as u64)
     }
 
     #[test]
-    fn a_ballast_holds_every_byte_in_shared_memory() {
+    fn a_ballast_holds_every_byte_in_memory() {
         let (b, took) = Ballast::hold((8 << 20) + 123);
         assert!(took > Duration::ZERO);
         assert_eq!(b.len, (8 << 20) + 123);
         assert!(resident(&b) >= (8 << 20) + 123, "{}", resident(&b));
         let (none, _) = Ballast::hold(0);
-        assert!(none.len == 0 && none.file.is_none());
+        assert!(none.len == 0 && none.memory.is_none());
     }
 
     /// As the put stores its shares, the ballast gives its memory back a
     /// lead ahead, in steps, and nothing is left once the put has stored
-    /// all but the lead; the memory really leaves the file.
+    /// all but the lead; the memory really leaves the process.
     #[test]
     fn a_ballast_gives_its_memory_back_as_the_put_stores() {
         const MIB: u64 = 1 << 20;
         let (b, _) = Ballast::hold(64 * MIB);
         let mut b = b.with_lead_and_step(8 * MIB, 4 * MIB);
+        assert_eq!(resident(&b), 64 * MIB);
         b.give_back_for(0);
         assert_eq!(b.len, 56 * MIB, "the lead is given back at once");
         assert_eq!(resident(&b), 56 * MIB);
@@ -204,6 +169,7 @@ mod tests {
         assert_eq!(resident(&b), 46 * MIB);
         b.give_back_for(55 * MIB);
         assert_eq!(b.len, MIB);
+        assert!(resident(&b) <= 2 * MIB, "whole huge pages are kept");
         b.give_back_for(56 * MIB);
         assert_eq!(b.len, 0, "the last bytes go whatever the step");
         assert_eq!(resident(&b), 0);
@@ -217,15 +183,5 @@ mod tests {
         assert_eq!(primable(1 << 20, Some(4 << 30)), 1 << 20);
         assert_eq!(primable(1 << 20, None), 0);
         assert_eq!(primable(1 << 20, Some(0)), 0);
-    }
-
-    #[test]
-    fn touching_anonymous_memory_faults_its_pages_in() {
-        // 64 MiB of new pages: at least one fault per 2 MiB huge page, and
-        // with 4 KiB pages one per page.
-        let before = thread_minor_faults();
-        touch_anonymous(64 << 20);
-        let faults = thread_minor_faults() - before;
-        assert!(faults >= 32, "{faults} minor faults for 64 MiB");
     }
 }
