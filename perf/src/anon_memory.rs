@@ -45,26 +45,51 @@ pub struct AnonMemory {
 unsafe impl Send for AnonMemory {}
 
 impl AnonMemory {
-    /// Map `len` bytes (at least one) of anonymous memory, advised to use
-    /// huge pages; nothing is touched yet.
+    /// Map `len` bytes (at least one) of anonymous memory that starts on a
+    /// huge page's boundary, advised to use huge pages; nothing is touched
+    /// yet.
     pub fn map(len: usize) -> std::io::Result<AnonMemory> {
         if len == 0 {
             return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
         }
+        // A huge page more than asked for, so that a boundary falls in the
+        // first one: the kernel aligns only mappings whose length is a
+        // multiple of a huge page, and the priming's is not.
+        let padded = len
+            .checked_add(HUGE_PAGE)
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
         // SAFETY: a new private anonymous mapping at an address the kernel
         // picks aliases no memory of this process.
-        let ptr = unsafe {
+        let raw = unsafe {
             rustix::mm::mmap_anonymous(
                 std::ptr::null_mut(),
-                len,
+                padded,
                 ProtFlags::READ | ProtFlags::WRITE,
                 MapFlags::PRIVATE,
             )
         }?;
-        let ptr = NonNull::new(ptr).ok_or_else(|| std::io::Error::other("mmap gave null"))?;
+        let raw = raw.cast::<u8>();
+        let head = (raw as usize).next_multiple_of(HUGE_PAGE) - raw as usize;
+        // Both ends are page-aligned: `raw` and `HUGE_PAGE` are, and the
+        // tail's start is `head + len` rounded up to a page.
+        let end = (head + len).next_multiple_of(PAGE);
+        // SAFETY: the head and tail cut off are parts of the mapping just
+        // made, which nothing points into; what stays is `[head, end)`.
+        unsafe {
+            if head > 0 {
+                rustix::mm::munmap(raw.cast(), head)?;
+            }
+            if padded > end {
+                rustix::mm::munmap(raw.add(end).cast(), padded - end)?;
+            }
+        }
+        // SAFETY: `head < HUGE_PAGE < padded`, inside the mapping.
+        let ptr = NonNull::new(unsafe { raw.add(head) }.cast::<c_void>())
+            .ok_or_else(|| std::io::Error::other("mmap gave null"))?;
         // SAFETY: advice on this value's own mapping; it changes no
-        // contents. Without transparent huge pages it fails, and the
-        // memory is in base pages.
+        // contents. It fails only on a kernel built without transparent
+        // huge pages (with them turned off it succeeds and changes
+        // nothing), and then the memory is in base pages.
         let _ = unsafe { rustix::mm::madvise(ptr.as_ptr(), len, Advice::LinuxHugepage) };
         Ok(AnonMemory { ptr, len })
     }
@@ -80,8 +105,8 @@ impl AnonMemory {
     }
 
     /// Give back everything from `keep` bytes on (rounded up to a whole
-    /// huge page, so that none is split); nothing if that is not less
-    /// than what is mapped.
+    /// huge page: the mapping starts on a boundary, so none is split);
+    /// nothing if that is not less than what is mapped.
     pub fn keep_first(&mut self, keep: usize) -> std::io::Result<()> {
         let keep = keep.div_ceil(HUGE_PAGE).saturating_mul(HUGE_PAGE);
         if keep >= self.len {
@@ -113,9 +138,10 @@ impl AnonMemory {
         pages.iter().filter(|p| *p & 1 == 1).count() * PAGE
     }
 
-    /// Where the mapping starts (to find it in `/proc/self/smaps`).
-    pub fn address(&self) -> usize {
-        self.ptr.as_ptr() as usize
+    /// Where the mapping starts (to find it in `/proc/self/smaps`), while
+    /// anything is still mapped.
+    pub fn address(&self) -> Option<usize> {
+        (self.len > 0).then_some(self.ptr.as_ptr() as usize)
     }
 }
 
@@ -182,7 +208,8 @@ mod tests {
         );
         m.touch(0x5a);
         assert_eq!(m.resident_bytes(), 16 * MIB + PAGE, "every page is backed");
-        if let Some(huge) = huge_bytes_at(m.address()) {
+        assert_eq!(m.address().unwrap() % HUGE_PAGE, 0, "starts on a boundary");
+        if let Some(huge) = m.address().and_then(huge_bytes_at) {
             eprintln!("{huge} bytes in huge pages");
         }
 
@@ -194,6 +221,7 @@ mod tests {
         assert_eq!(m.len, 6 * MIB, "keeping more than is mapped keeps it");
         m.keep_first(0).unwrap();
         assert_eq!(m.len, 0);
+        assert_eq!(m.address(), None);
     }
 
     #[test]

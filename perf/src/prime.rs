@@ -97,7 +97,7 @@ impl Ballast {
     /// Bytes of the memory held in huge pages, where the kernel says.
     pub fn huge_bytes(&self) -> Option<u64> {
         let m = self.memory.as_ref()?;
-        crate::anon_memory::huge_bytes_at(m.address()).map(|h| h.min(self.len))
+        crate::anon_memory::huge_bytes_at(m.address()?).map(|h| h.min(self.len))
     }
 
     /// Give back what a put that has stored `stored` bytes will need next:
@@ -109,7 +109,7 @@ impl Ballast {
         if over >= self.step || (keep == 0 && over > 0) {
             if let Some(m) = &mut self.memory {
                 // Unmapping frees the pages beyond `keep` (rounded up to a
-                // huge page) at once.
+                // whole huge page) at once.
                 let _ = m.keep_first(usize::try_from(keep).unwrap_or(usize::MAX));
             }
             self.len = keep;
@@ -152,7 +152,8 @@ mod tests {
 
     /// As the put stores its shares, the ballast gives its memory back a
     /// lead ahead, in steps, and nothing is left once the put has stored
-    /// all but the lead; the memory really leaves the process.
+    /// all but the lead; the memory really leaves the process (resident
+    /// pages counted at each step).
     #[test]
     fn a_ballast_gives_its_memory_back_as_the_put_stores() {
         const MIB: u64 = 1 << 20;
