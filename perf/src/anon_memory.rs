@@ -161,9 +161,16 @@ impl Drop for AnonMemory {
 /// where it has; `None` where the kernel does not say.
 pub fn huge_bytes_at(address: usize) -> Option<u64> {
     let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+    huge_bytes_in(&smaps, address)
+}
+
+/// [`huge_bytes_at`] over the text of an smaps file: the `AnonHugePages`
+/// field of the mapping whose range holds `address`; `None` if no
+/// mapping holds it or that mapping has no such field.
+fn huge_bytes_in(smaps: &str, address: usize) -> Option<u64> {
     let mut lines = smaps.lines();
     // Each mapping's header is `start-end perms offset dev inode [path]`
-    // in hex; its fields follow until the next header.
+    // in hex; its fields follow, `VmFlags` last, until the next header.
     let holds = |line: &str| -> bool {
         let Some((range, _)) = line.split_once(' ') else {
             return false;
@@ -183,7 +190,7 @@ pub fn huge_bytes_at(address: usize) -> Option<u64> {
     for line in lines {
         if let Some(rest) = line.strip_prefix("AnonHugePages:") {
             let kib = rest.trim().trim_end_matches("kB").trim();
-            return kib.parse::<u64>().ok().map(|k| k * 1024);
+            return kib.parse::<u64>().ok().map(|k| k.saturating_mul(1024));
         }
         if line.starts_with("VmFlags:") {
             break;
@@ -222,6 +229,43 @@ mod tests {
         m.keep_first(0).unwrap();
         assert_eq!(m.len, 0);
         assert_eq!(m.address(), None);
+    }
+
+    /// Two mappings as `/proc/self/smaps` shows them (fields cut short).
+    const SMAPS: &str = "\
+55d0c0000000-55d0c0021000 r--p 00000000 00:1f 1234   /usr/bin/grapevine-perf
+Size:                132 kB
+AnonHugePages:         0 kB
+VmFlags: rd mr mw me sd
+7f29ff000000-7f29ff001000 rw-p 00000000 00:00 0
+Size:                  4 kB
+VmFlags: rd wr mr mw me ac sd
+7f2a00000000-7f2ad5600000 rw-p 00000000 00:00 0
+Size:            3495936 kB
+Rss:             3493888 kB
+AnonHugePages:   3493888 kB
+VmFlags: rd wr mr mw me ac sd hg
+";
+
+    #[test]
+    fn huge_pages_are_read_from_the_mapping_that_holds_the_address() {
+        let at = 0x7f2a_0000_0000;
+        assert_eq!(huge_bytes_in(SMAPS, at), Some(3_493_888 * 1024));
+        assert_eq!(huge_bytes_in(SMAPS, at + 0x1000), Some(3_493_888 * 1024));
+        assert_eq!(huge_bytes_in(SMAPS, 0x55d0_c000_0000), Some(0));
+        // The end of a range is not in it; a gap is in none.
+        assert_eq!(huge_bytes_in(SMAPS, 0x7f2a_d560_0000), None);
+        // A mapping without the field: the next mapping's is not taken.
+        assert_eq!(huge_bytes_in(SMAPS, 0x7f29_ff00_0000), None);
+        assert_eq!(huge_bytes_in("", at), None);
+        assert_eq!(huge_bytes_in("garbage\nzz-yy x\n", at), None);
+        assert_eq!(
+            huge_bytes_in(
+                "7f2a00000000-7f2ad5600000 rw-p\nAnonHugePages: lots kB\n",
+                at
+            ),
+            None
+        );
     }
 
     #[test]
