@@ -22,12 +22,12 @@ use grapevine_storage::{Cap, Params};
 /// Arguments of `grapevine demo`.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Nodes in the demo grid (at least 5).
-    #[arg(long, default_value_t = 12)]
-    pub nodes: usize,
-    /// Size of the demo file, MiB.
-    #[arg(long, default_value_t = 8)]
-    pub file_mib: usize,
+    /// Nodes in the demo grid, 5 to 1000.
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u16).range(5..=1000))]
+    pub nodes: u16,
+    /// Size of the demo file, MiB (1 to 1024).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub file_mib: u16,
 }
 
 fn addr(i: usize) -> SocketAddr {
@@ -58,14 +58,11 @@ fn mb_per_s(bytes: usize, took: Duration) -> f64 {
 /// # Errors
 /// A step that fails or does not complete in time.
 pub fn run(args: &DemoArgs) -> Result<()> {
-    if args.nodes < 5 {
-        bail!("the demo needs at least 5 nodes (--nodes {})", args.nodes);
-    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(demo(args.nodes, args.file_mib.clamp(1, 1024)))
+    rt.block_on(demo(usize::from(args.nodes), usize::from(args.file_mib)))
 }
 
 struct Demo {

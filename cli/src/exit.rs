@@ -8,11 +8,14 @@
 //! | 3 | `check`: not healthy (fewer than N good shares), still readable |
 //! | 4 | `check`: corrupt shares found, still readable |
 //! | 5 | `check`: unrecoverable (fewer than k good shares, or none at all) |
+//! | 128 + signal | `put` or `get` stopped by SIGINT (130), SIGTERM (143) or SIGHUP (129), its temporary files removed |
 
 use grapevine_storage::client::Verdict;
 
 /// An error.
 pub const ERROR: u8 = 1;
+/// Bad usage.
+pub const USAGE: u8 = 2;
 /// `check`: not healthy.
 pub const UNHEALTHY: u8 = 3;
 /// `check`: corrupt shares.
@@ -23,7 +26,40 @@ pub const UNRECOVERABLE: u8 = 5;
 /// The exit codes, for `--help`.
 pub const HELP: &str = "Exit codes: 0 success (check: healthy), 1 error, 2 bad usage; \
 check also exits 3 (not healthy: fewer than N good shares), 4 (corrupt shares found) \
-or 5 (unrecoverable: fewer than k good shares).";
+or 5 (unrecoverable: fewer than k good shares). A put or get stopped by SIGINT, SIGTERM or \
+SIGHUP removes its temporary files and exits 128 + the signal's number (130, 143, 129).";
+
+/// Bad usage found after parsing (options that cannot go together, values
+/// that cannot work): printed as an error, exit [`USAGE`] as clap's own
+/// usage errors do.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// Return early with a [`Usage`] error.
+macro_rules! usage {
+    ($($t:tt)*) => {
+        return Err($crate::exit::Usage(format!($($t)*)).into())
+    };
+}
+pub(crate) use usage;
+
+/// The exit code of an error: [`USAGE`] for a [`Usage`] error, else
+/// [`ERROR`].
+pub fn of_error(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<Usage>().is_some() {
+        USAGE
+    } else {
+        ERROR
+    }
+}
 
 /// The exit code for a check's verdict.
 pub fn of_verdict(v: Verdict) -> u8 {

@@ -17,6 +17,7 @@ use grapevine_storage::client::{ClientError, ReportVerdict, UploadReport};
 use grapevine_storage::{Cap, MemoryBudget, Params};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::exit::usage;
 use crate::info::{plural, rt, NodeArg};
 
 /// A progress bar on standard error if it is a terminal (whatever standard
@@ -116,7 +117,9 @@ pub fn put(a: &PutArgs) -> Result<()> {
         happy: a.happy.unwrap_or(d.happy),
     };
     if params.validate().is_err() {
-        bail!("share parameters {params} cannot work: need 1 <= k <= n <= 256 and 1 <= happy <= n");
+        usage!(
+            "share parameters {params} cannot work: need 1 <= k <= n <= 256 and 1 <= happy <= n"
+        );
     }
     let stdin = a
         .file
@@ -185,6 +188,7 @@ pub fn put(a: &PutArgs) -> Result<()> {
                     "happy": params.happy,
                     "placements": shares(&up.placements),
                     "already_held": shares(&up.already_held),
+                    "lost": up.lost.iter().map(|(id, why)| serde_json::json!({"server": id.to_string(), "why": why})).collect::<Vec<_>>(),
                 })
             );
         } else {
@@ -199,12 +203,36 @@ pub fn put(a: &PutArgs) -> Result<()> {
 /// every hand-off between the transfer's driver and the tasks and threads
 /// it feeds woke a third thread and took a core from them
 /// (`grapevine-perf bench storage`, measured: docs/performance.md).
+///
+/// An interrupt (SIGINT, SIGTERM or SIGHUP) cancels the transfer and waits
+/// until it is dropped, so that what it holds on disk (`put`'s spool of
+/// standard input, `get`'s partial file) is removed, then exits the
+/// process with 128 + the signal's number, as a shell reports a command a
+/// signal ended.
 async fn on_workers<T: Send + 'static>(
     work: impl std::future::Future<Output = T> + Send + 'static,
 ) -> Result<T> {
-    tokio::spawn(work)
-        .await
-        .map_err(|e| anyhow::anyhow!("the transfer's task failed: {e}"))
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut task = tokio::spawn(work);
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let (name, number) = tokio::select! {
+        r = &mut task => {
+            return r.map_err(|e| anyhow::anyhow!("the transfer's task failed: {e}"));
+        }
+        _ = int.recv() => ("an interrupt", 2),
+        _ = term.recv() => ("SIGTERM", 15),
+        _ = hup.recv() => ("SIGHUP", 1),
+    };
+    task.abort();
+    // Its temporary files are removed as it is dropped.
+    let _ = task.await;
+    eprintln!("grapevine: stopped by {name}; its temporary files are removed");
+    // Not through the runtime's shutdown: a read of standard input may be
+    // blocked on a thread of its own for as long as the writer keeps the
+    // pipe open.
+    std::process::exit(128 + number)
 }
 
 /// What a put did, in a sentence.
@@ -223,8 +251,18 @@ fn put_summary(what: &str, up: &UploadReport, p: Params) -> String {
                     up.already_held.len()
                 )
             };
+            let lost: String = up
+                .lost
+                .iter()
+                .map(|(id, why)| {
+                    format!(
+                        "; server {} was lost during the put and its shares dropped ({why})",
+                        id.short()
+                    )
+                })
+                .collect();
             format!(
-                "stored {what} ({}) as {} ({} needed to read) on {}: happiness {} of {} required{held}",
+                "stored {what} ({}) as {} ({} needed to read) on {}: happiness {} of {} required{held}{lost}",
                 plural(usize::try_from(c.size).unwrap_or(usize::MAX), "byte"),
                 plural(up.placements.len(), "share"),
                 c.k,
@@ -269,7 +307,7 @@ pub fn get(a: &GetArgs) -> Result<()> {
     let cap: Cap = a.cap.parse()?;
     let target = Target::for_path(a.output.as_deref().unwrap_or(std::path::Path::new("-")))?;
     if a.json && target == Target::Stdout {
-        bail!("--json needs -o FILE: standard output carries the file");
+        usage!("--json needs -o FILE: standard output carries the file");
     }
     // Before the runtime's threads (see `malloc`); a directory without a
     // configuration fails below, in `Client::for_dir_with_memory`.

@@ -7,6 +7,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use grapevine_crypto::{Admission, GridId, Identity, NodeId};
 
+/// The longest `--days` a certificate is given: a hundred years, far
+/// inside what a timestamp and a date printer can hold.
+const MAX_DAYS: u64 = 36_500;
+
 /// `grapevine grid ...`.
 #[derive(Debug, clap::Subcommand)]
 pub enum GridCmd {
@@ -24,8 +28,9 @@ pub enum GridCmd {
         key: PathBuf,
         /// The node's id.
         node: String,
-        /// Days until the certificate expires (never, if absent).
-        #[arg(long)]
+        /// Days until the certificate expires, 1 to 36500 (never, if
+        /// absent).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_DAYS))]
         days: Option<u64>,
     },
 }

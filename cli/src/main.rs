@@ -72,15 +72,23 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // A node's log says what went wrong along the way; a one-shot command
+    // says it in its own output (a put names the servers it lost, a get the
+    // corrupt shares it skipped), so its standard error carries sentences,
+    // not log lines, unless RUST_LOG asks for them.
+    let default_log = match cli.command {
+        Cmd::Run(_) | Cmd::Demo(_) => "warn",
+        _ => "error",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let cli = Cli::parse();
     let r = match cli.command {
         Cmd::Demo(a) => demo::run(&a).map(|_| ExitCode::SUCCESS),
         Cmd::Init(a) => run::init(&a).map(|_| ExitCode::SUCCESS),
@@ -99,7 +107,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("grapevine: {}", exit::sentence(&e));
-            ExitCode::from(exit::ERROR)
+            ExitCode::from(exit::of_error(&e))
         }
     }
 }

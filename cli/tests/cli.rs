@@ -76,6 +76,42 @@ fn demo_runs_end_to_end() {
 fn bad_arguments_are_clear_errors() {
     let out = grapevine().args(["no-such-command"]).output().unwrap();
     assert!(!out.status.success());
+    // Bad usage exits 2, whether clap or the command finds it, and never
+    // panics (101) or half-succeeds.
+    let root = tempfile::tempdir().unwrap();
+    let node = root.path().join("n");
+    ok(grapevine()
+        .arg("init")
+        .arg(&node)
+        .args(["--listen", "127.7.9.1:7946", "--no-gateway"]));
+    let id = ok(grapevine().arg("whoami").arg("--node").arg(&node));
+    let key = root.path().join("grid.key");
+    ok(grapevine().args(["grid", "new"]).arg(&key));
+    let n = node.to_str().unwrap();
+    let k = key.to_str().unwrap();
+    for args in [
+        &["get", "gv:lit:nbswy3dp", "--json", "--node", n][..],
+        &["put", "--k", "5", "--n", "3", "--node", n],
+        &["demo", "--nodes", "4"],
+        &["demo", "--file-mib", "0"],
+        &["grid", "admit", "--key", k, id.trim(), "--days", "2920000"],
+        &[
+            "grid",
+            "admit",
+            "--key",
+            k,
+            id.trim(),
+            "--days",
+            "18446744073709551615",
+        ],
+        &["grid", "admit", "--key", k, id.trim(), "--days", "0"],
+    ] {
+        let out = grapevine().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "grapevine {args:?}: {err}");
+        assert!(out.stdout.is_empty(), "grapevine {args:?} printed output");
+        assert!(!err.contains("panicked"), "{err}");
+    }
     // The laboratory is not in the production binary.
     for cmd in ["swarm", "bench"] {
         let out = grapevine().arg(cmd).output().unwrap();
@@ -359,6 +395,7 @@ fn a_storage_node_killed_during_an_upload_costs_only_its_share() {
             "--node",
         ])
         .arg(&dirs[0])
+        .env_remove("RUST_LOG")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -400,6 +437,13 @@ fn a_storage_node_killed_during_an_upload_costs_only_its_share() {
     );
     let put: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(put["servers"], 4, "{put}");
+    // The put says which server it lost, in its JSON and its summary.
+    let node5 = ok(grapevine().arg("whoami").arg("--node").arg(&dirs[4]));
+    assert_eq!(put["lost"][0]["server"], node5.trim(), "{put}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("was lost during the put"), "{said}");
+    // In sentences, not log lines.
+    assert!(!said.contains("WARN"), "{said}");
     // The file reads back, from another node, without the dead one.
     let cap = put["cap"].as_str().unwrap().to_string();
     let back = root.path().join("back.bin");

@@ -107,7 +107,7 @@ impl NodeDir {
                 Err(e) => return Err(bad(e.to_string())),
             }
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+        let text = read_private(&path).map_err(bad)?;
         let token = text.trim();
         if token.is_empty() {
             return Err(bad("empty".to_string()));
@@ -154,7 +154,7 @@ impl NodeDir {
             path: path.clone(),
             message,
         };
-        let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+        let text = read_private(&path).map_err(bad)?;
         let bytes = data_encoding::HEXLOWER
             .decode(text.trim().as_bytes())
             .map_err(|e| bad(format!("not hex: {e}")))?;
@@ -162,6 +162,28 @@ impl NodeDir {
             .try_into()
             .map_err(|_| bad("not 32 bytes".to_string()))
     }
+}
+
+/// Read a secret file, refusing it if its group or others have any
+/// permission (as identity keys are): a secret others could read is not
+/// one, and a node should not go on as if it were.
+fn read_private(path: &Path) -> Result<String, String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| e.to_string())?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "group or others may use it (mode {mode:04o}); `chmod 600 {}` if nobody else has read it, else make a new one",
+                path.display()
+            ));
+        }
+    }
+    std::fs::read_to_string(path).map_err(|e| e.to_string())
 }
 
 /// What `init` writes into a new node's configuration.
@@ -461,6 +483,30 @@ mod tests {
         }
         std::fs::write(d.api_token_path(), "\n").unwrap();
         assert!(d.api_token().is_err(), "an empty token is refused");
+    }
+
+    /// The convergence secret and the API token, like the identity key,
+    /// are refused when group or others may read them.
+    #[cfg(unix)]
+    #[test]
+    fn secrets_others_may_read_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let d = NodeDir::new(t.path().join("n"));
+        init(&d, &opts()).unwrap();
+        assert!(d.convergence_secret().is_ok() && d.api_token().is_ok());
+        for f in [d.secret_path(), d.api_token_path()] {
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let e = match f == d.secret_path() {
+                true => d.convergence_secret().map(|_| ()),
+                false => d.api_token().map(|_| ()),
+            }
+            .expect_err("a 0644 secret is refused")
+            .to_string();
+            assert!(e.contains("0644") && e.contains("chmod 600"), "{e}");
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        assert!(d.convergence_secret().is_ok() && d.api_token().is_ok());
     }
 
     #[test]

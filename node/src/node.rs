@@ -203,6 +203,33 @@ impl Node {
             Some(s) => s,
             None => Sockets::bind(config.listen).await?,
         };
+        // Every listener the node serves is bound before it announces
+        // itself: one that cannot be (a port in use, a node already
+        // running here) fails the start before any peer hears of the node,
+        // which would otherwise be seen alive, then dead for a day.
+        let gateway = match (opts.http, config.gateway) {
+            (true, Some(addr)) => Some(
+                gateway::Gateway::listen(gateway::GatewaySettings::from_config(&config, addr), dir)
+                    .await?,
+            ),
+            _ => None,
+        };
+        // The gateway serves /metrics too: one server when both share an
+        // address.
+        let metrics = match (
+            opts.http,
+            config.metrics.filter(|m| Some(*m) != config.gateway),
+        ) {
+            (true, Some(addr)) => Some(http::bind(addr).await?),
+            _ => None,
+        };
+        let control = match opts.control {
+            true => Some((
+                dir.control_path(),
+                control::bind(&dir.control_path()).await?,
+            )),
+            false => None,
+        };
         let local_addr = sockets
             .udp
             .local_addr()
@@ -369,26 +396,19 @@ impl Node {
                 ))));
             }
         }
-        if let (true, Some(addr)) = (opts.http, config.gateway) {
-            let settings = gateway::GatewaySettings::from_config(&config, addr);
-            let gw = gateway::Gateway::bind(state.clone(), settings, dir).await?;
+        if let Some(gw) = gateway {
+            let gw = gw.serving(state.clone());
             node.gateway_addr = Some(gw.local_addr());
             node.tasks.push(Task(tokio::spawn(gw.serve())));
         }
-        // The gateway serves /metrics too: one server when both share an
-        // address.
-        let metrics = config.metrics.filter(|m| Some(*m) != config.gateway);
-        if let (true, Some(addr)) = (opts.http, metrics) {
-            let listener = http::bind(addr).await?;
+        if let Some(listener) = metrics {
             node.http_addr = listener.local_addr().ok();
             node.tasks.push(Task(tokio::spawn(http::serve(
                 listener,
                 http::router(state.clone()),
             ))));
         }
-        if opts.control {
-            let path = dir.control_path();
-            let listener = control::bind(&path).await?;
+        if let Some((path, listener)) = control {
             node.control_path = Some(path);
             node.tasks
                 .push(Task(tokio::spawn(control::serve(listener, state.clone()))));

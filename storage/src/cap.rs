@@ -116,7 +116,7 @@ impl FromStr for VerifyCap {
         let parts: Vec<&str> = s.trim().split(':').collect();
         match parts.as_slice() {
             ["gv", "chk-verify", si, ueb, k, n, size] => {
-                let (k, n, size) = (num(k)?, num(n)?, num(size)?);
+                let (k, n, size) = (num(k)?, num(n)?, chk_size(size)?);
                 check_k_of_n(k, n)?;
                 Ok(VerifyCap {
                     si: crate::types::StorageIndex(un_b32(si)?),
@@ -137,9 +137,36 @@ impl FromStr for VerifyCap {
     }
 }
 
+/// A number as capabilities write it: decimal digits, no sign, no leading
+/// zero (so that one file has one capability string).
 fn num(v: &str) -> Result<u64, CodecError> {
-    v.parse::<u64>()
-        .map_err(|_| CodecError::BadCap(format!("bad number {v:?}")))
+    let canonical =
+        !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) && (v == "0" || !v.starts_with('0'));
+    canonical
+        .then(|| v.parse::<u64>().ok())
+        .flatten()
+        .ok_or_else(|| {
+            // Echo a short prefix only: a capability may be any length.
+            let shown: String = v.chars().take(24).collect();
+            let more = if v.chars().nth(24).is_some() {
+                "..."
+            } else {
+                ""
+            };
+            CodecError::BadCap(format!("bad number {shown:?}{more}"))
+        })
+}
+
+/// A CHK capability's file size: a file of at most [`LIT_MAX`] bytes lives
+/// in a `gv:lit:` capability and never has a CHK one.
+fn chk_size(v: &str) -> Result<u64, CodecError> {
+    let size = num(v)?;
+    if size <= LIT_MAX as u64 {
+        return Err(CodecError::BadCap(format!(
+            "a file of {size} bytes has a gv:lit: capability, not a CHK one"
+        )));
+    }
+    Ok(size)
 }
 
 fn check_k_of_n(k: u64, n: u64) -> Result<(), CodecError> {
@@ -203,7 +230,7 @@ impl FromStr for Cap {
                 Ok(Cap::Lit(d))
             }
             ["gv", "chk", key, ueb, k, n, size] => {
-                let (k, n, size) = (num(k)?, num(n)?, num(size)?);
+                let (k, n, size) = (num(k)?, num(n)?, chk_size(size)?);
                 check_k_of_n(k, n)?;
                 Ok(Cap::Chk(ReadCap {
                     key: un_b32(key)?,
@@ -255,6 +282,48 @@ mod tests {
             !format!("{:?}", c).contains(&b32(&[1; 32])),
             "Debug must not leak the key"
         );
+    }
+
+    /// One file, one capability string: numbers with signs or leading
+    /// zeros, and CHK sizes a literal capability holds, are refused; a
+    /// long bad field is not echoed whole.
+    #[test]
+    fn capabilities_are_canonical() {
+        let c = Cap::Chk(ReadCap {
+            key: [1; 32],
+            ueb_hash: [2; 32],
+            k: 3,
+            n: 10,
+            size: 100_000,
+        });
+        let s = c.to_string();
+        assert!(s.ends_with(":3:10:100000"), "{s}");
+        let head = s.trim_end_matches(":3:10:100000");
+        for tail in [
+            ":3:10:+100000",
+            ":03:10:100000",
+            ":3:010:100000",
+            ":3:10:0100000",
+            ":3:10: 100000",
+            ":3:10:0",
+            ":3:10:55",
+        ] {
+            let bad = format!("{head}{tail}");
+            assert!(bad.parse::<Cap>().is_err(), "{bad}");
+        }
+        assert!(format!("{head}:3:10:56").parse::<Cap>().is_ok());
+        let verify = match &c {
+            Cap::Chk(r) => r.verify_cap().to_string(),
+            Cap::Lit(_) => unreachable!(),
+        };
+        let vhead = verify.trim_end_matches(":3:10:100000");
+        for tail in [":3:10:0100000", ":+3:10:100000", ":3:10:7"] {
+            let bad = format!("{vhead}{tail}");
+            assert!(bad.parse::<VerifyCap>().is_err(), "{bad}");
+        }
+        let huge = format!("{head}:3:10:{}", "9".repeat(100_000));
+        let e = huge.parse::<Cap>().unwrap_err().to_string();
+        assert!(e.len() < 200, "{} bytes of error", e.len());
     }
 
     /// Issue 23.2: the verify capability carries no key, is derived from

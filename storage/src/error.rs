@@ -131,6 +131,17 @@ pub enum CodecError {
         /// Shares needed.
         need: usize,
     },
+    /// Every share found failed on its extension block: they belong to
+    /// the storage index, but not to this capability's file (a
+    /// capability altered or mistyped after its storage index).
+    #[error(
+        "none of the {shares} {} found matches this capability's extension-block hash, size or parameters: is the capability right?",
+        if *shares == 1 { "share" } else { "shares" }
+    )]
+    CapMismatch {
+        /// Shares that did not match.
+        shares: usize,
+    },
     /// The decoded ciphertext does not hash as recorded.
     #[error("decoded file does not match its recorded hash")]
     CiphertextMismatch,

@@ -186,6 +186,70 @@ async fn shares_whose_footers_lie_are_skipped_and_reported() {
     );
 }
 
+/// A share whose extension block rots on disk is corrupt to a download as
+/// to a check: skipped, and reported to its server, which checks it and
+/// quarantines it (it used to be skipped silently, and met again by every
+/// later read). A capability whose extension-block hash is altered finds
+/// shares none of which match, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shares_whose_extension_blocks_rot_are_skipped_and_reported() {
+    let (servers, refs) = ten_servers().await;
+    let me = client_pool();
+    let d = data(1_500_000, 4);
+    let up = put(&me, &refs, &d, KeyMode::Random).await.unwrap();
+    // Rot the last bytes of the extension block (before the 24-byte footer
+    // and the store's 16-byte trailer) of shares 0 to 6: the primary
+    // shares, 0 to 2, are the ones a download opens first.
+    let mut rotted = 0;
+    for s in &servers {
+        for p in walk(&s.dir.path().join("shares")) {
+            let shnum: u16 = p.file_name().unwrap().to_str().unwrap().parse().unwrap();
+            if shnum < 7 {
+                let mut b = std::fs::read(&p).unwrap();
+                let at = b.len() - 50;
+                b[at] ^= 0xff;
+                std::fs::write(&p, b).unwrap();
+                rotted += 1;
+            }
+        }
+    }
+    assert_eq!(rotted, 7);
+    let (back, rep) = get(&me, &refs, &up.cap).await.expect("three good shares");
+    assert_eq!(back, d, "never wrong data");
+    let mut bad: Vec<u16> = rep.corrupt.iter().map(|c| c.0).collect();
+    bad.sort_unstable();
+    assert!(
+        [0, 1, 2].iter().all(|n| bad.contains(n)) && bad.iter().all(|n| *n < 7),
+        "{rep:?}"
+    );
+    assert_eq!(rep.unmatched, rep.corrupt.len(), "{rep:?}");
+    assert_eq!(rep.reported.len(), rep.corrupt.len(), "{rep:?}");
+    for (shnum, _, verdict) in &rep.reported {
+        assert_eq!(
+            *verdict,
+            Some(client::ReportVerdict::Quarantined),
+            "share {shnum}: {rep:?}"
+        );
+    }
+
+    // The same shares under a capability whose extension-block hash is
+    // altered: none matches.
+    let Cap::Chk(mut wrong) = up.cap.clone() else {
+        unreachable!("a 1.5 MB file")
+    };
+    wrong.ueb_hash[0] ^= 1;
+    let r = get(&me, &refs, &Cap::Chk(wrong)).await;
+    assert!(
+        matches!(
+            r,
+            Err(client::ClientError::Codec(
+                grapevine_storage::CodecError::CapMismatch { shares }
+            )) if shares >= 3
+        ),
+        "{r:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_files_live_in_the_capability() {
     let me = client_pool();
@@ -285,6 +349,13 @@ async fn a_server_lost_mid_upload_costs_its_shares_not_the_upload() {
     .expect("nine servers still meet happy = 7");
     assert_eq!(up.servers, 9);
     assert!(up.placements.iter().all(|(_, id)| *id != victim_id));
+    // The report says which server was lost.
+    assert_eq!(
+        up.lost.iter().map(|l| l.0).collect::<Vec<_>>(),
+        vec![victim_id],
+        "{:?}",
+        up.lost
+    );
     let (back, _) = get(&pool, &refs, &up.cap).await.unwrap();
     assert_eq!(back, d);
 }

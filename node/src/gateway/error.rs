@@ -96,9 +96,9 @@ impl From<OpError> for GatewayError {
             OpError::Storage(e @ ClientError::PoolExhausted(_)) => {
                 GatewayError::Busy(e.to_string())
             }
-            OpError::Storage(ClientError::Codec(e @ CodecError::BadParams(_))) => {
-                GatewayError::BadRequest(e.to_string())
-            }
+            OpError::Storage(ClientError::Codec(
+                e @ (CodecError::BadParams(_) | CodecError::CapMismatch { .. }),
+            )) => GatewayError::BadRequest(e.to_string()),
             e => GatewayError::Internal(e.to_string()),
         }
     }

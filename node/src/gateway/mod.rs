@@ -85,19 +85,46 @@ pub struct Gateway {
     listener: TcpListener,
 }
 
+/// A gateway's socket, bound, with its token read and its spool emptied,
+/// not yet serving any node: a node binds every listener it will serve
+/// before it announces itself to the grid, so that one it cannot bind
+/// fails the start before any peer hears of the node.
+#[derive(Debug)]
+pub struct GatewayListener {
+    listener: TcpListener,
+    settings: GatewaySettings,
+    token: String,
+    spool: std::path::PathBuf,
+}
+
+impl GatewayListener {
+    /// Where it listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.settings.addr
+    }
+
+    /// The gateway of the node whose state is `state`, on this socket.
+    pub fn serving(self, state: Arc<NodeState>) -> Gateway {
+        let ctx = Arc::new(Ctx::new(state, self.settings, self.spool, &self.token));
+        Gateway {
+            ctx,
+            listener: self.listener,
+        }
+    }
+}
+
 impl Gateway {
-    /// Bind `settings.addr` for the node whose state is `state` and whose
-    /// directory is `dir` (its API token, made if missing; its `tmp/`, for
-    /// uploads, emptied).
+    /// Bind `settings.addr` for the node whose directory is `dir` (its API
+    /// token, made if missing; its `tmp/`, for uploads, emptied); serve it
+    /// with [`GatewayListener::serving`].
     ///
     /// # Errors
     /// [`NodeError::Bind`] if the address cannot be bound;
     /// [`NodeError::Secret`] if the token cannot be read or made.
-    pub async fn bind(
-        state: Arc<NodeState>,
+    pub async fn listen(
         mut settings: GatewaySettings,
         dir: &NodeDir,
-    ) -> Result<Gateway, NodeError> {
+    ) -> Result<GatewayListener, NodeError> {
         let listener = TcpListener::bind(settings.addr)
             .await
             .map_err(NodeError::bind("gateway", settings.addr))?;
@@ -111,8 +138,24 @@ impl Gateway {
                 let _ = std::fs::remove_file(e.path());
             }
         }
-        let ctx = Arc::new(Ctx::new(state, settings, spool, &token));
-        Ok(Gateway { ctx, listener })
+        Ok(GatewayListener {
+            listener,
+            settings,
+            token,
+            spool,
+        })
+    }
+
+    /// [`Gateway::listen`], then serve the node whose state is `state`.
+    ///
+    /// # Errors
+    /// As [`Gateway::listen`].
+    pub async fn bind(
+        state: Arc<NodeState>,
+        settings: GatewaySettings,
+        dir: &NodeDir,
+    ) -> Result<Gateway, NodeError> {
+        Ok(Gateway::listen(settings, dir).await?.serving(state))
     }
 
     /// Where it listens.

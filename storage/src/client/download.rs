@@ -102,8 +102,27 @@ pub struct DownloadReport {
     /// What each corrupt share's server did when told (`None`: the report
     /// did not reach it).
     pub reported: Vec<(u16, NodeId, Option<ReportVerdict>)>,
+    /// Shares skipped because their extension block is not the one the
+    /// capability names (counted in `corrupt` too).
+    pub unmatched: usize,
     /// Where the download's time went (for benchmarks and logs).
     pub waits: DownloadWaits,
+}
+
+impl DownloadReport {
+    /// The error of a download that could open no share: when every share
+    /// it found failed on its extension block, the capability is the
+    /// likelier culprit ([`CodecError::CapMismatch`]).
+    pub(crate) fn none_opened(&self, k: usize) -> ClientError {
+        if self.unmatched > 0 && self.unmatched == self.corrupt.len() {
+            CodecError::CapMismatch {
+                shares: self.unmatched,
+            }
+            .into()
+        } else {
+            CodecError::NotEnoughShares { have: 0, need: k }.into()
+        }
+    }
 }
 
 /// Where a download's time went (see the module docs): decoding summed
@@ -280,8 +299,15 @@ async fn open_more(
         }
         match open_source(pool, &loc, si, dec, cap).await {
             Ok(s) => opened.push(s),
-            Err(ClientError::Codec(CodecError::CorruptShare(n))) => {
-                report.corrupt.push((n, loc.server.id))
+            // A share that fails the capability's checks, wherever it
+            // fails (its footer, its extension block, its hash list), is
+            // corrupt: skipped and reported to its server, which checks it
+            // itself before it quarantines anything.
+            Err(ClientError::Codec(e)) => {
+                if matches!(e, CodecError::UebMismatch) {
+                    report.unmatched += 1;
+                }
+                report.corrupt.push((loc.shnum, loc.server.id));
             }
             Err(e) => tracing::warn!(shnum = loc.shnum, "share unusable: {e}"),
         }
@@ -378,7 +404,7 @@ async fn download_chk<W: AsyncWrite + Unpin>(
                 responding: found.responding.len(),
             });
         }
-        return Err(CodecError::NotEnoughShares { have: 0, need: k }.into());
+        return Err(report.none_opened(k));
     };
     let segments = ueb.segments();
     let ahead = pool.config().memory.read_ahead_for(ueb.segment_size);

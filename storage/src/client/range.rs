@@ -77,7 +77,7 @@ pub async fn download_range<W: AsyncWrite + Unpin>(
     )
     .await;
     let Some(first) = dec.as_ref() else {
-        return Err(CodecError::NotEnoughShares { have: 0, need: k }.into());
+        return Err(report.none_opened(k));
     };
     let ueb = first.ueb().clone();
     let (first_seg, last_seg) = (start / ueb.segment_size, (end - 1) / ueb.segment_size);

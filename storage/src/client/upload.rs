@@ -53,6 +53,9 @@ pub struct UploadReport {
     pub already_held: Vec<(u16, NodeId)>,
     /// Distinct servers holding shares.
     pub servers: usize,
+    /// Servers lost during the upload (their shares were dropped; the
+    /// upload went on without them), with why.
+    pub lost: Vec<(NodeId, String)>,
     /// Where the upload's time went (for benchmarks and logs).
     pub waits: UploadWaits,
 }
@@ -215,6 +218,7 @@ where
             placements: vec![],
             already_held: vec![],
             servers: 0,
+            lost: vec![],
             waits: UploadWaits::default(),
         });
     }
@@ -459,6 +463,7 @@ async fn finish_upload(
     let mut already_held = kept.clone();
     let mut placements = kept;
     let mut first_err = None;
+    let mut lost = Vec::new();
     for (ci, tx, task) in writers {
         drop(tx);
         let (conn, r) = task
@@ -475,6 +480,7 @@ async fn finish_upload(
             }
             Err(e) => {
                 tracing::warn!(server = %conn.server().id.short(), "server lost during upload: {e}");
+                lost.push((conn.server().id, e.to_string()));
                 first_err.get_or_insert(e);
             }
         }
@@ -489,6 +495,7 @@ async fn finish_upload(
                 placements,
                 already_held,
                 servers,
+                lost,
                 waits: UploadWaits::default(),
             })
         }
