@@ -69,7 +69,7 @@ impl Collector for NodeCollector {
         {
             let mut m = e.encode_descriptor(
                 "grapevine_members",
-                "Members of the grid by state, as this node sees them",
+                "Other members of the grid by state, as this node sees them (itself not counted)",
                 None,
                 MetricType::Gauge,
             )?;

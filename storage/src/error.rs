@@ -220,6 +220,15 @@ pub enum ClientError {
     /// Every session of the pool stayed in use for the pool's wait time.
     #[error("all {0} sessions of the pool are in use")]
     PoolExhausted(usize),
+    /// A k-of-n file is read from k servers at once: more than the pool
+    /// may hold.
+    #[error("reading a file of k = {need} takes {need} sessions at once, more than the {sessions} this client may hold (client_sessions): use a smaller k, or raise client_sessions")]
+    TooFewSessions {
+        /// k.
+        need: u16,
+        /// The pool's cap.
+        sessions: usize,
+    },
     /// Local file I/O.
     #[error("local i/o: {0}")]
     Io(#[from] std::io::Error),

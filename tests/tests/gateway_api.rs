@@ -277,6 +277,13 @@ async fn every_error_is_a_clear_4xx() {
     let (gw, _task) = gateway(&g, s).await;
     let cap = req(gw, "PUT", "/uri", &[], &data(60_000, 3)).await.text();
     let path = format!("/uri/{}", enc(&cap));
+    // The capability with its size changed: to 0 (a literal's size, never
+    // a CHK one's: it used to be served as an empty file without asking
+    // the grid), and to one byte more (the shares are found, and none
+    // matches).
+    let head = cap.rsplit_once(':').unwrap().0;
+    let zero = format!("/uri/{}", enc(&format!("{head}:0")));
+    let longer = format!("/uri/{}", enc(&format!("{head}:60001")));
     // A capability for a file no server holds.
     let lost = "gv:chk:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:\
                 aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:2:4:100000";
@@ -442,6 +449,31 @@ async fn every_error_is_a_clear_4xx() {
             "NotEnoughSharesError",
         ),
         (
+            "DELETE",
+            path.clone(),
+            vec![],
+            vec![],
+            405,
+            "does not take that method",
+        ),
+        (
+            "POST",
+            "/statistics".into(),
+            vec![],
+            vec![],
+            405,
+            "does not take that method",
+        ),
+        ("GET", zero, vec![], vec![], 400, "gv:lit: capability"),
+        (
+            "GET",
+            longer,
+            vec![],
+            vec![],
+            400,
+            "is the capability right?",
+        ),
+        (
             "GET",
             path.clone(),
             vec![("range", "bytes=60000-")],
@@ -456,6 +488,13 @@ async fn every_error_is_a_clear_4xx() {
         assert!(r.text().contains(says), "{method} {p}: {:?}", r.text());
         assert_safe(&r, &format!("{method} {p}"));
     }
+    // A 405 keeps the router's Allow header.
+    let r = req(gw, "DELETE", &path, &[], &[]).await;
+    assert!(
+        r.header("allow").is_some_and(|a| a.contains("GET")),
+        "{:?}",
+        r.headers
+    );
     // GET /uri?uri= redirects, keeping the other arguments.
     let r = get(gw, &format!("/uri?uri={}&t=info", enc(&cap))).await;
     assert_eq!(r.status, 302);

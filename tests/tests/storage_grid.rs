@@ -250,6 +250,71 @@ async fn shares_whose_extension_blocks_rot_are_skipped_and_reported() {
     );
 }
 
+/// A k-of-n file is read from k servers at once. A client whose pool
+/// holds fewer sessions than k refuses to store such a file (it could not
+/// read it back) and fails to read one at once, instead of taking every
+/// slot and waiting a slot's time per missing share, starving everything
+/// else it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_needing_more_sessions_than_the_pool_holds_fails_at_once() {
+    let (_servers, refs) = ten_servers().await;
+    let small = SessionPool::new(
+        client_identity(),
+        PoolConfig {
+            max_sessions: 4,
+            ..PoolConfig::default()
+        },
+    );
+    let d = data(200_000, 5);
+    let params = Params {
+        k: 5,
+        n: 10,
+        happy: 7,
+    };
+    let req = |d: &'static [u8]| client::UploadRequest {
+        params,
+        mode: KeyMode::Random,
+        size: d.len() as u64,
+        input: d,
+        hash_input: None::<&[u8]>,
+    };
+    let d: &'static [u8] = Box::leak(d.into_boxed_slice());
+    let t = std::time::Instant::now();
+    let r = client::upload(&small, &refs, req(d), &|_| {}).await;
+    assert!(
+        matches!(
+            r,
+            Err(client::ClientError::TooFewSessions {
+                need: 5,
+                sessions: 4
+            })
+        ),
+        "{r:?}"
+    );
+    // Stored by a client that can read it, then read by the small one.
+    let up = client::upload(&client_pool(), &refs, req(d), &|_| {})
+        .await
+        .unwrap();
+    let r = get(&small, &refs, &up.cap).await;
+    assert!(
+        matches!(r, Err(client::ClientError::TooFewSessions { .. })),
+        "{r:?}"
+    );
+    let mut out = Vec::new();
+    let r = client::download_range(&small, &refs, &up.cap, 0, 10, &mut out).await;
+    assert!(
+        matches!(r, Err(client::ClientError::TooFewSessions { .. })),
+        "{r:?}"
+    );
+    // At once: well inside one slot's wait (10 s), let alone one per share.
+    assert!(
+        t.elapsed() < PoolConfig::default().wait,
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(small.open_sessions(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_files_live_in_the_capability() {
     let me = client_pool();

@@ -10,8 +10,53 @@ use grapevine_storage::{Cap, Params};
 
 use crate::gateway::error::GatewayError;
 
-/// Query arguments (the last of repeated ones).
-pub type Args = HashMap<String, String>;
+/// Query arguments by name, the first of repeated ones winning, as
+/// Tahoe's `get_arg` takes them (`?t=json&t=info` is JSON).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Args(HashMap<String, String>);
+
+impl std::ops::Deref for Args {
+    type Target = HashMap<String, String>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Args {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl FromIterator<(String, String)> for Args {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Self {
+        let mut out = HashMap::new();
+        for (k, v) in pairs {
+            out.entry(k).or_insert(v);
+        }
+        Args(out)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Args {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Pairs;
+        impl<'de> serde::de::Visitor<'de> for Pairs {
+            type Value = Args;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("query arguments")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut m: M) -> Result<Args, M::Error> {
+                let mut out = HashMap::new();
+                while let Some((k, v)) = m.next_entry::<String, String>()? {
+                    out.entry(k).or_insert(v);
+                }
+                Ok(Args(out))
+            }
+        }
+        d.deserialize_map(Pairs)
+    }
+}
 
 /// `t=`, trimmed ("" if absent).
 pub fn t(q: &Args) -> &str {
@@ -89,6 +134,24 @@ mod tests {
             .iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect()
+    }
+
+    /// The first of repeated arguments wins, as in Tahoe (`get_arg`
+    /// returns the first); it used to be the last.
+    #[test]
+    fn the_first_of_repeated_arguments_wins() {
+        let uri: axum::http::Uri = "/uri?t=json&t=info&filename=a.txt&filename=b.html&k=3&k=4"
+            .parse()
+            .unwrap();
+        let axum::extract::Query(parsed) =
+            axum::extract::Query::<Args>::try_from_uri(&uri).unwrap();
+        assert_eq!(t(&parsed), "json");
+        assert_eq!(parsed.get("filename").map(String::as_str), Some("a.txt"));
+        assert_eq!(params(&parsed, Params::default()).unwrap().k, 3);
+        assert_eq!(
+            q(&[("x", "1"), ("x", "2")]).get("x").map(String::as_str),
+            Some("1")
+        );
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub enum GatewayError {
     /// No such page or operation.
     #[error("not found: see docs/gateway.md for the gateway's paths")]
     NotFound,
+    /// A path that does not take this method (the router's own 405, given
+    /// a sentence; its `Allow` header is kept).
+    #[error("this path does not take that method: the Allow header says which it takes")]
+    MethodNotAllowed,
     /// Refused by the request checks (Host, origin, token).
     #[error("{}", .0.message())]
     Refused(Refusal),
@@ -64,6 +68,7 @@ impl GatewayError {
         match self {
             GatewayError::BadRequest(_) | GatewayError::BadCap { .. } => StatusCode::BAD_REQUEST,
             GatewayError::NotFound => StatusCode::NOT_FOUND,
+            GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::Refused(r) => r.status(),
             GatewayError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             GatewayError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -99,6 +104,9 @@ impl From<OpError> for GatewayError {
             OpError::Storage(ClientError::Codec(
                 e @ (CodecError::BadParams(_) | CodecError::CapMismatch { .. }),
             )) => GatewayError::BadRequest(e.to_string()),
+            OpError::Storage(e @ ClientError::TooFewSessions { .. }) => {
+                GatewayError::BadRequest(e.to_string())
+            }
             e => GatewayError::Internal(e.to_string()),
         }
     }

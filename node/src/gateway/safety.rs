@@ -23,6 +23,18 @@ pub async fn guard(State(ctx): State<Arc<Ctx>>, req: Request, next: Next) -> Res
         Ok(()) => next.run(req).await,
         Err(r) => GatewayError::Refused(r).into_response(),
     };
+    if resp.status() == axum::http::StatusCode::METHOD_NOT_ALLOWED
+        && !resp
+            .headers()
+            .contains_key(axum::http::header::CONTENT_TYPE)
+    {
+        // The router's own 405 has no body: one like every other error.
+        let allow = resp.headers().get(axum::http::header::ALLOW).cloned();
+        resp = GatewayError::MethodNotAllowed.into_response();
+        if let Some(a) = allow {
+            resp.headers_mut().insert(axum::http::header::ALLOW, a);
+        }
+    }
     let h = resp.headers_mut();
     for (name, value) in EVERY_RESPONSE {
         h.insert(

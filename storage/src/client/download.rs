@@ -59,7 +59,7 @@
 //!   segment is left waiting for a share number it already has (a second
 //!   copy of a failed share), and a download that runs out of candidates
 //!   fails rather than waits. Corrupt shares are reported to their servers
-//!   ([`report_all`]), on success and on failure alike.
+//!   ([`report_all`](crate::client::report)), on success and on failure alike.
 //! * Primary shares (numbers below `k`, on the first `k` servers of the
 //!   permuted list) are preferred: they need no erasure decoding, and the
 //!   share finder hands them out first (`ShareFinder`).
@@ -83,7 +83,7 @@ use crate::client::locate::{Located, ShareFinder};
 use crate::client::pool::SessionPool;
 pub(crate) use crate::client::receive::Source;
 use crate::client::receive::{receive_or_report, Arrival, Plan};
-use crate::client::report::report_corrupt;
+use crate::client::report::report_all;
 use crate::error::{ClientError, CodecError};
 use crate::types::{ReportVerdict, StorageIndex};
 
@@ -146,34 +146,6 @@ pub struct DownloadWaits {
     /// [`read_ahead_for`](crate::MemoryBudget::read_ahead_for) the file's
     /// segment size, and the session's [`Conn::depth`]).
     pub peak_ahead: u64,
-}
-
-/// Tell the servers of `corrupt` shares of `si` (looked up in `servers`)
-/// that they are corrupt; what each did.
-pub(crate) async fn report_all(
-    pool: &SessionPool,
-    servers: &[ServerRef],
-    si: StorageIndex,
-    corrupt: &[(u16, NodeId)],
-) -> Vec<(u16, NodeId, Option<ReportVerdict>)> {
-    let mut out = Vec::new();
-    for &(shnum, id) in corrupt {
-        let verdict = match servers.iter().find(|s| s.id == id) {
-            Some(&server) => match report_corrupt(pool, server, si, shnum).await {
-                Ok(v) => {
-                    tracing::info!(shnum, server = %id.short(), ?v, "reported a corrupt share");
-                    Some(v)
-                }
-                Err(e) => {
-                    tracing::warn!(shnum, server = %id.short(), "reporting a corrupt share: {e}");
-                    None
-                }
-            },
-            None => None,
-        };
-        out.push((shnum, id, verdict));
-    }
-    out
 }
 
 pub(crate) async fn open_source(
@@ -378,6 +350,7 @@ async fn download_chk<W: AsyncWrite + Unpin>(
     progress: &(dyn Fn(u64) + Sync),
     report: &mut DownloadReport,
 ) -> Result<(), ClientError> {
+    pool.holds_at_once(cap.k)?;
     let si = cap.storage_index();
     let k = cap.k as usize;
     // The first k servers first (they hold the primary shares), more only

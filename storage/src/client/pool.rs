@@ -170,6 +170,25 @@ impl SessionPool {
         self.cfg
     }
 
+    /// Whether a read of a `k`-of-n file can hold what it needs at once: a
+    /// session to each of `k` servers. One that cannot would take every
+    /// slot and wait for the rest, a slot's wait time per share, starving
+    /// every other operation of this client meanwhile; it fails at once
+    /// instead, and so does an upload of a file this client could not
+    /// read back.
+    ///
+    /// # Errors
+    /// [`ClientError::TooFewSessions`].
+    pub fn holds_at_once(&self, k: u16) -> Result<(), ClientError> {
+        if usize::from(k) > self.cfg.max_sessions {
+            return Err(ClientError::TooFewSessions {
+                need: k,
+                sessions: self.cfg.max_sessions,
+            });
+        }
+        Ok(())
+    }
+
     fn idle_list(&self) -> std::sync::MutexGuard<'_, Vec<(Conn, Instant)>> {
         // A panic while holding the lock cannot leave the list inconsistent
         // (pushes and removes only), so a poisoned lock is still usable.

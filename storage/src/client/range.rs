@@ -20,9 +20,10 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use crate::cap::Cap;
 use crate::chk::Decoder;
 use crate::client::conn::ServerRef;
-use crate::client::download::{fill_sources, report_all, DownloadReport, Source};
+use crate::client::download::{fill_sources, DownloadReport, Source};
 use crate::client::locate::ShareFinder;
 use crate::client::pool::SessionPool;
+use crate::client::report::report_all;
 use crate::error::{ClientError, CodecError};
 use crate::protocol::Request;
 
@@ -59,6 +60,7 @@ pub async fn download_range<W: AsyncWrite + Unpin>(
     if start >= end {
         return Ok(report);
     }
+    pool.holds_at_once(cap.k)?;
     let si = cap.storage_index();
     let k = cap.k as usize;
     // As in `download`: the first k servers first, more when they run

@@ -195,6 +195,7 @@ impl Job<'_> {
         opts: &RepairOptions,
         report: &mut RepairReport,
     ) -> Result<(), ClientError> {
+        self.pool.holds_at_once(self.cap.k)?;
         let k = self.cap.k as usize;
         // One candidate per share number, in permuted order of servers.
         let mut seen = BTreeSet::new();

@@ -9,6 +9,8 @@
 //! hostile uploader can write a consistent share of garbage): the server
 //! keeps it, and readers go on skipping it.
 
+use grapevine_crypto::NodeId;
+
 use crate::client::conn::ServerRef;
 use crate::client::pool::SessionPool;
 use crate::error::ClientError;
@@ -45,4 +47,32 @@ pub async fn report_corrupt(
         )),
         Err(e) => Err(e),
     }
+}
+
+/// Tell the servers of `corrupt` shares of `si` (looked up in `servers`)
+/// that they are corrupt; what each did.
+pub(crate) async fn report_all(
+    pool: &SessionPool,
+    servers: &[ServerRef],
+    si: StorageIndex,
+    corrupt: &[(u16, NodeId)],
+) -> Vec<(u16, NodeId, Option<ReportVerdict>)> {
+    let mut out = Vec::new();
+    for &(shnum, id) in corrupt {
+        let verdict = match servers.iter().find(|s| s.id == id) {
+            Some(&server) => match report_corrupt(pool, server, si, shnum).await {
+                Ok(v) => {
+                    tracing::info!(shnum, server = %id.short(), ?v, "reported a corrupt share");
+                    Some(v)
+                }
+                Err(e) => {
+                    tracing::warn!(shnum, server = %id.short(), "reporting a corrupt share: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
+        out.push((shnum, id, verdict));
+    }
+    out
 }

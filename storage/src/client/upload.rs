@@ -222,6 +222,8 @@ where
             waits: UploadWaits::default(),
         });
     }
+    // A file this client could not read back is not stored.
+    pool.holds_at_once(params.k)?;
     let key = match mode {
         KeyMode::Random => {
             let mut k = [0u8; 32];
