@@ -167,6 +167,17 @@ pub fn status_text(s: &StatusReport) -> String {
         ),
     );
     line(
+        "identity",
+        if s.identity_clashes == 0 {
+            "no other process seen with this node's identity".to_string()
+        } else {
+            format!(
+                "ANOTHER PROCESS HAS THIS NODE'S IDENTITY: seen signing above it {} times (a copied node directory? its address is in this node's log)",
+                s.identity_clashes
+            )
+        },
+    );
+    line(
         "sessions",
         format!(
             "{} open; {} storage requests, mean {:.2} ms; {}",
@@ -372,6 +383,7 @@ mod tests {
             "storage_listings",
             "storage_datagram_listings",
             "storage_datagrams_refused",
+            "identity_clashes",
         ];
         for (i, k) in keys.iter().enumerate() {
             v[*k] = serde_json::json!(1000 + i as u64);

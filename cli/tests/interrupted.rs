@@ -1,7 +1,8 @@
 //! Everyday use II, with real `grapevine run` processes: a `put` or `get`
 //! stopped by a signal (Ctrl-C, a service manager's SIGTERM, a closed
 //! terminal's SIGHUP) leaves nothing behind: no plaintext spool of standard
-//! input in TMPDIR, no hidden partial file beside the target.
+//! input in TMPDIR, no hidden partial file beside the target. And what
+//! `get -o` makes is the user's file, with the user's umask.
 //!
 //! Each test uses its own loopback network (127.11.x.0/24); run them under
 //! `flock /tmp/gv-heavy.lock`.
@@ -108,6 +109,27 @@ fn an_interrupted_put_or_get_leaves_nothing_behind() {
     .to_string();
     let out_dir = g.root.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
+
+    // A new file `get -o` makes is made as any new file is: 0666 less the
+    // umask (it was 0600, the temporary file's mode).
+    let fresh = out_dir.join("fresh.bin");
+    let bin = grapevine().get_program().to_owned();
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg("umask 027; exec \"$0\" get \"$1\" -o \"$2\" --node \"$3\"")
+        .arg(&bin)
+        .arg(&cap)
+        .arg(&fresh)
+        .arg(&g.dirs[1])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640, "{mode:o}");
+    }
+    std::fs::remove_file(&fresh).unwrap();
     let target = out_dir.join("f.bin");
     std::fs::write(&target, b"old").unwrap();
     // Node 1 holds one share of a 2-of-4 file: the others are needed.

@@ -449,11 +449,17 @@ impl Client {
             move |source| OpError::File { path: p, source }
         };
         // Removed when dropped, unless persisted: a failure leaves nothing.
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".partial")
-            .tempfile_in(dir)
-            .map_err(file_err(dir))?;
+        // Made as any new file is (0666 less the umask), not 0600 as a
+        // temporary file would be: it becomes the user's file.
+        let prefix = format!(".{name}.");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix).suffix(".partial");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o666));
+        }
+        let tmp = builder.tempfile_in(dir).map_err(file_err(dir))?;
         if let Ok(m) = std::fs::metadata(dest) {
             // Keep the replaced file's permissions.
             let _ = std::fs::set_permissions(tmp.path(), m.permissions());

@@ -7,7 +7,8 @@
 //! | [`config`] | `config.toml`: schema, defaults, loading with errors naming file, line and key |
 //! | [`dir`] | the node directory: its paths, [`dir::init`] |
 //! | [`node`] | the runtime: [`Node::start`], [`Node::leave`], [`run`] |
-//! | [`state`] | the running node's shared state ([`NodeState`]) and the reports made from it |
+//! | [`state`] | the running node's shared state ([`NodeState`]), which makes the reports |
+//! | [`reports`] | what a node reports about itself: [`StatusReport`], [`RepairFigures`], [`Whoami`] |
 //! | [`membership`] | the node's own record and its gossip task |
 //! | [`seq`] | sequence numbers that only go up (`DIR/last_seq`), the wall clock |
 //! | [`peers`] | the peer cache (`DIR/peers`) a restarted node rejoins through |
@@ -79,6 +80,7 @@ pub mod record;
 pub mod repair;
 pub mod repair_state;
 pub mod repair_stats;
+pub mod reports;
 pub mod seq;
 pub mod state;
 pub mod storage;

@@ -187,6 +187,9 @@ struct Answer {
 
 /// Time between expiry sweeps (see `expire`).
 const EXPIRE_SWEEP: Duration = Duration::from_secs(30);
+/// Two newer records of this node's id from elsewhere within this long are
+/// a twin, not a previous life (a previous life's record comes once).
+pub const TWIN_WINDOW: Duration = Duration::from_secs(600);
 
 /// The membership state machine of one node.
 #[derive(Debug)]
@@ -224,6 +227,9 @@ pub struct Swim {
     out: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<Event>,
     stats: Stats,
+    /// When a newer record of this node's id naming other addresses last
+    /// came (`records`: a previous life elsewhere, or a twin).
+    last_elsewhere: Option<Instant>,
     /// Set when an update just handled accused this node.
     accused: bool,
     /// Departed members accused by the sender of the update being handled.
@@ -319,6 +325,7 @@ impl Swim {
             out: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            last_elsewhere: None,
             accused: false,
             accused_departed: Vec::new(),
             pending: Vec::new(),

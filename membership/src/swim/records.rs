@@ -137,9 +137,46 @@ impl Swim {
     /// What follows a verdict: a previous life's record is signed above.
     fn after_offer(&mut self, v: Offer, now: Instant) -> Offer {
         if let Offer::Own(rec) = &v {
+            self.note_own_elsewhere(rec, now);
             self.resign(rec.seq(), now);
         }
         v
+    }
+
+    /// A newer record of this node's own id: if it names other addresses,
+    /// it is a previous life elsewhere (signed above once, and that is the
+    /// end of it) or another process running with this identity, which
+    /// signs above this node in turn, again and again. The second within
+    /// [`TWIN_WINDOW`](super::TWIN_WINDOW) is the twin, and an error the
+    /// operator must hear of: nothing else can end it.
+    fn note_own_elsewhere(&mut self, rec: &SignedRecord, now: Instant) {
+        let elsewhere = self
+            .store
+            .get(&self.me)
+            .is_some_and(|own| own.record().addrs != rec.record().addrs);
+        if !elsewhere {
+            return;
+        }
+        self.stats.own_elsewhere += 1;
+        let again = self
+            .last_elsewhere
+            .is_some_and(|t| now.saturating_duration_since(t) < super::TWIN_WINDOW);
+        self.last_elsewhere = Some(now);
+        let addrs = &rec.record().addrs;
+        if again {
+            self.stats.identity_clashes += 1;
+            tracing::error!(
+                ?addrs,
+                seq = rec.seq(),
+                "another process is running with this node's identity (a copy of its directory?) at {addrs:?}: the two sign above each other and take turns in every member table; stop one, and give a copy its own directory (`grapevine init`)"
+            );
+        } else {
+            tracing::warn!(
+                ?addrs,
+                seq = rec.seq(),
+                "a newer record of this node's id names other addresses: a previous life elsewhere, signed above now (if it comes again, another process has this identity)"
+            );
+        }
     }
 
     /// Records of new nodes refused for want of room: make room (members
@@ -432,6 +469,43 @@ mod tests {
         }));
         assert_eq!(net.node(1).stats().resigned, 1);
         assert_eq!(net.node(0).state_of(&id1), Some(MemberState::Alive));
+        // Once is a previous life: no clash.
+        assert_eq!(net.node(1).stats().own_elsewhere, 1);
+        assert_eq!(net.node(1).stats().identity_clashes, 0);
+    }
+
+    /// Two processes with one identity (a copied node directory run at
+    /// another address) sign above each other: the second record from
+    /// elsewhere within the window is a clash, counted (and logged as an
+    /// error); it used to go unremarked.
+    #[test]
+    fn a_twin_signing_above_this_node_again_and_again_is_a_clash() {
+        let mut net = Net::new(3);
+        converged(&mut net);
+        let id1 = net.id(1);
+        let twin =
+            || grapevine_crypto::Identity::generate_with(&mut grapevine_crypto::testing::rng(1001));
+        let mut seq = 5_000_000;
+        for round in 0..2u64 {
+            let mut r = grapevine_crypto::LocationRecord::new(
+                &twin(),
+                vec!["10.7.7.7:7946".parse().unwrap()],
+            );
+            r.seq = seq;
+            assert_eq!(r.node_id, id1);
+            let r = r.sign(&twin()).unwrap();
+            let gossip = Message::Gossip {
+                from: NodeId([1; 32]),
+                updates: vec![Update::Record(r.bytes().to_vec())],
+            };
+            net.inject(1, "10.9.9.9:9".parse().unwrap(), &gossip);
+            assert!(net.run_until(Duration::from_secs(5), |n| {
+                n.node(1).stats().resigned == round + 1
+            }));
+            seq = net.node(1).records().get(&id1).unwrap().seq() + 1_000;
+        }
+        assert_eq!(net.node(1).stats().own_elsewhere, 2);
+        assert_eq!(net.node(1).stats().identity_clashes, 1);
     }
 
     #[test]

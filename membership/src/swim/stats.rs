@@ -53,6 +53,16 @@ pub struct Stats {
     /// Times this node signed its record again above a copy of a previous
     /// life's (or to correct its issue time to the grid's clock).
     pub resigned: u64,
+    /// Newer records of this node's own id naming other addresses than
+    /// its own: a previous life elsewhere, or another process with this
+    /// identity.
+    pub own_elsewhere: u64,
+    /// Of those, the ones that came within [`TWIN_WINDOW`] of another: two
+    /// processes running with one identity (a copied node directory),
+    /// signing above each other and taking turns in every member table.
+    ///
+    /// [`TWIN_WINDOW`]: crate::swim::TWIN_WINDOW
+    pub identity_clashes: u64,
     /// Members held dead or departed that spoke again and were offered
     /// this node's record (a `Join`) and a sync: a restart found.
     pub rediscoveries: u64,
