@@ -212,12 +212,17 @@ pub fn put(a: &PutArgs) -> Result<()> {
 async fn on_workers<T: Send + 'static>(
     work: impl std::future::Future<Output = T> + Send + 'static,
 ) -> Result<T> {
+    use std::io::Write;
     use tokio::signal::unix::{signal, SignalKind};
-    let mut task = tokio::spawn(work);
+    // Before the transfer starts, so that no signal finds it unwatched.
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = signal(SignalKind::hangup())?;
+    let mut task = tokio::spawn(work);
     let (name, number) = tokio::select! {
+        // A transfer that has finished is not undone by a signal that
+        // comes with it.
+        biased;
         r = &mut task => {
             return r.map_err(|e| anyhow::anyhow!("the transfer's task failed: {e}"));
         }
@@ -226,9 +231,16 @@ async fn on_workers<T: Send + 'static>(
         _ = hup.recv() => ("SIGHUP", 1),
     };
     task.abort();
-    // Its temporary files are removed as it is dropped.
-    let _ = task.await;
-    eprintln!("grapevine: stopped by {name}; its temporary files are removed");
+    // Its temporary files are removed as it is dropped; if it finished
+    // meanwhile, its result stands.
+    if let Ok(done) = task.await {
+        return Ok(done);
+    }
+    // Standard error may be gone with the terminal (SIGHUP): no panic.
+    let _ = writeln!(
+        std::io::stderr(),
+        "grapevine: stopped by {name}; its temporary files are removed"
+    );
     // Not through the runtime's shutdown: a read of standard input may be
     // blocked on a thread of its own for as long as the writer keeps the
     // pipe open.

@@ -132,6 +132,12 @@ fn an_interrupted_put_or_get_leaves_nothing_behind() {
     std::fs::remove_file(&fresh).unwrap();
     let target = out_dir.join("f.bin");
     std::fs::write(&target, b"old").unwrap();
+    // A private file: its replacement is never readable by others on the
+    // way (the partial file is made with its mode).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     // Node 1 holds one share of a 2-of-4 file: the others are needed.
     for n in &g.nodes[1..] {
         signal(n.0.id(), "STOP");
@@ -149,6 +155,12 @@ fn an_interrupted_put_or_get_leaves_nothing_behind() {
     until("the partial file", &mut get, || {
         !names(&out_dir, |n| n.ends_with(".partial")).is_empty()
     });
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let partial = out_dir.join(&names(&out_dir, |n| n.ends_with(".partial"))[0]);
+        let mode = std::fs::metadata(&partial).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the partial file of a private one: {mode:o}");
+    }
     signal(get.id(), "INT");
     let out = get.wait_with_output().unwrap();
     for n in &g.nodes[1..] {

@@ -449,20 +449,25 @@ impl Client {
             move |source| OpError::File { path: p, source }
         };
         // Removed when dropped, unless persisted: a failure leaves nothing.
-        // Made as any new file is (0666 less the umask), not 0600 as a
+        // Made with the mode of the file it replaces, so that a private
+        // file's plaintext is never readable by others on the way; a new
+        // one as any new file is (0666 less the umask), not 0600 as a
         // temporary file would be: it becomes the user's file.
+        let replaced = std::fs::metadata(dest).ok().map(|m| m.permissions());
         let prefix = format!(".{name}.");
         let mut builder = tempfile::Builder::new();
         builder.prefix(&prefix).suffix(".partial");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            builder.permissions(std::fs::Permissions::from_mode(0o666));
+            let mode = replaced.as_ref().map_or(0o666, |p| p.mode() & 0o777);
+            builder.permissions(std::fs::Permissions::from_mode(mode));
         }
         let tmp = builder.tempfile_in(dir).map_err(file_err(dir))?;
-        if let Ok(m) = std::fs::metadata(dest) {
-            // Keep the replaced file's permissions.
-            let _ = std::fs::set_permissions(tmp.path(), m.permissions());
+        if let Some(p) = replaced {
+            // Exactly the replaced file's permissions (the umask trimmed
+            // them at creation).
+            let _ = std::fs::set_permissions(tmp.path(), p);
         }
         let std_file = tmp.as_file().try_clone().map_err(file_err(tmp.path()))?;
         let mut f = self.bounded_file(std_file);

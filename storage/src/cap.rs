@@ -138,7 +138,8 @@ impl FromStr for VerifyCap {
 }
 
 /// A number as capabilities write it: decimal digits, no sign, no leading
-/// zero (so that one file has one capability string).
+/// zero (so that one file's capability strings differ in letter case at
+/// most: base32 is read in either).
 fn num(v: &str) -> Result<u64, CodecError> {
     let canonical =
         !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) && (v == "0" || !v.starts_with('0'));
@@ -284,7 +285,7 @@ mod tests {
         );
     }
 
-    /// One file, one capability string: numbers with signs or leading
+    /// One file, one capability string (up to letter case): numbers with signs or leading
     /// zeros, and CHK sizes a literal capability holds, are refused; a
     /// long bad field is not echoed whole.
     #[test]

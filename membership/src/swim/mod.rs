@@ -227,9 +227,11 @@ pub struct Swim {
     out: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<Event>,
     stats: Stats,
-    /// When a newer record of this node's id naming other addresses last
-    /// came (`records`: a previous life elsewhere, or a twin).
+    /// When a newer record of this node's id signed since its own last
+    /// came (`records`: a twin answering it).
     last_elsewhere: Option<Instant>,
+    /// When an identity clash was last logged.
+    last_clash_logged: Option<Instant>,
     /// Set when an update just handled accused this node.
     accused: bool,
     /// Departed members accused by the sender of the update being handled.
@@ -326,6 +328,7 @@ impl Swim {
             events: VecDeque::new(),
             stats: Stats::default(),
             last_elsewhere: None,
+            last_clash_logged: None,
             accused: false,
             accused_departed: Vec::new(),
             pending: Vec::new(),

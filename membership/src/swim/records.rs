@@ -143,38 +143,51 @@ impl Swim {
         v
     }
 
-    /// A newer record of this node's own id: if it names other addresses,
-    /// it is a previous life elsewhere (signed above once, and that is the
-    /// end of it) or another process running with this identity, which
-    /// signs above this node in turn, again and again. The second within
+    /// A newer record of this node's own id. One issued before this
+    /// node's own latest is a previous life's (a clock once ahead, a
+    /// directory restored from a backup): signed above, and that is the
+    /// end of it. One issued since is a live process answering this node's
+    /// record with its own: another process running with this identity (a
+    /// copied directory, a cloned machine, at any address), which signs
+    /// above this node in turn, again and again. The second such within
     /// [`TWIN_WINDOW`](super::TWIN_WINDOW) is the twin, and an error the
-    /// operator must hear of: nothing else can end it.
+    /// operator must hear of (once per window: the counter carries the
+    /// rest), since nothing else can end it.
     fn note_own_elsewhere(&mut self, rec: &SignedRecord, now: Instant) {
-        let elsewhere = self
-            .store
-            .get(&self.me)
-            .is_some_and(|own| own.record().addrs != rec.record().addrs);
-        if !elsewhere {
+        if self.left {
             return;
         }
-        self.stats.own_elsewhere += 1;
+        let answering = self
+            .store
+            .get(&self.me)
+            .is_some_and(|own| rec.record().issued_at >= own.record().issued_at);
+        if !answering {
+            return;
+        }
+        self.stats.own_signed_since += 1;
         let again = self
             .last_elsewhere
+            .is_some_and(|t| now.saturating_duration_since(t) < super::TWIN_WINDOW);
+        let told = self
+            .last_clash_logged
             .is_some_and(|t| now.saturating_duration_since(t) < super::TWIN_WINDOW);
         self.last_elsewhere = Some(now);
         let addrs = &rec.record().addrs;
         if again {
             self.stats.identity_clashes += 1;
-            tracing::error!(
-                ?addrs,
-                seq = rec.seq(),
-                "another process is running with this node's identity (a copy of its directory?) at {addrs:?}: the two sign above each other and take turns in every member table; stop one, and give a copy its own directory (`grapevine init`)"
-            );
+            if !told {
+                self.last_clash_logged = Some(now);
+                tracing::error!(
+                    ?addrs,
+                    seq = rec.seq(),
+                    "another process is running with this node's identity (a copy of its directory?) at {addrs:?}: the two sign above each other and take turns in every member table; stop one, and give a copy its own directory (`grapevine init`)"
+                );
+            }
         } else {
             tracing::warn!(
                 ?addrs,
                 seq = rec.seq(),
-                "a newer record of this node's id names other addresses: a previous life elsewhere, signed above now (if it comes again, another process has this identity)"
+                "a record of this node's id signed since its own, at {addrs:?}: signed above it (if this comes again, another process has this identity)"
             );
         }
     }
@@ -469,15 +482,15 @@ mod tests {
         }));
         assert_eq!(net.node(1).stats().resigned, 1);
         assert_eq!(net.node(0).state_of(&id1), Some(MemberState::Alive));
-        // Once is a previous life: no clash.
-        assert_eq!(net.node(1).stats().own_elsewhere, 1);
+        // A previous life: no clash.
         assert_eq!(net.node(1).stats().identity_clashes, 0);
     }
 
-    /// Two processes with one identity (a copied node directory run at
-    /// another address) sign above each other: the second record from
-    /// elsewhere within the window is a clash, counted (and logged as an
-    /// error); it used to go unremarked.
+    /// Two processes with one identity (a copied node directory run
+    /// elsewhere) sign above each other: the second record of its id
+    /// signed since its own within the window is a clash, counted (and
+    /// logged as an error); it used to go unremarked. A previous life's
+    /// records, issued before this node's, are no clash (the test above).
     #[test]
     fn a_twin_signing_above_this_node_again_and_again_is_a_clash() {
         let mut net = Net::new(3);
@@ -492,6 +505,8 @@ mod tests {
                 vec!["10.7.7.7:7946".parse().unwrap()],
             );
             r.seq = seq;
+            // Signed as the twin answers: no earlier than this node's own.
+            r.issued_at = net.node(1).records().get(&id1).unwrap().record().issued_at;
             assert_eq!(r.node_id, id1);
             let r = r.sign(&twin()).unwrap();
             let gossip = Message::Gossip {
@@ -504,7 +519,7 @@ mod tests {
             }));
             seq = net.node(1).records().get(&id1).unwrap().seq() + 1_000;
         }
-        assert_eq!(net.node(1).stats().own_elsewhere, 2);
+        assert_eq!(net.node(1).stats().own_signed_since, 2);
         assert_eq!(net.node(1).stats().identity_clashes, 1);
     }
 

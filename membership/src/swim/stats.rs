@@ -53,10 +53,10 @@ pub struct Stats {
     /// Times this node signed its record again above a copy of a previous
     /// life's (or to correct its issue time to the grid's clock).
     pub resigned: u64,
-    /// Newer records of this node's own id naming other addresses than
-    /// its own: a previous life elsewhere, or another process with this
-    /// identity.
-    pub own_elsewhere: u64,
+    /// Newer records of this node's own id signed no earlier than its own
+    /// latest: another process answering it with this identity (once, it
+    /// may be a previous life's record signed ahead).
+    pub own_signed_since: u64,
     /// Of those, the ones that came within [`TWIN_WINDOW`] of another: two
     /// processes running with one identity (a copied node directory),
     /// signing above each other and taking turns in every member table.

@@ -69,7 +69,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use grapevine_crypto::identity::NodeId;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -85,68 +85,14 @@ pub(crate) use crate::client::receive::Source;
 use crate::client::receive::{receive_or_report, Arrival, Plan};
 use crate::client::report::report_all;
 use crate::error::{ClientError, CodecError};
-use crate::types::{ReportVerdict, StorageIndex};
+use crate::types::StorageIndex;
 
 /// Segments a download keeps requested ahead of the one it is decoding,
 /// unless the pool's memory budget says fewer
 /// ([`MemoryBudget::read_ahead`](crate::MemoryBudget::read_ahead)).
 pub const READ_AHEAD: u64 = crate::budget::MAX_READ_AHEAD;
 
-/// What a download did.
-#[derive(Debug, Clone, Default)]
-pub struct DownloadReport {
-    /// Bytes written.
-    pub bytes: u64,
-    /// Shares skipped as corrupt.
-    pub corrupt: Vec<(u16, NodeId)>,
-    /// What each corrupt share's server did when told (`None`: the report
-    /// did not reach it).
-    pub reported: Vec<(u16, NodeId, Option<ReportVerdict>)>,
-    /// Shares skipped because their extension block is not the one the
-    /// capability names (counted in `corrupt` too).
-    pub unmatched: usize,
-    /// Where the download's time went (for benchmarks and logs).
-    pub waits: DownloadWaits,
-}
-
-impl DownloadReport {
-    /// The error of a download that could open no share: when every share
-    /// it found failed on its extension block, the capability is the
-    /// likelier culprit ([`CodecError::CapMismatch`]).
-    pub(crate) fn none_opened(&self, k: usize) -> ClientError {
-        if self.unmatched > 0 && self.unmatched == self.corrupt.len() {
-            CodecError::CapMismatch {
-                shares: self.unmatched,
-            }
-            .into()
-        } else {
-            CodecError::NotEnoughShares { have: 0, need: k }.into()
-        }
-    }
-}
-
-/// Where a download's time went (see the module docs): decoding summed
-/// over segments near twice the download's time on two cores means
-/// decoding bounds it; long waits for blocks mean the servers, sessions and
-/// receivers do.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct DownloadWaits {
-    /// Time spent decoding segments, summed over segments (they decode
-    /// side by side, so this may exceed the download's time).
-    pub decoding: Duration,
-    /// Time nothing was decoding: the download waiting for a segment's
-    /// blocks.
-    pub for_blocks: Duration,
-    /// Time segments whose decoding had started waited for a worker to
-    /// run it, summed over segments.
-    pub for_decoder: Duration,
-    /// Most blocks a share's receiver held at once, asked for, queued,
-    /// being decoded or waiting to be written: segments read ahead (at
-    /// most the memory budget's
-    /// [`read_ahead_for`](crate::MemoryBudget::read_ahead_for) the file's
-    /// segment size, and the session's [`Conn::depth`]).
-    pub peak_ahead: u64,
-}
+pub use crate::client::download_report::{DownloadReport, DownloadWaits};
 
 pub(crate) async fn open_source(
     pool: &SessionPool,
@@ -275,13 +221,22 @@ async fn open_more(
             // fails (its footer, its extension block, its hash list), is
             // corrupt: skipped and reported to its server, which checks it
             // itself before it quarantines anything.
+            // A share of a newer format is not corrupt: this release
+            // cannot read it.
+            Err(ClientError::Codec(e @ CodecError::UnsupportedVersion { .. })) => {
+                report.unusable += 1;
+                tracing::warn!(shnum = loc.shnum, "share unusable: {e}");
+            }
             Err(ClientError::Codec(e)) => {
                 if matches!(e, CodecError::UebMismatch) {
                     report.unmatched += 1;
                 }
                 report.corrupt.push((loc.shnum, loc.server.id));
             }
-            Err(e) => tracing::warn!(shnum = loc.shnum, "share unusable: {e}"),
+            Err(e) => {
+                report.unusable += 1;
+                tracing::warn!(shnum = loc.shnum, "share unusable: {e}");
+            }
         }
     }
 }
@@ -312,7 +267,9 @@ pub async fn download<W: AsyncWrite + Unpin>(
     };
     let mut report = DownloadReport::default();
     let r = download_chk(pool, servers, cap, out, progress, &mut report).await;
-    if !report.corrupt.is_empty() {
+    // A mistyped capability is no news for the servers.
+    let mistyped = r.is_err() && report.cap_mismatch();
+    if !report.corrupt.is_empty() && !mistyped {
         report.reported = report_all(pool, servers, cap.storage_index(), &report.corrupt).await;
     }
     r.map(|()| report)

@@ -46,6 +46,7 @@ mod conn;
 mod datagram;
 mod decoding;
 mod download;
+mod download_report;
 mod health;
 mod listing;
 mod locate;

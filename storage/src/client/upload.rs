@@ -210,7 +210,7 @@ where
         hash_input,
     } = req;
     params.validate()?;
-    if size as usize <= LIT_MAX {
+    if size <= LIT_MAX as u64 {
         let mut d = vec![0u8; size as usize];
         read_full(&mut input, &mut d).await?;
         return Ok(UploadReport {
