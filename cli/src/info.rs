@@ -172,8 +172,8 @@ pub fn status_text(s: &StatusReport) -> String {
             "no other process seen with this node's identity".to_string()
         } else {
             format!(
-                "ANOTHER PROCESS HAS THIS NODE'S IDENTITY: seen signing above it {} times (a copied node directory? its address is in this node's log)",
-                s.identity_clashes
+                "ANOTHER PROCESS HAS THIS NODE'S IDENTITY: seen signing above it {} (a copied node directory? its address is in this node's log)",
+                plural(usize::try_from(s.identity_clashes).unwrap_or(usize::MAX), "time")
             )
         },
     );
