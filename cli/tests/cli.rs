@@ -417,7 +417,7 @@ fn a_storage_node_killed_during_an_upload_costs_only_its_share() {
         );
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
-    signal(&nodes[4].0, "STOP");
+    signal(nodes[4].0.id(), "STOP");
     // The kill happens mid-upload: the upload is still running, node 5
     // holds a partial share and no finished one.
     assert!(
@@ -459,14 +459,6 @@ fn a_storage_node_killed_during_an_upload_costs_only_its_share() {
     // stayed in incoming/ and is removed when the node next opens its store.
     let shares: Vec<_> = walk(&dirs[4].join("storage").join("shares"));
     assert!(shares.is_empty(), "{shares:?}");
-}
-
-fn signal(child: &std::process::Child, sig: &str) {
-    assert!(Command::new("kill")
-        .args([&format!("-{sig}"), &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
 }
 
 #[test]

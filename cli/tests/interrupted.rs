@@ -16,14 +16,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn signal(pid: u32, sig: &str) {
-    assert!(Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status()
-        .unwrap()
-        .success());
-}
-
 /// Names in `dir` that `keep` selects.
 fn names(dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<String> {
     std::fs::read_dir(dir)

@@ -206,3 +206,12 @@ pub fn cannot_run(why: &str) {
     assert!(!under_ci(), "this test cannot run here and CI=true: {why}");
     eprintln!("SKIPPED: {why}");
 }
+
+/// Send signal `sig` (a name: `TERM`, `STOP`, ...) to process `pid`.
+pub fn signal(pid: u32, sig: &str) {
+    assert!(Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
