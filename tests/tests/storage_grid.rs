@@ -747,3 +747,75 @@ async fn a_server_that_answers_no_listings_is_asked_over_a_session() {
     assert_eq!(cold.listings_asked(), 10);
     assert_eq!(cold.sessions_opened(), 10, "each asked over a session");
 }
+
+/// A download whose reader stops taking data gives its sessions back
+/// (`client::park`) and finishes whole once the reader reads again, whole
+/// file or range: a pool of three sessions, a file of k = 3 whose reader
+/// went quiet, and another download through the same pool still runs.
+/// Before parking, the stalled download held all three slots until its
+/// reader came back, and the other failed with `PoolExhausted`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_whose_reader_stalls_gives_its_sessions_back() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+
+    let (_servers, refs) = ten_servers().await;
+    let big = data(3_000_000, 11);
+    let other = data(300_000, 12);
+    // Stored through a pool that holds n sessions.
+    let up = client_pool();
+    let big_cap = put(&up, &refs, &big, KeyMode::Random).await.unwrap().cap;
+    let other_cap = put(&up, &refs, &other, KeyMode::Random).await.unwrap().cap;
+    for range in [false, true] {
+        // A pool of its own each time: no idle sessions at the start.
+        let pool = Arc::new(SessionPool::new(
+            client_identity(),
+            PoolConfig {
+                max_sessions: 3,
+                park_after: Duration::from_millis(200),
+                ..PoolConfig::default()
+            },
+        ));
+        // The reader takes nothing until the other download is done.
+        let (mut w, mut r) = tokio::io::duplex(64 * 1024);
+        let (p, rs, cap) = (pool.clone(), refs.clone(), big_cap.clone());
+        let stalled = tokio::spawn(async move {
+            let r = if range {
+                client::download_range(&p, &rs, &cap, 1000, 2_000_000, &mut w).await
+            } else {
+                client::download(&p, &rs, &cap, &mut w, &|_| {}).await
+            };
+            drop(w);
+            r
+        });
+        // It takes every slot, then gives them back as its reader stalls.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        for (want, what) in [(3, "never started"), (0, "kept its sessions")] {
+            while pool.open_sessions() != want {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "range {range}: {what}"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        let (got, _) = get(&pool, &refs, &other_cap)
+            .await
+            .unwrap_or_else(|e| panic!("range {range}: a download beside a stalled one: {e}"));
+        assert!(
+            got == other,
+            "range {range}: the other file comes back whole"
+        );
+        let mut all = Vec::new();
+        r.read_to_end(&mut all).await.unwrap();
+        let report = stalled.await.unwrap().unwrap();
+        let want: &[u8] = if range { &big[1000..2_001_000] } else { &big };
+        assert_eq!(report.bytes, want.len() as u64, "range {range}");
+        assert!(
+            all == want,
+            "range {range}: the stalled download comes back whole"
+        );
+        assert!(report.corrupt.is_empty(), "range {range}: {report:?}");
+    }
+}

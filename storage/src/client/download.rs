@@ -65,24 +65,26 @@
 //!   share finder hands them out first (`ShareFinder`).
 //! * A download dropped mid-way aborts its receivers (`Receivers`) and the
 //!   decodings not yet started.
+//! * A download whose writer waits on a slow reader gives its sessions back
+//!   while it waits ([`park`](crate::client::park)), and reads each share
+//!   on from where it stopped once the write completes.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use grapevine_crypto::identity::NodeId;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::cap::{Cap, ReadCap};
 use crate::chk::{Decoder, Footer, FOOTER_LEN};
 use crate::client::conn::{Conn, ServerRef};
-use crate::client::decoding::{file_arrival, Decoding, Held, Ready, DECODE_AHEAD};
+use crate::client::decoding::{Decoding, Ready, DECODE_AHEAD};
 use crate::client::locate::{Located, ShareFinder};
+use crate::client::park::write_or_park;
 use crate::client::pool::SessionPool;
+use crate::client::receive::Arrival;
 pub(crate) use crate::client::receive::Source;
-use crate::client::receive::{receive_or_report, Arrival, Plan};
+use crate::client::receivers::{park, take_arrival, Crew, HeldBlocks, Live, Receivers};
 use crate::client::report::report_all;
 use crate::error::{ClientError, CodecError};
 use crate::types::StorageIndex;
@@ -275,30 +277,6 @@ pub async fn download<W: AsyncWrite + Unpin>(
     r.map(|()| report)
 }
 
-/// A receiver the coordinator runs: which share, its task.
-struct Live {
-    slot: u64,
-    shnum: u16,
-    server: NodeId,
-    /// The next segment it is to deliver (every block before it arrived,
-    /// checked).
-    delivered: u64,
-    task: tokio::task::JoinHandle<Option<Source>>,
-}
-
-/// The download's receivers, aborted when dropped: a download cancelled
-/// (its future dropped) leaves none running, holding its session and pool
-/// slot until a deadline.
-struct Receivers(Vec<Live>);
-
-impl Drop for Receivers {
-    fn drop(&mut self) {
-        for l in &self.0 {
-            l.task.abort();
-        }
-    }
-}
-
 async fn download_chk<W: AsyncWrite + Unpin>(
     pool: &SessionPool,
     servers: &[ServerRef],
@@ -338,13 +316,13 @@ async fn download_chk<W: AsyncWrite + Unpin>(
     };
     let segments = ueb.segments();
     let ahead = pool.config().memory.read_ahead_for(ueb.segment_size);
-    let peak = Arc::new(AtomicU64::new(0));
+    let park_after = pool.config().park_after;
     let (tx, mut rx) = mpsc::unbounded_channel::<Arrival>();
+    let mut crew = Crew::new(si, ueb.clone(), ahead, tx);
     let mut live = Receivers(Vec::new());
-    let mut next_slot = 0u64;
     // Blocks received and not yet being decoded, by segment, each share's
     // once (a dropped share's stay: they were checked).
-    let mut held: BTreeMap<u64, Vec<Held>> = BTreeMap::new();
+    let mut held = HeldBlocks::new();
     // The next segment to write; the next to start decoding.
     let (mut next, mut queued) = (0u64, 0u64);
     let mut decoding = Decoding::new(
@@ -392,25 +370,7 @@ async fn download_chk<W: AsyncWrite + Unpin>(
             }
         }
         for src in opened.drain(..) {
-            let (shnum, server) = (src.shnum, src.conn.server().id);
-            let plan = Plan {
-                slot: next_slot,
-                si,
-                ueb: ueb.clone(),
-                from,
-                ahead,
-                tx: tx.clone(),
-                peak: peak.clone(),
-                checker: src.checker.clone(),
-            };
-            live.0.push(Live {
-                slot: next_slot,
-                shnum,
-                server,
-                delivered: from,
-                task: tokio::spawn(receive_or_report(src, plan)),
-            });
-            next_slot += 1;
+            crew.start(&mut live, src, from, None);
         }
         // Start every segment whose blocks are in, up to DECODE_AHEAD.
         while queued < segments
@@ -429,8 +389,21 @@ async fn download_chk<W: AsyncWrite + Unpin>(
                 // The segment's permits go back once it is written.
                 let Ready { segment, _permits } = d?;
                 for p in dec.accept(segment)? {
-                    out.write_all(&p).await?;
+                    // A reader that stops taking data does not hold the
+                    // sessions meanwhile (`park`).
+                    let parked = write_or_park(out, &p, park_after, || {
+                        park(&mut live, &mut rx, &mut held, queued, segments, report)
+                    })
+                    .await?;
                     report.bytes += p.len() as u64;
+                    for share in parked.into_iter().flatten() {
+                        let (from, permits, shnum) = (share.from, share.permits.clone(), share.shnum);
+                        match share.resume(pool).await {
+                            Ok(src) => crew.start(&mut live, src, from, permits),
+                            Err(e) => tracing::warn!(shnum, "share not read again after parking: {e}"),
+                        }
+                        check = true;
+                    }
                 }
                 drop(_permits);
                 progress(report.bytes);
@@ -438,32 +411,7 @@ async fn download_chk<W: AsyncWrite + Unpin>(
             }
             a = rx.recv() => {
                 let a = a.expect("the download keeps a sender");
-                let Some(l) = live.0.iter_mut().find(|l| l.slot == a.slot) else {
-                    // From a share already dropped.
-                    continue;
-                };
-                let failed = match a.block {
-                    Ok(block) => {
-                        l.delivered = a.seg + 1;
-                        let held_block = Held {
-                            block,
-                            _permit: a.permit,
-                        };
-                        file_arrival(&mut held, queued, a.seg, held_block);
-                        false
-                    }
-                    Err(ClientError::Codec(CodecError::CorruptShare(_))) => {
-                        tracing::warn!(shnum = l.shnum, seg = a.seg, "corrupt block");
-                        report.corrupt.push((l.shnum, l.server));
-                        true
-                    }
-                    Err(e) => {
-                        tracing::warn!(shnum = l.shnum, "read failed: {e}");
-                        true
-                    }
-                };
-                if failed {
-                    drop_share(&mut live, a.slot);
+                if take_arrival(a, &mut live, &mut held, queued, report) {
                     check = true;
                 }
             }
@@ -479,12 +427,12 @@ async fn download_chk<W: AsyncWrite + Unpin>(
     for s in opened {
         pool.put_back(s.conn);
     }
-    report.waits.peak_ahead = peak.load(Ordering::Relaxed);
+    report.waits.peak_ahead = crew.peak.load(Ordering::Relaxed);
     out.flush().await?;
     // Every block asked was received: the receivers end on their own and
     // give their sessions back. (A receiver still waiting for a permit,
     // which no block will free now, sees the queue closed and ends too.)
-    drop(tx);
+    drop(crew);
     drop(rx);
     for l in live.0.iter_mut() {
         if let Ok(Some(src)) = (&mut l.task).await {
@@ -492,15 +440,6 @@ async fn download_chk<W: AsyncWrite + Unpin>(
         }
     }
     Ok(())
-}
-
-/// Stop share `slot`'s receiver. (Its blocks already delivered were
-/// checked and stay.)
-fn drop_share(live: &mut Receivers, slot: u64) {
-    if let Some(pos) = live.0.iter().position(|l| l.slot == slot) {
-        let l = live.0.remove(pos);
-        l.task.abort();
-    }
 }
 
 /// The first segment from `from` on (the first not yet decoding) that the
@@ -515,7 +454,7 @@ fn drop_share(live: &mut Receivers, slot: u64) {
 /// wait for ever.)
 fn starved(
     live: &[Live],
-    held: &BTreeMap<u64, Vec<Held>>,
+    held: &HeldBlocks,
     from: u64,
     segments: u64,
     k: usize,

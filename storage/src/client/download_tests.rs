@@ -16,10 +16,11 @@ use super::*;
 use crate::chk::testing::encode_all;
 use crate::chk::SEGMENT_SIZE;
 use crate::client::conn::tests::me;
-use crate::client::decoding::file_block;
+use crate::client::decoding::{file_arrival, file_block, Held};
 use crate::client::pool::PoolConfig;
 use crate::protocol::{decode, encode, ErrorCode, Reply, Request, RequestMsg, ResponseMsg};
 use crate::types::Params;
+use std::collections::BTreeMap;
 
 /// What a hand-driven server does with block reads of its one share.
 #[derive(Clone, Copy, Default)]

@@ -55,6 +55,10 @@ pub struct PoolConfig {
     /// Ask for listings in datagrams first (`client::datagram`), else
     /// over TCP only.
     pub datagram_listings: bool,
+    /// A download whose writer has waited this long for its reader gives
+    /// its sessions back until the write completes (the client's `park`
+    /// module), so slow readers cannot hold the pool.
+    pub park_after: Duration,
 }
 
 impl Default for PoolConfig {
@@ -66,6 +70,7 @@ impl Default for PoolConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             memory: MemoryBudget::UNBOUNDED,
             datagram_listings: true,
+            park_after: Duration::from_secs(5),
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::chk::Decoder;
 use crate::client::conn::ServerRef;
 use crate::client::download::{fill_sources, DownloadReport, Source};
 use crate::client::locate::ShareFinder;
+use crate::client::park::{park_sources, write_or_park};
 use crate::client::pool::SessionPool;
 use crate::client::report::report_all;
 use crate::error::{ClientError, CodecError};
@@ -84,6 +85,7 @@ pub async fn download_range<W: AsyncWrite + Unpin>(
     let ueb = first.ueb().clone();
     let (first_seg, last_seg) = (start / ueb.segment_size, (end - 1) / ueb.segment_size);
     let ahead = pool.config().memory.read_ahead_for(ueb.segment_size);
+    let park_after = pool.config().park_after;
     let mut seg = first_seg;
     let mut asked = first_seg;
     while seg <= last_seg {
@@ -146,9 +148,36 @@ pub async fn download_range<W: AsyncWrite + Unpin>(
                     let seg_start = seg * ueb.segment_size;
                     let a = start.saturating_sub(seg_start) as usize;
                     let b = (end - seg_start).min(plain.len() as u64) as usize;
-                    out.write_all(&plain[a..b]).await?;
+                    // A reader that stops taking data does not hold the
+                    // sessions meanwhile (`park`).
+                    let parked =
+                        write_or_park(out, &plain[a..b], park_after, || park_sources(&mut sources))
+                            .await?;
                     report.bytes += (b - a) as u64;
                     seg += 1;
+                    if let Some(parked) = parked {
+                        for share in parked {
+                            let shnum = share.shnum;
+                            match share.resume(pool).await {
+                                Ok(s) => sources.push(s),
+                                Err(e) => {
+                                    tracing::warn!(shnum, "share not read again after parking: {e}")
+                                }
+                            }
+                        }
+                        // What was asked ahead went with the sessions.
+                        asked = seg;
+                        fill_sources(
+                            pool,
+                            cap,
+                            k,
+                            &mut pending,
+                            &mut sources,
+                            &mut dec,
+                            &mut report,
+                        )
+                        .await;
+                    }
                     continue;
                 }
                 Err(bad) => failed.extend(bad.into_iter().map(|b| (b, true))),

@@ -5,7 +5,7 @@
 //!
 //! The receiver never holds more than `ahead` of its share's blocks at
 //! once (the budget's read-ahead, or fewer where the link is short:
-//! [`Conn::depth`](crate::client::Conn::depth)): each read takes a permit from the share's own semaphore before it
+//! [`Permits::for_share`]): each read takes a permit from the share's own semaphore before it
 //! is sent, and the permit travels with the block through the queue and
 //! the decoder, released only when the segment it belongs to has been
 //! decoded and written (its plaintext lies in the blocks' buffers), or
@@ -66,8 +66,9 @@ pub(crate) struct Plan {
     pub(crate) ueb: Ueb,
     /// First segment to read.
     pub(crate) from: u64,
-    /// Blocks held at most (requested, queued, being decoded or waiting to be written), at least 1.
-    pub(crate) ahead: u64,
+    /// The share's read-ahead permits: one per block held (requested,
+    /// queued, being decoded or waiting to be written).
+    pub(crate) permits: Permits,
     /// Where the blocks go.
     pub(crate) tx: mpsc::UnboundedSender<Arrival>,
     /// The most blocks any receiver held at once (for the report).
@@ -76,6 +77,42 @@ pub(crate) struct Plan {
     /// arrives, so the checks of several shares run on several cores and
     /// a segment's decoding only decodes.
     pub(crate) checker: BlockChecker,
+}
+
+/// A share's read-ahead permits, one per block it holds. They outlive
+/// its receiver: a download that parks
+/// ([`park`](crate::client::park)) and reads the share again on a new
+/// session goes on with the same permits, some still held by blocks the
+/// first receiver delivered, so the share never holds more than its
+/// read-ahead.
+#[derive(Debug, Clone)]
+pub(crate) struct Permits {
+    sem: Arc<Semaphore>,
+    of: usize,
+}
+
+impl Permits {
+    /// Permits for a share read over `conn`: the budget's `ahead`
+    /// segments, but no deeper than the link needs (`Conn::depth`: two
+    /// blocks on a short link, whose bytes would otherwise wait in socket
+    /// buffers and go cold; the budget's on a long one), measured by now:
+    /// the session's opening and the share's first requests were round
+    /// trips. At least one.
+    pub(crate) fn for_share(ahead: u64, conn: &Conn) -> Self {
+        let ahead = ahead.min(conn.depth() as u64).max(1);
+        let of = usize::try_from(ahead)
+            .unwrap_or(usize::MAX)
+            .min(Semaphore::MAX_PERMITS);
+        Permits {
+            sem: Arc::new(Semaphore::new(of)),
+            of,
+        }
+    }
+
+    /// Permits taken (blocks held).
+    fn held(&self) -> usize {
+        self.of - self.sem.available_permits()
+    }
 }
 
 /// [`receive`], whose end the coordinator always hears of: a panic in it
@@ -112,7 +149,7 @@ async fn reported<F: Future>(
 }
 
 /// Read blocks `plan.from..` of `src`'s share and send them to the
-/// coordinator, at most `plan.ahead` held at a time. Returns the source
+/// coordinator, at most as many held at a time as it has permits. Returns the source
 /// (its session reusable if everything asked was answered).
 pub(crate) async fn receive(mut src: Source, plan: Plan) -> Source {
     let Plan {
@@ -120,19 +157,13 @@ pub(crate) async fn receive(mut src: Source, plan: Plan) -> Source {
         si,
         ueb,
         from,
-        ahead,
+        permits,
         tx,
         peak,
         checker,
     } = plan;
     let segments = ueb.segments();
-    // No deeper than the link needs (`Conn::depth`: two blocks on a short
-    // link, whose bytes would otherwise wait in socket buffers and go
-    // cold; the budget's on a long one), measured by now: the session's
-    // opening and the share's first requests were round trips.
-    let ahead = ahead.min(src.conn.depth() as u64);
-    let ahead_n = usize::try_from(ahead.max(1)).unwrap_or(usize::MAX);
-    let sem = Arc::new(Semaphore::new(ahead_n));
+    let sem = permits.sem.clone();
     let mut next = from;
     let mut in_flight: VecDeque<(u64, OwnedSemaphorePermit)> = VecDeque::new();
     loop {
@@ -174,8 +205,7 @@ pub(crate) async fn receive(mut src: Source, plan: Plan) -> Source {
             }
             in_flight.push_back((next, permit));
             next += 1;
-            let held = (ahead_n - sem.available_permits()) as u64;
-            peak.fetch_max(held, Ordering::Relaxed);
+            peak.fetch_max(permits.held() as u64, Ordering::Relaxed);
         }
         let Some((seg, permit)) = in_flight.pop_front() else {
             return src;
