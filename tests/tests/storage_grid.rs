@@ -819,3 +819,54 @@ async fn a_download_whose_reader_stalls_gives_its_sessions_back() {
         assert!(report.corrupt.is_empty(), "range {range}: {report:?}");
     }
 }
+
+/// A download that cannot get a session because every one of its pool's
+/// is in use says so (`PoolExhausted`: busy, try again; 503 at the
+/// gateway), whole or ranged, instead of calling a stored file missing
+/// ("no share of this file was found" / "only 0 good shares found").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_that_finds_the_pool_full_says_it_is_busy() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let (_servers, refs) = ten_servers().await;
+    let up = client_pool();
+    let big = data(3_000_000, 13);
+    let other = data(300_000, 14);
+    let big_cap = put(&up, &refs, &big, KeyMode::Random).await.unwrap().cap;
+    let other_cap = put(&up, &refs, &other, KeyMode::Random).await.unwrap().cap;
+    // A download whose reader reads nothing holds the three sessions (it
+    // would park only after an hour).
+    let pool = Arc::new(SessionPool::new(
+        client_identity(),
+        PoolConfig {
+            max_sessions: 3,
+            park_after: Duration::from_secs(3600),
+            wait: Duration::from_millis(300),
+            ..PoolConfig::default()
+        },
+    ));
+    let (mut w, r) = tokio::io::duplex(64 * 1024);
+    let (p, rs) = (pool.clone(), refs.clone());
+    let holder =
+        tokio::spawn(async move { client::download(&p, &rs, &big_cap, &mut w, &|_| {}).await });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while pool.open_sessions() != 3 {
+        assert!(tokio::time::Instant::now() < deadline, "never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let whole = get(&pool, &refs, &other_cap).await;
+    assert!(
+        matches!(whole, Err(client::ClientError::PoolExhausted(3))),
+        "{:?}",
+        whole.map(|(_, r)| r)
+    );
+    let mut out = Vec::new();
+    let range = client::download_range(&pool, &refs, &other_cap, 0, 10, &mut out).await;
+    assert!(
+        matches!(range, Err(client::ClientError::PoolExhausted(3))),
+        "{range:?}"
+    );
+    drop(r);
+    assert!(holder.await.unwrap().is_err(), "its reader went away");
+}

@@ -237,6 +237,7 @@ async fn open_more(
             }
             Err(e) => {
                 report.unusable += 1;
+                report.busy += usize::from(matches!(e, ClientError::PoolExhausted(_)));
                 tracing::warn!(shnum = loc.shnum, "share unusable: {e}");
             }
         }
@@ -268,7 +269,9 @@ pub async fn download<W: AsyncWrite + Unpin>(
         Cap::Chk(c) => c,
     };
     let mut report = DownloadReport::default();
-    let r = download_chk(pool, servers, cap, out, progress, &mut report).await;
+    let r = download_chk(pool, servers, cap, out, progress, &mut report)
+        .await
+        .map_err(|e| report.busy_or(e, pool.config().max_sessions));
     // A mistyped capability is no news for the servers.
     let mistyped = r.is_err() && report.cap_mismatch();
     if !report.corrupt.is_empty() && !mistyped {
@@ -306,6 +309,7 @@ async fn download_chk<W: AsyncWrite + Unpin>(
     .await;
     let Some(ueb) = decoder.as_ref().map(|d| d.ueb().clone()) else {
         let found = pending.findings();
+        report.busy += found.busy;
         if found.shares.is_empty() {
             return Err(ClientError::NoShares {
                 asked: found.asked,

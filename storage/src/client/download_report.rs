@@ -23,8 +23,11 @@ pub struct DownloadReport {
     /// capability names (counted in `corrupt` too).
     pub unmatched: usize,
     /// Shares skipped for another reason than corruption (their server
-    /// unreachable, a format this release cannot read).
+    /// unreachable, a format this release cannot read, no session free).
     pub unusable: usize,
+    /// Shares skipped, or servers not asked for their lists, because every
+    /// session of the pool stayed in use (counted in `unusable` too).
+    pub busy: usize,
     /// Where the download's time went (for benchmarks and logs).
     pub waits: DownloadWaits,
 }
@@ -34,6 +37,22 @@ impl DownloadReport {
     /// capability is the likelier culprit than the shares.
     pub(crate) fn cap_mismatch(&self) -> bool {
         self.unmatched > 0 && self.unmatched == self.corrupt.len() && self.unusable == 0
+    }
+
+    /// What a download that failed with `e` says: a client whose pool was
+    /// too busy to open a share it needed did not find the file missing,
+    /// it was busy ([`ClientError::PoolExhausted`]: 503 at the gateway,
+    /// worth trying again), whatever else failed.
+    pub(crate) fn busy_or(&self, e: ClientError, sessions: usize) -> ClientError {
+        let missing = matches!(
+            e,
+            ClientError::NoShares { .. } | ClientError::Codec(CodecError::NotEnoughShares { .. })
+        );
+        if missing && self.busy > 0 {
+            ClientError::PoolExhausted(sessions)
+        } else {
+            e
+        }
     }
 
     /// The error of a download that could open no share: when every share

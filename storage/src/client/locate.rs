@@ -26,6 +26,7 @@ use grapevine_crypto::identity::NodeId;
 use crate::client::conn::ServerRef;
 use crate::client::place::permuted_servers;
 use crate::client::pool::SessionPool;
+use crate::error::ClientError;
 use crate::types::StorageIndex;
 
 /// A share found on a server.
@@ -48,6 +49,8 @@ pub struct Findings {
     pub asked: usize,
     /// Servers that answered (with shares or without).
     pub responding: Vec<NodeId>,
+    /// Servers not asked after all: every session of the pool was in use.
+    pub busy: usize,
 }
 
 /// Ask servers, in permuted order and `n` at a time, which shares of `si`
@@ -131,6 +134,7 @@ pub(crate) async fn locate_in(
     let mut responding = Vec::new();
     let mut order = order.iter().copied();
     let mut asked = 0usize;
+    let mut busy = 0usize;
     let batch_size = usize::from(n).max(1);
     loop {
         let distinct = {
@@ -152,16 +156,22 @@ pub(crate) async fn locate_in(
         asked += batch.len();
         let listing = asking == Asking::Listings;
         let answers = futures::future::join_all(batch.into_iter().map(|s| async move {
-            match pool.list(s, si, listing).await {
-                Ok(v) => Some((s, v)),
-                Err(e) => {
-                    tracing::debug!(server = %s.id.short(), "no list: {e}");
-                    None
-                }
+            let r = pool.list(s, si, listing).await;
+            if let Err(e) = &r {
+                tracing::debug!(server = %s.id.short(), "no list: {e}");
             }
+            (s, r)
         }))
         .await;
-        for (s, v) in answers.into_iter().flatten() {
+        for (s, r) in answers {
+            let v = match r {
+                Ok(v) => v,
+                Err(ClientError::PoolExhausted(_)) => {
+                    busy += 1;
+                    continue;
+                }
+                Err(_) => continue,
+            };
             responding.push(s.id);
             out.extend(plausible(&v, n).map(|(shnum, size)| Located {
                 shnum,
@@ -174,6 +184,7 @@ pub(crate) async fn locate_in(
         shares: out,
         asked,
         responding,
+        busy,
     }
 }
 
@@ -233,6 +244,7 @@ impl<'p> ShareFinder<'p> {
     async fn search(&mut self, search: Search<'_>) {
         let more = locate_in(self.pool, &self.order, self.si, search, Asking::Sessions).await;
         self.found.asked = self.found.asked.max(more.asked);
+        self.found.busy = self.found.busy.max(more.busy);
         for id in more.responding {
             if !self.found.responding.contains(&id) {
                 self.found.responding.push(id);

@@ -79,8 +79,10 @@ pub async fn download_range<W: AsyncWrite + Unpin>(
         &mut report,
     )
     .await;
+    let sessions = pool.config().max_sessions;
     let Some(first) = dec.as_ref() else {
-        return Err(report.none_opened(k));
+        report.busy += pending.findings().busy;
+        return Err(report.busy_or(report.none_opened(k), sessions));
     };
     let ueb = first.ueb().clone();
     let (first_seg, last_seg) = (start / ueb.segment_size, (end - 1) / ueb.segment_size);
@@ -90,11 +92,11 @@ pub async fn download_range<W: AsyncWrite + Unpin>(
     let mut asked = first_seg;
     while seg <= last_seg {
         if sources.len() < k {
-            return Err(CodecError::NotEnoughShares {
+            let e = CodecError::NotEnoughShares {
                 have: sources.len(),
                 need: k,
-            }
-            .into());
+            };
+            return Err(report.busy_or(e.into(), sessions));
         }
         let mut failed: Vec<(u16, bool)> = Vec::new();
         // The sources are read in step: as deep as the farthest one's link
