@@ -823,7 +823,9 @@ async fn a_download_whose_reader_stalls_gives_its_sessions_back() {
 /// A download that cannot get a session because every one of its pool's
 /// is in use says so (`PoolExhausted`: busy, try again; 503 at the
 /// gateway), whole or ranged, instead of calling a stored file missing
-/// ("no share of this file was found" / "only 0 good shares found").
+/// ("no share of this file was found" / "only 0 good shares found"); so
+/// do a verifying check and a repair, instead of reporting the file short
+/// of shares.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_download_that_finds_the_pool_full_says_it_is_busy() {
     use std::sync::Arc;
@@ -867,6 +869,31 @@ async fn a_download_that_finds_the_pool_full_says_it_is_busy() {
         matches!(range, Err(client::ClientError::PoolExhausted(3))),
         "{range:?}"
     );
+    // A check that reads shares, and a repair, could not look either: an
+    // error, not a report of a file short of shares (which a repair would
+    // "mend" by regenerating shares that exist).
+    let Cap::Chk(chk) = &other_cap else {
+        panic!("a CHK file")
+    };
+    let checked = client::check(&pool, &refs, &other_cap, true).await;
+    assert!(
+        matches!(checked, Err(client::ClientError::PoolExhausted(3))),
+        "{checked:?}"
+    );
+    let repaired = client::repair(
+        &pool,
+        &refs,
+        &chk.verify_cap(),
+        &client::RepairOptions::default(),
+    )
+    .await;
+    assert!(
+        matches!(repaired, Err(client::ClientError::PoolExhausted(3))),
+        "{repaired:?}"
+    );
     drop(r);
     assert!(holder.await.unwrap().is_err(), "its reader went away");
+    // With sessions free again, the same check finds the file healthy.
+    let checked = client::check(&pool, &refs, &other_cap, true).await.unwrap();
+    assert!(checked.results.healthy, "{checked:?}");
 }

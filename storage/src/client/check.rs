@@ -27,8 +27,9 @@ use crate::types::StorageIndex;
 /// every share against the capability.
 ///
 /// # Errors
-/// None today (a file with no shares anywhere is a report, not an error);
-/// the `Result` leaves room for failures of the check itself.
+/// [`ClientError::PoolExhausted`] when every session of the pool stayed in
+/// use and the check could not look where it had to (a file with no
+/// shares anywhere is a report, not an error).
 pub async fn check(
     pool: &SessionPool,
     servers: &[ServerRef],
@@ -66,7 +67,7 @@ pub async fn check_depth(
     depth: Depth,
 ) -> Result<CheckResults, ClientError> {
     Ok(inspect_until(pool, servers, cap, depth, cap.n)
-        .await
+        .await?
         .results)
 }
 
@@ -87,7 +88,7 @@ pub async fn check_enough(
     enough: u16,
 ) -> Result<CheckResults, ClientError> {
     Ok(inspect_until(pool, servers, cap, depth, enough)
-        .await
+        .await?
         .results)
 }
 
@@ -121,12 +122,19 @@ pub(crate) struct Inspection {
 }
 
 /// Locate the shares of `cap` and, with `verify`, check each one.
+///
+/// # Errors
+/// [`ClientError::PoolExhausted`] when the pool was too busy to ask a
+/// server or open a share and fewer good shares than looked for were
+/// found: the check could not look, and its report would call a file
+/// short of shares it may well have (a repair would then regenerate
+/// shares that exist, or call the file unrecoverable).
 pub(crate) async fn inspect(
     pool: &SessionPool,
     servers: &[ServerRef],
     cap: &VerifyCap,
     depth: Depth,
-) -> Inspection {
+) -> Result<Inspection, ClientError> {
     inspect_until(pool, servers, cap, depth, cap.n).await
 }
 
@@ -138,8 +146,10 @@ async fn inspect_until(
     cap: &VerifyCap,
     depth: Depth,
     enough: u16,
-) -> Inspection {
+) -> Result<Inspection, ClientError> {
     let enough = enough.max(cap.k).min(cap.n);
+    // Servers not asked, or shares not opened, for want of a session.
+    let mut busy = 0usize;
     let si = cap.si;
     let order = permuted_servers(&si, servers);
     let mut shares: Vec<Found> = Vec::new();
@@ -178,6 +188,7 @@ async fn inspect_until(
         };
         let found = locate_in(pool, &order[asked..], si, search, asking).await;
         asked += found.asked;
+        busy += found.busy;
         responding.extend(found.responding.iter().copied());
         for loc in found.shares {
             let ok = if depth != Depth::List {
@@ -206,6 +217,7 @@ async fn inspect_until(
                     ) => Some(false),
                     Err(e) => {
                         tracing::warn!(shnum = loc.shnum, server = %loc.server.id.short(), "share not verified: {e}");
+                        busy += usize::from(matches!(e, ClientError::PoolExhausted(_)));
                         // Listed, then not there: the server's list was false.
                         if matches!(
                             e,
@@ -237,6 +249,10 @@ async fn inspect_until(
             break;
         }
     }
+    let good: BTreeSet<u16> = usable.iter().map(|l| l.shnum).collect();
+    if busy > 0 && good.len() < usize::from(enough) {
+        return Err(ClientError::PoolExhausted(pool.config().max_sessions));
+    }
     let mut results = CheckResults::of(&si, cap.k, cap.n, asked, &responding, &shares);
     // Tell the servers of corrupt shares; each checks its share itself.
     let corrupt: Vec<(u16, NodeId)> = shares
@@ -252,12 +268,12 @@ async fn inspect_until(
         .collect();
     suspects.sort_unstable();
     suspects.dedup();
-    Inspection {
+    Ok(Inspection {
         results,
         usable,
         bytes_read,
         suspects,
-    }
+    })
 }
 
 /// Read every block of one share, pipelined, and check each against `v`.

@@ -101,8 +101,10 @@ pub struct RepairReport {
 /// shares; see the module documentation.
 ///
 /// # Errors
-/// None today: failures are in the report (`repair-successful` false and
-/// `errors`); the `Result` leaves room for failures of the check itself.
+/// [`ClientError::PoolExhausted`] when the pool was too busy for the
+/// check before or after (nothing is regenerated on a check that could
+/// not look); other failures are in the report (`repair-successful`
+/// false and `errors`).
 pub async fn repair(
     pool: &SessionPool,
     servers: &[ServerRef],
@@ -114,7 +116,7 @@ pub async fn repair(
     } else {
         Depth::Light
     };
-    let pre = inspect(pool, servers, cap, depth).await;
+    let pre = inspect(pool, servers, cap, depth).await?;
     let mut report = RepairReport {
         bytes_read: pre.bytes_read,
         ..RepairReport::default()
@@ -151,7 +153,7 @@ pub async fn repair(
             report.errors.push(e.to_string());
         }
     }
-    let post = inspect(pool, servers, cap, depth).await;
+    let post = inspect(pool, servers, cap, depth).await?;
     report.bytes_read = report.bytes_read.saturating_add(post.bytes_read);
     Ok(RepairResults {
         storage_index: cap.si.to_string(),
