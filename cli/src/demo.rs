@@ -110,6 +110,7 @@ async fn start(n: usize, root: &std::path::Path) -> Result<Demo> {
             &d,
             &InitOptions {
                 listen: addr(i),
+                advertise: Vec::new(),
                 seeds: vec![],
                 nickname: Some(name.clone()),
                 capacity_mib: 1024,

@@ -1,0 +1,146 @@
+//! A new operator's walk of the CLI: `init` refuses what `run` would
+//! refuse and leaves nothing behind when it fails.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::*;
+
+/// `grapevine init ARGS DIR`.
+fn init(dir: &Path, args: &[&str]) -> Output {
+    grapevine()
+        .arg("init")
+        .arg(dir)
+        .args(args)
+        .args(["--no-gateway"])
+        .output()
+        .unwrap()
+}
+
+/// What `run` says of the configuration in `dir`, without the file's name
+/// (`grapevine: DIR/config.toml: ...`).
+fn run_refuses(dir: &Path) -> String {
+    let out = grapevine().arg("run").arg(dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "run accepted {}", dir.display());
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    let prefix = format!("grapevine: {}: ", dir.join("config.toml").display());
+    err.strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("{err}"))
+        .to_string()
+}
+
+/// `init --listen 0.0.0.0:7946` (and any other setting `run` would refuse)
+/// is refused up front, as bad usage, with `run`'s own sentence; nothing
+/// is written. With `--advertise` it is a node `run` accepts.
+#[test]
+fn init_refuses_what_run_would_refuse_and_writes_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    // What `run` says of each setting, from a config edited by hand.
+    let edited = root.path().join("edited");
+    let out = init(&edited, &["--listen", "127.0.0.1:7946"]);
+    assert!(out.status.success(), "{out:?}");
+    let cfg = edited.join("config.toml");
+    let good = std::fs::read_to_string(&cfg).unwrap();
+    for (args, from, to) in [
+        (
+            vec!["--listen", "0.0.0.0:7946"],
+            "listen = \"127.0.0.1:7946\"",
+            "listen = \"0.0.0.0:7946\"",
+        ),
+        (
+            vec!["--listen", "[::]:7946"],
+            "listen = \"127.0.0.1:7946\"",
+            "listen = \"[::]:7946\"",
+        ),
+        (
+            vec!["--listen", "127.0.0.1:7946", "--seed", "0.0.0.0:7946"],
+            "seeds = []",
+            "seeds = [\"0.0.0.0:7946\"]",
+        ),
+        (
+            vec!["--listen", "127.0.0.1:7946", "--capacity-mib", "0"],
+            "capacity_mib = 10240",
+            "capacity_mib = 0",
+        ),
+    ] {
+        std::fs::write(&cfg, good.replace(from, to)).unwrap();
+        let said_by_run = run_refuses(&edited);
+        let dir = root.path().join("new").join("node");
+        let out = init(&dir, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&said_by_run),
+            "{args:?}: {err} / {said_by_run}"
+        );
+        assert!(
+            err.starts_with(&format!("grapevine: not creating {}: ", dir.display())),
+            "{err}"
+        );
+        assert!(
+            !root.path().join("new").exists(),
+            "{args:?}: init wrote something"
+        );
+    }
+    // Where others reach a node listening on every address: accepted by
+    // init and by run's check (run itself would bind the port).
+    let dir = root.path().join("any");
+    let out = init(
+        &dir,
+        &["--listen", "0.0.0.0:7946", "--advertise", "10.0.0.5:7946"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(text.contains("advertise = [\"10.0.0.5:7946\"]"), "{text}");
+    let t: toml::Table = text.parse().unwrap();
+    assert_eq!(t["listen"].as_str(), Some("0.0.0.0:7946"));
+}
+
+/// A failed `init` removes the directories it made (parents too), and in
+/// a directory that was there before, the files it wrote; the directory
+/// itself stays. The failure here is a file size limit of 0 (as a full
+/// disk would fail it), after the directory is made.
+#[test]
+fn a_failed_init_leaves_nothing_behind() {
+    let root = tempfile::tempdir().unwrap();
+    let bin = grapevine().get_program().to_owned();
+    let init_limited = |dir: &Path| -> Output {
+        // SIGXFSZ ignored: a write over the limit fails with EFBIG.
+        Command::new("sh")
+            .arg("-c")
+            .arg("trap '' XFSZ; ulimit -f 0; exec \"$0\" init \"$1\" --no-gateway")
+            .arg(&bin)
+            .arg(dir)
+            .output()
+            .unwrap()
+    };
+    let made = root.path().join("a").join("b").join("node");
+    let out = init_limited(&made);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("identity.key"), "{err}");
+    assert!(
+        !root.path().join("a").exists(),
+        "left behind: {:?}",
+        walk(root.path())
+    );
+    let there = root.path().join("there");
+    std::fs::create_dir(&there).unwrap();
+    std::fs::write(there.join("notes.txt"), b"mine").unwrap();
+    let out = init_limited(&there);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let left: Vec<_> = std::fs::read_dir(&there)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, vec!["notes.txt".to_string()]);
+    // A name that is refused before anything is made leaves nothing
+    // either.
+    let named = root.path().join("c").join("node");
+    let out = init(&named, &["--nickname", &"x".repeat(17)]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(!root.path().join("c").exists());
+}
