@@ -1,5 +1,9 @@
 //! A new operator's walk of the CLI: `init` refuses what `run` would
-//! refuse and leaves nothing behind when it fails.
+//! refuse and leaves nothing behind when it fails; a repair that
+//! regenerated nothing says why.
+//!
+//! The repair test runs real nodes on 127.12.24.0/24; run it under
+//! `flock /tmp/gv-heavy.lock`.
 
 mod common;
 
@@ -143,4 +147,37 @@ fn a_failed_init_leaves_nothing_behind() {
     let out = init(&named, &["--nickname", &"x".repeat(17)]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(!root.path().join("c").exists());
+}
+
+/// A repair that cannot regenerate anything says so in a sentence, with
+/// the reason, not "0 shares regenerated ()".
+#[test]
+fn a_failed_repair_says_why_in_a_sentence() {
+    let mut g = grid("127.12.24", 3, |_, t| t);
+    let file = g.root.path().join("f.bin");
+    std::fs::write(&file, bytes(300_000, 24)).unwrap();
+    let cap = ok(grapevine()
+        .arg("put")
+        .arg(&file)
+        .args(["--k", "2", "--n", "3", "--happy", "3", "--node"])
+        .arg(&g.dirs[0]))
+    .trim()
+    .to_string();
+    // Two of the three holders die: one share is left of the two needed.
+    for n in &mut g.nodes[1..] {
+        n.0.kill().unwrap();
+        n.0.wait().unwrap();
+    }
+    let (code, out, err) = check(&cap, &g.dirs[0], &["--repair"]);
+    assert_eq!(code, 5, "{out}{err}");
+    assert!(!out.contains("()"), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("repair "))
+        .unwrap_or_else(|| panic!("no repair line: {out}"));
+    assert!(
+        line.starts_with("repair FAILED: no shares were regenerated: unrecoverable: "),
+        "{line}"
+    );
+    assert!(line.contains("2 needed"), "{line}");
 }
