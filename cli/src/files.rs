@@ -207,8 +207,9 @@ pub fn put(a: &PutArgs) -> Result<()> {
 /// An interrupt (SIGINT, SIGTERM or SIGHUP) cancels the transfer and waits
 /// until it is dropped, so that what it holds on disk (`put`'s spool of
 /// standard input, `get`'s partial file) is removed, clears the progress
-/// `bar` off the terminal and says so, then exits the process with 128 +
-/// the signal's number, as a shell reports a command a signal ended.
+/// `bar` off the terminal and says so, then dies by the signal
+/// ([`crate::signals::die_by`]): a parent sees the command killed by it,
+/// and a shell loop of puts stops at Ctrl-C.
 async fn on_workers<T: Send + 'static>(
     bar: &ProgressBar,
     work: impl std::future::Future<Output = T> + Send + 'static,
@@ -227,9 +228,9 @@ async fn on_workers<T: Send + 'static>(
         r = &mut task => {
             return r.map_err(|e| anyhow::anyhow!("the transfer's task failed: {e}"));
         }
-        _ = int.recv() => ("an interrupt", 2),
-        _ = term.recv() => ("SIGTERM", 15),
-        _ = hup.recv() => ("SIGHUP", 1),
+        _ = int.recv() => ("an interrupt", libc::SIGINT),
+        _ = term.recv() => ("SIGTERM", libc::SIGTERM),
+        _ = hup.recv() => ("SIGHUP", libc::SIGHUP),
     };
     task.abort();
     // Its temporary files are removed as it is dropped; if it finished
@@ -247,7 +248,7 @@ async fn on_workers<T: Send + 'static>(
     // Not through the runtime's shutdown: a read of standard input may be
     // blocked on a thread of its own for as long as the writer keeps the
     // pipe open.
-    std::process::exit(128 + number)
+    crate::signals::die_by(number)
 }
 
 /// What a put did, in a sentence.

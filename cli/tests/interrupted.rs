@@ -2,7 +2,8 @@
 //! stopped by a signal (Ctrl-C, a service manager's SIGTERM, a closed
 //! terminal's SIGHUP) leaves nothing behind: no plaintext spool of standard
 //! input in TMPDIR, no hidden partial file beside the target, no progress
-//! bar on the terminal. And what `get -o` makes is the user's file, with
+//! bar on the terminal. Then it dies by the signal, so that a shell loop of
+//! puts stops at Ctrl-C. And what `get -o` makes is the user's file, with
 //! the user's umask.
 //!
 //! Each test uses its own loopback network (127.11.x.0/24); run them under
@@ -11,6 +12,7 @@
 mod common;
 
 use std::io::{Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -43,7 +45,7 @@ fn until(what: &str, child: &mut std::process::Child, mut cond: impl FnMut() -> 
 }
 
 /// An interrupted `put -` removes its spool of standard input (a plaintext
-/// copy of what it was given) and exits 128 + the signal; so does an
+/// copy of what it was given) and dies by the signal; so does an
 /// interrupted `get -o`, with its partial file, leaving the file it was to
 /// replace as it was.
 #[test]
@@ -84,7 +86,8 @@ fn an_interrupted_put_or_get_leaves_nothing_behind() {
     let out = put.wait_with_output().unwrap();
     drop(stdin);
     let said = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(128 + 15), "{said}");
+    assert_eq!(out.status.signal(), Some(15), "{said}");
+    assert!(said.contains("stopped by SIGTERM"), "{said}");
     assert!(out.stdout.is_empty(), "no capability for a stopped put");
     let left = names(&spool_dir, |_| true);
     assert!(left.is_empty(), "left in TMPDIR: {left:?}");
@@ -161,9 +164,63 @@ fn an_interrupted_put_or_get_leaves_nothing_behind() {
         signal(n.0.id(), "CONT");
     }
     let said = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(128 + 2), "{said}");
+    assert_eq!(out.status.signal(), Some(2), "{said}");
+    assert!(said.contains("stopped by an interrupt"), "{said}");
     assert_eq!(names(&out_dir, |_| true), vec!["f.bin".to_string()]);
     assert_eq!(std::fs::read(&target).unwrap(), b"old");
+}
+
+/// Ctrl-C in a shell loop of puts (`for f in *; do grapevine put $f; done`)
+/// stops the loop: the put dies by SIGINT (after removing its spool), and
+/// the shell, seeing that, stops too (it went on to the next put when the
+/// put exited 130).
+#[test]
+fn ctrl_c_stops_a_shell_loop_of_puts() {
+    let g = grid("127.11.11", 1, |_, t| t);
+    let spool_dir = g.root.path().join("tmp");
+    std::fs::create_dir(&spool_dir).unwrap();
+    let bin = grapevine().get_program().to_owned();
+    // As a terminal's Ctrl-C does: SIGINT to the whole process group (the
+    // shell and its put), the shell's SIGINT at its default whatever ours.
+    let mut sh = Command::new("env")
+        .args(["--default-signal=INT", "bash", "-c"])
+        .arg(
+            "for i in 1 2 3; do \"$0\" put - --k 1 --n 1 --happy 1 --node \"$1\" || echo \"put $i: $?\"; done; \
+             echo after the loop",
+        )
+        .arg(&bin)
+        .arg(&g.dirs[0])
+        .env("TMPDIR", &spool_dir)
+        .process_group(0)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = sh.stdin.take().unwrap();
+    stdin.write_all(&bytes(1 << 16, 11)).unwrap();
+    stdin.flush().unwrap();
+    until("the first put's spool", &mut sh, || {
+        !names(&spool_dir, |n| n.starts_with(".grapevine-put.")).is_empty()
+    });
+    assert!(Command::new("kill")
+        .args(["-INT", "--", &format!("-{}", sh.id())])
+        .status()
+        .unwrap()
+        .success());
+    // Were the loop to go on, its next puts would read to the end.
+    drop(stdin);
+    let out = sh.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.signal(), Some(2), "{said}");
+    assert!(!said.contains("after the loop"), "{said}");
+    assert!(said.contains("stopped by an interrupt"), "{said}");
+    let left = names(&spool_dir, |_| true);
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
 }
 
 /// What a terminal shows once `transcript` has been written to it: text,
