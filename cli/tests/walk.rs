@@ -1,6 +1,7 @@
 //! A new operator's walk of the CLI: `init` refuses what `run` would
 //! refuse and leaves nothing behind when it fails; a repair that
-//! regenerated nothing says why.
+//! regenerated nothing says why; a command asking a node that does not
+//! answer gives up with a sentence instead of waiting forever.
 //!
 //! The repair test runs real nodes on 127.12.24.0/24; run it under
 //! `flock /tmp/gv-heavy.lock`.
@@ -8,7 +9,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::Output;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -180,4 +182,62 @@ fn a_failed_repair_says_why_in_a_sentence() {
         "{line}"
     );
     assert!(line.contains("2 needed"), "{line}");
+}
+
+/// A fake node: a control socket in `dir` that accepts connections and
+/// never answers (as a node still starting, or hung, does).
+fn mute_control_socket(dir: &Path) -> std::thread::JoinHandle<()> {
+    let l = std::os::unix::net::UnixListener::bind(dir.join("control.sock")).unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in l.incoming() {
+            held.push(s);
+        }
+    })
+}
+
+/// `status`, `members` and `repair` against a node that does not answer
+/// give up after the control deadline (shortened here), naming the node
+/// directory; `whoami` then reads the identity key, as for a stopped node.
+#[test]
+fn commands_give_up_on_a_node_that_does_not_answer() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("node");
+    let out = init(&dir, &["--listen", "127.0.0.1:7946"]);
+    assert!(out.status.success(), "{out:?}");
+    let id = ok(grapevine().args(["whoami", "--node"]).arg(&dir));
+    let _mute = mute_control_socket(&dir);
+    for cmd in ["status", "members", "repair", "whoami"] {
+        let mut child = grapevine()
+            .args([cmd, "--node"])
+            .arg(&dir)
+            .env("GRAPEVINE_CONTROL_TIMEOUT_SECS", "0.5")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("`grapevine {cmd}` still waiting for the node after 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if cmd == "whoami" {
+            assert!(out.status.success(), "{err}");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), id);
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {err}");
+        assert!(
+            err.contains(&format!(
+                "the node in {} did not answer within 0.5 s",
+                dir.display()
+            )),
+            "{cmd}: {err}"
+        );
+    }
 }

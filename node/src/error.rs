@@ -175,6 +175,19 @@ pub enum ControlError {
         /// Why the connection failed.
         source: std::io::Error,
     },
+    /// The node took the connection but did not answer in time (it is
+    /// still starting, or hung). Nothing was changed.
+    #[error(
+        "the node in {dir} did not answer within {secs} s: it may still be starting, or be hung \
+         (set GRAPEVINE_CONTROL_TIMEOUT_SECS to wait longer)",
+        secs = .waited.as_secs_f64()
+    )]
+    NoAnswer {
+        /// The node directory.
+        dir: PathBuf,
+        /// How long the client waited.
+        waited: std::time::Duration,
+    },
     /// The connection failed mid-request.
     #[error("control connection: {0}")]
     Io(#[from] std::io::Error),
