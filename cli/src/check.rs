@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use grapevine_node::Client;
-use grapevine_storage::client::{CheckResults, RepairOptions};
+use grapevine_storage::client::{CheckResults, RepairOptions, RepairReport, RepairResults};
 use grapevine_storage::{Cap, VerifyCap};
 
 use crate::exit;
@@ -105,6 +105,46 @@ pub(crate) fn print_check(r: &CheckResults, verified: bool) -> Result<()> {
     Ok(())
 }
 
+/// What an attempted repair did, as a sentence (with why, when it failed
+/// or regenerated nothing), and the errors it met that the sentence does
+/// not give.
+pub(crate) fn repair_outcome(r: &RepairResults) -> (String, Vec<&str>) {
+    outcome(r.repair_successful, &r.repair_report)
+}
+
+/// [`repair_outcome`] of a repair that succeeded or not, with `rep`.
+fn outcome(successful: bool, rep: &RepairReport) -> (String, Vec<&str>) {
+    let mut errors = rep.errors.iter().map(String::as_str);
+    let done = match rep.shares_regenerated.len() {
+        0 => "no shares were regenerated".to_string(),
+        n => format!(
+            "{} regenerated ({}), {} bytes read, {} written",
+            plural(n, "share"),
+            rep.shares_regenerated
+                .iter()
+                .map(|(s, on)| format!("{s} on {}", short(on)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            rep.bytes_read,
+            rep.bytes_written
+        ),
+    };
+    let line = match (successful, rep.shares_regenerated.is_empty()) {
+        (true, false) => format!("repair successful: {done}"),
+        (true, true) => format!("repair successful: {done}, but the file is healthy now"),
+        (false, regenerated_none) => {
+            let why = errors
+                .next()
+                .unwrap_or("the file is still not healthy afterwards");
+            match regenerated_none {
+                true => format!("repair FAILED: {done}: {why}"),
+                false => format!("repair FAILED: {done}, but {why}"),
+            }
+        }
+    };
+    (line, errors.collect())
+}
+
 /// A capability `check` takes: a read capability or a verify capability.
 #[derive(Debug, Clone)]
 pub enum CheckCap {
@@ -172,27 +212,12 @@ pub fn check_and_repair(
         } else {
             outln!("before repair:");
             print_check(&r.pre_repair_results, verify)?;
-            let rep = &r.repair_report;
             if !r.repair_attempted {
                 outln!("repair not attempted: the file is healthy");
             } else {
-                outln!(
-                    "repair {}: {} shares regenerated ({}), {} bytes read, {} written",
-                    if r.repair_successful {
-                        "successful"
-                    } else {
-                        "FAILED"
-                    },
-                    rep.shares_regenerated.len(),
-                    rep.shares_regenerated
-                        .iter()
-                        .map(|(s, on)| format!("{s} on {}", short(on)))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    rep.bytes_read,
-                    rep.bytes_written
-                );
-                for e in &rep.errors {
+                let (line, more) = repair_outcome(&r);
+                outln!("{line}");
+                for e in more {
                     outln!("  {e}");
                 }
                 outln!("after repair:");
@@ -203,4 +228,50 @@ pub fn check_and_repair(
             r.post_repair_results.verdict(),
         )))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repair_outcome_is_a_sentence_that_says_why() {
+        let mut rep = RepairReport {
+            errors: vec!["unrecoverable: 1 distinct good shares found, 2 needed".into()],
+            ..RepairReport::default()
+        };
+        assert_eq!(
+            outcome(false, &rep),
+            (
+                "repair FAILED: no shares were regenerated: unrecoverable: 1 distinct good shares found, 2 needed".to_string(),
+                vec![]
+            )
+        );
+        rep.errors.clear();
+        assert_eq!(
+            outcome(false, &rep).0,
+            "repair FAILED: no shares were regenerated: the file is still not healthy afterwards"
+        );
+        assert_eq!(
+            outcome(true, &rep).0,
+            "repair successful: no shares were regenerated, but the file is healthy now"
+        );
+        rep.shares_regenerated = vec![(3, "abcdefghijklmnop".into())];
+        rep.bytes_read = 10;
+        rep.bytes_written = 5;
+        rep.errors = vec!["server x refused".into(), "server y refused".into()];
+        assert_eq!(
+            outcome(false, &rep),
+            (
+                "repair FAILED: 1 share regenerated (3 on abcdefghij), 10 bytes read, 5 written, \
+                 but server x refused"
+                    .to_string(),
+                vec!["server y refused"]
+            )
+        );
+        assert_eq!(
+            outcome(true, &rep).0,
+            "repair successful: 1 share regenerated (3 on abcdefghij), 10 bytes read, 5 written"
+        );
+    }
 }

@@ -110,6 +110,7 @@ async fn start(n: usize, root: &std::path::Path) -> Result<Demo> {
             &d,
             &InitOptions {
                 listen: addr(i),
+                advertise: Vec::new(),
                 seeds: vec![],
                 nickname: Some(name.clone()),
                 capacity_mib: 1024,
@@ -285,22 +286,16 @@ async fn demo(n: usize, file_mib: usize) -> Result<()> {
         .client()
         .repair(&read.verify_cap(), &opts)
         .await?;
-    let rep = &r.repair_report;
+    let (outcome, more) = crate::check::repair_outcome(&r);
     outln!(
         "   check --repair from {reader_name} with the verify capability (gv:chk-verify:..., \
-         no key): repair {}: {} shares regenerated onto the live servers in {:.2} s \
-         ({} bytes read, {} written); now {}",
-        if r.repair_successful {
-            "successful"
-        } else {
-            "FAILED"
-        },
-        rep.shares_regenerated.len(),
+         no key), onto the live servers in {:.2} s: {outcome}; now {}",
         t.elapsed().as_secs_f64(),
-        rep.bytes_read,
-        rep.bytes_written,
         r.post_repair_results.summary
     );
+    for e in more {
+        outln!("     {e}");
+    }
     // The grid notices.
     wait_until(
         "the crashed nodes seen dead by all",

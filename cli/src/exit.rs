@@ -8,7 +8,7 @@
 //! | 3 | `check`: not healthy (fewer than N good shares), still readable |
 //! | 4 | `check`: corrupt shares found, still readable |
 //! | 5 | `check`: unrecoverable (fewer than k good shares, or none at all) |
-//! | 128 + signal | `put` or `get` stopped by SIGINT (130), SIGTERM (143) or SIGHUP (129), its temporary files removed |
+//! | killed by the signal | `put` or `get` stopped by SIGINT, SIGTERM or SIGHUP: its temporary files removed, it dies by the signal (a shell shows 130, 143, 129) |
 
 use grapevine_storage::client::Verdict;
 
@@ -27,7 +27,7 @@ pub const UNRECOVERABLE: u8 = 5;
 pub const HELP: &str = "Exit codes: 0 success (check: healthy), 1 error, 2 bad usage; \
 check also exits 3 (not healthy: fewer than N good shares), 4 (corrupt shares found) \
 or 5 (unrecoverable: fewer than k good shares). A put or get stopped by SIGINT, SIGTERM or \
-SIGHUP removes its temporary files and exits 128 + the signal's number (130, 143, 129).";
+SIGHUP removes its temporary files, then dies by that signal (a shell shows 130, 143, 129).";
 
 /// Bad usage found after parsing (options that cannot go together, values
 /// that cannot work): printed as an error, exit [`USAGE`] as clap's own

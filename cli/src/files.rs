@@ -154,7 +154,7 @@ pub fn put(a: &PutArgs) -> Result<()> {
         let b = bar(size);
         let file = a.file.clone().filter(|_| !stdin);
         let shown = b.clone();
-        let r = on_workers(async move {
+        let r = on_workers(&b, async move {
             let progress = |done| shown.set_position(done);
             match file {
                 Some(f) => client.put_path(&f, opts, &progress).await,
@@ -206,10 +206,12 @@ pub fn put(a: &PutArgs) -> Result<()> {
 ///
 /// An interrupt (SIGINT, SIGTERM or SIGHUP) cancels the transfer and waits
 /// until it is dropped, so that what it holds on disk (`put`'s spool of
-/// standard input, `get`'s partial file) is removed, then exits the
-/// process with 128 + the signal's number, as a shell reports a command a
-/// signal ended.
+/// standard input, `get`'s partial file) is removed, clears the progress
+/// `bar` off the terminal and says so, then dies by the signal
+/// ([`crate::signals::die_by`]): a parent sees the command killed by it,
+/// and a shell loop of puts stops at Ctrl-C.
 async fn on_workers<T: Send + 'static>(
+    bar: &ProgressBar,
     work: impl std::future::Future<Output = T> + Send + 'static,
 ) -> Result<T> {
     use std::io::Write;
@@ -226,9 +228,9 @@ async fn on_workers<T: Send + 'static>(
         r = &mut task => {
             return r.map_err(|e| anyhow::anyhow!("the transfer's task failed: {e}"));
         }
-        _ = int.recv() => ("an interrupt", 2),
-        _ = term.recv() => ("SIGTERM", 15),
-        _ = hup.recv() => ("SIGHUP", 1),
+        _ = int.recv() => ("an interrupt", libc::SIGINT),
+        _ = term.recv() => ("SIGTERM", libc::SIGTERM),
+        _ = hup.recv() => ("SIGHUP", libc::SIGHUP),
     };
     task.abort();
     // Its temporary files are removed as it is dropped; if it finished
@@ -236,7 +238,9 @@ async fn on_workers<T: Send + 'static>(
     if let Ok(done) = task.await {
         return Ok(done);
     }
-    // Standard error may be gone with the terminal (SIGHUP): no panic.
+    // Standard error may be gone with the terminal (SIGHUP): no panic
+    // (indicatif ignores a failed draw).
+    bar.finish_and_clear();
     let _ = writeln!(
         std::io::stderr(),
         "grapevine: stopped by {name}; its temporary files are removed"
@@ -244,7 +248,7 @@ async fn on_workers<T: Send + 'static>(
     // Not through the runtime's shutdown: a read of standard input may be
     // blocked on a thread of its own for as long as the writer keeps the
     // pipe open.
-    std::process::exit(128 + number)
+    crate::signals::die_by(number)
 }
 
 /// What a put did, in a sentence.
@@ -336,7 +340,7 @@ pub fn get(a: &GetArgs) -> Result<()> {
         };
         let b = bar(size);
         let (cap, to, shown) = (cap.clone(), target.clone(), b.clone());
-        let r = on_workers(async move {
+        let r = on_workers(&b, async move {
             client
                 .get_to(&cap, &to, &|done| shown.set_position(done))
                 .await

@@ -26,6 +26,7 @@ mod info;
 mod malloc;
 mod repair;
 mod run;
+mod signals;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

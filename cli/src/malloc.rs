@@ -27,9 +27,10 @@
 //! the messages a thread sends (`grapevine_crypto::session`'s per-thread
 //! spare, up to 516 KiB a thread otherwise).
 //!
-//! The only unsafe code of the binary is here: two calls of glibc's
-//! `mallopt(3)`, which takes two integers and no pointer, made while the
-//! process has a single thread. Elsewhere than on glibc nothing is done.
+//! The unsafe code here is two calls of glibc's `mallopt(3)`, which takes
+//! two integers and no pointer, made while the process has a single
+//! thread (the binary's only other is in `signals`). Elsewhere than on
+//! glibc nothing is done.
 
 #![allow(unsafe_code)]
 

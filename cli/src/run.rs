@@ -5,8 +5,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Result;
+
+use crate::exit::usage;
 use grapevine_node::config::PeerAddr;
 use grapevine_node::dir::{self, InitOptions};
+use grapevine_node::error::InitError;
 use grapevine_node::{control, Node, NodeDir, Options};
 
 /// Arguments of `init`.
@@ -17,6 +20,11 @@ pub struct InitArgs {
     /// Listen address (UDP gossip and TCP sessions).
     #[arg(long, default_value = "127.0.0.1:7946")]
     pub listen: SocketAddr,
+    /// Address others reach this node at, IP:PORT or HOST:PORT, if not
+    /// --listen (required with an unspecified one, such as 0.0.0.0;
+    /// repeatable).
+    #[arg(long)]
+    pub advertise: Vec<PeerAddr>,
     /// Seed to join through, IP:PORT or HOST:PORT (repeatable).
     #[arg(long)]
     pub seed: Vec<PeerAddr>,
@@ -38,7 +46,9 @@ pub struct InitArgs {
 /// `grapevine init DIR`.
 ///
 /// # Errors
-/// If the directory holds a node already or cannot be written.
+/// If the directory holds a node already or cannot be written; bad usage
+/// (exit 2) if `run` would refuse the configuration asked for. Nothing is
+/// left behind by a failure.
 pub fn init(a: &InitArgs) -> Result<()> {
     let d = NodeDir::new(&a.dir);
     let gateway = match (a.gateway, a.no_gateway) {
@@ -51,16 +61,20 @@ pub fn init(a: &InitArgs) -> Result<()> {
             )
         })?),
     };
-    let id = dir::init(
+    let id = match dir::init(
         &d,
         &InitOptions {
             listen: a.listen,
+            advertise: a.advertise.clone(),
             seeds: a.seed.clone(),
             nickname: a.nickname.clone(),
             capacity_mib: a.capacity_mib,
             gateway,
         },
-    )?;
+    ) {
+        Err(e @ InitError::Config { .. }) => usage!("{e}"),
+        r => r?,
+    };
     outln!("created node {id} in {}", a.dir.display());
     if let Some(g) = gateway {
         outln!("web gateway at http://{g}/ (while the node runs)");

@@ -10,9 +10,16 @@
 //! Request lines longer than [`MAX_REQUEST`] end the connection, so a client
 //! cannot make the node buffer without bound. The server only reads
 //! [`NodeState`]; it never changes the node.
+//!
+//! The socket is bound early in a node's start, before the node answers on
+//! it, so a client waits for an answer at most [`ask_timeout`] (10 s unless
+//! `GRAPEVINE_CONTROL_TIMEOUT_SECS` says otherwise), then gives up with
+//! [`ControlError::NoAnswer`] rather than hang on a node still starting, or
+//! hung.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -156,13 +163,57 @@ pub async fn respond(state: &NodeState, req: Request) -> Result<String, ControlE
     Ok(json.unwrap_or_else(|e| error_line(&e.to_string())))
 }
 
+/// How long [`ask`] waits for a node's answer unless
+/// [`ASK_TIMEOUT_VAR`] says otherwise.
+pub const ASK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The environment variable that sets how long [`ask`] waits, in seconds
+/// (`0.5` and the like too).
+pub const ASK_TIMEOUT_VAR: &str = "GRAPEVINE_CONTROL_TIMEOUT_SECS";
+
+/// How long [`ask`] waits: [`ASK_TIMEOUT_VAR`] if it is set to a number of
+/// seconds above 0, else [`ASK_TIMEOUT`].
+pub fn ask_timeout() -> Duration {
+    timeout_of(std::env::var(ASK_TIMEOUT_VAR).ok().as_deref())
+}
+
+fn timeout_of(var: Option<&str>) -> Duration {
+    var.and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .unwrap_or(ASK_TIMEOUT)
+}
+
 /// Send one request to the node running in `dir` and return its reply
-/// line.
+/// line, waiting at most [`ask_timeout`].
+///
+/// # Errors
+/// As [`ask_within`].
+pub async fn ask(dir: &NodeDir, req: Request) -> Result<String, ControlError> {
+    ask_within(dir, req, ask_timeout()).await
+}
+
+/// Send one request to the node running in `dir` and return its reply
+/// line, waiting at most `timeout` for it.
 ///
 /// # Errors
 /// [`ControlError::NotRunning`] if no node listens there;
+/// [`ControlError::NoAnswer`] if it does not answer in time;
 /// [`ControlError::Refused`] if it answers with an error.
-pub async fn ask(dir: &NodeDir, req: Request) -> Result<String, ControlError> {
+pub async fn ask_within(
+    dir: &NodeDir,
+    req: Request,
+    timeout: Duration,
+) -> Result<String, ControlError> {
+    tokio::time::timeout(timeout, exchange(dir, req))
+        .await
+        .map_err(|_| ControlError::NoAnswer {
+            dir: dir.path().to_path_buf(),
+            waited: timeout,
+        })?
+}
+
+async fn exchange(dir: &NodeDir, req: Request) -> Result<String, ControlError> {
     let socket = dir.control_path();
     let stream = UnixStream::connect(&socket)
         .await
@@ -240,6 +291,45 @@ mod tests {
         );
         assert!(parse_request(b"{\"cmd\":\"shutdown\"}").is_err());
         assert!(parse_request(b"\xff\xfe").is_err());
+    }
+
+    /// A control socket that takes connections and never answers (a node
+    /// still starting, or hung) is given up on at the deadline, with the
+    /// node directory named.
+    #[tokio::test(start_paused = true)]
+    async fn a_node_that_does_not_answer_is_given_up_on() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = NodeDir::new(t.path());
+        let l = UnixListener::bind(dir.control_path()).unwrap();
+        let mute = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                held.push(s);
+            }
+        });
+        let e = ask_within(&dir, Request::Status, ASK_TIMEOUT)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ControlError::NoAnswer { .. }), "{e}");
+        let said = e.to_string();
+        assert!(
+            said.starts_with(&format!(
+                "the node in {} did not answer within 10 s",
+                t.path().display()
+            )),
+            "{said}"
+        );
+        mute.abort();
+    }
+
+    #[test]
+    fn the_deadline_can_be_set_in_seconds() {
+        assert_eq!(timeout_of(None), ASK_TIMEOUT);
+        assert_eq!(timeout_of(Some("0.5")), Duration::from_millis(500));
+        assert_eq!(timeout_of(Some(" 30 ")), Duration::from_secs(30));
+        for bad in ["", "soon", "0", "-1", "nan", "1e300"] {
+            assert_eq!(timeout_of(Some(bad)), ASK_TIMEOUT, "{bad}");
+        }
     }
 
     #[tokio::test]

@@ -99,7 +99,7 @@ impl NodeDir {
             message,
         };
         if !path.exists() {
-            match private_write(&path, new_token().as_bytes()) {
+            match private_write(&path, new_token().as_bytes(), &mut Vec::new()) {
                 Ok(()) => {}
                 // Another process made it first: read theirs.
                 Err(InitError::Io { source, .. })
@@ -191,6 +191,9 @@ fn read_private(path: &Path) -> Result<String, String> {
 pub struct InitOptions {
     /// Listen address (UDP gossip and TCP sessions).
     pub listen: SocketAddr,
+    /// Addresses others use to reach the node, if not `listen` (required
+    /// with an unspecified `listen`, such as 0.0.0.0).
+    pub advertise: Vec<PeerAddr>,
     /// Seeds to join through (addresses or host names).
     pub seeds: Vec<PeerAddr>,
     /// Nickname.
@@ -242,7 +245,9 @@ pub fn free_gateway_addr(dir: &NodeDir, listen: SocketAddr) -> Option<SocketAddr
         .find(|a| std::net::TcpListener::bind(a).is_ok())
 }
 
-fn private_write(path: &Path, contents: &[u8]) -> Result<(), InitError> {
+/// Write a new file at `path`, mode 0600, never over an existing one; once
+/// it is made, `made` has it.
+fn private_write(path: &Path, contents: &[u8], made: &mut Vec<PathBuf>) -> Result<(), InitError> {
     use std::io::Write;
     let io = |source| InitError::Io {
         path: path.to_path_buf(),
@@ -256,62 +261,141 @@ fn private_write(path: &Path, contents: &[u8]) -> Result<(), InitError> {
         o.mode(0o600);
     }
     let mut f = o.open(path).map_err(io)?;
+    made.push(path.to_path_buf());
     f.write_all(contents).map_err(io)?;
     f.sync_all().map_err(io)?;
     Ok(())
+}
+
+/// What [`init`] has made so far, removed when dropped unless kept: each
+/// file and directory it made in the node directory, then the topmost
+/// directory it created, if the node directory was not there before (with
+/// everything in it).
+#[derive(Debug)]
+struct Made {
+    /// The topmost directory made, if the node directory was not there.
+    top: Option<PathBuf>,
+    /// What was made inside the node directory.
+    inside: Vec<PathBuf>,
+    kept: bool,
+}
+
+impl Made {
+    /// Make the directory `dir` (and its missing parents).
+    fn dir(dir: &Path) -> Result<Made, InitError> {
+        // Not there: not even a dangling symlink (which is not ours).
+        let absent = |p: &&Path| !p.as_os_str().is_empty() && p.symlink_metadata().is_err();
+        let made = Made {
+            top: dir
+                .ancestors()
+                .take_while(absent)
+                .last()
+                .map(Path::to_path_buf),
+            inside: Vec::new(),
+            kept: false,
+        };
+        std::fs::create_dir_all(dir).map_err(|source| InitError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Ok(made)
+    }
+
+    /// `path`, inside the node directory, was made.
+    fn add(&mut self, path: &Path) {
+        self.inside.push(path.to_path_buf());
+    }
+
+    /// Keep what was made.
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        for p in self.inside.iter().rev() {
+            let _ = std::fs::remove_file(p).or_else(|_| std::fs::remove_dir(p));
+        }
+        if let Some(top) = &self.top {
+            let _ = std::fs::remove_dir_all(top);
+        }
+    }
 }
 
 /// Create a node directory at `dir`: a new identity, a convergence secret,
 /// the gateway's API token and a commented `config.toml`. Returns the new
 /// node's id.
 ///
+/// The configuration is checked first, by the same check a node runs at
+/// start ([`config::parse`]): `init` never writes one `run` would refuse.
+///
 /// # Errors
-/// [`InitError::Exists`] if `dir` holds a node already (nothing is
-/// changed); I/O errors.
+/// [`InitError::Exists`] if `dir` holds a node already, and
+/// [`InitError::Config`] if a node would refuse the configuration (nothing
+/// is changed); I/O errors, after which what `init` made is removed again
+/// (the directories it created, or what it wrote into one that was there).
 pub fn init(dir: &NodeDir, opts: &InitOptions) -> Result<NodeId, InitError> {
-    std::fs::create_dir_all(dir.path()).map_err(|source| InitError::Io {
-        path: dir.path().to_path_buf(),
-        source,
-    })?;
     let key = dir.identity_path();
     if key.exists() {
         return Err(InitError::Exists(dir.path().to_path_buf()));
     }
-    if let Some(n) = &opts.nickname {
-        if n.len() > grapevine_crypto::record::MAX_NICKNAME_LEN {
-            return Err(InitError::Nickname(n.clone()));
-        }
-    }
+    let text = config_text(opts);
+    config::parse(&dir.config_path(), &text).map_err(|e| InitError::Config {
+        dir: dir.path().to_path_buf(),
+        message: match e {
+            ConfigError::Invalid { message, .. } => message,
+            e => e.to_string(),
+        },
+    })?;
+    let mut made = Made::dir(dir.path())?;
     let ident = Identity::generate();
+    // identity.key was not there a moment ago: if it is there now, it is
+    // this save's.
+    made.add(&key);
     ident.save(&key)?;
     let mut secret = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
     private_write(
         &dir.secret_path(),
         data_encoding::HEXLOWER.encode(&secret).as_bytes(),
+        &mut made.inside,
     )?;
-    private_write(&dir.api_token_path(), new_token().as_bytes())?;
-    private_write(&dir.config_path(), config_text(opts).as_bytes())?;
+    private_write(
+        &dir.api_token_path(),
+        new_token().as_bytes(),
+        &mut made.inside,
+    )?;
+    private_write(&dir.config_path(), text.as_bytes(), &mut made.inside)?;
     let storage = dir.storage_path();
-    std::fs::create_dir_all(&storage).map_err(|source| InitError::Io {
-        path: storage,
-        source,
-    })?;
+    if !storage.is_dir() {
+        std::fs::create_dir(&storage).map_err(|source| InitError::Io {
+            path: storage.clone(),
+            source,
+        })?;
+        made.add(&storage);
+    }
+    made.keep();
     Ok(ident.node_id())
 }
 
 /// The commented `config.toml` for `opts`.
 pub fn config_text(opts: &InitOptions) -> String {
-    let seeds = opts
-        .seeds
-        .iter()
-        .map(|s| format!("\"{s}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list = |v: &[PeerAddr]| {
+        v.iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (seeds, advertise) = (list(&opts.seeds), list(&opts.advertise));
+    // A TOML string, escaped: a nickname may hold quotes.
     let nick = opts
         .nickname
         .as_ref()
-        .map(|n| format!("nickname = \"{n}\""))
+        .map(|n| format!("nickname = {}", toml::Value::from(n.as_str())))
         .unwrap_or_else(|| "# nickname = \"my-node\"".into());
     let gateway = match opts.gateway {
         Some(a) => format!("gateway = \"{a}\""),
@@ -328,7 +412,7 @@ pub fn config_text(opts: &InitOptions) -> String {
          \n\
          # Addresses other nodes should use to reach this one, if not `listen`\n\
          # (required when listening on 0.0.0.0); IP:PORT or HOST:PORT.\n\
-         advertise = []\n\
+         advertise = [{advertise}]\n\
          \n\
          # Nodes to join through, IP:PORT or HOST:PORT; none for a grid's first node.\n\
          seeds = [{seeds}]\n\
@@ -422,6 +506,7 @@ mod tests {
     fn opts() -> InitOptions {
         InitOptions {
             listen: "127.0.0.1:7946".parse().unwrap(),
+            advertise: Vec::new(),
             seeds: vec![
                 "127.0.0.2:7946".parse().unwrap(),
                 "seed.example.org:7946".parse().unwrap(),
@@ -538,12 +623,53 @@ mod tests {
     }
 
     #[test]
-    fn a_long_nickname_is_refused_before_anything_is_written() {
+    fn what_a_node_would_refuse_is_refused_before_anything_is_written() {
         let t = tempfile::tempdir().unwrap();
-        let d = NodeDir::new(t.path());
+        let d = NodeDir::new(t.path().join("n"));
         let mut o = opts();
         o.nickname = Some("x".repeat(17));
-        assert!(matches!(init(&d, &o), Err(InitError::Nickname(_))));
-        assert!(!d.identity_path().exists());
+        let e = init(&d, &o).unwrap_err();
+        assert!(
+            matches!(&e, InitError::Config { message, .. } if message.contains("longer than 16 bytes")),
+            "{e}"
+        );
+        let mut o = opts();
+        o.listen = "0.0.0.0:7946".parse().unwrap();
+        let e = init(&d, &o).unwrap_err().to_string();
+        assert!(e.contains("`advertise` is empty"), "{e}");
+        assert!(!d.path().exists());
+        // With `advertise`, and a nickname TOML must escape.
+        o.advertise = vec!["node.example.org:7946".parse().unwrap()];
+        o.nickname = Some("a \"b\"\\".into());
+        init(&d, &o).unwrap();
+        let c = d.load_config().unwrap();
+        assert_eq!(c.advertise, o.advertise);
+        assert_eq!(c.nickname, o.nickname);
+    }
+
+    #[test]
+    fn a_failed_init_removes_what_it_made_and_only_that() {
+        let t = tempfile::tempdir().unwrap();
+        // Made: the topmost new directory goes, with all in it.
+        let d = NodeDir::new(t.path().join("a").join("n"));
+        let mut made = Made::dir(d.path()).unwrap();
+        private_write(&d.secret_path(), b"x", &mut made.inside).unwrap();
+        drop(made);
+        assert!(!t.path().join("a").exists());
+        // There before: only what was written into it goes.
+        let d = NodeDir::new(t.path());
+        std::fs::write(d.config_path(), b"mine").unwrap();
+        let mut made = Made::dir(d.path()).unwrap();
+        assert!(made.top.is_none());
+        private_write(&d.secret_path(), b"x", &mut made.inside).unwrap();
+        assert!(private_write(&d.config_path(), b"x", &mut made.inside).is_err());
+        drop(made);
+        assert!(!d.secret_path().exists());
+        assert_eq!(std::fs::read(d.config_path()).unwrap(), b"mine");
+        // Kept: stays.
+        let mut made = Made::dir(d.path()).unwrap();
+        private_write(&d.secret_path(), b"x", &mut made.inside).unwrap();
+        made.keep();
+        assert!(d.secret_path().exists());
     }
 }

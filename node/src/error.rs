@@ -48,18 +48,26 @@ pub enum ConfigError {
     },
 }
 
-/// A node directory could not be created. A partly written directory may
-/// remain (never an existing node's identity overwritten).
+/// A node directory could not be created. What `init` made is removed
+/// again (the directories it created, or the files it wrote into one that
+/// was there); never an existing node's identity overwritten.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum InitError {
-    /// The directory already holds a node.
+    /// The directory already holds a node. Nothing was written.
     #[error("{0} already holds a node (identity.key exists)")]
     Exists(PathBuf),
-    /// The nickname is too long for a record.
-    #[error("nickname {0:?} is longer than {max} bytes", max = grapevine_crypto::record::MAX_NICKNAME_LEN)]
-    Nickname(String),
-    /// A file could not be written.
+    /// The configuration asked for is one a node would refuse to run with
+    /// (`message` is [`ConfigError::Invalid`]'s, from the same check).
+    /// Nothing was written.
+    #[error("not creating {dir}: {message}")]
+    Config {
+        /// The node directory.
+        dir: PathBuf,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// A file could not be written. What was made is removed.
     #[error("creating {path}: {source}")]
     Io {
         /// The file or directory.
@@ -67,7 +75,7 @@ pub enum InitError {
         /// Why.
         source: std::io::Error,
     },
-    /// The identity could not be saved.
+    /// The identity could not be saved. What was made is removed.
     #[error(transparent)]
     Identity(#[from] IdentityError),
 }
@@ -166,6 +174,19 @@ pub enum ControlError {
         socket: PathBuf,
         /// Why the connection failed.
         source: std::io::Error,
+    },
+    /// The node took the connection but did not answer in time (it is
+    /// still starting, or hung). Nothing was changed.
+    #[error(
+        "the node in {dir} did not answer within {secs} s: it may still be starting, or be hung \
+         (set GRAPEVINE_CONTROL_TIMEOUT_SECS to wait longer)",
+        secs = .waited.as_secs_f64()
+    )]
+    NoAnswer {
+        /// The node directory.
+        dir: PathBuf,
+        /// How long the client waited.
+        waited: std::time::Duration,
     },
     /// The connection failed mid-request.
     #[error("control connection: {0}")]

@@ -40,7 +40,7 @@
 //! for i in 0..3 {
 //!     let d = NodeDir::new(tmp.path().join(format!("n{i}")));
 //!     let listen = "127.0.0.1:0".parse().unwrap();
-//!     dir::init(&d, &dir::InitOptions { listen, seeds: vec![], nickname: None, capacity_mib: 100, gateway: None }).unwrap();
+//!     dir::init(&d, &dir::InitOptions { listen, advertise: vec![], seeds: vec![], nickname: None, capacity_mib: 100, gateway: None }).unwrap();
 //!     let mut cfg = Config::new(listen);
 //!     cfg.reserve_mib = 0;
 //!     cfg.seeds = seed.into_iter().map(Into::into).collect();

@@ -244,6 +244,7 @@ async fn start_grid(
             &d,
             &InitOptions {
                 listen,
+                advertise: Vec::new(),
                 seeds: vec![],
                 nickname: Some(format!("bench-{i}")),
                 capacity_mib: 1 << 20,

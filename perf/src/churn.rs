@@ -184,6 +184,7 @@ impl Grid {
                 &d,
                 &InitOptions {
                     listen: "127.0.0.1:0".parse()?,
+                    advertise: Vec::new(),
                     seeds: vec![],
                     nickname: Some(format!("c{i}")),
                     capacity_mib: 100_000,

@@ -33,6 +33,7 @@ fn init(root: &std::path::Path, i: usize) -> NodeDir {
         &d,
         &InitOptions {
             listen: "127.0.0.1:0".parse().unwrap(),
+            advertise: Vec::new(),
             seeds: vec![],
             nickname: Some(format!("n{i}")),
             capacity_mib: 1024,

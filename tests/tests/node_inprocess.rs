@@ -38,6 +38,7 @@ async fn several_nodes_in_one_process_put_get_and_check_a_file() {
             &d,
             &InitOptions {
                 listen,
+                advertise: Vec::new(),
                 seeds: vec![],
                 nickname: Some(format!("n{i}")),
                 capacity_mib: 1024,
@@ -211,6 +212,7 @@ async fn a_quiet_client_closes_its_idle_sessions() {
             &d,
             &InitOptions {
                 listen,
+                advertise: Vec::new(),
                 seeds: vec![],
                 nickname: None,
                 capacity_mib: 64,

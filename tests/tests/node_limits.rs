@@ -33,6 +33,7 @@ fn node_dir(root: &std::path::Path, name: &str) -> (NodeDir, Config) {
         &d,
         &InitOptions {
             listen,
+            advertise: Vec::new(),
             seeds: vec![],
             nickname: Some(name.into()),
             capacity_mib: 64,

@@ -69,6 +69,7 @@ async fn nodes_that_die_for_good_are_repaired_and_a_short_restart_is_not() {
             &d,
             &InitOptions {
                 listen: "127.0.0.1:0".parse().unwrap(),
+                advertise: Vec::new(),
                 seeds: vec![],
                 nickname: Some(format!("node-{i}")),
                 capacity_mib: 1024,

@@ -249,6 +249,7 @@ impl Worker {
                         &d2,
                         &InitOptions {
                             listen: addr,
+                            advertise: Vec::new(),
                             seeds: vec![],
                             nickname: None,
                             capacity_mib,

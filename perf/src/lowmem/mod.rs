@@ -386,6 +386,7 @@ async fn measure(a: &LowmemArgs) -> Result<Report> {
             &d,
             &InitOptions {
                 listen: "127.0.0.1:0".parse()?,
+                advertise: Vec::new(),
                 seeds: vec![],
                 nickname: None,
                 capacity_mib: 4096,
@@ -409,6 +410,7 @@ async fn measure(a: &LowmemArgs) -> Result<Report> {
         &node_dir,
         &InitOptions {
             listen: format!("127.0.0.1:{}", free_port()?).parse()?,
+            advertise: Vec::new(),
             seeds: vec![seed.into()],
             nickname: Some("lowmem".into()),
             capacity_mib: 4096,

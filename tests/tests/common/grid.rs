@@ -45,6 +45,7 @@ pub async fn grid(n: usize, gateway: Option<SocketAddr>) -> Grid {
             &d,
             &InitOptions {
                 listen,
+                advertise: Vec::new(),
                 seeds: vec![],
                 nickname: Some(format!("node-{i}")),
                 capacity_mib: 1024,
