@@ -10,7 +10,8 @@
 //! the pool's wait ran out, and fail together. So each operation first takes
 //! `min(n, client_sessions)` slots of a semaphore as large as the pool, all
 //! at once; the others wait (at most [`GatewaySettings::busy_wait`], then
-//! 503), and every operation that starts can finish.
+//! 503), and every operation that starts can finish. A download gives its
+//! slots back while its client reads nothing ([`crate::gateway::slots`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use crate::gateway::error::GatewayError;
 use crate::gateway::guard::Guard;
 use crate::gateway::ops::Operations;
 use crate::gateway::settings::GatewaySettings;
+use crate::gateway::slots::HeldSlots;
 use crate::metrics;
 use crate::state::NodeState;
 
@@ -94,5 +96,15 @@ impl Ctx {
             ))
         })?
         .map_err(|_| GatewayError::Internal("the session slots are closed".into()))
+    }
+
+    /// [`Ctx::grid_slots`] for a download, which gives them back while its
+    /// client reads nothing ([`crate::gateway::slots`]).
+    ///
+    /// # Errors
+    /// As [`Ctx::grid_slots`].
+    pub async fn download_slots(&self, n: u16) -> Result<HeldSlots, GatewayError> {
+        let permit = self.grid_slots(n).await?;
+        Ok(HeldSlots::new(self.slots.clone(), permit))
     }
 }

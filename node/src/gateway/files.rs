@@ -314,15 +314,17 @@ async fn download(
         return build(b.header(CONTENT_LENGTH, len), Body::empty());
     }
     let slots = match &cap {
-        Cap::Chk(c) => Some(ctx.grid_slots(c.n).await?),
+        Cap::Chk(c) => Some(ctx.download_slots(c.n).await?),
         Cap::Lit(_) => None,
     };
     let op = ctx.ops.start(Kind::Download, a.si.clone(), len);
     let (tx, mut rx) = stream::channel();
     let task_ctx = ctx.clone();
     let task = tokio::spawn(async move {
-        let _slots = slots;
-        let mut w = ChannelWriter::new(tx, task_ctx.settings.stall);
+        // The slots go back while the client reads nothing, as the
+        // storage client's sessions do.
+        let park_after = task_ctx.state.pool().config().park_after;
+        let mut w = ChannelWriter::new(tx, task_ctx.settings.stall).with_slots(slots, park_after);
         let r = if whole {
             task_ctx
                 .client

@@ -54,6 +54,7 @@ mod range;
 mod safety;
 mod server;
 mod settings;
+mod slots;
 mod stats;
 mod stream;
 mod upload;

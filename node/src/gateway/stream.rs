@@ -26,6 +26,8 @@ use tokio::sync::mpsc;
 use tokio::time::Sleep;
 use tokio_util::sync::PollSender;
 
+use crate::gateway::slots::HeldSlots;
+
 /// Largest piece sent through the channel.
 pub const CHUNK: usize = 1024 * 1024;
 /// Pieces the channel holds.
@@ -41,7 +43,15 @@ pub fn channel() -> (mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>) {
 pub struct ChannelWriter {
     tx: PollSender<Bytes>,
     stall: Duration,
+    /// When the current wait (for the reader, or for slots) fails.
     deadline: Option<Pin<Box<Sleep>>>,
+    /// The gateway's session slots the download holds, if any
+    /// ([`crate::gateway::slots`]).
+    slots: Option<HeldSlots>,
+    /// How long the reader may take nothing before the slots go back.
+    park_after: Duration,
+    /// When they go back.
+    give_back: Option<Pin<Box<Sleep>>>,
 }
 
 impl ChannelWriter {
@@ -52,7 +62,35 @@ impl ChannelWriter {
             tx: PollSender::new(tx),
             stall,
             deadline: None,
+            slots: None,
+            park_after: stall,
+            give_back: None,
         }
+    }
+
+    /// The writer of a download holding `slots`: they go back once the
+    /// reader has taken nothing for `park_after` (when the storage client
+    /// parks the download and closes its sessions), and are taken back
+    /// before the next write goes on.
+    pub fn with_slots(mut self, slots: Option<HeldSlots>, park_after: Duration) -> Self {
+        self.slots = slots;
+        self.park_after = park_after;
+        self
+    }
+
+    /// Pending, or the wait's failure once it has lasted `stall`.
+    fn wait(&mut self, cx: &mut Context<'_>, what: &str) -> Poll<io::Result<usize>> {
+        let stall = self.stall;
+        let d = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+        if d.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{what} for {stall:?}"),
+            )));
+        }
+        Poll::Pending
     }
 }
 
@@ -69,7 +107,22 @@ impl AsyncWrite for ChannelWriter {
         let this = &mut *self;
         match this.tx.poll_reserve(cx) {
             Poll::Ready(Ok(())) => {
+                if let Some(slots) = this.slots.as_mut().filter(|s| !s.held()) {
+                    // The reader is back: the slots first (the place in
+                    // the channel stays reserved meanwhile).
+                    if this.give_back.take().is_some() {
+                        this.deadline = None;
+                    }
+                    match slots.poll_take(cx) {
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => {
+                            return this.wait(cx, "no storage session slots came free")
+                        }
+                    }
+                }
                 this.deadline = None;
+                this.give_back = None;
                 let n = buf.len().min(CHUNK);
                 this.tx
                     .send_item(Bytes::copy_from_slice(&buf[..n]))
@@ -78,17 +131,17 @@ impl AsyncWrite for ChannelWriter {
             }
             Poll::Ready(Err(_)) => Poll::Ready(Err(gone())),
             Poll::Pending => {
-                let stall = this.stall;
-                let d = this
-                    .deadline
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
-                if d.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("the HTTP client took no data for {stall:?}"),
-                    )));
+                if let Some(slots) = this.slots.as_mut().filter(|s| s.held()) {
+                    let after = this.park_after;
+                    let g = this
+                        .give_back
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
+                    if g.as_mut().poll(cx).is_ready() {
+                        slots.give_back();
+                        tracing::debug!("a download's client takes no data: its slots go back");
+                    }
                 }
-                Poll::Pending
+                this.wait(cx, "the HTTP client took no data")
             }
         }
     }
@@ -219,5 +272,60 @@ mod tests {
         let mut w = ChannelWriter::new(tx, Duration::from_secs(60));
         let e = w.write_all(b"x").await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    /// A download's slots go back once its client has taken nothing for
+    /// `park_after`, so another operation can take them; when the client
+    /// reads again the download takes them back before it writes on
+    /// (waiting while the other holds them), and holds them to its end.
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_downloads_slots_go_back_and_are_taken_again() {
+        use std::sync::Arc;
+        use tokio::sync::Semaphore;
+
+        use crate::gateway::slots::HeldSlots;
+
+        let sem = Arc::new(Semaphore::new(10));
+        let held = HeldSlots::new(
+            sem.clone(),
+            sem.clone().acquire_many_owned(10).await.unwrap(),
+        );
+        let (tx, mut rx) = channel();
+        let data = vec![9u8; CHUNK * (CHANNEL_CHUNKS + 3)];
+        let d = data.clone();
+        let writer = tokio::spawn(async move {
+            let mut w = ChannelWriter::new(tx, Duration::from_secs(60))
+                .with_slots(Some(held), Duration::from_secs(5));
+            w.write_all(&d).await.unwrap();
+            w
+        });
+        // The channel fills; five seconds on, the slots are free.
+        let start = tokio::time::Instant::now();
+        while sem.available_permits() < 10 {
+            assert!(
+                start.elapsed() < Duration::from_secs(6),
+                "the slots stayed taken"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(start.elapsed() >= Duration::from_secs(5));
+        // Another operation takes them; the client reads what waits in
+        // the channel, and the download waits for its slots.
+        let other = sem.clone().acquire_many_owned(10).await.unwrap();
+        let mut got = Vec::new();
+        for _ in 0..CHANNEL_CHUNKS {
+            got.extend_from_slice(&rx.recv().await.unwrap());
+        }
+        let more = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await;
+        assert!(more.is_err(), "wrote on without its slots");
+        drop(other);
+        while got.len() < data.len() {
+            got.extend_from_slice(&rx.recv().await.unwrap());
+        }
+        assert!(got == data);
+        let w = writer.await.unwrap();
+        assert_eq!(sem.available_permits(), 0, "held to the end");
+        drop(w);
+        assert_eq!(sem.available_permits(), 10);
     }
 }
