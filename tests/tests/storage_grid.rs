@@ -848,15 +848,18 @@ async fn a_download_that_finds_the_pool_full_says_it_is_busy() {
             ..PoolConfig::default()
         },
     ));
-    let (mut w, r) = tokio::io::duplex(64 * 1024);
+    let (mut w, mut r) = tokio::io::duplex(64 * 1024);
     let (p, rs) = (pool.clone(), refs.clone());
     let holder =
         tokio::spawn(async move { client::download(&p, &rs, &big_cap, &mut w, &|_| {}).await });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while pool.open_sessions() != 3 {
-        assert!(tokio::time::Instant::now() < deadline, "never started");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // Its first byte written, its three shares are open (the sessions
+    // its search for them used may have been idle in the pool before,
+    // for the next operation to take).
+    let mut first = [0u8; 1];
+    tokio::io::AsyncReadExt::read_exact(&mut r, &mut first)
+        .await
+        .unwrap();
+    assert_eq!((pool.open_sessions(), pool.idle_sessions()), (3, 0));
     let whole = get(&pool, &refs, &other_cap).await;
     assert!(
         matches!(whole, Err(client::ClientError::PoolExhausted(3))),
