@@ -10,21 +10,21 @@
 //! the pool's wait ran out, and fail together. So each operation first takes
 //! `min(n, client_sessions)` slots of a semaphore as large as the pool, all
 //! at once; the others wait (at most [`GatewaySettings::busy_wait`], then
-//! 503), and every operation that starts can finish. A download gives its
-//! slots back while its client reads nothing ([`crate::gateway::slots`]).
+//! 503), and every operation that starts can finish. On a gateway others
+//! reach, a client address holds at most half of them; a download gives
+//! its slots back while its client reads nothing ([`crate::gateway::slots`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::client::Client;
 use crate::gateway::error::GatewayError;
 use crate::gateway::guard::Guard;
 use crate::gateway::ops::Operations;
 use crate::gateway::settings::GatewaySettings;
-use crate::gateway::slots::HeldSlots;
+use crate::gateway::slots::{HeldSlots, Slots, CLIENT};
 use crate::metrics;
 use crate::state::NodeState;
 
@@ -45,8 +45,7 @@ pub struct Ctx {
     pub spool: PathBuf,
     /// The node's metrics.
     pub registry: Registry,
-    slots: Arc<Semaphore>,
-    slot_count: usize,
+    slots: Slots,
 }
 
 impl Ctx {
@@ -64,7 +63,10 @@ impl Ctx {
             !settings.loopback_only(),
             token,
         );
-        let slot_count = state.pool().config().max_sessions.max(1);
+        let slots = Slots::new(
+            state.pool().config().max_sessions,
+            !settings.loopback_only(),
+        );
         Ctx {
             client: Client::of_node(state.clone()),
             registry: metrics::registry(state.clone()),
@@ -73,38 +75,26 @@ impl Ctx {
             guard,
             ops: Arc::new(Operations::default()),
             spool,
-            slots: Arc::new(Semaphore::new(slot_count)),
-            slot_count,
+            slots,
         }
     }
 
-    /// Take the session slots an operation on a file of `n` shares needs.
+    /// Take the session slots an operation on a file of `n` shares needs
+    /// ([`Slots::take`]; on a gateway others reach, within the share of the
+    /// client the current connection is from).
     ///
     /// # Errors
     /// [`GatewayError::Busy`] if they stay taken for the busy wait.
-    pub async fn grid_slots(&self, n: u16) -> Result<OwnedSemaphorePermit, GatewayError> {
-        let want = (n as usize).clamp(1, self.slot_count) as u32;
-        tokio::time::timeout(
-            self.settings.busy_wait,
-            self.slots.clone().acquire_many_owned(want),
-        )
-        .await
-        .map_err(|_| {
-            GatewayError::Busy(format!(
-                "no storage session slots came free within {:?}",
-                self.settings.busy_wait
-            ))
-        })?
-        .map_err(|_| GatewayError::Internal("the session slots are closed".into()))
-    }
-
-    /// [`Ctx::grid_slots`] for a download, which gives them back while its
-    /// client reads nothing ([`crate::gateway::slots`]).
-    ///
-    /// # Errors
-    /// As [`Ctx::grid_slots`].
-    pub async fn download_slots(&self, n: u16) -> Result<HeldSlots, GatewayError> {
-        let permit = self.grid_slots(n).await?;
-        Ok(HeldSlots::new(self.slots.clone(), permit))
+    pub async fn grid_slots(&self, n: u16) -> Result<HeldSlots, GatewayError> {
+        let client = CLIENT.try_with(|c| *c).ok();
+        tokio::time::timeout(self.settings.busy_wait, self.slots.take(n, client))
+            .await
+            .map_err(|_| {
+                GatewayError::Busy(format!(
+                    "no storage session slots came free within {:?}",
+                    self.settings.busy_wait
+                ))
+            })?
+            .map_err(|_| GatewayError::Internal("the session slots are closed".into()))
     }
 }

@@ -314,7 +314,7 @@ async fn download(
         return build(b.header(CONTENT_LENGTH, len), Body::empty());
     }
     let slots = match &cap {
-        Cap::Chk(c) => Some(ctx.download_slots(c.n).await?),
+        Cap::Chk(c) => Some(ctx.grid_slots(c.n).await?),
         Cap::Lit(_) => None,
     };
     let op = ctx.ops.start(Kind::Download, a.si.clone(), len);

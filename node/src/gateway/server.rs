@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::gateway::settings::GatewaySettings;
+use crate::gateway::slots::CLIENT;
 
 /// Serve `router` on `listener` under `settings`' limits until the task is
 /// dropped; its connections end with it.
@@ -52,11 +53,13 @@ pub async fn serve(listener: TcpListener, router: Router, settings: GatewaySetti
             TokioIo::new(stream),
             TowerToHyperService::new(router.clone()),
         );
-        conns.spawn(async move {
+        // Its requests' grid operations count against its address's share
+        // of the session slots (`slots`).
+        conns.spawn(CLIENT.scope(peer.ip(), async move {
             let _permit = permit;
             if let Err(e) = conn.await {
                 tracing::debug!("gateway connection from {peer}: {e}");
             }
-        });
+        }));
     }
 }

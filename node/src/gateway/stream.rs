@@ -280,16 +280,10 @@ mod tests {
     /// (waiting while the other holds them), and holds them to its end.
     #[tokio::test(start_paused = true)]
     async fn a_stalled_downloads_slots_go_back_and_are_taken_again() {
-        use std::sync::Arc;
-        use tokio::sync::Semaphore;
+        use crate::gateway::slots::Slots;
 
-        use crate::gateway::slots::HeldSlots;
-
-        let sem = Arc::new(Semaphore::new(10));
-        let held = HeldSlots::new(
-            sem.clone(),
-            sem.clone().acquire_many_owned(10).await.unwrap(),
-        );
+        let slots = Slots::new(10, false);
+        let held = slots.take(10, None).await.unwrap();
         let (tx, mut rx) = channel();
         let data = vec![9u8; CHUNK * (CHANNEL_CHUNKS + 3)];
         let d = data.clone();
@@ -301,7 +295,7 @@ mod tests {
         });
         // The channel fills; five seconds on, the slots are free.
         let start = tokio::time::Instant::now();
-        while sem.available_permits() < 10 {
+        while slots.free() < 10 {
             assert!(
                 start.elapsed() < Duration::from_secs(6),
                 "the slots stayed taken"
@@ -311,7 +305,7 @@ mod tests {
         assert!(start.elapsed() >= Duration::from_secs(5));
         // Another operation takes them; the client reads what waits in
         // the channel, and the download waits for its slots.
-        let other = sem.clone().acquire_many_owned(10).await.unwrap();
+        let other = slots.take(10, None).await.unwrap();
         let mut got = Vec::new();
         for _ in 0..CHANNEL_CHUNKS {
             got.extend_from_slice(&rx.recv().await.unwrap());
@@ -324,8 +318,8 @@ mod tests {
         }
         assert!(got == data);
         let w = writer.await.unwrap();
-        assert_eq!(sem.available_permits(), 0, "held to the end");
+        assert_eq!(slots.free(), 0, "held to the end");
         drop(w);
-        assert_eq!(sem.available_permits(), 10);
+        assert_eq!(slots.free(), 10);
     }
 }
