@@ -83,10 +83,22 @@ fn next_line(lines: &mut impl Iterator<Item = std::io::Result<String>>, want: &s
 async fn a_node_withdraws_storage_when_its_share_listener_stops_for_good() {
     let root = tempfile::tempdir().unwrap();
     let (da, cfg_a) = node_dir(root.path(), "a");
-    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    let tcp = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    tcp.bind(&addr.into()).unwrap();
+    // A UDP port the system picks may be taken for TCP (by any
+    // connection's end on this host): try another until both are ours.
+    let (udp, tcp) = {
+        let mut tries = 0;
+        loop {
+            let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let addr = udp.local_addr().unwrap();
+            let tcp =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            match tcp.bind(&addr.into()) {
+                Ok(()) => break (udp, tcp),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 100 => tries += 1,
+                Err(e) => panic!("binding {addr} for TCP: {e}"),
+            }
+        }
+    };
     tcp.set_nonblocking(true).unwrap();
     // Never `listen`ed: the first accept fails with EINVAL, a fatal error.
     let tcp = tokio::net::TcpListener::from_std(std::net::TcpListener::from(tcp)).unwrap();

@@ -8,10 +8,13 @@
 //! that starts can get its sessions. Slots are given in turn.
 //!
 //! **A client's share.** On a gateway others reach (not loopback-only),
-//! a client address may hold at most half of the slots at once: one
-//! client opening many operations waits for its own, and the others' go
-//! on. (On a loopback-only gateway every client is this host.) The
-//! address is the connection's ([`CLIENT`], set by the accept loop).
+//! a client address (an IPv6 client's /64) may hold at most half of the
+//! slots at once: one client opening many operations waits for its own,
+//! and the others' go on. (On a loopback-only gateway every client is
+//! this host.) The address is the connection's ([`CLIENT`], set by the
+//! accept loop): behind a reverse proxy on another host every client is
+//! the proxy, and shares half of the slots; two addresses can still take
+//! them all.
 //!
 //! **Silent readers.** A download whose client stops taking data parks in
 //! the storage client after the pool's `park_after`: its sessions are
@@ -28,7 +31,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -74,9 +77,17 @@ impl Slots {
         (self.count / 2).max(1)
     }
 
-    /// The share of `client`, made if it has none.
+    /// The share of `client`, made if it has none. An IPv6 client is its
+    /// /64 (what one subscriber is given).
     fn client_share(&self, client: IpAddr) -> Option<Arc<Semaphore>> {
         let clients = self.clients.as_ref()?;
+        let client = match client {
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6(Ipv6Addr::from(u128::from(a) & !u128::from(u64::MAX))),
+            },
+            v4 => v4,
+        };
         let mut map = clients.lock().unwrap_or_else(|e| e.into_inner());
         // Shares nobody holds or waits for are forgotten (a permit, or a
         // wait for one, holds its semaphore).
@@ -215,7 +226,7 @@ mod tests {
         let _ = slots.take(1, Some(b)).await.unwrap();
         {
             let map = slots.clients.as_ref().unwrap().lock().unwrap();
-            assert!(map.len() <= 1, "{}", map.len());
+            assert_eq!(map.len(), 1);
         }
 
         let local = Slots::new(20, false);
@@ -242,5 +253,22 @@ mod tests {
             retake.await.unwrap();
         }
         assert!(held.held());
+    }
+
+    /// Two addresses of one IPv6 /64 are one client.
+    #[tokio::test(start_paused = true)]
+    async fn an_ipv6_client_is_its_slash_64() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let slots = Slots::new(20, true);
+        let _first = slots.take(10, Some(a)).await.unwrap();
+        let wait = Duration::from_secs(5);
+        assert!(tokio::time::timeout(wait, slots.take(10, Some(b)))
+            .await
+            .is_err());
+        assert!(tokio::time::timeout(wait, slots.take(10, Some(c)))
+            .await
+            .is_ok());
     }
 }

@@ -80,7 +80,7 @@ use crate::chk::{Decoder, Footer, FOOTER_LEN};
 use crate::client::conn::{Conn, ServerRef};
 use crate::client::decoding::{Decoding, Ready, DECODE_AHEAD};
 use crate::client::locate::{Located, ShareFinder};
-use crate::client::park::write_or_park;
+use crate::client::park::{resume_all, write_or_park};
 use crate::client::pool::SessionPool;
 use crate::client::receive::Arrival;
 pub(crate) use crate::client::receive::Source;
@@ -361,6 +361,7 @@ async fn download_chk<W: AsyncWrite + Unpin>(
                 )
                 .await;
                 if in_use.len() + opened.len() < k {
+                    report.busy += pending.findings().busy;
                     return Err(CodecError::NotEnoughShares {
                         have: in_use.len() + opened.len(),
                         need: k,
@@ -400,12 +401,11 @@ async fn download_chk<W: AsyncWrite + Unpin>(
                     })
                     .await?;
                     report.bytes += p.len() as u64;
-                    for share in parked.into_iter().flatten() {
-                        let (from, permits, shnum) = (share.from, share.permits.clone(), share.shnum);
-                        match share.resume(pool).await {
-                            Ok(src) => crew.start(&mut live, src, from, permits),
-                            Err(e) => tracing::warn!(shnum, "share not read again after parking: {e}"),
+                    if let Some(parked) = parked {
+                        for r in resume_all(pool, parked, report).await {
+                            crew.start(&mut live, r.source, r.from, r.permits);
                         }
+                        // A share may have failed, or not come back.
                         check = true;
                     }
                 }

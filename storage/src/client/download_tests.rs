@@ -454,3 +454,74 @@ fn a_block_for_a_segment_already_decoding_gives_its_permit_back() {
         "a filed block keeps its permit"
     );
 }
+
+/// A share that fails while the download is parked (its corrupt block of
+/// the last segment arrives while the writer waits for its reader) is
+/// replaced once the download goes on, though the other shares had
+/// delivered every segment, so that none of them was parked to be read
+/// again. Before, nothing looked for a replacement and the download
+/// waited for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_that_fails_while_parked_is_replaced() {
+    use tokio::io::AsyncReadExt;
+
+    let data: Vec<u8> = (0..2 * SEGMENT_SIZE as usize - 100)
+        .map(|i| (i * 5 + i / 3001) as u8)
+        .collect();
+    let (shares, cap) = encode_all([7; 32], &data, PARAMS);
+    let log: Log = Arc::default();
+    let release = Arc::new(Notify::new());
+    // Share 1 is far (every answer 200 ms on): its corrupt block of
+    // segment 1 comes about 200 ms after segment 0 is decoded and its
+    // write is waiting, and 800 ms before the download parks.
+    let script = |shnum| Script {
+        corrupt: (shnum == 1).then_some(block(1)),
+        link: if shnum == 1 {
+            Duration::from_millis(200)
+        } else {
+            Duration::ZERO
+        },
+        ..Script::default()
+    };
+    let servers = grid(cap.storage_index(), shares, script, &log, &release).await;
+    let pool = Arc::new(SessionPool::new(
+        me(),
+        PoolConfig {
+            park_after: Duration::from_secs(1),
+            ..PoolConfig::default()
+        },
+    ));
+    let (mut w, mut r) = tokio::io::duplex(1024);
+    let p = pool.clone();
+    let task = tokio::spawn(async move {
+        let r = download(&p, &servers, &Cap::Chk(cap), &mut w, &|_| ()).await;
+        drop(w);
+        r
+    });
+    // Parked: no session in use.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while pool.sessions_opened() < 3 || pool.open_sessions() != pool.idle_sessions() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the download did not park: {} sessions open, {} idle, {} opened",
+            pool.open_sessions(),
+            pool.idle_sessions(),
+            pool.sessions_opened()
+        )
+    });
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), r.read_to_end(&mut out))
+        .await
+        .expect("the download goes on to its end")
+        .unwrap();
+    assert!(out == data, "the file came back whole");
+    let report = task.await.unwrap().unwrap();
+    assert_eq!(
+        report.corrupt.iter().map(|c| c.0).collect::<Vec<_>>(),
+        vec![1]
+    );
+}

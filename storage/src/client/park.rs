@@ -17,8 +17,8 @@
 //! like any other operation ([`Parked::resume`]), and asks again for what
 //! was in flight; blocks already received (checked) stay. A parked
 //! download holds memory (its blocks, within the budget, and the writer's
-//! buffer) but no sessions. A fast writer never parks: the timer only
-//! runs while a write waits.
+//! buffer) but no sessions. A writer that takes data, however slowly,
+//! never parks: the wait starts again with every piece it takes.
 //!
 //! [`PoolConfig::park_after`]: crate::client::PoolConfig::park_after
 
@@ -29,6 +29,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::chk::BlockChecker;
 use crate::client::conn::ServerRef;
+use crate::client::download_report::DownloadReport;
 use crate::client::pool::SessionPool;
 use crate::client::receive::{Permits, Source};
 use crate::error::ClientError;
@@ -50,14 +51,50 @@ pub(crate) struct Parked {
 
 impl Parked {
     /// A session to the share's server again, from the pool.
-    pub(crate) async fn resume(self, pool: &SessionPool) -> Result<Source, ClientError> {
+    async fn resume(self, pool: &SessionPool) -> Result<Resumed, ClientError> {
         let conn = pool.get(self.server).await?;
-        Ok(Source {
-            conn,
-            shnum: self.shnum,
-            checker: self.checker,
+        Ok(Resumed {
+            source: Source {
+                conn,
+                shnum: self.shnum,
+                checker: self.checker,
+            },
+            from: self.from,
+            permits: self.permits,
         })
     }
+}
+
+/// A parked share read again: its new session, where it goes on, its
+/// permits.
+pub(crate) struct Resumed {
+    pub(crate) source: Source,
+    pub(crate) from: u64,
+    pub(crate) permits: Option<Permits>,
+}
+
+/// Take sessions for the `parked` shares again. A share whose server
+/// cannot be reached now is left out (and counted in `report`: unusable,
+/// and busy if the pool had no session free); the download replaces it
+/// as it replaces any share that fails.
+pub(crate) async fn resume_all(
+    pool: &SessionPool,
+    parked: Vec<Parked>,
+    report: &mut DownloadReport,
+) -> Vec<Resumed> {
+    let mut out = Vec::with_capacity(parked.len());
+    for share in parked {
+        let shnum = share.shnum;
+        match share.resume(pool).await {
+            Ok(r) => out.push(r),
+            Err(e) => {
+                report.unusable += 1;
+                report.busy += usize::from(matches!(e, ClientError::PoolExhausted(_)));
+                tracing::warn!(shnum, "share not read again after parking: {e}");
+            }
+        }
+    }
+    out
 }
 
 /// Close the sessions of `sources` (a ranged download's, which reads its
@@ -76,9 +113,11 @@ pub(crate) fn park_sources(sources: &mut Vec<Source>) -> Vec<Parked> {
         .collect()
 }
 
-/// Write all of `buf` to `out`. If that has not finished after `after`,
-/// call `park` (which gives the download's sessions up) and wait for the
-/// write; what `park` returned comes back, to resume from.
+/// Write all of `buf` to `out`. If the writer makes no progress for
+/// `after` (takes none of it: its reader is not reading), call `park`
+/// (which gives the download's sessions up) and wait for the write; what
+/// `park` returned comes back, to resume from. A reader that is slow but
+/// reads resets the wait with every piece it takes.
 pub(crate) async fn write_or_park<W, T>(
     out: &mut W,
     buf: &[u8],
@@ -88,17 +127,32 @@ pub(crate) async fn write_or_park<W, T>(
 where
     W: AsyncWrite + Unpin,
 {
-    let write = out.write_all(buf);
-    tokio::pin!(write);
-    tokio::select! {
-        biased;
-        r = &mut write => return r.map(|()| None),
-        () = tokio::time::sleep(after) => {}
+    let mut park = Some(park);
+    let mut parked = None;
+    let mut rest = buf;
+    while !rest.is_empty() {
+        // `write` is cancel-safe: when the timer wins, nothing was written.
+        let n = match park.take() {
+            Some(p) => tokio::select! {
+                biased;
+                n = out.write(rest) => {
+                    park = Some(p);
+                    n?
+                }
+                () = tokio::time::sleep(after) => {
+                    parked = Some(p());
+                    tracing::debug!("the download's reader is slow: its sessions are given back");
+                    continue;
+                }
+            },
+            None => out.write(rest).await?,
+        };
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        rest = &rest[n..];
     }
-    let parked = park();
-    tracing::debug!("the download's reader is slow: its sessions are given back");
-    write.await?;
-    Ok(Some(parked))
+    Ok(parked)
 }
 
 #[cfg(test)]
@@ -134,5 +188,27 @@ mod tests {
         assert_eq!(calls, 1);
         drop(w);
         assert_eq!(reader.await.unwrap(), vec![7u8; 64]);
+    }
+
+    /// A reader that is slow but takes something within every `after`
+    /// never makes the write park, however long the whole write takes.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_reader_that_reads_never_parks() {
+        let (mut w, mut r) = tokio::io::duplex(8);
+        let reader = tokio::spawn(async move {
+            let mut all = Vec::new();
+            let mut byte = [0u8; 1];
+            while r.read(&mut byte).await.unwrap() == 1 {
+                all.push(byte[0]);
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            all
+        });
+        let parked = write_or_park(&mut w, &[5u8; 64], Duration::from_secs(5), || "parked")
+            .await
+            .unwrap();
+        assert_eq!(parked, None, "parked a reader that reads");
+        drop(w);
+        assert_eq!(reader.await.unwrap(), vec![5u8; 64]);
     }
 }

@@ -22,7 +22,7 @@ use crate::chk::Decoder;
 use crate::client::conn::ServerRef;
 use crate::client::download::{fill_sources, DownloadReport, Source};
 use crate::client::locate::ShareFinder;
-use crate::client::park::{park_sources, write_or_park};
+use crate::client::park::{park_sources, resume_all, write_or_park};
 use crate::client::pool::SessionPool;
 use crate::client::report::report_all;
 use crate::error::{ClientError, CodecError};
@@ -92,6 +92,7 @@ pub async fn download_range<W: AsyncWrite + Unpin>(
     let mut asked = first_seg;
     while seg <= last_seg {
         if sources.len() < k {
+            report.busy += pending.findings().busy;
             let e = CodecError::NotEnoughShares {
                 have: sources.len(),
                 need: k,
@@ -157,16 +158,10 @@ pub async fn download_range<W: AsyncWrite + Unpin>(
                             .await?;
                     report.bytes += (b - a) as u64;
                     seg += 1;
-                    if let Some(parked) = parked {
-                        for share in parked {
-                            let shnum = share.shnum;
-                            match share.resume(pool).await {
-                                Ok(s) => sources.push(s),
-                                Err(e) => {
-                                    tracing::warn!(shnum, "share not read again after parking: {e}")
-                                }
-                            }
-                        }
+                    // (None to read again after the range's last segment.)
+                    if let Some(parked) = parked.filter(|_| seg <= last_seg) {
+                        let resumed = resume_all(pool, parked, &mut report).await;
+                        sources.extend(resumed.into_iter().map(|r| r.source));
                         // What was asked ahead went with the sessions.
                         asked = seg;
                         fill_sources(

@@ -102,9 +102,10 @@ pub struct RepairReport {
 ///
 /// # Errors
 /// [`ClientError::PoolExhausted`] when the pool was too busy for the
-/// check before or after (nothing is regenerated on a check that could
-/// not look); other failures are in the report (`repair-successful`
-/// false and `errors`).
+/// check before (then nothing is regenerated: the check could not look)
+/// or after (then shares may have been regenerated, and the next check
+/// tells); other failures are in the report (`repair-successful` false
+/// and `errors`).
 pub async fn repair(
     pool: &SessionPool,
     servers: &[ServerRef],
