@@ -237,13 +237,13 @@ mod tests {
     #[test]
     fn a_repair_outcome_is_a_sentence_that_says_why() {
         let mut rep = RepairReport {
-            errors: vec!["unrecoverable: 1 distinct good shares found, 2 needed".into()],
+            errors: vec!["unrecoverable: 1 distinct good share found, 2 needed".into()],
             ..RepairReport::default()
         };
         assert_eq!(
             outcome(false, &rep),
             (
-                "repair FAILED: no shares were regenerated: unrecoverable: 1 distinct good shares found, 2 needed".to_string(),
+                "repair FAILED: no shares were regenerated: unrecoverable: 1 distinct good share found, 2 needed".to_string(),
                 vec![]
             )
         );

@@ -192,10 +192,12 @@ impl CheckResults {
             } else {
                 "unrecoverable"
             };
-            let mut s = format!(
-                "{state}: {good} of {n} shares good ({k} needed to read) on {} servers",
-                hosts.len()
-            );
+            let servers = match hosts.len() {
+                1 => "1 server".to_string(),
+                h => format!("{h} servers"),
+            };
+            let mut s =
+                format!("{state}: {good} of {n} shares good ({k} needed to read) on {servers}");
             if !corrupt.is_empty() {
                 s.push_str(&format!("; {} corrupt", corrupt.len()));
             }
@@ -356,6 +358,17 @@ mod tests {
         assert!(r.summary.contains("2 of the 6 servers"), "{}", r.summary);
         assert_eq!(r.results.count_unrecoverable_versions, 0);
         assert!(CheckResults::literal(5).results.healthy);
+    }
+
+    /// "on 1 server", not "on 1 servers".
+    #[test]
+    fn a_summary_counts_one_server_in_the_singular() {
+        let one: Vec<Found> = vec![(0, id(0), None), (1, id(0), None)];
+        let r = CheckResults::of(&SI, 2, 4, 4, &[id(0)], &one);
+        assert!(r.summary.ends_with("on 1 server"), "{}", r.summary);
+        let two: Vec<Found> = vec![(0, id(0), None), (1, id(1), None)];
+        let r = CheckResults::of(&SI, 2, 4, 4, &[id(0), id(1)], &two);
+        assert!(r.summary.ends_with("on 2 servers"), "{}", r.summary);
     }
 
     #[test]

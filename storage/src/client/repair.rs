@@ -135,11 +135,13 @@ pub async fn repair(
         });
     }
     if good.len() < cap.k as usize {
-        report.errors.push(format!(
-            "unrecoverable: {} distinct good shares found, {} needed",
-            good.len(),
-            cap.k
-        ));
+        let found = match good.len() {
+            1 => "1 distinct good share".to_string(),
+            g => format!("{g} distinct good shares"),
+        };
+        report
+            .errors
+            .push(format!("unrecoverable: {found} found, {} needed", cap.k));
     } else {
         let job = Job {
             pool,
