@@ -13,17 +13,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn put_cap(dir: &std::path::Path, file: &std::path::Path, params: &[&str]) -> String {
-    ok(grapevine()
-        .arg("put")
-        .arg(file)
-        .args(params)
-        .arg("--node")
-        .arg(dir))
-    .trim()
-    .to_string()
-}
-
 fn get_cmd(cap: &str, dir: &std::path::Path) -> Command {
     let mut c = grapevine();
     c.arg("get").arg(cap).arg("--node").arg(dir);

@@ -10,7 +10,6 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -256,22 +255,14 @@ fn errors_are_sentences_without_backtraces() {
     let cfg = d.join("config.toml");
     let text = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(&cfg, format!("{text}client_sessions = 0\n")).unwrap();
-    let mut child = grapevine()
+    let child = grapevine()
         .arg("run")
         .arg(&d)
         .env("RUST_BACKTRACE", "1")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("a node with client_sessions = 0 started");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = exit_within(child, 20, "a node with client_sessions = 0 started");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(

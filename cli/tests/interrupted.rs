@@ -96,14 +96,7 @@ fn an_interrupted_put_or_get_leaves_nothing_behind() {
     // (frozen), then SIGINT.
     let file = g.root.path().join("f.bin");
     std::fs::write(&file, bytes(3_000_000, 8)).unwrap();
-    let cap = ok(grapevine()
-        .arg("put")
-        .arg(&file)
-        .args(params)
-        .arg("--node")
-        .arg(&g.dirs[0]))
-    .trim()
-    .to_string();
+    let cap = put_cap(&g.dirs[0], &file, &params);
     let out_dir = g.root.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
 
@@ -319,13 +312,7 @@ fn a_signal_clears_the_progress_bar_before_saying_so() {
     let g = grid("127.11.10", 1, |_, t| t);
     let file = g.root.path().join("f.bin");
     std::fs::write(&file, bytes(3_000_000, 10)).unwrap();
-    let cap = ok(grapevine()
-        .arg("put")
-        .arg(&file)
-        .args(["--k", "1", "--n", "1", "--happy", "1", "--node"])
-        .arg(&g.dirs[0]))
-    .trim()
-    .to_string();
+    let cap = put_cap(&g.dirs[0], &file, &["--k", "1", "--n", "1", "--happy", "1"]);
     let bin = grapevine().get_program().to_owned();
     let (get_pid, reader_pid) = (
         g.root.path().join("get.pid"),

@@ -10,7 +10,6 @@ mod common;
 
 use std::path::Path;
 use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -158,13 +157,7 @@ fn a_failed_repair_says_why_in_a_sentence() {
     let mut g = grid("127.12.24", 3, |_, t| t);
     let file = g.root.path().join("f.bin");
     std::fs::write(&file, bytes(300_000, 24)).unwrap();
-    let cap = ok(grapevine()
-        .arg("put")
-        .arg(&file)
-        .args(["--k", "2", "--n", "3", "--happy", "3", "--node"])
-        .arg(&g.dirs[0]))
-    .trim()
-    .to_string();
+    let cap = put_cap(&g.dirs[0], &file, &["--k", "2", "--n", "3", "--happy", "3"]);
     // Two of the three holders die: one share is left of the two needed.
     for n in &mut g.nodes[1..] {
         n.0.kill().unwrap();
@@ -208,7 +201,7 @@ fn commands_give_up_on_a_node_that_does_not_answer() {
     let id = ok(grapevine().args(["whoami", "--node"]).arg(&dir));
     let _mute = mute_control_socket(&dir);
     for cmd in ["status", "members", "repair", "whoami"] {
-        let mut child = grapevine()
+        let child = grapevine()
             .args([cmd, "--node"])
             .arg(&dir)
             .env("GRAPEVINE_CONTROL_TIMEOUT_SECS", "0.5")
@@ -216,15 +209,11 @@ fn commands_give_up_on_a_node_that_does_not_answer() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("`grapevine {cmd}` still waiting for the node after 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().unwrap();
+        let out = exit_within(
+            child,
+            60,
+            &format!("`grapevine {cmd}` still waiting for the node"),
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         if cmd == "whoami" {
             assert!(out.status.success(), "{err}");

@@ -33,6 +33,32 @@ pub fn ok(cmd: &mut Command) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `grapevine put FILE PARAMS --node DIR`: the capability it printed.
+pub fn put_cap(dir: &std::path::Path, file: &std::path::Path, params: &[&str]) -> String {
+    ok(grapevine()
+        .arg("put")
+        .arg(file)
+        .args(params)
+        .arg("--node")
+        .arg(dir))
+    .trim()
+    .to_string()
+}
+
+/// Wait for `child` to exit, at most `secs` (then kill it and fail,
+/// saying `what` it did instead); its output.
+pub fn exit_within(mut child: std::process::Child, secs: u64, what: &str) -> std::process::Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what} after {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
 pub fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     while !cond() {
